@@ -1,0 +1,34 @@
+# portgate: `make run` starts the gateway, `make test` runs every test.
+# Both install what the build needs on a fresh Debian machine (cmake for Pingora's zlib-ng).
+
+CARGO ?= cargo
+
+.PHONY: run test deps build release lint fmt bench check-settings
+
+deps:
+	@./scripts/ensure-deps.sh
+
+build: deps
+	$(CARGO) build
+
+release: deps
+	$(CARGO) build --release
+
+run: release
+	./target/release/portgate $(if $(CONFIG),--config $(CONFIG),)
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+	./target/debug/portgate --check --config conf/portgate.yaml > /dev/null
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench: deps
+	./bench/run.sh

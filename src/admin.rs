@@ -1,0 +1,44 @@
+//! The admin listener: `/healthz` (the process serves) and `/readyz` (settings loaded, proxy
+//! ready to take traffic) for kubelet probes. Bound separately from the proxy so it can be
+//! exposed to the cluster while the proxy stays on the pod's loopback.
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub struct AdminApp {
+    ready: Arc<AtomicBool>,
+}
+
+impl AdminApp {
+    pub fn new(ready: Arc<AtomicBool>) -> Self {
+        AdminApp { ready }
+    }
+}
+
+fn json(status: u16, body: &str) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body.as_bytes().to_vec());
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+    resp
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/healthz" => json(200, r#"{"status":"ok"}"#),
+            "/readyz" if self.ready.load(Ordering::Acquire) => json(200, r#"{"status":"ready"}"#),
+            "/readyz" => json(503, r#"{"status":"not ready"}"#),
+            _ => json(404, r#"{"message":"Not Found","ok":false}"#),
+        }
+    }
+}

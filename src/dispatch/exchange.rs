@@ -1,0 +1,248 @@
+//! One request/response exchange with an upstream over a pooled connection.
+
+use super::{DnsCache, Upstream};
+use crate::error::GatewayError;
+use crate::portkey::custom_host::is_public;
+use crate::settings::UpstreamSettings;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How many resolved addresses are tried when connecting fails.
+const MAX_ADDRESSES: usize = 3;
+/// How many pooled connections may turn out stale (closed by the upstream while idle) before
+/// the exchange gives up; each stale one is dropped and the request re-sent on another.
+const MAX_STALE_RETRIES: usize = 3;
+
+/// The request to send, already rewritten for its target.
+pub struct Outbound<'a> {
+    /// Provider slug, for error messages.
+    pub provider: &'a str,
+    pub upstream: &'a Upstream,
+    /// Refuse resolved addresses that are not public (an untrusted custom host).
+    pub public_only: bool,
+    pub method: &'a str,
+    /// Full path and query sent upstream (base path included).
+    pub path: &'a str,
+    /// Headers to send; `Host` and `Content-Length` are set by the exchange.
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Bytes,
+}
+
+/// An upstream response whose header has been read and whose body is still to be read.
+pub struct Inbound {
+    session: HttpSession,
+    peer: HttpPeer,
+    provider: String,
+}
+
+/// Where an attempt failed, which decides whether it can be repeated elsewhere.
+enum Failure {
+    /// Nothing was sent: the next address may be tried.
+    Connect(Box<Error>),
+    /// The request went out on a pooled connection that turned out closed: resend on another.
+    Stale(Box<Error>),
+    /// The upstream may have seen the request: report it.
+    Exchange(Box<Error>),
+}
+
+/// Owns the connection pools and the resolver shared by all requests.
+pub struct Dispatcher {
+    connector: Connector,
+    dns: DnsCache,
+    timeouts: UpstreamSettings,
+}
+
+impl Dispatcher {
+    pub fn new(timeouts: &UpstreamSettings) -> Self {
+        Dispatcher {
+            connector: Connector::new(Some(ConnectorOptions::new(timeouts.pool_size))),
+            dns: DnsCache::new(Duration::from_secs(timeouts.dns_ttl_seconds)),
+            timeouts: timeouts.clone(),
+        }
+    }
+
+    pub fn dns(&self) -> &DnsCache {
+        &self.dns
+    }
+
+    /// Resolves the upstream host and applies the public-only rule.
+    pub async fn resolve(
+        &self,
+        upstream: &Upstream,
+        public_only: bool,
+    ) -> Result<Vec<SocketAddr>, GatewayError> {
+        let addrs = self
+            .dns
+            .resolve(&upstream.host, upstream.port)
+            .await
+            .map_err(|detail| GatewayError::UpstreamDns {
+                host: upstream.host.clone(),
+                detail,
+            })?;
+        let usable: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !public_only || is_public(a.ip()))
+            .take(MAX_ADDRESSES)
+            .collect();
+        if usable.is_empty() {
+            return Err(GatewayError::InvalidCustomHost(format!(
+                "{} resolves only to private addresses",
+                upstream.host
+            )));
+        }
+        Ok(usable)
+    }
+
+    /// Sends the request and reads the response header. Connect failures move on to the next
+    /// resolved address; a stale pooled connection is replaced; anything else is reported.
+    pub async fn send(&self, out: &Outbound<'_>) -> Result<Inbound, GatewayError> {
+        let addrs = self.resolve(out.upstream, out.public_only).await?;
+        let mut last: Option<Box<Error>> = None;
+        for addr in addrs {
+            let peer = out.upstream.peer(addr, &self.timeouts);
+            let mut stale = 0;
+            loop {
+                match self.try_once(&peer, out).await {
+                    Ok(session) => {
+                        return Ok(Inbound {
+                            session,
+                            peer,
+                            provider: out.provider.to_string(),
+                        })
+                    }
+                    Err(Failure::Stale(_)) if stale < MAX_STALE_RETRIES => stale += 1,
+                    Err(Failure::Stale(e)) | Err(Failure::Exchange(e)) => {
+                        return Err(classify(out.provider, &e))
+                    }
+                    Err(Failure::Connect(e)) => {
+                        last = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        Err(match last {
+            Some(e) => classify(out.provider, &e),
+            None => GatewayError::Internal("no upstream address was tried".into()),
+        })
+    }
+
+    async fn try_once(&self, peer: &HttpPeer, out: &Outbound<'_>) -> Result<HttpSession, Failure> {
+        let (mut session, reused) = self
+            .connector
+            .get_http_session(peer)
+            .await
+            .map_err(Failure::Connect)?;
+        session.set_read_timeout(Some(Duration::from_millis(self.timeouts.read_timeout_ms)));
+        session.set_write_timeout(Some(Duration::from_millis(self.timeouts.write_timeout_ms)));
+        let failed = |mut e: Box<Error>| {
+            e.retry.decide_reuse(reused);
+            if reused && e.retry() {
+                Failure::Stale(e)
+            } else {
+                Failure::Exchange(e)
+            }
+        };
+        let header = build_request_header(out).map_err(Failure::Exchange)?;
+        session
+            .write_request_header(Box::new(header))
+            .await
+            .map_err(failed)?;
+        if !out.body.is_empty() {
+            session
+                .write_request_body(out.body.clone(), true)
+                .await
+                .map_err(failed)?;
+        }
+        session.finish_request_body().await.map_err(failed)?;
+        session.read_response_header().await.map_err(failed)?;
+        Ok(session)
+    }
+
+    /// Returns a fully read response's connection to the pool.
+    pub async fn release(&self, inbound: Inbound) {
+        let idle = Some(Duration::from_millis(self.timeouts.idle_timeout_ms));
+        self.connector
+            .release_http_session(inbound.session, &inbound.peer, idle)
+            .await;
+    }
+}
+
+fn build_request_header(out: &Outbound<'_>) -> pingora::Result<RequestHeader> {
+    let mut req = RequestHeader::build(out.method, out.path.as_bytes(), Some(out.headers.len() + 2))?;
+    req.insert_header(http::header::HOST, out.upstream.authority())?;
+    for (name, value) in out.headers {
+        req.append_header(name.clone(), value.clone())?;
+    }
+    if !out.body.is_empty() || out.method == "POST" || out.method == "PUT" {
+        req.insert_header(http::header::CONTENT_LENGTH, out.body.len())?;
+    }
+    Ok(req)
+}
+
+/// Maps a Pingora client error to the gateway's: connect problems are 502, stalls are 504.
+pub fn classify(provider: &str, e: &Error) -> GatewayError {
+    use ErrorType::*;
+    let provider = provider.to_string();
+    let detail = e.to_string();
+    match e.etype() {
+        ReadTimedout | WriteTimedout => GatewayError::UpstreamTimeout { provider, detail },
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+        | BindError | SocketError => GatewayError::UpstreamConnect { provider, detail },
+        _ => GatewayError::UpstreamIo { provider, detail },
+    }
+}
+
+impl Inbound {
+    pub fn header(&self) -> Option<&ResponseHeader> {
+        self.session.response_header()
+    }
+
+    pub fn status(&self) -> u16 {
+        self.header().map_or(0, |h| h.status.as_u16())
+    }
+
+    /// The next body chunk; `None` at the end. A stall past the read timeout is an error.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
+        self.session
+            .read_response_body()
+            .await
+            .map_err(|e| classify(&self.provider, &e))
+    }
+
+    /// Whether the whole response was read (so the connection can be pooled).
+    pub fn is_done(&mut self) -> bool {
+        self.session.response_done()
+    }
+
+    /// Reads the rest of the body into memory, up to `limit` bytes (for error bodies and
+    /// responses that must be inspected whole).
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Bytes, GatewayError> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(GatewayError::UpstreamIo {
+                    provider: self.provider.clone(),
+                    detail: format!("response body larger than {limit} bytes"),
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Aborts the exchange: closes an HTTP/1 connection, resets an HTTP/2 stream.
+    pub async fn abort(mut self) {
+        self.session.shutdown().await;
+    }
+}

@@ -1,0 +1,196 @@
+//! `GatewayError`: every way a request can fail, and the one place where a failure becomes an
+//! HTTP status and a JSON body.
+//!
+//! Two body shapes exist because Portkey's clients expect two: gateway validation failures use
+//! Portkey's `{"status":"failure","message":...}` (reference §7), while failures of the upstream
+//! exchange use the OpenAI error envelope `{"error":{"message","type","param","code"}}` so that
+//! OpenAI-style SDKs surface the message.
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// The message Portkey answers when a request names neither a provider nor a config.
+pub const MISSING_PROVIDER_MESSAGE: &str = "Either x-portkey-provider needs to be passed. Or the \
+     x-portkey-config header should have a valid config with provider details in it.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request body is not valid JSON on a route that needs JSON.
+    #[error("Invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// The JSON body parsed but is not an object or has a field of the wrong type.
+    #[error("Invalid request body: {0}")]
+    InvalidBody(String),
+    #[error("{MISSING_PROVIDER_MESSAGE}")]
+    MissingProvider,
+    /// `x-portkey-provider` (or `x-portkey-mode`) names a provider the gateway does not know.
+    #[error("Invalid provider passed: {0}")]
+    UnknownProvider(String),
+    #[error("Invalid custom host: {0}")]
+    InvalidCustomHost(String),
+    /// A request header that the gateway reads has a value it cannot use.
+    #[error("Invalid header {name}: {reason}")]
+    InvalidHeader { name: &'static str, reason: String },
+    #[error("Invalid content type passed")]
+    UnsupportedContentType,
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The client went away while its request body was being read.
+    #[error("client closed the connection: {0}")]
+    ClientClosed(String),
+    /// DNS resolution of the upstream host failed.
+    #[error("could not resolve upstream host {host}: {detail}")]
+    UpstreamDns { host: String, detail: String },
+    /// TCP or TLS connection to the upstream failed (refused, unreachable, handshake, timeout).
+    #[error("could not connect to {provider} upstream: {detail}")]
+    UpstreamConnect { provider: String, detail: String },
+    /// The upstream did not answer (or stalled mid-body) within the read timeout.
+    #[error("{provider} upstream timed out: {detail}")]
+    UpstreamTimeout { provider: String, detail: String },
+    /// The upstream connection failed after it was established (reset, malformed response).
+    #[error("{provider} upstream failed: {detail}")]
+    UpstreamIo { provider: String, detail: String },
+    #[error("Not Found")]
+    NotFound,
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Which JSON envelope a status is rendered with.
+enum Shape {
+    /// Portkey's `{"status":"failure","message":...}`.
+    Portkey,
+    /// OpenAI's `{"error":{...}}` with the given `type`.
+    OpenAi(&'static str),
+    /// Portkey's 404: `{"message":"Not Found","ok":false}`.
+    NotFound,
+}
+
+impl GatewayError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidJson(_)
+            | Self::InvalidBody(_)
+            | Self::MissingProvider
+            | Self::UnknownProvider(_)
+            | Self::InvalidCustomHost(_)
+            | Self::InvalidHeader { .. }
+            | Self::UnsupportedContentType => 400,
+            Self::BodyTooLarge { .. } => 413,
+            Self::ClientClosed(_) => 499,
+            Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
+                502
+            }
+            Self::UpstreamTimeout { .. } => 504,
+            Self::NotFound => 404,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// A short, fixed label for logs and metrics (never contains request data).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::MissingProvider => "missing_provider",
+            Self::UnknownProvider(_) => "unknown_provider",
+            Self::InvalidCustomHost(_) => "invalid_custom_host",
+            Self::InvalidHeader { .. } => "invalid_header",
+            Self::UnsupportedContentType => "unsupported_content_type",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::ClientClosed(_) => "client_closed",
+            Self::UpstreamDns { .. } => "upstream_dns",
+            Self::UpstreamConnect { .. } => "upstream_connect",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamIo { .. } => "upstream_io",
+            Self::NotFound => "not_found",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the failure happened in the upstream exchange (the target may be retried or
+    /// fallen back from) rather than in the client's request.
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            Self::UpstreamDns { .. }
+                | Self::UpstreamConnect { .. }
+                | Self::UpstreamTimeout { .. }
+                | Self::UpstreamIo { .. }
+        )
+    }
+
+    fn shape(&self) -> Shape {
+        match self {
+            Self::NotFound => Shape::NotFound,
+            Self::UpstreamTimeout { .. } => Shape::OpenAi("timeout_error"),
+            Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
+                Shape::OpenAi("upstream_error")
+            }
+            Self::Internal(_) => Shape::OpenAi("gateway_error"),
+            _ => Shape::Portkey,
+        }
+    }
+
+    /// The JSON body sent to the client.
+    pub fn body(&self) -> Bytes {
+        let message = self.to_string();
+        let value = match self.shape() {
+            Shape::Portkey => json!({ "status": "failure", "message": message }),
+            Shape::OpenAi(kind) => json!({
+                "error": { "message": message, "type": kind, "param": null, "code": null }
+            }),
+            Shape::NotFound => json!({ "message": "Not Found", "ok": false }),
+        };
+        Bytes::from(value.to_string())
+    }
+
+    /// The same error as an SSE event, for failures after a stream has started: the client
+    /// sees the failure instead of a stream that merely ends.
+    pub fn sse_event(&self) -> Bytes {
+        let value = json!({
+            "error": { "message": self.to_string(), "type": self.kind(), "param": null, "code": null }
+        });
+        Bytes::from(format!("event: error\ndata: {value}\n\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        assert_eq!(GatewayError::InvalidJson("x".into()).status(), 400);
+        assert_eq!(GatewayError::MissingProvider.status(), 400);
+        assert_eq!(GatewayError::BodyTooLarge { limit: 1 }.status(), 413);
+        let connect = GatewayError::UpstreamConnect {
+            provider: "openai".into(),
+            detail: "refused".into(),
+        };
+        assert_eq!(connect.status(), 502);
+        let timeout = GatewayError::UpstreamTimeout {
+            provider: "openai".into(),
+            detail: "read".into(),
+        };
+        assert_eq!(timeout.status(), 504);
+    }
+
+    #[test]
+    fn bodies_use_portkey_and_openai_shapes() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::MissingProvider.body()).unwrap();
+        assert_eq!(v["status"], "failure");
+        assert_eq!(v["message"], MISSING_PROVIDER_MESSAGE);
+        let t = GatewayError::UpstreamTimeout {
+            provider: "groq".into(),
+            detail: "no response".into(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&t.body()).unwrap();
+        assert_eq!(v["error"]["type"], "timeout_error");
+        let v: serde_json::Value =
+            serde_json::from_slice(&GatewayError::NotFound.body()).unwrap();
+        assert_eq!(v, json!({"message":"Not Found","ok":false}));
+    }
+}

@@ -1,0 +1,17 @@
+//! portgate: a Portkey-compatible AI gateway on Pingora, run as a sidecar next to an
+//! application. See `README.md` for what it does and `design.md` (shared) for why it is built
+//! this way.
+
+pub mod admin;
+pub mod dispatch;
+pub mod error;
+pub mod portkey;
+pub mod providers;
+pub mod proxy;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
+
+pub use error::GatewayError;
+pub use server::build_server;
+pub use settings::Settings;

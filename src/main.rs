@@ -1,0 +1,72 @@
+//! The `portgate` binary: parse flags, load and validate settings, run the server.
+
+use clap::Parser;
+use portgate::{build_server, settings::SettingsError, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A Portkey-compatible AI gateway sidecar.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Settings file (YAML). Without it the built-in defaults are used.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Proxy listen address (overrides the file and PORTGATE_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Admin listen address (overrides the file and PORTGATE_ADMIN_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Validate the settings, print the effective settings and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn load(cli: &Cli) -> Result<Settings, SettingsError> {
+    let mut settings = Settings::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(l) = &cli.listen {
+        settings.listen = l.clone();
+    }
+    if let Some(l) = &cli.admin_listen {
+        settings.admin_listen = l.clone();
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("portgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        match serde_yaml_ng::to_string(&settings) {
+            Ok(text) => {
+                println!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("portgate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    portgate::telemetry::init(&settings.log);
+    tracing::info!(
+        listen = %settings.listen,
+        admin_listen = %settings.admin_listen,
+        "portgate starting"
+    );
+    match build_server(settings) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("portgate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

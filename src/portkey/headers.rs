@@ -1,0 +1,216 @@
+//! Reading the `x-portkey-*` request headers into one typed value, once per request.
+
+use crate::error::GatewayError;
+use http::HeaderMap;
+
+/// The longest trace id accepted; longer ones are refused rather than truncated, so logs and the
+/// echoed header always agree with what the client sent.
+pub const MAX_TRACE_ID_LEN: usize = 256;
+
+/// The Portkey headers of one request, validated.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PortkeyHeaders {
+    /// From `x-portkey-provider`, or the second word of legacy `x-portkey-mode: proxy <slug>`.
+    pub provider: Option<String>,
+    /// Raw `x-portkey-config` (inline JSON or a config id).
+    pub config: Option<String>,
+    pub virtual_key: Option<String>,
+    /// The client's key from `Authorization` with `Bearer ` removed.
+    pub api_key: Option<String>,
+    pub trace_id: Option<String>,
+    /// Raw `x-portkey-metadata`.
+    pub metadata: Option<String>,
+    pub custom_host: Option<String>,
+    /// Lower-cased names from `x-portkey-forward-headers`.
+    pub forward_headers: Vec<String>,
+    /// `x-portkey-request-timeout`, in milliseconds.
+    pub request_timeout_ms: Option<u64>,
+}
+
+fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, GatewayError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| GatewayError::InvalidHeader {
+                name,
+                reason: "is not visible ASCII".into(),
+            })?;
+            let s = s.trim();
+            Ok((!s.is_empty()).then_some(s))
+        }
+    }
+}
+
+impl PortkeyHeaders {
+    pub fn parse(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        let mut out = PortkeyHeaders {
+            provider: text(headers, "x-portkey-provider")?.map(str::to_ascii_lowercase),
+            config: text(headers, "x-portkey-config")?.map(str::to_string),
+            virtual_key: text(headers, "x-portkey-virtual-key")?.map(str::to_string),
+            trace_id: text(headers, "x-portkey-trace-id")?.map(str::to_string),
+            metadata: text(headers, "x-portkey-metadata")?.map(str::to_string),
+            custom_host: text(headers, "x-portkey-custom-host")?.map(str::to_string),
+            ..Default::default()
+        };
+        if out.provider.is_none() {
+            if let Some(mode) = text(headers, "x-portkey-mode")? {
+                out.provider = Some(parse_mode(mode)?);
+            }
+        }
+        if let Some(auth) = text(headers, "authorization")? {
+            let key = auth
+                .strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+                .unwrap_or(auth)
+                .trim();
+            out.api_key = (!key.is_empty()).then(|| key.to_string());
+        }
+        if let Some(id) = &out.trace_id {
+            if id.len() > MAX_TRACE_ID_LEN {
+                return Err(GatewayError::InvalidHeader {
+                    name: "x-portkey-trace-id",
+                    reason: format!("is longer than {MAX_TRACE_ID_LEN} characters"),
+                });
+            }
+        }
+        if let Some(list) = text(headers, "x-portkey-forward-headers")? {
+            out.forward_headers = parse_forward_headers(list)?;
+        }
+        if let Some(ms) = text(headers, "x-portkey-request-timeout")? {
+            let ms: u64 = ms.parse().map_err(|_| GatewayError::InvalidHeader {
+                name: "x-portkey-request-timeout",
+                reason: "must be a whole number of milliseconds".into(),
+            })?;
+            out.request_timeout_ms = (ms > 0).then_some(ms);
+        }
+        Ok(out)
+    }
+}
+
+/// Legacy `x-portkey-mode: proxy <provider>` (the Anyscale seed uses `proxy anyscale`).
+fn parse_mode(mode: &str) -> Result<String, GatewayError> {
+    let mut words = mode.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(m), Some(provider), None) if m.eq_ignore_ascii_case("proxy") => {
+            Ok(provider.to_ascii_lowercase())
+        }
+        _ => Err(GatewayError::InvalidHeader {
+            name: "x-portkey-mode",
+            reason: "must be \"proxy <provider>\"".into(),
+        }),
+    }
+}
+
+/// Header names the gateway never forwards on request, whatever the client asks: they would
+/// break framing or leak gateway credentials.
+const NEVER_FORWARD: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-connection",
+    "x-portkey-forward-headers",
+];
+
+fn parse_forward_headers(list: &str) -> Result<Vec<String>, GatewayError> {
+    let mut names = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(GatewayError::InvalidHeader {
+                name: "x-portkey-forward-headers",
+                reason: format!("{name:?} is not a header name"),
+            });
+        }
+        if NEVER_FORWARD.contains(&lower.as_str()) {
+            return Err(GatewayError::InvalidHeader {
+                name: "x-portkey-forward-headers",
+                reason: format!("{lower} cannot be forwarded"),
+            });
+        }
+        names.push(lower);
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn reads_provider_key_and_trace() {
+        let h = PortkeyHeaders::parse(&map(&[
+            ("x-portkey-provider", "OpenAI"),
+            ("authorization", "Bearer sk-1"),
+            ("x-portkey-trace-id", "t-1"),
+            ("x-portkey-request-timeout", "2500"),
+        ]))
+        .unwrap();
+        assert_eq!(h.provider.as_deref(), Some("openai"));
+        assert_eq!(h.api_key.as_deref(), Some("sk-1"));
+        assert_eq!(h.trace_id.as_deref(), Some("t-1"));
+        assert_eq!(h.request_timeout_ms, Some(2500));
+    }
+
+    #[test]
+    fn legacy_mode_names_the_provider() {
+        let h = PortkeyHeaders::parse(&map(&[("x-portkey-mode", "proxy anyscale")])).unwrap();
+        assert_eq!(h.provider.as_deref(), Some("anyscale"));
+        // The explicit provider header wins over the legacy one.
+        let h = PortkeyHeaders::parse(&map(&[
+            ("x-portkey-mode", "proxy anyscale"),
+            ("x-portkey-provider", "groq"),
+        ]))
+        .unwrap();
+        assert_eq!(h.provider.as_deref(), Some("groq"));
+        for bad in ["anyscale", "proxy", "proxy a b", "single anyscale"] {
+            assert!(
+                PortkeyHeaders::parse(&map(&[("x-portkey-mode", bad)])).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_headers_are_parsed_and_checked() {
+        let h = PortkeyHeaders::parse(&map(&[(
+            "x-portkey-forward-headers",
+            "X-Team, x-request-id ,",
+        )]))
+        .unwrap();
+        assert_eq!(h.forward_headers, vec!["x-team", "x-request-id"]);
+        for bad in ["x-portkey-forward-headers", "host", "bad header"] {
+            let err =
+                PortkeyHeaders::parse(&map(&[("x-portkey-forward-headers", bad)])).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_400s() {
+        assert!(PortkeyHeaders::parse(&map(&[("x-portkey-request-timeout", "soon")])).is_err());
+        let long = "t".repeat(MAX_TRACE_ID_LEN + 1);
+        assert!(PortkeyHeaders::parse(&map(&[("x-portkey-trace-id", &long)])).is_err());
+    }
+
+    #[test]
+    fn empty_values_count_as_absent() {
+        let h = PortkeyHeaders::parse(&map(&[("x-portkey-provider", " "), ("authorization", "Bearer ")]))
+            .unwrap();
+        assert_eq!(h, PortkeyHeaders::default());
+    }
+}

@@ -1,0 +1,15 @@
+//! Portkey's wire contract: the `x-portkey-*` request headers, custom-host rules, and the
+//! response headers the SDKs read.
+
+pub mod custom_host;
+pub mod headers;
+
+pub use custom_host::CustomHostPolicy;
+pub use headers::PortkeyHeaders;
+
+/// Response header names (reference §2.2).
+pub mod response {
+    pub const TRACE_ID: &str = "x-portkey-trace-id";
+    pub const PROVIDER: &str = "x-portkey-provider";
+    pub const GATEWAY_EXCEPTION: &str = "x-portkey-gateway-exception";
+}

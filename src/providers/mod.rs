@@ -1,0 +1,105 @@
+//! Provider adapters behind one trait, and the registry that finds them by slug.
+//!
+//! An adapter is a pure translator: it turns a unified (OpenAI-format) request into the request
+//! its API expects, with no sockets, clocks or globals, so it can be tested on bytes alone. The
+//! OpenAI-compatible family is one adapter configured by a table row (`openai_compat.rs`).
+
+mod openai_compat;
+
+use crate::dispatch::Upstream;
+use crate::error::GatewayError;
+use crate::settings::{Settings, SettingsError};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use openai_compat::{OpenAiCompat, BUILT_IN};
+
+/// The operations of the unified API, i.e. the routes whose body the gateway reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Operation {
+    /// The OpenAI path of the operation below the API's base URL.
+    pub fn openai_path(self) -> &'static str {
+        match self {
+            Operation::ChatCompletions => "/chat/completions",
+            Operation::Completions => "/completions",
+            Operation::Embeddings => "/embeddings",
+        }
+    }
+
+    /// The OpenTelemetry `gen_ai.operation.name` of the operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ChatCompletions => "chat",
+            Operation::Completions => "text_completion",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// What an adapter produces for one attempt: the path below the base URL, the headers the
+/// provider needs (auth and provider-specific ones) and the body.
+#[derive(Debug)]
+pub struct ProviderRequest {
+    pub path: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// One provider API.
+pub trait Provider: Send + Sync {
+    /// The Portkey slug, e.g. `openai` or `together-ai`.
+    fn slug(&self) -> &str;
+    /// Where the API lives unless a custom host overrides it.
+    fn upstream(&self) -> &Upstream;
+    /// The headers that carry `api_key` to this provider.
+    fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError>;
+    /// Builds the upstream request for a unified operation. `body` is the client's JSON body;
+    /// an adapter that needs no change returns it as is (no copy, no re-serialisation).
+    fn prepare(
+        &self,
+        op: Operation,
+        body: Bytes,
+        api_key: Option<&str>,
+    ) -> Result<ProviderRequest, GatewayError>;
+}
+
+/// Slug → adapter, built once from the built-in table and the settings.
+pub struct Providers {
+    by_slug: HashMap<String, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let mut by_slug: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+        for row in BUILT_IN {
+            let adapter = OpenAiCompat::new(row.slug, row.base_url, row.auth_header)
+                .map_err(|e| SettingsError::new(&format!("built-in provider {}", row.slug), e))?;
+            by_slug.insert(row.slug.to_string(), Arc::new(adapter));
+        }
+        for (slug, row) in &settings.providers {
+            let adapter = OpenAiCompat::new(slug, &row.base_url, &row.auth_header)
+                .map_err(|e| SettingsError::new(&format!("providers.{slug}"), e))?;
+            by_slug.insert(slug.clone(), Arc::new(adapter));
+        }
+        Ok(Providers { by_slug })
+    }
+
+    pub fn get(&self, slug: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_slug.get(slug)
+    }
+
+    /// Every slug, sorted (for documentation and errors).
+    pub fn slugs(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.by_slug.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}

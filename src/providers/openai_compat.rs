@@ -1,0 +1,190 @@
+//! The OpenAI-compatible family: providers whose API is OpenAI's at another base URL. They are
+//! rows of a table, not code: adding one is one line in `BUILT_IN` (or one entry under
+//! `providers:` in the settings).
+
+use super::{Operation, Provider, ProviderRequest};
+use crate::dispatch::Upstream;
+use crate::error::GatewayError;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+/// One row of the built-in table.
+pub struct Row {
+    pub slug: &'static str,
+    pub base_url: &'static str,
+    /// `authorization` for `Bearer <key>`; any other name carries the bare key.
+    pub auth_header: &'static str,
+}
+
+const fn row(slug: &'static str, base_url: &'static str) -> Row {
+    Row {
+        slug,
+        base_url,
+        auth_header: "authorization",
+    }
+}
+
+/// Built-in OpenAI-compatible providers (slugs as Portkey names them).
+pub const BUILT_IN: &[Row] = &[
+    row("openai", "https://api.openai.com/v1"),
+    row("anyscale", "https://api.endpoints.anyscale.com/v1"),
+    row("together-ai", "https://api.together.xyz/v1"),
+    row("groq", "https://api.groq.com/openai/v1"),
+    row("mistral-ai", "https://api.mistral.ai/v1"),
+    row("deepseek", "https://api.deepseek.com/v1"),
+    row("fireworks-ai", "https://api.fireworks.ai/inference/v1"),
+    row("perplexity-ai", "https://api.perplexity.ai"),
+    row("openrouter", "https://openrouter.ai/api/v1"),
+    row("deepinfra", "https://api.deepinfra.com/v1/openai"),
+    row("x-ai", "https://api.x.ai/v1"),
+    row("cerebras", "https://api.cerebras.ai/v1"),
+    row("sambanova", "https://api.sambanova.ai/v1"),
+    row("lambda", "https://api.lambdalabs.com/v1"),
+    row("nebius", "https://api.studio.nebius.ai/v1"),
+    row("hyperbolic", "https://api.hyperbolic.xyz/v1"),
+    row("novita-ai", "https://api.novita.ai/v3/openai"),
+    row("moonshot", "https://api.moonshot.cn/v1"),
+    row("github", "https://models.inference.ai.azure.com"),
+    // A local model server; usually reached through a custom host in the same pod.
+    row("ollama", "http://localhost:11434/v1"),
+];
+
+/// An OpenAI-compatible API at a base URL.
+pub struct OpenAiCompat {
+    slug: String,
+    upstream: Upstream,
+    auth_header: HeaderName,
+    bearer: bool,
+}
+
+impl OpenAiCompat {
+    pub fn new(slug: &str, base_url: &str, auth_header: &str) -> Result<Self, String> {
+        let upstream = Upstream::parse(base_url)?;
+        let auth_header = HeaderName::from_bytes(auth_header.as_bytes())
+            .map_err(|_| format!("{auth_header:?} is not a header name"))?;
+        let bearer = auth_header == http::header::AUTHORIZATION;
+        Ok(OpenAiCompat {
+            slug: slug.to_string(),
+            upstream,
+            auth_header,
+            bearer,
+        })
+    }
+}
+
+impl Provider for OpenAiCompat {
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
+        let value = if self.bearer {
+            HeaderValue::try_from(format!("Bearer {api_key}"))
+        } else {
+            HeaderValue::try_from(api_key)
+        };
+        let mut value = value.map_err(|_| GatewayError::InvalidHeader {
+            name: "authorization",
+            reason: "the API key contains characters not allowed in a header".into(),
+        })?;
+        value.set_sensitive(true);
+        Ok(vec![(self.auth_header.clone(), value)])
+    }
+
+    fn prepare(
+        &self,
+        op: Operation,
+        body: Bytes,
+        api_key: Option<&str>,
+    ) -> Result<ProviderRequest, GatewayError> {
+        let headers = match api_key {
+            Some(key) if !key.is_empty() => self.auth_headers(key)?,
+            _ => Vec::new(),
+        };
+        Ok(ProviderRequest {
+            path: op.openai_path().to_string(),
+            headers,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Providers;
+    use crate::settings::Settings;
+
+    #[test]
+    fn every_built_in_row_parses_and_has_a_unique_slug() {
+        let providers = Providers::from_settings(&Settings::default()).unwrap();
+        assert_eq!(providers.slugs().len(), BUILT_IN.len());
+        for slug in [
+            "openai",
+            "anyscale",
+            "together-ai",
+            "groq",
+            "mistral-ai",
+            "deepseek",
+            "fireworks-ai",
+            "perplexity-ai",
+            "openrouter",
+            "deepinfra",
+            "x-ai",
+            "cerebras",
+            "ollama",
+        ] {
+            assert!(providers.get(slug).is_some(), "{slug} missing");
+        }
+    }
+
+    #[test]
+    fn groq_paths_and_bearer_auth() {
+        let p = OpenAiCompat::new("groq", "https://api.groq.com/openai/v1", "authorization")
+            .unwrap();
+        let body = Bytes::from_static(br#"{"model":"m"}"#);
+        let req = p
+            .prepare(Operation::ChatCompletions, body.clone(), Some("gsk-1"))
+            .unwrap();
+        assert_eq!(p.upstream().base_path, "/openai/v1");
+        assert_eq!(req.path, "/chat/completions");
+        assert_eq!(req.headers[0].0, "authorization");
+        assert_eq!(req.headers[0].1, "Bearer gsk-1");
+        assert!(req.headers[0].1.is_sensitive());
+        // The body is the client's bytes, untouched.
+        assert_eq!(req.body.as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn custom_auth_header_carries_the_bare_key() {
+        let p = OpenAiCompat::new("azureish", "https://x.example.com/v1", "api-key").unwrap();
+        let h = p.auth_headers("k1").unwrap();
+        assert_eq!(h[0].0, "api-key");
+        assert_eq!(h[0].1, "k1");
+    }
+
+    #[test]
+    fn no_key_no_auth_header() {
+        let p = OpenAiCompat::new("ollama", "http://localhost:11434/v1", "authorization").unwrap();
+        let req = p
+            .prepare(Operation::Embeddings, Bytes::new(), None)
+            .unwrap();
+        assert!(req.headers.is_empty());
+        assert_eq!(req.path, "/embeddings");
+    }
+
+    #[test]
+    fn settings_rows_override_and_extend() {
+        let s = Settings::from_yaml(
+            "providers:\n  openai:\n    base_url: http://127.0.0.1:9/v1\n  vllm:\n    base_url: http://vllm:8000/v1\n",
+        )
+        .unwrap();
+        let providers = Providers::from_settings(&s).unwrap();
+        assert_eq!(providers.get("openai").unwrap().upstream().host, "127.0.0.1");
+        assert!(providers.get("vllm").is_some());
+    }
+}

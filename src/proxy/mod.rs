@@ -1,0 +1,215 @@
+//! The `ProxyHttp` implementation. Each hook is a few lines that hand the work to the module
+//! named after it; the per-request state lives in [`RequestCtx`].
+
+mod body;
+mod ctx;
+mod passthrough;
+mod respond;
+mod routes;
+mod target;
+mod unified;
+
+pub use ctx::RequestCtx;
+pub use routes::Route;
+
+use crate::dispatch::Dispatcher;
+use crate::error::GatewayError;
+use crate::portkey::{CustomHostPolicy, PortkeyHeaders};
+use crate::providers::Providers;
+use crate::settings::{Settings, SettingsError};
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+use std::sync::Arc;
+
+/// Everything a request needs that outlives it: settings, provider table, custom-host policy,
+/// connection pools and DNS cache. Built and validated once.
+pub struct State {
+    pub settings: Settings,
+    pub providers: Providers,
+    pub custom_hosts: CustomHostPolicy,
+    pub dispatcher: Dispatcher,
+}
+
+impl State {
+    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        Ok(State {
+            providers: Providers::from_settings(&settings)?,
+            custom_hosts: CustomHostPolicy::new(&settings.custom_hosts.trusted),
+            dispatcher: Dispatcher::new(&settings.upstream),
+            settings,
+        })
+    }
+}
+
+/// The gateway service.
+pub struct Gateway {
+    pub state: Arc<State>,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<State>) -> Self {
+        Gateway { state }
+    }
+}
+
+/// An error for Pingora that makes it close the downstream connection without writing anything
+/// more (the response had already started).
+fn abort_error(why: &str) -> Box<Error> {
+    Error::explain(ErrorType::ConnectionClosed, why.to_string())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Routes the request, then either answers it here (health, errors, the LLM routes, which
+    /// run their whole upstream exchange inside this hook) and returns `Ok(true)`, or plans a
+    /// passthrough and returns `Ok(false)` for Pingora's proxy path.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        let req = session.req_header();
+        ctx.route = Route::classify(&req.method, req.uri.path());
+        let headers = PortkeyHeaders::parse(&req.headers);
+        ctx.trace_id = match &headers {
+            Ok(h) => h.trace_id.clone(),
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let headers = match headers {
+            Ok(h) => h,
+            Err(e) => return self.fail(session, ctx, e).await,
+        };
+        match ctx.route {
+            Route::Health => {
+                respond::send_local(
+                    session,
+                    ctx,
+                    200,
+                    "text/plain",
+                    Bytes::from_static(b"AI Gateway says hey!"),
+                )
+                .await?;
+                Ok(true)
+            }
+            Route::NotFound => self.fail(session, ctx, GatewayError::NotFound).await,
+            Route::Unified(op) => {
+                match unified::handle(self, session, ctx, op, &headers).await {
+                    Ok(()) => Ok(true),
+                    Err(unified::Failed::Early(e)) => self.fail(session, ctx, e).await,
+                    Err(unified::Failed::Late(respond::RelayError::ClientGone)) => {
+                        ctx.error = Some(GatewayError::ClientClosed("during the response".into()));
+                        Err(abort_error("client closed the connection during the response"))
+                    }
+                    Err(unified::Failed::Late(respond::RelayError::Upstream(e))) => {
+                        let why = format!("upstream failed mid-response: {e}");
+                        ctx.error = Some(e);
+                        Err(abort_error(&why))
+                    }
+                }
+            }
+            Route::Passthrough => match passthrough::plan(&self.state, &headers) {
+                Ok(target) => {
+                    ctx.provider = Some(target.provider.clone());
+                    ctx.passthrough = Some(target);
+                    Ok(false)
+                }
+                Err(e) => self.fail(session, ctx, e).await,
+            },
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+        let Some(target) = ctx.passthrough.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "no passthrough target planned");
+        };
+        match passthrough::peer(&self.state, target).await {
+            Ok(peer) => Ok(Box::new(peer)),
+            Err(e) => {
+                let status = e.status();
+                ctx.error = Some(e);
+                Error::e_explain(ErrorType::HTTPStatus(status), "resolving the upstream")
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        match ctx.passthrough.as_ref() {
+            Some(target) => passthrough::rewrite(target, upstream_request),
+            None => Error::e_explain(ErrorType::InternalError, "no passthrough target planned"),
+        }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        respond::add_gateway_headers(upstream_response, ctx)
+    }
+
+    /// Turns a proxy-path failure into the gateway's JSON error (Pingora's default sends an
+    /// empty body and maps timeouts to 502). Nothing is written once a response has started.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let started = session.response_written().is_some();
+        let err = ctx.error.take().unwrap_or_else(|| from_pingora(e, ctx));
+        let code = if started || matches!(err, GatewayError::ClientClosed(_)) {
+            0
+        } else {
+            match respond::send_error(session, ctx, &err).await {
+                Ok(()) => err.status(),
+                Err(_) => 0,
+            }
+        };
+        ctx.error = Some(err);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Every request is logged once, in `logging`.
+        true
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map_or(0, |h| h.status.as_u16());
+        crate::telemetry::access_log(ctx, status);
+    }
+}
+
+impl Gateway {
+    /// Answers with the error (before any response was written) and records it.
+    async fn fail(&self, session: &mut Session, ctx: &mut RequestCtx, err: GatewayError) -> pingora::Result<bool> {
+        let written = respond::send_error(session, ctx, &err).await;
+        ctx.error = Some(err);
+        written.map(|()| true)
+    }
+}
+
+/// Maps an error Pingora raised on the proxy path (passthrough routes) to the gateway's.
+fn from_pingora(e: &Error, ctx: &RequestCtx) -> GatewayError {
+    match e.esource() {
+        pingora::ErrorSource::Downstream => GatewayError::ClientClosed(e.to_string()),
+        pingora::ErrorSource::Upstream => {
+            crate::dispatch::classify(ctx.provider.as_deref().unwrap_or(""), e)
+        }
+        _ => GatewayError::Internal(e.to_string()),
+    }
+}

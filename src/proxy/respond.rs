@@ -1,0 +1,171 @@
+//! Writing responses downstream: local answers (errors, health) and relaying an upstream
+//! response as it arrives.
+
+use super::ctx::RequestCtx;
+use crate::dispatch::{Dispatcher, Inbound};
+use crate::error::GatewayError;
+use crate::portkey::response;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// Response headers that describe one connection and are never copied from upstream.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// Adds the headers every gateway response carries.
+pub fn add_gateway_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    h.insert_header(response::TRACE_ID, &ctx.trace_id)?;
+    if let Some(p) = &ctx.provider {
+        h.insert_header(response::PROVIDER, p)?;
+    }
+    Ok(())
+}
+
+/// Answers locally with a complete body.
+pub async fn send_local(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(4))?;
+    h.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    add_gateway_headers(&mut h, ctx)?;
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Answers with the error's status and JSON body. Body-size errors also close the connection
+/// so the unread remainder of the body is not drained.
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    err: &GatewayError,
+) -> pingora::Result<()> {
+    if matches!(err, GatewayError::BodyTooLarge { .. }) {
+        session.set_keepalive(None);
+    }
+    let mut h = ResponseHeader::build(err.status(), Some(5))?;
+    h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    let body = err.body();
+    h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    if err.is_upstream() {
+        h.insert_header(response::GATEWAY_EXCEPTION, "true")?;
+    }
+    add_gateway_headers(&mut h, ctx)?;
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// Why relaying stopped before the end of the upstream body.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The client went away; the upstream exchange was aborted.
+    ClientGone,
+    /// The upstream failed after the response had started; the client was told in-band when
+    /// the stream format allows it, and the connection is then closed without a clean end.
+    Upstream(GatewayError),
+}
+
+/// Copies the upstream status and headers (minus hop-by-hop ones) and adds the gateway's.
+/// A body whose length the upstream declared keeps its `Content-Length`; any other body is sent
+/// chunked, so the client can always tell a complete body from a cut one.
+fn downstream_header(inbound: &Inbound, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
+    let Some(up) = inbound.header() else {
+        return pingora::Error::e_explain(
+            pingora::ErrorType::InternalError,
+            "upstream header missing",
+        );
+    };
+    let mut h = ResponseHeader::build(up.status, Some(up.headers.len() + 3))?;
+    for (name, value) in up.headers.iter() {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        h.append_header(name.clone(), value.clone())?;
+    }
+    if h.headers.get(http::header::CONTENT_LENGTH).is_none() {
+        h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    add_gateway_headers(&mut h, ctx)?;
+    Ok(h)
+}
+
+fn is_event_stream(inbound: &Inbound) -> bool {
+    inbound
+        .header()
+        .and_then(|h| h.headers.get(http::header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// Streams the upstream response to the client chunk by chunk, as it arrives (SSE events are
+/// never held back), while watching for the client going away.
+pub async fn relay(
+    session: &mut Session,
+    mut inbound: Inbound,
+    ctx: &RequestCtx,
+    dispatcher: &Dispatcher,
+) -> Result<(), RelayError> {
+    let header = downstream_header(&inbound, ctx).map_err(|e| {
+        RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
+    })?;
+    let sse = is_event_stream(&inbound);
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        inbound.abort().await;
+        return Err(RelayError::ClientGone);
+    }
+    let mut client_watch = true;
+    loop {
+        let next = tokio::select! {
+            chunk = inbound.next_chunk() => chunk,
+            gone = session.downstream_session.read_body_or_idle(true), if client_watch => {
+                match gone {
+                    // Only a read with data (a pipelined request) ends up here; stop watching.
+                    Ok(Some(_)) | Ok(None) => { client_watch = false; continue; }
+                    Err(_) => { inbound.abort().await; return Err(RelayError::ClientGone); }
+                }
+            }
+        };
+        match next {
+            Ok(Some(chunk)) => {
+                if session.write_response_body(Some(chunk), false).await.is_err() {
+                    inbound.abort().await;
+                    return Err(RelayError::ClientGone);
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                if sse {
+                    // Best effort: the client may already be gone too.
+                    let _ = session
+                        .write_response_body(Some(err.sse_event()), false)
+                        .await;
+                }
+                inbound.abort().await;
+                return Err(RelayError::Upstream(err));
+            }
+        }
+    }
+    if session.write_response_body(None, true).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    if inbound.is_done() {
+        dispatcher.release(inbound).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Which route a request takes, from its method and path alone.
+
+use crate::providers::Operation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`: Portkey's health check.
+    Health,
+    /// An LLM route of the unified API: body read, planned, dispatched by the gateway.
+    Unified(Operation),
+    /// Any other `/v1/*` path: streamed through Pingora's proxy path to the provider.
+    Passthrough,
+    NotFound,
+}
+
+impl Route {
+    pub fn classify(method: &http::Method, path: &str) -> Route {
+        let path = path.split('?').next().unwrap_or(path);
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        if path == "/" && (method == http::Method::GET || method == http::Method::HEAD) {
+            return Route::Health;
+        }
+        if method == http::Method::POST {
+            match path {
+                "/v1/chat/completions" => return Route::Unified(Operation::ChatCompletions),
+                "/v1/completions" => return Route::Unified(Operation::Completions),
+                "/v1/embeddings" => return Route::Unified(Operation::Embeddings),
+                _ => {}
+            }
+        }
+        if path.starts_with("/v1/") {
+            return Route::Passthrough;
+        }
+        Route::NotFound
+    }
+
+    /// A short label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Unified(Operation::ChatCompletions) => "chat_completions",
+            Route::Unified(Operation::Completions) => "completions",
+            Route::Unified(Operation::Embeddings) => "embeddings",
+            Route::Passthrough => "passthrough",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn classifies_routes() {
+        let chat = Route::Unified(Operation::ChatCompletions);
+        assert_eq!(Route::classify(&Method::POST, "/v1/chat/completions"), chat);
+        assert_eq!(Route::classify(&Method::POST, "/v1/chat/completions/?x=1"), chat);
+        assert_eq!(
+            Route::classify(&Method::POST, "/v1/embeddings"),
+            Route::Unified(Operation::Embeddings)
+        );
+        assert_eq!(Route::classify(&Method::GET, "/"), Route::Health);
+        assert_eq!(Route::classify(&Method::GET, "/v1/models"), Route::Passthrough);
+        assert_eq!(
+            Route::classify(&Method::GET, "/v1/chat/completions"),
+            Route::Passthrough
+        );
+        assert_eq!(Route::classify(&Method::POST, "/v1/files"), Route::Passthrough);
+        assert_eq!(Route::classify(&Method::GET, "/v2/models"), Route::NotFound);
+        assert_eq!(Route::classify(&Method::POST, "/"), Route::NotFound);
+    }
+}

@@ -1,0 +1,187 @@
+//! Gateway settings: what an operator sets in `portgate.yaml`, the environment or on the command
+//! line. Typed, validated at load, and immutable afterwards; the proxy only ever sees a
+//! validated [`Settings`].
+//!
+//! Precedence (lowest to highest): built-in defaults, the YAML file, `PORTGATE_*` environment
+//! variables, command-line flags.
+
+mod env;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use env::apply_env;
+pub use validate::SettingsError;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address of the proxy listener the application talks to.
+    pub listen: String,
+    /// Address of the admin listener (`/healthz`, `/readyz`, later `/metrics`).
+    pub admin_listen: String,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Seconds a graceful shutdown (SIGTERM) waits for in-flight requests, streams included.
+    pub grace_period_seconds: u64,
+    /// Seconds allowed for the runtimes to stop after the grace period.
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub limits: Limits,
+    pub upstream: UpstreamSettings,
+    pub custom_hosts: CustomHostSettings,
+    /// Extra OpenAI-compatible providers, or overrides of the built-in rows, keyed by slug.
+    pub providers: BTreeMap<String, ProviderRow>,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted on the LLM routes, which are buffered to route, rewrite
+    /// and retry them. Larger bodies get 413. Passthrough routes stream and are not capped.
+    pub max_request_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Longest silence between two reads from the upstream (the response header or any body
+    /// chunk). Exceeding it answers 504, or ends a started stream with an error event.
+    pub read_timeout_ms: u64,
+    /// Longest time one write to the upstream may take.
+    pub write_timeout_ms: u64,
+    /// How long an idle pooled upstream connection is kept.
+    pub idle_timeout_ms: u64,
+    /// Pooled idle connections kept per upstream address.
+    pub pool_size: usize,
+    /// How long a resolved upstream address is reused before resolving again.
+    pub dns_ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustomHostSettings {
+    /// Hosts that `x-portkey-custom-host` may name although they are private or loopback
+    /// addresses (in-pod or in-cluster model servers such as vLLM or Ollama). Exact host names
+    /// or IP addresses, compared case-insensitively.
+    pub trusted: Vec<String>,
+}
+
+/// One row of the provider table: an OpenAI-compatible API reachable at `base_url`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRow {
+    /// Base URL the OpenAI paths are appended to, e.g. `https://api.groq.com/openai/v1`.
+    pub base_url: String,
+    /// Header carrying the key: `authorization` (sent as `Bearer <key>`) or another header
+    /// name that carries the bare key (e.g. `api-key`).
+    #[serde(default = "default_auth_header")]
+    pub auth_header: String,
+}
+
+fn default_auth_header() -> String {
+    "authorization".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a full `tracing` filter directive.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8787".into(),
+            admin_listen: "127.0.0.1:8788".into(),
+            threads: 2,
+            grace_period_seconds: 30,
+            graceful_shutdown_timeout_seconds: 5,
+            limits: Limits::default(),
+            upstream: UpstreamSettings::default(),
+            custom_hosts: CustomHostSettings::default(),
+            providers: BTreeMap::new(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout_ms: 10_000,
+            read_timeout_ms: 300_000,
+            write_timeout_ms: 60_000,
+            idle_timeout_ms: 90_000,
+            pool_size: 128,
+            dns_ttl_seconds: 60,
+        }
+    }
+}
+
+impl Default for CustomHostSettings {
+    fn default() -> Self {
+        CustomHostSettings {
+            trusted: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Parses YAML settings; unknown keys are errors naming their path.
+    pub fn from_yaml(text: &str) -> Result<Settings, SettingsError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            SettingsError::new(if path == "." { "settings" } else { &path }, e.into_inner())
+        })
+    }
+
+    /// Loads a settings file (defaults for everything it leaves out).
+    pub fn from_file(path: &Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SettingsError::new("--config", format!("{}: {e}", path.display())))?;
+        Self::from_yaml(&text)
+    }
+
+    /// The full load sequence: file (or defaults), environment, then validation.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut settings = match path {
+            Some(p) => Self::from_file(p)?,
+            None => Settings::default(),
+        };
+        apply_env(&mut settings, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests;

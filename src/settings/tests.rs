@@ -1,0 +1,91 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_valid_and_documented_values() {
+    let s = Settings::load(None, env(&[])).unwrap();
+    assert_eq!(s.listen, "127.0.0.1:8787");
+    assert_eq!(s.admin_listen, "127.0.0.1:8788");
+    assert_eq!(s.custom_hosts.trusted, vec!["localhost", "127.0.0.1", "::1"]);
+}
+
+#[test]
+fn the_shipped_settings_file_equals_the_defaults() {
+    let text = include_str!("../../conf/portgate.yaml");
+    assert_eq!(Settings::from_yaml(text).unwrap(), Settings::default());
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let err = Settings::from_yaml("upstream:\n  conect_timeout_ms: 5\n").unwrap_err();
+    assert_eq!(err.field, "upstream");
+    assert!(err.reason.contains("unknown field `conect_timeout_ms`"), "{err}");
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let err = Settings::from_yaml("limits:\n  max_request_body_bytes: lots\n").unwrap_err();
+    assert_eq!(err.field, "limits.max_request_body_bytes");
+}
+
+#[test]
+fn env_overrides_the_file() {
+    let s = Settings::load(
+        None,
+        env(&[
+            ("PORTGATE_LISTEN", "0.0.0.0:9000"),
+            ("PORTGATE_THREADS", "4"),
+            ("PORTGATE_TRUSTED_CUSTOM_HOSTS", "vllm.default.svc, ollama"),
+            ("HOME", "/root"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.listen, "0.0.0.0:9000");
+    assert_eq!(s.threads, 4);
+    assert_eq!(s.custom_hosts.trusted, vec!["vllm.default.svc", "ollama"]);
+}
+
+#[test]
+fn bad_env_values_name_the_field() {
+    let err = Settings::load(None, env(&[("PORTGATE_THREADS", "many")])).unwrap_err();
+    assert_eq!(err.field, "threads");
+}
+
+#[test]
+fn validation_names_field_and_reason() {
+    let cases = [
+        ("listen: nowhere\n", "listen"),
+        ("admin_listen: 127.0.0.1:8787\n", "admin_listen"),
+        ("threads: 0\n", "threads"),
+        ("upstream:\n  read_timeout_ms: 0\n", "upstream.read_timeout_ms"),
+        ("log:\n  format: xml\n", "log.format"),
+        (
+            "providers:\n  mine:\n    base_url: ftp://x\n",
+            "providers.mine.base_url",
+        ),
+        ("custom_hosts:\n  trusted: ['http://x/']\n", "custom_hosts.trusted[0]"),
+    ];
+    for (yaml, field) in cases {
+        let err = Settings::from_yaml(yaml)
+            .and_then(|s| s.validate().map(|_| s))
+            .unwrap_err();
+        assert_eq!(err.field, field, "{yaml}");
+        assert!(!err.reason.is_empty());
+    }
+}
+
+#[test]
+fn provider_rows_extend_the_table() {
+    let s = Settings::from_yaml(
+        "providers:\n  vllm:\n    base_url: http://vllm.default.svc:8000/v1\n",
+    )
+    .unwrap();
+    s.validate().unwrap();
+    assert_eq!(s.providers["vllm"].auth_header, "authorization");
+}

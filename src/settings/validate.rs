@@ -1,0 +1,113 @@
+//! Cross-field checks run once at load: a bad value stops start-up with the field and the reason.
+
+use super::Settings;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A settings problem: which field, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingsError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl SettingsError {
+    pub fn new(field: &str, reason: impl fmt::Display) -> Self {
+        SettingsError {
+            field: field.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid settings: {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+fn positive(field: &str, value: u64) -> Result<(), SettingsError> {
+    if value == 0 {
+        return Err(SettingsError::new(field, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn socket_addr(field: &str, value: &str) -> Result<(), SettingsError> {
+    value.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
+        SettingsError::new(field, format!("{value:?} is not an address like 127.0.0.1:8787"))
+    })
+}
+
+impl Settings {
+    /// Checks every value the types alone cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        socket_addr("listen", &self.listen)?;
+        socket_addr("admin_listen", &self.admin_listen)?;
+        if self.listen == self.admin_listen {
+            return Err(SettingsError::new(
+                "admin_listen",
+                "must differ from listen (the admin port is exposed to Prometheus and probes)",
+            ));
+        }
+        if self.threads == 0 || self.threads > 256 {
+            return Err(SettingsError::new("threads", "must be between 1 and 256"));
+        }
+        if self.limits.max_request_body_bytes < 1024 {
+            return Err(SettingsError::new(
+                "limits.max_request_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        let up = &self.upstream;
+        positive("upstream.connect_timeout_ms", up.connect_timeout_ms)?;
+        positive("upstream.read_timeout_ms", up.read_timeout_ms)?;
+        positive("upstream.write_timeout_ms", up.write_timeout_ms)?;
+        positive("upstream.idle_timeout_ms", up.idle_timeout_ms)?;
+        positive("upstream.dns_ttl_seconds", up.dns_ttl_seconds)?;
+        if up.pool_size == 0 {
+            return Err(SettingsError::new("upstream.pool_size", "must be greater than 0"));
+        }
+        for (i, host) in self.custom_hosts.trusted.iter().enumerate() {
+            if host.trim().is_empty() || host.contains('/') || host.contains('@') {
+                return Err(SettingsError::new(
+                    &format!("custom_hosts.trusted[{i}]"),
+                    format!("{host:?} must be a bare host name or IP address"),
+                ));
+            }
+        }
+        for (slug, row) in &self.providers {
+            let field = format!("providers.{slug}");
+            if slug.is_empty()
+                || !slug
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                return Err(SettingsError::new(
+                    &field,
+                    "a provider slug uses lowercase letters, digits, '-' and '_'",
+                ));
+            }
+            crate::dispatch::Upstream::parse(&row.base_url)
+                .map_err(|e| SettingsError::new(&format!("{field}.base_url"), e))?;
+            if http::HeaderName::from_bytes(row.auth_header.as_bytes()).is_err() {
+                return Err(SettingsError::new(
+                    &format!("{field}.auth_header"),
+                    "is not a valid header name",
+                ));
+            }
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(SettingsError::new("log.format", "must be \"text\" or \"json\""));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(SettingsError::new(
+                "log.level",
+                format!("{:?} is not a level or filter directive", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -20,7 +20,7 @@ run: release
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	./scripts/run-tests.sh
 	./target/debug/portgate --check --config conf/portgate.yaml > /dev/null
 
 lint: deps

@@ -189,8 +189,7 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_slice(&t.body()).unwrap();
         assert_eq!(v["error"]["type"], "timeout_error");
-        let v: serde_json::Value =
-            serde_json::from_slice(&GatewayError::NotFound.body()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&GatewayError::NotFound.body()).unwrap();
         assert_eq!(v, json!({"message":"Not Found","ok":false}));
     }
 }

@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init(settings: &LogSettings) {
     let _ = tracing_log::LogTracer::init();
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = if settings.format == "json" {
         builder.json().flatten_event(true).try_init()
     } else {

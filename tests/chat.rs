@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The unified LLM routes end to end: what the provider receives and what the client gets.
 
 mod support;
@@ -22,7 +23,10 @@ async fn chat_completion_reaches_the_provider_unchanged() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-portkey-provider"], "openai");
-    let trace = resp.headers()["x-portkey-trace-id"].to_str().unwrap().to_string();
+    let trace = resp.headers()["x-portkey-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(trace.len(), 36, "a generated UUID trace id: {trace}");
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["model"], "gpt-4o-mini");
@@ -36,7 +40,10 @@ async fn chat_completion_reaches_the_provider_unchanged() {
     assert_eq!(r.body, body.as_bytes(), "body forwarded byte for byte");
     assert_eq!(r.header("authorization"), Some("Bearer sk-test-123"));
     assert_eq!(r.header("host"), Some(mock.addr.to_string().as_str()));
-    assert_eq!(r.header("content-length"), Some(body.len().to_string().as_str()));
+    assert_eq!(
+        r.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
     assert!(
         r.headers.iter().all(|(k, _)| !k.starts_with("x-portkey-")),
         "gateway headers are not forwarded: {:?}",
@@ -57,7 +64,10 @@ async fn client_trace_id_is_echoed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-portkey-trace-id"], "anyscale_portkey_test");
+    assert_eq!(
+        resp.headers()["x-portkey-trace-id"],
+        "anyscale_portkey_test"
+    );
 }
 
 /// The Anyscale seed: legacy `x-portkey-mode: proxy anyscale` with the key in Authorization.
@@ -166,7 +176,10 @@ async fn custom_host_and_forwarded_headers() {
     let resp = client()
         .post(gw.url("/v1/chat/completions?api-version=1"))
         .header("x-portkey-provider", "openai")
-        .header("x-portkey-custom-host", format!("http://127.0.0.1:{}/v1", mock.addr.port()))
+        .header(
+            "x-portkey-custom-host",
+            format!("http://127.0.0.1:{}/v1", mock.addr.port()),
+        )
         .header("x-portkey-forward-headers", "x-team, x-request-id")
         .header("x-team", "search")
         .header("x-request-id", "r-1")
@@ -201,5 +214,9 @@ async fn upstream_connections_are_pooled() {
         resp.bytes().await.unwrap();
     }
     assert_eq!(mock.request_count(), 5);
-    assert_eq!(mock.connections(), 1, "one pooled upstream connection served all");
+    assert_eq!(
+        mock.connections(),
+        1,
+        "one pooled upstream connection served all"
+    );
 }

@@ -178,7 +178,8 @@ impl Dispatcher {
 }
 
 fn build_request_header(out: &Outbound<'_>) -> pingora::Result<RequestHeader> {
-    let mut req = RequestHeader::build(out.method, out.path.as_bytes(), Some(out.headers.len() + 2))?;
+    let mut req =
+        RequestHeader::build(out.method, out.path.as_bytes(), Some(out.headers.len() + 2))?;
     req.insert_header(http::header::HOST, out.upstream.authority())?;
     for (name, value) in out.headers {
         req.append_header(name.clone(), value.clone())?;
@@ -197,8 +198,8 @@ pub fn classify(provider: &str, e: &Error) -> GatewayError {
     match e.etype() {
         ReadTimedout | WriteTimedout => GatewayError::UpstreamTimeout { provider, detail },
         ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
-        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
-        | BindError | SocketError => GatewayError::UpstreamConnect { provider, detail },
+        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError | BindError
+        | SocketError => GatewayError::UpstreamConnect { provider, detail },
         _ => GatewayError::UpstreamIo { provider, detail },
     }
 }

@@ -195,7 +195,11 @@ mod tests {
 
     #[test]
     fn trusted_hosts_pass_even_when_private() {
-        for ok in ["http://localhost:11434/v1", "http://127.0.0.1:8000", "http://[::1]:80/v1"] {
+        for ok in [
+            "http://localhost:11434/v1",
+            "http://127.0.0.1:8000",
+            "http://[::1]:80/v1",
+        ] {
             let h = policy().check(ok).unwrap();
             assert!(!h.public_only, "{ok}");
         }

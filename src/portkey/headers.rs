@@ -58,11 +58,11 @@ impl PortkeyHeaders {
             }
         }
         if let Some(auth) = text(headers, "authorization")? {
-            let key = auth
-                .strip_prefix("Bearer ")
-                .or_else(|| auth.strip_prefix("bearer "))
-                .unwrap_or(auth)
-                .trim();
+            let key = match auth.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                None if auth.eq_ignore_ascii_case("bearer") => "",
+                _ => auth,
+            };
             out.api_key = (!key.is_empty()).then(|| key.to_string());
         }
         if let Some(id) = &out.trace_id {
@@ -209,8 +209,11 @@ mod tests {
 
     #[test]
     fn empty_values_count_as_absent() {
-        let h = PortkeyHeaders::parse(&map(&[("x-portkey-provider", " "), ("authorization", "Bearer ")]))
-            .unwrap();
+        let h = PortkeyHeaders::parse(&map(&[
+            ("x-portkey-provider", " "),
+            ("authorization", "Bearer "),
+        ]))
+        .unwrap();
         assert_eq!(h, PortkeyHeaders::default());
     }
 }

@@ -144,8 +144,8 @@ mod tests {
 
     #[test]
     fn groq_paths_and_bearer_auth() {
-        let p = OpenAiCompat::new("groq", "https://api.groq.com/openai/v1", "authorization")
-            .unwrap();
+        let p =
+            OpenAiCompat::new("groq", "https://api.groq.com/openai/v1", "authorization").unwrap();
         let body = Bytes::from_static(br#"{"model":"m"}"#);
         let req = p
             .prepare(Operation::ChatCompletions, body.clone(), Some("gsk-1"))
@@ -184,7 +184,10 @@ mod tests {
         )
         .unwrap();
         let providers = Providers::from_settings(&s).unwrap();
-        assert_eq!(providers.get("openai").unwrap().upstream().host, "127.0.0.1");
+        assert_eq!(
+            providers.get("openai").unwrap().upstream().host,
+            "127.0.0.1"
+        );
         assert!(providers.get("vllm").is_some());
     }
 }

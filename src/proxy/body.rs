@@ -96,8 +96,10 @@ mod tests {
 
     #[test]
     fn peeks_model_and_stream() {
-        let p = peek(br#" {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}"#)
-            .unwrap();
+        let p = peek(
+            br#" {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+        )
+        .unwrap();
         assert_eq!(p.model.as_deref(), Some("gpt-4o"));
         assert_eq!(p.stream, Some(true));
         let p = peek(br#"{"messages":[],"stream":null}"#).unwrap();

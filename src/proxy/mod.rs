@@ -74,7 +74,11 @@ impl ProxyHttp for Gateway {
     /// Routes the request, then either answers it here (health, errors, the LLM routes, which
     /// run their whole upstream exchange inside this hook) and returns `Ok(true)`, or plans a
     /// passthrough and returns `Ok(false)` for Pingora's proxy path.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         let req = session.req_header();
         ctx.route = Route::classify(&req.method, req.uri.path());
         let headers = PortkeyHeaders::parse(&req.headers);
@@ -100,21 +104,21 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Route::NotFound => self.fail(session, ctx, GatewayError::NotFound).await,
-            Route::Unified(op) => {
-                match unified::handle(self, session, ctx, op, &headers).await {
-                    Ok(()) => Ok(true),
-                    Err(unified::Failed::Early(e)) => self.fail(session, ctx, e).await,
-                    Err(unified::Failed::Late(respond::RelayError::ClientGone)) => {
-                        ctx.error = Some(GatewayError::ClientClosed("during the response".into()));
-                        Err(abort_error("client closed the connection during the response"))
-                    }
-                    Err(unified::Failed::Late(respond::RelayError::Upstream(e))) => {
-                        let why = format!("upstream failed mid-response: {e}");
-                        ctx.error = Some(e);
-                        Err(abort_error(&why))
-                    }
+            Route::Unified(op) => match unified::handle(self, session, ctx, op, &headers).await {
+                Ok(()) => Ok(true),
+                Err(unified::Failed::Early(e)) => self.fail(session, ctx, e).await,
+                Err(unified::Failed::Late(respond::RelayError::ClientGone)) => {
+                    ctx.error = Some(GatewayError::ClientClosed("during the response".into()));
+                    Err(abort_error(
+                        "client closed the connection during the response",
+                    ))
                 }
-            }
+                Err(unified::Failed::Late(respond::RelayError::Upstream(e))) => {
+                    let why = format!("upstream failed mid-response: {e}");
+                    ctx.error = Some(e);
+                    Err(abort_error(&why))
+                }
+            },
             Route::Passthrough => match passthrough::plan(&self.state, &headers) {
                 Ok(target) => {
                     ctx.provider = Some(target.provider.clone());
@@ -126,7 +130,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         let Some(target) = ctx.passthrough.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no passthrough target planned");
         };
@@ -163,7 +171,12 @@ impl ProxyHttp for Gateway {
 
     /// Turns a proxy-path failure into the gateway's JSON error (Pingora's default sends an
     /// empty body and maps timeouts to 502). Nothing is written once a response has started.
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let started = session.response_written().is_some();
         let err = ctx.error.take().unwrap_or_else(|| from_pingora(e, ctx));
         let code = if started || matches!(err, GatewayError::ClientClosed(_)) {
@@ -187,16 +200,19 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(0, |h| h.status.as_u16());
+        let status = session.response_written().map_or(0, |h| h.status.as_u16());
         crate::telemetry::access_log(ctx, status);
     }
 }
 
 impl Gateway {
     /// Answers with the error (before any response was written) and records it.
-    async fn fail(&self, session: &mut Session, ctx: &mut RequestCtx, err: GatewayError) -> pingora::Result<bool> {
+    async fn fail(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GatewayError,
+    ) -> pingora::Result<bool> {
         let written = respond::send_error(session, ctx, &err).await;
         ctx.error = Some(err);
         written.map(|()| true)

@@ -143,7 +143,11 @@ pub async fn relay(
         };
         match next {
             Ok(Some(chunk)) => {
-                if session.write_response_body(Some(chunk), false).await.is_err() {
+                if session
+                    .write_response_body(Some(chunk), false)
+                    .await
+                    .is_err()
+                {
                     inbound.abort().await;
                     return Err(RelayError::ClientGone);
                 }

@@ -60,18 +60,27 @@ mod tests {
     fn classifies_routes() {
         let chat = Route::Unified(Operation::ChatCompletions);
         assert_eq!(Route::classify(&Method::POST, "/v1/chat/completions"), chat);
-        assert_eq!(Route::classify(&Method::POST, "/v1/chat/completions/?x=1"), chat);
+        assert_eq!(
+            Route::classify(&Method::POST, "/v1/chat/completions/?x=1"),
+            chat
+        );
         assert_eq!(
             Route::classify(&Method::POST, "/v1/embeddings"),
             Route::Unified(Operation::Embeddings)
         );
         assert_eq!(Route::classify(&Method::GET, "/"), Route::Health);
-        assert_eq!(Route::classify(&Method::GET, "/v1/models"), Route::Passthrough);
+        assert_eq!(
+            Route::classify(&Method::GET, "/v1/models"),
+            Route::Passthrough
+        );
         assert_eq!(
             Route::classify(&Method::GET, "/v1/chat/completions"),
             Route::Passthrough
         );
-        assert_eq!(Route::classify(&Method::POST, "/v1/files"), Route::Passthrough);
+        assert_eq!(
+            Route::classify(&Method::POST, "/v1/files"),
+            Route::Passthrough
+        );
         assert_eq!(Route::classify(&Method::GET, "/v2/models"), Route::NotFound);
         assert_eq!(Route::classify(&Method::POST, "/"), Route::NotFound);
     }

@@ -81,7 +81,10 @@ pub async fn handle(
         }
     }
     for name in &headers.forward_headers {
-        if let (Ok(n), Some(v)) = (HeaderName::from_bytes(name.as_bytes()), req.headers.get(name)) {
+        if let (Ok(n), Some(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            req.headers.get(name),
+        ) {
             out_headers.push((n, v.clone()));
         }
     }

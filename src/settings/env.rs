@@ -9,7 +9,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PORTGATE_ADMIN_LISTEN", "admin_listen"),
     ("PORTGATE_THREADS", "threads"),
     ("PORTGATE_GRACE_PERIOD_SECONDS", "grace_period_seconds"),
-    ("PORTGATE_MAX_REQUEST_BODY_BYTES", "limits.max_request_body_bytes"),
+    (
+        "PORTGATE_MAX_REQUEST_BODY_BYTES",
+        "limits.max_request_body_bytes",
+    ),
     ("PORTGATE_CONNECT_TIMEOUT_MS", "upstream.connect_timeout_ms"),
     ("PORTGATE_READ_TIMEOUT_MS", "upstream.read_timeout_ms"),
     ("PORTGATE_TRUSTED_CUSTOM_HOSTS", "custom_hosts.trusted"),

@@ -37,7 +37,10 @@ fn positive(field: &str, value: u64) -> Result<(), SettingsError> {
 
 fn socket_addr(field: &str, value: &str) -> Result<(), SettingsError> {
     value.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
-        SettingsError::new(field, format!("{value:?} is not an address like 127.0.0.1:8787"))
+        SettingsError::new(
+            field,
+            format!("{value:?} is not an address like 127.0.0.1:8787"),
+        )
     })
 }
 
@@ -68,7 +71,10 @@ impl Settings {
         positive("upstream.idle_timeout_ms", up.idle_timeout_ms)?;
         positive("upstream.dns_ttl_seconds", up.dns_ttl_seconds)?;
         if up.pool_size == 0 {
-            return Err(SettingsError::new("upstream.pool_size", "must be greater than 0"));
+            return Err(SettingsError::new(
+                "upstream.pool_size",
+                "must be greater than 0",
+            ));
         }
         for (i, host) in self.custom_hosts.trusted.iter().enumerate() {
             if host.trim().is_empty() || host.contains('/') || host.contains('@') {
@@ -100,7 +106,10 @@ impl Settings {
             }
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
-            return Err(SettingsError::new("log.format", "must be \"text\" or \"json\""));
+            return Err(SettingsError::new(
+                "log.format",
+                "must be \"text\" or \"json\"",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(SettingsError::new(

@@ -37,13 +37,15 @@ pub fn free_port() -> u16 {
 
 /// Settings for a test gateway: ephemeral ports, one thread, no grace period.
 pub fn test_settings() -> Settings {
-    let mut s = Settings::default();
-    s.listen = format!("127.0.0.1:{}", free_port());
-    s.admin_listen = format!("127.0.0.1:{}", free_port());
-    s.threads = 1;
-    s.grace_period_seconds = 0;
-    s.graceful_shutdown_timeout_seconds = 1;
-    s.log.level = "warn".into();
+    let mut s = Settings {
+        listen: format!("127.0.0.1:{}", free_port()),
+        admin_listen: format!("127.0.0.1:{}", free_port()),
+        threads: 1,
+        grace_period_seconds: 0,
+        graceful_shutdown_timeout_seconds: 1,
+        ..Settings::default()
+    };
+    s.log.level = "error".into();
     s
 }
 
@@ -71,7 +73,10 @@ impl TestGateway {
         let deadline = Instant::now() + Duration::from_secs(15);
         for a in [addr, admin] {
             while TcpStream::connect(a).is_err() {
-                assert!(Instant::now() < deadline, "gateway did not start listening on {a}");
+                assert!(
+                    Instant::now() < deadline,
+                    "gateway did not start listening on {a}"
+                );
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

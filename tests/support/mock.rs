@@ -43,9 +43,15 @@ pub enum Reply {
         headers: Vec<(String, String)>,
     },
     /// `text/event-stream`, chunked, one chunk per event, `delay` before each event.
-    Sse { events: Vec<String>, delay: Duration },
+    Sse {
+        events: Vec<String>,
+        delay: Duration,
+    },
     /// Like `Sse`, then the connection is reset instead of ending the stream.
-    SseThenReset { events: Vec<String>, delay: Duration },
+    SseThenReset {
+        events: Vec<String>,
+        delay: Duration,
+    },
     /// Waits before answering.
     Slow { delay: Duration, then: Box<Reply> },
     /// Reads the request and resets the connection without answering.
@@ -329,7 +335,10 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Reads one request (head and body, Content-Length or chunked). `None` when the peer closed.
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Recorded>> {
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Recorded>> {
     let (head_len, method, path, headers) = loop {
         let mut hdrs = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut hdrs);
@@ -337,7 +346,12 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
             let headers: Vec<(String, String)> = req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             break (
                 n,
@@ -351,7 +365,12 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
         }
     };
     buf.drain(..head_len);
-    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let body = if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         while buf.len() < len {
             if !fill(stream, buf).await? {

@@ -1,0 +1,132 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Server-sent events: relayed event by event as they arrive, framed correctly, the upstream
+//! dropped when the client leaves, and an upstream failure mid-stream made visible.
+
+mod support;
+
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn stream_request(gw: &TestGateway) -> reqwest::RequestBuilder {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-portkey-provider", "openai")
+        .header("accept", "text/event-stream")
+        .body(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"count"}]}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_incrementally_and_intact() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    let events = chat_events("m", &["one", "two", "three", "four"]);
+    mock.script([Reply::Sse {
+        events: events.clone(),
+        delay: Duration::from_millis(150),
+    }]);
+    let start = Instant::now();
+    let resp = stream_request(&gw).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert_eq!(resp.headers()["x-portkey-provider"], "openai");
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    let mut arrivals = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        let s = String::from_utf8(chunk.to_vec()).unwrap();
+        // Record when each complete event arrived.
+        for _ in 0..s.matches("\n\n").count() {
+            arrivals.push(start.elapsed());
+        }
+        text.push_str(&s);
+    }
+    let expected: String = events.iter().map(|e| format!("{e}\n\n")).collect();
+    assert_eq!(text, expected, "events are relayed unchanged");
+    assert_eq!(arrivals.len(), 5);
+    // The first event reached the client long before the last was even produced
+    // (events are 150 ms apart upstream): nothing was buffered.
+    assert!(
+        arrivals[4] - arrivals[0] >= Duration::from_millis(450),
+        "arrivals {arrivals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_drops_the_upstream_stream() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    mock.script([Reply::Sse {
+        events: chat_events("m", &words),
+        delay: Duration::from_millis(100),
+    }]);
+    let resp = stream_request(&gw).send().await.unwrap();
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("w0"));
+    drop(stream);
+    // The mock notices when a write fails; 40 events would take 4 s if nobody stopped it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while mock.aborted_streams().is_empty() {
+        assert!(Instant::now() < deadline, "upstream stream was not dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let written = mock.aborted_streams()[0];
+    assert!(written < 30, "upstream stopped after {written} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failure_mid_stream_ends_with_an_error_event() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    mock.script([Reply::SseThenReset {
+        events: chat_events("m", &["partial"])[..1].to_vec(),
+        delay: Duration::from_millis(10),
+    }]);
+    let resp = stream_request(&gw).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    let mut ended_with_error = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => text.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                ended_with_error = true;
+                break;
+            }
+        }
+    }
+    assert!(text.contains("partial"), "{text}");
+    assert!(text.contains("event: error"), "error event sent: {text}");
+    assert!(!text.contains("[DONE]"));
+    assert!(ended_with_error, "the stream must not end cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_json_body_is_not_a_clean_response() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    mock.script([Reply::CutBody {
+        declared: 500,
+        sent: r#"{"id":"chatcmpl-1","choices":"#.into(),
+    }]);
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-portkey-provider", "openai")
+        .body(r#"{"model":"m","messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().await.is_err(),
+        "a truncated body must surface as an error"
+    );
+}

@@ -20,8 +20,8 @@ run: release
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) run -q --bin portgate -- --check --config conf/portgate.yaml > /dev/null
 	./scripts/run-tests.sh
-	./target/debug/portgate --check --config conf/portgate.yaml > /dev/null
 
 lint: deps
 	$(CARGO) fmt --all -- --check

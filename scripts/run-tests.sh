@@ -9,5 +9,5 @@ status=${PIPESTATUS[0]}
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '^test result: .*; ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo
-echo "all tests: ${passed} passed, ${failed} failed"
+echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"

@@ -1,0 +1,8 @@
+-- wrk script: the Anyscale seed's chat request, with the Portkey headers when WRK_GATEWAY=1.
+wrk.method = "POST"
+wrk.body = '{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"gpt-4o-mini"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench"
+if os.getenv("WRK_GATEWAY") == "1" then
+  wrk.headers["x-portkey-provider"] = "openai"
+end

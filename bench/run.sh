@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Benchmark: the same chat request sent straight to a fast mock provider and through portgate,
+# at concurrency 1, 16 and 64, with wrk (closed loop, keep-alive). Prints requests/s, p50 and
+# p99 for both, the added latency, and portgate's idle and peak RSS.
+#
+# Everything runs on this machine (loopback only); on 2 cores the load generator, the mock and
+# the gateway share the CPUs, so read the figures as relative, not absolute.
+#
+# Environment: DURATION (default 10s), CONNS (default "1 16 64"), THREADS (portgate threads,
+# default 2), OUT (result file, default bench/results/latest.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-"1 16 64"}
+THREADS=${THREADS:-2}
+OUT=${OUT:-bench/results/latest.md}
+MOCK=127.0.0.1:18080
+GW=127.0.0.1:18787
+ADMIN=127.0.0.1:18788
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "bench: installing wrk" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+./scripts/ensure-deps.sh
+cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+./target/release/examples/bench_mock "$MOCK" &
+pids+=($!)
+cat > "$tmp/portgate.yaml" <<YAML
+listen: $GW
+admin_listen: $ADMIN
+threads: $THREADS
+providers:
+  openai:
+    base_url: http://$MOCK/v1
+log:
+  level: error
+YAML
+./target/release/portgate --config "$tmp/portgate.yaml" > "$tmp/portgate.log" 2>&1 &
+gw_pid=$!
+pids+=($gw_pid)
+for _ in $(seq 100); do
+  curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# One request each way so both sides are warm and the answer is right before measuring.
+curl -sf -X POST "http://$MOCK/v1/chat/completions" -d '{}' >/dev/null
+curl -sf -X POST "http://$GW/v1/chat/completions" -H 'x-portkey-provider: openai' \
+  -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[]}' >/dev/null
+
+rss_kb() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
+idle_rss=$(rss_kb "$gw_pid" VmRSS)
+
+# Runs wrk and prints "rps p50_ms p99_ms".
+measure() {
+  local url=$1 conns=$2 gateway=$3 out
+  out=$(WRK_GATEWAY=$gateway wrk -t1 -c"$conns" -d"$DURATION" --latency -s bench/post.lua "$url")
+  if echo "$out" | grep -q "Non-2xx"; then
+    echo "bench: non-2xx responses from $url" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "%s", v }'
+}
+
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "# portgate benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk -t1, $DURATION per run; portgate threads=$THREADS"
+  echo
+  echo "| conc | direct rps | direct p50 ms | direct p99 ms | portgate rps | portgate p50 ms | portgate p99 ms | rps ratio | added p50 ms |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+} > "$OUT"
+for c in $CONNS; do
+  read -r d_rps d_p50 d_p99 < <(measure "http://$MOCK/v1/chat/completions" "$c" 0)
+  read -r g_rps g_p50 g_p99 < <(measure "http://$GW/v1/chat/completions" "$c" 1)
+  ratio=$(awk -v g="$g_rps" -v d="$d_rps" 'BEGIN {printf "%.0f%%", 100*g/d}')
+  added=$(awk -v g="$g_p50" -v d="$d_p50" 'BEGIN {printf "%.3f", g-d}')
+  echo "| $c | $d_rps | $d_p50 | $d_p99 | $g_rps | $g_p50 | $g_p99 | $ratio | $added |" >> "$OUT"
+done
+peak_rss=$(rss_kb "$gw_pid" VmHWM)
+{
+  echo
+  echo "portgate RSS: idle $((idle_rss / 1024)) MiB, peak $((peak_rss / 1024)) MiB"
+} >> "$OUT"
+cat "$OUT"

@@ -10,7 +10,9 @@ use tokio::net::{TcpListener, TcpStream};
 const BODY: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Mixing red and yellow gives orange."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":17,"completion_tokens":8,"total_tokens":25}}"#;
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18080".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18080".into());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -35,10 +37,7 @@ async fn serve(mut stream: TcpStream, response: &'static [u8]) {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         // Parse as many complete requests as the buffer holds (head + Content-Length body).
-        loop {
-            let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                break;
-            };
+        while let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
             let len = head
                 .lines()

@@ -50,6 +50,34 @@ pub enum GatewayError {
     /// The upstream connection failed after it was established (reset, malformed response).
     #[error("{provider} upstream failed: {detail}")]
     UpstreamIo { provider: String, detail: String },
+    /// `x-portkey-config` starts like JSON but is not valid JSON.
+    #[error("Invalid config passed. You need to pass a valid json: {0}")]
+    InvalidConfigJson(String),
+    /// The config breaks the schema; every problem with its JSON path.
+    #[error("Invalid config passed")]
+    InvalidConfig(Vec<String>),
+    /// `x-portkey-config` names an id that settings do not define.
+    #[error("Invalid config id passed: no config named {0:?} is defined in the gateway settings")]
+    UnknownConfig(String),
+    #[error("Invalid virtual key passed: no virtual key {0:?} is defined in the gateway settings")]
+    UnknownVirtualKey(String),
+    #[error("Invalid or missing x-portkey-api-key")]
+    Unauthorized,
+    /// Conditional routing found no matching condition and no default.
+    #[error("Conditional router: no condition matched and no default target is set ({0})")]
+    NoRouteMatched(String),
+    /// The per-attempt `request_timeout` elapsed (Portkey's synthetic 408).
+    #[error("Request exceeded the timeout sent in the request: {0}ms")]
+    RequestTimeout(u64),
+    /// A stream's first chunk did not arrive within `upstream.first_token_timeout_ms`.
+    #[error("No first token within {0}ms")]
+    FirstTokenTimeout(u64),
+    /// The retry budget of the target is spent (only when no earlier answer can be returned).
+    #[error("Retry budget exhausted for {0}")]
+    RetryBudgetExhausted(String),
+    /// Every candidate target's circuit breaker is open.
+    #[error("All targets are unavailable: circuit breaker open for {0}")]
+    CircuitOpen(String),
     #[error("Not Found")]
     NotFound,
     #[error("{0}")]
@@ -76,7 +104,14 @@ impl GatewayError {
             | Self::UnknownProvider(_)
             | Self::InvalidCustomHost(_)
             | Self::InvalidHeader { .. }
-            | Self::UnsupportedContentType => 400,
+            | Self::UnsupportedContentType
+            | Self::InvalidConfigJson(_)
+            | Self::InvalidConfig(_)
+            | Self::UnknownConfig(_)
+            | Self::NoRouteMatched(_) => 400,
+            Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
+            Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
+            Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) => 503,
             Self::BodyTooLarge { .. } => 413,
             Self::ClientClosed(_) => 499,
             Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
@@ -104,6 +139,15 @@ impl GatewayError {
             Self::UpstreamConnect { .. } => "upstream_connect",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamIo { .. } => "upstream_io",
+            Self::InvalidConfigJson(_) | Self::InvalidConfig(_) => "invalid_config",
+            Self::UnknownConfig(_) => "unknown_config",
+            Self::UnknownVirtualKey(_) => "unknown_virtual_key",
+            Self::Unauthorized => "unauthorized",
+            Self::NoRouteMatched(_) => "no_route_matched",
+            Self::RequestTimeout(_) => "request_timeout",
+            Self::FirstTokenTimeout(_) => "first_token_timeout",
+            Self::CircuitOpen(_) => "circuit_open",
+            Self::RetryBudgetExhausted(_) => "retry_budget_exhausted",
             Self::NotFound => "not_found",
             Self::Internal(_) => "internal",
         }
@@ -114,7 +158,11 @@ impl GatewayError {
     pub fn is_upstream(&self) -> bool {
         matches!(
             self,
-            Self::UpstreamDns { .. }
+            Self::RequestTimeout(_)
+                | Self::FirstTokenTimeout(_)
+                | Self::CircuitOpen(_)
+                | Self::RetryBudgetExhausted(_)
+                | Self::UpstreamDns { .. }
                 | Self::UpstreamConnect { .. }
                 | Self::UpstreamTimeout { .. }
                 | Self::UpstreamIo { .. }
@@ -124,7 +172,11 @@ impl GatewayError {
     fn shape(&self) -> Shape {
         match self {
             Self::NotFound => Shape::NotFound,
-            Self::UpstreamTimeout { .. } => Shape::OpenAi("timeout_error"),
+            Self::UpstreamTimeout { .. } | Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => {
+                Shape::OpenAi("timeout_error")
+            }
+            Self::CircuitOpen(_) => Shape::OpenAi("circuit_open"),
+            Self::RetryBudgetExhausted(_) => Shape::OpenAi("retry_budget_exhausted"),
             Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
                 Shape::OpenAi("upstream_error")
             }
@@ -137,7 +189,12 @@ impl GatewayError {
     pub fn body(&self) -> Bytes {
         let message = self.to_string();
         let value = match self.shape() {
-            Shape::Portkey => json!({ "status": "failure", "message": message }),
+            Shape::Portkey => match self {
+                Self::InvalidConfig(errors) => {
+                    json!({ "status": "failure", "message": message, "errors": errors })
+                }
+                _ => json!({ "status": "failure", "message": message }),
+            },
             Shape::OpenAi(kind) => json!({
                 "error": { "message": message, "type": kind, "param": null, "code": null }
             }),

@@ -8,8 +8,10 @@ pub mod error;
 pub mod portkey;
 pub mod providers;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod settings;
+pub mod state;
 pub mod telemetry;
 
 pub use error::GatewayError;

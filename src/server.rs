@@ -3,8 +3,9 @@
 //! 300 s grace period by accident).
 
 use crate::admin::AdminApp;
-use crate::proxy::{Gateway, State};
+use crate::proxy::Gateway;
 use crate::settings::{Settings, SettingsError};
+use crate::state::State;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;

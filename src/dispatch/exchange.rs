@@ -41,6 +41,8 @@ pub struct Inbound {
     session: HttpSession,
     peer: HttpPeer,
     provider: String,
+    /// A body chunk read ahead (the first token of a stream), handed out first.
+    peeked: Option<Bytes>,
 }
 
 /// Where an attempt failed, which decides whether it can be repeated elsewhere.
@@ -117,6 +119,7 @@ impl Dispatcher {
                             session,
                             peer,
                             provider: out.provider.to_string(),
+                            peeked: None,
                         })
                     }
                     Err(Failure::Stale(_)) if stale < MAX_STALE_RETRIES => stale += 1,
@@ -168,6 +171,18 @@ impl Dispatcher {
         Ok(session)
     }
 
+    /// Disposes of a response the gateway will not relay (a failure before a retry or fallback):
+    /// a small body is read so the connection can be pooled, anything else is closed.
+    pub async fn discard(&self, mut inbound: Inbound) {
+        const DRAIN_LIMIT: usize = 64 * 1024;
+        let drained =
+            tokio::time::timeout(Duration::from_secs(1), inbound.read_to_end(DRAIN_LIMIT)).await;
+        match drained {
+            Ok(Ok(_)) if inbound.is_done() => self.release(inbound).await,
+            _ => inbound.abort().await,
+        }
+    }
+
     /// Returns a fully read response's connection to the pool.
     pub async fn release(&self, inbound: Inbound) {
         let idle = Some(Duration::from_millis(self.timeouts.idle_timeout_ms));
@@ -215,15 +230,27 @@ impl Inbound {
 
     /// The next body chunk; `None` at the end. A stall past the read timeout is an error.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
+        if let Some(chunk) = self.peeked.take() {
+            return Ok(Some(chunk));
+        }
         self.session
             .read_response_body()
             .await
             .map_err(|e| classify(&self.provider, &e))
     }
 
+    /// Reads the first body chunk ahead, so it can be checked before the response is committed
+    /// to the client; `next_chunk` returns it first.
+    pub async fn peek_chunk(&mut self) -> Result<(), GatewayError> {
+        if self.peeked.is_none() {
+            self.peeked = self.next_chunk().await?;
+        }
+        Ok(())
+    }
+
     /// Whether the whole response was read (so the connection can be pooled).
     pub fn is_done(&mut self) -> bool {
-        self.session.response_done()
+        self.peeked.is_none() && self.session.response_done()
     }
 
     /// Reads the rest of the body into memory, up to `limit` bytes (for error bodies and

@@ -5,6 +5,7 @@
 //! LLM request must be sent whole, of any size, and possibly rewritten for each target
 //! (`reference/pingora.md` §3.3).
 
+pub mod attempts;
 mod dns;
 mod exchange;
 mod upstream;

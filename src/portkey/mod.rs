@@ -1,6 +1,7 @@
 //! Portkey's wire contract: the `x-portkey-*` request headers, custom-host rules, and the
 //! response headers the SDKs read.
 
+pub mod config;
 pub mod custom_host;
 pub mod headers;
 
@@ -12,4 +13,8 @@ pub mod response {
     pub const TRACE_ID: &str = "x-portkey-trace-id";
     pub const PROVIDER: &str = "x-portkey-provider";
     pub const GATEWAY_EXCEPTION: &str = "x-portkey-gateway-exception";
+    pub const LAST_USED_OPTION_INDEX: &str = "x-portkey-last-used-option-index";
+    pub const RETRY_ATTEMPT_COUNT: &str = "x-portkey-retry-attempt-count";
+    /// portgate's own: `exhausted` when the retry budget stopped a retry or fallback.
+    pub const RETRY_BUDGET: &str = "x-portgate-retry-budget";
 }

@@ -1,6 +1,7 @@
 //! Per-request state, created in `new_ctx` and dropped when the request ends.
 
 use super::routes::Route;
+use crate::dispatch::attempts::AttemptRecord;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use http::{HeaderName, HeaderValue};
@@ -27,6 +28,13 @@ pub struct RequestCtx {
     /// Whether the client asked for a stream (`"stream": true`).
     pub stream: bool,
     pub passthrough: Option<PassthroughTarget>,
+    /// JSON path of the config target that answered.
+    pub last_used: Option<String>,
+    /// Retries made by the answering target (-1: they ran out).
+    pub retry_count: Option<i64>,
+    pub budget_exhausted: bool,
+    /// Every upstream send of the request, in order.
+    pub attempts: Vec<AttemptRecord>,
     /// The failure that decided the response, if any (logged once in `logging`).
     pub error: Option<GatewayError>,
 }
@@ -41,6 +49,10 @@ impl RequestCtx {
             model: None,
             stream: false,
             passthrough: None,
+            last_used: None,
+            retry_count: None,
+            budget_exhausted: false,
+            attempts: Vec::new(),
             error: None,
         }
     }

@@ -6,17 +6,15 @@ mod ctx;
 mod passthrough;
 mod respond;
 mod routes;
-mod target;
 mod unified;
 
 pub use ctx::RequestCtx;
 pub use routes::Route;
 
-use crate::dispatch::Dispatcher;
 use crate::error::GatewayError;
-use crate::portkey::{CustomHostPolicy, PortkeyHeaders};
-use crate::providers::Providers;
-use crate::settings::{Settings, SettingsError};
+use crate::portkey::PortkeyHeaders;
+use crate::providers::Operation;
+pub use crate::state::State;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -24,27 +22,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use std::sync::Arc;
-
-/// Everything a request needs that outlives it: settings, provider table, custom-host policy,
-/// connection pools and DNS cache. Built and validated once.
-pub struct State {
-    pub settings: Settings,
-    pub providers: Providers,
-    pub custom_hosts: CustomHostPolicy,
-    pub dispatcher: Dispatcher,
-}
-
-impl State {
-    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
-        settings.validate()?;
-        Ok(State {
-            providers: Providers::from_settings(&settings)?,
-            custom_hosts: CustomHostPolicy::new(&settings.custom_hosts.trusted),
-            dispatcher: Dispatcher::new(&settings.upstream),
-            settings,
-        })
-    }
-}
 
 /// The gateway service.
 pub struct Gateway {
@@ -91,20 +68,26 @@ impl ProxyHttp for Gateway {
             Ok(h) => h,
             Err(e) => return self.fail(session, ctx, e).await,
         };
-        match ctx.route {
-            Route::Health => {
-                respond::send_local(
-                    session,
-                    ctx,
-                    200,
-                    "text/plain",
-                    Bytes::from_static(b"AI Gateway says hey!"),
-                )
-                .await?;
-                Ok(true)
+        if matches!(
+            ctx.route,
+            Route::Unified(_) | Route::LegacyChatComplete | Route::Passthrough
+        ) {
+            let presented = session
+                .req_header()
+                .headers
+                .get("x-portkey-api-key")
+                .and_then(|v| v.to_str().ok());
+            if !self.state.gateway_key_ok(presented) {
+                return self.fail(session, ctx, GatewayError::Unauthorized).await;
             }
-            Route::NotFound => self.fail(session, ctx, GatewayError::NotFound).await,
-            Route::Unified(op) => match unified::handle(self, session, ctx, op, &headers).await {
+        }
+        let unified = match ctx.route {
+            Route::Unified(op) => Some((op, false)),
+            Route::LegacyChatComplete => Some((Operation::ChatCompletions, true)),
+            _ => None,
+        };
+        if let Some((op, legacy)) = unified {
+            return match unified::handle(self, session, ctx, op, legacy, headers).await {
                 Ok(()) => Ok(true),
                 Err(unified::Failed::Early(e)) => self.fail(session, ctx, e).await,
                 Err(unified::Failed::Late(respond::RelayError::ClientGone)) => {
@@ -118,15 +101,33 @@ impl ProxyHttp for Gateway {
                     ctx.error = Some(e);
                     Err(abort_error(&why))
                 }
-            },
-            Route::Passthrough => match passthrough::plan(&self.state, &headers) {
-                Ok(target) => {
-                    ctx.provider = Some(target.provider.clone());
-                    ctx.passthrough = Some(target);
-                    Ok(false)
+            };
+        }
+        match ctx.route {
+            Route::Health => {
+                respond::send_local(
+                    session,
+                    ctx,
+                    200,
+                    "text/plain",
+                    Bytes::from_static(b"AI Gateway says hey!"),
+                )
+                .await?;
+                Ok(true)
+            }
+            Route::NotFound | Route::Unified(_) | Route::LegacyChatComplete => {
+                self.fail(session, ctx, GatewayError::NotFound).await
+            }
+            Route::Passthrough => {
+                match passthrough::plan(&self.state, &headers, session.req_header().uri.path()) {
+                    Ok(target) => {
+                        ctx.provider = Some(target.provider.clone());
+                        ctx.passthrough = Some(target);
+                        Ok(false)
+                    }
+                    Err(e) => self.fail(session, ctx, e).await,
                 }
-                Err(e) => self.fail(session, ctx, e).await,
-            },
+            }
         }
     }
 

@@ -3,17 +3,35 @@
 //! streamed both ways so large uploads are never buffered whole.
 
 use super::ctx::PassthroughTarget;
-use super::target::Target;
 use super::State;
 use crate::error::GatewayError;
 use crate::portkey::PortkeyHeaders;
+use crate::routing::conditions::metadata_value;
+use crate::routing::select;
+use crate::routing::target::Target;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
 /// Decides the passthrough target in `request_filter`, so errors are answered before any
-/// upstream work.
-pub fn plan(state: &State, headers: &PortkeyHeaders) -> Result<PassthroughTarget, GatewayError> {
-    let target = Target::from_headers(state, headers)?;
+/// upstream work. With a config, the target is the one its strategy picks first (no retries:
+/// a streamed body cannot be sent twice).
+pub fn plan(
+    state: &State,
+    headers: &PortkeyHeaders,
+    pathname: &str,
+) -> Result<PassthroughTarget, GatewayError> {
+    let plan = state
+        .configs
+        .resolve(headers.config.as_deref(), &state.plan_context())?;
+    let target = match &plan {
+        Some(plan) => {
+            let metadata = metadata_value(headers.metadata.as_deref());
+            let leaf = select::first_leaf(&plan.root, &metadata, pathname)
+                .ok_or_else(|| GatewayError::NoRouteMatched("config".into()))?;
+            Target::from_leaf(state, leaf, headers)?
+        }
+        None => Target::from_headers(state, headers)?,
+    };
     let auth = match target.api_key.as_deref() {
         Some(key) => target.provider.auth_headers(key)?,
         None => Vec::new(),

@@ -26,6 +26,15 @@ pub fn add_gateway_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora:
     if let Some(p) = &ctx.provider {
         h.insert_header(response::PROVIDER, p)?;
     }
+    if let Some(path) = &ctx.last_used {
+        h.insert_header(response::LAST_USED_OPTION_INDEX, path)?;
+    }
+    if let Some(n) = ctx.retry_count {
+        h.insert_header(response::RETRY_ATTEMPT_COUNT, n.to_string())?;
+    }
+    if ctx.budget_exhausted {
+        h.insert_header(response::RETRY_BUDGET, "exhausted")?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,8 @@ pub enum Route {
     Health,
     /// An LLM route of the unified API: body read, planned, dispatched by the gateway.
     Unified(Operation),
+    /// `POST /v1/chatComplete`: the legacy chat route (config in the header or the body).
+    LegacyChatComplete,
     /// Any other `/v1/*` path: streamed through Pingora's proxy path to the provider.
     Passthrough,
     NotFound,
@@ -29,6 +31,7 @@ impl Route {
                 "/v1/chat/completions" => return Route::Unified(Operation::ChatCompletions),
                 "/v1/completions" => return Route::Unified(Operation::Completions),
                 "/v1/embeddings" => return Route::Unified(Operation::Embeddings),
+                "/v1/chatComplete" => return Route::LegacyChatComplete,
                 _ => {}
             }
         }
@@ -45,6 +48,7 @@ impl Route {
             Route::Unified(Operation::ChatCompletions) => "chat_completions",
             Route::Unified(Operation::Completions) => "completions",
             Route::Unified(Operation::Embeddings) => "embeddings",
+            Route::LegacyChatComplete => "chat_complete",
             Route::Passthrough => "passthrough",
             Route::NotFound => "not_found",
         }
@@ -82,6 +86,10 @@ mod tests {
             Route::Passthrough
         );
         assert_eq!(Route::classify(&Method::GET, "/v2/models"), Route::NotFound);
+        assert_eq!(
+            Route::classify(&Method::POST, "/v1/chatComplete"),
+            Route::LegacyChatComplete
+        );
         assert_eq!(Route::classify(&Method::POST, "/"), Route::NotFound);
     }
 }

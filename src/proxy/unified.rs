@@ -1,17 +1,16 @@
-//! The LLM routes (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`): read and check
-//! the body, resolve the target, let the provider adapter build the upstream request, send it
-//! with the Connector and relay the answer as it arrives.
+//! The LLM routes (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, and the legacy
+//! `/v1/chatComplete`): read and check the body, resolve the config into a plan, let the attempt
+//! loop pick, send, retry and fall back, then relay the answer that was kept as it arrives.
 
 use super::body::{peek, read_body};
 use super::ctx::RequestCtx;
 use super::respond::{relay, RelayError};
-use super::target::Target;
 use super::Gateway;
-use crate::dispatch::Outbound;
+use crate::dispatch::attempts::{Outcome, Request, Walk};
 use crate::error::GatewayError;
 use crate::portkey::PortkeyHeaders;
 use crate::providers::Operation;
-use http::{HeaderName, HeaderValue};
+use bytes::Bytes;
 use pingora::proxy::Session;
 
 /// How a unified request ended when it did not end well.
@@ -28,10 +27,6 @@ impl From<GatewayError> for Failed {
     }
 }
 
-/// Client headers passed to OpenAI-compatible providers when present (account scoping and
-/// beta switches the OpenAI SDK sets).
-const PROVIDER_PASS_HEADERS: &[&str] = &["openai-organization", "openai-project", "openai-beta"];
-
 fn is_json_content_type(session: &Session) -> bool {
     match session.req_header().headers.get(http::header::CONTENT_TYPE) {
         None => true,
@@ -42,69 +37,73 @@ fn is_json_content_type(session: &Session) -> bool {
     }
 }
 
+/// The legacy `/v1/chatComplete` body may wrap the request as `{"config": ..., "params": ...}`;
+/// returns the inner params and the config it carries.
+fn unwrap_legacy(body: Bytes) -> Result<(Bytes, Option<String>), GatewayError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    match v.get("params") {
+        Some(params @ serde_json::Value::Object(_)) => {
+            let config = v.get("config").map(|c| match c {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            Ok((Bytes::from(params.to_string()), config))
+        }
+        _ => Ok((body, None)),
+    }
+}
+
 pub async fn handle(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
     op: Operation,
-    headers: &PortkeyHeaders,
+    legacy: bool,
+    mut headers: PortkeyHeaders,
 ) -> Result<(), Failed> {
     let state = &gw.state;
     if !is_json_content_type(session) {
         return Err(GatewayError::UnsupportedContentType.into());
     }
-    let body = read_body(session, state.settings.limits.max_request_body_bytes).await?;
+    let mut body = read_body(session, state.settings.limits.max_request_body_bytes).await?;
     let peeked = peek(&body)?;
     ctx.stream = peeked.stream.unwrap_or(false);
     ctx.model = peeked.model.map(|m| m.into_owned());
-    let target = Target::from_headers(state, headers)?;
-    ctx.provider = Some(target.provider.slug().to_string());
+    if legacy {
+        let (inner, config) = unwrap_legacy(body)?;
+        body = inner;
+        if headers.config.is_none() {
+            headers.config = config;
+        }
+    }
+    let plan = state
+        .configs
+        .resolve(headers.config.as_deref(), &state.plan_context())?;
 
-    let prepared = target
-        .provider
-        .prepare(op, body, target.api_key.as_deref())?;
-    let req = session.req_header();
-    let mut out_headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
-    out_headers.push((
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    ));
-    let accept = req
-        .headers
-        .get(http::header::ACCEPT)
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-    out_headers.push((http::header::ACCEPT, accept));
-    for name in PROVIDER_PASS_HEADERS {
-        if let Some(v) = req.headers.get(*name) {
-            out_headers.push((HeaderName::from_static(name), v.clone()));
-        }
-    }
-    for name in &headers.forward_headers {
-        if let (Ok(n), Some(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            req.headers.get(name),
-        ) {
-            out_headers.push((n, v.clone()));
-        }
-    }
-    out_headers.extend(prepared.headers);
-    let mut path = format!("{}{}", target.upstream.base_path, prepared.path);
-    if let Some(q) = req.uri.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    let outbound = Outbound {
-        provider: target.provider.slug(),
-        upstream: &target.upstream,
-        public_only: target.public_only,
-        method: "POST",
-        path: &path,
-        headers: &out_headers,
-        body: prepared.body,
+    let req_header = session.req_header();
+    let request = Request {
+        op,
+        body,
+        stream: ctx.stream,
+        headers: &headers,
+        client_headers: &req_header.headers,
+        query: req_header.uri.query(),
+        pathname: req_header.uri.path(),
     };
-    let inbound = state.dispatcher.send(&outbound).await?;
-    relay(session, inbound, ctx, &state.dispatcher)
-        .await
-        .map_err(Failed::Late)
+    let mut walk = Walk::new(state, &request);
+    let answer = walk.run(plan.as_deref()).await;
+    ctx.attempts = std::mem::take(&mut walk.attempts);
+    ctx.provider = answer
+        .provider
+        .or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
+    ctx.last_used = answer.leaf_path;
+    ctx.retry_count = Some(answer.retry_count);
+    ctx.budget_exhausted = answer.budget_exhausted;
+    match answer.outcome {
+        Outcome::Failed(e) => Err(Failed::Early(e)),
+        Outcome::Response(inbound) => relay(session, *inbound, ctx, &state.dispatcher)
+            .await
+            .map_err(Failed::Late),
+    }
 }

@@ -6,6 +6,7 @@
 //! variables, command-line flags.
 
 mod env;
+mod secrets;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use env::apply_env;
+pub use secrets::{resolve_virtual_keys, Secret, VirtualKey, VirtualKeyRow, VirtualKeys};
 pub use validate::SettingsError;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -33,7 +35,76 @@ pub struct Settings {
     pub custom_hosts: CustomHostSettings,
     /// Extra OpenAI-compatible providers, or overrides of the built-in rows, keyed by slug.
     pub providers: BTreeMap<String, ProviderRow>,
+    /// Virtual keys by id: provider plus where its key lives (env var or file).
+    pub virtual_keys: BTreeMap<String, VirtualKeyRow>,
+    /// Named Portkey configs, selected with `x-portkey-config: <id>`.
+    pub configs: BTreeMap<String, serde_json::Value>,
+    /// Id of the config used when a request names none.
+    pub default_config: Option<String>,
+    /// SHA-256 digests (`sha256:<hex>`) of accepted `x-portkey-api-key` values. Empty: no check.
+    pub gateway_keys: Vec<String>,
+    /// How many distinct inline configs are kept parsed.
+    pub config_cache_size: usize,
+    pub retry: RetrySettings,
+    pub circuit_breaker: BreakerSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// First backoff wait; later waits double (1 s, 2 s, 4 s ...), ±20 % jitter.
+    pub backoff_base_ms: u64,
+    pub budget: RetryBudgetSettings,
+}
+
+/// Extra sends to a target allowed in the window: `ratio × first sends + min_retries_per_second
+/// × window_seconds`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudgetSettings {
+    pub enabled: bool,
+    pub ratio: f64,
+    pub min_retries_per_second: f64,
+    pub window_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Smallest `cooldown_interval` a config may set (Portkey: 30 s).
+    pub min_cooldown_ms: u64,
+    /// A `cb_config` applied to targets whose config sets none (`null`: no breaker).
+    pub default: Option<serde_json::Value>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            backoff_base_ms: 1000,
+            budget: RetryBudgetSettings::default(),
+        }
+    }
+}
+
+impl Default for RetryBudgetSettings {
+    fn default() -> Self {
+        RetryBudgetSettings {
+            enabled: true,
+            ratio: 0.2,
+            min_retries_per_second: 1.0,
+            window_seconds: 10,
+        }
+    }
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            min_cooldown_ms: 30_000,
+            default: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -60,6 +131,9 @@ pub struct UpstreamSettings {
     pub pool_size: usize,
     /// How long a resolved upstream address is reused before resolving again.
     pub dns_ttl_seconds: u64,
+    /// For streams: longest wait for the first body chunk after the response header; exceeded
+    /// counts as a timeout (408) that retries and fallbacks act on. 0 = off.
+    pub first_token_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -108,6 +182,13 @@ impl Default for Settings {
             upstream: UpstreamSettings::default(),
             custom_hosts: CustomHostSettings::default(),
             providers: BTreeMap::new(),
+            virtual_keys: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            default_config: None,
+            gateway_keys: Vec::new(),
+            config_cache_size: 256,
+            retry: RetrySettings::default(),
+            circuit_breaker: BreakerSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -130,6 +211,7 @@ impl Default for UpstreamSettings {
             idle_timeout_ms: 90_000,
             pool_size: 128,
             dns_ttl_seconds: 60,
+            first_token_timeout_ms: 0,
         }
     }
 }

@@ -105,6 +105,53 @@ impl Settings {
                 ));
             }
         }
+        if self.config_cache_size == 0 {
+            return Err(SettingsError::new(
+                "config_cache_size",
+                "must be greater than 0",
+            ));
+        }
+        positive("retry.backoff_base_ms", self.retry.backoff_base_ms)?;
+        let b = &self.retry.budget;
+        if !(b.ratio.is_finite() && b.ratio >= 0.0) {
+            return Err(SettingsError::new(
+                "retry.budget.ratio",
+                "must be a number ≥ 0",
+            ));
+        }
+        if !(b.min_retries_per_second.is_finite() && b.min_retries_per_second >= 0.0) {
+            return Err(SettingsError::new(
+                "retry.budget.min_retries_per_second",
+                "must be a number ≥ 0",
+            ));
+        }
+        if b.window_seconds == 0 || b.window_seconds > 3600 {
+            return Err(SettingsError::new(
+                "retry.budget.window_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        for (i, key) in self.gateway_keys.iter().enumerate() {
+            let hex = key.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(SettingsError::new(
+                    &format!("gateway_keys[{i}]"),
+                    "must be \"sha256:<64 hex digits>\" (the digest, never the key)",
+                ));
+            }
+        }
+        for (id, row) in &self.virtual_keys {
+            if !self.providers.contains_key(&row.provider)
+                && !crate::providers::BUILT_IN
+                    .iter()
+                    .any(|r| r.slug == row.provider)
+            {
+                return Err(SettingsError::new(
+                    &format!("virtual_keys.{id}.provider"),
+                    format!("unknown provider {:?}", row.provider),
+                ));
+            }
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(SettingsError::new(
                 "log.format",

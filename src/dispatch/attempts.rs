@@ -1,0 +1,550 @@
+//! The attempt loop: walks a Plan (or the single target of a request without a config),
+//! choosing targets, sending, and retrying or falling back on failures — all before the first
+//! byte goes to the client, so the client only ever sees the answer that was kept.
+//!
+//! Semantics follow Portkey (reference §3.3-3.4): fallback moves on for any non-2xx unless
+//! `on_status_codes` says otherwise; a gateway error inside a target (unknown virtual key, no
+//! route) stops the chain; retries happen on the retry codes, connect failures and timeouts,
+//! with backoff or the provider's Retry-After. On top: per-target circuit breakers and a retry
+//! budget.
+
+use super::{Inbound, Outbound};
+use crate::error::GatewayError;
+use crate::portkey::config::Mode;
+use crate::portkey::PortkeyHeaders;
+use crate::providers::Operation;
+use crate::routing::breaker::Admit;
+use crate::routing::conditions::{metadata_value, QueryContext};
+use crate::routing::plan::{Group, Leaf, Node, Plan};
+use crate::routing::retry::{retry_after, RetryPolicy, RETRY_AFTER_BUDGET};
+use crate::routing::select;
+use crate::routing::target::Target;
+use crate::state::State;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// Client headers passed to OpenAI-compatible providers when present (account scoping and
+/// beta switches the OpenAI SDK sets).
+const PROVIDER_PASS_HEADERS: &[&str] = &["openai-organization", "openai-project", "openai-beta"];
+
+/// The request as the attempt loop needs it.
+pub struct Request<'a> {
+    pub op: Operation,
+    /// The client's JSON body.
+    pub body: Bytes,
+    pub stream: bool,
+    pub headers: &'a PortkeyHeaders,
+    pub client_headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub pathname: &'a str,
+}
+
+/// Why a send happened, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    First,
+    Retry,
+    Fallback,
+}
+
+impl AttemptKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            AttemptKind::First => "first",
+            AttemptKind::Retry => "retry",
+            AttemptKind::Fallback => "fallback",
+        }
+    }
+}
+
+/// One upstream send (or a target skipped by its breaker or budget).
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub path: Option<String>,
+    pub provider: String,
+    pub target: String,
+    pub kind: AttemptKind,
+    /// Upstream status, or the gateway's for failures without one.
+    pub status: u16,
+    /// Error kind for failures without an upstream answer.
+    pub error: Option<&'static str>,
+    pub duration: Duration,
+}
+
+/// What the walk ended with.
+pub enum Outcome {
+    /// An upstream response whose header is read; the body is still to be relayed.
+    Response(Box<Inbound>),
+    Failed(GatewayError),
+}
+
+impl Outcome {
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Response(r) => r.status(),
+            Outcome::Failed(e) => e.status(),
+        }
+    }
+}
+
+pub struct Answer {
+    pub outcome: Outcome,
+    /// JSON path of the target that answered (config requests only).
+    pub leaf_path: Option<String>,
+    pub provider: Option<String>,
+    /// Retries made by the answering target; -1 when they ran out on retriable failures.
+    pub retry_count: i64,
+    pub budget_exhausted: bool,
+    /// The target was not tried (breaker open, budget spent): a fallback keeps the answer it
+    /// already has instead of this one.
+    pub skipped: bool,
+}
+
+/// The walk's per-request state.
+pub struct Walk<'a> {
+    state: &'a State,
+    req: &'a Request<'a>,
+    /// Targets this request already sent to (extra sends draw on the retry budget).
+    tried: HashSet<String>,
+    pub attempts: Vec<AttemptRecord>,
+    retry_after_spent: Duration,
+    params: Option<Option<Map<String, Value>>>,
+}
+
+type NodeFuture<'f> = Pin<Box<dyn Future<Output = Answer> + Send + 'f>>;
+
+impl<'a> Walk<'a> {
+    pub fn new(state: &'a State, req: &'a Request<'a>) -> Self {
+        Walk {
+            state,
+            req,
+            tried: HashSet::new(),
+            attempts: Vec::new(),
+            retry_after_spent: Duration::ZERO,
+            params: None,
+        }
+    }
+
+    /// Runs the whole request: the plan when there is one, else the headers' single target.
+    pub async fn run(&mut self, plan: Option<&Plan>) -> Answer {
+        match plan {
+            Some(p) => self.node(&p.root).await,
+            None => {
+                let leaf = Leaf::from_request();
+                let mut a = self.leaf(&leaf).await;
+                a.leaf_path = None;
+                a
+            }
+        }
+    }
+
+    fn node<'s>(&'s mut self, node: &'s Node) -> NodeFuture<'s> {
+        Box::pin(async move {
+            match node {
+                Node::Leaf(leaf) => self.leaf(leaf).await,
+                Node::Group(g) => self.group(g).await,
+            }
+        })
+    }
+
+    async fn group(&mut self, g: &Group) -> Answer {
+        match g.mode {
+            Mode::Single => self.node(&g.children[0]).await,
+            Mode::Fallback => self.fallback(g).await,
+            Mode::Loadbalance => {
+                let usable: Vec<bool> = g.children.iter().map(|c| !self.is_open(c)).collect();
+                match select::weighted(&g.weights, &usable, rand::random::<f64>()) {
+                    Some(i) => self.node(&g.children[i]).await,
+                    None => failed(GatewayError::CircuitOpen(format!(
+                        "every target of {}",
+                        g.path
+                    ))),
+                }
+            }
+            Mode::Conditional => {
+                let metadata = metadata_value(self.req.headers.metadata.as_deref());
+                let params = Value::Object(self.params().cloned().unwrap_or_default());
+                let ctx = QueryContext {
+                    metadata: &metadata,
+                    params: &params,
+                    pathname: self.req.pathname,
+                };
+                match select::conditional(g, &ctx) {
+                    Some(i) => self.node(&g.children[i]).await,
+                    None => failed(GatewayError::NoRouteMatched(g.path.clone())),
+                }
+            }
+        }
+    }
+
+    async fn fallback(&mut self, g: &Group) -> Answer {
+        let mut last: Option<Answer> = None;
+        for child in &g.children {
+            if self.is_open(child) {
+                if last.is_none() {
+                    last = Some(failed(GatewayError::CircuitOpen(
+                        node_path(child).to_string(),
+                    )));
+                }
+                continue;
+            }
+            let answer = self.node(child).await;
+            let status = answer.outcome.status();
+            let good = match &g.on_status_codes {
+                Some(codes) => !codes.contains(&status),
+                None => (200..300).contains(&status),
+            };
+            let stops = matches!(&answer.outcome, Outcome::Failed(e) if !e.is_upstream());
+            if good || stops {
+                if let Some(prev) = last.take() {
+                    self.dispose(prev.outcome).await;
+                }
+                return answer;
+            }
+            match &mut last {
+                Some(prev) if answer.skipped => {
+                    prev.budget_exhausted |= answer.budget_exhausted;
+                }
+                _ => {
+                    if let Some(prev) = last.replace(answer) {
+                        self.dispose(prev.outcome).await;
+                    }
+                }
+            }
+        }
+        last.unwrap_or_else(|| failed(GatewayError::CircuitOpen(g.path.clone())))
+    }
+
+    /// Whether a child is a leaf whose circuit is open (skipped by fallback and load balancing).
+    fn is_open(&self, node: &Node) -> bool {
+        let Node::Leaf(leaf) = node else {
+            return false;
+        };
+        Target::from_leaf(self.state, leaf, self.req.headers)
+            .is_ok_and(|t| self.state.breakers.is_open(&t.key()))
+    }
+
+    async fn leaf(&mut self, leaf: &Leaf) -> Answer {
+        let path = Some(leaf.path.clone()).filter(|p| !p.is_empty());
+        let target = match Target::from_leaf(self.state, leaf, self.req.headers) {
+            Ok(t) => t,
+            Err(e) => return failed(e),
+        };
+        let key = target.key();
+        let provider = target.provider.slug().to_string();
+        let body = match self.body_for(leaf) {
+            Ok(b) => b,
+            Err(e) => return failed(e),
+        };
+        let breaker = leaf
+            .breaker
+            .as_ref()
+            .or(self.state.default_breaker.as_ref());
+        let base = Duration::from_millis(self.state.settings.retry.backoff_base_ms);
+        let answer = |outcome, retry_count, budget_exhausted, skipped| Answer {
+            outcome,
+            leaf_path: path.clone(),
+            provider: Some(provider.clone()),
+            retry_count,
+            budget_exhausted,
+            skipped,
+        };
+        let kind = if self.attempts.is_empty() {
+            AttemptKind::First
+        } else {
+            AttemptKind::Fallback
+        };
+        // A fallback landing on a target this request already tried is an extra send.
+        if !self.admit_send(&key) {
+            self.record(
+                &leaf.path,
+                &provider,
+                &key,
+                kind,
+                None,
+                Err("retry_budget_exhausted"),
+                Duration::ZERO,
+            );
+            let e = GatewayError::RetryBudgetExhausted(key.clone());
+            return answer(Outcome::Failed(e), 0, true, true);
+        }
+        let mut n: u32 = 0;
+        loop {
+            let kind = if n > 0 { AttemptKind::Retry } else { kind };
+            if breaker.is_some() && self.state.breakers.admit(&key) == Admit::No {
+                self.record(
+                    &leaf.path,
+                    &provider,
+                    &key,
+                    kind,
+                    None,
+                    Err("circuit_open"),
+                    Duration::ZERO,
+                );
+                let e = GatewayError::CircuitOpen(key.clone());
+                return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
+            }
+            let started = Instant::now();
+            let outcome = self.send(&target, leaf, body.clone()).await;
+            let status = outcome.status();
+            let retriable = match &outcome {
+                Outcome::Response(_) => leaf.retry.retries_status(status),
+                Outcome::Failed(e) => e.is_upstream(),
+            };
+            if let Some(spec) = breaker {
+                let failed = match &outcome {
+                    Outcome::Response(_) => spec.on_status_codes.contains(&status),
+                    Outcome::Failed(_) => true,
+                };
+                self.state.breakers.record(&key, spec, failed);
+            }
+            let err = match &outcome {
+                Outcome::Failed(e) => Err(e.kind()),
+                Outcome::Response(_) => Ok(()),
+            };
+            self.record(
+                &leaf.path,
+                &provider,
+                &key,
+                kind,
+                Some(status),
+                err,
+                started.elapsed(),
+            );
+            if !retriable || leaf.retry.attempts == 0 {
+                return answer(outcome, i64::from(n), false, false);
+            }
+            if n >= leaf.retry.attempts {
+                return answer(outcome, -1, false, false);
+            }
+            let Some(wait) = self.retry_wait(&leaf.retry, &outcome, n + 1, base) else {
+                return answer(outcome, -1, false, false);
+            };
+            if !self.admit_send(&key) {
+                tracing::warn!(target: "portgate::routing", target = %key, "retry budget exhausted");
+                return answer(outcome, i64::from(n), true, false);
+            }
+            self.dispose(outcome).await;
+            tokio::time::sleep(wait).await;
+            n += 1;
+        }
+    }
+
+    /// Counts a send to `key` against the retry budget: a first send to a target deposits, an
+    /// extra one (a retry, or a fallback to a target already tried) withdraws; `false` when the
+    /// budget is spent.
+    fn admit_send(&mut self, key: &str) -> bool {
+        if self.tried.contains(key) {
+            self.state.budget.withdraw(key)
+        } else {
+            self.state.budget.deposit(key);
+            self.tried.insert(key.to_string());
+            true
+        }
+    }
+
+    /// The wait before retry `n`: the provider's Retry-After for a 429 when the config asks for
+    /// it (`None` when it would overrun the 60 s budget), else the backoff.
+    fn retry_wait(
+        &mut self,
+        policy: &RetryPolicy,
+        outcome: &Outcome,
+        n: u32,
+        base: Duration,
+    ) -> Option<Duration> {
+        if let (true, Outcome::Response(r)) = (policy.use_retry_after_header, outcome) {
+            if r.status() == 429 {
+                if let Some(wait) = r.header().and_then(|h| retry_after(&h.headers)) {
+                    if self.retry_after_spent + wait > RETRY_AFTER_BUDGET {
+                        return None;
+                    }
+                    self.retry_after_spent += wait;
+                    return Some(wait);
+                }
+            }
+        }
+        Some(policy.backoff(n, base))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        path: &str,
+        provider: &str,
+        target: &str,
+        kind: AttemptKind,
+        status: Option<u16>,
+        result: Result<(), &'static str>,
+        duration: Duration,
+    ) {
+        self.attempts.push(AttemptRecord {
+            path: Some(path.to_string()).filter(|p| !p.is_empty()),
+            provider: provider.to_string(),
+            target: target.to_string(),
+            kind,
+            status: status.unwrap_or(0),
+            error: result.err(),
+            duration,
+        });
+    }
+
+    async fn dispose(&self, outcome: Outcome) {
+        if let Outcome::Response(r) = outcome {
+            self.state.dispatcher.discard(*r).await;
+        }
+    }
+
+    /// The client's body parsed as an object (once), for overrides and conditions.
+    fn params(&mut self) -> Option<&Map<String, Value>> {
+        if self.params.is_none() {
+            self.params = Some(serde_json::from_slice(&self.req.body).ok());
+        }
+        self.params.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The body for a leaf: the client's bytes, or re-serialised with `override_params` merged
+    /// over them when the leaf has any.
+    fn body_for(&mut self, leaf: &Leaf) -> Result<Bytes, GatewayError> {
+        let Some(overrides) = &leaf.override_params else {
+            return Ok(self.req.body.clone());
+        };
+        let mut merged = self.params().cloned().unwrap_or_default();
+        for (k, v) in overrides {
+            merged.insert(k.clone(), v.clone());
+        }
+        serde_json::to_vec(&merged)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::Internal(format!("serialising the request: {e}")))
+    }
+
+    /// One send: build the upstream request for the target, wait for the answer within the
+    /// request timeout, and for streams (optionally) for the first chunk.
+    async fn send(&self, target: &Target, leaf: &Leaf, body: Bytes) -> Outcome {
+        match self.try_send(target, leaf, body).await {
+            Ok(r) => Outcome::Response(Box::new(r)),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    async fn try_send(
+        &self,
+        target: &Target,
+        leaf: &Leaf,
+        body: Bytes,
+    ) -> Result<Inbound, GatewayError> {
+        let req = self.req;
+        let prepared = target
+            .provider
+            .prepare(req.op, body, target.api_key.as_deref())?;
+        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
+        headers.push((
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
+        let accept = req
+            .client_headers
+            .get(http::header::ACCEPT)
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+        headers.push((http::header::ACCEPT, accept));
+        for name in PROVIDER_PASS_HEADERS {
+            if let Some(v) = req.client_headers.get(*name) {
+                headers.push((HeaderName::from_static(name), v.clone()));
+            }
+        }
+        let forward = leaf
+            .forward_headers
+            .as_ref()
+            .unwrap_or(&req.headers.forward_headers);
+        for name in forward {
+            if let (Ok(n), Some(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                req.client_headers.get(name),
+            ) {
+                headers.push((n, v.clone()));
+            }
+        }
+        headers.extend(prepared.headers);
+        let mut path = format!("{}{}", target.upstream.base_path, prepared.path);
+        if let Some(q) = req.query {
+            path.push('?');
+            path.push_str(q);
+        }
+        let out = Outbound {
+            provider: target.provider.slug(),
+            upstream: &target.upstream,
+            public_only: target.public_only,
+            method: "POST",
+            path: &path,
+            headers: &headers,
+            body: prepared.body,
+        };
+        let timeout = req.headers.request_timeout_ms.or(leaf.request_timeout_ms);
+        let dispatcher = &self.state.dispatcher;
+        let mut inbound = match timeout {
+            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), dispatcher.send(&out))
+                .await
+                .map_err(|_| GatewayError::RequestTimeout(ms))??,
+            None => dispatcher.send(&out).await?,
+        };
+        let ttft = self.state.settings.upstream.first_token_timeout_ms;
+        if req.stream && ttft > 0 && (200..300).contains(&inbound.status()) {
+            match tokio::time::timeout(Duration::from_millis(ttft), inbound.peek_chunk()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    inbound.abort().await;
+                    return Err(e);
+                }
+                Err(_) => {
+                    inbound.abort().await;
+                    return Err(GatewayError::FirstTokenTimeout(ttft));
+                }
+            }
+        }
+        Ok(inbound)
+    }
+}
+
+fn failed(e: GatewayError) -> Answer {
+    Answer {
+        outcome: Outcome::Failed(e),
+        leaf_path: None,
+        provider: None,
+        retry_count: 0,
+        budget_exhausted: false,
+        skipped: false,
+    }
+}
+
+fn node_path(n: &Node) -> &str {
+    match n {
+        Node::Leaf(l) => &l.path,
+        Node::Group(g) => &g.path,
+    }
+}
+
+impl Leaf {
+    /// The implicit leaf of a request without a config: its headers name the target, no
+    /// retries, no overrides.
+    pub fn from_request() -> Leaf {
+        Leaf {
+            path: String::new(),
+            provider: None,
+            api_key: None,
+            virtual_key: None,
+            override_params: None,
+            retry: RetryPolicy::default(),
+            request_timeout_ms: None,
+            custom_host: None,
+            forward_headers: None,
+            cache: None,
+            breaker: None,
+            hooks: Default::default(),
+        }
+    }
+}

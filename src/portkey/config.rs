@@ -1,0 +1,600 @@
+//! The Portkey config schema (reference §3), both forms, parsed from JSON into typed nodes with
+//! the JSON path of every problem. The current form nests `strategy` + `targets`; the legacy
+//! form (`mode` + `options`, used by the Anyscale seed) is normalised into it here, so the rest
+//! of the gateway sees one shape.
+//!
+//! Unknown keys are ignored, as Portkey's schema ignores them (provider-specific credential
+//! fields vary by provider).
+
+use crate::routing::conditions::{self, Query};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Single,
+    Fallback,
+    Loadbalance,
+    Conditional,
+}
+
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub query: Query,
+    pub then: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StrategySpec {
+    pub mode: Option<Mode>,
+    pub on_status_codes: Option<Vec<u16>>,
+    pub conditions: Vec<Condition>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    pub attempts: u32,
+    pub on_status_codes: Option<Vec<u16>>,
+    pub use_retry_after_header: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    Simple,
+    Semantic,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSpec {
+    pub mode: CacheMode,
+    /// Seconds (Portkey's hosted unit).
+    pub max_age: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    pub failure_threshold: Option<u32>,
+    pub failure_threshold_percentage: Option<f64>,
+    pub minimum_requests: Option<u32>,
+    /// Milliseconds.
+    pub cooldown_interval: Option<u64>,
+    pub on_status_codes: Option<Vec<u16>>,
+}
+
+/// Guardrail hook fields, carried for the guardrails feature.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hooks {
+    pub before_request_hooks: Vec<Value>,
+    pub after_request_hooks: Vec<Value>,
+    pub input_guardrails: Vec<Value>,
+    pub output_guardrails: Vec<Value>,
+}
+
+/// One node of a config: the root or any target.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigNode {
+    /// JSON path of the node (`config`, `config.targets[1]`, `config.options[0]`).
+    pub path: String,
+    pub strategy: Option<StrategySpec>,
+    pub targets: Vec<ConfigNode>,
+    pub name: Option<String>,
+    pub provider: Option<String>,
+    pub api_key: Option<String>,
+    pub virtual_key: Option<String>,
+    pub weight: Option<f64>,
+    pub override_params: Option<Map<String, Value>>,
+    pub retry: Option<RetrySpec>,
+    pub request_timeout: Option<u64>,
+    pub custom_host: Option<String>,
+    pub forward_headers: Option<Vec<String>>,
+    pub cache: Option<CacheSpec>,
+    pub cb_config: Option<BreakerConfig>,
+    pub strict_open_ai_compliance: Option<bool>,
+    pub hooks: Option<Hooks>,
+}
+
+/// `path: <json path>, message: <why>` strings, as Portkey's `errors` array.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    pub fn push(&mut self, path: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("path: {path}, message: {message}"));
+    }
+}
+
+const MAX_DEPTH: usize = 8;
+const MAX_TARGETS: usize = 64;
+
+/// Parses a config document (already JSON) into its root node.
+pub fn parse(value: &Value) -> Result<ConfigNode, Problems> {
+    let mut problems = Problems::default();
+    let node = parse_node(value, "config", 0, &mut problems);
+    match node {
+        Some(n) if problems.0.is_empty() => Ok(n),
+        _ => Err(problems),
+    }
+}
+
+fn parse_node(value: &Value, path: &str, depth: usize, p: &mut Problems) -> Option<ConfigNode> {
+    if depth > MAX_DEPTH {
+        p.push(path, format!("targets nest at most {MAX_DEPTH} levels"));
+        return None;
+    }
+    let Some(obj) = value.as_object() else {
+        p.push(path, "must be an object");
+        return None;
+    };
+    let mut node = ConfigNode {
+        path: path.to_string(),
+        name: string(obj, "name", path, p),
+        provider: string(obj, "provider", path, p).map(|s| s.to_ascii_lowercase()),
+        api_key: string(obj, "api_key", path, p),
+        virtual_key: string(obj, "virtual_key", path, p),
+        weight: weight(obj, path, p),
+        override_params: object(obj, "override_params", path, p),
+        retry: obj
+            .get("retry")
+            .and_then(|v| retry(v, &format!("{path}.retry"), p)),
+        request_timeout: positive_int(obj, "request_timeout", path, p),
+        custom_host: string(obj, "custom_host", path, p),
+        forward_headers: string_list(obj, "forward_headers", path, p),
+        cache: obj
+            .get("cache")
+            .and_then(|v| cache(v, &format!("{path}.cache"), p)),
+        cb_config: obj
+            .get("cb_config")
+            .and_then(|v| breaker(v, &format!("{path}.cb_config"), p)),
+        strict_open_ai_compliance: boolean(obj, "strict_open_ai_compliance", path, p),
+        hooks: hooks(obj, path, p),
+        ..Default::default()
+    };
+    // Current form: strategy + targets.
+    if let Some(s) = obj.get("strategy") {
+        node.strategy = strategy(s, &format!("{path}.strategy"), p);
+    }
+    let (list_key, legacy_mode) = if obj.contains_key("options") || obj.contains_key("mode") {
+        ("options", obj.get("mode"))
+    } else {
+        ("targets", None)
+    };
+    if let Some(mode) = legacy_mode {
+        if node.strategy.is_some() {
+            p.push(
+                &format!("{path}.mode"),
+                "use either strategy (current form) or mode (legacy form)",
+            );
+        }
+        node.strategy = legacy(mode, &format!("{path}.mode"), p);
+    }
+    // The guides' `"fallback": {"targets": [...]}` shorthand reads as a fallback strategy.
+    let mut targets_value = obj.get(list_key);
+    let mut targets_path = format!("{path}.{list_key}");
+    if targets_value.is_none() && node.strategy.is_none() {
+        if let Some(fb) = obj.get("fallback").and_then(Value::as_object) {
+            if let Some(t) = fb.get("targets") {
+                targets_value = Some(t);
+                targets_path = format!("{path}.fallback.targets");
+                node.strategy = Some(StrategySpec {
+                    mode: Some(Mode::Fallback),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    if let Some(t) = targets_value {
+        match t.as_array() {
+            Some(items) if items.len() > MAX_TARGETS => {
+                p.push(&targets_path, format!("at most {MAX_TARGETS} targets"))
+            }
+            Some(items) => {
+                node.targets = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| {
+                        parse_node(v, &format!("{targets_path}[{i}]"), depth + 1, p)
+                    })
+                    .collect();
+            }
+            None => p.push(&targets_path, "must be an array"),
+        }
+    }
+    check_shape(&node, p);
+    Some(node)
+}
+
+/// Node-level rules: a strategy needs targets and targets need a strategy; a node must do
+/// something (name a provider or virtual key, route, or set a gateway feature).
+fn check_shape(node: &ConfigNode, p: &mut Problems) {
+    let path = &node.path;
+    match (&node.strategy, node.targets.is_empty()) {
+        (Some(_), true) => p.push(
+            &format!("{path}.targets"),
+            "a strategy needs at least one target",
+        ),
+        (None, false) => p.push(
+            &format!("{path}.strategy"),
+            "targets need a strategy (mode)",
+        ),
+        _ => {}
+    }
+    if let Some(s) = &node.strategy {
+        if s.mode.is_none() {
+            p.push(&format!("{path}.strategy.mode"), "is required");
+        }
+        if s.mode == Some(Mode::Conditional) {
+            let names: Vec<&str> = node
+                .targets
+                .iter()
+                .filter_map(|t| t.name.as_deref())
+                .collect();
+            for (i, c) in s.conditions.iter().enumerate() {
+                if !names.contains(&c.then.as_str()) {
+                    p.push(
+                        &format!("{path}.strategy.conditions[{i}].then"),
+                        format!("no target is named {:?}", c.then),
+                    );
+                }
+            }
+            if let Some(d) = &s.default {
+                if !names.contains(&d.as_str()) {
+                    p.push(
+                        &format!("{path}.strategy.default"),
+                        format!("no target is named {d:?}"),
+                    );
+                }
+            }
+            if s.conditions.is_empty() {
+                p.push(
+                    &format!("{path}.strategy.conditions"),
+                    "conditional routing needs conditions",
+                );
+            }
+        }
+        if s.mode == Some(Mode::Loadbalance)
+            && !node.targets.is_empty()
+            && node.targets.iter().all(|t| t.weight == Some(0.0))
+        {
+            p.push(
+                &format!("{path}.targets"),
+                "every weight is 0: no target can be chosen",
+            );
+        }
+    }
+    let does_something = node.provider.is_some()
+        || node.virtual_key.is_some()
+        || node.strategy.is_some()
+        || node.cache.is_some()
+        || node.retry.is_some()
+        || node.request_timeout.is_some()
+        || node.override_params.is_some()
+        || node.custom_host.is_some()
+        || node.cb_config.is_some()
+        || node.hooks.is_some();
+    if !does_something {
+        p.push(
+            path,
+            "a config needs provider or virtual_key, strategy with targets, or one of cache, retry, request_timeout, override_params, hooks",
+        );
+    }
+}
+
+fn string(obj: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) -> Option<String> {
+    match obj.get(key)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Null => None,
+        _ => {
+            p.push(&format!("{path}.{key}"), "must be a non-empty string");
+            None
+        }
+    }
+}
+
+fn boolean(obj: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) -> Option<bool> {
+    match obj.get(key)? {
+        Value::Bool(b) => Some(*b),
+        _ => {
+            p.push(&format!("{path}.{key}"), "must be true or false");
+            None
+        }
+    }
+}
+
+fn object(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    p: &mut Problems,
+) -> Option<Map<String, Value>> {
+    match obj.get(key)? {
+        Value::Object(m) => Some(m.clone()),
+        _ => {
+            p.push(&format!("{path}.{key}"), "must be an object");
+            None
+        }
+    }
+}
+
+fn positive_int(obj: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) -> Option<u64> {
+    let v = obj.get(key)?;
+    match v.as_u64() {
+        Some(n) if n > 0 => Some(n),
+        _ => {
+            p.push(
+                &format!("{path}.{key}"),
+                "must be a whole number greater than 0",
+            );
+            None
+        }
+    }
+}
+
+fn weight(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<f64> {
+    let v = obj.get("weight")?;
+    match v.as_f64() {
+        Some(w) if w.is_finite() && w >= 0.0 => Some(w),
+        _ => {
+            p.push(&format!("{path}.weight"), "must be a number ≥ 0");
+            None
+        }
+    }
+}
+
+fn string_list(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    p: &mut Problems,
+) -> Option<Vec<String>> {
+    let v = obj.get(key)?;
+    let list = v.as_array().and_then(|a| {
+        a.iter()
+            .map(|x| x.as_str().map(|s| s.trim().to_ascii_lowercase()))
+            .collect::<Option<Vec<String>>>()
+    });
+    if list.is_none() {
+        p.push(&format!("{path}.{key}"), "must be an array of strings");
+    }
+    list
+}
+
+fn status_codes(v: &Value, path: &str, p: &mut Problems) -> Option<Vec<u16>> {
+    let codes = v.as_array().and_then(|a| {
+        a.iter()
+            .map(|x| {
+                x.as_u64()
+                    .filter(|c| (100..=599).contains(c))
+                    .map(|c| c as u16)
+            })
+            .collect::<Option<Vec<u16>>>()
+    });
+    if codes.is_none() {
+        p.push(path, "must be an array of HTTP status codes (100-599)");
+    }
+    codes
+}
+
+fn mode(v: &Value, path: &str, p: &mut Problems) -> Option<Mode> {
+    match v.as_str() {
+        Some("single") => Some(Mode::Single),
+        Some("fallback") => Some(Mode::Fallback),
+        Some("loadbalance") | Some("ab_test") => Some(Mode::Loadbalance),
+        Some("conditional") => Some(Mode::Conditional),
+        _ => {
+            p.push(
+                path,
+                "must be one of single, fallback, loadbalance, conditional",
+            );
+            None
+        }
+    }
+}
+
+fn strategy(v: &Value, path: &str, p: &mut Problems) -> Option<StrategySpec> {
+    let Some(obj) = v.as_object() else {
+        p.push(path, "must be an object");
+        return None;
+    };
+    let mut s = StrategySpec::default();
+    match obj.get("mode") {
+        Some(m) => s.mode = mode(m, &format!("{path}.mode"), p),
+        None => p.push(&format!("{path}.mode"), "is required"),
+    }
+    if let Some(c) = obj.get("on_status_codes") {
+        s.on_status_codes = status_codes(c, &format!("{path}.on_status_codes"), p);
+    }
+    s.default = string(obj, "default", path, p);
+    if let Some(list) = obj.get("conditions") {
+        let lp = format!("{path}.conditions");
+        match list.as_array() {
+            Some(items) => {
+                for (i, c) in items.iter().enumerate() {
+                    let cp = format!("{lp}[{i}]");
+                    let Some(co) = c.as_object() else {
+                        p.push(&cp, "must be an object with query and then");
+                        continue;
+                    };
+                    let then = string(co, "then", &cp, p);
+                    if then.is_none() && !co.contains_key("then") {
+                        p.push(&format!("{cp}.then"), "is required");
+                    }
+                    let query = match co.get("query") {
+                        Some(q) => match conditions::compile(q, &format!("{cp}.query")) {
+                            Ok(q) => Some(q),
+                            Err(errs) => {
+                                for (ep, m) in errs {
+                                    p.push(&ep, m);
+                                }
+                                None
+                            }
+                        },
+                        None => {
+                            p.push(&format!("{cp}.query"), "is required");
+                            None
+                        }
+                    };
+                    if let (Some(query), Some(then)) = (query, then) {
+                        s.conditions.push(Condition { query, then });
+                    }
+                }
+            }
+            None => p.push(&lp, "must be an array"),
+        }
+    }
+    Some(s)
+}
+
+fn legacy(v: &Value, path: &str, p: &mut Problems) -> Option<StrategySpec> {
+    let m = mode(v, path, p)?;
+    if m == Mode::Conditional {
+        p.push(
+            path,
+            "the legacy form has no conditional mode; use strategy",
+        );
+        return None;
+    }
+    Some(StrategySpec {
+        mode: Some(m),
+        ..Default::default()
+    })
+}
+
+fn retry(v: &Value, path: &str, p: &mut Problems) -> Option<RetrySpec> {
+    let Some(obj) = v.as_object() else {
+        p.push(path, "must be an object");
+        return None;
+    };
+    let attempts = match obj.get("attempts") {
+        None => 0,
+        Some(a) => match a.as_u64() {
+            Some(n) => n.min(u64::from(crate::routing::retry::MAX_ATTEMPTS)) as u32,
+            None => {
+                p.push(&format!("{path}.attempts"), "must be a whole number ≥ 0");
+                0
+            }
+        },
+    };
+    let on_status_codes = obj
+        .get("on_status_codes")
+        .and_then(|c| status_codes(c, &format!("{path}.on_status_codes"), p));
+    // Portkey's open-source gateway spells it without the s, its hosted docs with it.
+    let use_retry_after_header = boolean(obj, "use_retry_after_header", path, p)
+        .or_else(|| boolean(obj, "use_retry_after_headers", path, p))
+        .unwrap_or(false);
+    Some(RetrySpec {
+        attempts,
+        on_status_codes,
+        use_retry_after_header,
+    })
+}
+
+fn cache(v: &Value, path: &str, p: &mut Problems) -> Option<CacheSpec> {
+    let mode_of = |s: &str| match s {
+        "simple" => Some(CacheMode::Simple),
+        "semantic" => Some(CacheMode::Semantic),
+        _ => None,
+    };
+    match v {
+        Value::String(s) => match mode_of(s) {
+            Some(mode) => Some(CacheSpec {
+                mode,
+                max_age: None,
+            }),
+            None => {
+                p.push(path, "must be \"simple\" or \"semantic\"");
+                None
+            }
+        },
+        Value::Object(obj) => {
+            let mode = match obj.get("mode").and_then(Value::as_str).and_then(mode_of) {
+                Some(m) => m,
+                None => {
+                    p.push(
+                        &format!("{path}.mode"),
+                        "must be \"simple\" or \"semantic\"",
+                    );
+                    return None;
+                }
+            };
+            Some(CacheSpec {
+                mode,
+                max_age: positive_int(obj, "max_age", path, p),
+            })
+        }
+        _ => {
+            p.push(
+                path,
+                "must be \"simple\", \"semantic\" or an object with mode",
+            );
+            None
+        }
+    }
+}
+
+/// Parses a standalone `cb_config` (the settings' default breaker).
+pub fn parse_breaker(v: &Value, path: &str) -> Result<BreakerConfig, Problems> {
+    let mut p = Problems::default();
+    match breaker(v, path, &mut p) {
+        Some(cfg) if p.0.is_empty() => Ok(cfg),
+        _ => Err(p),
+    }
+}
+
+fn breaker(v: &Value, path: &str, p: &mut Problems) -> Option<BreakerConfig> {
+    let Some(obj) = v.as_object() else {
+        p.push(path, "must be an object");
+        return None;
+    };
+    let pct = obj.get("failure_threshold_percentage").and_then(|x| {
+        let ok = x.as_f64().filter(|f| *f > 0.0 && *f <= 100.0);
+        if ok.is_none() {
+            p.push(
+                &format!("{path}.failure_threshold_percentage"),
+                "must be a number in (0, 100]",
+            );
+        }
+        ok
+    });
+    let cfg = BreakerConfig {
+        failure_threshold: positive_int(obj, "failure_threshold", path, p)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32),
+        failure_threshold_percentage: pct,
+        minimum_requests: positive_int(obj, "minimum_requests", path, p)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32),
+        cooldown_interval: positive_int(obj, "cooldown_interval", path, p),
+        on_status_codes: obj
+            .get("on_status_codes")
+            .and_then(|c| status_codes(c, &format!("{path}.on_status_codes"), p)),
+    };
+    if cfg.failure_threshold.is_none() && cfg.failure_threshold_percentage.is_none() {
+        p.push(
+            path,
+            "needs failure_threshold or failure_threshold_percentage",
+        );
+    }
+    Some(cfg)
+}
+
+fn hooks(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<Hooks> {
+    let mut h = Hooks::default();
+    let mut any = false;
+    for (key, slot) in [
+        ("before_request_hooks", &mut h.before_request_hooks),
+        ("after_request_hooks", &mut h.after_request_hooks),
+        ("input_guardrails", &mut h.input_guardrails),
+        ("output_guardrails", &mut h.output_guardrails),
+    ] {
+        match obj.get(key) {
+            None => {}
+            Some(Value::Array(items)) => {
+                any = true;
+                *slot = items.clone();
+            }
+            Some(_) => p.push(&format!("{path}.{key}"), "must be an array"),
+        }
+    }
+    any.then_some(h)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! Conditional routing queries (`strategy.mode: conditional`), as Portkey evaluates them
+//! (reference §3.3): keys are dotted paths into `metadata.*`, `params.*` or `url.pathname`; a
+//! scalar means equality; an object applies `$eq $ne $gt $gte $lt $lte $in $nin $regex`, all of
+//! which must pass (`$regex` alone decides when present); `$and` / `$or` take lists of
+//! sub-queries and, when present, decide the whole query object.
+//!
+//! Queries are compiled once when the config is parsed: regexes are built there with a size
+//! bound, so a bad or huge pattern is a 400 for that config, never a crash or a slow request.
+
+use regex::{Regex, RegexBuilder};
+use serde_json::{Map, Value};
+
+/// Compiled regexes are bounded so a config cannot make the gateway build a huge automaton.
+const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+const MAX_DEPTH: usize = 16;
+
+/// What a query is evaluated against.
+pub struct QueryContext<'a> {
+    pub metadata: &'a Value,
+    pub params: &'a Value,
+    pub pathname: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub enum Query {
+    And(Vec<Query>),
+    Or(Vec<Query>),
+    /// Every field test must pass (an empty list matches).
+    Fields(Vec<(FieldPath, Test)>),
+}
+
+#[derive(Debug, Clone)]
+pub enum FieldPath {
+    Metadata(Vec<String>),
+    Params(Vec<String>),
+    Pathname,
+}
+
+#[derive(Debug, Clone)]
+pub enum Test {
+    /// `$regex`: decides alone, other operators in the same object are ignored (as Portkey).
+    Regex(Regex),
+    /// All must pass.
+    Ops(Vec<Op>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Eq(Value),
+    Ne(Value),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    In(Vec<Value>),
+    Nin(Vec<Value>),
+}
+
+/// Compiles a query object; errors are `(path, message)` pairs.
+pub fn compile(value: &Value, path: &str) -> Result<Query, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let q = compile_at(value, path, 0, &mut errors);
+    match q {
+        Some(q) if errors.is_empty() => Ok(q),
+        _ => Err(errors),
+    }
+}
+
+fn compile_at(
+    value: &Value,
+    path: &str,
+    depth: usize,
+    errors: &mut Vec<(String, String)>,
+) -> Option<Query> {
+    if depth > MAX_DEPTH {
+        errors.push((
+            path.into(),
+            format!("queries nest at most {MAX_DEPTH} levels"),
+        ));
+        return None;
+    }
+    let Some(obj) = value.as_object() else {
+        errors.push((path.into(), "a query is an object".into()));
+        return None;
+    };
+    for (key, ctor) in [
+        ("$and", Query::And as fn(Vec<Query>) -> Query),
+        ("$or", Query::Or),
+    ] {
+        if let Some(list) = obj.get(key) {
+            let p = format!("{path}.{key}");
+            let Some(items) = list.as_array() else {
+                errors.push((p, "must be an array of queries".into()));
+                return None;
+            };
+            let subs: Vec<Query> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, q)| compile_at(q, &format!("{p}[{i}]"), depth + 1, errors))
+                .collect();
+            return Some(ctor(subs));
+        }
+    }
+    let mut fields = Vec::with_capacity(obj.len());
+    for (key, cond) in obj {
+        let p = format!("{path}.{key}");
+        let Some(field) = field_path(key) else {
+            errors.push((
+                p,
+                "keys are metadata.<key>, params.<key> or url.pathname".into(),
+            ));
+            continue;
+        };
+        if let Some(test) = compile_test(cond, &p, errors) {
+            fields.push((field, test));
+        }
+    }
+    Some(Query::Fields(fields))
+}
+
+fn field_path(key: &str) -> Option<FieldPath> {
+    if key == "url.pathname" {
+        return Some(FieldPath::Pathname);
+    }
+    let (root, rest) = key.split_once('.')?;
+    let parts: Vec<String> = rest.split('.').map(str::to_string).collect();
+    if parts.iter().any(String::is_empty) {
+        return None;
+    }
+    match root {
+        "metadata" => Some(FieldPath::Metadata(parts)),
+        "params" => Some(FieldPath::Params(parts)),
+        _ => None,
+    }
+}
+
+fn number(v: &Value, path: &str, errors: &mut Vec<(String, String)>) -> Option<f64> {
+    match to_number(v) {
+        Some(n) => Some(n),
+        None => {
+            errors.push((path.into(), "must be a number".into()));
+            None
+        }
+    }
+}
+
+fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) -> Option<Test> {
+    let Some(obj) = cond.as_object() else {
+        return Some(Test::Ops(vec![Op::Eq(cond.clone())]));
+    };
+    if let Some(pattern) = obj.get("$regex") {
+        let p = format!("{path}.$regex");
+        let Some(pattern) = pattern.as_str() else {
+            errors.push((p, "must be a string".into()));
+            return None;
+        };
+        return match RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(re) => Some(Test::Regex(re)),
+            Err(e) => {
+                errors.push((p, format!("invalid regular expression: {e}")));
+                None
+            }
+        };
+    }
+    let mut ops = Vec::with_capacity(obj.len());
+    for (op, arg) in obj {
+        let p = format!("{path}.{op}");
+        let compiled = match op.as_str() {
+            "$eq" => Some(Op::Eq(arg.clone())),
+            "$ne" => Some(Op::Ne(arg.clone())),
+            "$gt" => number(arg, &p, errors).map(Op::Gt),
+            "$gte" => number(arg, &p, errors).map(Op::Gte),
+            "$lt" => number(arg, &p, errors).map(Op::Lt),
+            "$lte" => number(arg, &p, errors).map(Op::Lte),
+            "$in" | "$nin" => match arg.as_array() {
+                Some(list) if op == "$in" => Some(Op::In(list.clone())),
+                Some(list) => Some(Op::Nin(list.clone())),
+                None => {
+                    errors.push((p, "must be an array".into()));
+                    None
+                }
+            },
+            _ => {
+                errors.push((p, format!("unknown operator {op}")));
+                None
+            }
+        };
+        ops.extend(compiled);
+    }
+    Some(Test::Ops(ops))
+}
+
+/// JavaScript's `parseFloat` for the values a query meets: numbers, and strings that start
+/// with a number.
+fn to_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => {
+            let s = s.trim_start();
+            let end = s
+                .char_indices()
+                .take_while(|(i, c)| {
+                    c.is_ascii_digit()
+                        || *c == '.'
+                        || ((*c == '-' || *c == '+') && *i == 0)
+                        || *c == 'e'
+                        || *c == 'E'
+                })
+                .map(|(i, c)| i + c.len_utf8())
+                .last()?;
+            (0..=end)
+                .rev()
+                .find_map(|e| s.get(..e)?.parse::<f64>().ok())
+        }
+        _ => None,
+    }
+}
+
+impl Query {
+    pub fn matches(&self, ctx: &QueryContext<'_>) -> bool {
+        match self {
+            Query::And(qs) => qs.iter().all(|q| q.matches(ctx)),
+            Query::Or(qs) => qs.iter().any(|q| q.matches(ctx)),
+            Query::Fields(fields) => fields.iter().all(|(f, t)| t.passes(f.lookup(ctx).as_ref())),
+        }
+    }
+}
+
+impl FieldPath {
+    fn lookup(&self, ctx: &QueryContext<'_>) -> Option<Value> {
+        let walk = |root: &Value, parts: &[String]| -> Option<Value> {
+            let mut v = root;
+            for p in parts {
+                v = match v {
+                    Value::Object(m) => m.get(p)?,
+                    Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+                    _ => return None,
+                };
+            }
+            Some(v.clone())
+        };
+        match self {
+            FieldPath::Metadata(parts) => walk(ctx.metadata, parts),
+            FieldPath::Params(parts) => walk(ctx.params, parts),
+            FieldPath::Pathname => Some(Value::String(ctx.pathname.to_string())),
+        }
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Test {
+    fn passes(&self, value: Option<&Value>) -> bool {
+        match self {
+            Test::Regex(re) => value.is_some_and(|v| re.is_match(&as_text(v))),
+            Test::Ops(ops) => ops.iter().all(|op| op.passes(value)),
+        }
+    }
+}
+
+/// Strict equality as JavaScript's `===` sees JSON: scalars by value, objects and arrays never.
+fn strict_eq(a: Option<&Value>, b: &Value) -> bool {
+    match (a, b) {
+        (Some(Value::Number(x)), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Some(Value::Object(_)), _) | (Some(Value::Array(_)), _) => false,
+        (Some(x), y) => x == y,
+        (None, _) => false,
+    }
+}
+
+impl Op {
+    fn passes(&self, value: Option<&Value>) -> bool {
+        let num = || value.and_then(to_number);
+        match self {
+            Op::Eq(v) => strict_eq(value, v),
+            Op::Ne(v) => !strict_eq(value, v),
+            Op::Gt(n) => num().is_some_and(|x| x > *n),
+            Op::Gte(n) => num().is_some_and(|x| x >= *n),
+            Op::Lt(n) => num().is_some_and(|x| x < *n),
+            Op::Lte(n) => num().is_some_and(|x| x <= *n),
+            Op::In(list) => list.iter().any(|v| strict_eq(value, v)),
+            Op::Nin(list) => !list.iter().any(|v| strict_eq(value, v)),
+        }
+    }
+}
+
+/// Parses `x-portkey-metadata` for conditions: an object, or `{}` as Portkey does for bad JSON.
+pub fn metadata_value(raw: Option<&str>) -> Value {
+    raw.and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
+        .map(Value::Object)
+        .unwrap_or_else(|| Value::Object(Map::new()))
+}
+
+#[cfg(test)]
+mod tests;

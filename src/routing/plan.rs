@@ -1,0 +1,260 @@
+//! From a parsed config to a Plan: inheritance down nested targets applied (reference §3.2),
+//! provider slugs, virtual keys and custom hosts checked once, so a request only walks it.
+
+use super::breaker::{BreakerSpec, DEFAULT_FAILURE_CODES};
+use super::conditions::Query;
+use super::retry::{RetryPolicy, DEFAULT_RETRY_CODES};
+use crate::portkey::config::{
+    BreakerConfig, CacheSpec, ConfigNode, Hooks, Mode, Problems, RetrySpec,
+};
+use crate::portkey::custom_host::CustomHost;
+use crate::portkey::CustomHostPolicy;
+use crate::providers::Providers;
+use crate::settings::VirtualKeys;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What plan building checks references against.
+pub struct PlanContext<'a> {
+    pub providers: &'a Providers,
+    pub virtual_keys: &'a VirtualKeys,
+    pub custom_hosts: &'a CustomHostPolicy,
+    pub min_cooldown: Duration,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub root: Node,
+    /// The root node's settings that apply to the whole request (cache, hooks).
+    pub cache: Option<CacheSpec>,
+}
+
+#[derive(Debug)]
+pub enum Node {
+    Leaf(Arc<Leaf>),
+    Group(Group),
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub path: String,
+    pub mode: Mode,
+    pub on_status_codes: Option<Vec<u16>>,
+    /// (query, index of the target it selects)
+    pub conditions: Vec<(Query, usize)>,
+    pub default: Option<usize>,
+    pub children: Vec<Node>,
+    /// Load-balancing weights (missing = 1).
+    pub weights: Vec<f64>,
+}
+
+/// A target with everything it inherited.
+#[derive(Debug)]
+pub struct Leaf {
+    /// JSON path, reported in `x-portkey-last-used-option-index`.
+    pub path: String,
+    /// Provider slug from the config; `None` means the request's own provider headers.
+    pub provider: Option<String>,
+    pub api_key: Option<String>,
+    pub virtual_key: Option<String>,
+    pub override_params: Option<Map<String, Value>>,
+    pub retry: RetryPolicy,
+    pub request_timeout_ms: Option<u64>,
+    pub custom_host: Option<CustomHost>,
+    pub forward_headers: Option<Vec<String>>,
+    pub cache: Option<CacheSpec>,
+    pub breaker: Option<BreakerSpec>,
+    pub hooks: Hooks,
+}
+
+/// Settings passed from a node to its targets.
+#[derive(Clone, Default)]
+struct Inherited {
+    override_params: Map<String, Value>,
+    retry: Option<RetrySpec>,
+    cache: Option<CacheSpec>,
+    request_timeout: Option<u64>,
+    custom_host: Option<String>,
+    forward_headers: Option<Vec<String>>,
+    cb_config: Option<BreakerConfig>,
+    hooks: Hooks,
+}
+
+impl Inherited {
+    fn apply(&self, n: &ConfigNode) -> Inherited {
+        let mut out = self.clone();
+        if let Some(op) = &n.override_params {
+            for (k, v) in op {
+                out.override_params.insert(k.clone(), v.clone());
+            }
+        }
+        if n.retry.is_some() {
+            out.retry = n.retry.clone();
+        }
+        if n.cache.is_some() {
+            out.cache = n.cache.clone();
+        }
+        if n.request_timeout.is_some() {
+            out.request_timeout = n.request_timeout;
+        }
+        if n.custom_host.is_some() {
+            out.custom_host = n.custom_host.clone();
+        }
+        if n.forward_headers.is_some() {
+            out.forward_headers = n.forward_headers.clone();
+        }
+        if n.cb_config.is_some() {
+            out.cb_config = n.cb_config.clone();
+        }
+        if let Some(h) = &n.hooks {
+            out.hooks
+                .before_request_hooks
+                .extend(h.before_request_hooks.iter().cloned());
+            out.hooks
+                .after_request_hooks
+                .extend(h.after_request_hooks.iter().cloned());
+            out.hooks
+                .input_guardrails
+                .extend(h.input_guardrails.iter().cloned());
+            out.hooks
+                .output_guardrails
+                .extend(h.output_guardrails.iter().cloned());
+        }
+        out
+    }
+}
+
+/// Errors that are not the config's shape but its references.
+#[derive(Debug)]
+pub enum PlanError {
+    Invalid(Problems),
+    /// A virtual key id that settings do not define (answered 401).
+    UnknownVirtualKey(String),
+}
+
+pub fn build(root: &ConfigNode, ctx: &PlanContext<'_>) -> Result<Plan, PlanError> {
+    let mut problems = Problems::default();
+    let mut unknown_vk = None;
+    let node = build_node(
+        root,
+        &Inherited::default(),
+        ctx,
+        &mut problems,
+        &mut unknown_vk,
+    );
+    if let Some(id) = unknown_vk {
+        return Err(PlanError::UnknownVirtualKey(id));
+    }
+    if !problems.0.is_empty() {
+        return Err(PlanError::Invalid(problems));
+    }
+    Ok(Plan {
+        root: node,
+        cache: root.cache.clone(),
+    })
+}
+
+fn build_node(
+    n: &ConfigNode,
+    parent: &Inherited,
+    ctx: &PlanContext<'_>,
+    p: &mut Problems,
+    unknown_vk: &mut Option<String>,
+) -> Node {
+    let inherited = parent.apply(n);
+    if let (Some(strategy), false) = (&n.strategy, n.targets.is_empty()) {
+        let children: Vec<Node> = n
+            .targets
+            .iter()
+            .map(|t| build_node(t, &inherited, ctx, p, unknown_vk))
+            .collect();
+        let index_of = |name: &str| {
+            n.targets
+                .iter()
+                .position(|t| t.name.as_deref() == Some(name))
+        };
+        let conditions = strategy
+            .conditions
+            .iter()
+            .filter_map(|c| Some((c.query.clone(), index_of(&c.then)?)))
+            .collect();
+        return Node::Group(Group {
+            path: n.path.clone(),
+            mode: strategy.mode.unwrap_or(Mode::Single),
+            on_status_codes: strategy.on_status_codes.clone(),
+            conditions,
+            default: strategy.default.as_deref().and_then(index_of),
+            weights: n.targets.iter().map(|t| t.weight.unwrap_or(1.0)).collect(),
+            children,
+        });
+    }
+    if let Some(p_slug) = &n.provider {
+        if ctx.providers.get(p_slug).is_none() {
+            p.push(
+                &format!("{}.provider", n.path),
+                format!("unknown provider {p_slug:?}"),
+            );
+        }
+    }
+    if let Some(vk) = &n.virtual_key {
+        if !ctx.virtual_keys.contains_key(vk) && unknown_vk.is_none() {
+            *unknown_vk = Some(vk.clone());
+        }
+    }
+    let custom_host = inherited.custom_host.as_deref().and_then(|raw| {
+        ctx.custom_hosts
+            .check(raw)
+            .map_err(|e| p.push(&format!("{}.custom_host", n.path), e))
+            .ok()
+    });
+    let retry = inherited
+        .retry
+        .as_ref()
+        .map_or_else(RetryPolicy::default, |r| RetryPolicy {
+            attempts: r.attempts,
+            on_status_codes: r
+                .on_status_codes
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RETRY_CODES.to_vec()),
+            use_retry_after_header: r.use_retry_after_header,
+        });
+    let breaker = inherited.cb_config.as_ref().and_then(|cb| {
+        breaker_spec(cb, ctx.min_cooldown)
+            .map_err(|m| p.push(&format!("{}.cb_config.cooldown_interval", n.path), m))
+            .ok()
+    });
+    Node::Leaf(Arc::new(Leaf {
+        path: n.path.clone(),
+        provider: n.provider.clone(),
+        api_key: n.api_key.clone(),
+        virtual_key: n.virtual_key.clone(),
+        override_params: (!inherited.override_params.is_empty())
+            .then_some(inherited.override_params),
+        retry,
+        request_timeout_ms: inherited.request_timeout,
+        custom_host,
+        forward_headers: inherited.forward_headers,
+        cache: inherited.cache,
+        breaker,
+        hooks: inherited.hooks,
+    }))
+}
+
+/// Turns a `cb_config` into a breaker; its cooldown must be at least `min_cooldown`.
+pub fn breaker_spec(cb: &BreakerConfig, min_cooldown: Duration) -> Result<BreakerSpec, String> {
+    let cooldown = Duration::from_millis(cb.cooldown_interval.unwrap_or(30_000));
+    if cooldown < min_cooldown {
+        return Err(format!("must be at least {} ms", min_cooldown.as_millis()));
+    }
+    Ok(BreakerSpec {
+        failure_threshold: cb.failure_threshold,
+        failure_threshold_percentage: cb.failure_threshold_percentage,
+        minimum_requests: cb.minimum_requests.unwrap_or(1),
+        cooldown,
+        on_status_codes: cb
+            .on_status_codes
+            .clone()
+            .unwrap_or_else(|| DEFAULT_FAILURE_CODES.to_vec()),
+    })
+}

@@ -1,0 +1,107 @@
+//! Retry policy (reference §3.4): `attempts` retries (capped at 5, as Portkey's hosted gateway
+//! documents), on `on_status_codes` (default 429, 500, 502, 503, 504) and on connect failures and
+//! timeouts, with exponential backoff 1 s, 2 s, 4 s ... and, for 429 with
+//! `use_retry_after_header`, the provider's own `retry-after-ms`, `x-ms-retry-after-ms` or
+//! `retry-after` within a 60 s total wait budget.
+//!
+//! Unlike Portkey, the backoff has ±20 % jitter, so clients that failed together do not retry
+//! together.
+
+use http::HeaderMap;
+use std::time::Duration;
+
+pub const MAX_ATTEMPTS: u32 = 5;
+pub const DEFAULT_RETRY_CODES: &[u16] = &[429, 500, 502, 503, 504];
+/// Total time a request may spend waiting on `Retry-After` values.
+pub const RETRY_AFTER_BUDGET: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first call (0 = none).
+    pub attempts: u32,
+    pub on_status_codes: Vec<u16>,
+    pub use_retry_after_header: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 0,
+            on_status_codes: DEFAULT_RETRY_CODES.to_vec(),
+            use_retry_after_header: false,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.on_status_codes.contains(&status)
+    }
+
+    /// The wait before retry number `n` (1-based): `base × 2^(n-1)`, ±20 % jitter.
+    pub fn backoff(&self, n: u32, base: Duration) -> Duration {
+        let exp = base.saturating_mul(1u32 << (n.saturating_sub(1)).min(16));
+        let jitter: f64 = rand::random_range(0.8..1.2);
+        exp.mul_f64(jitter)
+    }
+}
+
+/// The wait a 429 asks for: `retry-after-ms`, then `x-ms-retry-after-ms` (milliseconds), then
+/// `retry-after` (seconds). HTTP-date values are not used.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+        if let Some(ms) = text(name).and_then(|v| v.parse::<f64>().ok()) {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+    }
+    let secs = text("retry-after")?.parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        let base = Duration::from_millis(1000);
+        for (n, nominal) in [(1u32, 1000u64), (2, 2000), (3, 4000), (4, 8000)] {
+            let d = p.backoff(n, base).as_millis() as u64;
+            assert!(d >= nominal * 8 / 10 && d <= nominal * 12 / 10, "{n}: {d}");
+        }
+    }
+
+    #[test]
+    fn retry_after_headers_in_portkey_order() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("x-ms-retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn default_codes() {
+        let p = RetryPolicy::default();
+        assert!(p.retries_status(429) && p.retries_status(503));
+        assert!(!p.retries_status(400) && !p.retries_status(408));
+    }
+}

@@ -1,0 +1,185 @@
+//! Everything a request needs that outlives it: validated settings, the provider table, virtual
+//! keys, named and cached configs, connection pools, retry budget and circuit breakers. Built
+//! and checked once at start-up; a request only reads it.
+
+use crate::dispatch::Dispatcher;
+use crate::portkey::config;
+use crate::portkey::CustomHostPolicy;
+use crate::providers::Providers;
+use crate::routing::breaker::{BreakerSpec, Breakers};
+use crate::routing::budget::RetryBudget;
+use crate::routing::configs::ConfigStore;
+use crate::routing::plan::{self, PlanContext};
+use crate::settings::{resolve_virtual_keys, Settings, SettingsError, VirtualKeys};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+pub struct State {
+    pub settings: Settings,
+    pub providers: Providers,
+    pub custom_hosts: CustomHostPolicy,
+    pub virtual_keys: VirtualKeys,
+    pub configs: ConfigStore,
+    pub dispatcher: Dispatcher,
+    pub budget: RetryBudget,
+    pub breakers: Breakers,
+    /// The breaker applied to targets whose config sets none.
+    pub default_breaker: Option<BreakerSpec>,
+    /// SHA-256 digests of the accepted gateway keys.
+    gateway_keys: Vec<[u8; 32]>,
+}
+
+impl State {
+    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+        Self::with_env(settings, &|name| std::env::var(name).ok())
+    }
+
+    /// Like `new`, reading virtual-key variables through `env`.
+    pub fn with_env(
+        settings: Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        let providers = Providers::from_settings(&settings)?;
+        let custom_hosts = CustomHostPolicy::new(&settings.custom_hosts.trusted);
+        let virtual_keys = resolve_virtual_keys(&settings, env)?;
+        let min_cooldown = Duration::from_millis(settings.circuit_breaker.min_cooldown_ms);
+        let default_breaker = match &settings.circuit_breaker.default {
+            None => None,
+            Some(v) => Some(
+                config::parse_breaker(v, "circuit_breaker.default")
+                    .map_err(|p| SettingsError::new("circuit_breaker.default", p.0.join("; ")))
+                    .and_then(|cb| {
+                        plan::breaker_spec(&cb, min_cooldown).map_err(|m| {
+                            SettingsError::new("circuit_breaker.default.cooldown_interval", m)
+                        })
+                    })?,
+            ),
+        };
+        let configs = {
+            let ctx = PlanContext {
+                providers: &providers,
+                virtual_keys: &virtual_keys,
+                custom_hosts: &custom_hosts,
+                min_cooldown,
+            };
+            ConfigStore::new(&settings, &ctx)?
+        };
+        let gateway_keys = settings
+            .gateway_keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("sha256:"))
+            .filter_map(decode_hex)
+            .collect();
+        Ok(State {
+            dispatcher: Dispatcher::new(&settings.upstream),
+            budget: RetryBudget::new(&settings.retry.budget),
+            breakers: Breakers::new(),
+            providers,
+            custom_hosts,
+            virtual_keys,
+            configs,
+            default_breaker,
+            gateway_keys,
+            settings,
+        })
+    }
+
+    /// What building a plan from an inline config checks references against.
+    pub fn plan_context(&self) -> PlanContext<'_> {
+        PlanContext {
+            providers: &self.providers,
+            virtual_keys: &self.virtual_keys,
+            custom_hosts: &self.custom_hosts,
+            min_cooldown: Duration::from_millis(self.settings.circuit_breaker.min_cooldown_ms),
+        }
+    }
+
+    /// Checks `x-portkey-api-key` when gateway keys are configured (off by default).
+    pub fn gateway_key_ok(&self, presented: Option<&str>) -> bool {
+        if self.gateway_keys.is_empty() {
+            return true;
+        }
+        let Some(key) = presented else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        // Compare every stored digest without stopping early.
+        self.gateway_keys.iter().fold(false, |found, d| {
+            found
+                | (d.iter()
+                    .zip(digest.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0)
+        })
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_keys_are_checked_by_digest() {
+        let mut s = Settings::default();
+        let digest: [u8; 32] = Sha256::digest(b"pg-secret").into();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        s.gateway_keys = vec![format!("sha256:{hex}")];
+        let state = State::new(s).unwrap();
+        assert!(state.gateway_key_ok(Some("pg-secret")));
+        assert!(!state.gateway_key_ok(Some("pg-secreT")));
+        assert!(!state.gateway_key_ok(None));
+        let open = State::new(Settings::default()).unwrap();
+        assert!(open.gateway_key_ok(None));
+    }
+
+    #[test]
+    fn virtual_keys_come_from_env_or_files_and_stay_redacted() {
+        let dir = std::env::temp_dir().join(format!("pg-vk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("anthropic");
+        std::fs::write(&file, "sk-from-file\n").unwrap();
+        let yaml = format!(
+            "virtual_keys:\n  a:\n    provider: openai\n    api_key_env: VK_A\n  b:\n    provider: groq\n    api_key_file: {}\n",
+            file.display()
+        );
+        let s = Settings::from_yaml(&yaml).unwrap();
+        let env = |n: &str| (n == "VK_A").then(|| "sk-from-env".to_string());
+        let state = State::with_env(s.clone(), &env).unwrap();
+        assert_eq!(
+            state.virtual_keys["a"].api_key.as_ref().unwrap().expose(),
+            "sk-from-env"
+        );
+        assert_eq!(
+            state.virtual_keys["b"].api_key.as_ref().unwrap().expose(),
+            "sk-from-file"
+        );
+        assert!(!format!("{:?}", state.virtual_keys).contains("sk-from"));
+        let err = State::with_env(s, &|_| None).err().unwrap();
+        assert_eq!(err.field, "virtual_keys.a.api_key_env");
+    }
+
+    #[test]
+    fn named_configs_are_validated_at_start_up() {
+        let s = Settings::from_yaml(
+            "configs:\n  bad:\n    strategy: {mode: fallback}\n    targets: [{provider: nope}]\n",
+        )
+        .unwrap();
+        let err = State::new(s).err().unwrap();
+        assert_eq!(err.field, "configs.bad");
+        assert!(err.reason.contains("config.targets[0].provider"), "{err}");
+        let s = Settings::from_yaml("default_config: missing\n").unwrap();
+        assert_eq!(State::new(s).err().unwrap().field, "default_config");
+    }
+}

@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz` (the process serves) and `/readyz` (settings loaded, proxy
-//! ready to take traffic) for kubelet probes. Bound separately from the proxy so it can be
+//! ready to take traffic) for kubelet probes, and `/circuits` (circuit-breaker state as JSON). Bound separately from the proxy so it can be
 //! exposed to the cluster while the proxy stays on the pod's loopback.
 
+use crate::state::State;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -11,11 +12,12 @@ use std::sync::Arc;
 
 pub struct AdminApp {
     ready: Arc<AtomicBool>,
+    state: Arc<State>,
 }
 
 impl AdminApp {
-    pub fn new(ready: Arc<AtomicBool>) -> Self {
-        AdminApp { ready }
+    pub fn new(ready: Arc<AtomicBool>, state: Arc<State>) -> Self {
+        AdminApp { ready, state }
     }
 }
 
@@ -40,6 +42,10 @@ impl ServeHttp for AdminApp {
             "/healthz" => json(200, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::Acquire) => json(200, r#"{"status":"ready"}"#),
             "/readyz" => json(503, r#"{"status":"not ready"}"#),
+            "/circuits" => {
+                let body = serde_json::json!({ "circuits": self.state.breakers.snapshot() });
+                json(200, &body.to_string())
+            }
             _ => json(404, r#"{"message":"Not Found","ok":false}"#),
         }
     }

@@ -30,7 +30,7 @@ pub fn build_server(settings: Settings) -> Result<Server, SettingsError> {
     let state = Arc::new(State::new(settings)?);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(state),
+        Gateway::new(state.clone()),
         "portgate proxy",
     );
     proxy.add_tcp(&listen);
@@ -40,7 +40,7 @@ pub fn build_server(settings: Settings) -> Result<Server, SettingsError> {
     let ready = Arc::new(AtomicBool::new(true));
     let mut admin = Service::new(
         "portgate admin".to_string(),
-        HttpServer::new_app(AdminApp::new(ready)),
+        HttpServer::new_app(AdminApp::new(ready, state)),
     );
     admin.threads = Some(1);
     admin.add_tcp(&admin_listen);

@@ -30,3 +30,46 @@ pub fn gateway_for(mock: &MockProvider) -> TestGateway {
     route_to(&mut s, mock, &["openai", "anyscale"]);
     TestGateway::start(s)
 }
+
+/// Sends a chat request with the given headers; returns status, headers and JSON body.
+pub async fn chat(
+    gw: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut req = client().post(gw.url(path)).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, h, v)
+}
+
+/// A header value as text ("" when absent).
+pub fn header<'h>(h: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Three mocks as providers `openai`, `groq` and `together-ai`, and a gateway routing to them.
+pub async fn three_mocks(
+    tweak: impl FnOnce(&mut Settings),
+) -> (MockProvider, MockProvider, MockProvider, TestGateway) {
+    let (a, b, c) = (
+        MockProvider::start().await,
+        MockProvider::start().await,
+        MockProvider::start().await,
+    );
+    let mut s = test_settings();
+    route_to(&mut s, &a, &["openai", "anyscale"]);
+    route_to(&mut s, &b, &["groq"]);
+    route_to(&mut s, &c, &["together-ai"]);
+    s.retry.backoff_base_ms = 10;
+    tweak(&mut s);
+    let gw = TestGateway::start(s);
+    (a, b, c, gw)
+}

@@ -1,1 +1,296 @@
+use super::*;
+use crate::portkey::CustomHostPolicy;
+use crate::providers::Providers;
+use crate::routing::plan::{build, Node, PlanContext, PlanError};
+use crate::settings::{Settings, VirtualKey, VirtualKeys};
+use proptest::prelude::*;
+use serde_json::json;
+use std::time::Duration;
 
+fn problems(v: Value) -> Vec<String> {
+    parse(&v).err().map(|p| p.0).unwrap_or_default()
+}
+
+fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>) -> T) -> T {
+    let providers = Providers::from_settings(&Settings::default()).unwrap();
+    let mut vks = VirtualKeys::new();
+    vks.insert(
+        "anthropic-virtual-key".into(),
+        VirtualKey {
+            provider: "openai".into(),
+            api_key: None,
+            custom_host: None,
+        },
+    );
+    let hosts = CustomHostPolicy::new(&["localhost".into()]);
+    let ctx = PlanContext {
+        providers: &providers,
+        virtual_keys: &vks,
+        custom_hosts: &hosts,
+        min_cooldown: Duration::from_secs(30),
+    };
+    let node = parse(&v).unwrap();
+    f(build(&node, &ctx))
+}
+
+#[test]
+fn current_form_parses() {
+    let n = parse(&json!({
+        "strategy": {"mode": "fallback", "on_status_codes": [429, 503]},
+        "targets": [
+            {"provider": "openai", "api_key": "sk-1", "override_params": {"model": "gpt-4o"}},
+            {"virtual_key": "vk-2", "weight": 0.5, "retry": {"attempts": 9}}
+        ],
+        "request_timeout": 5000,
+        "cache": {"mode": "simple", "max_age": 60}
+    }))
+    .unwrap();
+    let s = n.strategy.as_ref().unwrap();
+    assert_eq!(s.mode, Some(Mode::Fallback));
+    assert_eq!(s.on_status_codes, Some(vec![429, 503]));
+    assert_eq!(n.targets.len(), 2);
+    assert_eq!(n.targets[1].path, "config.targets[1]");
+    assert_eq!(
+        n.targets[1].retry.as_ref().unwrap().attempts,
+        5,
+        "attempts capped at 5"
+    );
+    assert_eq!(n.request_timeout, Some(5000));
+    assert_eq!(n.cache.as_ref().unwrap().max_age, Some(60));
+}
+
+#[test]
+fn legacy_form_is_normalised() {
+    let n = parse(&json!({
+        "cache": "semantic",
+        "mode": "fallback",
+        "options": [
+            {"provider": "anyscale", "api_key": "...", "override_params": {"model": "meta-llama/Llama-2-7b-chat-hf"}},
+            {"provider": "anyscale", "api_key": "...", "override_params": {"model": "mistralai/Mistral-7B-Instruct-v0.1"}}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(n.strategy.unwrap().mode, Some(Mode::Fallback));
+    assert_eq!(n.targets[1].path, "config.options[1]");
+    assert_eq!(n.cache.unwrap().mode, CacheMode::Semantic);
+}
+
+#[test]
+fn fallback_shorthand_from_the_anthropic_guide() {
+    let n = parse(&json!({
+        "retry": {"attempts": 3},
+        "fallback": {"targets": [{"virtual_key": "openai-virtual-key"}, {"virtual_key": "anthropic-virtual-key"}]}
+    }))
+    .unwrap();
+    assert_eq!(n.strategy.unwrap().mode, Some(Mode::Fallback));
+    assert_eq!(n.targets[0].path, "config.fallback.targets[0]");
+}
+
+#[test]
+fn every_problem_has_its_path() {
+    let errs = problems(json!({
+        "strategy": {"mode": "roundrobin"},
+        "targets": [
+            {"provider": 3},
+            {"weight": -1, "provider": "openai"},
+            {"retry": {"attempts": "x", "on_status_codes": [999]}, "provider": "openai"},
+            {"request_timeout": 0, "provider": "openai"},
+            {"cache": {"mode": "fuzzy"}, "provider": "openai"},
+            "not an object"
+        ]
+    }));
+    for expected in [
+        "path: config.strategy.mode, message: must be one of",
+        "path: config.targets[0].provider, message: must be a non-empty string",
+        "path: config.targets[1].weight",
+        "path: config.targets[2].retry.attempts",
+        "path: config.targets[2].retry.on_status_codes",
+        "path: config.targets[3].request_timeout",
+        "path: config.targets[4].cache.mode",
+        "path: config.targets[5], message: must be an object",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(expected)),
+            "{expected} not in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn shape_rules() {
+    assert!(problems(json!({"strategy": {"mode": "fallback"}}))[0].contains("config.targets"));
+    assert!(problems(json!({"targets": [{"provider": "openai"}]}))[0].contains("config.strategy"));
+    assert!(problems(json!({"name": "x"}))[0].starts_with("path: config, message: a config needs"));
+    let zero = problems(json!({
+        "strategy": {"mode": "loadbalance"},
+        "targets": [{"provider": "openai", "weight": 0}, {"provider": "groq", "weight": 0}]
+    }));
+    assert!(zero[0].contains("every weight is 0"), "{zero:?}");
+    let cond = problems(json!({
+        "strategy": {"mode": "conditional", "conditions": [{"query": {"metadata.plan": "paid"}, "then": "nope"}], "default": "also-nope"},
+        "targets": [{"name": "a", "provider": "openai"}]
+    }));
+    assert!(cond
+        .iter()
+        .any(|e| e.contains("config.strategy.conditions[0].then")));
+    assert!(cond.iter().any(|e| e.contains("config.strategy.default")));
+    let re = problems(json!({
+        "strategy": {"mode": "conditional", "conditions": [{"query": {"params.model": {"$regex": "(["}}, "then": "a"}]},
+        "targets": [{"name": "a", "provider": "openai"}]
+    }));
+    assert!(
+        re[0].contains("config.strategy.conditions[0].query.params.model.$regex"),
+        "{re:?}"
+    );
+}
+
+#[test]
+fn inheritance_down_nested_targets() {
+    let cfg = json!({
+        "strategy": {"mode": "fallback"},
+        "override_params": {"temperature": 0.1, "max_tokens": 10},
+        "retry": {"attempts": 2},
+        "request_timeout": 1000,
+        "targets": [
+            {"strategy": {"mode": "loadbalance"},
+             "override_params": {"max_tokens": 20},
+             "targets": [
+                {"provider": "openai", "override_params": {"model": "a"}},
+                {"provider": "groq", "retry": {"attempts": 1, "on_status_codes": [500]}, "request_timeout": 50}
+             ]},
+            {"provider": "openai"}
+        ]
+    });
+    with_plan(cfg, |plan| {
+        let plan = plan.unwrap();
+        let Node::Group(root) = &plan.root else {
+            panic!()
+        };
+        let Node::Group(lb) = &root.children[0] else {
+            panic!()
+        };
+        let Node::Leaf(a) = &lb.children[0] else {
+            panic!()
+        };
+        let Node::Leaf(b) = &lb.children[1] else {
+            panic!()
+        };
+        assert_eq!(a.path, "config.targets[0].targets[0]");
+        let op = a.override_params.as_ref().unwrap();
+        assert_eq!(op["temperature"], json!(0.1));
+        assert_eq!(op["max_tokens"], json!(20), "child keys win");
+        assert_eq!(op["model"], json!("a"));
+        assert_eq!(a.retry.attempts, 2);
+        assert_eq!(a.retry.on_status_codes, vec![429, 500, 502, 503, 504]);
+        assert_eq!(a.request_timeout_ms, Some(1000));
+        assert_eq!(b.retry.attempts, 1, "a child's retry replaces the parent's");
+        assert_eq!(b.retry.on_status_codes, vec![500]);
+        assert_eq!(b.request_timeout_ms, Some(50));
+    });
+}
+
+#[test]
+fn references_are_checked() {
+    with_plan(json!({"provider": "nope"}), |p| match p {
+        Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("config.provider")),
+        other => panic!("{other:?}"),
+    });
+    with_plan(json!({"virtual_key": "missing"}), |p| {
+        assert!(matches!(p, Err(PlanError::UnknownVirtualKey(id)) if id == "missing"))
+    });
+    with_plan(
+        json!({"provider": "openai", "custom_host": "http://10.1.2.3"}),
+        |p| match p {
+            Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("config.custom_host")),
+            other => panic!("{other:?}"),
+        },
+    );
+    with_plan(
+        json!({"provider": "openai", "cb_config": {"failure_threshold": 3, "cooldown_interval": 1000}}),
+        |p| match p {
+            Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("cooldown_interval")),
+            other => panic!("{other:?}"),
+        },
+    );
+    with_plan(
+        json!({"virtual_key": "anthropic-virtual-key", "cache": {"mode": "semantic"}}),
+        |p| assert!(p.is_ok()),
+    );
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (-1e6f64..1e6).prop_map(|f| json!(f)),
+        prop_oneof![
+            Just("fallback"),
+            Just("loadbalance"),
+            Just("conditional"),
+            Just("single"),
+            Just("openai"),
+            Just("semantic"),
+            Just("$regex"),
+            Just("(["),
+            Just("a")
+        ]
+        .prop_map(|s| json!(s)),
+    ];
+    let keys = prop_oneof![
+        Just("strategy"),
+        Just("mode"),
+        Just("targets"),
+        Just("options"),
+        Just("provider"),
+        Just("weight"),
+        Just("retry"),
+        Just("attempts"),
+        Just("on_status_codes"),
+        Just("conditions"),
+        Just("query"),
+        Just("then"),
+        Just("default"),
+        Just("name"),
+        Just("override_params"),
+        Just("cache"),
+        Just("cb_config"),
+        Just("request_timeout"),
+        Just("metadata.x"),
+        Just("$and"),
+        Just("$or"),
+        Just("$in"),
+        Just("$regex"),
+        Just("virtual_key"),
+        Just("custom_host"),
+        Just("fallback"),
+        Just("failure_threshold")
+    ];
+    leaf.prop_recursive(6, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(keys.clone().prop_map(String::from), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// Whatever JSON arrives in the header, parsing and plan building answer, never panic.
+    #[test]
+    fn random_configs_never_panic(v in arb_json()) {
+        if let Ok(node) = parse(&v) {
+            let providers = Providers::from_settings(&Settings::default()).unwrap();
+            let vks = VirtualKeys::new();
+            let hosts = CustomHostPolicy::new(&[]);
+            let ctx = PlanContext {
+                providers: &providers,
+                virtual_keys: &vks,
+                custom_hosts: &hosts,
+                min_cooldown: Duration::from_secs(30),
+            };
+            let _ = build(&node, &ctx);
+        }
+    }
+}

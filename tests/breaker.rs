@@ -1,0 +1,99 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Circuit breakers: open after failures, skipped, half-open after the cooldown, closed again.
+
+mod support;
+
+use serde_json::json;
+use std::time::Duration;
+use support::*;
+
+fn body() -> serde_json::Value {
+    json!({"model": "m", "messages": []})
+}
+
+async fn circuits(gw: &TestGateway) -> serde_json::Value {
+    client()
+        .get(gw.admin_url("/circuits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_skips_half_opens_and_closes() {
+    let (a, b, _c, gw) = three_mocks(|s| s.circuit_breaker.min_cooldown_ms = 100).await;
+    a.always(Reply::json(500, json!({"error": {"message": "a down"}})));
+    let config = json!({
+        "strategy": {"mode": "fallback"},
+        "targets": [
+            {"provider": "openai", "cb_config": {"failure_threshold": 2, "cooldown_interval": 400}},
+            {"provider": "groq"}
+        ]
+    })
+    .to_string();
+    let headers = [("x-portkey-config", config.as_str())];
+    let send = || chat(&gw, "/v1/chat/completions", &headers, body());
+    for _ in 0..2 {
+        let (status, h, _) = send().await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&h, "x-portkey-provider"), "groq");
+    }
+    assert_eq!(a.request_count(), 2);
+    let target = format!("openai@{}", a.addr);
+    let c = circuits(&gw).await;
+    assert_eq!(c["circuits"][0]["target"], target.as_str());
+    assert_eq!(c["circuits"][0]["state"], "open");
+
+    // Open: skipped without a send.
+    let (status, h, _) = send().await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&h, "x-portkey-last-used-option-index"),
+        "config.targets[1]"
+    );
+    assert_eq!(a.request_count(), 2, "an open target is not called");
+
+    // After the cooldown one probe goes through; it succeeds and closes the circuit.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    a.always(Reply::chat("m", "a is back"));
+    let (status, h, _) = send().await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portkey-provider"), "openai");
+    assert_eq!(a.request_count(), 3);
+    assert_eq!(circuits(&gw).await["circuits"][0]["state"], "closed");
+    assert_eq!(b.request_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_target_open_fails_fast_with_503() {
+    let (a, _b, _c, gw) = three_mocks(|s| {
+        s.circuit_breaker.min_cooldown_ms = 100;
+        // A settings default breaker applies to targets whose config sets none.
+        s.circuit_breaker.default =
+            Some(json!({"failure_threshold": 1, "cooldown_interval": 60000}));
+    })
+    .await;
+    a.always(Reply::json(503, json!({})));
+    let (status, _, _) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-portkey-provider", "openai")],
+        body(),
+    )
+    .await;
+    assert_eq!(status, 503);
+    let (status, h, v) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-portkey-provider", "openai")],
+        body(),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(v["error"]["type"], "circuit_open", "{v}");
+    assert_eq!(header(&h, "x-portkey-gateway-exception"), "true");
+    assert_eq!(a.request_count(), 1, "the open circuit was not called");
+}

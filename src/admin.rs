@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process serves) and `/readyz` (settings loaded, proxy
-//! ready to take traffic) for kubelet probes, and `/circuits` (circuit-breaker state as JSON). Bound separately from the proxy so it can be
+//! ready to take traffic) for kubelet probes, `/metrics` (Prometheus text format) and
+//! `/circuits` (circuit-breaker state as JSON). Bound separately from the proxy so it can be
 //! exposed to the cluster while the proxy stays on the pod's loopback.
 
 use crate::state::State;
@@ -42,6 +43,14 @@ impl ServeHttp for AdminApp {
             "/healthz" => json(200, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::Acquire) => json(200, r#"{"status":"ready"}"#),
             "/readyz" => json(503, r#"{"status":"not ready"}"#),
+            "/metrics" => {
+                let mut resp = Response::new(self.state.metrics.render());
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
             "/circuits" => {
                 let body = serde_json::json!({ "circuits": self.state.breakers.snapshot() });
                 json(200, &body.to_string())

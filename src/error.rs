@@ -78,6 +78,10 @@ pub enum GatewayError {
     /// Every candidate target's circuit breaker is open.
     #[error("All targets are unavailable: circuit breaker open for {0}")]
     CircuitOpen(String),
+    #[error("Invalid feedback: {0}")]
+    InvalidFeedback(String),
+    #[error("No feedback with id {0:?} is known to this gateway")]
+    FeedbackNotFound(String),
     #[error("Not Found")]
     NotFound,
     #[error("{0}")]
@@ -108,7 +112,9 @@ impl GatewayError {
             | Self::InvalidConfigJson(_)
             | Self::InvalidConfig(_)
             | Self::UnknownConfig(_)
-            | Self::NoRouteMatched(_) => 400,
+            | Self::NoRouteMatched(_)
+            | Self::InvalidFeedback(_) => 400,
+            Self::FeedbackNotFound(_) => 404,
             Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
             Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
             Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) => 503,
@@ -148,6 +154,8 @@ impl GatewayError {
             Self::FirstTokenTimeout(_) => "first_token_timeout",
             Self::CircuitOpen(_) => "circuit_open",
             Self::RetryBudgetExhausted(_) => "retry_budget_exhausted",
+            Self::InvalidFeedback(_) => "invalid_feedback",
+            Self::FeedbackNotFound(_) => "feedback_not_found",
             Self::NotFound => "not_found",
             Self::Internal(_) => "internal",
         }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod dispatch;
 pub mod error;
+pub mod feedback;
 pub mod portkey;
 pub mod providers;
 pub mod proxy;
@@ -12,6 +13,7 @@ pub mod routing;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod stream;
 pub mod telemetry;
 
 pub use error::GatewayError;

@@ -11,6 +11,9 @@ use crate::routing::budget::RetryBudget;
 use crate::routing::configs::ConfigStore;
 use crate::routing::plan::{self, PlanContext};
 use crate::settings::{resolve_virtual_keys, Settings, SettingsError, VirtualKeys};
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::pricing::Pricing;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -25,6 +28,10 @@ pub struct State {
     pub breakers: Breakers,
     /// The breaker applied to targets whose config sets none.
     pub default_breaker: Option<BreakerSpec>,
+    pub metrics: Metrics,
+    pub pricing: Pricing,
+    pub access_log: AccessLog,
+    pub feedback: crate::feedback::FeedbackIndex,
     /// SHA-256 digests of the accepted gateway keys.
     gateway_keys: Vec<[u8; 32]>,
 }
@@ -71,7 +78,18 @@ impl State {
             .filter_map(|k| k.strip_prefix("sha256:"))
             .filter_map(decode_hex)
             .collect();
+        let metrics = Metrics::new(
+            &settings.metrics.metadata_labels,
+            settings.metrics.max_model_labels,
+        )
+        .map_err(|e| SettingsError::new("metrics", e))?;
+        let pricing = Pricing::from_settings(&settings.pricing)?;
+        let access_log = AccessLog::new(&settings.log)?;
         Ok(State {
+            metrics,
+            pricing,
+            access_log,
+            feedback: crate::feedback::FeedbackIndex::default(),
             dispatcher: Dispatcher::new(&settings.upstream),
             budget: RetryBudget::new(&settings.retry.budget),
             breakers: Breakers::new(),

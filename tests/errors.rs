@@ -128,6 +128,7 @@ async fn dns_and_connect_failures_are_502() {
         portgate::settings::ProviderRow {
             base_url: "http://no-such-host.invalid/v1".into(),
             auth_header: "authorization".into(),
+            stream_usage: true,
         },
     );
     s.providers.insert(
@@ -136,6 +137,7 @@ async fn dns_and_connect_failures_are_502() {
             // Nothing listens on this freshly reserved port.
             base_url: format!("http://127.0.0.1:{}/v1", free_port()),
             auth_header: "authorization".into(),
+            stream_usage: true,
         },
     );
     let gw = TestGateway::start(s);

@@ -90,6 +90,7 @@ async fn passthrough_connect_failure_is_a_json_502() {
         portgate::settings::ProviderRow {
             base_url: format!("http://127.0.0.1:{}/v1", free_port()),
             auth_header: "authorization".into(),
+            stream_usage: true,
         },
     );
     let gw = TestGateway::start(s);

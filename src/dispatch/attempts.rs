@@ -42,6 +42,8 @@ pub struct Request<'a> {
     pub client_headers: &'a HeaderMap,
     pub query: Option<&'a str>,
     pub pathname: &'a str,
+    /// `traceparent` to send upstream (the client's trace, the gateway's span).
+    pub traceparent: Option<String>,
 }
 
 /// Why a send happened, for logs and metrics.
@@ -103,6 +105,9 @@ pub struct Answer {
     /// The target was not tried (breaker open, budget spent): a fallback keeps the answer it
     /// already has instead of this one.
     pub skipped: bool,
+    /// The gateway added `stream_options.include_usage` to this target's request: the usage
+    /// chunk must be hidden from the client.
+    pub hide_usage: bool,
 }
 
 /// The walk's per-request state.
@@ -112,6 +117,8 @@ pub struct Walk<'a> {
     /// Targets this request already sent to (extra sends draw on the retry budget).
     tried: HashSet<String>,
     pub attempts: Vec<AttemptRecord>,
+    /// Time slept between retries.
+    pub waited: Duration,
     retry_after_spent: Duration,
     params: Option<Option<Map<String, Value>>>,
 }
@@ -125,6 +132,7 @@ impl<'a> Walk<'a> {
             req,
             tried: HashSet::new(),
             attempts: Vec::new(),
+            waited: Duration::ZERO,
             retry_after_spent: Duration::ZERO,
             params: None,
         }
@@ -237,7 +245,9 @@ impl<'a> Walk<'a> {
         };
         let key = target.key();
         let provider = target.provider.slug().to_string();
-        let body = match self.body_for(leaf) {
+        let hide_usage =
+            self.req.stream && target.provider.stream_usage() && !self.client_wants_usage();
+        let body = match self.body_for(leaf, hide_usage) {
             Ok(b) => b,
             Err(e) => return failed(e),
         };
@@ -253,6 +263,7 @@ impl<'a> Walk<'a> {
             retry_count,
             budget_exhausted,
             skipped,
+            hide_usage,
         };
         let kind = if self.attempts.is_empty() {
             AttemptKind::First
@@ -301,7 +312,12 @@ impl<'a> Walk<'a> {
                     Outcome::Response(_) => spec.on_status_codes.contains(&status),
                     Outcome::Failed(_) => true,
                 };
-                self.state.breakers.record(&key, spec, failed);
+                let state = self.state.breakers.record(&key, spec, failed);
+                self.state
+                    .metrics
+                    .circuit_state
+                    .with_label_values(&[&key])
+                    .set(state.gauge());
             }
             let err = match &outcome {
                 Outcome::Failed(e) => Err(e.kind()),
@@ -327,10 +343,21 @@ impl<'a> Walk<'a> {
             };
             if !self.admit_send(&key) {
                 tracing::warn!(target: "portgate::routing", target = %key, "retry budget exhausted");
+                let why = Err("retry_budget_exhausted");
+                self.record(
+                    &leaf.path,
+                    &provider,
+                    &key,
+                    AttemptKind::Retry,
+                    None,
+                    why,
+                    Duration::ZERO,
+                );
                 return answer(outcome, i64::from(n), true, false);
             }
             self.dispose(outcome).await;
             tokio::time::sleep(wait).await;
+            self.waited += wait;
             n += 1;
         }
     }
@@ -407,15 +434,33 @@ impl<'a> Walk<'a> {
         self.params.as_ref().and_then(Option::as_ref)
     }
 
+    /// Whether the client itself asked a stream for usage.
+    fn client_wants_usage(&mut self) -> bool {
+        self.params()
+            .and_then(|p| p.get("stream_options"))
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// The body for a leaf: the client's bytes, or re-serialised with `override_params` merged
-    /// over them when the leaf has any.
-    fn body_for(&mut self, leaf: &Leaf) -> Result<Bytes, GatewayError> {
-        let Some(overrides) = &leaf.override_params else {
+    /// over them and/or `stream_options.include_usage` added (so stream tokens are counted
+    /// exactly) when needed.
+    fn body_for(&mut self, leaf: &Leaf, ask_usage: bool) -> Result<Bytes, GatewayError> {
+        if leaf.override_params.is_none() && !ask_usage {
             return Ok(self.req.body.clone());
-        };
+        }
         let mut merged = self.params().cloned().unwrap_or_default();
-        for (k, v) in overrides {
+        for (k, v) in leaf.override_params.iter().flatten() {
             merged.insert(k.clone(), v.clone());
+        }
+        if ask_usage {
+            let options = merged
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(o) = options {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
         }
         serde_json::to_vec(&merged)
             .map(Bytes::from)
@@ -469,6 +514,14 @@ impl<'a> Walk<'a> {
                 headers.push((n, v.clone()));
             }
         }
+        if let Some(tp) = &req.traceparent {
+            if let Ok(v) = HeaderValue::from_str(tp) {
+                headers.push((HeaderName::from_static("traceparent"), v));
+            }
+            if let Some(ts) = req.client_headers.get("tracestate") {
+                headers.push((HeaderName::from_static("tracestate"), ts.clone()));
+            }
+        }
         headers.extend(prepared.headers);
         let mut path = format!("{}{}", target.upstream.base_path, prepared.path);
         if let Some(q) = req.query {
@@ -518,6 +571,7 @@ fn failed(e: GatewayError) -> Answer {
         retry_count: 0,
         budget_exhausted: false,
         skipped: false,
+        hide_usage: false,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod custom_host;
 pub mod headers;
+pub mod metadata;
 
 pub use custom_host::CustomHostPolicy;
 pub use headers::PortkeyHeaders;

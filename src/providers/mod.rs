@@ -59,6 +59,10 @@ pub trait Provider: Send + Sync {
     fn slug(&self) -> &str;
     /// Where the API lives unless a custom host overrides it.
     fn upstream(&self) -> &Upstream;
+    /// Whether streams may be asked for usage (`stream_options.include_usage`).
+    fn stream_usage(&self) -> bool {
+        false
+    }
     /// The headers that carry `api_key` to this provider.
     fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError>;
     /// Builds the upstream request for a unified operation. `body` is the client's JSON body;
@@ -85,8 +89,9 @@ impl Providers {
             by_slug.insert(row.slug.to_string(), Arc::new(adapter));
         }
         for (slug, row) in &settings.providers {
-            let adapter = OpenAiCompat::new(slug, &row.base_url, &row.auth_header)
-                .map_err(|e| SettingsError::new(&format!("providers.{slug}"), e))?;
+            let adapter =
+                OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)
+                    .map_err(|e| SettingsError::new(&format!("providers.{slug}"), e))?;
             by_slug.insert(slug.clone(), Arc::new(adapter));
         }
         Ok(Providers { by_slug })

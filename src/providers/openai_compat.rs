@@ -55,10 +55,20 @@ pub struct OpenAiCompat {
     upstream: Upstream,
     auth_header: HeaderName,
     bearer: bool,
+    stream_usage: bool,
 }
 
 impl OpenAiCompat {
     pub fn new(slug: &str, base_url: &str, auth_header: &str) -> Result<Self, String> {
+        Self::with_options(slug, base_url, auth_header, true)
+    }
+
+    pub fn with_options(
+        slug: &str,
+        base_url: &str,
+        auth_header: &str,
+        stream_usage: bool,
+    ) -> Result<Self, String> {
         let upstream = Upstream::parse(base_url)?;
         let auth_header = HeaderName::from_bytes(auth_header.as_bytes())
             .map_err(|_| format!("{auth_header:?} is not a header name"))?;
@@ -68,6 +78,7 @@ impl OpenAiCompat {
             upstream,
             auth_header,
             bearer,
+            stream_usage,
         })
     }
 }
@@ -79,6 +90,10 @@ impl Provider for OpenAiCompat {
 
     fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    fn stream_usage(&self) -> bool {
+        self.stream_usage
     }
 
     fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {

@@ -4,8 +4,13 @@ use super::routes::Route;
 use crate::dispatch::attempts::AttemptRecord;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
+use crate::telemetry::trace::TraceContext;
+use crate::telemetry::usage::Usage;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use std::time::Instant;
+use prometheus::IntGauge;
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
 
 /// Where a passthrough request goes, decided in `request_filter` and used by the proxy-path
 /// hooks (`upstream_peer`, `upstream_request_filter`).
@@ -17,10 +22,43 @@ pub struct PassthroughTarget {
     pub auth: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// Counts the request in `portgate_inflight_requests` for exactly as long as it lives.
+pub struct Inflight(IntGauge);
+
+impl Inflight {
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Inflight(gauge.clone())
+    }
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// What the response body told the meter.
+#[derive(Default)]
+pub struct Metered {
+    pub usage: Option<Usage>,
+    /// The model the provider says served the request.
+    pub model: Option<String>,
+    pub first_chunk_at: Option<Instant>,
+    pub last_chunk_at: Option<Instant>,
+    /// Content events of a stream.
+    pub events: u32,
+    /// The response body (JSON only, when `log.log_bodies` is on).
+    pub body: Option<Value>,
+}
+
 pub struct RequestCtx {
     pub started: Instant,
     pub route: Route,
     pub trace_id: String,
+    pub trace: Option<TraceContext>,
+    /// `x-portkey-metadata`, validated.
+    pub metadata: Map<String, Value>,
     /// The provider slug that served (or was meant to serve) the request.
     pub provider: Option<String>,
     /// The `model` the client asked for (unified routes).
@@ -35,16 +73,26 @@ pub struct RequestCtx {
     pub budget_exhausted: bool,
     /// Every upstream send of the request, in order.
     pub attempts: Vec<AttemptRecord>,
+    /// Time spent waiting on providers (attempts, backoff, relaying the body).
+    pub upstream_time: Duration,
+    pub metered: Metered,
+    /// The request body, kept only when `log.log_bodies` is on.
+    pub request_body: Option<Bytes>,
     /// The failure that decided the response, if any (logged once in `logging`).
     pub error: Option<GatewayError>,
+    /// Feedback ids created or updated (feedback routes).
+    pub feedback_ids: Vec<String>,
+    pub _inflight: Option<Inflight>,
 }
 
 impl RequestCtx {
-    pub fn new() -> Self {
+    pub fn new(inflight: Option<Inflight>) -> Self {
         RequestCtx {
             started: Instant::now(),
             route: Route::NotFound,
             trace_id: String::new(),
+            trace: None,
+            metadata: Map::new(),
             provider: None,
             model: None,
             stream: false,
@@ -53,13 +101,12 @@ impl RequestCtx {
             retry_count: None,
             budget_exhausted: false,
             attempts: Vec::new(),
+            upstream_time: Duration::ZERO,
+            metered: Metered::default(),
+            request_body: None,
             error: None,
+            feedback_ids: Vec::new(),
+            _inflight: inflight,
         }
-    }
-}
-
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
     }
 }

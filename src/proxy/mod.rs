@@ -3,6 +3,7 @@
 
 mod body;
 mod ctx;
+mod feedback;
 mod passthrough;
 mod respond;
 mod routes;
@@ -12,9 +13,10 @@ pub use ctx::RequestCtx;
 pub use routes::Route;
 
 use crate::error::GatewayError;
-use crate::portkey::PortkeyHeaders;
+use crate::portkey::{metadata, PortkeyHeaders};
 use crate::providers::Operation;
 pub use crate::state::State;
+use crate::telemetry::trace::TraceContext;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -45,7 +47,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(Some(ctx::Inflight::new(&self.state.metrics.inflight)))
     }
 
     /// Routes the request, then either answers it here (health, errors, the LLM routes, which
@@ -59,19 +61,28 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.route = Route::classify(&req.method, req.uri.path());
         let headers = PortkeyHeaders::parse(&req.headers);
+        ctx.trace = req
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        // A trace id: the client's, else its W3C trace's, else a new one.
         ctx.trace_id = match &headers {
             Ok(h) => h.trace_id.clone(),
             Err(_) => None,
         }
+        .or_else(|| ctx.trace.as_ref().map(|t| t.trace_id.clone()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let headers = match headers {
             Ok(h) => h,
             Err(e) => return self.fail(session, ctx, e).await,
         };
-        if matches!(
-            ctx.route,
-            Route::Unified(_) | Route::LegacyChatComplete | Route::Passthrough
-        ) {
+        let gated = !matches!(ctx.route, Route::Health | Route::NotFound);
+        if gated {
+            match metadata::parse(headers.metadata.as_deref()) {
+                Ok(m) => ctx.metadata = m,
+                Err(e) => return self.fail(session, ctx, e).await,
+            }
             let presented = session
                 .req_header()
                 .headers
@@ -115,6 +126,18 @@ impl ProxyHttp for Gateway {
                 .await?;
                 Ok(true)
             }
+            Route::Feedback | Route::FeedbackUpdate => {
+                let state = self.state.clone();
+                let done = if ctx.route == Route::Feedback {
+                    feedback::create(&state, session, ctx).await
+                } else {
+                    feedback::update(&state, session, ctx).await
+                };
+                match done {
+                    Ok(()) => Ok(true),
+                    Err(e) => self.fail(session, ctx, e).await,
+                }
+            }
             Route::NotFound | Route::Unified(_) | Route::LegacyChatComplete => {
                 self.fail(session, ctx, GatewayError::NotFound).await
             }
@@ -156,7 +179,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         match ctx.passthrough.as_ref() {
-            Some(target) => passthrough::rewrite(target, upstream_request),
+            Some(target) => passthrough::rewrite(target, upstream_request, ctx.trace.as_ref()),
             None => Error::e_explain(ErrorType::InternalError, "no passthrough target planned"),
         }
     }
@@ -202,7 +225,17 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
-        crate::telemetry::access_log(ctx, status);
+        if ctx.route == Route::Passthrough {
+            ctx.upstream_time = ctx.started.elapsed();
+        }
+        let client = session.client_addr().map(|a| a.to_string());
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        let method = req.method.as_str().to_string();
+        crate::telemetry::record::record(&self.state, ctx, status, client, &method, &path);
+        if let Some(e) = &ctx.error {
+            tracing::debug!(trace_id = %ctx.trace_id, error = e.kind(), detail = %e, "request failed");
+        }
     }
 }
 

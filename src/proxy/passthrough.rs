@@ -9,6 +9,7 @@ use crate::portkey::PortkeyHeaders;
 use crate::routing::conditions::metadata_value;
 use crate::routing::select;
 use crate::routing::target::Target;
+use crate::telemetry::trace::TraceContext;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -59,7 +60,11 @@ pub async fn peer(state: &State, target: &PassthroughTarget) -> Result<HttpPeer,
 
 /// Rewrites the request for the provider: path below its base URL, `Host`, credentials; the
 /// gateway's own `x-portkey-*` headers are not forwarded.
-pub fn rewrite(target: &PassthroughTarget, req: &mut RequestHeader) -> pingora::Result<()> {
+pub fn rewrite(
+    target: &PassthroughTarget,
+    req: &mut RequestHeader,
+    trace: Option<&TraceContext>,
+) -> pingora::Result<()> {
     let path = req.uri.path();
     let rest = path.strip_prefix("/v1").unwrap_or(path);
     let mut new_path = format!("{}{}", target.upstream.base_path, rest);
@@ -84,6 +89,9 @@ pub fn rewrite(target: &PassthroughTarget, req: &mut RequestHeader) -> pingora::
     req.remove_header(&http::header::AUTHORIZATION);
     for (name, value) in &target.auth {
         req.insert_header(name.clone(), value.clone())?;
+    }
+    if let Some(t) = trace {
+        req.insert_header("traceparent", t.outgoing())?;
     }
     Ok(())
 }

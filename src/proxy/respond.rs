@@ -5,6 +5,7 @@ use super::ctx::RequestCtx;
 use crate::dispatch::{Dispatcher, Inbound};
 use crate::error::GatewayError;
 use crate::portkey::response;
+use crate::stream::Meter;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -89,7 +90,11 @@ pub enum RelayError {
 /// Copies the upstream status and headers (minus hop-by-hop ones) and adds the gateway's.
 /// A body whose length the upstream declared keeps its `Content-Length`; any other body is sent
 /// chunked, so the client can always tell a complete body from a cut one.
-fn downstream_header(inbound: &Inbound, ctx: &RequestCtx) -> pingora::Result<ResponseHeader> {
+fn downstream_header(
+    inbound: &Inbound,
+    ctx: &RequestCtx,
+    rewrite: bool,
+) -> pingora::Result<ResponseHeader> {
     let Some(up) = inbound.header() else {
         return pingora::Error::e_explain(
             pingora::ErrorType::InternalError,
@@ -98,7 +103,8 @@ fn downstream_header(inbound: &Inbound, ctx: &RequestCtx) -> pingora::Result<Res
     };
     let mut h = ResponseHeader::build(up.status, Some(up.headers.len() + 3))?;
     for (name, value) in up.headers.iter() {
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        if HOP_BY_HOP.contains(&name.as_str()) || (rewrite && name == http::header::CONTENT_LENGTH)
+        {
             continue;
         }
         h.append_header(name.clone(), value.clone())?;
@@ -110,32 +116,68 @@ fn downstream_header(inbound: &Inbound, ctx: &RequestCtx) -> pingora::Result<Res
     Ok(h)
 }
 
-fn is_event_stream(inbound: &Inbound) -> bool {
+fn content_type(inbound: &Inbound) -> &str {
     inbound
         .header()
         .and_then(|h| h.headers.get(http::header::CONTENT_TYPE))
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
+        .unwrap_or("")
 }
 
 /// Streams the upstream response to the client chunk by chunk, as it arrives (SSE events are
-/// never held back), while watching for the client going away.
+/// never held back), while watching for the client going away, and meters it on the way: what
+/// the body says about usage and model lands in `ctx.metered`.
 pub async fn relay(
     session: &mut Session,
     mut inbound: Inbound,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     dispatcher: &Dispatcher,
+    hide_usage: bool,
+    keep_body: bool,
 ) -> Result<(), RelayError> {
-    let header = downstream_header(&inbound, ctx).map_err(|e| {
+    let started = std::time::Instant::now();
+    let mut meter = Meter::for_response(inbound.status(), content_type(&inbound), hide_usage);
+    let sse = content_type(&inbound).starts_with("text/event-stream");
+    let result = pump(session, &mut inbound, ctx, &mut meter, sse).await;
+    ctx.upstream_time += started.elapsed();
+    let m = &mut ctx.metered;
+    m.usage = meter.usage();
+    m.model = meter.model().map(str::to_string);
+    m.first_chunk_at = meter.first_chunk_at;
+    m.last_chunk_at = meter.last_chunk_at;
+    m.events = meter.events;
+    if keep_body {
+        m.body = meter.json_body();
+    }
+    match result {
+        Ok(()) => {
+            if inbound.is_done() {
+                dispatcher.release(inbound).await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            inbound.abort().await;
+            Err(e)
+        }
+    }
+}
+
+async fn pump(
+    session: &mut Session,
+    inbound: &mut Inbound,
+    ctx: &RequestCtx,
+    meter: &mut Meter,
+    sse: bool,
+) -> Result<(), RelayError> {
+    let header = downstream_header(inbound, ctx, meter.may_rewrite()).map_err(|e| {
         RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
     })?;
-    let sse = is_event_stream(&inbound);
     if session
         .write_response_header(Box::new(header), false)
         .await
         .is_err()
     {
-        inbound.abort().await;
         return Err(RelayError::ClientGone);
     }
     let mut client_watch = true;
@@ -146,19 +188,16 @@ pub async fn relay(
                 match gone {
                     // Only a read with data (a pipelined request) ends up here; stop watching.
                     Ok(Some(_)) | Ok(None) => { client_watch = false; continue; }
-                    Err(_) => { inbound.abort().await; return Err(RelayError::ClientGone); }
+                    Err(_) => return Err(RelayError::ClientGone),
                 }
             }
         };
         match next {
             Ok(Some(chunk)) => {
-                if session
-                    .write_response_body(Some(chunk), false)
-                    .await
-                    .is_err()
-                {
-                    inbound.abort().await;
-                    return Err(RelayError::ClientGone);
+                if let Some(out) = meter.on_chunk(chunk) {
+                    if session.write_response_body(Some(out), false).await.is_err() {
+                        return Err(RelayError::ClientGone);
+                    }
                 }
             }
             Ok(None) => break,
@@ -169,16 +208,13 @@ pub async fn relay(
                         .write_response_body(Some(err.sse_event()), false)
                         .await;
                 }
-                inbound.abort().await;
                 return Err(RelayError::Upstream(err));
             }
         }
     }
-    if session.write_response_body(None, true).await.is_err() {
+    let rest = meter.finish();
+    if session.write_response_body(rest, true).await.is_err() {
         return Err(RelayError::ClientGone);
-    }
-    if inbound.is_done() {
-        dispatcher.release(inbound).await;
     }
     Ok(())
 }

@@ -10,6 +10,10 @@ pub enum Route {
     Unified(Operation),
     /// `POST /v1/chatComplete`: the legacy chat route (config in the header or the body).
     LegacyChatComplete,
+    /// `POST /v1/feedback`.
+    Feedback,
+    /// `PUT /v1/feedback/{id}`.
+    FeedbackUpdate,
     /// Any other `/v1/*` path: streamed through Pingora's proxy path to the provider.
     Passthrough,
     NotFound,
@@ -35,6 +39,12 @@ impl Route {
                 _ => {}
             }
         }
+        if method == http::Method::POST && path == "/v1/feedback" {
+            return Route::Feedback;
+        }
+        if method == http::Method::PUT && path.starts_with("/v1/feedback/") && path.len() > 13 {
+            return Route::FeedbackUpdate;
+        }
         if path.starts_with("/v1/") {
             return Route::Passthrough;
         }
@@ -49,6 +59,8 @@ impl Route {
             Route::Unified(Operation::Completions) => "completions",
             Route::Unified(Operation::Embeddings) => "embeddings",
             Route::LegacyChatComplete => "chat_complete",
+            Route::Feedback => "feedback",
+            Route::FeedbackUpdate => "feedback_update",
             Route::Passthrough => "passthrough",
             Route::NotFound => "not_found",
         }
@@ -86,6 +98,14 @@ mod tests {
             Route::Passthrough
         );
         assert_eq!(Route::classify(&Method::GET, "/v2/models"), Route::NotFound);
+        assert_eq!(
+            Route::classify(&Method::POST, "/v1/feedback"),
+            Route::Feedback
+        );
+        assert_eq!(
+            Route::classify(&Method::PUT, "/v1/feedback/fb-1"),
+            Route::FeedbackUpdate
+        );
         assert_eq!(
             Route::classify(&Method::POST, "/v1/chatComplete"),
             Route::LegacyChatComplete

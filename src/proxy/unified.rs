@@ -81,6 +81,10 @@ pub async fn handle(
         .configs
         .resolve(headers.config.as_deref(), &state.plan_context())?;
 
+    if state.access_log.log_bodies {
+        ctx.request_body = Some(body.clone());
+    }
+    let traceparent = ctx.trace.as_ref().map(|t| t.outgoing());
     let req_header = session.req_header();
     let request = Request {
         op,
@@ -90,10 +94,17 @@ pub async fn handle(
         client_headers: &req_header.headers,
         query: req_header.uri.query(),
         pathname: req_header.uri.path(),
+        traceparent,
     };
     let mut walk = Walk::new(state, &request);
     let answer = walk.run(plan.as_deref()).await;
     ctx.attempts = std::mem::take(&mut walk.attempts);
+    ctx.upstream_time += walk.waited
+        + ctx
+            .attempts
+            .iter()
+            .map(|a| a.duration)
+            .sum::<std::time::Duration>();
     ctx.provider = answer
         .provider
         .or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
@@ -102,8 +113,18 @@ pub async fn handle(
     ctx.budget_exhausted = answer.budget_exhausted;
     match answer.outcome {
         Outcome::Failed(e) => Err(Failed::Early(e)),
-        Outcome::Response(inbound) => relay(session, *inbound, ctx, &state.dispatcher)
+        Outcome::Response(inbound) => {
+            let keep_body = state.access_log.log_bodies;
+            relay(
+                session,
+                *inbound,
+                ctx,
+                &state.dispatcher,
+                answer.hide_usage,
+                keep_body,
+            )
             .await
-            .map_err(Failed::Late),
+            .map_err(Failed::Late)
+        }
     }
 }

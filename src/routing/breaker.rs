@@ -137,10 +137,11 @@ impl Breakers {
 
     /// Records the outcome of a request to `target`; `failed` as decided by the caller from
     /// `spec.on_status_codes` or a connect/timeout error.
-    pub fn record(&self, target: &str, spec: &BreakerSpec, failed: bool) {
+    /// Returns the circuit's state afterwards.
+    pub fn record(&self, target: &str, spec: &BreakerSpec, failed: bool) -> State {
         let now = Instant::now();
         let Ok(mut map) = self.circuits.lock() else {
-            return;
+            return State::Closed;
         };
         if map.len() >= MAX_CIRCUITS && !map.contains_key(target) {
             map.retain(|_, c| c.state != State::Closed);
@@ -179,6 +180,7 @@ impl Breakers {
                 }
             }
         }
+        c.state
     }
 
     /// Every known circuit, sorted by target.

@@ -47,7 +47,37 @@ pub struct Settings {
     pub config_cache_size: usize,
     pub retry: RetrySettings,
     pub circuit_breaker: BreakerSettings,
+    pub metrics: MetricsSettings,
+    pub pricing: PricingSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// `x-portkey-metadata` keys that become labels (`metadata_<key>`) of
+    /// `portgate_requests_total`. Keep them low-cardinality (a plan, an environment).
+    pub metadata_labels: Vec<String>,
+    /// Distinct unpriced model names used as labels before further ones become `other`.
+    pub max_model_labels: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            metadata_labels: Vec::new(),
+            max_model_labels: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingSettings {
+    /// A pricing file replacing the built-in `conf/pricing.yaml`.
+    pub file: Option<String>,
+    /// Prices added to (or replacing rows of) the table: provider → model → price.
+    pub overrides: BTreeMap<String, BTreeMap<String, crate::telemetry::pricing::Price>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -155,6 +185,14 @@ pub struct ProviderRow {
     /// name that carries the bare key (e.g. `api-key`).
     #[serde(default = "default_auth_header")]
     pub auth_header: String,
+    /// Whether the API accepts `stream_options.include_usage` (the gateway asks streams for
+    /// usage to count tokens exactly). Turn off for servers that reject the field.
+    #[serde(default = "default_true")]
+    pub stream_usage: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_auth_header() -> String {
@@ -168,6 +206,12 @@ pub struct LogSettings {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// Where the access log (one JSON line per request and per feedback) goes: `stdout`, `off`,
+    /// or a file path (appended to).
+    pub access_log: String,
+    /// Adds request and response bodies (JSON, keys redacted) to access-log lines, e.g. to build
+    /// fine-tuning data. Off by default.
+    pub log_bodies: bool,
 }
 
 impl Default for Settings {
@@ -189,6 +233,8 @@ impl Default for Settings {
             config_cache_size: 256,
             retry: RetrySettings::default(),
             circuit_breaker: BreakerSettings::default(),
+            metrics: MetricsSettings::default(),
+            pricing: PricingSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -229,6 +275,8 @@ impl Default for LogSettings {
         LogSettings {
             level: "info".into(),
             format: "text".into(),
+            access_log: "stdout".into(),
+            log_bodies: false,
         }
     }
 }

@@ -152,6 +152,23 @@ impl Settings {
                 ));
             }
         }
+        for (i, key) in self.metrics.metadata_labels.iter().enumerate() {
+            let ok = !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !key.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(SettingsError::new(
+                    &format!("metrics.metadata_labels[{i}]"),
+                    "label keys use letters, digits and _ (not first)",
+                ));
+            }
+        }
+        if self.log.access_log.trim().is_empty() {
+            return Err(SettingsError::new(
+                "log.access_log",
+                "stdout, off, or a file path",
+            ));
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(SettingsError::new(
                 "log.format",

@@ -46,6 +46,7 @@ pub fn test_settings() -> Settings {
         ..Settings::default()
     };
     s.log.level = "error".into();
+    s.log.access_log = "off".into();
     s
 }
 

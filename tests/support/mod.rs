@@ -19,6 +19,7 @@ pub fn route_to(settings: &mut Settings, mock: &MockProvider, slugs: &[&str]) {
             ProviderRow {
                 base_url: mock.base_url(),
                 auth_header: "authorization".into(),
+                stream_usage: true,
             },
         );
     }

@@ -1,0 +1,90 @@
+//! HTTP glue for the feedback API: read the body, validate, count, log, answer.
+
+use super::body::read_body;
+use super::ctx::RequestCtx;
+use super::respond::send_local;
+use super::State;
+use crate::error::GatewayError;
+use crate::feedback::{parse_create, parse_update};
+use crate::telemetry::access_log::now_rfc3339;
+use bytes::Bytes;
+use pingora::proxy::Session;
+use serde_json::json;
+
+/// Feedback bodies are small; this bound keeps them so.
+const MAX_BODY: usize = 1024 * 1024;
+
+fn success(message: &str, ids: &[String]) -> Bytes {
+    Bytes::from(json!({"status": "success", "message": message, "feedback_ids": ids}).to_string())
+}
+
+pub async fn create(
+    state: &State,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
+    let body = read_body(session, MAX_BODY).await?;
+    let items = parse_create(&body)?;
+    for f in items {
+        let id = uuid::Uuid::new_v4().to_string();
+        state.feedback.insert(&id, &f.trace_id);
+        state.metrics.feedback.with_label_values(&["create"]).inc();
+        state.metrics.feedback_value.observe(f.value as f64);
+        state.access_log.write(&json!({
+            "timestamp": now_rfc3339(), "event": "feedback", "feedback_id": id,
+            "trace_id": f.trace_id, "value": f.value, "weight": f.weight, "metadata": f.metadata,
+        }));
+        ctx.feedback_ids.push(id);
+    }
+    let ids = ctx.feedback_ids.clone();
+    send_local(
+        session,
+        ctx,
+        200,
+        "application/json",
+        success("feedback recorded", &ids),
+    )
+    .await
+    .map_err(|e| GatewayError::ClientClosed(e.to_string()))
+}
+
+pub async fn update(
+    state: &State,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
+    let id = session
+        .req_header()
+        .uri
+        .path()
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let body = read_body(session, MAX_BODY).await?;
+    let u = parse_update(&body)?;
+    let trace_id = state
+        .feedback
+        .trace_of(&id)
+        .ok_or_else(|| GatewayError::FeedbackNotFound(id.clone()))?;
+    state.metrics.feedback.with_label_values(&["update"]).inc();
+    if let Some(v) = u.value {
+        state.metrics.feedback_value.observe(v as f64);
+    }
+    state.access_log.write(&json!({
+        "timestamp": now_rfc3339(), "event": "feedback_update", "feedback_id": id,
+        "trace_id": trace_id, "value": u.value, "weight": u.weight, "metadata": u.metadata,
+    }));
+    ctx.feedback_ids.push(id);
+    let ids = ctx.feedback_ids.clone();
+    send_local(
+        session,
+        ctx,
+        200,
+        "application/json",
+        success("feedback updated", &ids),
+    )
+    .await
+    .map_err(|e| GatewayError::ClientClosed(e.to_string()))
+}

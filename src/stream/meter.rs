@@ -1,0 +1,253 @@
+//! Reading usage from a response while it is relayed, chunk by chunk.
+//!
+//! - JSON responses pass through untouched; their chunks (reference-counted, not copied) are
+//!   kept and `usage` is read at the end.
+//! - Event streams pass through untouched and their events are parsed for `usage` and `model`,
+//!   unless the gateway itself added `stream_options.include_usage` (the client did not ask for
+//!   usage): then the usage-only chunk is dropped and the `"usage":null` OpenAI adds to every
+//!   other chunk is removed, so the client sees exactly the stream it would have seen.
+
+use super::sse::{data, SseSplitter};
+use crate::telemetry::usage::{self, Usage};
+use bytes::{Bytes, BytesMut};
+use std::time::Instant;
+
+/// Largest JSON body kept for reading usage; larger bodies are relayed unmetered.
+const MAX_JSON: usize = 8 * 1024 * 1024;
+const USAGE_NULL: &[u8] = b",\"usage\":null";
+
+pub enum Kind {
+    Json,
+    Sse { hide_usage: bool },
+    Other,
+}
+
+pub struct Meter {
+    kind: Kind,
+    chunks: Vec<Bytes>,
+    size: usize,
+    splitter: SseSplitter,
+    usage: Option<Usage>,
+    model: Option<String>,
+    /// Content events of a stream (not the usage chunk, not `[DONE]`).
+    pub events: u32,
+    pub first_chunk_at: Option<Instant>,
+    pub last_chunk_at: Option<Instant>,
+}
+
+impl Meter {
+    pub fn new(kind: Kind) -> Meter {
+        Meter {
+            kind,
+            chunks: Vec::new(),
+            size: 0,
+            splitter: SseSplitter::default(),
+            usage: None,
+            model: None,
+            events: 0,
+            first_chunk_at: None,
+            last_chunk_at: None,
+        }
+    }
+
+    /// Chooses the meter for a response from its status and content type.
+    pub fn for_response(status: u16, content_type: &str, hide_usage: bool) -> Meter {
+        let kind = if !(200..300).contains(&status) {
+            Kind::Other
+        } else if content_type.starts_with("text/event-stream") {
+            Kind::Sse { hide_usage }
+        } else if content_type.contains("json") {
+            Kind::Json
+        } else {
+            Kind::Other
+        };
+        Meter::new(kind)
+    }
+
+    /// Takes one upstream chunk and returns what to send to the client.
+    pub fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let now = Instant::now();
+        self.first_chunk_at.get_or_insert(now);
+        self.last_chunk_at = Some(now);
+        match self.kind {
+            Kind::Other => Some(chunk),
+            Kind::Json => {
+                if self.size + chunk.len() <= MAX_JSON {
+                    self.size += chunk.len();
+                    self.chunks.push(chunk.clone());
+                } else {
+                    self.chunks.clear();
+                    self.kind = Kind::Other;
+                }
+                Some(chunk)
+            }
+            Kind::Sse { hide_usage: false } => {
+                for event in self.splitter.push(&chunk) {
+                    self.inspect(&event);
+                }
+                Some(chunk)
+            }
+            Kind::Sse { hide_usage: true } => {
+                let mut out = BytesMut::new();
+                for event in self.splitter.push(&chunk) {
+                    if let Some(kept) = self.filter(event) {
+                        if out.is_empty() && kept.len() == chunk.len() {
+                            return Some(kept);
+                        }
+                        out.extend_from_slice(&kept);
+                    }
+                }
+                (!out.is_empty()).then(|| out.freeze())
+            }
+        }
+    }
+
+    /// The end of the body: anything still held back, and the usage read from a JSON body.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        if let Kind::Json = self.kind {
+            if let Some(m) = usage::from_chunks(&self.chunks) {
+                self.usage = m.usage();
+                self.model = m.model;
+            }
+        }
+        match self.kind {
+            Kind::Sse { hide_usage: true } => self.splitter.finish(),
+            _ => None,
+        }
+    }
+
+    /// Whether the meter may change the bytes (so a declared length cannot be kept).
+    pub fn may_rewrite(&self) -> bool {
+        matches!(self.kind, Kind::Sse { hide_usage: true })
+    }
+
+    /// The whole JSON body, after `finish` (for access logs with bodies on).
+    pub fn json_body(&self) -> Option<serde_json::Value> {
+        match self.kind {
+            Kind::Json => usage::value_from_chunks(&self.chunks),
+            _ => None,
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// The model the provider says served the request.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Reads usage and model from one event; returns whether it is the usage-only chunk.
+    fn inspect(&mut self, event: &Bytes) -> bool {
+        let Some(payload) = data(event) else {
+            return false;
+        };
+        if payload.as_ref() == b"[DONE]" {
+            return false;
+        }
+        let has_usage =
+            find(&payload, b"\"usage\":{").is_some() || find(&payload, b"\"usage\": {").is_some();
+        let parsed = if has_usage || self.model.is_none() {
+            usage::from_slice(&payload)
+        } else {
+            None
+        };
+        if let Some(m) = parsed {
+            if self.model.is_none() {
+                self.model = m.model.clone();
+            }
+            if let Some(u) = m.usage() {
+                self.usage = Some(u);
+                if m.choices_empty() {
+                    return true;
+                }
+            }
+        }
+        self.events += 1;
+        false
+    }
+
+    /// Hide mode: drops the usage-only chunk and strips `"usage":null` from the others.
+    fn filter(&mut self, event: Bytes) -> Option<Bytes> {
+        if self.inspect(&event) {
+            return None;
+        }
+        match find(&event, USAGE_NULL) {
+            None => Some(event),
+            Some(at) => {
+                let mut out = BytesMut::with_capacity(event.len());
+                out.extend_from_slice(&event[..at]);
+                out.extend_from_slice(&event[at + USAGE_NULL.len()..]);
+                Some(out.freeze())
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    const STREAM_WITH_USAGE: &str = concat!(
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
+        "data: [DONE]\n\n"
+    );
+
+    #[test]
+    fn hidden_usage_chunk_is_read_and_removed() {
+        let mut m = Meter::new(Kind::Sse { hide_usage: true });
+        let mut out = Vec::new();
+        // Cut the stream at awkward places.
+        let s = STREAM_WITH_USAGE.as_bytes();
+        for piece in s.chunks(37) {
+            out.extend(m.on_chunk(Bytes::copy_from_slice(piece)));
+        }
+        out.extend(m.finish());
+        let text = String::from_utf8(out.concat()).unwrap();
+        assert!(!text.contains("usage"), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        assert_eq!(text.matches("data: ").count(), 3);
+        assert_eq!(m.usage().unwrap().input, 9);
+        assert_eq!(m.usage().unwrap().output, 2);
+        assert_eq!(m.model(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(m.events, 2);
+    }
+
+    #[test]
+    fn client_requested_usage_passes_through_untouched() {
+        let mut m = Meter::new(Kind::Sse { hide_usage: false });
+        let out: Vec<Bytes> = [chunk(STREAM_WITH_USAGE)]
+            .into_iter()
+            .filter_map(|c| m.on_chunk(c))
+            .collect();
+        assert_eq!(out.concat(), STREAM_WITH_USAGE.as_bytes());
+        assert_eq!(m.usage().unwrap().output, 2);
+    }
+
+    #[test]
+    fn json_usage_is_read_at_the_end() {
+        let mut m = Meter::for_response(200, "application/json", false);
+        let body = r#"{"model":"m1","usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        for piece in body.as_bytes().chunks(5) {
+            assert!(m.on_chunk(Bytes::copy_from_slice(piece)).is_some());
+        }
+        assert!(m.finish().is_none());
+        assert_eq!(m.usage().unwrap().output, 4);
+        assert_eq!(m.model(), Some("m1"));
+        let mut err = Meter::for_response(500, "application/json", false);
+        err.on_chunk(chunk(body));
+        err.finish();
+        assert!(err.usage().is_none(), "error bodies are not metered");
+    }
+}

@@ -1,0 +1,291 @@
+//! Prometheus metric families, in one struct registered into the gateway's own registry (the
+//! `prometheus` crate version Pingora's Prometheus service uses), served on the admin listener's
+//! `/metrics`. Names follow the OpenTelemetry GenAI conventions rendered for Prometheus, plus
+//! one `portgate_` family; every family is documented in README.
+//!
+//! Labels are bounded: providers come from the provider table; model labels are the priced
+//! models plus at most `metrics.max_model_labels` others, after which `other` is used; metadata
+//! keys become labels only when listed in `metrics.metadata_labels`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// OTel GenAI bucket boundaries (reference `peers.md` §4.1).
+const TOKEN_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+const TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    15.0, 20.0, 30.0, 45.0, 60.0,
+];
+const TPOT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+/// Gateway overhead: fine buckets from 50 µs, as a Pingora proxy's cost is sub-millisecond.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+const FEEDBACK_BUCKETS: &[f64] = &[-10.0, -7.5, -5.0, -2.5, -1.0, 0.0, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+pub const OTHER: &str = "other";
+
+pub struct Metrics {
+    registry: Registry,
+    pub token_usage: HistogramVec,
+    pub request_duration: HistogramVec,
+    pub time_to_first_token: HistogramVec,
+    pub time_per_output_token: HistogramVec,
+    pub operation_duration: HistogramVec,
+    pub requests: IntCounterVec,
+    pub attempts: IntCounterVec,
+    pub tokens: IntCounterVec,
+    /// Micro-dollars would lose nothing, but Prometheus counters are floats: USD as f64.
+    pub cost: prometheus::CounterVec,
+    pub unpriced: IntCounterVec,
+    pub overhead: Histogram,
+    pub inflight: IntGauge,
+    pub circuit_state: IntGaugeVec,
+    pub budget_exhausted: IntCounterVec,
+    pub feedback: IntCounterVec,
+    pub feedback_value: Histogram,
+    metadata_labels: Vec<String>,
+    max_models: usize,
+    models: Mutex<HashSet<String>>,
+}
+
+fn histogram_vec(
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
+const GEN_AI: &[&str] = &[
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+];
+
+impl Metrics {
+    pub fn new(metadata_labels: &[String], max_models: usize) -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let mut request_labels = vec!["route", "provider", "model", "status_class", "cache_status"];
+        let meta_names: Vec<String> = metadata_labels
+            .iter()
+            .map(|k| format!("metadata_{k}"))
+            .collect();
+        request_labels.extend(meta_names.iter().map(String::as_str));
+        let m = Metrics {
+            token_usage: histogram_vec(
+                "gen_ai_client_token_usage",
+                "Tokens exchanged with the provider per request, by token type.",
+                TOKEN_BUCKETS,
+                &[
+                    "gen_ai_operation_name",
+                    "gen_ai_provider_name",
+                    "gen_ai_request_model",
+                    "gen_ai_response_model",
+                    "gen_ai_token_type",
+                ],
+            )?,
+            request_duration: histogram_vec(
+                "gen_ai_server_request_duration_seconds",
+                "Request duration as the client sees it, from request head to the end of the response.",
+                DURATION_BUCKETS,
+                &["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+            )?,
+            time_to_first_token: histogram_vec(
+                "gen_ai_server_time_to_first_token_seconds",
+                "Streams: time from the request to the first response chunk sent to the client.",
+                TTFT_BUCKETS,
+                GEN_AI,
+            )?,
+            time_per_output_token: histogram_vec(
+                "gen_ai_server_time_per_output_token_seconds",
+                "Streams: time per output token after the first.",
+                TPOT_BUCKETS,
+                GEN_AI,
+            )?,
+            operation_duration: histogram_vec(
+                "gen_ai_client_operation_duration_seconds",
+                "Each upstream attempt, from send to the provider's response header (or failure).",
+                DURATION_BUCKETS,
+                &["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+            )?,
+            requests: counter_vec(
+                "portgate_requests_total",
+                "Requests answered, by route, provider, model, status class and cache status.",
+                &request_labels,
+            )?,
+            attempts: counter_vec(
+                "portgate_upstream_attempts_total",
+                "Upstream sends by kind (first, retry, fallback) and outcome (status class or error).",
+                &["provider", "model", "kind", "outcome"],
+            )?,
+            tokens: counter_vec(
+                "portgate_tokens_total",
+                "Tokens by type (input, output, cached_input, reasoning).",
+                &["provider", "model", "type"],
+            )?,
+            cost: prometheus::CounterVec::new(
+                Opts::new("portgate_cost_usd_total", "Spend in US dollars, from exact usage and the pricing table."),
+                &["provider", "model"],
+            )?,
+            unpriced: counter_vec(
+                "portgate_cost_unpriced_requests_total",
+                "Requests with usage but no price for their model (their cost is not counted).",
+                &["provider", "model"],
+            )?,
+            overhead: Histogram::with_opts(
+                HistogramOpts::new(
+                    "portgate_overhead_seconds",
+                    "Time spent in portgate itself: total minus time waiting on providers and backoff.",
+                )
+                .buckets(OVERHEAD_BUCKETS.to_vec()),
+            )?,
+            inflight: IntGauge::new("portgate_inflight_requests", "Requests being served now.")?,
+            circuit_state: IntGaugeVec::new(
+                Opts::new("portgate_circuit_state", "Circuit breaker state per target: 0 closed, 1 half-open, 2 open."),
+                &["target"],
+            )?,
+            budget_exhausted: counter_vec(
+                "portgate_retry_budget_exhausted_total",
+                "Retries or fallbacks refused because the target's retry budget was spent.",
+                &["target"],
+            )?,
+            feedback: counter_vec(
+                "portgate_feedback_total",
+                "Feedback records received (kind: create or update).",
+                &["kind"],
+            )?,
+            feedback_value: Histogram::with_opts(
+                HistogramOpts::new("portgate_feedback_value", "Feedback values (-10..10).")
+                    .buckets(FEEDBACK_BUCKETS.to_vec()),
+            )?,
+            metadata_labels: metadata_labels.to_vec(),
+            max_models,
+            models: Mutex::new(HashSet::new()),
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.token_usage.clone()))?;
+        r.register(Box::new(m.request_duration.clone()))?;
+        r.register(Box::new(m.time_to_first_token.clone()))?;
+        r.register(Box::new(m.time_per_output_token.clone()))?;
+        r.register(Box::new(m.operation_duration.clone()))?;
+        r.register(Box::new(m.requests.clone()))?;
+        r.register(Box::new(m.attempts.clone()))?;
+        r.register(Box::new(m.tokens.clone()))?;
+        r.register(Box::new(m.cost.clone()))?;
+        r.register(Box::new(m.unpriced.clone()))?;
+        r.register(Box::new(m.overhead.clone()))?;
+        r.register(Box::new(m.inflight.clone()))?;
+        r.register(Box::new(m.circuit_state.clone()))?;
+        r.register(Box::new(m.budget_exhausted.clone()))?;
+        r.register(Box::new(m.feedback.clone()))?;
+        r.register(Box::new(m.feedback_value.clone()))?;
+        Ok(m)
+    }
+
+    /// The model label: priced models always, others while fewer than `max_model_labels`
+    /// distinct ones were seen, then `other`.
+    pub fn model_label<'a>(&self, model: &'a str, priced: bool) -> &'a str {
+        if model.is_empty() || priced {
+            return model;
+        }
+        let Ok(mut seen) = self.models.lock() else {
+            return OTHER;
+        };
+        if seen.contains(model) {
+            return model;
+        }
+        if seen.len() < self.max_models {
+            seen.insert(model.to_string());
+            return model;
+        }
+        OTHER
+    }
+
+    /// The metadata keys that are labels, in label order.
+    pub fn metadata_labels(&self) -> &[String] {
+        &self.metadata_labels
+    }
+
+    /// Prometheus text format of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// `2xx`, `4xx`, `5xx` ...; `0xx` for a request that got no response.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_labels_are_capped() {
+        let m = Metrics::new(&[], 2).unwrap();
+        assert_eq!(m.model_label("a", false), "a");
+        assert_eq!(m.model_label("b", false), "b");
+        assert_eq!(m.model_label("c", false), OTHER);
+        assert_eq!(m.model_label("a", false), "a");
+        assert_eq!(
+            m.model_label("gpt-4o", true),
+            "gpt-4o",
+            "priced models are always labels"
+        );
+    }
+
+    #[test]
+    fn renders_text_format() {
+        let m = Metrics::new(&["user_plan".into()], 10).unwrap();
+        m.requests
+            .with_label_values(&[
+                "chat_completions",
+                "openai",
+                "gpt-4o",
+                "2xx",
+                "DISABLED",
+                "paid",
+            ])
+            .inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(
+                "portgate_requests_total{cache_status=\"DISABLED\",metadata_user_plan=\"paid\""
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE portgate_overhead_seconds histogram"));
+    }
+}

@@ -1,0 +1,148 @@
+//! Cost from exact usage and the pricing table (`conf/pricing.yaml`, built in, with its source
+//! and date; replaceable by a file and extendable from the settings). A model with no price
+//! costs nothing and is counted as unpriced: cost is never guessed.
+
+use super::usage::Usage;
+use crate::settings::{PricingSettings, SettingsError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PricingFile {
+    #[allow(dead_code)]
+    source: String,
+    #[allow(dead_code)]
+    date: String,
+    prices: BTreeMap<String, BTreeMap<String, Price>>,
+}
+
+const BUILT_IN: &str = include_str!("../../conf/pricing.yaml");
+
+pub struct Pricing {
+    prices: HashMap<(String, String), Price>,
+}
+
+impl Pricing {
+    pub fn from_settings(s: &PricingSettings) -> Result<Pricing, SettingsError> {
+        let text = match &s.file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| SettingsError::new("pricing.file", format!("{path}: {e}")))?,
+            None => BUILT_IN.to_string(),
+        };
+        let file: PricingFile =
+            serde_yaml_ng::from_str(&text).map_err(|e| SettingsError::new("pricing.file", e))?;
+        let mut prices = HashMap::new();
+        for (provider, models) in file.prices.into_iter().chain(s.overrides.clone()) {
+            for (model, price) in models {
+                prices.insert((provider.clone(), model), price);
+            }
+        }
+        for ((provider, model), p) in &prices {
+            let ok = [Some(p.input), Some(p.output), p.cached_input]
+                .iter()
+                .flatten()
+                .all(|v| v.is_finite() && *v >= 0.0);
+            if !ok {
+                return Err(SettingsError::new(
+                    &format!("pricing.{provider}.{model}"),
+                    "prices are numbers ≥ 0",
+                ));
+            }
+        }
+        Ok(Pricing { prices })
+    }
+
+    /// The price of a model: exact name, then without a trailing `-YYYY-MM-DD` snapshot date.
+    pub fn price(&self, provider: &str, model: &str) -> Option<&Price> {
+        let get = |m: &str| self.prices.get(&(provider.to_string(), m.to_string()));
+        get(model).or_else(|| get(strip_date(model)))
+    }
+
+    pub fn is_priced(&self, provider: &str, model: &str) -> bool {
+        self.price(provider, model).is_some()
+    }
+
+    /// USD for the usage, or `None` when no model named has a price.
+    pub fn cost(&self, provider: &str, models: &[&str], usage: &Usage) -> Option<f64> {
+        let p = models.iter().find_map(|m| self.price(provider, m))?;
+        let cached = usage.cached_input.min(usage.input);
+        let fresh = usage.input - cached;
+        let cached_price = p.cached_input.unwrap_or(p.input);
+        Some(
+            (fresh as f64 * p.input
+                + cached as f64 * cached_price
+                + usage.output as f64 * p.output)
+                / 1_000_000.0,
+        )
+    }
+}
+
+fn strip_date(model: &str) -> &str {
+    let b = model.as_bytes();
+    if b.len() > 11 {
+        let tail = &model[model.len() - 11..];
+        let t = tail.as_bytes();
+        let shape = t[0] == b'-'
+            && t[5] == b'-'
+            && t[8] == b'-'
+            && t.iter()
+                .enumerate()
+                .all(|(i, c)| matches!(i, 0 | 5 | 8) || c.is_ascii_digit());
+        if shape {
+            return &model[..model.len() - 11];
+        }
+    }
+    model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_table_loads_and_prices_exactly() {
+        let p = Pricing::from_settings(&PricingSettings::default()).unwrap();
+        let u = Usage {
+            input: 1_000_000,
+            output: 500_000,
+            cached_input: 200_000,
+            reasoning: 0,
+        };
+        // gpt-4o: 800k × 2.50 + 200k × 1.25 + 500k × 10.00 per million.
+        let c = p.cost("openai", &["gpt-4o-2024-08-06"], &u).unwrap();
+        assert!((c - (2.0 + 0.25 + 5.0)).abs() < 1e-9, "{c}");
+        assert!(p.cost("openai", &["my-finetune"], &u).is_none());
+        assert!(p.is_priced("anyscale", "mistralai/Mistral-7B-Instruct-v0.1"));
+    }
+
+    #[test]
+    fn overrides_extend_the_table() {
+        let mut s = PricingSettings::default();
+        s.overrides.insert(
+            "ollama".into(),
+            BTreeMap::from([(
+                "llama3".into(),
+                Price {
+                    input: 0.0,
+                    output: 0.0,
+                    cached_input: None,
+                },
+            )]),
+        );
+        let p = Pricing::from_settings(&s).unwrap();
+        assert!(p.is_priced("ollama", "llama3"));
+        assert_eq!(strip_date("gpt-4o-2024-08-06"), "gpt-4o");
+        assert_eq!(strip_date("gpt-4o"), "gpt-4o");
+    }
+}

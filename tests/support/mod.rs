@@ -74,3 +74,32 @@ pub async fn three_mocks(
     let gw = TestGateway::start(s);
     (a, b, c, gw)
 }
+
+/// Scrapes `/metrics` from the admin listener.
+pub async fn scrape(gw: &TestGateway) -> String {
+    client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one sample: `name{labels}` with labels in any order, given as `k="v"` pairs
+/// that must all be present. `None` when no sample matches.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -21,6 +21,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) run -q --bin portgate -- --check --config conf/portgate.yaml > /dev/null
+	./scripts/validate-deploy.sh
 	./scripts/run-tests.sh
 
 lint: deps

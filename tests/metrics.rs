@@ -146,7 +146,11 @@ async fn attempts_by_kind_after_fallback_and_retries() {
     assert_eq!(at("groq", "fallback", "5xx"), Some(1.0));
     assert_eq!(at("groq", "retry", "2xx"), Some(1.0));
     assert_eq!(
-        sample(&m, "gen_ai_client_operation_duration_seconds_count", &[("gen_ai_provider_name", "groq")]),
+        sample(
+            &m,
+            "gen_ai_client_operation_duration_seconds_count",
+            &[("gen_ai_provider_name", "groq")]
+        ),
         Some(2.0)
     );
     assert_eq!(b.request_count(), 2);

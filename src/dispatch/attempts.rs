@@ -27,6 +27,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Client headers passed to OpenAI-compatible providers when present (account scoping and
 /// beta switches the OpenAI SDK sets).
@@ -470,7 +471,14 @@ impl<'a> Walk<'a> {
     /// One send: build the upstream request for the target, wait for the answer within the
     /// request timeout, and for streams (optionally) for the first chunk.
     async fn send(&self, target: &Target, leaf: &Leaf, body: Bytes) -> Outcome {
-        match self.try_send(target, leaf, body).await {
+        let span = tracing::debug_span!(
+            target: "portgate::span",
+            "gen_ai.attempt",
+            gen_ai.provider.name = target.provider.slug(),
+            server.address = %target.upstream.authority(),
+            config.path = %leaf.path,
+        );
+        match self.try_send(target, leaf, body).instrument(span).await {
             Ok(r) => Outcome::Response(Box::new(r)),
             Err(e) => Outcome::Failed(e),
         }

@@ -12,6 +12,7 @@ use crate::portkey::PortkeyHeaders;
 use crate::providers::Operation;
 use bytes::Bytes;
 use pingora::proxy::Session;
+use tracing::Instrument;
 
 /// How a unified request ended when it did not end well.
 pub enum Failed {
@@ -97,7 +98,15 @@ pub async fn handle(
         traceparent,
     };
     let mut walk = Walk::new(state, &request);
-    let answer = walk.run(plan.as_deref()).await;
+    // A span per request (debug level: free unless a subscriber wants it, e.g. an OTLP layer).
+    let span = tracing::debug_span!(
+        target: "portgate::span",
+        "gen_ai.request",
+        trace_id = %ctx.trace_id,
+        gen_ai.operation.name = op.name(),
+        gen_ai.request.model = ctx.model.as_deref().unwrap_or(""),
+    );
+    let answer = walk.run(plan.as_deref()).instrument(span).await;
     ctx.attempts = std::mem::take(&mut walk.attempts);
     ctx.upstream_time += walk.waited
         + ctx

@@ -43,7 +43,7 @@ providers:
 log:
   level: error
 YAML
-./target/release/portgate --config "$tmp/portgate.yaml" > "$tmp/portgate.log" 2>&1 &
+"${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" > "$tmp/portgate.log" 2>&1 &
 gw_pid=$!
 pids+=($gw_pid)
 for _ in $(seq 100); do

@@ -98,13 +98,7 @@ async fn virtual_keys_supply_credentials_and_beat_the_sdk_placeholder() {
     assert_eq!(status, 401);
     assert!(v["message"].as_str().unwrap().contains("\"nope\""));
     let cfg = json!({"virtual_key": "nope-2"}).to_string();
-    let (status, _, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &cfg)],
-        body(),
-    )
-    .await;
+    let (status, _, v) = with_config(&gw, &cfg, body()).await;
     assert_eq!(status, 401);
     assert!(!v.to_string().contains("sk-from-secret"));
 }

@@ -126,13 +126,7 @@ async fn attempts_by_kind_after_fallback_and_retries() {
         "targets": [{"provider": "openai"}, {"provider": "groq", "retry": {"attempts": 2}}]
     })
     .to_string();
-    let (status, _, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        json!({"model": "m", "messages": []}),
-    )
-    .await;
+    let (status, _, _) = with_config(&gw, &config, json!({"model": "m", "messages": []})).await;
     assert_eq!(status, 200);
     let m = scrape(&gw).await;
     let at = |p, kind, outcome| {

@@ -28,13 +28,7 @@ async fn retries_until_success_and_reports_the_count() {
         Reply::json(503, json!({})),
     ]);
     let config = retry_config(json!({"attempts": 3}));
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "2");
     assert_eq!(a.request_count(), 3);
@@ -45,26 +39,14 @@ async fn exhausted_retries_return_the_last_failure_with_minus_one() {
     let (a, _b, _c, gw) = three_mocks(|_| {}).await;
     a.always(Reply::json(500, json!({"error": {"message": "down"}})));
     let config = retry_config(json!({"attempts": 2}));
-    let (status, h, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, v) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 500);
     assert_eq!(v["error"]["message"], "down");
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "-1");
     assert_eq!(a.request_count(), 3, "first call + 2 retries");
     // A status outside the retry codes is returned at once.
     a.script([Reply::json(400, json!({"error": {"message": "bad"}}))]);
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 400);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "0");
     assert_eq!(a.request_count(), 4);
@@ -75,13 +57,7 @@ async fn backoff_doubles_between_retries() {
     let (a, _b, _c, gw) = three_mocks(|s| s.retry.backoff_base_ms = 150).await;
     a.script([Reply::json(500, json!({})), Reply::json(500, json!({}))]);
     let config = retry_config(json!({"attempts": 2}));
-    let (status, _, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, _, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     let g = gaps(&a);
     assert!(
@@ -100,13 +76,7 @@ async fn retry_after_is_honoured_for_429() {
     let (a, _b, _c, gw) = three_mocks(|s| s.retry.backoff_base_ms = 5_000).await;
     a.script([Reply::json(429, json!({})).with_header("retry-after-ms", "300")]);
     let config = retry_config(json!({"attempts": 1, "use_retry_after_header": true}));
-    let (status, _, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, _, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     let g = gaps(&a)[0];
     assert!(
@@ -116,13 +86,7 @@ async fn retry_after_is_honoured_for_429() {
 
     // A Retry-After beyond the 60 s budget stops retrying at once, with count -1.
     a.script([Reply::json(429, json!({})).with_header("retry-after", "120")]);
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 429);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "-1");
     assert_eq!(a.request_count(), 3);
@@ -133,13 +97,7 @@ async fn connection_failures_are_retried() {
     let (a, _b, _c, gw) = three_mocks(|_| {}).await;
     a.script([Reply::Reset]);
     let config = retry_config(json!({"attempts": 1}));
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "1");
     assert_eq!(a.request_count(), 2);
@@ -153,13 +111,7 @@ async fn request_timeout_is_a_408_that_falls_back() {
         then: Box::new(Reply::chat("m", "late")),
     });
     let single = json!({"provider": "openai", "request_timeout": 200}).to_string();
-    let (status, _, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &single)],
-        body(),
-    )
-    .await;
+    let (status, _, v) = with_config(&gw, &single, body()).await;
     assert_eq!(status, 408);
     assert_eq!(v["error"]["type"], "timeout_error");
     assert_eq!(
@@ -173,13 +125,7 @@ async fn request_timeout_is_a_408_that_falls_back() {
         "targets": [{"provider": "openai"}, {"provider": "groq"}]
     })
     .to_string();
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &fallback)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &fallback, body()).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-portkey-provider"), "groq");
     assert_eq!(b.request_count(), 1);
@@ -210,13 +156,7 @@ async fn retry_budget_stops_retry_storms() {
     .await;
     a.always(Reply::json(503, json!({"error": {"message": "outage"}})));
     let config = retry_config(json!({"attempts": 3}));
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 503);
     assert_eq!(
         a.request_count(),
@@ -224,13 +164,7 @@ async fn retry_budget_stops_retry_storms() {
         "first call + the 2 retries the budget allows"
     );
     assert_eq!(header(&h, "x-portgate-retry-budget"), "exhausted");
-    let (status, h, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, v) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 503);
     assert_eq!(
         v["error"]["message"], "outage",

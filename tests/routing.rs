@@ -26,13 +26,7 @@ async fn fallback_moves_on_from_a_failing_target() {
         ]
     })
     .to_string();
-    let (status, h, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, v) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     assert_eq!(v["model"], "llama-3.1-8b");
     assert_eq!(
@@ -64,26 +58,14 @@ async fn fallback_on_status_codes_and_exhaustion() {
         "targets": [{"provider": "openai"}, {"provider": "groq"}]
     })
     .to_string();
-    let (status, _, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &only_429)],
-        body(),
-    )
-    .await;
+    let (status, _, v) = with_config(&gw, &only_429, body()).await;
     assert_eq!(status, 500);
     assert_eq!(v["error"]["message"], "a down");
     assert_eq!(b.request_count(), 0);
     // Every target fails: the last target's answer is returned.
     let all = json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}, {"provider": "groq"}]})
         .to_string();
-    let (status, h, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &all)],
-        body(),
-    )
-    .await;
+    let (status, h, v) = with_config(&gw, &all, body()).await;
     assert_eq!(status, 502);
     assert_eq!(v["error"]["message"], "b down");
     assert_eq!(
@@ -106,13 +88,7 @@ async fn loadbalance_follows_the_weights() {
     .to_string();
     let n = 300;
     for _ in 0..n {
-        let (status, _, _) = chat(
-            &gw,
-            "/v1/chat/completions",
-            &[("x-portkey-config", &config)],
-            body(),
-        )
-        .await;
+        let (status, _, _) = with_config(&gw, &config, body()).await;
         assert_eq!(status, 200);
     }
     let (na, nb) = (a.request_count() as f64, b.request_count() as f64);
@@ -133,13 +109,7 @@ async fn loadbalance_inside_fallback_reports_nested_paths() {
         ]
     })
     .to_string();
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     assert_eq!(
         header(&h, "x-portkey-last-used-option-index"),
@@ -147,13 +117,7 @@ async fn loadbalance_inside_fallback_reports_nested_paths() {
     );
     // The balanced target fails: the fallback serves.
     b.always(Reply::json(503, json!({})));
-    let (status, h, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &config)],
-        body(),
-    )
-    .await;
+    let (status, h, _) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 200);
     assert_eq!(
         header(&h, "x-portkey-last-used-option-index"),
@@ -237,13 +201,7 @@ async fn conditional_routing_on_metadata_and_params() {
         "targets": [{"name": "p", "provider": "openai"}]
     })
     .to_string();
-    let (status, _, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &no_default)],
-        body(),
-    )
-    .await;
+    let (status, _, v) = with_config(&gw, &no_default, body()).await;
     assert_eq!(status, 400);
     assert_eq!(v["status"], "failure");
     assert_eq!(a.request_count(), 1);
@@ -257,13 +215,7 @@ async fn invalid_configs_are_400_with_paths() {
         "targets": [{"provider": "openai", "weight": "heavy"}, {"provider": "nope"}]
     })
     .to_string();
-    let (status, _, v) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[("x-portkey-config", &bad)],
-        body(),
-    )
-    .await;
+    let (status, _, v) = with_config(&gw, &bad, body()).await;
     assert_eq!(status, 400);
     assert_eq!(v["message"], "Invalid config passed");
     let errors: Vec<String> = v["errors"]

@@ -273,15 +273,7 @@ impl<'a> Walk<'a> {
         };
         // A fallback landing on a target this request already tried is an extra send.
         if !self.admit_send(&key) {
-            self.record(
-                &leaf.path,
-                &provider,
-                &key,
-                kind,
-                None,
-                Err("retry_budget_exhausted"),
-                Duration::ZERO,
-            );
+            self.skip(&leaf.path, &provider, &key, kind, "retry_budget_exhausted");
             let e = GatewayError::RetryBudgetExhausted(key.clone());
             return answer(Outcome::Failed(e), 0, true, true);
         }
@@ -289,15 +281,7 @@ impl<'a> Walk<'a> {
         loop {
             let kind = if n > 0 { AttemptKind::Retry } else { kind };
             if breaker.is_some() && self.state.breakers.admit(&key) == Admit::No {
-                self.record(
-                    &leaf.path,
-                    &provider,
-                    &key,
-                    kind,
-                    None,
-                    Err("circuit_open"),
-                    Duration::ZERO,
-                );
+                self.skip(&leaf.path, &provider, &key, kind, "circuit_open");
                 let e = GatewayError::CircuitOpen(key.clone());
                 return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
             }
@@ -344,15 +328,12 @@ impl<'a> Walk<'a> {
             };
             if !self.admit_send(&key) {
                 tracing::warn!(target: "portgate::routing", target = %key, "retry budget exhausted");
-                let why = Err("retry_budget_exhausted");
-                self.record(
+                self.skip(
                     &leaf.path,
                     &provider,
                     &key,
                     AttemptKind::Retry,
-                    None,
-                    why,
-                    Duration::ZERO,
+                    "retry_budget_exhausted",
                 );
                 return answer(outcome, i64::from(n), true, false);
             }
@@ -419,6 +400,18 @@ impl<'a> Walk<'a> {
             error: result.err(),
             duration,
         });
+    }
+
+    /// Records a send that did not happen (breaker open, budget spent).
+    fn skip(
+        &mut self,
+        path: &str,
+        provider: &str,
+        target: &str,
+        kind: AttemptKind,
+        why: &'static str,
+    ) {
+        self.record(path, provider, target, kind, None, Err(why), Duration::ZERO);
     }
 
     async fn dispose(&self, outcome: Outcome) {

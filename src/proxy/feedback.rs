@@ -14,8 +14,22 @@ use serde_json::json;
 /// Feedback bodies are small; this bound keeps them so.
 const MAX_BODY: usize = 1024 * 1024;
 
-fn success(message: &str, ids: &[String]) -> Bytes {
-    Bytes::from(json!({"status": "success", "message": message, "feedback_ids": ids}).to_string())
+/// Answers `{"status":"success","message":...,"feedback_ids":[...]}`.
+async fn respond(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    message: &str,
+) -> Result<(), GatewayError> {
+    let body = json!({"status": "success", "message": message, "feedback_ids": ctx.feedback_ids});
+    send_local(
+        session,
+        ctx,
+        200,
+        "application/json",
+        Bytes::from(body.to_string()),
+    )
+    .await
+    .map_err(|e| GatewayError::ClientClosed(e.to_string()))
 }
 
 pub async fn create(
@@ -36,16 +50,7 @@ pub async fn create(
         }));
         ctx.feedback_ids.push(id);
     }
-    let ids = ctx.feedback_ids.clone();
-    send_local(
-        session,
-        ctx,
-        200,
-        "application/json",
-        success("feedback recorded", &ids),
-    )
-    .await
-    .map_err(|e| GatewayError::ClientClosed(e.to_string()))
+    respond(session, ctx, "feedback recorded").await
 }
 
 pub async fn update(
@@ -77,14 +82,5 @@ pub async fn update(
         "trace_id": trace_id, "value": u.value, "weight": u.weight, "metadata": u.metadata,
     }));
     ctx.feedback_ids.push(id);
-    let ids = ctx.feedback_ids.clone();
-    send_local(
-        session,
-        ctx,
-        200,
-        "application/json",
-        success("feedback updated", &ids),
-    )
-    .await
-    .map_err(|e| GatewayError::ClientClosed(e.to_string()))
+    respond(session, ctx, "feedback updated").await
 }

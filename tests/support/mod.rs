@@ -51,6 +51,21 @@ pub async fn chat(
     (status, h, v)
 }
 
+/// A chat request carrying `x-portkey-config`.
+pub async fn with_config(
+    gw: &TestGateway,
+    config: &str,
+    body: serde_json::Value,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    chat(
+        gw,
+        "/v1/chat/completions",
+        &[("x-portkey-config", config)],
+        body,
+    )
+    .await
+}
+
 /// A header value as text ("" when absent).
 pub fn header<'h>(h: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")

@@ -7,7 +7,9 @@
 # the gateway share the CPUs, so read the figures as relative, not absolute.
 #
 # Environment: DURATION (default 10s), CONNS (default "1 16 64"), THREADS (portgate threads,
-# default 2), OUT (result file, default bench/results/latest.md).
+# default 2), OUT (result file, default bench/results/latest.md), PORTGATE_BIN (binary to
+# measure instead of the fresh build, for before/after runs), ACCESS_LOG (stdout, off or a path;
+# unset: the default, stdout, captured to a temporary file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,14 @@ cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
 
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+# SIGINT stops portgate at once (Pingora's fast shutdown; SIGTERM would wait out the grace
+# period while the next run starts); the mock takes the default SIGTERM.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${gw_pid:-}" ] && kill -INT "$gw_pid" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 ./target/release/examples/bench_mock "$MOCK" &
@@ -42,10 +51,10 @@ providers:
     base_url: http://$MOCK/v1
 log:
   level: error
+${ACCESS_LOG:+  access_log: $ACCESS_LOG}
 YAML
 "${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" > "$tmp/portgate.log" 2>&1 &
 gw_pid=$!
-pids+=($gw_pid)
 for _ in $(seq 100); do
   curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break
   sleep 0.1

@@ -84,7 +84,7 @@ impl State {
         )
         .map_err(|e| SettingsError::new("metrics", e))?;
         let pricing = Pricing::from_settings(&settings.pricing)?;
-        let access_log = AccessLog::new(&settings.log)?;
+        let access_log = AccessLog::new(&settings.log, metrics.access_log_dropped.clone())?;
         Ok(State {
             metrics,
             pricing,

@@ -8,8 +8,8 @@
 //! keys become labels only when listed in `metrics.metadata_labels`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -56,6 +56,7 @@ pub struct Metrics {
     pub budget_exhausted: IntCounterVec,
     pub feedback: IntCounterVec,
     pub feedback_value: Histogram,
+    pub access_log_dropped: IntCounter,
     metadata_labels: Vec<String>,
     max_models: usize,
     models: Mutex<HashSet<String>>,
@@ -179,6 +180,10 @@ impl Metrics {
                 HistogramOpts::new("portgate_feedback_value", "Feedback values (-10..10).")
                     .buckets(FEEDBACK_BUCKETS.to_vec()),
             )?,
+            access_log_dropped: IntCounter::new(
+                "portgate_access_log_dropped_total",
+                "Access-log lines dropped because the log output stalled and the buffer was full.",
+            )?,
             metadata_labels: metadata_labels.to_vec(),
             max_models,
             models: Mutex::new(HashSet::new()),
@@ -201,6 +206,7 @@ impl Metrics {
         r.register(Box::new(m.budget_exhausted.clone()))?;
         r.register(Box::new(m.feedback.clone()))?;
         r.register(Box::new(m.feedback_value.clone()))?;
+        r.register(Box::new(m.access_log_dropped.clone()))?;
         Ok(m)
     }
 

@@ -4,9 +4,13 @@
 
 use super::access_log::{now_rfc3339, redact};
 use super::metrics::status_class;
+use super::usage::Usage;
+use crate::dispatch::attempts::AttemptRecord;
 use crate::proxy::{RequestCtx, Route};
 use crate::state::State;
-use serde_json::{json, Map, Value};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// Records the request. `status` is what the client got (0: nothing was sent).
 pub fn record(
@@ -128,17 +132,6 @@ pub fn record(
         // Feedback requests write their own line (see `feedback.rs`).
         return;
     }
-    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0;
-    let attempts: Vec<Value> = ctx
-        .attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "path": a.path, "provider": a.provider, "kind": a.kind.label(),
-                "status": a.status, "error": a.error, "ms": ms(a.duration),
-            })
-        })
-        .collect();
     let retries = ctx
         .attempts
         .iter()
@@ -147,49 +140,7 @@ pub fn record(
                 && a.error != Some("retry_budget_exhausted")
         })
         .count();
-    let mut line = Map::new();
-    line.insert("timestamp".into(), json!(now_rfc3339()));
-    line.insert("event".into(), json!("request"));
-    line.insert("trace_id".into(), json!(ctx.trace_id));
-    if let Some(t) = &ctx.trace {
-        line.insert("w3c_trace_id".into(), json!(t.trace_id));
-        line.insert("parent_span_id".into(), json!(t.parent_id));
-        line.insert("span_id".into(), json!(t.span_id));
-    }
-    line.insert("route".into(), json!(ctx.route.label()));
-    line.insert("method".into(), json!(method));
-    line.insert("path".into(), json!(path));
-    line.insert("client".into(), json!(client));
-    line.insert("status".into(), json!(status));
-    line.insert("provider".into(), json!(ctx.provider));
-    line.insert("model_requested".into(), json!(ctx.model));
-    line.insert("model_served".into(), json!(ctx.metered.model));
-    line.insert("stream".into(), json!(ctx.stream));
-    line.insert("target".into(), json!(ctx.last_used));
-    line.insert("attempts".into(), Value::Array(attempts));
-    line.insert("retries".into(), json!(retries));
-    line.insert("retry_budget_exhausted".into(), json!(ctx.budget_exhausted));
-    line.insert("cache_status".into(), json!(cache_status));
-    line.insert(
-        "tokens".into(),
-        usage.map_or(Value::Null, |u| {
-            json!({"input": u.input, "output": u.output, "cached_input": u.cached_input, "reasoning": u.reasoning})
-        }),
-    );
-    line.insert("cost_usd".into(), json!(cost));
-    line.insert(
-        "latency_ms".into(),
-        json!({"total": ms(total), "upstream": ms(ctx.upstream_time), "ttft": ttft.map(ms)}),
-    );
-    line.insert("overhead_ms".into(), json!(ms(overhead)));
-    line.insert("metadata".into(), Value::Object(ctx.metadata.clone()));
-    if let Some(e) = &ctx.error {
-        line.insert(
-            "error".into(),
-            json!({"kind": e.kind(), "message": e.to_string()}),
-        );
-    }
-    if state.access_log.log_bodies {
+    let (request_body, response_body) = if state.access_log.log_bodies {
         let mut req = ctx
             .request_body
             .as_ref()
@@ -198,8 +149,129 @@ pub fn record(
         redact(&mut req);
         let mut resp = ctx.metered.body.clone().unwrap_or(Value::Null);
         redact(&mut resp);
-        line.insert("request_body".into(), req);
-        line.insert("response_body".into(), resp);
+        (Some(req), Some(resp))
+    } else {
+        (None, None)
+    };
+    state.access_log.write(&RequestLine {
+        timestamp: now_rfc3339(),
+        event: "request",
+        trace_id: &ctx.trace_id,
+        w3c_trace_id: ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
+        parent_span_id: ctx.trace.as_ref().map(|t| t.parent_id.as_str()),
+        span_id: ctx.trace.as_ref().map(|t| t.span_id.as_str()),
+        route: ctx.route.label(),
+        method,
+        path,
+        client,
+        status,
+        provider: ctx.provider.as_deref(),
+        model_requested: ctx.model.as_deref(),
+        model_served: ctx.metered.model.as_deref(),
+        stream: ctx.stream,
+        target: ctx.last_used.as_deref(),
+        attempts: Attempts(&ctx.attempts),
+        retries,
+        retry_budget_exhausted: ctx.budget_exhausted,
+        cache_status,
+        tokens: usage,
+        cost_usd: cost,
+        latency_ms: Latency {
+            total: ms(total),
+            upstream: ms(ctx.upstream_time),
+            ttft: ttft.map(ms),
+        },
+        overhead_ms: ms(overhead),
+        metadata: &ctx.metadata,
+        error: ctx.error.as_ref().map(|e| ErrorLine {
+            kind: e.kind(),
+            message: e.to_string(),
+        }),
+        request_body,
+        response_body,
+    });
+}
+
+/// Milliseconds with microsecond precision.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// The access-log line of a request, serialised straight from the request context (borrowed
+/// fields, no intermediate JSON tree). Field order is the order written.
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    timestamp: String,
+    event: &'static str,
+    trace_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    w3c_trace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_span_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<&'a str>,
+    route: &'static str,
+    method: &'a str,
+    path: &'a str,
+    client: Option<String>,
+    status: u16,
+    provider: Option<&'a str>,
+    model_requested: Option<&'a str>,
+    model_served: Option<&'a str>,
+    stream: bool,
+    target: Option<&'a str>,
+    attempts: Attempts<'a>,
+    retries: usize,
+    retry_budget_exhausted: bool,
+    cache_status: &'static str,
+    tokens: Option<Usage>,
+    cost_usd: Option<f64>,
+    latency_ms: Latency,
+    overhead_ms: f64,
+    metadata: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorLine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Latency {
+    total: f64,
+    upstream: f64,
+    ttft: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ErrorLine {
+    kind: &'static str,
+    message: String,
+}
+
+/// The attempts, serialised as a list of objects without collecting them first.
+struct Attempts<'a>(&'a [AttemptRecord]);
+
+impl Serialize for Attempts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|a| AttemptLine {
+            path: a.path.as_deref(),
+            provider: &a.provider,
+            kind: a.kind.label(),
+            status: a.status,
+            error: a.error,
+            ms: ms(a.duration),
+        }))
     }
-    state.access_log.write(&Value::Object(line));
+}
+
+#[derive(Serialize)]
+struct AttemptLine<'a> {
+    path: Option<&'a str>,
+    provider: &'a str,
+    kind: &'static str,
+    status: u16,
+    error: Option<&'static str>,
+    ms: f64,
 }

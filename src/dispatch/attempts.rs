@@ -471,7 +471,16 @@ impl<'a> Walk<'a> {
             server.address = %target.upstream.authority(),
             config.path = %leaf.path,
         );
-        match self.try_send(target, leaf, body).instrument(span).await {
+        // Awaited in place unless a subscriber wants the span: a future wrapped by value is
+        // laid out twice in the caller's state (rust-lang/rust#62958) and these states nest, so
+        // an always-on wrapper doubled the request future at every level (170 KB, copied when
+        // boxed) for a span nobody records.
+        let sent = if span.is_disabled() {
+            self.try_send(target, leaf, body).await
+        } else {
+            self.try_send(target, leaf, body).instrument(span).await
+        };
+        match sent {
             Ok(r) => Outcome::Response(Box::new(r)),
             Err(e) => Outcome::Failed(e),
         }

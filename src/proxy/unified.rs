@@ -106,7 +106,12 @@ pub async fn handle(
         gen_ai.operation.name = op.name(),
         gen_ai.request.model = ctx.model.as_deref().unwrap_or(""),
     );
-    let answer = walk.run(plan.as_deref()).instrument(span).await;
+    // In place unless the span is recorded (see `Walk::send`).
+    let answer = if span.is_disabled() {
+        walk.run(plan.as_deref()).await
+    } else {
+        walk.run(plan.as_deref()).instrument(span).await
+    };
     ctx.attempts = std::mem::take(&mut walk.attempts);
     ctx.upstream_time += walk.waited
         + ctx

@@ -30,7 +30,8 @@ struct PricingFile {
 const BUILT_IN: &str = include_str!("../../conf/pricing.yaml");
 
 pub struct Pricing {
-    prices: HashMap<(String, String), Price>,
+    /// provider → model → price: nested so a lookup borrows the names instead of allocating.
+    prices: HashMap<String, HashMap<String, Price>>,
 }
 
 impl Pricing {
@@ -42,13 +43,14 @@ impl Pricing {
         };
         let file: PricingFile =
             serde_yaml_ng::from_str(&text).map_err(|e| SettingsError::new("pricing.file", e))?;
-        let mut prices = HashMap::new();
+        let mut prices: HashMap<String, HashMap<String, Price>> = HashMap::new();
         for (provider, models) in file.prices.into_iter().chain(s.overrides.clone()) {
-            for (model, price) in models {
-                prices.insert((provider.clone(), model), price);
-            }
+            prices.entry(provider).or_default().extend(models);
         }
-        for ((provider, model), p) in &prices {
+        let rows = prices
+            .iter()
+            .flat_map(|(provider, models)| models.iter().map(move |(m, p)| (provider, m, p)));
+        for (provider, model, p) in rows {
             let ok = [Some(p.input), Some(p.output), p.cached_input]
                 .iter()
                 .flatten()
@@ -65,8 +67,8 @@ impl Pricing {
 
     /// The price of a model: exact name, then without a trailing `-YYYY-MM-DD` snapshot date.
     pub fn price(&self, provider: &str, model: &str) -> Option<&Price> {
-        let get = |m: &str| self.prices.get(&(provider.to_string(), m.to_string()));
-        get(model).or_else(|| get(strip_date(model)))
+        let models = self.prices.get(provider)?;
+        models.get(model).or_else(|| models.get(strip_date(model)))
     }
 
     pub fn is_priced(&self, provider: &str, model: &str) -> bool {

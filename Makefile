@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench check-settings
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -33,3 +33,6 @@ fmt:
 
 bench: deps
 	./bench/run.sh
+
+bench-instructions: deps
+	./bench/instructions.sh

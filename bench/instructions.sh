@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# CPU instructions per proxied request, counted by valgrind's callgrind: a deterministic figure
+# for before/after comparisons on a machine too noisy for requests/s to show a 10% change (a
+# shared 2-core VM swings ±15% between identical runs).
+#
+# portgate runs under callgrind with one worker thread against the bench mock; after a warm-up
+# the counters are zeroed, wrk sends chat requests through the gateway for DURATION, and the
+# user-space instructions executed are divided by the requests served. Kernel time (sockets,
+# wake-ups) is not counted: compare this figure between builds, and read bench/run.sh for speed.
+#
+# Environment: PORTGATE_BIN (binary to measure, default the fresh release build), DURATION
+# (default 15s), ACCESS_LOG (stdout, off or a path;
+# unset: the default, stdout), OUT (callgrind file, default
+# bench/results/callgrind.out; open it with callgrind_annotate for a per-function breakdown).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15s}
+OUT=${OUT:-bench/results/callgrind.out}
+MOCK=127.0.0.1:18080
+GW=127.0.0.1:18787
+ADMIN=127.0.0.1:18788
+
+for tool in wrk valgrind; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "bench: installing $tool" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+  fi
+done
+./scripts/ensure-deps.sh
+cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
+
+tmp=$(mktemp -d)
+mock_pid=
+gw_pid=
+cleanup() {
+  [ -n "$gw_pid" ] && kill -INT "$gw_pid" 2>/dev/null
+  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+./target/release/examples/bench_mock "$MOCK" &
+mock_pid=$!
+cat > "$tmp/portgate.yaml" <<YAML
+listen: $GW
+admin_listen: $ADMIN
+threads: 1
+providers:
+  openai:
+    base_url: http://$MOCK/v1
+log:
+  level: error
+${ACCESS_LOG:+  access_log: $ACCESS_LOG}
+YAML
+mkdir -p "$(dirname "$OUT")"
+rm -f "$OUT" "$OUT".*
+valgrind --tool=callgrind --callgrind-out-file="$OUT" \
+  "${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" \
+  > "$tmp/portgate.log" 2>&1 &
+gw_pid=$!
+for _ in $(seq 200); do
+  curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break
+  sleep 0.3
+done
+
+load() {
+  WRK_GATEWAY=1 wrk -t1 -c8 -d"$1" -s bench/post.lua "http://$GW/v1/chat/completions"
+}
+load 3s >/dev/null
+callgrind_control -z "$gw_pid" >/dev/null 2>&1
+requests=$(load "$DURATION" | awk '/requests in/ {print $1}')
+callgrind_control -d "$gw_pid" >/dev/null 2>&1
+sleep 1
+dump=$(ls -t "$OUT".* | head -1)
+instructions=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+echo "requests: $requests"
+echo "instructions: $instructions"
+echo "instructions per request: $((instructions / requests))"
+echo "per-function breakdown: callgrind_annotate --inclusive=yes $dump"

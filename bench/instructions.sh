@@ -17,53 +17,12 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-15s}
 OUT=${OUT:-bench/results/callgrind.out}
-MOCK=127.0.0.1:18080
-GW=127.0.0.1:18787
-ADMIN=127.0.0.1:18788
-
-for tool in wrk valgrind; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "bench: installing $tool" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
-  fi
-done
-./scripts/ensure-deps.sh
-cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
-
-tmp=$(mktemp -d)
-mock_pid=
-gw_pid=
-cleanup() {
-  [ -n "$gw_pid" ] && kill -INT "$gw_pid" 2>/dev/null
-  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-./target/release/examples/bench_mock "$MOCK" &
-mock_pid=$!
-cat > "$tmp/portgate.yaml" <<YAML
-listen: $GW
-admin_listen: $ADMIN
-threads: 1
-providers:
-  openai:
-    base_url: http://$MOCK/v1
-log:
-  level: error
-${ACCESS_LOG:+  access_log: $ACCESS_LOG}
-YAML
+source bench/common.sh
+bench_prepare wrk valgrind
 mkdir -p "$(dirname "$OUT")"
 rm -f "$OUT" "$OUT".*
-valgrind --tool=callgrind --callgrind-out-file="$OUT" \
-  "${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" \
-  > "$tmp/portgate.log" 2>&1 &
-gw_pid=$!
-for _ in $(seq 200); do
-  curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.3
-done
+# Under callgrind start-up is slow; bench_start waits for /readyz.
+bench_start 1 valgrind --tool=callgrind --callgrind-out-file="$OUT"
 
 load() {
   WRK_GATEWAY=1 wrk -t1 -c8 -d"$1" -s bench/post.lua "http://$GW/v1/chat/completions"

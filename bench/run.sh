@@ -17,48 +17,9 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"1 16 64"}
 THREADS=${THREADS:-2}
 OUT=${OUT:-bench/results/latest.md}
-MOCK=127.0.0.1:18080
-GW=127.0.0.1:18787
-ADMIN=127.0.0.1:18788
-
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "bench: installing wrk" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
-./scripts/ensure-deps.sh
-cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
-
-tmp=$(mktemp -d)
-pids=()
-# SIGINT stops portgate at once (Pingora's fast shutdown; SIGTERM would wait out the grace
-# period while the next run starts); the mock takes the default SIGTERM.
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "${gw_pid:-}" ] && kill -INT "$gw_pid" 2>/dev/null
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-./target/release/examples/bench_mock "$MOCK" &
-pids+=($!)
-cat > "$tmp/portgate.yaml" <<YAML
-listen: $GW
-admin_listen: $ADMIN
-threads: $THREADS
-providers:
-  openai:
-    base_url: http://$MOCK/v1
-log:
-  level: error
-${ACCESS_LOG:+  access_log: $ACCESS_LOG}
-YAML
-"${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" > "$tmp/portgate.log" 2>&1 &
-gw_pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+source bench/common.sh
+bench_prepare wrk
+bench_start "$THREADS"
 # One request each way so both sides are warm and the answer is right before measuring.
 curl -sf -X POST "http://$MOCK/v1/chat/completions" -d '{}' >/dev/null
 curl -sf -X POST "http://$GW/v1/chat/completions" -H 'x-portkey-provider: openai' \

@@ -47,19 +47,18 @@ impl Pricing {
         for (provider, models) in file.prices.into_iter().chain(s.overrides.clone()) {
             prices.entry(provider).or_default().extend(models);
         }
-        let rows = prices
-            .iter()
-            .flat_map(|(provider, models)| models.iter().map(move |(m, p)| (provider, m, p)));
-        for (provider, model, p) in rows {
-            let ok = [Some(p.input), Some(p.output), p.cached_input]
-                .iter()
-                .flatten()
-                .all(|v| v.is_finite() && *v >= 0.0);
-            if !ok {
-                return Err(SettingsError::new(
-                    &format!("pricing.{provider}.{model}"),
-                    "prices are numbers ≥ 0",
-                ));
+        for (provider, models) in &prices {
+            for (model, p) in models {
+                let ok = [Some(p.input), Some(p.output), p.cached_input]
+                    .iter()
+                    .flatten()
+                    .all(|v| v.is_finite() && *v >= 0.0);
+                if !ok {
+                    return Err(SettingsError::new(
+                        &format!("pricing.{provider}.{model}"),
+                        "prices are numbers ≥ 0",
+                    ));
+                }
             }
         }
         Ok(Pricing { prices })

@@ -1,0 +1,63 @@
+# Shared by the bench scripts (sourced, not run): tools, build, the mock, portgate's config and
+# start-up, and a cleanup that stops both. Sets MOCK, GW, ADMIN, tmp, mock_pid, gw_pid.
+
+MOCK=127.0.0.1:18080
+GW=127.0.0.1:18787
+ADMIN=127.0.0.1:18788
+
+# Installs the named tools when missing (Debian), then what the build needs, then builds.
+bench_prepare() {
+  local tool
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "bench: installing $tool" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+    fi
+  done
+  ./scripts/ensure-deps.sh
+  cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
+}
+
+tmp=$(mktemp -d)
+mock_pid=
+gw_pid=
+# SIGINT stops portgate at once (Pingora's fast shutdown; SIGTERM would wait out the grace
+# period while the next run starts); the mock takes the default SIGTERM.
+bench_cleanup() {
+  [ -n "$gw_pid" ] && kill -INT "$gw_pid" 2>/dev/null
+  [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap bench_cleanup EXIT
+
+# Starts the mock, then portgate with THREADS worker threads (first argument) and
+# `log.access_log` from ACCESS_LOG when set; any further arguments are a command that wraps
+# portgate (e.g. valgrind). PORTGATE_BIN measures another build. Returns once /readyz answers.
+bench_start() {
+  local threads=$1
+  shift
+  ./target/release/examples/bench_mock "$MOCK" &
+  mock_pid=$!
+  cat > "$tmp/portgate.yaml" <<YAML
+listen: $GW
+admin_listen: $ADMIN
+threads: $threads
+providers:
+  openai:
+    base_url: http://$MOCK/v1
+log:
+  level: error
+${ACCESS_LOG:+  access_log: $ACCESS_LOG}
+YAML
+  "$@" "${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" \
+    > "$tmp/portgate.log" 2>&1 &
+  gw_pid=$!
+  for _ in $(seq 600); do
+    curl -sf "http://$ADMIN/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "bench: portgate did not become ready; its log:" >&2
+  cat "$tmp/portgate.log" >&2
+  return 1
+}

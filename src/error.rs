@@ -9,9 +9,16 @@
 use bytes::Bytes;
 use serde_json::json;
 
-/// The message Portkey answers when a request names neither a provider nor a config.
+/// Portkey's answer when a request carries neither `x-portkey-provider` nor `x-portkey-config`.
+pub const MISSING_HEADERS_MESSAGE: &str =
+    "Either x-portkey-config or x-portkey-provider header is required";
+
+/// Portkey's answer when a config names no provider and the headers name none either.
 pub const MISSING_PROVIDER_MESSAGE: &str = "Either x-portkey-provider needs to be passed. Or the \
      x-portkey-config header should have a valid config with provider details in it.";
+
+/// Portkey's answer when a conditional strategy matches no condition and has no default.
+pub const NO_ROUTE_MESSAGE: &str = "Query router did not resolve to any valid target";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -21,12 +28,19 @@ pub enum GatewayError {
     /// The JSON body parsed but is not an object or has a field of the wrong type.
     #[error("Invalid request body: {0}")]
     InvalidBody(String),
+    /// Neither `x-portkey-provider` nor `x-portkey-config` (nor a virtual key, nor a default
+    /// config in the settings) says where the request goes.
+    #[error("{MISSING_HEADERS_MESSAGE}")]
+    MissingHeaders,
+    /// A config was given, but neither it nor the headers name a provider.
     #[error("{MISSING_PROVIDER_MESSAGE}")]
     MissingProvider,
-    /// `x-portkey-provider` (or `x-portkey-mode`) names a provider the gateway does not know.
-    #[error("Invalid provider passed: {0}")]
+    /// `x-portkey-provider` (or `x-portkey-mode`, or a config) names a provider the gateway does
+    /// not know. The slug goes to the log line, not the message (Portkey's exact text).
+    #[error("Invalid provider passed")]
     UnknownProvider(String),
-    #[error("Invalid custom host: {0}")]
+    /// A custom host failed validation; the reason goes to the log line only.
+    #[error("Invalid custom host")]
     InvalidCustomHost(String),
     /// A request header that the gateway reads has a value it cannot use.
     #[error("Invalid header {name}: {reason}")]
@@ -51,7 +65,7 @@ pub enum GatewayError {
     #[error("{provider} upstream failed: {detail}")]
     UpstreamIo { provider: String, detail: String },
     /// `x-portkey-config` starts like JSON but is not valid JSON.
-    #[error("Invalid config passed. You need to pass a valid json: {0}")]
+    #[error("Invalid config passed. You need to pass a valid json")]
     InvalidConfigJson(String),
     /// The config breaks the schema; every problem with its JSON path.
     #[error("Invalid config passed")]
@@ -63,8 +77,9 @@ pub enum GatewayError {
     UnknownVirtualKey(String),
     #[error("Invalid or missing x-portkey-api-key")]
     Unauthorized,
-    /// Conditional routing found no matching condition and no default.
-    #[error("Conditional router: no condition matched and no default target is set ({0})")]
+    /// Conditional routing found no matching condition and no default (the strategy's path
+    /// goes to the log line).
+    #[error("{NO_ROUTE_MESSAGE}")]
     NoRouteMatched(String),
     /// The per-attempt `request_timeout` elapsed (Portkey's synthetic 408).
     #[error("Request exceeded the timeout sent in the request: {0}ms")]
@@ -104,6 +119,7 @@ impl GatewayError {
         match self {
             Self::InvalidJson(_)
             | Self::InvalidBody(_)
+            | Self::MissingHeaders
             | Self::MissingProvider
             | Self::UnknownProvider(_)
             | Self::InvalidCustomHost(_)
@@ -134,6 +150,7 @@ impl GatewayError {
         match self {
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidBody(_) => "invalid_body",
+            Self::MissingHeaders => "missing_headers",
             Self::MissingProvider => "missing_provider",
             Self::UnknownProvider(_) => "unknown_provider",
             Self::InvalidCustomHost(_) => "invalid_custom_host",
@@ -158,6 +175,19 @@ impl GatewayError {
             Self::FeedbackNotFound(_) => "feedback_not_found",
             Self::NotFound => "not_found",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What the client-facing message leaves out on purpose (Portkey's messages are fixed
+    /// strings), for the log line: the unknown slug, why a custom host was refused, the JSON
+    /// parser's complaint, the strategy that matched nothing. Never holds credentials.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::UnknownProvider(d)
+            | Self::InvalidCustomHost(d)
+            | Self::InvalidConfigJson(d)
+            | Self::NoRouteMatched(d) => Some(d),
+            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod feedback;
 pub mod portkey;
 pub mod providers;
 pub mod proxy;
+pub mod request;
 pub mod routing;
 pub mod server;
 pub mod settings;

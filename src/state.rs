@@ -191,12 +191,12 @@ mod tests {
     #[test]
     fn named_configs_are_validated_at_start_up() {
         let s = Settings::from_yaml(
-            "configs:\n  bad:\n    strategy: {mode: fallback}\n    targets: [{provider: nope}]\n",
+            "configs:\n  bad:\n    strategy: {mode: fallback}\n    targets: [{provider: nope, api_key: k}]\n",
         )
         .unwrap();
         let err = State::new(s).err().unwrap();
         assert_eq!(err.field, "configs.bad");
-        assert!(err.reason.contains("config.targets[0].provider"), "{err}");
+        assert!(err.reason.contains("path: targets,0,provider"), "{err}");
         let s = Settings::from_yaml("default_config: missing\n").unwrap();
         assert_eq!(State::new(s).err().unwrap().field, "default_config");
     }

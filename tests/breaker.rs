@@ -29,8 +29,8 @@ async fn breaker_opens_skips_half_opens_and_closes() {
     let config = json!({
         "strategy": {"mode": "fallback"},
         "targets": [
-            {"provider": "openai", "cb_config": {"failure_threshold": 2, "cooldown_interval": 400}},
-            {"provider": "groq"}
+            {"provider": "openai", "api_key": "sk-openai", "cb_config": {"failure_threshold": 2, "cooldown_interval": 400}},
+            {"provider": "groq", "api_key": "sk-groq"}
         ]
     })
     .to_string();

@@ -144,7 +144,7 @@ async fn bodies_over_64_kib_are_forwarded_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_errors_pass_through_with_status_headers_and_body() {
+async fn provider_errors_keep_status_and_headers_and_are_wrapped() {
     let mock = MockProvider::start().await;
     let gw = gateway_for(&mock);
     let err = json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}});
@@ -162,7 +162,11 @@ async fn provider_errors_pass_through_with_status_headers_and_body() {
     let resp = send().await.unwrap();
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
-    assert_eq!(resp.json::<serde_json::Value>().await.unwrap(), err);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap(),
+        json!({"error": {"message": "openai error: Rate limit reached", "type": "requests",
+                         "param": null, "code": "rate_limit_exceeded"}, "provider": "openai"})
+    );
     let resp = send().await.unwrap();
     assert_eq!(resp.status(), 500);
     assert_eq!(mock.request_count(), 2, "no retries without a config");

@@ -68,8 +68,8 @@ async fn exercise(gw: &TestGateway, a: &MockProvider, b: &MockProvider) {
     let config = json!({
         "strategy": {"mode": "fallback"},
         "targets": [
-            {"provider": "groq", "retry": {"attempts": 2}, "cb_config": {"failure_threshold": 1, "cooldown_interval": 60000}},
-            {"provider": "openai"}
+            {"provider": "groq", "api_key": "sk-groq", "retry": {"attempts": 2}, "cb_config": {"failure_threshold": 1, "cooldown_interval": 60000}},
+            {"provider": "openai", "api_key": "sk-openai"}
         ]
     })
     .to_string();

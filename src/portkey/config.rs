@@ -93,15 +93,40 @@ pub struct ConfigNode {
     pub hooks: Option<Hooks>,
 }
 
-/// `path: <json path>, message: <why>` strings, as Portkey's `errors` array.
+/// `path: <path>, message: <why>` strings, as Portkey's `errors` array. Paths are written the
+/// way Portkey's schema validator (zod) prints them: the keys and indices below the root joined
+/// by commas (`targets,0,strategy,mode`), empty for the root itself.
 #[derive(Debug, Default)]
 pub struct Problems(pub Vec<String>);
 
 impl Problems {
+    /// `path` is the node's own notation (`config.targets[0].strategy.mode`).
     pub fn push(&mut self, path: &str, message: impl std::fmt::Display) {
-        self.0.push(format!("path: {path}, message: {message}"));
+        self.0
+            .push(format!("path: {}, message: {message}", wire_path(path)));
     }
 }
+
+/// `config.targets[0].strategy.mode` → `targets,0,strategy,mode`; `config` → ``.
+pub fn wire_path(path: &str) -> String {
+    let rest = path.strip_prefix("config").unwrap_or(path);
+    let mut out = String::with_capacity(rest.len());
+    for part in rest.split(['.', '[', ']']).filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// Portkey's message for a node that does nothing it recognises (its schema's root rule).
+pub const NODE_RULE_MESSAGE: &str = "Invalid configuration. It must have either 'provider' and \
+     'api_key', or 'strategy' and 'targets', or 'cache', or 'retry', or 'request_timeout'";
+
+/// Portkey's message for an unknown `strategy.mode`.
+pub const MODE_MESSAGE: &str =
+    "Invalid 'mode' value. Must be one of: single, loadbalance, fallback, conditional";
 
 const MAX_DEPTH: usize = 8;
 const MAX_TARGETS: usize = 64;
@@ -199,13 +224,30 @@ fn parse_node(value: &Value, path: &str, depth: usize, p: &mut Problems) -> Opti
             None => p.push(&targets_path, "must be an array"),
         }
     }
-    check_shape(&node, p);
+    let other_credentials = has_other_credentials(obj, node.provider.as_deref());
+    check_shape(&node, other_credentials, p);
     Some(node)
 }
 
-/// Node-level rules: a strategy needs targets and targets need a strategy; a node must do
-/// something (name a provider or virtual key, route, or set a gateway feature).
-fn check_shape(node: &ConfigNode, p: &mut Problems) {
+/// The alternatives of Portkey's node rule that need fields portgate does not otherwise read:
+/// keyless local providers, an AWS key pair, a Vertex project and region, Azure's auth mode.
+fn has_other_credentials(obj: &Map<String, Value>, provider: Option<&str>) -> bool {
+    let set = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
+    matches!(provider, Some("ollama") | Some("triton"))
+        || (set("aws_access_key_id") && set("aws_secret_access_key"))
+        || (provider == Some("vertex-ai")
+            && set("vertex_region")
+            && (set("vertex_project_id") || set("vertex_service_account_json")))
+        || (provider == Some("azure-openai") && set("azure_auth_mode"))
+}
+
+/// Node-level rules: a strategy needs targets and targets need a strategy; a node must satisfy
+/// one alternative of Portkey's rule (reference §3.1) — `provider` with `api_key`, `strategy`
+/// with `targets`, `cache`, `retry`, `request_timeout`, hooks, or a provider's own credential
+/// fields — or, portgate's addition, name a `virtual_key` from the settings. A `provider`
+/// without a key is refused: the client's `Authorization` is never handed to a provider that a
+/// config names, so such a target would go out without credentials.
+fn check_shape(node: &ConfigNode, other_credentials: bool, p: &mut Problems) {
     let path = &node.path;
     match (&node.strategy, node.targets.is_empty()) {
         (Some(_), true) => p.push(
@@ -219,9 +261,6 @@ fn check_shape(node: &ConfigNode, p: &mut Problems) {
         _ => {}
     }
     if let Some(s) = &node.strategy {
-        if s.mode.is_none() {
-            p.push(&format!("{path}.strategy.mode"), "is required");
-        }
         if s.mode == Some(Mode::Conditional) {
             let names: Vec<&str> = node
                 .targets
@@ -261,21 +300,16 @@ fn check_shape(node: &ConfigNode, p: &mut Problems) {
             );
         }
     }
-    let does_something = node.provider.is_some()
+    let satisfies = (node.provider.is_some() && node.api_key.is_some())
         || node.virtual_key.is_some()
-        || node.strategy.is_some()
+        || (node.strategy.is_some() && !node.targets.is_empty())
         || node.cache.is_some()
         || node.retry.is_some()
         || node.request_timeout.is_some()
-        || node.override_params.is_some()
-        || node.custom_host.is_some()
-        || node.cb_config.is_some()
-        || node.hooks.is_some();
-    if !does_something {
-        p.push(
-            path,
-            "a config needs provider or virtual_key, strategy with targets, or one of cache, retry, request_timeout, override_params, hooks",
-        );
+        || node.hooks.is_some()
+        || other_credentials;
+    if !satisfies {
+        p.push(path, NODE_RULE_MESSAGE);
     }
 }
 
@@ -381,10 +415,7 @@ fn mode(v: &Value, path: &str, p: &mut Problems) -> Option<Mode> {
         Some("loadbalance") | Some("ab_test") => Some(Mode::Loadbalance),
         Some("conditional") => Some(Mode::Conditional),
         _ => {
-            p.push(
-                path,
-                "must be one of single, fallback, loadbalance, conditional",
-            );
+            p.push(path, MODE_MESSAGE);
             None
         }
     }

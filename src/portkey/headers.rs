@@ -7,6 +7,16 @@ use http::HeaderMap;
 /// echoed header always agree with what the client sent.
 pub const MAX_TRACE_ID_LEN: usize = 256;
 
+/// OpenAI's account-scoping and beta headers, sent to `openai` when the client gives them:
+/// plainly (what the OpenAI SDK sends) or with Portkey's prefix (what the Portkey SDK sends for
+/// `openai_organization=`, `openai_project=`, `openai_beta=`); the prefixed form wins. Other
+/// providers never see an OpenAI account id.
+pub const OPENAI_HEADERS: &[(&str, &str)] = &[
+    ("x-portkey-openai-organization", "openai-organization"),
+    ("x-portkey-openai-project", "openai-project"),
+    ("x-portkey-openai-beta", "openai-beta"),
+];
+
 /// The Portkey headers of one request, validated.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PortkeyHeaders {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod custom_host;
 pub mod headers;
 pub mod metadata;
+pub mod provider_error;
 
 pub use custom_host::CustomHostPolicy;
 pub use headers::PortkeyHeaders;
@@ -16,6 +17,7 @@ pub mod response {
     pub const GATEWAY_EXCEPTION: &str = "x-portkey-gateway-exception";
     pub const LAST_USED_OPTION_INDEX: &str = "x-portkey-last-used-option-index";
     pub const RETRY_ATTEMPT_COUNT: &str = "x-portkey-retry-attempt-count";
+    pub const CACHE_STATUS: &str = "x-portkey-cache-status";
     /// portgate's own: `exhausted` when the retry budget stopped a retry or fallback.
     pub const RETRY_BUDGET: &str = "x-portgate-retry-budget";
 }

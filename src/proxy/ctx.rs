@@ -52,6 +52,9 @@ pub struct Metered {
     pub body: Option<Value>,
 }
 
+/// `x-portkey-cache-status` when no cache applies to the request.
+pub const CACHE_DISABLED: &str = "DISABLED";
+
 pub struct RequestCtx {
     pub started: Instant,
     pub route: Route,
@@ -70,6 +73,8 @@ pub struct RequestCtx {
     pub last_used: Option<String>,
     /// Retries made by the answering target (-1: they ran out).
     pub retry_count: Option<i64>,
+    /// `x-portkey-cache-status` of an answer that went through the attempt loop.
+    pub cache_status: Option<&'static str>,
     pub budget_exhausted: bool,
     /// Every upstream send of the request, in order.
     pub attempts: Vec<AttemptRecord>,
@@ -99,6 +104,7 @@ impl RequestCtx {
             passthrough: None,
             last_used: None,
             retry_count: None,
+            cache_status: None,
             budget_exhausted: false,
             attempts: Vec::new(),
             upstream_time: Duration::ZERO,

@@ -1,6 +1,7 @@
 //! The `ProxyHttp` implementation. Each hook is a few lines that hand the work to the module
 //! named after it; the per-request state lives in [`RequestCtx`].
 
+mod admit;
 mod body;
 mod ctx;
 mod feedback;
@@ -100,7 +101,10 @@ impl ProxyHttp for Gateway {
         if let Some((op, legacy)) = unified {
             return match unified::handle(self, session, ctx, op, legacy, headers).await {
                 Ok(()) => Ok(true),
-                Err(unified::Failed::Early(e)) => self.fail(session, ctx, e).await,
+                Err(unified::Failed::Early(e))
+                | Err(unified::Failed::Late(respond::RelayError::BeforeResponse(e))) => {
+                    self.fail(session, ctx, e).await
+                }
                 Err(unified::Failed::Late(respond::RelayError::ClientGone)) => {
                     ctx.error = Some(GatewayError::ClientClosed("during the response".into()));
                     Err(abort_error(
@@ -142,7 +146,13 @@ impl ProxyHttp for Gateway {
                 self.fail(session, ctx, GatewayError::NotFound).await
             }
             Route::Passthrough => {
-                match passthrough::plan(&self.state, &headers, session.req_header().uri.path()) {
+                let req = session.req_header();
+                let admitted = admit::content_type(&req.headers)
+                    .and_then(|()| admit::target_headers(&self.state, &headers))
+                    .and_then(|()| {
+                        passthrough::plan(&self.state, &headers, &ctx.metadata, req.uri.path())
+                    });
+                match admitted {
                     Ok(target) => {
                         ctx.provider = Some(target.provider.clone());
                         ctx.passthrough = Some(target);
@@ -234,7 +244,13 @@ impl ProxyHttp for Gateway {
         let method = req.method.as_str().to_string();
         crate::telemetry::record::record(&self.state, ctx, status, client, &method, &path);
         if let Some(e) = &ctx.error {
-            tracing::debug!(trace_id = %ctx.trace_id, error = e.kind(), detail = %e, "request failed");
+            tracing::debug!(
+                trace_id = %ctx.trace_id,
+                error = e.kind(),
+                message = %e,
+                detail = e.detail().unwrap_or(""),
+                "request failed"
+            );
         }
     }
 }

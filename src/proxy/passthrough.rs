@@ -6,12 +6,12 @@ use super::ctx::PassthroughTarget;
 use super::State;
 use crate::error::GatewayError;
 use crate::portkey::PortkeyHeaders;
-use crate::routing::conditions::metadata_value;
 use crate::routing::select;
 use crate::routing::target::Target;
 use crate::telemetry::trace::TraceContext;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
+use serde_json::{Map, Value};
 
 /// Decides the passthrough target in `request_filter`, so errors are answered before any
 /// upstream work. With a config, the target is the one its strategy picks first (no retries:
@@ -19,6 +19,7 @@ use pingora::upstreams::peer::HttpPeer;
 pub fn plan(
     state: &State,
     headers: &PortkeyHeaders,
+    metadata: &Map<String, Value>,
     pathname: &str,
 ) -> Result<PassthroughTarget, GatewayError> {
     let plan = state
@@ -26,8 +27,7 @@ pub fn plan(
         .resolve(headers.config.as_deref(), &state.plan_context())?;
     let target = match &plan {
         Some(plan) => {
-            let metadata = metadata_value(headers.metadata.as_deref());
-            let leaf = select::first_leaf(&plan.root, &metadata, pathname)
+            let leaf = select::first_leaf(&plan.root, metadata, pathname)
                 .ok_or_else(|| GatewayError::NoRouteMatched("config".into()))?;
             Target::from_leaf(state, leaf, headers)?
         }
@@ -58,6 +58,16 @@ pub async fn peer(state: &State, target: &PassthroughTarget) -> Result<HttpPeer,
     Ok(target.upstream.peer(addr, &state.settings.upstream))
 }
 
+/// The path below the gateway's `/v1`, also for the deprecated `/v1/proxy/*` form, which
+/// Portkey serves as the same proxy route with the `/proxy` segment removed.
+pub fn below_v1(path: &str) -> &str {
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    match rest.strip_prefix("/proxy") {
+        Some(inner) if inner.is_empty() || inner.starts_with('/') => inner,
+        _ => rest,
+    }
+}
+
 /// Rewrites the request for the provider: path below its base URL, `Host`, credentials; the
 /// gateway's own `x-portkey-*` headers are not forwarded.
 pub fn rewrite(
@@ -66,7 +76,7 @@ pub fn rewrite(
     trace: Option<&TraceContext>,
 ) -> pingora::Result<()> {
     let path = req.uri.path();
-    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    let rest = below_v1(path);
     let mut new_path = format!("{}{}", target.upstream.base_path, rest);
     if let Some(q) = req.uri.query() {
         new_path.push('?');
@@ -77,6 +87,13 @@ pub fn rewrite(
     })?;
     req.set_uri(uri);
     req.insert_header(http::header::HOST, target.upstream.authority())?;
+    if target.provider == "openai" {
+        for (prefixed, plain) in crate::portkey::headers::OPENAI_HEADERS {
+            if let Some(v) = req.headers.get(*prefixed).cloned() {
+                req.insert_header(*plain, v)?;
+            }
+        }
+    }
     let portkey: Vec<http::HeaderName> = req
         .headers
         .keys()
@@ -94,4 +111,17 @@ pub fn rewrite(
         req.insert_header("traceparent", t.outgoing())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::below_v1;
+
+    #[test]
+    fn the_deprecated_proxy_segment_is_removed() {
+        assert_eq!(below_v1("/v1/models"), "/models");
+        assert_eq!(below_v1("/v1/proxy/chat/completions"), "/chat/completions");
+        assert_eq!(below_v1("/v1/proxy"), "");
+        assert_eq!(below_v1("/v1/proxyish/x"), "/proxyish/x");
+    }
 }

@@ -4,7 +4,7 @@
 use super::ctx::RequestCtx;
 use crate::dispatch::{Dispatcher, Inbound};
 use crate::error::GatewayError;
-use crate::portkey::response;
+use crate::portkey::{provider_error, response};
 use crate::stream::Meter;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -32,6 +32,9 @@ pub fn add_gateway_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora:
     }
     if let Some(n) = ctx.retry_count {
         h.insert_header(response::RETRY_ATTEMPT_COUNT, n.to_string())?;
+    }
+    if let Some(status) = ctx.cache_status {
+        h.insert_header(response::CACHE_STATUS, status)?;
     }
     if ctx.budget_exhausted {
         h.insert_header(response::RETRY_BUDGET, "exhausted")?;
@@ -80,6 +83,8 @@ pub async fn send_error(
 /// Why relaying stopped before the end of the upstream body.
 #[derive(Debug)]
 pub enum RelayError {
+    /// Nothing was written yet: the client gets this error as a normal answer.
+    BeforeResponse(GatewayError),
     /// The client went away; the upstream exchange was aborted.
     ClientGone,
     /// The upstream failed after the response had started; the client was told in-band when
@@ -114,6 +119,65 @@ fn downstream_header(
     }
     add_gateway_headers(&mut h, ctx)?;
     Ok(h)
+}
+
+/// The largest provider error body read whole to be wrapped in Portkey's envelope.
+const ERROR_BODY_LIMIT: usize = 256 * 1024;
+
+/// Answers a provider's error (non-2xx) in Portkey's envelope (`portkey::provider_error`):
+/// status and headers kept (`retry-after`, rate-limit headers), the body read whole and
+/// rewritten as JSON. Also for a `stream: true` request, whose failure is JSON, not SSE.
+pub async fn relay_provider_error(
+    session: &mut Session,
+    mut inbound: Inbound,
+    ctx: &mut RequestCtx,
+    dispatcher: &Dispatcher,
+    keep_body: bool,
+) -> Result<(), RelayError> {
+    let started = std::time::Instant::now();
+    let read = inbound.read_to_end(ERROR_BODY_LIMIT).await;
+    ctx.upstream_time += started.elapsed();
+    let raw = match read {
+        Ok(raw) => raw,
+        Err(e) => {
+            inbound.abort().await;
+            return Err(RelayError::BeforeResponse(e));
+        }
+    };
+    let provider = ctx.provider.as_deref().unwrap_or("unknown");
+    let body = Bytes::from(provider_error::envelope(provider, inbound.status(), &raw));
+    let mut header = downstream_header(&inbound, ctx, true).map_err(|e| {
+        RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
+    })?;
+    if inbound.is_done() {
+        dispatcher.release(inbound).await;
+    } else {
+        inbound.abort().await;
+    }
+    let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
+    let _ = header.remove_header(&http::header::CONTENT_ENCODING);
+    let written = header
+        .insert_header(http::header::CONTENT_TYPE, "application/json")
+        .and_then(|()| header.insert_header(http::header::CONTENT_LENGTH, body.len()));
+    if let Err(e) = written {
+        return Err(RelayError::BeforeResponse(GatewayError::Internal(format!(
+            "response header: {e}"
+        ))));
+    }
+    if keep_body {
+        ctx.metered.body = serde_json::from_slice(&body).ok();
+    }
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return Err(RelayError::ClientGone);
+    }
+    if session.write_response_body(Some(body), true).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    Ok(())
 }
 
 fn content_type(inbound: &Inbound) -> &str {

@@ -2,15 +2,16 @@
 //! `/v1/chatComplete`): read and check the body, resolve the config into a plan, let the attempt
 //! loop pick, send, retry and fall back, then relay the answer that was kept as it arrives.
 
-use super::body::{peek, read_body};
-use super::ctx::RequestCtx;
-use super::respond::{relay, RelayError};
+use super::admit;
+use super::body::read_body;
+use super::ctx::{RequestCtx, CACHE_DISABLED};
+use super::respond::{relay, relay_provider_error, RelayError};
 use super::Gateway;
 use crate::dispatch::attempts::{Outcome, Request, Walk};
 use crate::error::GatewayError;
-use crate::portkey::PortkeyHeaders;
+use crate::portkey::{provider_error, PortkeyHeaders};
 use crate::providers::Operation;
-use bytes::Bytes;
+use crate::request::RequestView;
 use pingora::proxy::Session;
 use tracing::Instrument;
 
@@ -28,33 +29,6 @@ impl From<GatewayError> for Failed {
     }
 }
 
-fn is_json_content_type(session: &Session) -> bool {
-    match session.req_header().headers.get(http::header::CONTENT_TYPE) {
-        None => true,
-        Some(v) => v
-            .to_str()
-            .map(|s| s.to_ascii_lowercase().contains("json"))
-            .unwrap_or(false),
-    }
-}
-
-/// The legacy `/v1/chatComplete` body may wrap the request as `{"config": ..., "params": ...}`;
-/// returns the inner params and the config it carries.
-fn unwrap_legacy(body: Bytes) -> Result<(Bytes, Option<String>), GatewayError> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-    match v.get("params") {
-        Some(params @ serde_json::Value::Object(_)) => {
-            let config = v.get("config").map(|c| match c {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            Ok((Bytes::from(params.to_string()), config))
-        }
-        _ => Ok((body, None)),
-    }
-}
-
 pub async fn handle(
     gw: &Gateway,
     session: &mut Session,
@@ -64,34 +38,38 @@ pub async fn handle(
     mut headers: PortkeyHeaders,
 ) -> Result<(), Failed> {
     let state = &gw.state;
-    if !is_json_content_type(session) {
-        return Err(GatewayError::UnsupportedContentType.into());
+    admit::content_type(&session.req_header().headers)?;
+    if !legacy {
+        // The legacy route may carry its config in the body: checked once it is read.
+        admit::target_headers(state, &headers)?;
     }
-    let mut body = read_body(session, state.settings.limits.max_request_body_bytes).await?;
-    let peeked = peek(&body)?;
-    ctx.stream = peeked.stream.unwrap_or(false);
-    ctx.model = peeked.model.map(|m| m.into_owned());
-    if legacy {
-        let (inner, config) = unwrap_legacy(body)?;
-        body = inner;
+    let body = read_body(session, state.settings.limits.max_request_body_bytes).await?;
+    let view = if legacy {
+        let (view, config) = RequestView::parse_legacy(body)?;
         if headers.config.is_none() {
             headers.config = config;
         }
-    }
+        admit::target_headers(state, &headers)?;
+        view
+    } else {
+        RequestView::parse(body)?
+    };
+    ctx.stream = view.stream;
+    ctx.model = view.model.clone();
     let plan = state
         .configs
         .resolve(headers.config.as_deref(), &state.plan_context())?;
 
     if state.access_log.log_bodies {
-        ctx.request_body = Some(body.clone());
+        ctx.request_body = Some(view.body.clone());
     }
     let traceparent = ctx.trace.as_ref().map(|t| t.outgoing());
     let req_header = session.req_header();
     let request = Request {
         op,
-        body,
-        stream: ctx.stream,
+        view: &view,
         headers: &headers,
+        metadata: &ctx.metadata,
         client_headers: &req_header.headers,
         query: req_header.uri.query(),
         pathname: req_header.uri.path(),
@@ -122,11 +100,28 @@ pub async fn handle(
     ctx.provider = answer
         .provider
         .or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
-    ctx.last_used = answer.leaf_path;
-    ctx.retry_count = Some(answer.retry_count);
     ctx.budget_exhausted = answer.budget_exhausted;
+    // A provider answered, or the exchange with one failed: the answer carries Portkey's
+    // routing headers. A gateway error (unknown provider, no route) is answered like a
+    // validation error, without them.
+    let exchanged = match &answer.outcome {
+        Outcome::Response(_) => true,
+        Outcome::Failed(e) => e.is_upstream(),
+    };
+    if exchanged {
+        // A request without a config is its own root target: `config`, as Portkey says.
+        ctx.last_used = Some(answer.leaf_path.unwrap_or_else(|| "config".into()));
+        ctx.retry_count = Some(answer.retry_count);
+        ctx.cache_status = Some(CACHE_DISABLED);
+    }
     match answer.outcome {
         Outcome::Failed(e) => Err(Failed::Early(e)),
+        Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
+            let keep_body = state.access_log.log_bodies;
+            relay_provider_error(session, *inbound, ctx, &state.dispatcher, keep_body)
+                .await
+                .map_err(Failed::Late)
+        }
         Outcome::Response(inbound) => {
             let keep_body = state.access_log.log_bodies;
             relay(

@@ -16,8 +16,8 @@ const MAX_DEPTH: usize = 16;
 
 /// What a query is evaluated against.
 pub struct QueryContext<'a> {
-    pub metadata: &'a Value,
-    pub params: &'a Value,
+    pub metadata: &'a Map<String, Value>,
+    pub params: &'a Map<String, Value>,
     pub pathname: &'a str,
 }
 
@@ -231,9 +231,10 @@ impl Query {
 
 impl FieldPath {
     fn lookup(&self, ctx: &QueryContext<'_>) -> Option<Value> {
-        let walk = |root: &Value, parts: &[String]| -> Option<Value> {
-            let mut v = root;
-            for p in parts {
+        let walk = |root: &Map<String, Value>, parts: &[String]| -> Option<Value> {
+            let (first, rest) = parts.split_first()?;
+            let mut v = root.get(first)?;
+            for p in rest {
                 v = match v {
                     Value::Object(m) => m.get(p)?,
                     Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
@@ -290,13 +291,6 @@ impl Op {
             Op::Nin(list) => !list.iter().any(|v| strict_eq(value, v)),
         }
     }
-}
-
-/// Parses `x-portkey-metadata` for conditions: an object, or `{}` as Portkey does for bad JSON.
-pub fn metadata_value(raw: Option<&str>) -> Value {
-    raw.and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
-        .map(Value::Object)
-        .unwrap_or_else(|| Value::Object(Map::new()))
 }
 
 #[cfg(test)]

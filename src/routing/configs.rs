@@ -84,6 +84,11 @@ impl ConfigStore {
         Ok(Some(plan))
     }
 
+    /// Whether requests without `x-portkey-config` get the settings' `default_config`.
+    pub fn has_default(&self) -> bool {
+        self.default.is_some()
+    }
+
     /// How many inline configs are cached (for tests and the admin view).
     pub fn cached(&self) -> usize {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)

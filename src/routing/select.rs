@@ -5,7 +5,7 @@
 use super::conditions::QueryContext;
 use super::plan::{Group, Leaf, Node};
 use crate::portkey::config::Mode;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Weighted random pick among the children whose `usable` is true. `None` when no usable child
 /// has a weight above 0.
@@ -47,7 +47,11 @@ pub fn conditional(group: &Group, ctx: &QueryContext<'_>) -> Option<usize> {
 /// The leaf a plan picks first without sending anything: the first target of single and
 /// fallback, a weighted pick for load balancing, the matching condition (on metadata and the
 /// path; a streamed body has no params) for conditional routing.
-pub fn first_leaf<'p>(node: &'p Node, metadata: &Value, pathname: &str) -> Option<&'p Leaf> {
+pub fn first_leaf<'p>(
+    node: &'p Node,
+    metadata: &Map<String, Value>,
+    pathname: &str,
+) -> Option<&'p Leaf> {
     match node {
         Node::Leaf(l) => Some(l),
         Node::Group(g) => {
@@ -58,7 +62,7 @@ pub fn first_leaf<'p>(node: &'p Node, metadata: &Value, pathname: &str) -> Optio
                     weighted(&g.weights, &usable, rand::random::<f64>())?
                 }
                 Mode::Conditional => {
-                    let params = Value::Object(Default::default());
+                    let params = Map::new();
                     conditional(
                         g,
                         &QueryContext {

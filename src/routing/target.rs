@@ -3,9 +3,10 @@
 //! host) and the credential to send.
 //!
 //! Credential precedence (reference §14.4): a config `api_key`, then a config `virtual_key`,
-//! then the `x-portkey-virtual-key` header, then the client's `Authorization`. The Portkey SDK
-//! sends the placeholder `Authorization: Bearer OPENAI_API_KEY`, which therefore never
-//! overrides a configured key.
+//! then the `x-portkey-virtual-key` header; the client's `Authorization` only for the target
+//! that the request's own headers name (a config leaf without provider, or no config). The
+//! Portkey SDK sends the placeholder `Authorization: Bearer OPENAI_API_KEY`, which therefore
+//! never overrides a configured key nor reaches a provider a config chose.
 
 use super::plan::Leaf;
 use crate::dispatch::Upstream;
@@ -69,15 +70,16 @@ impl Target {
                 .or_else(|| vk.api_key.as_ref().map(|k| k.expose().to_string()));
             build(state, &vk.provider, key, vk.custom_host.as_deref())?
         } else if let Some(slug) = &leaf.provider {
+            // The config's key, else a header virtual key for the same provider. Never the
+            // client's `Authorization`: it was meant for the provider the headers name, and a
+            // fallback from one provider to another must not hand it to the next one.
             let key = leaf.api_key.clone().or_else(|| {
-                // A header virtual key for the same provider beats the client's Authorization.
                 headers
                     .virtual_key
                     .as_ref()
                     .and_then(|id| state.virtual_keys.get(id))
                     .filter(|vk| &vk.provider == slug)
                     .and_then(|vk| vk.api_key.as_ref().map(|k| k.expose().to_string()))
-                    .or_else(|| headers.api_key.clone())
             });
             build(state, slug, key, None)?
         } else {

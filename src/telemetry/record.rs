@@ -186,6 +186,7 @@ pub fn record(
         error: ctx.error.as_ref().map(|e| ErrorLine {
             kind: e.kind(),
             message: e.to_string(),
+            detail: e.detail(),
         }),
         request_body,
         response_body,
@@ -230,7 +231,7 @@ struct RequestLine<'a> {
     overhead_ms: f64,
     metadata: &'a Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorLine>,
+    error: Option<ErrorLine<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_body: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,9 +246,12 @@ struct Latency {
 }
 
 #[derive(Serialize)]
-struct ErrorLine {
+struct ErrorLine<'a> {
     kind: &'static str,
     message: String,
+    /// What the client-facing message leaves out (an unknown slug, a refused host's reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 /// The attempts, serialised as a list of objects without collecting them first.

@@ -100,14 +100,14 @@ fn every_problem_has_its_path() {
         ]
     }));
     for expected in [
-        "path: config.strategy.mode, message: must be one of",
-        "path: config.targets[0].provider, message: must be a non-empty string",
-        "path: config.targets[1].weight",
-        "path: config.targets[2].retry.attempts",
-        "path: config.targets[2].retry.on_status_codes",
-        "path: config.targets[3].request_timeout",
-        "path: config.targets[4].cache.mode",
-        "path: config.targets[5], message: must be an object",
+        "path: strategy,mode, message: Invalid 'mode' value. Must be one of: single, loadbalance, fallback, conditional",
+        "path: targets,0,provider, message: must be a non-empty string",
+        "path: targets,1,weight",
+        "path: targets,2,retry,attempts",
+        "path: targets,2,retry,on_status_codes",
+        "path: targets,3,request_timeout",
+        "path: targets,4,cache,mode",
+        "path: targets,5, message: must be an object",
     ] {
         assert!(
             errs.iter().any(|e| e.starts_with(expected)),
@@ -118,28 +118,34 @@ fn every_problem_has_its_path() {
 
 #[test]
 fn shape_rules() {
-    assert!(problems(json!({"strategy": {"mode": "fallback"}}))[0].contains("config.targets"));
-    assert!(problems(json!({"targets": [{"provider": "openai"}]}))[0].contains("config.strategy"));
-    assert!(problems(json!({"name": "x"}))[0].starts_with("path: config, message: a config needs"));
+    assert!(problems(json!({"strategy": {"mode": "fallback"}}))[0].contains("path: targets,"));
+    assert!(
+        problems(json!({"targets": [{"provider": "openai", "api_key": "k"}]}))[0]
+            .contains("path: strategy,")
+    );
+    assert_eq!(
+        problems(json!({"name": "x"})),
+        vec![format!("path: , message: {NODE_RULE_MESSAGE}")]
+    );
     let zero = problems(json!({
         "strategy": {"mode": "loadbalance"},
-        "targets": [{"provider": "openai", "weight": 0}, {"provider": "groq", "weight": 0}]
+        "targets": [{"provider": "openai", "api_key": "k", "weight": 0}, {"provider": "groq", "api_key": "k", "weight": 0}]
     }));
     assert!(zero[0].contains("every weight is 0"), "{zero:?}");
     let cond = problems(json!({
         "strategy": {"mode": "conditional", "conditions": [{"query": {"metadata.plan": "paid"}, "then": "nope"}], "default": "also-nope"},
-        "targets": [{"name": "a", "provider": "openai"}]
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]
     }));
     assert!(cond
         .iter()
-        .any(|e| e.contains("config.strategy.conditions[0].then")));
-    assert!(cond.iter().any(|e| e.contains("config.strategy.default")));
+        .any(|e| e.contains("path: strategy,conditions,0,then")));
+    assert!(cond.iter().any(|e| e.contains("path: strategy,default")));
     let re = problems(json!({
         "strategy": {"mode": "conditional", "conditions": [{"query": {"params.model": {"$regex": "(["}}, "then": "a"}]},
-        "targets": [{"name": "a", "provider": "openai"}]
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]
     }));
     assert!(
-        re[0].contains("config.strategy.conditions[0].query.params.model.$regex"),
+        re[0].contains("path: strategy,conditions,0,query,params,model,$regex"),
         "{re:?}"
     );
 }
@@ -155,10 +161,10 @@ fn inheritance_down_nested_targets() {
             {"strategy": {"mode": "loadbalance"},
              "override_params": {"max_tokens": 20},
              "targets": [
-                {"provider": "openai", "override_params": {"model": "a"}},
-                {"provider": "groq", "retry": {"attempts": 1, "on_status_codes": [500]}, "request_timeout": 50}
+                {"provider": "openai", "api_key": "k", "override_params": {"model": "a"}},
+                {"provider": "groq", "api_key": "k", "retry": {"attempts": 1, "on_status_codes": [500]}, "request_timeout": 50}
              ]},
-            {"provider": "openai"}
+            {"provider": "openai", "api_key": "k"}
         ]
     });
     with_plan(cfg, |plan| {
@@ -191,22 +197,22 @@ fn inheritance_down_nested_targets() {
 
 #[test]
 fn references_are_checked() {
-    with_plan(json!({"provider": "nope"}), |p| match p {
-        Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("config.provider")),
+    with_plan(json!({"provider": "nope", "api_key": "k"}), |p| match p {
+        Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("path: provider,")),
         other => panic!("{other:?}"),
     });
     with_plan(json!({"virtual_key": "missing"}), |p| {
         assert!(matches!(p, Err(PlanError::UnknownVirtualKey(id)) if id == "missing"))
     });
     with_plan(
-        json!({"provider": "openai", "custom_host": "http://10.1.2.3"}),
+        json!({"provider": "openai", "api_key": "k", "custom_host": "http://10.1.2.3"}),
         |p| match p {
-            Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("config.custom_host")),
+            Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("path: custom_host,")),
             other => panic!("{other:?}"),
         },
     );
     with_plan(
-        json!({"provider": "openai", "cb_config": {"failure_threshold": 3, "cooldown_interval": 1000}}),
+        json!({"provider": "openai", "api_key": "k", "cb_config": {"failure_threshold": 3, "cooldown_interval": 1000}}),
         |p| match p {
             Err(PlanError::Invalid(pr)) => assert!(pr.0[0].contains("cooldown_interval")),
             other => panic!("{other:?}"),
@@ -293,4 +299,69 @@ proptest! {
             let _ = build(&node, &ctx);
         }
     }
+}
+
+#[test]
+fn node_rule_is_portkeys_plus_virtual_keys() {
+    let rule = format!("message: {NODE_RULE_MESSAGE}");
+    // A provider without a key: refused, naming 'provider' and 'api_key'.
+    let errs = problems(json!({
+        "strategy": {"mode": "fallback"},
+        "targets": [{"provider": "openai", "api_key": "k"}, {"provider": "groq"}]
+    }));
+    assert_eq!(errs, vec![format!("path: targets,1, {rule}")]);
+    assert!(errs[0].contains("'provider' and 'api_key'"));
+    // override_params, custom_host or a breaker alone do nothing Portkey recognises.
+    for lone in [
+        json!({"override_params": {"model": "m"}}),
+        json!({"custom_host": "http://localhost:1/v1"}),
+        json!({"provider": "openai", "override_params": {"model": "m"}}),
+    ] {
+        assert_eq!(
+            problems(lone.clone()),
+            vec![format!("path: , {rule}")],
+            "{lone}"
+        );
+    }
+    // Every alternative of the rule passes alone, and so does a virtual key (portgate's own).
+    for ok in [
+        json!({"provider": "openai", "api_key": "k"}),
+        json!({"virtual_key": "vk"}),
+        json!({"retry": {"attempts": 1}}),
+        json!({"cache": {"mode": "simple"}}),
+        json!({"request_timeout": 100}),
+        json!({"before_request_hooks": []}),
+        json!({"input_guardrails": ["g"]}),
+        json!({"provider": "ollama"}),
+        json!({"provider": "bedrock", "aws_access_key_id": "a", "aws_secret_access_key": "s"}),
+        json!({"provider": "vertex-ai", "vertex_region": "r", "vertex_project_id": "p"}),
+        json!({"provider": "azure-openai", "azure_auth_mode": "managed"}),
+    ] {
+        assert!(problems(ok.clone()).is_empty(), "{ok}");
+    }
+}
+
+#[test]
+fn unknown_mode_is_portkeys_message() {
+    let errs = problems(json!({
+        "strategy": {"mode": "round-robin"},
+        "targets": [{"provider": "openai", "api_key": "k"}]
+    }));
+    assert_eq!(
+        errs,
+        vec![format!("path: strategy,mode, message: {MODE_MESSAGE}")]
+    );
+}
+
+#[test]
+fn wire_paths_are_zod_style() {
+    assert_eq!(wire_path("config"), "");
+    assert_eq!(
+        wire_path("config.targets[0].targets[12].retry"),
+        "targets,0,targets,12,retry"
+    );
+    assert_eq!(
+        wire_path("config.strategy.conditions[0].query.metadata.plan"),
+        "strategy,conditions,0,query,metadata,plan"
+    );
 }

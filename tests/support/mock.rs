@@ -158,6 +158,9 @@ impl MockProvider {
                     continue;
                 };
                 s.lock().unwrap().connections += 1;
+                // Head and body are separate writes: without this, Nagle holds the body until
+                // the gateway's delayed ACK (40 ms a response).
+                let _ = stream.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let _ = serve(stream, s).await;

@@ -45,6 +45,16 @@ pub enum GatewayError {
     /// A request header that the gateway reads has a value it cannot use.
     #[error("Invalid header {name}: {reason}")]
     InvalidHeader { name: &'static str, reason: String },
+    /// A key from the settings (a virtual key) would go to a host the request chose.
+    #[error(
+        "A virtual key's credential is sent only to its own provider's host: it cannot be \
+         combined with x-portkey-custom-host or a custom_host in an inline config"
+    )]
+    KeyToForeignHost,
+    /// A passthrough path that would leave the provider's base path (`..`, encoded dots or
+    /// slashes).
+    #[error("Invalid path: {0}")]
+    InvalidPath(String),
     #[error("Invalid content type passed")]
     UnsupportedContentType,
     #[error("Request body is larger than the limit of {limit} bytes")]
@@ -124,6 +134,8 @@ impl GatewayError {
             | Self::UnknownProvider(_)
             | Self::InvalidCustomHost(_)
             | Self::InvalidHeader { .. }
+            | Self::KeyToForeignHost
+            | Self::InvalidPath(_)
             | Self::UnsupportedContentType
             | Self::InvalidConfigJson(_)
             | Self::InvalidConfig(_)
@@ -155,6 +167,8 @@ impl GatewayError {
             Self::UnknownProvider(_) => "unknown_provider",
             Self::InvalidCustomHost(_) => "invalid_custom_host",
             Self::InvalidHeader { .. } => "invalid_header",
+            Self::KeyToForeignHost => "key_to_foreign_host",
+            Self::InvalidPath(_) => "invalid_path",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientClosed(_) => "client_closed",

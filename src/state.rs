@@ -69,6 +69,7 @@ impl State {
                 virtual_keys: &virtual_keys,
                 custom_hosts: &custom_hosts,
                 min_cooldown,
+                from_settings: true,
             };
             ConfigStore::new(&settings, &ctx)?
         };
@@ -110,6 +111,7 @@ impl State {
             virtual_keys: &self.virtual_keys,
             custom_hosts: &self.custom_hosts,
             min_cooldown: Duration::from_millis(self.settings.circuit_breaker.min_cooldown_ms),
+            from_settings: false,
         }
     }
 

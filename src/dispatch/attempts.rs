@@ -569,6 +569,7 @@ impl Leaf {
             retry: RetryPolicy::default(),
             request_timeout_ms: None,
             custom_host: None,
+            custom_host_from_request: false,
             forward_headers: None,
             cache: None,
             breaker: None,

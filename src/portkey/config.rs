@@ -163,7 +163,7 @@ fn parse_node(value: &Value, path: &str, depth: usize, p: &mut Problems) -> Opti
             .and_then(|v| retry(v, &format!("{path}.retry"), p)),
         request_timeout: positive_int(obj, "request_timeout", path, p),
         custom_host: string(obj, "custom_host", path, p),
-        forward_headers: string_list(obj, "forward_headers", path, p),
+        forward_headers: forward_headers(obj, path, p),
         cache: obj
             .get("cache")
             .and_then(|v| cache(v, &format!("{path}.cache"), p)),
@@ -390,6 +390,19 @@ fn string_list(
         p.push(&format!("{path}.{key}"), "must be an array of strings");
     }
     list
+}
+
+/// `forward_headers`, each name checked by the same rule as `x-portkey-forward-headers`.
+fn forward_headers(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<Vec<String>> {
+    let names = string_list(obj, "forward_headers", path, p)?;
+    let mut ok = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match crate::portkey::headers::forward_header_name(name) {
+            Ok(n) => ok.push(n),
+            Err(why) => p.push(&format!("{path}.forward_headers[{i}]"), why),
+        }
+    }
+    Some(ok)
 }
 
 fn status_codes(v: &Value, path: &str, p: &mut Problems) -> Option<Vec<u16>> {

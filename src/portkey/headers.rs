@@ -111,9 +111,15 @@ fn parse_mode(mode: &str) -> Result<String, GatewayError> {
     }
 }
 
-/// Header names the gateway never forwards on request, whatever the client asks: they would
-/// break framing or leak gateway credentials.
+/// Header names the gateway never forwards on request, whatever the client or a config asks:
+/// they would break framing, or carry a credential to a provider it was not meant for (the
+/// provider's own key is set by the gateway), or leak the gateway's own headers (every
+/// `x-portkey-*` name is refused too).
 const NEVER_FORWARD: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "proxy-authorization",
     "host",
     "content-length",
     "transfer-encoding",
@@ -127,25 +133,30 @@ const NEVER_FORWARD: &[&str] = &[
     "x-portkey-forward-headers",
 ];
 
-fn parse_forward_headers(list: &str) -> Result<Vec<String>, GatewayError> {
-    let mut names = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let lower = name.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            return Err(GatewayError::InvalidHeader {
-                name: "x-portkey-forward-headers",
-                reason: format!("{name:?} is not a header name"),
-            });
-        }
-        if NEVER_FORWARD.contains(&lower.as_str()) {
-            return Err(GatewayError::InvalidHeader {
-                name: "x-portkey-forward-headers",
-                reason: format!("{lower} cannot be forwarded"),
-            });
-        }
-        names.push(lower);
+/// Checks one name of a forward list (`x-portkey-forward-headers` or a config's
+/// `forward_headers`: one rule for both) and returns it lower-cased.
+pub fn forward_header_name(name: &str) -> Result<String, String> {
+    let lower = name.trim().to_ascii_lowercase();
+    if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a header name"));
     }
-    Ok(names)
+    if NEVER_FORWARD.contains(&lower.as_str()) || lower.starts_with("x-portkey-") {
+        return Err(format!("{lower} cannot be forwarded"));
+    }
+    Ok(lower)
+}
+
+fn parse_forward_headers(list: &str) -> Result<Vec<String>, GatewayError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            forward_header_name(n).map_err(|reason| GatewayError::InvalidHeader {
+                name: "x-portkey-forward-headers",
+                reason,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -203,7 +214,20 @@ mod tests {
         )]))
         .unwrap();
         assert_eq!(h.forward_headers, vec!["x-team", "x-request-id"]);
-        for bad in ["x-portkey-forward-headers", "host", "bad header"] {
+        for bad in [
+            "x-portkey-forward-headers",
+            "host",
+            "bad header",
+            "Authorization",
+            "x-api-key",
+            "api-key",
+            "x-portkey-virtual-key",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+        ] {
             let err =
                 PortkeyHeaders::parse(&map(&[("x-portkey-forward-headers", bad)])).unwrap_err();
             assert_eq!(err.status(), 400, "{bad}");

@@ -41,6 +41,7 @@ pub fn plan(
         provider: target.provider.slug().to_string(),
         upstream: target.upstream,
         public_only: target.public_only,
+        path: normalise(below_v1(pathname))?,
         auth,
     })
 }
@@ -68,6 +69,41 @@ pub fn below_v1(path: &str) -> &str {
     }
 }
 
+/// Resolves the dot segments of a path below the provider's base path — also percent-encoded
+/// ones (`%2e%2e`), which a server may decode before resolving — and refuses one that would
+/// climb above it, or that hides a separator (`%2f`, `%5c`, `\\`) a server might decode.
+pub fn normalise(rest: &str) -> Result<String, GatewayError> {
+    let mut kept: Vec<&str> = Vec::new();
+    for seg in rest.split('/').filter(|s| !s.is_empty()) {
+        let lower = seg.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") || seg.contains('\\') {
+            return Err(GatewayError::InvalidPath(
+                "encoded path separators are not allowed".into(),
+            ));
+        }
+        match lower.replace("%2e", ".").as_str() {
+            "." => {}
+            ".." => {
+                if kept.pop().is_none() {
+                    return Err(GatewayError::InvalidPath(
+                        "the path climbs above the provider's base path".into(),
+                    ));
+                }
+            }
+            _ => kept.push(seg),
+        }
+    }
+    let mut out = String::with_capacity(rest.len());
+    for seg in &kept {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if rest.ends_with('/') && !out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
 /// Rewrites the request for the provider: path below its base URL, `Host`, credentials; the
 /// gateway's own `x-portkey-*` headers are not forwarded.
 pub fn rewrite(
@@ -75,9 +111,7 @@ pub fn rewrite(
     req: &mut RequestHeader,
     trace: Option<&TraceContext>,
 ) -> pingora::Result<()> {
-    let path = req.uri.path();
-    let rest = below_v1(path);
-    let mut new_path = format!("{}{}", target.upstream.base_path, rest);
+    let mut new_path = format!("{}{}", target.upstream.base_path, target.path);
     if let Some(q) = req.uri.query() {
         new_path.push('?');
         new_path.push_str(q);
@@ -115,7 +149,27 @@ pub fn rewrite(
 
 #[cfg(test)]
 mod tests {
-    use super::below_v1;
+    use super::{below_v1, normalise};
+
+    #[test]
+    fn paths_cannot_climb_out_of_the_base_path() {
+        assert_eq!(normalise("/models").unwrap(), "/models");
+        assert_eq!(normalise("/files/./f-1/").unwrap(), "/files/f-1/");
+        assert_eq!(normalise("/a/b/../c").unwrap(), "/a/c");
+        assert_eq!(normalise("").unwrap(), "");
+        for bad in [
+            "/../admin",
+            "/models/../../x",
+            "/%2e%2e/x",
+            "/%2E./x",
+            "/.%2e/x",
+            "/a%2f..%2f..%2fx",
+            "/a%5c..",
+            "/a\\..",
+        ] {
+            assert_eq!(normalise(bad).unwrap_err().status(), 400, "{bad}");
+        }
+    }
 
     #[test]
     fn the_deprecated_proxy_segment_is_removed() {

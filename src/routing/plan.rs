@@ -21,6 +21,9 @@ pub struct PlanContext<'a> {
     pub virtual_keys: &'a VirtualKeys,
     pub custom_hosts: &'a CustomHostPolicy,
     pub min_cooldown: Duration,
+    /// The config comes from the settings (a named config), not from the request: only then
+    /// may a `custom_host` be combined with a key from the settings.
+    pub from_settings: bool,
 }
 
 #[derive(Debug)]
@@ -62,6 +65,9 @@ pub struct Leaf {
     pub retry: RetryPolicy,
     pub request_timeout_ms: Option<u64>,
     pub custom_host: Option<CustomHost>,
+    /// The custom host was written by the request (an inline config), so no key from the
+    /// settings may be sent to it.
+    pub custom_host_from_request: bool,
     pub forward_headers: Option<Vec<String>>,
     pub cache: Option<CacheSpec>,
     pub breaker: Option<BreakerSpec>,
@@ -202,6 +208,13 @@ fn build_node(
             *unknown_vk = Some(vk.clone());
         }
     }
+    if n.virtual_key.is_some() && inherited.custom_host.is_some() && !ctx.from_settings {
+        p.push(
+            &format!("{}.virtual_key", n.path),
+            "a virtual key's credential is sent only to its own provider's host: it cannot be \
+             combined with a custom_host from the request",
+        );
+    }
     let custom_host = inherited.custom_host.as_deref().and_then(|raw| {
         ctx.custom_hosts
             .check(raw)
@@ -233,6 +246,7 @@ fn build_node(
             .then_some(inherited.override_params),
         retry,
         request_timeout_ms: inherited.request_timeout,
+        custom_host_from_request: custom_host.is_some() && !ctx.from_settings,
         custom_host,
         forward_headers: inherited.forward_headers,
         cache: inherited.cache,

@@ -35,6 +35,9 @@ impl Target {
     /// `x-portkey-custom-host` may replace the base URL.
     pub fn from_headers(state: &State, headers: &PortkeyHeaders) -> Result<Target, GatewayError> {
         let (slug, api_key, vk_host) = match &headers.virtual_key {
+            Some(_) if headers.custom_host.is_some() => {
+                return Err(GatewayError::KeyToForeignHost);
+            }
             Some(id) => {
                 let vk = state
                     .virtual_keys
@@ -59,7 +62,10 @@ impl Target {
         leaf: &Leaf,
         headers: &PortkeyHeaders,
     ) -> Result<Target, GatewayError> {
+        // Whether the key comes from the settings rather than from the request itself.
+        let mut vault_key = false;
         let mut target = if let Some(id) = &leaf.virtual_key {
+            vault_key = true;
             let vk = state
                 .virtual_keys
                 .get(id)
@@ -74,6 +80,7 @@ impl Target {
             // client's `Authorization`: it was meant for the provider the headers name, and a
             // fallback from one provider to another must not hand it to the next one.
             let key = leaf.api_key.clone().or_else(|| {
+                vault_key = true;
                 headers
                     .virtual_key
                     .as_ref()
@@ -83,9 +90,13 @@ impl Target {
             });
             build(state, slug, key, None)?
         } else {
+            vault_key = headers.virtual_key.is_some();
             Target::from_headers(state, headers)?
         };
         if let Some(host) = &leaf.custom_host {
+            if leaf.custom_host_from_request && vault_key && target.api_key.is_some() {
+                return Err(GatewayError::KeyToForeignHost);
+            }
             target.upstream = host.upstream.clone();
             target.public_only = host.public_only;
         }

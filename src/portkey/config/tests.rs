@@ -28,6 +28,7 @@ fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>
         virtual_keys: &vks,
         custom_hosts: &hosts,
         min_cooldown: Duration::from_secs(30),
+        from_settings: false,
     };
     let node = parse(&v).unwrap();
     f(build(&node, &ctx))
@@ -295,6 +296,7 @@ proptest! {
                 virtual_keys: &vks,
                 custom_hosts: &hosts,
                 min_cooldown: Duration::from_secs(30),
+                from_settings: false,
             };
             let _ = build(&node, &ctx);
         }

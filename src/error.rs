@@ -55,6 +55,12 @@ pub enum GatewayError {
     /// slashes).
     #[error("Invalid path: {0}")]
     InvalidPath(String),
+    /// The request carries this gateway's own hop mark: it came back to itself.
+    #[error(
+        "Loop detected: this request already passed through this gateway (x-portgate-hop); \
+         a custom host or provider base URL points back at the gateway"
+    )]
+    LoopDetected,
     #[error("Invalid content type passed")]
     UnsupportedContentType,
     #[error("Request body is larger than the limit of {limit} bytes")]
@@ -153,6 +159,7 @@ impl GatewayError {
             }
             Self::UpstreamTimeout { .. } => 504,
             Self::NotFound => 404,
+            Self::LoopDetected => 508,
             Self::Internal(_) => 500,
         }
     }
@@ -168,6 +175,7 @@ impl GatewayError {
             Self::InvalidCustomHost(_) => "invalid_custom_host",
             Self::InvalidHeader { .. } => "invalid_header",
             Self::KeyToForeignHost => "key_to_foreign_host",
+            Self::LoopDetected => "loop_detected",
             Self::InvalidPath(_) => "invalid_path",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::BodyTooLarge { .. } => "body_too_large",

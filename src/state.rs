@@ -32,6 +32,8 @@ pub struct State {
     pub pricing: Pricing,
     pub access_log: AccessLog,
     pub feedback: crate::feedback::FeedbackIndex,
+    /// This process's mark in `x-portgate-hop` (loop detection).
+    pub instance_id: String,
     /// SHA-256 digests of the accepted gateway keys.
     gateway_keys: Vec<[u8; 32]>,
 }
@@ -48,7 +50,12 @@ impl State {
     ) -> Result<Self, SettingsError> {
         settings.validate()?;
         let providers = Providers::from_settings(&settings)?;
-        let custom_hosts = CustomHostPolicy::new(&settings.custom_hosts.trusted);
+        let own_ports: Vec<u16> = [&settings.listen, &settings.admin_listen]
+            .iter()
+            .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+            .collect();
+        let custom_hosts = CustomHostPolicy::new(&settings.custom_hosts.trusted, &own_ports)
+            .map_err(|e| SettingsError::new("custom_hosts.trusted", e))?;
         let virtual_keys = resolve_virtual_keys(&settings, env)?;
         let min_cooldown = Duration::from_millis(settings.circuit_breaker.min_cooldown_ms);
         let default_breaker = match &settings.circuit_breaker.default {
@@ -100,6 +107,7 @@ impl State {
             configs,
             default_breaker,
             gateway_keys,
+            instance_id: crate::portkey::hop::new_instance_id(),
             settings,
         })
     }

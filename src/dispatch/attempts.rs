@@ -43,6 +43,8 @@ pub struct Request<'a> {
     pub pathname: &'a str,
     /// `traceparent` to send upstream (the client's trace, the gateway's span).
     pub traceparent: Option<String>,
+    /// `x-portgate-hop` to send upstream (loop detection).
+    pub hop: &'a str,
 }
 
 /// Why a send happened, for logs and metrics.
@@ -495,6 +497,9 @@ impl<'a> Walk<'a> {
             if let Some(ts) = req.client_headers.get("tracestate") {
                 headers.push((HeaderName::from_static("tracestate"), ts.clone()));
             }
+        }
+        if let Ok(v) = HeaderValue::from_str(req.hop) {
+            headers.push((HeaderName::from_static(crate::portkey::hop::HEADER), v));
         }
         headers.extend(prepared.headers);
         let mut path = format!("{}{}", target.upstream.base_path, prepared.path);

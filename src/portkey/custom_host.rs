@@ -42,27 +42,122 @@ pub struct CustomHost {
     pub public_only: bool,
 }
 
-/// The trusted-host list from settings, lower-cased once.
+/// Which ports of a trusted host are trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    /// A bare host: only its scheme's default port (80 for http, 443 for https).
+    Default,
+    /// `host:*`: every port (but the gateway's own).
+    Any,
+    /// `host:8000`.
+    Exact(u16),
+}
+
+/// One entry of `custom_hosts.trusted`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Trusted {
+    host: String,
+    ports: Ports,
+}
+
+/// Parses `host`, `host:port`, `host:*`, `[v6]`, `[v6]:port` or a bare IPv6 address.
+fn parse_trusted(entry: &str) -> Result<Trusted, String> {
+    let e = entry.trim().to_ascii_lowercase();
+    let bad = || format!("{entry:?} must be a host, host:port or host:* (no scheme or path)");
+    if e.is_empty() || e.contains(['/', '@', ' ']) {
+        return Err(bad());
+    }
+    let (host, port) = if let Some(rest) = e.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else if e.matches(':').count() > 1 {
+        (e.clone(), None)
+    } else {
+        match e.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (e.clone(), None),
+        }
+    };
+    let ports = match port {
+        None => Ports::Default,
+        Some("*") => Ports::Any,
+        Some(p) => Ports::Exact(p.parse().map_err(|_| bad())?),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Trusted { host, ports })
+}
+
+/// The trusted-host list from settings, parsed once, and the gateway's own ports.
 #[derive(Debug, Clone)]
 pub struct CustomHostPolicy {
-    trusted: Vec<String>,
+    trusted: Vec<Trusted>,
+    /// The proxy's and the admin listener's ports: never an upstream on this machine, so a
+    /// request cannot make the gateway call itself.
+    own_ports: Vec<u16>,
 }
 
 impl CustomHostPolicy {
-    pub fn new(trusted: &[String]) -> Self {
-        CustomHostPolicy {
+    /// `trusted` entries as in the settings (`custom_hosts.trusted`); a malformed entry is an
+    /// error naming it.
+    pub fn new(trusted: &[String], own_ports: &[u16]) -> Result<Self, String> {
+        Ok(CustomHostPolicy {
             trusted: trusted
                 .iter()
-                .map(|h| h.trim().trim_matches(['[', ']']).to_ascii_lowercase())
-                .collect(),
+                .map(|t| parse_trusted(t))
+                .collect::<Result<_, _>>()?,
+            own_ports: own_ports.to_vec(),
+        })
+    }
+
+    /// Checks one `custom_hosts.trusted` entry (settings validation).
+    pub fn check_entry(entry: &str) -> Result<(), String> {
+        parse_trusted(entry).map(|_| ())
+    }
+
+    fn is_trusted(&self, upstream: &Upstream, host: &str) -> bool {
+        let default_port = if upstream.tls { 443 } else { 80 };
+        self.trusted.iter().any(|t| {
+            t.host == host
+                && match t.ports {
+                    Ports::Default => upstream.port == default_port,
+                    Ports::Any => true,
+                    Ports::Exact(p) => upstream.port == p,
+                }
+        })
+    }
+
+    /// Whether the URL names this machine on one of the gateway's own ports.
+    fn is_self(&self, host: &str, port: u16) -> bool {
+        if !self.own_ports.contains(&port) {
+            return false;
         }
+        host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
     }
 
-    fn is_trusted(&self, host: &str) -> bool {
-        self.trusted.iter().any(|t| t == host)
+    /// Validates a host the operator wrote in the settings (a virtual key's `custom_host`, a
+    /// named config's): trusted as written — it is configuration, not input — except that the
+    /// gateway's own ports are never an upstream.
+    pub fn check_operator(&self, raw: &str) -> Result<CustomHost, GatewayError> {
+        let upstream =
+            Upstream::parse(raw).map_err(|e| GatewayError::InvalidCustomHost(e.to_string()))?;
+        if self.is_self(&upstream.host.to_ascii_lowercase(), upstream.port) {
+            return Err(GatewayError::InvalidCustomHost(
+                "the gateway's own ports are never an upstream".into(),
+            ));
+        }
+        Ok(CustomHost {
+            upstream,
+            public_only: false,
+        })
     }
 
-    /// Validates a custom host URL, such as `http://vllm.ml.svc:8000/v1`.
+    /// Validates a custom host URL from a request, such as `http://vllm.ml.svc:8000/v1`.
     pub fn check(&self, raw: &str) -> Result<CustomHost, GatewayError> {
         let invalid = |why: &str| GatewayError::InvalidCustomHost(why.to_string());
         if raw.contains('@') {
@@ -74,7 +169,10 @@ impl CustomHostPolicy {
             return Err(invalid("the host points back at Portkey"));
         }
         check_ip_spelling(raw)?;
-        if self.is_trusted(&host) {
+        if self.is_self(&host, upstream.port) {
+            return Err(invalid("the gateway's own ports are never an upstream"));
+        }
+        if self.is_trusted(&upstream, &host) {
             return Ok(CustomHost {
                 upstream,
                 public_only: false,
@@ -181,7 +279,16 @@ mod tests {
     use super::*;
 
     fn policy() -> CustomHostPolicy {
-        CustomHostPolicy::new(&["localhost".into(), "127.0.0.1".into(), "::1".into()])
+        CustomHostPolicy::new(
+            &[
+                "localhost:11434".into(),
+                "127.0.0.1:8000".into(),
+                "[::1]".into(),
+                "127.0.0.2:*".into(),
+            ],
+            &[8787, 8788],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -199,12 +306,46 @@ mod tests {
             "http://localhost:11434/v1",
             "http://127.0.0.1:8000",
             "http://[::1]:80/v1",
+            "https://[::1]/v1",
+            "http://127.0.0.2:9999",
         ] {
             let h = policy().check(ok).unwrap();
             assert!(!h.public_only, "{ok}");
         }
-        let p = CustomHostPolicy::new(&["vllm.ml.svc".into()]);
+        let p = CustomHostPolicy::new(&["vllm.ml.svc:8000".into()], &[]).unwrap();
         assert!(p.check("http://VLLM.ml.svc:8000/v1").is_ok());
+    }
+
+    #[test]
+    fn trust_is_per_port() {
+        // A trusted host is trusted on its listed port (bare: the scheme's default) only.
+        for bad in [
+            "http://localhost:11435/v1",
+            "http://127.0.0.1:8001",
+            "http://[::1]:8080",
+            "http://127.0.0.1",
+        ] {
+            assert_eq!(policy().check(bad).unwrap_err().status(), 400, "{bad}");
+        }
+        // The gateway's own ports never, even on a host trusted on every port.
+        for own in [
+            "http://127.0.0.2:8787",
+            "http://localhost:8788",
+            "http://0.0.0.0:8787",
+        ] {
+            let e = policy().check(own).unwrap_err();
+            assert_eq!(
+                e.detail(),
+                Some("the gateway's own ports are never an upstream"),
+                "{own}"
+            );
+        }
+        for entry in ["http://x", "x/y", "x:port", "[::1", ""] {
+            assert!(CustomHostPolicy::check_entry(entry).is_err(), "{entry}");
+        }
+        for entry in ["x", "x:1", "x:*", "[::1]:80", "::1", "10.0.0.1:*"] {
+            assert!(CustomHostPolicy::check_entry(entry).is_ok(), "{entry}");
+        }
     }
 
     #[test]

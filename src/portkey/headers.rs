@@ -120,6 +120,7 @@ const NEVER_FORWARD: &[&str] = &[
     "x-api-key",
     "api-key",
     "proxy-authorization",
+    "x-portgate-hop",
     "host",
     "content-length",
     "transfer-encoding",

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod custom_host;
 pub mod headers;
+pub mod hop;
 pub mod metadata;
 pub mod provider_error;
 

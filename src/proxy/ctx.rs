@@ -62,6 +62,8 @@ pub struct RequestCtx {
     pub route: Route,
     pub trace_id: String,
     pub trace: Option<TraceContext>,
+    /// The value of `x-portgate-hop` to send upstream (incoming marks plus this instance).
+    pub hop: String,
     /// `x-portkey-metadata`, validated.
     pub metadata: Map<String, Value>,
     /// The provider slug that served (or was meant to serve) the request.
@@ -99,6 +101,7 @@ impl RequestCtx {
             route: Route::NotFound,
             trace_id: String::new(),
             trace: None,
+            hop: String::new(),
             metadata: Map::new(),
             provider: None,
             model: None,

@@ -14,7 +14,7 @@ pub use ctx::RequestCtx;
 pub use routes::Route;
 
 use crate::error::GatewayError;
-use crate::portkey::{metadata, PortkeyHeaders};
+use crate::portkey::{hop, metadata, PortkeyHeaders};
 use crate::providers::Operation;
 pub use crate::state::State;
 use crate::telemetry::trace::TraceContext;
@@ -80,6 +80,11 @@ impl ProxyHttp for Gateway {
         };
         let gated = !matches!(ctx.route, Route::Health | Route::NotFound);
         if gated {
+            let own = &self.state.instance_id;
+            match hop::check(&session.req_header().headers, own) {
+                Ok(incoming) => ctx.hop = hop::outgoing(incoming.as_deref(), own),
+                Err(e) => return self.fail(session, ctx, e).await,
+            }
             match metadata::parse(headers.metadata.as_deref()) {
                 Ok(m) => ctx.metadata = m,
                 Err(e) => return self.fail(session, ctx, e).await,
@@ -189,7 +194,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         match ctx.passthrough.as_ref() {
-            Some(target) => passthrough::rewrite(target, upstream_request, ctx.trace.as_ref()),
+            Some(target) => {
+                passthrough::rewrite(target, upstream_request, ctx.trace.as_ref(), &ctx.hop)
+            }
             None => Error::e_explain(ErrorType::InternalError, "no passthrough target planned"),
         }
     }

@@ -110,6 +110,7 @@ pub fn rewrite(
     target: &PassthroughTarget,
     req: &mut RequestHeader,
     trace: Option<&TraceContext>,
+    hop: &str,
 ) -> pingora::Result<()> {
     let mut new_path = format!("{}{}", target.upstream.base_path, target.path);
     if let Some(q) = req.uri.query() {
@@ -144,6 +145,7 @@ pub fn rewrite(
     if let Some(t) = trace {
         req.insert_header("traceparent", t.outgoing())?;
     }
+    req.insert_header(crate::portkey::hop::HEADER, hop)?;
     Ok(())
 }
 

@@ -74,6 +74,7 @@ pub async fn handle(
         query: req_header.uri.query(),
         pathname: req_header.uri.path(),
         traceparent,
+        hop: &ctx.hop,
     };
     let mut walk = Walk::new(state, &request);
     // A span per request (debug level: free unless a subscriber wants it, e.g. an OTLP layer).

@@ -216,8 +216,12 @@ fn build_node(
         );
     }
     let custom_host = inherited.custom_host.as_deref().and_then(|raw| {
-        ctx.custom_hosts
-            .check(raw)
+        let checked = if ctx.from_settings {
+            ctx.custom_hosts.check_operator(raw)
+        } else {
+            ctx.custom_hosts.check(raw)
+        };
+        checked
             .map_err(|e| p.push(&format!("{}.custom_host", n.path), e))
             .ok()
     });

@@ -51,7 +51,11 @@ impl Target {
                 None => return Err(GatewayError::MissingProvider),
             },
         };
-        let host = headers.custom_host.as_deref().or(vk_host.as_deref());
+        let host = match (&headers.custom_host, &vk_host) {
+            (Some(h), _) => Some(Host::Request(h)),
+            (None, Some(h)) => Some(Host::Settings(h)),
+            (None, None) => None,
+        };
         build(state, &slug, api_key, host)
     }
 
@@ -74,7 +78,12 @@ impl Target {
                 .api_key
                 .clone()
                 .or_else(|| vk.api_key.as_ref().map(|k| k.expose().to_string()));
-            build(state, &vk.provider, key, vk.custom_host.as_deref())?
+            build(
+                state,
+                &vk.provider,
+                key,
+                vk.custom_host.as_deref().map(Host::Settings),
+            )?
         } else if let Some(slug) = &leaf.provider {
             // The config's key, else a header virtual key for the same provider. Never the
             // client's `Authorization`: it was meant for the provider the headers name, and a
@@ -104,11 +113,18 @@ impl Target {
     }
 }
 
+/// Where a custom host was written: a request's is validated as untrusted input, the
+/// settings' (a virtual key's) is the operator's configuration.
+enum Host<'a> {
+    Request(&'a str),
+    Settings(&'a str),
+}
+
 fn build(
     state: &State,
     slug: &str,
     api_key: Option<String>,
-    custom_host: Option<&str>,
+    custom_host: Option<Host<'_>>,
 ) -> Result<Target, GatewayError> {
     let provider = state
         .providers
@@ -116,8 +132,12 @@ fn build(
         .cloned()
         .ok_or_else(|| GatewayError::UnknownProvider(slug.to_string()))?;
     let (upstream, public_only) = match custom_host {
-        Some(raw) => {
+        Some(Host::Request(raw)) => {
             let host = state.custom_hosts.check(raw)?;
+            (host.upstream, host.public_only)
+        }
+        Some(Host::Settings(raw)) => {
+            let host = state.custom_hosts.check_operator(raw)?;
             (host.upstream, host.public_only)
         }
         None => (provider.upstream().clone(), false),

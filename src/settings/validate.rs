@@ -77,12 +77,8 @@ impl Settings {
             ));
         }
         for (i, host) in self.custom_hosts.trusted.iter().enumerate() {
-            if host.trim().is_empty() || host.contains('/') || host.contains('@') {
-                return Err(SettingsError::new(
-                    &format!("custom_hosts.trusted[{i}]"),
-                    format!("{host:?} must be a bare host name or IP address"),
-                ));
-            }
+            crate::portkey::CustomHostPolicy::check_entry(host)
+                .map_err(|e| SettingsError::new(&format!("custom_hosts.trusted[{i}]"), e))?;
         }
         for (slug, row) in &self.providers {
             let field = format!("providers.{slug}");

@@ -45,6 +45,9 @@ pub fn test_settings() -> Settings {
         graceful_shutdown_timeout_seconds: 1,
         ..Settings::default()
     };
+    // The mocks listen on ephemeral loopback ports: trust loopback on every port (the
+    // gateway's own ports stay refused).
+    s.custom_hosts.trusted = vec!["127.0.0.1:*".into(), "localhost:*".into()];
     s.log.level = "error".into();
     s.log.access_log = "off".into();
     s

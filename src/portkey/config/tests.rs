@@ -22,7 +22,7 @@ fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>
             custom_host: None,
         },
     );
-    let hosts = CustomHostPolicy::new(&["localhost".into()]);
+    let hosts = CustomHostPolicy::new(&["localhost".into()], &[]).unwrap();
     let ctx = PlanContext {
         providers: &providers,
         virtual_keys: &vks,
@@ -290,7 +290,7 @@ proptest! {
         if let Ok(node) = parse(&v) {
             let providers = Providers::from_settings(&Settings::default()).unwrap();
             let vks = VirtualKeys::new();
-            let hosts = CustomHostPolicy::new(&[]);
+            let hosts = CustomHostPolicy::new(&[], &[]).unwrap();
             let ctx = PlanContext {
                 providers: &providers,
                 virtual_keys: &vks,

@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -36,3 +36,8 @@ bench: deps
 
 bench-instructions: deps
 	./bench/instructions.sh
+
+# Differential check against Portkey's gateway 1.15.2 (needs node, npm, python3; not part of
+# `make test`). PORTGATE_BIN=path skips the release build. See scripts/conformance/README.md.
+conformance:
+	CARGO="$(CARGO)" ./scripts/conformance/run.sh

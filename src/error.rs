@@ -213,6 +213,17 @@ impl GatewayError {
         }
     }
 
+    /// Whether the answer is the gateway's own decision inside target execution (an open
+    /// circuit, a spent retry budget, an internal fault), marked with
+    /// `x-portkey-gateway-exception: true` as Portkey marks its gateway errors. A provider's
+    /// failure (timeout, refused connection) is not: Portkey answers those without the mark.
+    pub fn is_gateway_exception(&self) -> bool {
+        matches!(
+            self,
+            Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) | Self::Internal(_)
+        )
+    }
+
     /// Whether the failure happened in the upstream exchange (the target may be retried or
     /// fallen back from) rather than in the client's request.
     pub fn is_upstream(&self) -> bool {

@@ -336,7 +336,7 @@ async fn portkey_sdk_openai_headers_reach_openai_only() {
 async fn deprecated_proxy_route_strips_its_segment() {
     let mock = MockProvider::start().await;
     let gw = gateway_for(&mock);
-    let (status, _, v) = send(
+    let (status, h, v) = send(
         &gw,
         "/v1/proxy/chat/completions?x=1",
         &[("x-portkey-provider", "openai")],
@@ -346,6 +346,15 @@ async fn deprecated_proxy_route_strips_its_segment() {
     assert_eq!(status, 200);
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(mock.requests()[0].path, "/v1/chat/completions?x=1");
+    // The proxy routes carry Portkey's routing headers too.
+    for (name, value) in [
+        ("x-portkey-provider", "openai"),
+        ("x-portkey-last-used-option-index", "config"),
+        ("x-portkey-retry-attempt-count", "0"),
+        ("x-portkey-cache-status", "DISABLED"),
+    ] {
+        assert_eq!(header(&h, name), value, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,8 @@ pub struct PassthroughTarget {
     pub provider: String,
     pub upstream: Upstream,
     pub public_only: bool,
+    /// JSON path of the config target chosen (`config` without a config).
+    pub option_path: String,
     /// The path below the provider's base path, dot segments resolved (`below_v1`, checked).
     pub path: String,
     /// Provider auth headers that replace the client's `Authorization`.

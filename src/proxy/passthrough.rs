@@ -25,13 +25,13 @@ pub fn plan(
     let plan = state
         .configs
         .resolve(headers.config.as_deref(), &state.plan_context())?;
-    let target = match &plan {
+    let (target, option_path) = match &plan {
         Some(plan) => {
             let leaf = select::first_leaf(&plan.root, metadata, pathname)
                 .ok_or_else(|| GatewayError::NoRouteMatched("config".into()))?;
-            Target::from_leaf(state, leaf, headers)?
+            (Target::from_leaf(state, leaf, headers)?, leaf.path.clone())
         }
-        None => Target::from_headers(state, headers)?,
+        None => (Target::from_headers(state, headers)?, "config".to_string()),
     };
     let auth = match target.api_key.as_deref() {
         Some(key) => target.provider.auth_headers(key)?,
@@ -41,6 +41,7 @@ pub fn plan(
         provider: target.provider.slug().to_string(),
         upstream: target.upstream,
         public_only: target.public_only,
+        option_path,
         path: normalise(below_v1(pathname))?,
         auth,
     })

@@ -72,7 +72,7 @@ pub async fn send_error(
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     let body = err.body();
     h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    if err.is_upstream() {
+    if err.is_gateway_exception() {
         h.insert_header(response::GATEWAY_EXCEPTION, "true")?;
     }
     add_gateway_headers(&mut h, ctx)?;

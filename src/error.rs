@@ -61,6 +61,9 @@ pub enum GatewayError {
          a custom host or provider base URL points back at the gateway"
     )]
     LoopDetected,
+    /// In-flight requests already hold `limits.max_buffered_bytes` of bodies.
+    #[error("The gateway is busy: too many request bytes in flight; retry shortly")]
+    Overloaded,
     #[error("Invalid content type passed")]
     UnsupportedContentType,
     #[error("Request body is larger than the limit of {limit} bytes")]
@@ -151,7 +154,7 @@ impl GatewayError {
             Self::FeedbackNotFound(_) => 404,
             Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
             Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
-            Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) => 503,
+            Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) | Self::Overloaded => 503,
             Self::BodyTooLarge { .. } => 413,
             Self::ClientClosed(_) => 499,
             Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
@@ -176,6 +179,7 @@ impl GatewayError {
             Self::InvalidHeader { .. } => "invalid_header",
             Self::KeyToForeignHost => "key_to_foreign_host",
             Self::LoopDetected => "loop_detected",
+            Self::Overloaded => "overloaded",
             Self::InvalidPath(_) => "invalid_path",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::BodyTooLarge { .. } => "body_too_large",
@@ -220,7 +224,10 @@ impl GatewayError {
     pub fn is_gateway_exception(&self) -> bool {
         matches!(
             self,
-            Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) | Self::Internal(_)
+            Self::CircuitOpen(_)
+                | Self::RetryBudgetExhausted(_)
+                | Self::Internal(_)
+                | Self::Overloaded
         )
     }
 
@@ -252,6 +259,7 @@ impl GatewayError {
                 Shape::OpenAi("upstream_error")
             }
             Self::Internal(_) => Shape::OpenAi("gateway_error"),
+            Self::Overloaded => Shape::OpenAi("overloaded"),
             _ => Shape::Portkey,
         }
     }

@@ -4,6 +4,7 @@
 //! ids lets `PUT /v1/feedback/{id}` find the trace it belongs to.
 
 use crate::error::GatewayError;
+use crate::portkey::headers::MAX_TRACE_ID_LEN;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -66,6 +67,12 @@ fn one(v: &Value, prefix: &str) -> Result<Feedback, GatewayError> {
     };
     let f = |name: &str| format!("{prefix}{name}");
     let trace_id = match obj.get("trace_id") {
+        Some(Value::String(s)) if s.chars().count() > MAX_TRACE_ID_LEN => {
+            return Err(bad(
+                &f("trace_id"),
+                &format!("is longer than {MAX_TRACE_ID_LEN} characters"),
+            ))
+        }
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(_) => return Err(bad(&f("trace_id"), "must be a non-empty string")),
         None => return Err(bad(&f("trace_id"), "is required")),
@@ -161,6 +168,16 @@ impl FeedbackIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_ids_are_length_limited_like_the_header() {
+        let long = "t".repeat(MAX_TRACE_ID_LEN + 1);
+        let body = format!(r#"{{"trace_id":"{long}","value":1}}"#);
+        assert_eq!(parse_create(body.as_bytes()).unwrap_err().status(), 400);
+        let ok = "t".repeat(MAX_TRACE_ID_LEN);
+        let body = format!(r#"{{"trace_id":"{ok}","value":1}}"#);
+        assert!(parse_create(body.as_bytes()).is_ok());
+    }
 
     #[test]
     fn accepts_the_seed_example_and_arrays() {

@@ -3,6 +3,7 @@
 //! this way.
 
 pub mod admin;
+pub mod buffers;
 pub mod dispatch;
 pub mod error;
 pub mod feedback;

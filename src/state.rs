@@ -32,6 +32,8 @@ pub struct State {
     pub pricing: Pricing,
     pub access_log: AccessLog,
     pub feedback: crate::feedback::FeedbackIndex,
+    /// Request bytes buffered by all in-flight requests (`limits.max_buffered_bytes`).
+    pub buffers: std::sync::Arc<crate::buffers::BufferBudget>,
     /// This process's mark in `x-portgate-hop` (loop detection).
     pub instance_id: String,
     /// SHA-256 digests of the accepted gateway keys.
@@ -108,6 +110,7 @@ impl State {
             default_breaker,
             gateway_keys,
             instance_id: crate::portkey::hop::new_instance_id(),
+            buffers: crate::buffers::BufferBudget::new(settings.limits.max_buffered_bytes),
             settings,
         })
     }

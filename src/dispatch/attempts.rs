@@ -249,7 +249,7 @@ impl<'a> Walk<'a> {
         let provider = target.provider.slug().to_string();
         let view = self.req.view;
         let hide_usage = view.stream && target.provider.stream_usage() && !view.wants_usage;
-        let body = match view.body_for(leaf.override_params.as_ref(), hide_usage) {
+        let body = match view.body_for(leaf.override_params.as_deref(), hide_usage) {
             Ok(b) => b,
             Err(e) => return failed(e),
         };

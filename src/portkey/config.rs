@@ -130,15 +130,53 @@ pub const MODE_MESSAGE: &str =
 
 const MAX_DEPTH: usize = 8;
 const MAX_TARGETS: usize = 64;
+/// The most nodes (root and targets, at every depth) one config may have: depth and width caps
+/// alone would allow 64^8 leaves.
+pub const MAX_NODES: usize = 256;
+/// The longest config document accepted, in bytes of JSON.
+pub const MAX_BYTES: usize = 64 * 1024;
 
 /// Parses a config document (already JSON) into its root node.
 pub fn parse(value: &Value) -> Result<ConfigNode, Problems> {
     let mut problems = Problems::default();
+    let nodes = count_nodes(value, 0);
+    if nodes > MAX_NODES {
+        problems.push(
+            "config",
+            format!("the config has more than {MAX_NODES} targets in all"),
+        );
+        return Err(problems);
+    }
     let node = parse_node(value, "config", 0, &mut problems);
     match node {
         Some(n) if problems.0.is_empty() => Ok(n),
         _ => Err(problems),
     }
+}
+
+/// Counts the nodes of a config document (every object in a `targets`/`options` list, at
+/// every depth), stopping early once past the cap.
+fn count_nodes(value: &Value, depth: usize) -> usize {
+    let mut n = 1;
+    if depth > MAX_DEPTH {
+        return n;
+    }
+    let Some(obj) = value.as_object() else {
+        return n;
+    };
+    let lists = ["targets", "options"]
+        .into_iter()
+        .filter_map(|k| obj.get(k))
+        .chain(obj.get("fallback").and_then(|f| f.get("targets")));
+    for list in lists {
+        for item in list.as_array().into_iter().flatten() {
+            n += count_nodes(item, depth + 1);
+            if n > MAX_NODES {
+                return n;
+            }
+        }
+    }
+    n
 }
 
 fn parse_node(value: &Value, path: &str, depth: usize, p: &mut Problems) -> Option<ConfigNode> {

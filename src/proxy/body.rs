@@ -1,13 +1,20 @@
 //! Reading the client's request body, bounded. What the body says is read once, by
 //! [`crate::request::RequestView`].
 
+use crate::buffers::BufferLease;
 use crate::error::GatewayError;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-/// Reads the whole request body, refusing more than `limit` bytes with 413. A declared
-/// `Content-Length` over the limit is refused before reading anything.
-pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
+/// Reads the whole request body, refusing more than `limit` bytes with 413 and answering 503
+/// when the process-wide buffer budget is spent (the bytes are held in `lease`). A declared
+/// `Content-Length` over the limit is refused before reading anything, and a declared length
+/// is reserved at once.
+pub async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    lease: &mut BufferLease,
+) -> Result<Bytes, GatewayError> {
     let declared = session
         .req_header()
         .headers
@@ -17,6 +24,8 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Gat
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
+    let mut held = declared.unwrap_or(0);
+    lease.grow(held)?;
     let expects_continue = session
         .req_header()
         .headers
@@ -41,6 +50,10 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, Gat
         total += chunk.len();
         if total > limit {
             return Err(GatewayError::BodyTooLarge { limit });
+        }
+        if total > held {
+            lease.grow(total - held)?;
+            held = total;
         }
         match (&mut first, &mut buf) {
             (None, None) => first = Some(chunk),

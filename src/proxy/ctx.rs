@@ -1,6 +1,7 @@
 //! Per-request state, created in `new_ctx` and dropped when the request ends.
 
 use super::routes::Route;
+use crate::buffers::BufferLease;
 use crate::dispatch::attempts::AttemptRecord;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
@@ -94,6 +95,8 @@ pub struct RequestCtx {
     /// Feedback ids created or updated (feedback routes).
     pub feedback_ids: Vec<String>,
     pub _inflight: Option<Inflight>,
+    /// The request body's share of the buffer budget, returned when the request ends.
+    pub lease: Option<BufferLease>,
 }
 
 impl RequestCtx {
@@ -120,6 +123,7 @@ impl RequestCtx {
             error: None,
             feedback_ids: Vec::new(),
             _inflight: inflight,
+            lease: None,
         }
     }
 }

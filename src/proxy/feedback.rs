@@ -4,6 +4,7 @@ use super::body::read_body;
 use super::ctx::RequestCtx;
 use super::respond::send_local;
 use super::State;
+use crate::buffers::BufferLease;
 use crate::error::GatewayError;
 use crate::feedback::{parse_create, parse_update};
 use crate::telemetry::access_log::now_rfc3339;
@@ -37,7 +38,10 @@ pub async fn create(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), GatewayError> {
-    let body = read_body(session, MAX_BODY).await?;
+    let lease = ctx
+        .lease
+        .get_or_insert_with(|| BufferLease::new(&state.buffers));
+    let body = read_body(session, MAX_BODY, lease).await?;
     let items = parse_create(&body)?;
     for f in items {
         let id = uuid::Uuid::new_v4().to_string();
@@ -67,7 +71,10 @@ pub async fn update(
         .next()
         .unwrap_or("")
         .to_string();
-    let body = read_body(session, MAX_BODY).await?;
+    let lease = ctx
+        .lease
+        .get_or_insert_with(|| BufferLease::new(&state.buffers));
+    let body = read_body(session, MAX_BODY, lease).await?;
     let u = parse_update(&body)?;
     let trace_id = state
         .feedback

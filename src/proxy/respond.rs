@@ -72,6 +72,9 @@ pub async fn send_error(
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     let body = err.body();
     h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    if matches!(err, GatewayError::Overloaded) {
+        h.insert_header(http::header::RETRY_AFTER, "1")?;
+    }
     if err.is_gateway_exception() {
         h.insert_header(response::GATEWAY_EXCEPTION, "true")?;
     }
@@ -258,7 +261,22 @@ async fn pump(
         };
         match next {
             Ok(Some(chunk)) => {
-                if let Some(out) = meter.on_chunk(chunk) {
+                let out = meter.on_chunk(chunk);
+                if meter.overflowed() {
+                    let err = GatewayError::UpstreamIo {
+                        provider: ctx.provider.clone().unwrap_or_default(),
+                        detail: format!(
+                            "an SSE event is larger than {} bytes",
+                            crate::stream::sse::MAX_EVENT
+                        ),
+                    };
+                    // End the event cut short, then say why the stream ends.
+                    let mut end = bytes::BytesMut::from(&b"\n\n"[..]);
+                    end.extend_from_slice(&err.sse_event());
+                    let _ = session.write_response_body(Some(end.freeze()), false).await;
+                    return Err(RelayError::Upstream(err));
+                }
+                if let Some(out) = out {
                     if session.write_response_body(Some(out), false).await.is_err() {
                         return Err(RelayError::ClientGone);
                     }

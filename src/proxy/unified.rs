@@ -7,6 +7,7 @@ use super::body::read_body;
 use super::ctx::{RequestCtx, CACHE_DISABLED};
 use super::respond::{relay, relay_provider_error, RelayError};
 use super::Gateway;
+use crate::buffers::BufferLease;
 use crate::dispatch::attempts::{Outcome, Request, Walk};
 use crate::error::GatewayError;
 use crate::portkey::{provider_error, PortkeyHeaders};
@@ -43,7 +44,11 @@ pub async fn handle(
         // The legacy route may carry its config in the body: checked once it is read.
         admit::target_headers(state, &headers)?;
     }
-    let body = read_body(session, state.settings.limits.max_request_body_bytes).await?;
+    let lease = ctx
+        .lease
+        .get_or_insert_with(|| BufferLease::new(&state.buffers));
+    let limit = state.settings.limits.max_request_body_bytes;
+    let body = read_body(session, limit, lease).await?;
     let view = if legacy {
         let (view, config) = RequestView::parse_legacy(body)?;
         if headers.config.is_none() {

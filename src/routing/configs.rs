@@ -13,9 +13,20 @@ use std::sync::{Arc, Mutex};
 pub struct ConfigStore {
     named: HashMap<String, Arc<Plan>>,
     default: Option<Arc<Plan>>,
-    cache: Mutex<HashMap<String, Arc<Plan>>>,
+    cache: Mutex<InlineCache>,
     capacity: usize,
 }
+
+/// Inline configs seen, by header string. Bounded in entries and in bytes of config text (a
+/// plan's memory grows with its text: nodes are capped and inherited data is shared).
+#[derive(Default)]
+struct InlineCache {
+    plans: HashMap<String, Arc<Plan>>,
+    bytes: usize,
+}
+
+/// The most bytes of inline-config text kept parsed at once.
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Parses and builds one config document.
 pub fn build(value: &serde_json::Value, ctx: &PlanContext<'_>) -> Result<Plan, GatewayError> {
@@ -46,7 +57,7 @@ impl ConfigStore {
         Ok(ConfigStore {
             named,
             default,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(InlineCache::default()),
             capacity: settings.config_cache_size,
         })
     }
@@ -68,18 +79,32 @@ impl ConfigStore {
                 .map(Some)
                 .ok_or_else(|| GatewayError::UnknownConfig(raw.to_string()));
         }
-        if let Some(plan) = self.cache.lock().ok().and_then(|c| c.get(raw).cloned()) {
+        if raw.len() > config::MAX_BYTES {
+            return Err(GatewayError::InvalidConfig(vec![format!(
+                "path: , message: the config is {} bytes; at most {} are accepted",
+                raw.len(),
+                config::MAX_BYTES
+            )]));
+        }
+        if let Some(plan) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.plans.get(raw).cloned())
+        {
             return Ok(Some(plan));
         }
         let value: serde_json::Value = serde_json::from_str(raw)
             .map_err(|e| GatewayError::InvalidConfigJson(e.to_string()))?;
         let plan = Arc::new(build(&value, ctx)?);
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.capacity {
+            if cache.plans.len() >= self.capacity || cache.bytes + raw.len() > CACHE_BYTES {
                 // Bounded: a flood of distinct configs costs re-parsing, never memory.
-                cache.clear();
+                cache.plans.clear();
+                cache.bytes = 0;
             }
-            cache.insert(raw.to_string(), plan.clone());
+            cache.bytes += raw.len();
+            cache.plans.insert(raw.to_string(), plan.clone());
         }
         Ok(Some(plan))
     }
@@ -91,7 +116,7 @@ impl ConfigStore {
 
     /// How many inline configs are cached (for tests and the admin view).
     pub fn cached(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        self.cache.lock().map(|c| c.plans.len()).unwrap_or(0)
     }
 }
 

@@ -61,7 +61,8 @@ pub struct Leaf {
     pub provider: Option<String>,
     pub api_key: Option<String>,
     pub virtual_key: Option<String>,
-    pub override_params: Option<Map<String, Value>>,
+    /// Shared with every sibling that inherits the same map (not cloned into each leaf).
+    pub override_params: Option<Arc<Map<String, Value>>>,
     pub retry: RetryPolicy,
     pub request_timeout_ms: Option<u64>,
     pub custom_host: Option<CustomHost>,
@@ -71,29 +72,34 @@ pub struct Leaf {
     pub forward_headers: Option<Vec<String>>,
     pub cache: Option<CacheSpec>,
     pub breaker: Option<BreakerSpec>,
-    pub hooks: Hooks,
+    /// Shared like `override_params`.
+    pub hooks: Arc<Hooks>,
 }
 
-/// Settings passed from a node to its targets.
+/// Settings passed from a node to its targets. The potentially large parts (`override_params`,
+/// hooks) are shared behind `Arc`s and copied only where a node changes them, so a wide config
+/// costs memory in proportion to what it writes, not to its number of leaves.
 #[derive(Clone, Default)]
 struct Inherited {
-    override_params: Map<String, Value>,
+    override_params: Option<Arc<Map<String, Value>>>,
     retry: Option<RetrySpec>,
     cache: Option<CacheSpec>,
     request_timeout: Option<u64>,
     custom_host: Option<String>,
     forward_headers: Option<Vec<String>>,
     cb_config: Option<BreakerConfig>,
-    hooks: Hooks,
+    hooks: Arc<Hooks>,
 }
 
 impl Inherited {
     fn apply(&self, n: &ConfigNode) -> Inherited {
         let mut out = self.clone();
         if let Some(op) = &n.override_params {
+            let mut merged = self.override_params.as_deref().cloned().unwrap_or_default();
             for (k, v) in op {
-                out.override_params.insert(k.clone(), v.clone());
+                merged.insert(k.clone(), v.clone());
             }
+            out.override_params = Some(Arc::new(merged));
         }
         if n.retry.is_some() {
             out.retry = n.retry.clone();
@@ -114,16 +120,17 @@ impl Inherited {
             out.cb_config = n.cb_config.clone();
         }
         if let Some(h) = &n.hooks {
-            out.hooks
+            let hooks = Arc::make_mut(&mut out.hooks);
+            hooks
                 .before_request_hooks
                 .extend(h.before_request_hooks.iter().cloned());
-            out.hooks
+            hooks
                 .after_request_hooks
                 .extend(h.after_request_hooks.iter().cloned());
-            out.hooks
+            hooks
                 .input_guardrails
                 .extend(h.input_guardrails.iter().cloned());
-            out.hooks
+            hooks
                 .output_guardrails
                 .extend(h.output_guardrails.iter().cloned());
         }
@@ -246,8 +253,7 @@ fn build_node(
         provider: n.provider.clone(),
         api_key: n.api_key.clone(),
         virtual_key: n.virtual_key.clone(),
-        override_params: (!inherited.override_params.is_empty())
-            .then_some(inherited.override_params),
+        override_params: inherited.override_params.filter(|m| !m.is_empty()),
         retry,
         request_timeout_ms: inherited.request_timeout,
         custom_host_from_request: custom_host.is_some() && !ctx.from_settings,

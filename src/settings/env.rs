@@ -13,6 +13,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PORTGATE_MAX_REQUEST_BODY_BYTES",
         "limits.max_request_body_bytes",
     ),
+    ("PORTGATE_MAX_BUFFERED_BYTES", "limits.max_buffered_bytes"),
     ("PORTGATE_CONNECT_TIMEOUT_MS", "upstream.connect_timeout_ms"),
     ("PORTGATE_READ_TIMEOUT_MS", "upstream.read_timeout_ms"),
     ("PORTGATE_TRUSTED_CUSTOM_HOSTS", "custom_hosts.trusted"),
@@ -46,6 +47,9 @@ pub fn apply_env(
             "admin_listen" => settings.admin_listen = value,
             "threads" => settings.threads = number(field, &var, &value)?,
             "grace_period_seconds" => settings.grace_period_seconds = number(field, &var, &value)?,
+            "limits.max_buffered_bytes" => {
+                settings.limits.max_buffered_bytes = number(field, &var, &value)?
+            }
             "limits.max_request_body_bytes" => {
                 settings.limits.max_request_body_bytes = number(field, &var, &value)?
             }

@@ -143,6 +143,9 @@ pub struct Limits {
     /// Largest request body accepted on the LLM routes, which are buffered to route, rewrite
     /// and retry them. Larger bodies get 413. Passthrough routes stream and are not capped.
     pub max_request_body_bytes: usize,
+    /// Bytes of request bodies all in-flight LLM requests may hold buffered at once; a request
+    /// that would pass it is answered 503 with `retry-after` instead of growing the process.
+    pub max_buffered_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -243,7 +246,8 @@ impl Default for Settings {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_request_body_bytes: 32 * 1024 * 1024,
+            max_request_body_bytes: 8 * 1024 * 1024,
+            max_buffered_bytes: 48 * 1024 * 1024,
         }
     }
 }

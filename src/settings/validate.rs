@@ -64,6 +64,12 @@ impl Settings {
                 "must be at least 1024",
             ));
         }
+        if self.limits.max_buffered_bytes < self.limits.max_request_body_bytes {
+            return Err(SettingsError::new(
+                "limits.max_buffered_bytes",
+                "must be at least limits.max_request_body_bytes (one request must fit)",
+            ));
+        }
         let up = &self.upstream;
         positive("upstream.connect_timeout_ms", up.connect_timeout_ms)?;
         positive("upstream.read_timeout_ms", up.read_timeout_ms)?;

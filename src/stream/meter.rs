@@ -116,6 +116,12 @@ impl Meter {
         }
     }
 
+    /// Whether an SSE event grew past `sse::MAX_EVENT`: the stream cannot be split (nor usage
+    /// hidden) any more, and is ended with an error event rather than relayed corrupted.
+    pub fn overflowed(&self) -> bool {
+        matches!(self.kind, Kind::Sse { .. }) && self.splitter.overflowed()
+    }
+
     /// Whether the meter may change the bytes (so a declared length cannot be kept).
     pub fn may_rewrite(&self) -> bool {
         matches!(self.kind, Kind::Sse { hide_usage: true })

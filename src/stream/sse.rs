@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 /// Upper bound on one buffered partial event; a stream that never ends an event is not parsed
 /// past this (its bytes still flow to the client).
-const MAX_EVENT: usize = 4 * 1024 * 1024;
+pub const MAX_EVENT: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct SseSplitter {
@@ -61,6 +61,11 @@ impl SseSplitter {
             return;
         }
         self.buf.extend_from_slice(rest);
+    }
+
+    /// Whether an event grew past the size limit (the stream can no longer be split).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     /// What is left at the end of the stream (an unterminated last event).

@@ -369,10 +369,11 @@ impl<'a> Walk<'a> {
         if let (true, Outcome::Response(r)) = (policy.use_retry_after_header, outcome) {
             if r.status() == 429 {
                 if let Some(wait) = r.header().and_then(|h| retry_after(&h.headers)) {
-                    if self.retry_after_spent + wait > RETRY_AFTER_BUDGET {
+                    let spent = self.retry_after_spent.saturating_add(wait);
+                    if spent > RETRY_AFTER_BUDGET {
                         return None;
                     }
-                    self.retry_after_spent += wait;
+                    self.retry_after_spent = spent;
                     return Some(wait);
                 }
             }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 pub use env::apply_env;
 pub use secrets::{resolve_virtual_keys, Secret, VirtualKey, VirtualKeyRow, VirtualKeys};
-pub use validate::SettingsError;
+pub use validate::{SettingsError, MAX_COOLDOWN_MS};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -494,9 +494,10 @@ impl<'a> Walk<'a> {
         body: Bytes,
     ) -> Result<Inbound, GatewayError> {
         let req = self.req;
-        let prepared = target
-            .provider
-            .prepare(req.op, body, target.api_key.as_deref())?;
+        let prepared =
+            target
+                .provider
+                .prepare(req.op, body, target.api_key.as_ref().map(|k| k.expose()))?;
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
         headers.push((
             http::header::CONTENT_TYPE,

@@ -56,7 +56,7 @@ pub struct Leaf {
     pub path: String,
     /// Provider slug from the config; `None` means the request's own provider headers.
     pub provider: Option<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::settings::Secret>,
     pub virtual_key: Option<String>,
     pub override_params: Option<Map<String, Value>>,
     pub retry: RetryPolicy,

@@ -168,3 +168,16 @@ fn durations_have_upper_bounds() {
     .unwrap();
     s.validate().unwrap();
 }
+
+#[test]
+fn type_errors_do_not_echo_the_value() {
+    let err = Settings::from_yaml("gateway_keys: \"sk-live-abc\\\"def\"\n").unwrap_err();
+    assert_eq!(err.field, "gateway_keys");
+    let text = err.to_string();
+    assert!(!text.contains("sk-live") && !text.contains("def"), "{text}");
+    assert!(text.contains("(value not shown)"), "{text}");
+    assert_eq!(
+        without_quoted_values(r#"a "x\"y" b "z"#),
+        "a (value not shown) b (value not shown)"
+    );
+}

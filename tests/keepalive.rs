@@ -109,14 +109,19 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> 
 
 /// One client: one connection, `n` requests one after another. Returns the failures; after a
 /// failure it reconnects so the count says how many requests were lost in total.
-async fn client_loop(gw: std::net::SocketAddr, n: usize, id: usize) -> Vec<String> {
+async fn client_loop(gw: std::net::SocketAddr, n: usize, id: usize, chat: bool) -> Vec<String> {
     let body = format!(
         r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"client {id}"}}]}}"#
     );
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\nx-portkey-provider: openai\r\nauthorization: Bearer sk-test\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = if chat {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\nx-portkey-provider: openai\r\nauthorization: Bearer sk-test\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        // A passthrough route, on Pingora's own proxy path.
+        "GET /v1/models HTTP/1.1\r\nhost: gateway\r\nx-portkey-provider: openai\r\nauthorization: Bearer sk-test\r\n\r\n".to_string()
+    };
     let mut failures = Vec::new();
     let mut stream = TcpStream::connect(gw).await.unwrap();
     stream.set_nodelay(true).unwrap();
@@ -156,19 +161,28 @@ async fn client_loop(gw: std::net::SocketAddr, n: usize, id: usize) -> Vec<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_requests_on_kept_alive_connections_all_get_answers() {
+    back_to_back(true, REQUESTS_PER_CLIENT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_passthrough_requests_all_get_answers() {
+    back_to_back(false, REQUESTS_PER_CLIENT / 2).await;
+}
+
+async fn back_to_back(chat: bool, per_client: usize) {
     let mock = MockProvider::start().await;
     let mut s = test_settings();
     s.threads = 2;
     route_to(&mut s, &mock, &["openai"]);
     let gw = TestGateway::start(s);
     let tasks: Vec<_> = (0..CLIENTS)
-        .map(|id| tokio::spawn(client_loop(gw.addr, REQUESTS_PER_CLIENT, id)))
+        .map(|id| tokio::spawn(client_loop(gw.addr, per_client, id, chat)))
         .collect();
     let mut failures = Vec::new();
     for t in tasks {
         failures.extend(t.await.unwrap());
     }
-    let total = CLIENTS * REQUESTS_PER_CLIENT;
+    let total = CLIENTS * per_client;
     assert!(
         failures.is_empty(),
         "{} of {total} requests failed; first ones: {:#?}",
@@ -258,4 +272,48 @@ async fn a_close_without_a_response_is_counted() {
     );
     assert_eq!(after, Some(1.0));
     assert_eq!(mock.request_count(), 0);
+}
+
+/// A body over the cap is refused with 413 and the connection closed (its unread rest is not
+/// drained); the 413 says `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_says_connection_close() {
+    let mock = MockProvider::start().await;
+    let mut s = test_settings();
+    s.limits.max_request_body_bytes = 4096;
+    route_to(&mut s, &mock, &["openai"]);
+    let gw = TestGateway::start(s);
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\nx-portkey-provider: openai\r\ncontent-length: 100000\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut stream, &mut buf).await.unwrap();
+    assert_eq!(r.status, 413);
+    assert!(r.close, "the 413 announces the close");
+}
+
+/// A client that pipelines (sends its next request before reading the answer, RFC 9112
+/// §9.3.2) gets every answer, in order, on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    let body = r#"{"model":"m","messages":[]}"#;
+    let one = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\nx-portkey-provider: openai\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream.write_all(one.repeat(3).as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    for i in 0..3 {
+        let r = read_response(&mut stream, &mut buf)
+            .await
+            .unwrap_or_else(|f| panic!("response {i}: {f:?}"));
+        assert_eq!(r.status, 200, "response {i}");
+        assert!(!r.close, "response {i}");
+    }
+    assert_eq!(mock.request_count(), 3);
 }

@@ -4,6 +4,8 @@
 MOCK=127.0.0.1:18080
 GW=127.0.0.1:18787
 ADMIN=127.0.0.1:18788
+# Where cargo puts the release build (honours CARGO_TARGET_DIR like cargo does).
+RELEASE_DIR=${CARGO_TARGET_DIR:-target}/release
 
 # Installs the named tools when missing (Debian), then what the build needs, then builds.
 bench_prepare() {
@@ -37,7 +39,7 @@ trap bench_cleanup EXIT
 bench_start() {
   local threads=$1
   shift
-  ./target/release/examples/bench_mock "$MOCK" &
+  "$RELEASE_DIR/examples/bench_mock" "$MOCK" &
   mock_pid=$!
   cat > "$tmp/portgate.yaml" <<YAML
 listen: $GW
@@ -50,7 +52,7 @@ log:
   level: error
 ${ACCESS_LOG:+  access_log: $ACCESS_LOG}
 YAML
-  "$@" "${PORTGATE_BIN:-./target/release/portgate}" --config "$tmp/portgate.yaml" \
+  "$@" "${PORTGATE_BIN:-$RELEASE_DIR/portgate}" --config "$tmp/portgate.yaml" \
     > "$tmp/portgate.log" 2>&1 &
   gw_pid=$!
   for _ in $(seq 600); do

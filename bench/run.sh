@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the same chat request sent straight to a fast mock provider and through portgate,
 # at concurrency 1, 16 and 64, with wrk (closed loop, keep-alive). Prints requests/s, p50 and
-# p99 for both, the added latency, and portgate's idle and peak RSS.
+# p99 for both, the added latency, and portgate's idle and peak RSS. Any non-2xx answer or wrk
+# socket error (connect, read, write, timeout) fails the run with wrk's output.
 #
 # Everything runs on this machine (loopback only); on 2 cores the load generator, the mock and
 # the gateway share the CPUs, so read the figures as relative, not absolute.
@@ -28,12 +29,20 @@ curl -sf -X POST "http://$GW/v1/chat/completions" -H 'x-portkey-provider: openai
 rss_kb() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
 idle_rss=$(rss_kb "$gw_pid" VmRSS)
 
-# Runs wrk and prints "rps p50_ms p99_ms".
+# Runs wrk and prints "rps p50_ms p99_ms". Fails the run on any non-2xx answer and on any
+# socket error (wrk prints "Socket errors: connect N, read N, write N, timeout N" only when
+# one occurred): a dropped keep-alive connection is a failed request, not noise.
 measure() {
-  local url=$1 conns=$2 gateway=$3 out
+  local url=$1 conns=$2 gateway=$3 out sock
   out=$(WRK_GATEWAY=$gateway wrk -t1 -c"$conns" -d"$DURATION" --latency -s bench/post.lua "$url")
   if echo "$out" | grep -q "Non-2xx"; then
     echo "bench: non-2xx responses from $url" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  sock=$(echo "$out" | awk '/Socket errors:/ {gsub(",", ""); print "connect " $4 ", read " $6 ", write " $8 ", timeout " $10}')
+  if [ -n "$sock" ]; then
+    echo "bench: socket errors from $url at $conns connections: $sock" >&2
     echo "$out" >&2
     exit 1
   fi
@@ -61,8 +70,12 @@ mkdir -p "$(dirname "$OUT")"
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } > "$OUT"
 for c in $CONNS; do
-  read -r d_rps d_p50 d_p99 < <(measure "http://$MOCK/v1/chat/completions" "$c" 0)
-  read -r g_rps g_p50 g_p99 < <(measure "http://$GW/v1/chat/completions" "$c" 1)
+  # Plain assignments, not `read < <(measure ...)`: a failing measure must stop the run, and
+  # the exit status of a process substitution is lost.
+  direct=$(measure "http://$MOCK/v1/chat/completions" "$c" 0)
+  through=$(measure "http://$GW/v1/chat/completions" "$c" 1)
+  read -r d_rps d_p50 d_p99 <<<"$direct"
+  read -r g_rps g_p50 g_p99 <<<"$through"
   ratio=$(awk -v g="$g_rps" -v d="$d_rps" 'BEGIN {printf "%.0f%%", 100*g/d}')
   added=$(awk -v g="$g_p50" -v d="$d_p50" 'BEGIN {printf "%.3f", g-d}')
   echo "| $c | $d_rps | $d_p50 | $d_p99 | $g_rps | $g_p50 | $g_p99 | $ratio | $added |" >> "$OUT"

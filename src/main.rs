@@ -45,16 +45,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        match serde_yaml_ng::to_string(&settings) {
-            Ok(text) => {
-                println!("{text}");
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => {
-                eprintln!("portgate: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        // Names and sources only: virtual keys show where their key comes from, configs'
+        // credential fields and gateway key digests are not shown.
+        println!("{}", settings.check_report());
+        return ExitCode::SUCCESS;
     }
     portgate::telemetry::init(&settings.log);
     tracing::info!(

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice
+)]
 //! The Grafana dashboard and the alert rules query only metrics that `/metrics` really exports,
 //! and README documents every exported family. (Manifest schemas are checked by
 //! `scripts/validate-deploy.sh` in `make test`.)

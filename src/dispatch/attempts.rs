@@ -370,10 +370,11 @@ impl<'a> Walk<'a> {
         if let (true, Outcome::Response(r)) = (policy.use_retry_after_header, outcome) {
             if r.status() == 429 {
                 if let Some(wait) = r.header().and_then(|h| retry_after(&h.headers)) {
-                    if self.retry_after_spent + wait > RETRY_AFTER_BUDGET {
+                    let spent = self.retry_after_spent.saturating_add(wait);
+                    if spent > RETRY_AFTER_BUDGET {
                         return None;
                     }
-                    self.retry_after_spent += wait;
+                    self.retry_after_spent = spent;
                     return Some(wait);
                 }
             }
@@ -453,9 +454,10 @@ impl<'a> Walk<'a> {
         body: Bytes,
     ) -> Result<Inbound, GatewayError> {
         let req = self.req;
-        let prepared = target
-            .provider
-            .prepare(req.op, body, target.api_key.as_deref())?;
+        let prepared =
+            target
+                .provider
+                .prepare(req.op, body, target.api_key.as_ref().map(|k| k.expose()))?;
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
         headers.push((
             http::header::CONTENT_TYPE,

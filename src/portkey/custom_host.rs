@@ -218,7 +218,7 @@ fn check_ip_spelling(raw: &str) -> Result<(), GatewayError> {
     let numeric_like = labels.iter().all(|l| {
         !l.is_empty()
             && (l.chars().all(|c| c.is_ascii_digit())
-                || (l.len() > 2 && l[..2].eq_ignore_ascii_case("0x")))
+                || (l.len() > 2 && l.as_bytes()[..2].eq_ignore_ascii_case(b"0x")))
     });
     if !numeric_like {
         return Ok(());
@@ -377,6 +377,24 @@ mod tests {
             let err = policy().check(bad).unwrap_err();
             assert_eq!(err.status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn multi_byte_hosts_never_panic() {
+        // `http://1.2.3.aé/` once sliced the label "aé" inside the "é".
+        for host in [
+            "http://1.2.3.é/",
+            "http://1.2.3.aé/",
+            "http://aé.example.com/",
+            "http://0é.1/",
+            "http://é:80/",
+            "http://日本.example/v1",
+        ] {
+            let _ = policy().check(host);
+        }
+        assert!(policy()
+            .check("http://1.2.3.aé/")
+            .is_ok_and(|h| h.public_only));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct PortkeyHeaders {
     pub config: Option<String>,
     pub virtual_key: Option<String>,
     /// The client's key from `Authorization` with `Bearer ` removed.
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::settings::Secret>,
     pub trace_id: Option<String>,
     /// Raw `x-portkey-metadata`.
     pub metadata: Option<String>,
@@ -73,7 +73,7 @@ impl PortkeyHeaders {
                 None if auth.eq_ignore_ascii_case("bearer") => "",
                 _ => auth,
             };
-            out.api_key = (!key.is_empty()).then(|| key.to_string());
+            out.api_key = (!key.is_empty()).then(|| crate::settings::Secret::new(key.to_string()));
         }
         if let Some(id) = &out.trace_id {
             if id.len() > MAX_TRACE_ID_LEN {
@@ -183,7 +183,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(h.provider.as_deref(), Some("openai"));
-        assert_eq!(h.api_key.as_deref(), Some("sk-1"));
+        assert_eq!(h.api_key.as_ref().map(|k| k.expose()), Some("sk-1"));
         assert_eq!(h.trace_id.as_deref(), Some("t-1"));
         assert_eq!(h.request_timeout_ms, Some(2500));
     }

@@ -59,6 +59,11 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        // A keep-alive client may send its next request as soon as it has read the last byte
+        // of this response, while the relay is still watching the connection for a close.
+        // Without pipelining Pingora treats those bytes as an error and the next request is
+        // lost; with it, they are kept and parsed as the next request on this connection.
+        session.downstream_session.set_pipelining_enabled(true);
         let req = session.req_header();
         ctx.route = Route::classify(&req.method, req.uri.path());
         let headers = PortkeyHeaders::parse(&req.headers);
@@ -228,6 +233,9 @@ impl ProxyHttp for Gateway {
         let code = if started || matches!(err, GatewayError::ClientClosed(_)) {
             0
         } else {
+            // The connection is not reused after a proxy failure (the request body may be
+            // half sent upstream and half unread), so the answer says `Connection: close`.
+            session.set_keepalive(None);
             match respond::send_error(session, ctx, &err).await {
                 Ok(()) => err.status(),
                 Err(_) => 0,
@@ -247,6 +255,11 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
+        if status == 0 {
+            // No response at all: the connection is closed without one (every path that
+            // reaches here without a response returns an error or refuses reuse).
+            self.state.metrics.closed_without_response.inc();
+        }
         if ctx.route == Route::Passthrough {
             ctx.upstream_time = ctx.started.elapsed();
         }
@@ -275,6 +288,14 @@ impl Gateway {
         ctx: &mut RequestCtx,
         err: GatewayError,
     ) -> pingora::Result<bool> {
+        if matches!(err, GatewayError::ClientClosed(_)) {
+            // Nobody is left to read an answer, and the connection cannot be reused with a
+            // request body cut short: close it without writing.
+            ctx.error = Some(err);
+            return Err(abort_error(
+                "client closed the connection before the response",
+            ));
+        }
         let written = respond::send_error(session, ctx, &err).await;
         ctx.error = Some(err);
         written.map(|()| true)

@@ -33,7 +33,7 @@ pub fn plan(
         }
         None => (Target::from_headers(state, headers)?, "config".to_string()),
     };
-    let auth = match target.api_key.as_deref() {
+    let auth = match target.api_key.as_ref().map(|k| k.expose()) {
         Some(key) => target.provider.auth_headers(key)?,
         None => Vec::new(),
     };

@@ -230,6 +230,15 @@ pub async fn relay(
     }
 }
 
+/// Whether an idle read on the client connection means the client went away (FIN or reset),
+/// as opposed to anything else, which must not abort a response the client is waiting for.
+fn client_left(e: &pingora::Error) -> bool {
+    matches!(
+        e.etype(),
+        pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError
+    )
+}
+
 async fn pump(
     session: &mut Session,
     inbound: &mut Inbound,
@@ -249,13 +258,25 @@ async fn pump(
     }
     let mut client_watch = true;
     loop {
+        // `biased`: the upstream branch is polled first, so a finished upstream body always
+        // ends the loop before the downstream is read. The downstream branch only watches for
+        // the client leaving; with pipelining enabled on the session (see `request_filter`),
+        // bytes of the client's next request that arrive meanwhile are kept for it by Pingora
+        // and the branch just stays pending.
         let next = tokio::select! {
+            biased;
             chunk = inbound.next_chunk() => chunk,
             gone = session.downstream_session.read_body_or_idle(true), if client_watch => {
                 match gone {
-                    // Only a read with data (a pipelined request) ends up here; stop watching.
-                    Ok(Some(_)) | Ok(None) => { client_watch = false; continue; }
-                    Err(_) => return Err(RelayError::ClientGone),
+                    Ok(_) => { client_watch = false; continue; }
+                    Err(e) if client_left(&e) => return Err(RelayError::ClientGone),
+                    Err(_) => {
+                        // Not a close: the connection state is unknown, so finish this
+                        // response and close afterwards rather than guess.
+                        client_watch = false;
+                        session.set_keepalive(None);
+                        continue;
+                    }
                 }
             }
         };

@@ -200,23 +200,47 @@ fn to_number(v: &Value) -> Option<f64> {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => {
             let s = s.trim_start();
-            let end = s
-                .char_indices()
-                .take_while(|(i, c)| {
-                    c.is_ascii_digit()
-                        || *c == '.'
-                        || ((*c == '-' || *c == '+') && *i == 0)
-                        || *c == 'e'
-                        || *c == 'E'
-                })
-                .map(|(i, c)| i + c.len_utf8())
-                .last()?;
-            (0..=end)
-                .rev()
-                .find_map(|e| s.get(..e)?.parse::<f64>().ok())
+            s.get(..decimal_prefix_len(s.as_bytes())?)?
+                .parse::<f64>()
+                .ok()
         }
         _ => None,
     }
+}
+
+/// The length of the longest prefix of `b` that is a decimal literal (`[+-]digits[.digits]`
+/// with at least one digit, then an exponent only when it has digits), or `None` when there
+/// is none. One pass, so the single parse that follows is linear too: metadata is client
+/// input, and trying every shorter prefix in turn was quadratic on a long numeric-looking
+/// string.
+fn decimal_prefix_len(b: &[u8]) -> Option<usize> {
+    let digits = |from: usize| {
+        b.iter()
+            .skip(from)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let int = digits(i);
+    i += int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        frac = digits(i + 1);
+        if int + frac > 0 {
+            i += 1 + frac;
+        }
+    }
+    if int + frac == 0 {
+        return None;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let exp = digits(i + 1 + sign);
+        if exp > 0 {
+            i += 1 + sign + exp;
+        }
+    }
+    Some(i)
 }
 
 impl Query {

@@ -59,7 +59,7 @@ pub struct Leaf {
     pub path: String,
     /// Provider slug from the config; `None` means the request's own provider headers.
     pub provider: Option<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::settings::Secret>,
     pub virtual_key: Option<String>,
     /// Shared with every sibling that inherits the same map (not cloned into each leaf).
     pub override_params: Option<Arc<Map<String, Value>>>,
@@ -267,7 +267,16 @@ fn build_node(
 
 /// Turns a `cb_config` into a breaker; its cooldown must be at least `min_cooldown`.
 pub fn breaker_spec(cb: &BreakerConfig, min_cooldown: Duration) -> Result<BreakerSpec, String> {
-    let cooldown = Duration::from_millis(cb.cooldown_interval.unwrap_or(30_000));
+    let ms = cb.cooldown_interval.unwrap_or(30_000);
+    // A config is client input: an absurd cooldown would overflow `Instant + cooldown` when
+    // the circuit opens, so it is refused here, like the settings bound.
+    if ms > crate::settings::MAX_COOLDOWN_MS {
+        return Err(format!(
+            "must be at most {} ms",
+            crate::settings::MAX_COOLDOWN_MS
+        ));
+    }
+    let cooldown = Duration::from_millis(ms);
     if cooldown < min_cooldown {
         return Err(format!("must be at least {} ms", min_cooldown.as_millis()));
     }
@@ -281,4 +290,28 @@ pub fn breaker_spec(cb: &BreakerConfig, min_cooldown: Duration) -> Result<Breake
             .clone()
             .unwrap_or_else(|| DEFAULT_FAILURE_CODES.to_vec()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_cooldown_beyond_the_bound_is_refused_not_overflowed() {
+        let cb = |ms: u64| BreakerConfig {
+            failure_threshold: Some(1),
+            failure_threshold_percentage: None,
+            minimum_requests: None,
+            cooldown_interval: Some(ms),
+            on_status_codes: None,
+        };
+        let min = Duration::from_secs(1);
+        let err = breaker_spec(&cb(u64::MAX), min).unwrap_err();
+        assert!(err.contains("at most"), "{err}");
+        let spec = breaker_spec(&cb(crate::settings::MAX_COOLDOWN_MS), min).unwrap();
+        // The largest accepted cooldown is still far from overflowing an `Instant`.
+        assert!(std::time::Instant::now()
+            .checked_add(spec.cooldown)
+            .is_some());
+    }
 }

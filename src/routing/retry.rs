@@ -39,12 +39,18 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `n` (1-based): `base × 2^(n-1)`, ±20 % jitter.
+    /// `Duration::mul_f64` panics on overflow, so the jittered value is computed fallibly and
+    /// falls back to the unjittered one (only reachable with an absurd base).
     pub fn backoff(&self, n: u32, base: Duration) -> Duration {
         let exp = base.saturating_mul(1u32 << (n.saturating_sub(1)).min(16));
         let jitter: f64 = rand::random_range(0.8..1.2);
-        exp.mul_f64(jitter)
+        Duration::try_from_secs_f64(exp.as_secs_f64() * jitter).unwrap_or(exp)
     }
 }
+
+/// The longest wait a provider's retry-after header is read as. Anything longer overruns the
+/// 60 s wait budget either way; the clamp keeps later arithmetic on the value far from overflow.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The wait a 429 asks for: `retry-after-ms`, then `x-ms-retry-after-ms` (milliseconds), then
 /// `retry-after` (seconds). HTTP-date values are not used.
@@ -56,14 +62,25 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .map(str::trim)
     };
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(ms) = text(name).and_then(|v| v.parse::<f64>().ok()) {
-            if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
-            }
+        if let Some(wait) = text(name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .and_then(|ms| header_seconds(ms / 1000.0))
+        {
+            return Some(wait);
         }
     }
-    let secs = text("retry-after")?.parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    header_seconds(text("retry-after")?.parse::<f64>().ok()?)
+}
+
+/// A provider's number of seconds as a wait, never panicking: NaN and negative values are
+/// ignored (`None`); huge and infinite ones are clamped to [`MAX_RETRY_AFTER`].
+/// (`Duration::from_secs_f64` panics on all of these.)
+fn header_seconds(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    let wait = Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -96,6 +113,35 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn retry_after_values_never_panic() {
+        let wait = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            retry_after(&h)
+        };
+        for name in ["retry-after", "retry-after-ms", "x-ms-retry-after-ms"] {
+            assert_eq!(wait(name, "NaN"), None, "{name}");
+            assert_eq!(wait(name, "-1"), None, "{name}");
+            assert_eq!(wait(name, "-inf"), None, "{name}");
+            for huge in ["inf", "1e300", "18446744073709551615", "1.8e19"] {
+                assert_eq!(wait(name, huge), Some(MAX_RETRY_AFTER), "{name}: {huge}");
+            }
+        }
+        assert_eq!(wait("retry-after", "0.5"), Some(Duration::from_millis(500)));
+        // The clamp leaves room to add it to what was already spent.
+        assert!(RETRY_AFTER_BUDGET.checked_add(MAX_RETRY_AFTER).is_some());
+    }
+
+    #[test]
+    fn backoff_never_panics_on_a_huge_base() {
+        let p = RetryPolicy::default();
+        for n in [1, 5, 40] {
+            let _ = p.backoff(n, Duration::MAX);
+            let _ = p.backoff(n, Duration::from_secs(u64::MAX / 2));
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::portkey::PortkeyHeaders;
 use crate::providers::Provider;
+use crate::settings::Secret;
 use crate::state::State;
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ pub struct Target {
     pub upstream: Upstream,
     /// Resolved addresses must be public (untrusted custom host).
     pub public_only: bool,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
 }
 
 impl Target {
@@ -43,7 +44,7 @@ impl Target {
                     .virtual_keys
                     .get(id)
                     .ok_or_else(|| GatewayError::UnknownVirtualKey(id.clone()))?;
-                let key = vk.api_key.as_ref().map(|k| k.expose().to_string());
+                let key = vk.api_key.clone();
                 (vk.provider.clone(), key, vk.custom_host.clone())
             }
             None => match &headers.provider {
@@ -74,10 +75,7 @@ impl Target {
                 .virtual_keys
                 .get(id)
                 .ok_or_else(|| GatewayError::UnknownVirtualKey(id.clone()))?;
-            let key = leaf
-                .api_key
-                .clone()
-                .or_else(|| vk.api_key.as_ref().map(|k| k.expose().to_string()));
+            let key = leaf.api_key.clone().or_else(|| vk.api_key.clone());
             build(
                 state,
                 &vk.provider,
@@ -95,7 +93,7 @@ impl Target {
                     .as_ref()
                     .and_then(|id| state.virtual_keys.get(id))
                     .filter(|vk| &vk.provider == slug)
-                    .and_then(|vk| vk.api_key.as_ref().map(|k| k.expose().to_string()))
+                    .and_then(|vk| vk.api_key.clone())
             });
             build(state, slug, key, None)?
         } else {
@@ -123,7 +121,7 @@ enum Host<'a> {
 fn build(
     state: &State,
     slug: &str,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     custom_host: Option<Host<'_>>,
 ) -> Result<Target, GatewayError> {
     let provider = state

@@ -6,6 +6,7 @@
 //! variables, command-line flags.
 
 mod env;
+mod report;
 mod secrets;
 mod validate;
 
@@ -15,9 +16,10 @@ use std::path::Path;
 
 pub use env::apply_env;
 pub use secrets::{resolve_virtual_keys, Secret, VirtualKey, VirtualKeyRow, VirtualKeys};
-pub use validate::SettingsError;
+pub use validate::{SettingsError, MAX_COOLDOWN_MS};
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// `Debug` is implemented by hand in `report.rs` and prints no key material.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Address of the proxy listener the application talks to.
@@ -291,7 +293,8 @@ impl Settings {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            SettingsError::new(if path == "." { "settings" } else { &path }, e.into_inner())
+            let reason = without_quoted_values(&e.into_inner().to_string());
+            SettingsError::new(if path == "." { "settings" } else { &path }, reason)
         })
     }
 
@@ -315,6 +318,28 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// Drops the values serde quotes in its messages (`invalid type: string "sk-…", expected a
+/// sequence`): a key pasted into the wrong field must not be echoed to the terminal or a CI
+/// log. The field path and the expected type still say what is wrong.
+fn without_quoted_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in msg.chars() {
+        if quoted {
+            if c == '"' && !escaped {
+                quoted = false;
+            }
+            escaped = c == '\\' && !escaped;
+        } else if c == '"' {
+            quoted = true;
+            out.push_str("(value not shown)");
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

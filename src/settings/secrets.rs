@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 
-/// A secret value; `Debug` and `Display` print `[redacted]`.
+/// A secret value (a provider key from settings, a config or a request); `Debug` and `Display`
+/// print `[redacted]`, so derived `Debug` of anything holding one cannot leak it. Read it only
+/// with [`Secret::expose`], where it is put on the wire.
 #[derive(Clone, PartialEq)]
 pub struct Secret(String);
 
@@ -23,6 +25,13 @@ impl Secret {
 }
 
 impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Also redacted: a secret interpolated into a message or a panic must not print either.
+impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }

@@ -100,3 +100,84 @@ fn provider_rows_extend_the_table() {
     s.validate().unwrap();
     assert_eq!(s.providers["vllm"].auth_header, "authorization");
 }
+
+#[test]
+fn durations_have_upper_bounds() {
+    let big = u64::MAX;
+    let cases = [
+        (
+            format!("upstream:\n  dns_ttl_seconds: {big}\n"),
+            "upstream.dns_ttl_seconds",
+        ),
+        (
+            "upstream:\n  dns_ttl_seconds: 86401\n".to_string(),
+            "upstream.dns_ttl_seconds",
+        ),
+        (
+            format!("upstream:\n  connect_timeout_ms: {big}\n"),
+            "upstream.connect_timeout_ms",
+        ),
+        (
+            format!("upstream:\n  read_timeout_ms: {big}\n"),
+            "upstream.read_timeout_ms",
+        ),
+        (
+            format!("upstream:\n  write_timeout_ms: {big}\n"),
+            "upstream.write_timeout_ms",
+        ),
+        (
+            format!("upstream:\n  idle_timeout_ms: {big}\n"),
+            "upstream.idle_timeout_ms",
+        ),
+        (
+            format!("upstream:\n  first_token_timeout_ms: {big}\n"),
+            "upstream.first_token_timeout_ms",
+        ),
+        (
+            format!("retry:\n  backoff_base_ms: {big}\n"),
+            "retry.backoff_base_ms",
+        ),
+        (
+            "retry:\n  backoff_base_ms: 60001\n".to_string(),
+            "retry.backoff_base_ms",
+        ),
+        (
+            format!("circuit_breaker:\n  min_cooldown_ms: {big}\n"),
+            "circuit_breaker.min_cooldown_ms",
+        ),
+        (
+            format!("grace_period_seconds: {big}\n"),
+            "grace_period_seconds",
+        ),
+        (
+            format!("graceful_shutdown_timeout_seconds: {big}\n"),
+            "graceful_shutdown_timeout_seconds",
+        ),
+    ];
+    for (yaml, field) in cases {
+        let err = Settings::from_yaml(&yaml)
+            .and_then(|s| s.validate().map(|_| s))
+            .unwrap_err();
+        assert_eq!(err.field, field, "{yaml}");
+        assert!(err.reason.contains("maximum"), "{err}");
+    }
+    // The bounds themselves are accepted.
+    let s = Settings::from_yaml(
+        "upstream:\n  dns_ttl_seconds: 86400\n  read_timeout_ms: 3600000\nretry:\n  backoff_base_ms: 60000\n",
+    )
+    .unwrap();
+    s.validate().unwrap();
+}
+
+#[test]
+fn type_errors_do_not_echo_the_value() {
+    let err = Settings::from_yaml("gateway_keys: \"sk-live-abc\\\"def\"\n").unwrap_err();
+    assert_eq!(err.field, "gateway_keys");
+    let text = err.to_string();
+    assert!(!text.contains("sk-live") && !text.contains("def"), "{text}");
+    assert!(text.contains("(value not shown)"), "{text}");
+    assert_eq!(
+        without_quoted_values(r#"a "x\"y" b "z"#),
+        "a (value not shown) b (value not shown)"
+    );
+}

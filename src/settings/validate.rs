@@ -35,6 +35,26 @@ fn positive(field: &str, value: u64) -> Result<(), SettingsError> {
     Ok(())
 }
 
+/// Upper bounds checked at load. Values beyond them are mistakes (a unit mix-up, a stray digit)
+/// and, left in, overflow the `Instant`/`Duration` arithmetic they feed (a cache expiry, a
+/// deadline), which panics on a request path.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+pub const MAX_CONNECT_TIMEOUT_MS: u64 = 600_000;
+pub const MAX_DNS_TTL_SECONDS: u64 = 86_400;
+pub const MAX_BACKOFF_BASE_MS: u64 = 60_000;
+pub const MAX_COOLDOWN_MS: u64 = 86_400_000;
+pub const MAX_SHUTDOWN_SECONDS: u64 = 3_600;
+
+fn at_most(field: &str, value: u64, max: u64, unit: &str) -> Result<(), SettingsError> {
+    if value > max {
+        return Err(SettingsError::new(
+            field,
+            format!("{value} is more than the maximum of {max} {unit}"),
+        ));
+    }
+    Ok(())
+}
+
 fn socket_addr(field: &str, value: &str) -> Result<(), SettingsError> {
     value.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
         SettingsError::new(
@@ -76,6 +96,60 @@ impl Settings {
         positive("upstream.write_timeout_ms", up.write_timeout_ms)?;
         positive("upstream.idle_timeout_ms", up.idle_timeout_ms)?;
         positive("upstream.dns_ttl_seconds", up.dns_ttl_seconds)?;
+        at_most(
+            "upstream.connect_timeout_ms",
+            up.connect_timeout_ms,
+            MAX_CONNECT_TIMEOUT_MS,
+            "ms",
+        )?;
+        at_most(
+            "upstream.read_timeout_ms",
+            up.read_timeout_ms,
+            MAX_TIMEOUT_MS,
+            "ms",
+        )?;
+        at_most(
+            "upstream.write_timeout_ms",
+            up.write_timeout_ms,
+            MAX_TIMEOUT_MS,
+            "ms",
+        )?;
+        at_most(
+            "upstream.idle_timeout_ms",
+            up.idle_timeout_ms,
+            MAX_TIMEOUT_MS,
+            "ms",
+        )?;
+        at_most(
+            "upstream.first_token_timeout_ms",
+            up.first_token_timeout_ms,
+            MAX_TIMEOUT_MS,
+            "ms",
+        )?;
+        at_most(
+            "upstream.dns_ttl_seconds",
+            up.dns_ttl_seconds,
+            MAX_DNS_TTL_SECONDS,
+            "seconds",
+        )?;
+        at_most(
+            "grace_period_seconds",
+            self.grace_period_seconds,
+            MAX_SHUTDOWN_SECONDS,
+            "seconds",
+        )?;
+        at_most(
+            "graceful_shutdown_timeout_seconds",
+            self.graceful_shutdown_timeout_seconds,
+            MAX_SHUTDOWN_SECONDS,
+            "seconds",
+        )?;
+        at_most(
+            "circuit_breaker.min_cooldown_ms",
+            self.circuit_breaker.min_cooldown_ms,
+            MAX_COOLDOWN_MS,
+            "ms",
+        )?;
         if up.pool_size == 0 {
             return Err(SettingsError::new(
                 "upstream.pool_size",
@@ -114,6 +188,12 @@ impl Settings {
             ));
         }
         positive("retry.backoff_base_ms", self.retry.backoff_base_ms)?;
+        at_most(
+            "retry.backoff_base_ms",
+            self.retry.backoff_base_ms,
+            MAX_BACKOFF_BASE_MS,
+            "ms",
+        )?;
         let b = &self.retry.budget;
         if !(b.ratio.is_finite() && b.ratio >= 0.0) {
             return Err(SettingsError::new(

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub feedback: IntCounterVec,
     pub feedback_value: Histogram,
     pub access_log_dropped: IntCounter,
+    /// Requests whose connection ended without any response written: the client left before
+    /// the answer, or the gateway could not write one. Kept-alive clients must never see this
+    /// for a request they sent in good order, so any rate here is worth a look.
+    pub closed_without_response: IntCounter,
     metadata_labels: Vec<String>,
     max_models: usize,
     models: Mutex<HashSet<String>>,
@@ -184,6 +188,10 @@ impl Metrics {
                 "portgate_access_log_dropped_total",
                 "Access-log lines dropped because the log output stalled and the buffer was full.",
             )?,
+            closed_without_response: IntCounter::new(
+                "portgate_downstream_closed_without_response_total",
+                "Client connections closed after a request without any response written.",
+            )?,
             metadata_labels: metadata_labels.to_vec(),
             max_models,
             models: Mutex::new(HashSet::new()),
@@ -207,6 +215,7 @@ impl Metrics {
         r.register(Box::new(m.feedback.clone()))?;
         r.register(Box::new(m.feedback_value.clone()))?;
         r.register(Box::new(m.access_log_dropped.clone()))?;
+        r.register(Box::new(m.closed_without_response.clone()))?;
         Ok(m)
     }
 

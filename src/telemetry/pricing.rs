@@ -90,21 +90,25 @@ impl Pricing {
 }
 
 fn strip_date(model: &str) -> &str {
+    // Works on bytes: a model name is client input and may hold multi-byte characters, so no
+    // `str` slicing at an offset that could fall inside one. The suffix is all ASCII when it
+    // matches, so the cut is then on a character boundary.
     let b = model.as_bytes();
-    if b.len() > 11 {
-        let tail = &model[model.len() - 11..];
-        let t = tail.as_bytes();
-        let shape = t[0] == b'-'
-            && t[5] == b'-'
-            && t[8] == b'-'
-            && t.iter()
-                .enumerate()
-                .all(|(i, c)| matches!(i, 0 | 5 | 8) || c.is_ascii_digit());
-        if shape {
-            return &model[..model.len() - 11];
-        }
+    let Some(cut) = b.len().checked_sub(11).filter(|&c| c > 0) else {
+        return model;
+    };
+    let t = &b[cut..];
+    let shape = t[0] == b'-'
+        && t[5] == b'-'
+        && t[8] == b'-'
+        && t.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 0 | 5 | 8) || c.is_ascii_digit());
+    if shape {
+        model.get(..cut).unwrap_or(model)
+    } else {
+        model
     }
-    model
 }
 
 #[cfg(test)]
@@ -145,5 +149,17 @@ mod tests {
         assert!(p.is_priced("ollama", "llama3"));
         assert_eq!(strip_date("gpt-4o-2024-08-06"), "gpt-4o");
         assert_eq!(strip_date("gpt-4o"), "gpt-4o");
+    }
+
+    #[test]
+    fn multi_byte_model_names_never_panic() {
+        // Each of these once sliced a `str` inside a character.
+        assert_eq!(strip_date("gpt-4o-é-2024-08-06"), "gpt-4o-é");
+        assert_eq!(strip_date("gpt-4o-é2024-08-06"), "gpt-4o-é2024-08-06");
+        assert_eq!(strip_date("é2024-08-06"), "é2024-08-06");
+        assert_eq!(strip_date("日本語モデル"), "日本語モデル");
+        let p = Pricing::from_settings(&PricingSettings::default()).unwrap();
+        assert!(!p.is_priced("openai", "gpt-4o-é2024-08-06"));
+        assert!(!p.is_priced("openai", "gpt-4o-é-2024-08-06"));
     }
 }

@@ -97,4 +97,30 @@ fn parse_float_semantics() {
     assert_eq!(to_number(&json!(" -3.5")), Some(-3.5));
     assert_eq!(to_number(&json!("abc")), None);
     assert_eq!(to_number(&json!(true)), None);
+    assert_eq!(to_number(&json!("1.2.3")), Some(1.2));
+    assert_eq!(to_number(&json!("-.5x")), Some(-0.5));
+    assert_eq!(to_number(&json!("7.")), Some(7.0));
+    assert_eq!(to_number(&json!("1e3")), Some(1000.0));
+    assert_eq!(to_number(&json!("1e")), Some(1.0));
+    assert_eq!(to_number(&json!("1e+")), Some(1.0));
+    assert_eq!(to_number(&json!("2E-2z")), Some(0.02));
+    assert_eq!(to_number(&json!("+4")), Some(4.0));
+    assert_eq!(to_number(&json!("+-1")), None);
+    assert_eq!(to_number(&json!(".")), None);
+    assert_eq!(to_number(&json!("-")), None);
+    assert_eq!(to_number(&json!("é1")), None);
+    assert_eq!(to_number(&json!("1é")), Some(1.0));
+}
+
+#[test]
+fn long_numeric_strings_convert_in_one_pass() {
+    // Each of these made the old prefix search try ~100 000 prefixes, each parsed in full.
+    let dotted = "1.".repeat(50_000);
+    assert_eq!(to_number(&json!(dotted)), Some(1.1));
+    let es = format!("1{}", "e".repeat(100_000));
+    assert_eq!(to_number(&json!(es)), Some(1.0));
+    let digits = format!("{}x", "9".repeat(100_000));
+    assert_eq!(to_number(&json!(digits)), Some(f64::INFINITY));
+    let q = json!({"metadata.n": {"$gt": 1}});
+    assert!(eval(q, json!({"n": dotted}), json!({})));
 }

@@ -367,3 +367,43 @@ fn wire_paths_are_zod_style() {
         "strategy,conditions,0,query,metadata,plan"
     );
 }
+
+#[test]
+fn inherited_data_is_shared_not_cloned() {
+    let cfg = json!({
+        "strategy": {"mode": "fallback"},
+        "override_params": {"temperature": 0.1},
+        "before_request_hooks": [{"id": "g"}],
+        "targets": [
+            {"provider": "openai", "api_key": "k"},
+            {"provider": "groq", "api_key": "k"},
+            {"provider": "groq", "api_key": "k", "override_params": {"model": "x"}}
+        ]
+    });
+    with_plan(cfg, |plan| {
+        let plan = plan.unwrap();
+        let Node::Group(root) = &plan.root else {
+            panic!()
+        };
+        let leaf = |i: usize| match &root.children[i] {
+            Node::Leaf(l) => l.clone(),
+            Node::Group(_) => panic!(),
+        };
+        let (a, b, c) = (leaf(0), leaf(1), leaf(2));
+        let (pa, pb, pc) = (
+            a.override_params.as_ref().unwrap(),
+            b.override_params.as_ref().unwrap(),
+            c.override_params.as_ref().unwrap(),
+        );
+        assert!(
+            std::sync::Arc::ptr_eq(pa, pb),
+            "siblings share the parent's map"
+        );
+        assert!(
+            !std::sync::Arc::ptr_eq(pa, pc),
+            "a child that adds keys has its own"
+        );
+        assert_eq!(pc["temperature"], json!(0.1));
+        assert!(std::sync::Arc::ptr_eq(&a.hooks, &c.hooks));
+    });
+}

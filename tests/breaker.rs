@@ -42,9 +42,15 @@ async fn breaker_opens_skips_half_opens_and_closes() {
         assert_eq!(header(&h, "x-portkey-provider"), "groq");
     }
     assert_eq!(a.request_count(), 2);
-    let target = format!("openai@{}", a.addr);
+    let target = format!("openai@{}#", a.addr);
     let c = circuits(&gw).await;
-    assert_eq!(c["circuits"][0]["target"], target.as_str());
+    assert!(
+        c["circuits"][0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with(&target),
+        "{c}"
+    );
     assert_eq!(c["circuits"][0]["state"], "open");
 
     // Open: skipped without a send.
@@ -96,4 +102,56 @@ async fn every_target_open_fails_fast_with_503() {
     assert_eq!(v["error"]["type"], "circuit_open", "{v}");
     assert_eq!(header(&h, "x-portkey-gateway-exception"), "true");
     assert_eq!(a.request_count(), 1, "the open circuit was not called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_breaker_opens_only_its_own_circuit() {
+    let (a, _b, _c, gw) = three_mocks(|s| {
+        s.circuit_breaker.min_cooldown_ms = 100;
+        // The operator's breaker for every target: lenient.
+        s.circuit_breaker.default =
+            Some(json!({"failure_threshold": 50, "cooldown_interval": 60000}));
+    })
+    .await;
+    a.script([Reply::json(500, json!({"error": {"message": "blip"}}))]);
+    // A client config with a hair-trigger breaker on openai.
+    let touchy = json!({"provider": "openai", "api_key": "sk",
+        "cb_config": {"failure_threshold": 1, "cooldown_interval": 60000}})
+    .to_string();
+    let (status, _, _) = with_config(&gw, &touchy, body()).await;
+    assert_eq!(status, 500);
+    let (status, _, v) = with_config(&gw, &touchy, body()).await;
+    assert_eq!(status, 503, "its own circuit is open: {v}");
+    assert_eq!(a.request_count(), 1);
+    // Everyone else still reaches openai.
+    let (status, _, _) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "openai"),
+            ("authorization", "Bearer sk"),
+        ],
+        body(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(a.request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_never_open_a_circuit() {
+    let (a, _b, _c, gw) = three_mocks(|s| s.circuit_breaker.min_cooldown_ms = 100).await;
+    a.always(Reply::json(
+        400,
+        json!({"error": {"message": "bad request"}}),
+    ));
+    // Even listed, a 400 is the request's fault, not the provider's.
+    let config = json!({"provider": "openai", "api_key": "sk",
+        "cb_config": {"failure_threshold": 1, "cooldown_interval": 60000, "on_status_codes": [400, 500]}})
+    .to_string();
+    for _ in 0..3 {
+        let (status, _, _) = with_config(&gw, &config, body()).await;
+        assert_eq!(status, 400);
+    }
+    assert_eq!(a.request_count(), 3, "never skipped");
 }

@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::string_slice)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice
+)]
 //! Bounded memory per request and per process (hardening issue, item 3): config size caps,
 //! shared inheritance, the process-wide budget of buffered request bytes, and SSE events over
 //! the size limit.

@@ -14,7 +14,7 @@ use crate::portkey::config::Mode;
 use crate::portkey::PortkeyHeaders;
 use crate::providers::Operation;
 use crate::request::RequestView;
-use crate::routing::breaker::Admit;
+use crate::routing::breaker::{circuit_key, Admit};
 use crate::routing::conditions::QueryContext;
 use crate::routing::plan::{Group, Leaf, Node, Plan};
 use crate::routing::retry::{retry_after, RetryPolicy, RETRY_AFTER_BUDGET};
@@ -235,8 +235,15 @@ impl<'a> Walk<'a> {
         let Node::Leaf(leaf) = node else {
             return false;
         };
+        let Some(spec) = leaf
+            .breaker
+            .as_ref()
+            .or(self.state.default_breaker.as_ref())
+        else {
+            return false;
+        };
         Target::from_leaf(self.state, leaf, self.req.headers)
-            .is_ok_and(|t| self.state.breakers.is_open(&t.key()))
+            .is_ok_and(|t| self.state.breakers.is_open(&circuit_key(&t.key(), spec)))
     }
 
     async fn leaf(&mut self, leaf: &Leaf) -> Answer {
@@ -257,6 +264,7 @@ impl<'a> Walk<'a> {
             .breaker
             .as_ref()
             .or(self.state.default_breaker.as_ref());
+        let circuit = breaker.map(|spec| circuit_key(&key, spec));
         let base = Duration::from_millis(self.state.settings.retry.backoff_base_ms);
         let answer = |outcome, retry_count, budget_exhausted, skipped| Answer {
             outcome,
@@ -281,7 +289,10 @@ impl<'a> Walk<'a> {
         let mut n: u32 = 0;
         loop {
             let kind = if n > 0 { AttemptKind::Retry } else { kind };
-            if breaker.is_some() && self.state.breakers.admit(&key) == Admit::No {
+            if circuit
+                .as_deref()
+                .is_some_and(|c| self.state.breakers.admit(c) == Admit::No)
+            {
                 self.skip(&leaf.path, &provider, &key, kind, "circuit_open");
                 let e = GatewayError::CircuitOpen(key.clone());
                 return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
@@ -293,12 +304,12 @@ impl<'a> Walk<'a> {
                 Outcome::Response(_) => leaf.retry.retries_status(status),
                 Outcome::Failed(e) => e.is_upstream(),
             };
-            if let Some(spec) = breaker {
+            if let (Some(spec), Some(circuit)) = (breaker, circuit.as_deref()) {
                 let failed = match &outcome {
-                    Outcome::Response(_) => spec.on_status_codes.contains(&status),
-                    Outcome::Failed(_) => true,
+                    Outcome::Response(_) => spec.fails_on(status),
+                    Outcome::Failed(e) => e.is_upstream(),
                 };
-                let state = self.state.breakers.record(&key, spec, failed);
+                let state = self.state.breakers.record(circuit, spec, failed);
                 self.state
                     .metrics
                     .circuit_state

@@ -6,6 +6,13 @@
 //! Failures are counted over a window as long as the cooldown; a target opens when the count
 //! reaches `failure_threshold`, or when at least `minimum_requests` were seen and the failure
 //! share reaches `failure_threshold_percentage`.
+//!
+//! A circuit belongs to a target *and* a breaker configuration ([`circuit_key`]): a config a
+//! client sends with an aggressive `cb_config` opens its own circuit, never the one every
+//! other config (or the settings' default breaker) relies on. Only 429, 5xx, refused
+//! connections and timeouts count as failures. A half-open probe holds a lease that expires
+//! (after the cooldown) if the request carrying it never reports back, e.g. because its client
+//! left and the task was dropped, so a circuit cannot stay half-open forever.
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -24,6 +31,28 @@ pub struct BreakerSpec {
 }
 
 pub const DEFAULT_FAILURE_CODES: &[u16] = &[429, 500, 502, 503, 504];
+
+/// The circuit of `target` under `spec`: the target key plus a short fingerprint of the
+/// breaker configuration.
+pub fn circuit_key(target: &str, spec: &BreakerSpec) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.failure_threshold.hash(&mut h);
+    spec.failure_threshold_percentage
+        .map(f64::to_bits)
+        .hash(&mut h);
+    spec.minimum_requests.hash(&mut h);
+    spec.cooldown.hash(&mut h);
+    spec.on_status_codes.hash(&mut h);
+    format!("{target}#{:08x}", h.finish() as u32)
+}
+
+impl BreakerSpec {
+    /// Whether an answer with `status` counts as a failure (only a provider's own trouble can).
+    pub fn fails_on(&self, status: u16) -> bool {
+        (status == 429 || status >= 500) && self.on_status_codes.contains(&status)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,7 +88,10 @@ struct Circuit {
     failures: u32,
     requests: u32,
     open_until: Instant,
-    probing: bool,
+    /// When the current probe was let through (half-open), if one is out.
+    probe_since: Option<Instant>,
+    /// How long a probe may stay out before another one is let through.
+    probe_lease: Duration,
 }
 
 impl Circuit {
@@ -70,8 +102,15 @@ impl Circuit {
             failures: 0,
             requests: 0,
             open_until: now,
-            probing: false,
+            probe_since: None,
+            probe_lease: Duration::from_secs(30),
         }
+    }
+
+    /// A probe is out and its lease has not expired.
+    fn probing(&self, now: Instant) -> bool {
+        self.probe_since
+            .is_some_and(|t| now.duration_since(t) < self.probe_lease)
     }
 }
 
@@ -111,12 +150,12 @@ impl Breakers {
             State::Closed => Admit::Yes,
             State::Open if now >= c.open_until => {
                 c.state = State::HalfOpen;
-                c.probing = true;
+                c.probe_since = Some(now);
                 Admit::Probe
             }
             State::Open => Admit::No,
-            State::HalfOpen if !c.probing => {
-                c.probing = true;
+            State::HalfOpen if !c.probing(now) => {
+                c.probe_since = Some(now);
                 Admit::Probe
             }
             State::HalfOpen => Admit::No,
@@ -129,7 +168,7 @@ impl Breakers {
         self.circuits.lock().ok().is_some_and(|map| {
             map.get(target).is_some_and(|c| match c.state {
                 State::Open => now < c.open_until,
-                State::HalfOpen => c.probing,
+                State::HalfOpen => c.probing(now),
                 State::Closed => false,
             })
         })
@@ -149,9 +188,10 @@ impl Breakers {
         let c = map
             .entry(target.to_string())
             .or_insert_with(|| Circuit::new(now));
+        c.probe_lease = spec.cooldown;
         match c.state {
             State::HalfOpen | State::Open => {
-                c.probing = false;
+                c.probe_since = None;
                 if failed {
                     c.state = State::Open;
                     c.open_until = now + spec.cooldown;
@@ -271,5 +311,33 @@ mod tests {
         b.record("t", &s, false);
         b.record("t", &s, false);
         assert_eq!(b.admit("t"), Admit::No, "2 of 4 failed = 50 %");
+    }
+
+    #[test]
+    fn a_lost_probe_expires() {
+        let b = Breakers::new();
+        let s = spec(1, 40);
+        b.record("t", &s, true);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.admit("t"), Admit::Probe);
+        // The probe's request never reports back (its task was dropped).
+        assert_eq!(b.admit("t"), Admit::No);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.admit("t"), Admit::Probe, "the lease expired: a new probe");
+    }
+
+    #[test]
+    fn only_provider_trouble_counts_and_circuits_are_per_spec() {
+        let mut s = spec(1, 50);
+        s.on_status_codes = vec![400, 429, 500];
+        assert!(!s.fails_on(400));
+        assert!(s.fails_on(429) && s.fails_on(500));
+        assert!(!s.fails_on(503), "not listed");
+        let other = spec(2, 50);
+        assert_ne!(circuit_key("openai@x", &s), circuit_key("openai@x", &other));
+        assert_eq!(
+            circuit_key("openai@x", &s),
+            circuit_key("openai@x", &s.clone())
+        );
     }
 }

@@ -285,10 +285,15 @@ pub fn breaker_spec(cb: &BreakerConfig, min_cooldown: Duration) -> Result<Breake
         failure_threshold_percentage: cb.failure_threshold_percentage,
         minimum_requests: cb.minimum_requests.unwrap_or(1),
         cooldown,
+        // Only a provider's own trouble may open a circuit: a 4xx other than 429 is the
+        // request's fault, and would let a client take a provider away with bad requests.
         on_status_codes: cb
             .on_status_codes
             .clone()
-            .unwrap_or_else(|| DEFAULT_FAILURE_CODES.to_vec()),
+            .unwrap_or_else(|| DEFAULT_FAILURE_CODES.to_vec())
+            .into_iter()
+            .filter(|c| *c == 429 || *c >= 500)
+            .collect(),
     })
 }
 

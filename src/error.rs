@@ -103,6 +103,12 @@ pub enum GatewayError {
     /// The per-attempt `request_timeout` elapsed (Portkey's synthetic 408).
     #[error("Request exceeded the timeout sent in the request: {0}ms")]
     RequestTimeout(u64),
+    /// The request found no answer within `upstream.request_deadline_ms`, across all its
+    /// attempts, retries and fallbacks.
+    #[error(
+        "The request did not complete within its deadline of {0} ms (upstream.request_deadline_ms)"
+    )]
+    DeadlineExceeded(u64),
     /// A stream's first chunk did not arrive within `upstream.first_token_timeout_ms`.
     #[error("No first token within {0}ms")]
     FirstTokenTimeout(u64),
@@ -160,7 +166,7 @@ impl GatewayError {
             Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
                 502
             }
-            Self::UpstreamTimeout { .. } => 504,
+            Self::UpstreamTimeout { .. } | Self::DeadlineExceeded(_) => 504,
             Self::NotFound => 404,
             Self::LoopDetected => 508,
             Self::Internal(_) => 500,
@@ -195,6 +201,7 @@ impl GatewayError {
             Self::NoRouteMatched(_) => "no_route_matched",
             Self::RequestTimeout(_) => "request_timeout",
             Self::FirstTokenTimeout(_) => "first_token_timeout",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::CircuitOpen(_) => "circuit_open",
             Self::RetryBudgetExhausted(_) => "retry_budget_exhausted",
             Self::InvalidFeedback(_) => "invalid_feedback",
@@ -250,9 +257,10 @@ impl GatewayError {
     fn shape(&self) -> Shape {
         match self {
             Self::NotFound => Shape::NotFound,
-            Self::UpstreamTimeout { .. } | Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => {
-                Shape::OpenAi("timeout_error")
-            }
+            Self::UpstreamTimeout { .. }
+            | Self::RequestTimeout(_)
+            | Self::FirstTokenTimeout(_)
+            | Self::DeadlineExceeded(_) => Shape::OpenAi("timeout_error"),
             Self::CircuitOpen(_) => Shape::OpenAi("circuit_open"),
             Self::RetryBudgetExhausted(_) => Shape::OpenAi("retry_budget_exhausted"),
             Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {

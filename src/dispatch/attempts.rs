@@ -121,6 +121,9 @@ pub struct Walk<'a> {
     /// Time slept between retries.
     pub waited: Duration,
     retry_after_spent: Duration,
+    /// When the whole request must have its answer (`upstream.request_deadline_ms`): a retry
+    /// whose wait would pass it is not made.
+    deadline: Instant,
 }
 
 type NodeFuture<'f> = Pin<Box<dyn Future<Output = Answer> + Send + 'f>>;
@@ -134,6 +137,8 @@ impl<'a> Walk<'a> {
             attempts: Vec::new(),
             waited: Duration::ZERO,
             retry_after_spent: Duration::ZERO,
+            deadline: Instant::now()
+                + Duration::from_millis(state.settings.upstream.request_deadline_ms),
         }
     }
 
@@ -378,6 +383,18 @@ impl<'a> Walk<'a> {
         n: u32,
         base: Duration,
     ) -> Option<Duration> {
+        let wait = self.wait_for(policy, outcome, n, base)?;
+        // A retry that could only start after the deadline is not made: the last answer is.
+        (Instant::now() + wait < self.deadline).then_some(wait)
+    }
+
+    fn wait_for(
+        &mut self,
+        policy: &RetryPolicy,
+        outcome: &Outcome,
+        n: u32,
+        base: Duration,
+    ) -> Option<Duration> {
         if let (true, Outcome::Response(r)) = (policy.use_retry_after_header, outcome) {
             if r.status() == 429 {
                 if let Some(wait) = r.header().and_then(|h| retry_after(&h.headers)) {
@@ -520,6 +537,9 @@ impl<'a> Walk<'a> {
             path.push('?');
             path.push_str(q);
         }
+        // A resend after a stale pooled connection draws on the target's retry budget.
+        let budget = &self.state.budget;
+        let may_resend = || budget.withdraw(&target.key());
         let out = Outbound {
             provider: target.provider.slug(),
             upstream: &target.upstream,
@@ -528,6 +548,7 @@ impl<'a> Walk<'a> {
             path: &path,
             headers: &headers,
             body: prepared.body,
+            may_resend: &may_resend,
         };
         let timeout = req.headers.request_timeout_ms.or(leaf.request_timeout_ms);
         let dispatcher = &self.state.dispatcher;

@@ -2,7 +2,9 @@
 //!
 //! Pingora's `HttpPeer::new` calls the blocking `getaddrinfo` on the async worker and panics when
 //! it fails, so the gateway resolves here instead (tokio runs the lookup off the worker) and keeps
-//! answers for `dns_ttl_seconds`. Failures are not cached, so a recovered resolver is used at once.
+//! answers for `dns_ttl_seconds`. A lookup is bounded by `dns_timeout_ms`; a failure is
+//! remembered for [`NEGATIVE_TTL`], so a broken resolver or a bad name (a client's custom host)
+//! is not asked again by every request, while a recovered one is used again seconds later.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,19 +14,27 @@ use std::time::{Duration, Instant};
 /// Cached addresses of one `host:port`.
 pub type Addrs = Arc<[SocketAddr]>;
 
+/// A cached answer and when it expires.
+type Entry = (Instant, Result<Addrs, String>);
+
 pub struct DnsCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(String, u16), (Instant, Addrs)>>,
+    timeout: Duration,
+    entries: Mutex<HashMap<(String, u16), Entry>>,
 }
+
+/// How long a failed lookup is answered from the cache.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// Upper bound on cached names: a sidecar talks to a handful of providers, so a bound this size
 /// is only reached by abuse of custom hosts; the cache is then simply cleared.
 const MAX_ENTRIES: usize = 1024;
 
 impl DnsCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, timeout: Duration) -> Self {
         DnsCache {
             ttl,
+            timeout,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -35,30 +45,43 @@ impl DnsCache {
             return Ok(Arc::from([SocketAddr::new(ip, port)]));
         }
         let key = (host.to_ascii_lowercase(), port);
-        if let Some(addrs) = self.cached(&key) {
-            return Ok(addrs);
+        if let Some(answer) = self.cached(&key) {
+            return answer;
         }
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| e.to_string())?
-            .collect();
-        if found.is_empty() {
-            return Err("no addresses found".into());
-        }
-        let addrs: Addrs = Arc::from(found);
+        let looked_up = tokio::time::timeout(self.timeout, tokio::net::lookup_host((host, port)));
+        let answer: Result<Addrs, String> = match looked_up.await {
+            Err(_) => Err(format!(
+                "lookup timed out after {} ms",
+                self.timeout.as_millis()
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(found)) => {
+                let found: Vec<SocketAddr> = found.collect();
+                if found.is_empty() {
+                    Err("no addresses found".into())
+                } else {
+                    Ok(Arc::from(found))
+                }
+            }
+        };
+        let ttl = if answer.is_ok() {
+            self.ttl
+        } else {
+            NEGATIVE_TTL
+        };
         if let Ok(mut map) = self.entries.lock() {
             if map.len() >= MAX_ENTRIES {
                 map.clear();
             }
-            map.insert(key, (Instant::now() + self.ttl, addrs.clone()));
+            map.insert(key, (Instant::now() + ttl, answer.clone()));
         }
-        Ok(addrs)
+        answer
     }
 
-    fn cached(&self, key: &(String, u16)) -> Option<Addrs> {
+    fn cached(&self, key: &(String, u16)) -> Option<Result<Addrs, String>> {
         let map = self.entries.lock().ok()?;
-        let (expires, addrs) = map.get(key)?;
-        (*expires > Instant::now()).then(|| addrs.clone())
+        let (expires, answer) = map.get(key)?;
+        (*expires > Instant::now()).then(|| answer.clone())
     }
 }
 
@@ -68,7 +91,7 @@ mod tests {
 
     #[tokio::test]
     async fn ip_literals_and_localhost_resolve() {
-        let dns = DnsCache::new(Duration::from_secs(60));
+        let dns = DnsCache::new(Duration::from_secs(60), Duration::from_secs(5));
         let a = dns.resolve("127.0.0.1", 80).await.unwrap();
         assert_eq!(a[0], "127.0.0.1:80".parse().unwrap());
         let b = dns.resolve("localhost", 8080).await.unwrap();
@@ -79,7 +102,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_names_fail_without_panicking() {
-        let dns = DnsCache::new(Duration::from_secs(60));
+        let dns = DnsCache::new(Duration::from_secs(60), Duration::from_secs(5));
         assert!(dns.resolve("no-such-host.invalid", 443).await.is_err());
+        // The failure is remembered briefly: the resolver is not asked again.
+        let cached = dns.cached(&("no-such-host.invalid".into(), 443));
+        assert!(matches!(cached, Some(Err(_))));
     }
 }

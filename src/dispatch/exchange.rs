@@ -19,6 +19,12 @@ use std::time::Duration;
 const MAX_ADDRESSES: usize = 3;
 /// How many pooled connections may turn out stale (closed by the upstream while idle) before
 /// the exchange gives up; each stale one is dropped and the request re-sent on another.
+///
+/// A resend is safe only when the provider cannot have acted on the request: Pingora marks an
+/// error retryable on a *reused* connection only when it closed before a single response byte
+/// (the idle connection was closed by the provider as the request went out). Each resend also
+/// asks the request's retry budget ([`Outbound::may_resend`]), so a provider that drops every
+/// pooled connection cannot double the traffic sent to it.
 const MAX_STALE_RETRIES: usize = 3;
 
 /// The request to send, already rewritten for its target.
@@ -34,6 +40,9 @@ pub struct Outbound<'a> {
     /// Headers to send; `Host` and `Content-Length` are set by the exchange.
     pub headers: &'a [(HeaderName, HeaderValue)],
     pub body: Bytes,
+    /// Asked before re-sending on a fresh connection after a stale pooled one; `false` (the
+    /// retry budget is spent) reports the stale connection's error instead.
+    pub may_resend: &'a (dyn Fn() -> bool + Sync),
 }
 
 /// An upstream response whose header has been read and whose body is still to be read.
@@ -66,7 +75,10 @@ impl Dispatcher {
     pub fn new(timeouts: &UpstreamSettings) -> Self {
         Dispatcher {
             connector: Connector::new(Some(ConnectorOptions::new(timeouts.pool_size))),
-            dns: DnsCache::new(Duration::from_secs(timeouts.dns_ttl_seconds)),
+            dns: DnsCache::new(
+                Duration::from_secs(timeouts.dns_ttl_seconds),
+                Duration::from_millis(timeouts.dns_timeout_ms),
+            ),
             timeouts: timeouts.clone(),
         }
     }
@@ -122,7 +134,9 @@ impl Dispatcher {
                             peeked: None,
                         })
                     }
-                    Err(Failure::Stale(_)) if stale < MAX_STALE_RETRIES => stale += 1,
+                    Err(Failure::Stale(_)) if stale < MAX_STALE_RETRIES && (out.may_resend)() => {
+                        stale += 1
+                    }
                     Err(Failure::Stale(e)) | Err(Failure::Exchange(e)) => {
                         return Err(classify(out.provider, &e))
                     }

@@ -64,6 +64,12 @@ impl ProxyHttp for Gateway {
         // Without pipelining Pingora treats those bytes as an error and the next request is
         // lost; with it, they are kept and parsed as the next request on this connection.
         session.downstream_session.set_pipelining_enabled(true);
+        // A client that stops reading (a stream it no longer consumes) is cut off instead of
+        // holding the upstream connection and the relay's buffers forever.
+        let write_timeout = self.state.settings.upstream.client_write_timeout_ms;
+        session
+            .downstream_session
+            .set_write_timeout(Some(std::time::Duration::from_millis(write_timeout)));
         let req = session.req_header();
         ctx.route = Route::classify(&req.method, req.uri.path());
         let headers = PortkeyHeaders::parse(&req.headers);

@@ -14,6 +14,7 @@ use crate::portkey::{provider_error, PortkeyHeaders};
 use crate::providers::Operation;
 use crate::request::RequestView;
 use pingora::proxy::Session;
+use std::time::Duration;
 use tracing::Instrument;
 
 /// How a unified request ended when it did not end well.
@@ -27,6 +28,27 @@ pub enum Failed {
 impl From<GatewayError> for Failed {
     fn from(e: GatewayError) -> Self {
         Failed::Early(e)
+    }
+}
+
+/// How the attempt loop ended.
+enum Walked {
+    Answer(crate::dispatch::attempts::Answer),
+    Deadline,
+    ClientGone,
+}
+
+/// Resolves when the client closes its connection (it sent its whole request already, so any
+/// read is either its close or the start of a pipelined next request, which Pingora keeps).
+async fn client_gone(session: &mut Session) {
+    if session
+        .downstream_session
+        .read_body_or_idle(true)
+        .await
+        .is_ok()
+    {
+        // Not expected once the body is read; never mistaken for a close.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -69,15 +91,19 @@ pub async fn handle(
         ctx.request_body = Some(view.body.clone());
     }
     let traceparent = ctx.trace.as_ref().map(|t| t.outgoing());
+    // The walk reads its own copy of the request line and headers, so that the session stays
+    // free to watch the client while attempts, backoffs and fallbacks run.
     let req_header = session.req_header();
+    let client_headers = req_header.headers.clone();
+    let uri = req_header.uri.clone();
     let request = Request {
         op,
         view: &view,
         headers: &headers,
         metadata: &ctx.metadata,
-        client_headers: &req_header.headers,
-        query: req_header.uri.query(),
-        pathname: req_header.uri.path(),
+        client_headers: &client_headers,
+        query: uri.query(),
+        pathname: uri.path(),
         traceparent,
         hop: &ctx.hop,
     };
@@ -90,11 +116,26 @@ pub async fn handle(
         gen_ai.operation.name = op.name(),
         gen_ai.request.model = ctx.model.as_deref().unwrap_or(""),
     );
-    // In place unless the span is recorded (see `Walk::send`).
-    let answer = if span.is_disabled() {
-        walk.run(plan.as_deref()).await
-    } else {
-        walk.run(plan.as_deref()).instrument(span).await
+    let deadline_ms = state.settings.upstream.request_deadline_ms;
+    let walked = {
+        let run = async {
+            // In place unless the span is recorded (see `Walk::send`).
+            if span.is_disabled() {
+                walk.run(plan.as_deref()).await
+            } else {
+                walk.run(plan.as_deref()).instrument(span).await
+            }
+        };
+        // The walk ends with an answer, at the request's deadline, or as soon as the client
+        // leaves: then no further attempt, retry or fallback is sent, and the one in flight is
+        // dropped (its connection closed).
+        tokio::select! {
+            biased;
+            answer = tokio::time::timeout(Duration::from_millis(deadline_ms), run) => {
+                answer.map_or(Walked::Deadline, Walked::Answer)
+            }
+            () = client_gone(session) => Walked::ClientGone,
+        }
     };
     ctx.attempts = std::mem::take(&mut walk.attempts);
     ctx.upstream_time += walk.waited
@@ -103,6 +144,14 @@ pub async fn handle(
             .iter()
             .map(|a| a.duration)
             .sum::<std::time::Duration>();
+    let answer = match walked {
+        Walked::Answer(answer) => answer,
+        Walked::Deadline => {
+            ctx.provider = ctx.attempts.last().map(|a| a.provider.clone());
+            return Err(GatewayError::DeadlineExceeded(deadline_ms).into());
+        }
+        Walked::ClientGone => return Err(Failed::Late(RelayError::ClientGone)),
+    };
     ctx.provider = answer
         .provider
         .or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));

@@ -169,6 +169,15 @@ pub struct UpstreamSettings {
     /// For streams: longest wait for the first body chunk after the response header; exceeded
     /// counts as a timeout (408) that retries and fallbacks act on. 0 = off.
     pub first_token_timeout_ms: u64,
+    /// Deadline of a whole request across every attempt, retry, backoff and fallback, until
+    /// the answer that is relayed is chosen. Exceeded: 504, and no further upstream send.
+    pub request_deadline_ms: u64,
+    /// Longest time one write to the client may block (a client that stopped reading a stream
+    /// is cut off instead of holding the upstream connection and its buffers).
+    pub client_write_timeout_ms: u64,
+    /// Longest wait for one DNS lookup; a failed lookup is remembered for a few seconds so a
+    /// broken resolver is not asked again by every request.
+    pub dns_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -264,6 +273,9 @@ impl Default for UpstreamSettings {
             pool_size: 128,
             dns_ttl_seconds: 60,
             first_token_timeout_ms: 0,
+            request_deadline_ms: 600_000,
+            client_write_timeout_ms: 60_000,
+            dns_timeout_ms: 5_000,
         }
     }
 }

@@ -126,6 +126,22 @@ impl Settings {
             MAX_TIMEOUT_MS,
             "ms",
         )?;
+        positive("upstream.request_deadline_ms", up.request_deadline_ms)?;
+        positive(
+            "upstream.client_write_timeout_ms",
+            up.client_write_timeout_ms,
+        )?;
+        positive("upstream.dns_timeout_ms", up.dns_timeout_ms)?;
+        for (field, value) in [
+            ("upstream.request_deadline_ms", up.request_deadline_ms),
+            (
+                "upstream.client_write_timeout_ms",
+                up.client_write_timeout_ms,
+            ),
+            ("upstream.dns_timeout_ms", up.dns_timeout_ms),
+        ] {
+            at_most(field, value, MAX_TIMEOUT_MS, "ms")?;
+        }
         at_most(
             "upstream.dns_ttl_seconds",
             up.dns_ttl_seconds,

@@ -90,16 +90,26 @@ pub async fn three_mocks(
     (a, b, c, gw)
 }
 
-/// Scrapes `/metrics` from the admin listener.
+/// Scrapes `/metrics` from the admin listener once every request has been recorded: a client
+/// has its whole answer before the gateway's `logging` hook records it, so a scrape right after
+/// could race it. Requests are counted in `portgate_inflight_requests` until recorded.
 pub async fn scrape(gw: &TestGateway) -> String {
-    client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let settled = sample(&text, "portgate_inflight_requests", &[]) == Some(0.0);
+        if settled || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// The value of one sample: `name{labels}` with labels in any order, given as `k="v"` pairs

@@ -110,13 +110,14 @@ async fn upstream_failure_mid_stream_ends_with_an_error_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_json_body_is_not_a_clean_response() {
-    let mock = MockProvider::start().await;
-    let gw = gateway_for(&mock);
-    mock.script([Reply::CutBody {
+async fn a_cut_json_body_fails_the_attempt_not_the_response() {
+    let (a, b, _c, gw) = three_mocks(|_| {}).await;
+    let cut = || Reply::CutBody {
         declared: 500,
         sent: r#"{"id":"chatcmpl-1","choices":"#.into(),
-    }]);
+    };
+    a.script([cut()]);
+    // Read whole within the attempt: a clean 502, never a 200 with a cut body.
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
         .header("x-portkey-provider", "openai")
@@ -124,9 +125,21 @@ async fn cut_json_body_is_not_a_clean_response() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.bytes().await.is_err(),
-        "a truncated body must surface as an error"
-    );
+    assert_eq!(resp.status(), 502);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "upstream_error");
+    // And a fallback moves on from it.
+    a.script([cut()]);
+    let config = serde_json::json!({"strategy": {"mode": "fallback"}, "targets": [
+        {"provider": "openai", "api_key": "k"}, {"provider": "groq", "api_key": "k"}]})
+    .to_string();
+    let (status, h, _) = with_config(
+        &gw,
+        &config,
+        serde_json::json!({"model": "m", "messages": []}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portkey-provider"), "groq");
+    assert_eq!(b.request_count(), 1);
 }

@@ -30,6 +30,9 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+/// The largest non-streamed answer read whole within its attempt.
+const READ_AHEAD_LIMIT: usize = 4 * 1024 * 1024;
+
 /// The request as the attempt loop needs it.
 pub struct Request<'a> {
     pub op: Operation,
@@ -558,6 +561,19 @@ impl<'a> Walk<'a> {
                 .map_err(|_| GatewayError::RequestTimeout(ms))??,
             None => dispatcher.send(&out).await?,
         };
+        let status = inbound.status();
+        let sse = inbound
+            .header()
+            .and_then(|h| h.headers.get(http::header::CONTENT_TYPE))
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if !req.view.stream && !sse && (200..300).contains(&status) {
+            // A whole answer is small: read it within the attempt, so a cut body is a failed
+            // attempt (retried, fallen back from, or a clean 502), never a cut response.
+            if let Err(e) = inbound.read_ahead(READ_AHEAD_LIMIT).await {
+                inbound.abort().await;
+                return Err(e);
+            }
+        }
         let ttft = self.state.settings.upstream.first_token_timeout_ms;
         if req.view.stream && ttft > 0 && (200..300).contains(&inbound.status()) {
             match tokio::time::timeout(Duration::from_millis(ttft), inbound.peek_chunk()).await {

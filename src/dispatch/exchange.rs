@@ -50,8 +50,9 @@ pub struct Inbound {
     session: HttpSession,
     peer: HttpPeer,
     provider: String,
-    /// A body chunk read ahead (the first token of a stream), handed out first.
-    peeked: Option<Bytes>,
+    /// Body chunks read ahead (the first token of a stream, or a whole answer), handed out
+    /// first.
+    peeked: std::collections::VecDeque<Bytes>,
 }
 
 /// Where an attempt failed, which decides whether it can be repeated elsewhere.
@@ -131,7 +132,7 @@ impl Dispatcher {
                             session,
                             peer,
                             provider: out.provider.to_string(),
-                            peeked: None,
+                            peeked: std::collections::VecDeque::new(),
                         })
                     }
                     Err(Failure::Stale(_)) if stale < MAX_STALE_RETRIES && (out.may_resend)() => {
@@ -244,9 +245,13 @@ impl Inbound {
 
     /// The next body chunk; `None` at the end. A stall past the read timeout is an error.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
-        if let Some(chunk) = self.peeked.take() {
+        if let Some(chunk) = self.peeked.pop_front() {
             return Ok(Some(chunk));
         }
+        self.read_chunk().await
+    }
+
+    async fn read_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
         self.session
             .read_response_body()
             .await
@@ -256,15 +261,34 @@ impl Inbound {
     /// Reads the first body chunk ahead, so it can be checked before the response is committed
     /// to the client; `next_chunk` returns it first.
     pub async fn peek_chunk(&mut self) -> Result<(), GatewayError> {
-        if self.peeked.is_none() {
-            self.peeked = self.next_chunk().await?;
+        if self.peeked.is_empty() {
+            if let Some(chunk) = self.read_chunk().await? {
+                self.peeked.push_back(chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the body ahead, whole, up to `limit` bytes (a larger one is then relayed as it
+    /// comes, starting with what was read). A provider that fails mid-body therefore fails the
+    /// attempt — which retries and fallbacks act on — instead of cutting the client's answer.
+    pub async fn read_ahead(&mut self, limit: usize) -> Result<(), GatewayError> {
+        let mut held: usize = self.peeked.iter().map(Bytes::len).sum();
+        while held <= limit {
+            match self.read_chunk().await? {
+                Some(chunk) => {
+                    held += chunk.len();
+                    self.peeked.push_back(chunk);
+                }
+                None => break,
+            }
         }
         Ok(())
     }
 
     /// Whether the whole response was read (so the connection can be pooled).
     pub fn is_done(&mut self) -> bool {
-        self.peeked.is_none() && self.session.response_done()
+        self.peeked.is_empty() && self.session.response_done()
     }
 
     /// Reads the rest of the body into memory, up to `limit` bytes (for error bodies and

@@ -58,6 +58,35 @@ pub async fn send_local(
     session.write_response_body(Some(body), true).await
 }
 
+/// The largest unread request body read and thrown away so that an early error answer can keep
+/// the connection; a larger or unsized one closes it (`Connection: close`).
+const DISCARD_LIMIT: usize = 64 * 1024;
+
+/// Reads and drops the rest of a request body that an early error left unread (the next
+/// request on a kept-alive connection starts after it). `false` when the connection cannot be
+/// reused: the body is too large, has no declared length, waits for `100 Continue`, or does not
+/// arrive within a second.
+async fn discard_body(session: &mut Session) -> bool {
+    if session.downstream_session.is_body_done() {
+        return true;
+    }
+    let headers = &session.req_header().headers;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let expects_continue = headers.contains_key(http::header::EXPECT);
+    if expects_continue || !declared.is_some_and(|n| n <= DISCARD_LIMIT) {
+        return false;
+    }
+    let drained = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        session.downstream_session.drain_request_body(),
+    )
+    .await;
+    matches!(drained, Ok(Ok(())))
+}
+
 /// Answers with the error's status and JSON body. Body-size errors also close the connection
 /// so the unread remainder of the body is not drained.
 pub async fn send_error(
@@ -65,7 +94,7 @@ pub async fn send_error(
     ctx: &RequestCtx,
     err: &GatewayError,
 ) -> pingora::Result<()> {
-    if matches!(err, GatewayError::BodyTooLarge { .. }) {
+    if matches!(err, GatewayError::BodyTooLarge { .. }) || !discard_body(session).await {
         session.set_keepalive(None);
     }
     let mut h = ResponseHeader::build(err.status(), Some(5))?;

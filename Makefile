@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -36,6 +36,11 @@ bench: deps
 
 bench-instructions: deps
 	./bench/instructions.sh
+
+# Minutes of mixed load; reports RSS and open descriptors before, during and after (not part
+# of `make test`). SOAK_SECONDS=60 for a shorter run.
+soak: deps
+	./bench/soak.sh
 
 # Differential check against Portkey's gateway 1.15.2 (needs node, npm, python3; not part of
 # `make test`). PORTGATE_BIN=path skips the release build. See scripts/conformance/README.md.

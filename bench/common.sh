@@ -34,7 +34,8 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 
 # Starts the mock, then portgate with THREADS worker threads (first argument) and
-# `log.access_log` from ACCESS_LOG when set; any further arguments are a command that wraps
+# `log.access_log` from ACCESS_LOG when set, and EXTRA_YAML (top-level settings) appended;
+# any further arguments are a command that wraps
 # portgate (e.g. valgrind). PORTGATE_BIN measures another build. Returns once /readyz answers.
 bench_start() {
   local threads=$1
@@ -51,6 +52,7 @@ providers:
 log:
   level: error
 ${ACCESS_LOG:+  access_log: $ACCESS_LOG}
+${EXTRA_YAML:-}
 YAML
   "$@" "${PORTGATE_BIN:-$RELEASE_DIR/portgate}" --config "$tmp/portgate.yaml" \
     > "$tmp/portgate.log" 2>&1 &

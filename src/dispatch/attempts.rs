@@ -12,7 +12,7 @@ use super::{Inbound, Outbound};
 use crate::error::GatewayError;
 use crate::portkey::config::Mode;
 use crate::portkey::PortkeyHeaders;
-use crate::providers::Operation;
+use crate::providers::{Operation, Prepare, Provider};
 use crate::request::RequestView;
 use crate::routing::breaker::{circuit_key, Admit};
 use crate::routing::conditions::QueryContext;
@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -100,6 +101,8 @@ impl Outcome {
 
 pub struct Answer {
     pub outcome: Outcome,
+    /// The adapter of the target that answered: it translates the answer for the client.
+    pub adapter: Option<Arc<dyn Provider>>,
     /// JSON path of the target that answered (config requests only).
     pub leaf_path: Option<String>,
     pub provider: Option<String>,
@@ -274,8 +277,10 @@ impl<'a> Walk<'a> {
             .or(self.state.default_breaker.as_ref());
         let circuit = breaker.map(|spec| circuit_key(&key, spec));
         let base = Duration::from_millis(self.state.settings.retry.backoff_base_ms);
+        let adapter = target.provider.clone();
         let answer = |outcome, retry_count, budget_exhausted, skipped| Answer {
             outcome,
+            adapter: Some(adapter.clone()),
             leaf_path: path.clone(),
             provider: Some(provider.clone()),
             retry_count,
@@ -485,10 +490,14 @@ impl<'a> Walk<'a> {
         body: Bytes,
     ) -> Result<Inbound, GatewayError> {
         let req = self.req;
-        let prepared =
-            target
-                .provider
-                .prepare(req.op, body, target.api_key.as_ref().map(|k| k.expose()))?;
+        let prepared = target.provider.prepare(Prepare {
+            op: req.op,
+            body,
+            api_key: target.api_key.as_ref().map(|k| k.expose()),
+            query: req.query,
+            stream: req.view.stream,
+            client_headers: req.client_headers,
+        })?;
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
         headers.push((
             http::header::CONTENT_TYPE,
@@ -535,11 +544,7 @@ impl<'a> Walk<'a> {
             headers.push((HeaderName::from_static(crate::portkey::hop::HEADER), v));
         }
         headers.extend(prepared.headers);
-        let mut path = format!("{}{}", target.upstream.base_path, prepared.path);
-        if let Some(q) = req.query {
-            path.push('?');
-            path.push_str(q);
-        }
+        let path = format!("{}{}", target.upstream.base_path, prepared.path);
         // A resend after a stale pooled connection draws on the target's retry budget.
         let budget = &self.state.budget;
         let may_resend = || budget.withdraw(&target.key());
@@ -595,6 +600,7 @@ impl<'a> Walk<'a> {
 fn failed(e: GatewayError) -> Answer {
     Answer {
         outcome: Outcome::Failed(e),
+        adapter: None,
         leaf_path: None,
         provider: None,
         retry_count: 0,

@@ -35,6 +35,9 @@ pub struct PortkeyHeaders {
     pub forward_headers: Vec<String>,
     /// `x-portkey-request-timeout`, in milliseconds.
     pub request_timeout_ms: Option<u64>,
+    /// `x-portkey-strict-open-ai-compliance`: `false` lets provider fields through (the
+    /// Portkey SDK sends `false` by default); anything else, or absent, is strict.
+    pub strict_open_ai_compliance: Option<bool>,
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, GatewayError> {
@@ -82,6 +85,9 @@ impl PortkeyHeaders {
                     reason: format!("is longer than {MAX_TRACE_ID_LEN} characters"),
                 });
             }
+        }
+        if let Some(v) = text(headers, "x-portkey-strict-open-ai-compliance")? {
+            out.strict_open_ai_compliance = Some(!v.eq_ignore_ascii_case("false"));
         }
         if let Some(list) = text(headers, "x-portkey-forward-headers")? {
             out.forward_headers = parse_forward_headers(list)?;

@@ -9,6 +9,7 @@ mod openai_compat;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::settings::{Settings, SettingsError};
+use crate::stream::{Meter, Translator};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use std::collections::HashMap;
@@ -44,13 +45,39 @@ impl Operation {
     }
 }
 
-/// What an adapter produces for one attempt: the path below the base URL, the headers the
-/// provider needs (auth and provider-specific ones) and the body.
+/// What an adapter produces for one attempt: the path and query below the base URL (the
+/// provider owns both: a Gemini stream needs `?alt=sse`), the headers the provider needs (auth
+/// and provider-specific ones) and the body.
 #[derive(Debug)]
 pub struct ProviderRequest {
     pub path: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
+}
+
+/// What an adapter reads to build one upstream request.
+pub struct Prepare<'a> {
+    pub op: Operation,
+    /// The unified (OpenAI-format) body, `override_params` already merged.
+    pub body: Bytes,
+    pub api_key: Option<&'a str>,
+    /// The client's query string.
+    pub query: Option<&'a str>,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The client's headers (a provider may pass some on, e.g. `anthropic-version`).
+    pub client_headers: &'a http::HeaderMap,
+}
+
+/// What a response translator needs to know about the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseOptions {
+    /// The gateway added `stream_options.include_usage`: hide the usage chunk.
+    pub hide_usage: bool,
+    /// `x-portkey-strict-open-ai-compliance` (default true): only OpenAI fields.
+    pub strict: bool,
+    /// Unix seconds, for the `created` field of translated answers.
+    pub created: u64,
 }
 
 /// One provider API.
@@ -65,14 +92,21 @@ pub trait Provider: Send + Sync {
     }
     /// The headers that carry `api_key` to this provider.
     fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError>;
-    /// Builds the upstream request for a unified operation. `body` is the client's JSON body;
-    /// an adapter that needs no change returns it as is (no copy, no re-serialisation).
-    fn prepare(
+    /// Builds the upstream request for a unified operation. An adapter that needs no change
+    /// returns the client's body as is (no copy, no re-serialisation).
+    fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError>;
+    /// The translator for an answer of `status` and `content_type` to `op` (a 2xx answer;
+    /// errors are wrapped in Portkey's envelope by the caller). The default relays
+    /// OpenAI-format answers as they are and meters them.
+    fn response(
         &self,
-        op: Operation,
-        body: Bytes,
-        api_key: Option<&str>,
-    ) -> Result<ProviderRequest, GatewayError>;
+        _op: Operation,
+        status: u16,
+        content_type: &str,
+        opts: &ResponseOptions,
+    ) -> Box<dyn Translator> {
+        Box::new(Meter::for_response(status, content_type, opts.hide_usage))
+    }
 }
 
 /// Slug → adapter, built once from the built-in table and the settings.

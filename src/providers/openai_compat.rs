@@ -2,10 +2,9 @@
 //! rows of a table, not code: adding one is one line in `BUILT_IN` (or one entry under
 //! `providers:` in the settings).
 
-use super::{Operation, Provider, ProviderRequest};
+use super::{Prepare, Provider, ProviderRequest};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
 /// One row of the built-in table.
@@ -110,20 +109,20 @@ impl Provider for OpenAiCompat {
         Ok(vec![(self.auth_header.clone(), value)])
     }
 
-    fn prepare(
-        &self,
-        op: Operation,
-        body: Bytes,
-        api_key: Option<&str>,
-    ) -> Result<ProviderRequest, GatewayError> {
-        let headers = match api_key {
+    fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError> {
+        let headers = match req.api_key {
             Some(key) if !key.is_empty() => self.auth_headers(key)?,
             _ => Vec::new(),
         };
+        let mut path = req.op.openai_path().to_string();
+        if let Some(q) = req.query {
+            path.push('?');
+            path.push_str(q);
+        }
         Ok(ProviderRequest {
-            path: op.openai_path().to_string(),
+            path,
             headers,
-            body,
+            body: req.body,
         })
     }
 }
@@ -131,8 +130,10 @@ impl Provider for OpenAiCompat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Operation;
     use crate::providers::Providers;
     use crate::settings::Settings;
+    use bytes::Bytes;
 
     #[test]
     fn every_built_in_row_parses_and_has_a_unique_slug() {
@@ -162,11 +163,19 @@ mod tests {
         let p =
             OpenAiCompat::new("groq", "https://api.groq.com/openai/v1", "authorization").unwrap();
         let body = Bytes::from_static(br#"{"model":"m"}"#);
+        let headers = http::HeaderMap::new();
         let req = p
-            .prepare(Operation::ChatCompletions, body.clone(), Some("gsk-1"))
+            .prepare(Prepare {
+                op: Operation::ChatCompletions,
+                body: body.clone(),
+                api_key: Some("gsk-1"),
+                query: Some("api-version=1"),
+                stream: false,
+                client_headers: &headers,
+            })
             .unwrap();
         assert_eq!(p.upstream().base_path, "/openai/v1");
-        assert_eq!(req.path, "/chat/completions");
+        assert_eq!(req.path, "/chat/completions?api-version=1");
         assert_eq!(req.headers[0].0, "authorization");
         assert_eq!(req.headers[0].1, "Bearer gsk-1");
         assert!(req.headers[0].1.is_sensitive());
@@ -185,8 +194,16 @@ mod tests {
     #[test]
     fn no_key_no_auth_header() {
         let p = OpenAiCompat::new("ollama", "http://localhost:11434/v1", "authorization").unwrap();
+        let headers = http::HeaderMap::new();
         let req = p
-            .prepare(Operation::Embeddings, Bytes::new(), None)
+            .prepare(Prepare {
+                op: Operation::Embeddings,
+                body: Bytes::new(),
+                api_key: None,
+                query: None,
+                stream: false,
+                client_headers: &headers,
+            })
             .unwrap();
         assert!(req.headers.is_empty());
         assert_eq!(req.path, "/embeddings");

@@ -5,7 +5,7 @@ use super::ctx::RequestCtx;
 use crate::dispatch::{Dispatcher, Inbound};
 use crate::error::GatewayError;
 use crate::portkey::{provider_error, response};
-use crate::stream::Meter;
+use crate::stream::{Meter, Translator};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -124,27 +124,88 @@ pub enum RelayError {
     Upstream(GatewayError),
 }
 
-/// Copies the upstream status and headers (minus hop-by-hop ones) and adds the gateway's.
-/// A body whose length the upstream declared keeps its `Content-Length`; any other body is sent
-/// chunked, so the client can always tell a complete body from a cut one.
+/// Where an answer's body comes from: a live upstream response, or bytes the gateway holds (a
+/// provider error rewritten into Portkey's envelope; later a cache hit or a guardrail's
+/// answer). Both go through the same writer, translator and meter, so headers, metrics, the
+/// access log and stream framing are the same whatever the source.
+pub enum Source {
+    Live(Box<Inbound>),
+    Local {
+        status: u16,
+        headers: http::HeaderMap,
+        body: Option<Bytes>,
+    },
+}
+
+impl Source {
+    /// The answer's status.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Source::Live(inbound) => inbound.status(),
+            Source::Local { status, .. } => *status,
+        }
+    }
+
+    fn headers(&self) -> Option<&http::HeaderMap> {
+        match self {
+            Source::Live(inbound) => inbound.header().map(|h| &h.headers),
+            Source::Local { headers, .. } => Some(headers),
+        }
+    }
+
+    /// The provider's content type.
+    pub fn content_type(&self) -> &str {
+        self.headers()
+            .and_then(|h| h.get(http::header::CONTENT_TYPE))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
+        match self {
+            Source::Live(inbound) => inbound.next_chunk().await,
+            Source::Local { body, .. } => Ok(body.take()),
+        }
+    }
+
+    /// Returns a fully read upstream connection to the pool, or closes one cut short.
+    async fn end(self, dispatcher: &Dispatcher, complete: bool) {
+        if let Source::Live(inbound) = self {
+            let mut inbound = *inbound;
+            if complete && inbound.is_done() {
+                dispatcher.release(inbound).await;
+            } else {
+                inbound.abort().await;
+            }
+        }
+    }
+}
+
+/// Copies the answer's status and headers (minus hop-by-hop ones) and adds the gateway's. A
+/// body whose length is declared and not rewritten keeps its `Content-Length`; any other body
+/// is sent chunked, so the client can always tell a complete body from a cut one.
 fn downstream_header(
-    inbound: &Inbound,
+    source: &Source,
     ctx: &RequestCtx,
-    rewrite: bool,
+    translator: &dyn Translator,
 ) -> pingora::Result<ResponseHeader> {
-    let Some(up) = inbound.header() else {
+    let Some(up) = source.headers() else {
         return pingora::Error::e_explain(
             pingora::ErrorType::InternalError,
             "upstream header missing",
         );
     };
-    let mut h = ResponseHeader::build(up.status, Some(up.headers.len() + 3))?;
-    for (name, value) in up.headers.iter() {
+    let rewrite = translator.may_rewrite();
+    let mut h = ResponseHeader::build(source.status_code(), Some(up.len() + 3))?;
+    for (name, value) in up.iter() {
         if HOP_BY_HOP.contains(&name.as_str()) || (rewrite && name == http::header::CONTENT_LENGTH)
         {
             continue;
         }
         h.append_header(name.clone(), value.clone())?;
+    }
+    if let Some(ct) = translator.content_type() {
+        h.insert_header(http::header::CONTENT_TYPE, ct)?;
     }
     if h.headers.get(http::header::CONTENT_LENGTH).is_none() {
         h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
@@ -157,8 +218,9 @@ fn downstream_header(
 const ERROR_BODY_LIMIT: usize = 256 * 1024;
 
 /// Answers a provider's error (non-2xx) in Portkey's envelope (`portkey::provider_error`):
-/// status and headers kept (`retry-after`, rate-limit headers), the body read whole and
-/// rewritten as JSON. Also for a `stream: true` request, whose failure is JSON, not SSE.
+/// status and headers kept (`retry-after`, rate-limit headers), the body read whole, rewritten
+/// as JSON and relayed as a local body. Also for a `stream: true` request, whose failure is
+/// JSON, not SSE.
 pub async fn relay_provider_error(
     session: &mut Session,
     mut inbound: Inbound,
@@ -177,86 +239,59 @@ pub async fn relay_provider_error(
         }
     };
     let provider = ctx.provider.as_deref().unwrap_or("unknown");
-    let body = Bytes::from(provider_error::envelope(provider, inbound.status(), &raw));
-    let mut header = downstream_header(&inbound, ctx, true).map_err(|e| {
-        RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
-    })?;
-    if inbound.is_done() {
-        dispatcher.release(inbound).await;
-    } else {
-        inbound.abort().await;
-    }
-    let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
-    let _ = header.remove_header(&http::header::CONTENT_ENCODING);
-    let written = header
-        .insert_header(http::header::CONTENT_TYPE, "application/json")
-        .and_then(|()| header.insert_header(http::header::CONTENT_LENGTH, body.len()));
-    if let Err(e) = written {
-        return Err(RelayError::BeforeResponse(GatewayError::Internal(format!(
-            "response header: {e}"
-        ))));
-    }
-    if keep_body {
-        ctx.metered.body = serde_json::from_slice(&body).ok();
-    }
-    if session
-        .write_response_header(Box::new(header), false)
-        .await
-        .is_err()
-    {
-        return Err(RelayError::ClientGone);
-    }
-    if session.write_response_body(Some(body), true).await.is_err() {
-        return Err(RelayError::ClientGone);
-    }
-    Ok(())
-}
-
-fn content_type(inbound: &Inbound) -> &str {
-    inbound
+    let status = inbound.status();
+    let body = Bytes::from(provider_error::envelope(provider, status, &raw));
+    let mut headers = inbound
         .header()
-        .and_then(|h| h.headers.get(http::header::CONTENT_TYPE))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+        .map(|h| h.headers.clone())
+        .unwrap_or_default();
+    Source::Live(Box::new(inbound)).end(dispatcher, true).await;
+    headers.remove(http::header::TRANSFER_ENCODING);
+    headers.remove(http::header::CONTENT_ENCODING);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    let source = Source::Local {
+        status,
+        headers,
+        body: Some(body),
+    };
+    let translator = Box::new(Meter::for_response(status, "application/json", false));
+    relay(session, source, translator, ctx, dispatcher, keep_body).await
 }
 
-/// Streams the upstream response to the client chunk by chunk, as it arrives (SSE events are
-/// never held back), while watching for the client going away, and meters it on the way: what
-/// the body says about usage and model lands in `ctx.metered`.
+/// Streams an answer to the client chunk by chunk, as it arrives (SSE events are never held
+/// back), through the provider's translator, while watching for the client going away; what
+/// the translator reads about usage and model lands in `ctx.metered`.
 pub async fn relay(
     session: &mut Session,
-    mut inbound: Inbound,
+    mut source: Source,
+    mut translator: Box<dyn Translator>,
     ctx: &mut RequestCtx,
     dispatcher: &Dispatcher,
-    hide_usage: bool,
     keep_body: bool,
 ) -> Result<(), RelayError> {
     let started = std::time::Instant::now();
-    let mut meter = Meter::for_response(inbound.status(), content_type(&inbound), hide_usage);
-    let sse = content_type(&inbound).starts_with("text/event-stream");
-    let result = pump(session, &mut inbound, ctx, &mut meter, sse).await;
+    let sse = translator
+        .content_type()
+        .unwrap_or(source.content_type())
+        .starts_with("text/event-stream");
+    let result = pump(session, &mut source, ctx, translator.as_mut(), sse).await;
     ctx.upstream_time += started.elapsed();
     let m = &mut ctx.metered;
-    m.usage = meter.usage();
-    m.model = meter.model().map(str::to_string);
-    m.first_chunk_at = meter.first_chunk_at;
-    m.last_chunk_at = meter.last_chunk_at;
-    m.events = meter.events;
+    m.usage = translator.usage();
+    m.model = translator.model().map(str::to_string);
+    m.events = translator.events();
     if keep_body {
-        m.body = meter.json_body();
+        m.body = translator.json_body();
     }
-    match result {
-        Ok(()) => {
-            if inbound.is_done() {
-                dispatcher.release(inbound).await;
-            }
-            Ok(())
-        }
-        Err(e) => {
-            inbound.abort().await;
-            Err(e)
-        }
-    }
+    source.end(dispatcher, result.is_ok()).await;
+    result
 }
 
 /// Whether an idle read on the client connection means the client went away (FIN or reset),
@@ -270,12 +305,12 @@ fn client_left(e: &pingora::Error) -> bool {
 
 async fn pump(
     session: &mut Session,
-    inbound: &mut Inbound,
-    ctx: &RequestCtx,
-    meter: &mut Meter,
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
     sse: bool,
 ) -> Result<(), RelayError> {
-    let header = downstream_header(inbound, ctx, meter.may_rewrite()).map_err(|e| {
+    let header = downstream_header(source, ctx, translator).map_err(|e| {
         RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
     })?;
     if session
@@ -294,7 +329,7 @@ async fn pump(
         // and the branch just stays pending.
         let next = tokio::select! {
             biased;
-            chunk = inbound.next_chunk() => chunk,
+            chunk = source.next_chunk() => chunk,
             gone = session.downstream_session.read_body_or_idle(true), if client_watch => {
                 match gone {
                     Ok(_) => { client_watch = false; continue; }
@@ -311,8 +346,8 @@ async fn pump(
         };
         match next {
             Ok(Some(chunk)) => {
-                let out = meter.on_chunk(chunk);
-                if meter.overflowed() {
+                let out = translator.push(chunk);
+                if translator.overflowed() {
                     let err = GatewayError::UpstreamIo {
                         provider: ctx.provider.clone().unwrap_or_default(),
                         detail: format!(
@@ -327,6 +362,9 @@ async fn pump(
                     return Err(RelayError::Upstream(err));
                 }
                 if let Some(out) = out {
+                    let now = std::time::Instant::now();
+                    ctx.metered.first_chunk_at.get_or_insert(now);
+                    ctx.metered.last_chunk_at = Some(now);
                     if session.write_response_body(Some(out), false).await.is_err() {
                         return Err(RelayError::ClientGone);
                     }
@@ -344,7 +382,7 @@ async fn pump(
             }
         }
     }
-    let rest = meter.finish();
+    let rest = translator.finish();
     if session.write_response_body(rest, true).await.is_err() {
         return Err(RelayError::ClientGone);
     }

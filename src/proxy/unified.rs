@@ -5,14 +5,15 @@
 use super::admit;
 use super::body::read_body;
 use super::ctx::{RequestCtx, CACHE_DISABLED};
-use super::respond::{relay, relay_provider_error, RelayError};
+use super::respond::{relay, relay_provider_error, RelayError, Source};
 use super::Gateway;
 use crate::buffers::BufferLease;
 use crate::dispatch::attempts::{Outcome, Request, Walk};
 use crate::error::GatewayError;
 use crate::portkey::{provider_error, PortkeyHeaders};
-use crate::providers::Operation;
+use crate::providers::{Operation, ResponseOptions};
 use crate::request::RequestView;
+use crate::stream::Meter;
 use pingora::proxy::Session;
 use std::time::Duration;
 use tracing::Instrument;
@@ -179,12 +180,30 @@ pub async fn handle(
         }
         Outcome::Response(inbound) => {
             let keep_body = state.access_log.log_bodies;
+            let source = Source::Live(inbound);
+            let opts = ResponseOptions {
+                hide_usage: answer.hide_usage,
+                strict: headers.strict_open_ai_compliance.unwrap_or(true),
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            };
+            let translator = match &answer.adapter {
+                Some(adapter) => {
+                    adapter.response(op, source.status_code(), source.content_type(), &opts)
+                }
+                None => Box::new(Meter::for_response(
+                    source.status_code(),
+                    source.content_type(),
+                    opts.hide_usage,
+                )),
+            };
             relay(
                 session,
-                *inbound,
+                source,
+                translator,
                 ctx,
                 &state.dispatcher,
-                answer.hide_usage,
                 keep_body,
             )
             .await

@@ -299,10 +299,10 @@ impl<'a> Walk<'a> {
                     Outcome::Failed(_) => true,
                 };
                 let state = self.state.breakers.record(&key, spec, failed);
-                self.state
-                    .metrics
-                    .circuit_state
-                    .with_label_values(&[&key])
+                // Bounded: a custom host from the request is part of the key.
+                let m = &self.state.metrics;
+                m.circuit_state
+                    .with_label_values(&[m.target_label(&key)])
                     .set(state.gauge());
             }
             let err = match &outcome {

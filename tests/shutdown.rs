@@ -59,7 +59,7 @@ async fn a_stream_in_flight_finishes_then_the_gateway_stops() {
     assert_eq!(status(&gw.admin_url("/healthz")).await, 200);
     assert!(!gw.stopped(), "the gateway must wait for the stream");
 
-    // No new request is served: the connection is refused, or never answered.
+    // No new request is served: the listener is closed, so the connection is refused.
     let fresh = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(2))
@@ -72,8 +72,8 @@ async fn a_stream_in_flight_finishes_then_the_gateway_stops() {
         .send()
         .await;
     assert!(
-        refused.is_err(),
-        "a new request was served while draining: {refused:?}"
+        refused.as_ref().is_err_and(reqwest::Error::is_connect),
+        "a new connection was accepted while draining: {refused:?}"
     );
 
     // The stream in flight still gets every event and its end.
@@ -196,4 +196,42 @@ async fn the_binary_drains_and_exits_zero_on_sigterm() {
     let log = std::fs::read_to_string(&access_log).unwrap();
     assert!(log.contains("/v1/no-such-route"), "access log: {log:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stream longer than the grace period is cut when it ends: the drain is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_bounds_the_drain() {
+    let mock = MockProvider::start().await;
+    let words = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight",
+    ];
+    // About 16 s of stream against a 1 s grace period.
+    mock.script([Reply::Sse {
+        events: chat_events("gpt-4o", &words),
+        delay: Duration::from_secs(2),
+    }]);
+    let mut s = test_settings();
+    s.grace_period_seconds = 1;
+    route_to(&mut s, &mock, &["openai"]);
+    let gw = TestGateway::start(s);
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-portkey-provider", "openai")
+        .json(&json!({"model": "gpt-4o", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut received = body.next().await.unwrap().unwrap().to_vec();
+    gw.terminate();
+    assert!(
+        gw.wait_stopped(SOON).await.is_some(),
+        "the gateway outlived its grace period by far"
+    );
+    while let Some(Ok(chunk)) = body.next().await {
+        received.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(!text.contains("data: [DONE]"), "the stream was cut: {text}");
 }

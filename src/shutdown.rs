@@ -22,9 +22,9 @@
 //! A fast shutdown (SIGINT) and a graceful upgrade (SIGQUIT) are passed to Pingora unchanged.
 //!
 //! Known limit: a connection accepted in the last instant before the listener closed whose
-//! request head has not been read yet is not counted in flight; the drain waits one poll
-//! interval after closing the listener before it first looks, which covers a client that
-//! already sent its request.
+//! request head has not been read yet is not counted in flight. The drain waits one poll
+//! interval (10 ms) after closing the listener before it first looks, which gives such a
+//! request time to be read; that is a heuristic, not a guarantee.
 
 use crate::state::State;
 use async_trait::async_trait;

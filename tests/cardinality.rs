@@ -166,8 +166,8 @@ async fn client_chosen_labels_stay_bounded() {
     );
 
     let text = scrape(&gw).await;
-    // Requested and served names share one set: cap + other, plus the 200 warm-up names do
-    // not add to it (they were the first admitted); `gpt-4o` is priced and always a label.
+    // Requested and served names share one set of cap + other (the warm-up names filled it);
+    // `gpt-4o` (the custom-host requests) is priced and always a label.
     for label in ["model", "gen_ai_request_model", "gen_ai_response_model"] {
         let families = values_by_family(&text, label);
         for (family, values) in &families {

@@ -23,8 +23,8 @@ bench_prepare() {
 tmp=$(mktemp -d)
 mock_pid=
 gw_pid=
-# SIGINT stops portgate at once (Pingora's fast shutdown; SIGTERM would wait out the grace
-# period while the next run starts); the mock takes the default SIGTERM.
+# SIGINT stops portgate at once, cutting anything in flight (Pingora's fast shutdown; SIGTERM
+# would first drain requests still running, up to the grace period); the mock takes SIGTERM.
 bench_cleanup() {
   [ -n "$gw_pid" ] && kill -INT "$gw_pid" 2>/dev/null
   [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null

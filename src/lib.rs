@@ -14,10 +14,11 @@ pub mod request;
 pub mod routing;
 pub mod server;
 pub mod settings;
+pub mod shutdown;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
 
 pub use error::GatewayError;
-pub use server::build_server;
+pub use server::{build_server, Portgate};
 pub use settings::Settings;

@@ -1,6 +1,7 @@
 //! The `portgate` binary: parse flags, load and validate settings, run the server.
 
 use clap::Parser;
+use pingora::server::UnixShutdownSignalWatch;
 use portgate::{build_server, settings::SettingsError, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +58,13 @@ fn main() -> ExitCode {
         "portgate starting"
     );
     match build_server(settings) {
-        Ok(server) => server.run_forever(),
+        Ok(gateway) => {
+            // SIGTERM drains and returns here as soon as no request is in flight (see
+            // `shutdown.rs`); SIGINT returns at once.
+            gateway.run(UnixShutdownSignalWatch);
+            tracing::info!("portgate stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("portgate: {e}");
             ExitCode::from(2)

@@ -1,22 +1,49 @@
 //! Assembling the Pingora server: the proxy service on `listen`, the admin service on
 //! `admin_listen`, and Pingora's own settings derived from ours (never its `/tmp` defaults and
-//! 300 s grace period by accident).
+//! 300 s grace period by accident). Running it puts portgate's graceful shutdown
+//! (`shutdown.rs`) in front of the signal source.
 
 use crate::admin::AdminApp;
 use crate::proxy::Gateway;
 use crate::settings::{Settings, SettingsError};
+use crate::shutdown::{Drain, GracefulShutdown};
 use crate::state::State;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A built gateway: the Pingora server and the drain its graceful shutdown runs.
+pub struct Portgate {
+    server: Server,
+    drain: Drain,
+}
+
+impl Portgate {
+    /// Runs until `signals` reports a shutdown, then returns. A graceful terminate drains
+    /// first: `/readyz` 503, listener closed, in-flight requests finished (at most
+    /// `grace_period_seconds`), access log flushed; see `shutdown.rs`. The binary passes
+    /// `UnixShutdownSignalWatch` (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade); tests
+    /// pass their own notifier.
+    pub fn run<W>(self, signals: W)
+    where
+        W: ShutdownSignalWatch + Send + Sync + 'static,
+    {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(GracefulShutdown::new(signals, self.drain)),
+        });
+    }
+}
 
 /// Builds a ready-to-run server from validated settings.
-pub fn build_server(settings: Settings) -> Result<Server, SettingsError> {
+pub fn build_server(settings: Settings) -> Result<Portgate, SettingsError> {
     let conf = ServerConf {
         threads: settings.threads,
+        // Only a graceful upgrade (SIGQUIT) still goes through Pingora's grace period: a
+        // graceful terminate is drained by `Drain` and reaches Pingora as a fast shutdown.
         grace_period_seconds: Some(settings.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: settings.upstream.pool_size,
@@ -27,6 +54,7 @@ pub fn build_server(settings: Settings) -> Result<Server, SettingsError> {
 
     let listen = settings.listen.clone();
     let admin_listen = settings.admin_listen.clone();
+    let grace = Duration::from_secs(settings.grace_period_seconds);
     let state = Arc::new(State::new(settings)?);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -36,8 +64,9 @@ pub fn build_server(settings: Settings) -> Result<Server, SettingsError> {
     proxy.add_tcp(&listen);
 
     // The state is validated and the listeners are configured: the server is ready as soon as
-    // it serves, which is when the admin service answers at all.
+    // it serves, which is when the admin service answers at all, until a shutdown starts.
     let ready = Arc::new(AtomicBool::new(true));
+    let drain = Drain::new(ready.clone(), state.clone(), grace);
     let mut admin = Service::new(
         "portgate admin".to_string(),
         HttpServer::new_app(AdminApp::new(ready, state)),
@@ -45,7 +74,7 @@ pub fn build_server(settings: Settings) -> Result<Server, SettingsError> {
     admin.threads = Some(1);
     admin.add_tcp(&admin_listen);
 
-    server.add_service(proxy);
+    server.add_service(drain.guard(proxy));
     server.add_service(admin);
-    Ok(server)
+    Ok(Portgate { server, drain })
 }

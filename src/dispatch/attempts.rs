@@ -323,10 +323,10 @@ impl<'a> Walk<'a> {
                     Outcome::Failed(e) => e.is_upstream(),
                 };
                 let state = self.state.breakers.record(circuit, spec, failed);
-                self.state
-                    .metrics
-                    .circuit_state
-                    .with_label_values(&[&key])
+                // Bounded: a custom host from the request is part of the key.
+                let m = &self.state.metrics;
+                m.circuit_state
+                    .with_label_values(&[m.target_label(&key)])
                     .set(state.gauge());
             }
             let err = match &outcome {

@@ -28,9 +28,10 @@ pub struct Settings {
     pub admin_listen: String,
     /// Worker threads of the proxy service.
     pub threads: usize,
-    /// Seconds a graceful shutdown (SIGTERM) waits for in-flight requests, streams included.
+    /// Longest a graceful shutdown (SIGTERM) waits for in-flight requests, streams included;
+    /// portgate exits as soon as none is left (see `shutdown.rs`).
     pub grace_period_seconds: u64,
-    /// Seconds allowed for the runtimes to stop after the grace period.
+    /// Seconds allowed for the runtimes to stop after a graceful upgrade (SIGQUIT).
     pub graceful_shutdown_timeout_seconds: u64,
     pub limits: Limits,
     pub upstream: UpstreamSettings,

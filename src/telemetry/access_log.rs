@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 const FLUSH_AT: usize = 256 * 1024;
@@ -30,6 +30,8 @@ pub struct AccessLog {
 struct Sink {
     buf: Mutex<Buffer>,
     wake: Condvar,
+    /// Signalled by the flusher after each write, for `AccessLog::flush`.
+    flushed: Condvar,
     dropped: IntCounter,
     max_buffered: usize,
 }
@@ -38,6 +40,10 @@ struct Sink {
 struct Buffer {
     lines: Vec<u8>,
     stop: bool,
+    /// Flushes asked for by `AccessLog::flush`, and how many of them the flusher completed:
+    /// a caller waits until `flushes_done` reaches the number it was given.
+    flushes_asked: u64,
+    flushes_done: u64,
 }
 
 impl Sink {
@@ -81,6 +87,7 @@ impl AccessLog {
         let sink = Arc::new(Sink {
             buf: Mutex::new(Buffer::default()),
             wake: Condvar::new(),
+            flushed: Condvar::new(),
             dropped,
             max_buffered,
         });
@@ -121,9 +128,36 @@ impl AccessLog {
     }
 }
 
+impl AccessLog {
+    /// Writes out every line buffered so far and returns once it is written, or `false` after
+    /// `within`. The graceful shutdown calls it after the last request finished: the process
+    /// exits right after, and the flusher's 100 ms tick would otherwise lose the last lines.
+    pub fn flush(&self, within: Duration) -> bool {
+        let Some(sink) = &self.sink else {
+            return true;
+        };
+        let deadline = Instant::now() + within;
+        let mut buf = sink.lock();
+        buf.flushes_asked += 1;
+        let ticket = buf.flushes_asked;
+        sink.wake.notify_one();
+        while buf.flushes_done < ticket {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            buf = match sink.flushed.wait_timeout(buf, left) {
+                Ok((b, _)) => b,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
 impl Drop for AccessLog {
-    /// Writes what is buffered (tests and embedders drop the state; the binary exits through
-    /// Pingora, after the grace period in which the flusher keeps running).
+    /// Writes what is buffered (tests and embedders drop the state; the binary's graceful
+    /// shutdown calls `flush` instead, as Pingora exits without dropping the state).
     fn drop(&mut self) {
         if let Some(sink) = &self.sink {
             sink.lock().stop = true;
@@ -138,16 +172,16 @@ impl Drop for AccessLog {
 fn flush_loop(sink: &Sink, mut out: Box<dyn Write + Send>) {
     let mut spare = Vec::new();
     loop {
-        let stop = {
+        let (stop, ticket) = {
             let mut buf = sink.lock();
-            if !buf.stop && buf.lines.len() < FLUSH_AT {
+            if !buf.stop && buf.lines.len() < FLUSH_AT && buf.flushes_done == buf.flushes_asked {
                 buf = match sink.wake.wait_timeout(buf, FLUSH_INTERVAL) {
                     Ok((b, _)) => b,
                     Err(p) => p.into_inner().0,
                 };
             }
             std::mem::swap(&mut buf.lines, &mut spare);
-            buf.stop
+            (buf.stop, buf.flushes_asked)
         };
         if !spare.is_empty() {
             // A failed write (disk full, closed stdout) loses this batch; there is nowhere
@@ -156,6 +190,11 @@ fn flush_loop(sink: &Sink, mut out: Box<dyn Write + Send>) {
                 tracing::warn!(error = %e, "access log write failed");
             }
             spare.clear();
+        }
+        {
+            let mut buf = sink.lock();
+            buf.flushes_done = ticket;
+            sink.flushed.notify_all();
         }
         if stop {
             return;
@@ -262,6 +301,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(&*out.0.lock().unwrap(), b"{\"a\":1}\n");
+        drop(log);
+    }
+
+    #[test]
+    fn flush_writes_the_buffer_before_returning() {
+        let out = Shared::default();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let log = AccessLog::start(Box::new(out.clone()), dropped, MAX_BUFFERED, false).unwrap();
+        // Let the flusher park in its 100 ms wait, so only `flush` can write the next line now.
+        std::thread::sleep(Duration::from_millis(20));
+        log.write(&json!({"last": 1}));
+        assert!(log.flush(Duration::from_secs(10)));
+        assert_eq!(&*out.0.lock().unwrap(), b"{\"last\":1}\n");
+        // Nothing buffered: still returns.
+        assert!(log.flush(Duration::from_secs(10)));
         drop(log);
     }
 

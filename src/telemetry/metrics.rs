@@ -3,16 +3,19 @@
 //! `/metrics`. Names follow the OpenTelemetry GenAI conventions rendered for Prometheus, plus
 //! one `portgate_` family; every family is documented in README.
 //!
-//! Labels are bounded: providers come from the provider table; model labels are the priced
-//! models plus at most `metrics.max_model_labels` others, after which `other` is used; metadata
-//! keys become labels only when listed in `metrics.metadata_labels`.
+//! Labels are bounded (see `labels.rs` for the caps and why): providers come from the provider
+//! table; model labels are the priced models plus at most `metrics.max_model_labels` others of
+//! at most 64 bytes, after which `other` is used; target keys (which a custom host controls)
+//! and metadata values are capped the same way; metadata keys become labels only when listed
+//! in `metrics.metadata_labels`.
 
+use super::labels::{
+    LabelGuard, MAX_METADATA_LEN, MAX_METADATA_VALUES, MAX_MODEL_LEN, MAX_TARGETS, MAX_TARGET_LEN,
+};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use std::collections::HashSet;
-use std::sync::Mutex;
 
 /// OTel GenAI bucket boundaries (reference `peers.md` §4.1).
 const TOKEN_BUCKETS: &[f64] = &[
@@ -35,7 +38,7 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 const FEEDBACK_BUCKETS: &[f64] = &[-10.0, -7.5, -5.0, -2.5, -1.0, 0.0, 1.0, 2.5, 5.0, 7.5, 10.0];
 
-pub const OTHER: &str = "other";
+pub use super::labels::OTHER;
 
 pub struct Metrics {
     registry: Registry,
@@ -62,8 +65,12 @@ pub struct Metrics {
     /// for a request they sent in good order, so any rate here is worth a look.
     pub closed_without_response: IntCounter,
     metadata_labels: Vec<String>,
-    max_models: usize,
-    models: Mutex<HashSet<String>>,
+    /// Requested and served model names (one set: both name the same models).
+    models: LabelGuard,
+    /// Target keys, `provider@host:port`.
+    targets: LabelGuard,
+    /// One per metadata label, in `metadata_labels` order.
+    metadata_values: Vec<LabelGuard>,
 }
 
 fn histogram_vec(
@@ -193,8 +200,12 @@ impl Metrics {
                 "Client connections closed after a request without any response written.",
             )?,
             metadata_labels: metadata_labels.to_vec(),
-            max_models,
-            models: Mutex::new(HashSet::new()),
+            models: LabelGuard::new(max_models, MAX_MODEL_LEN),
+            targets: LabelGuard::new(MAX_TARGETS, MAX_TARGET_LEN),
+            metadata_values: metadata_labels
+                .iter()
+                .map(|_| LabelGuard::new(MAX_METADATA_VALUES, MAX_METADATA_LEN))
+                .collect(),
             registry,
         };
         let r = &m.registry;
@@ -219,23 +230,30 @@ impl Metrics {
         Ok(m)
     }
 
-    /// The model label: priced models always, others while fewer than `max_model_labels`
-    /// distinct ones were seen, then `other`.
+    /// The model label: priced models always (the pricing table is the operator's, so they
+    /// are bounded by it), others while fewer than `max_model_labels` distinct ones were seen
+    /// and at most `MAX_MODEL_LEN` bytes long, else `other`.
     pub fn model_label<'a>(&self, model: &'a str, priced: bool) -> &'a str {
-        if model.is_empty() || priced {
+        if priced {
             return model;
         }
-        let Ok(mut seen) = self.models.lock() else {
-            return OTHER;
-        };
-        if seen.contains(model) {
-            return model;
+        self.models.label(model)
+    }
+
+    /// The `target` label of `portgate_circuit_state` and
+    /// `portgate_retry_budget_exhausted_total`: a custom host from the request is part of the
+    /// key, so at most `MAX_TARGETS` keys of `MAX_TARGET_LEN` bytes, else `other`.
+    pub fn target_label<'a>(&self, key: &'a str) -> &'a str {
+        self.targets.label(key)
+    }
+
+    /// The value of the `i`-th metadata label (`metadata_labels()[i]`): at most
+    /// `MAX_METADATA_VALUES` distinct values of `MAX_METADATA_LEN` bytes per key, else `other`.
+    pub fn metadata_value<'a>(&self, i: usize, value: &'a str) -> &'a str {
+        match self.metadata_values.get(i) {
+            Some(guard) => guard.label(value),
+            None => OTHER,
         }
-        if seen.len() < self.max_models {
-            seen.insert(model.to_string());
-            return model;
-        }
-        OTHER
     }
 
     /// The metadata keys that are labels, in label order.
@@ -278,6 +296,30 @@ mod tests {
             m.model_label("gpt-4o", true),
             "gpt-4o",
             "priced models are always labels"
+        );
+        let long = "m".repeat(MAX_MODEL_LEN + 1);
+        let m = Metrics::new(&[], 10).unwrap();
+        assert_eq!(m.model_label(&long, false), OTHER, "too long");
+        assert_eq!(m.model_label("short", false), "short");
+    }
+
+    #[test]
+    fn targets_and_metadata_values_are_capped() {
+        let m = Metrics::new(&["plan".into()], 10).unwrap();
+        for i in 0..MAX_TARGETS {
+            let key = format!("openai@h{i}:443");
+            assert_eq!(m.target_label(&key), key);
+        }
+        assert_eq!(m.target_label("openai@one-too-many:443"), OTHER);
+        assert_eq!(m.target_label("openai@h0:443"), "openai@h0:443");
+        for i in 0..MAX_METADATA_VALUES {
+            let v = format!("v{i}");
+            assert_eq!(m.metadata_value(0, &v), v);
+        }
+        assert_eq!(m.metadata_value(0, "one-too-many"), OTHER);
+        assert_eq!(
+            m.metadata_value(0, &"x".repeat(MAX_METADATA_LEN + 1)),
+            OTHER
         );
     }
 

@@ -47,7 +47,10 @@ pub fn record(
     let meta: Vec<&str> = m
         .metadata_labels()
         .iter()
-        .map(|k| ctx.metadata.get(k).and_then(Value::as_str).unwrap_or(""))
+        .enumerate()
+        .map(|(i, k)| {
+            m.metadata_value(i, ctx.metadata.get(k).and_then(Value::as_str).unwrap_or(""))
+        })
         .collect();
     labels.extend(meta);
     m.requests.with_label_values(&labels).inc();
@@ -61,7 +64,9 @@ pub fn record(
     for a in &ctx.attempts {
         match a.error {
             Some("retry_budget_exhausted") => {
-                m.budget_exhausted.with_label_values(&[&a.target]).inc();
+                m.budget_exhausted
+                    .with_label_values(&[m.target_label(&a.target)])
+                    .inc();
                 continue;
             }
             Some("circuit_open") => continue,

@@ -2,21 +2,31 @@
 //! ports, no `run_forever` (which would exit the test process).
 
 use async_trait::async_trait;
-use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use portgate::Settings;
 use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-struct NotifyWatch(Arc<Notify>);
+/// The test's signal source: a fast shutdown when the gateway is dropped, a graceful
+/// terminate (what SIGTERM sends) after `TestGateway::terminate`.
+struct NotifyWatch {
+    notify: Arc<Notify>,
+    graceful: Arc<AtomicBool>,
+}
 
 #[async_trait]
 impl ShutdownSignalWatch for NotifyWatch {
     async fn recv(&self) -> ShutdownSignal {
-        self.0.notified().await;
-        ShutdownSignal::FastShutdown
+        self.notify.notified().await;
+        if self.graceful.load(Ordering::Acquire) {
+            ShutdownSignal::GracefulTerminate
+        } else {
+            ShutdownSignal::FastShutdown
+        }
     }
 }
 
@@ -58,6 +68,7 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     stop: Arc<Notify>,
+    graceful: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -68,12 +79,12 @@ impl TestGateway {
         let admin: SocketAddr = settings.admin_listen.parse().unwrap();
         let server = portgate::build_server(settings).expect("valid test settings");
         let stop = Arc::new(Notify::new());
-        let watch = NotifyWatch(stop.clone());
-        let thread = std::thread::spawn(move || {
-            server.run(RunArgs {
-                shutdown_signal: Box::new(watch),
-            });
-        });
+        let graceful = Arc::new(AtomicBool::new(false));
+        let watch = NotifyWatch {
+            notify: stop.clone(),
+            graceful: graceful.clone(),
+        };
+        let thread = std::thread::spawn(move || server.run(watch));
         let deadline = Instant::now() + Duration::from_secs(15);
         for a in [addr, admin] {
             while TcpStream::connect(a).is_err() {
@@ -88,8 +99,33 @@ impl TestGateway {
             addr,
             admin,
             stop,
+            graceful,
             thread: Some(thread),
         }
+    }
+
+    /// Sends the gateway a graceful terminate, as SIGTERM does in the binary.
+    pub fn terminate(&self) {
+        self.graceful.store(true, Ordering::Release);
+        self.stop.notify_one();
+    }
+
+    /// Whether `Portgate::run` has returned.
+    pub fn stopped(&self) -> bool {
+        self.thread.as_ref().map_or(true, |t| t.is_finished())
+    }
+
+    /// Waits (polling, without blocking an async runtime for long) until `run` returned or
+    /// `limit` passed; returns how long it took, `None` when it did not stop in time.
+    pub async fn wait_stopped(&self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while !self.stopped() {
+            if start.elapsed() >= limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Some(start.elapsed())
     }
 
     pub fn url(&self, path: &str) -> String {

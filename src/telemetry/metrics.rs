@@ -153,7 +153,7 @@ impl Metrics {
             )?,
             tokens: counter_vec(
                 "portgate_tokens_total",
-                "Tokens by type (input, output, cached_input, reasoning).",
+                "Tokens by type (input, output, cached_input, cache_write, reasoning).",
                 &["provider", "model", "type"],
             )?,
             cost: prometheus::CounterVec::new(

@@ -15,6 +15,9 @@ pub struct Price {
     pub output: f64,
     #[serde(default)]
     pub cached_input: Option<f64>,
+    /// Prompt tokens written to the provider's cache (defaults to `input`).
+    #[serde(default)]
+    pub cache_write: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +52,7 @@ impl Pricing {
         }
         for (provider, models) in &prices {
             for (model, p) in models {
-                let ok = [Some(p.input), Some(p.output), p.cached_input]
+                let ok = [Some(p.input), Some(p.output), p.cached_input, p.cache_write]
                     .iter()
                     .flatten()
                     .all(|v| v.is_finite() && *v >= 0.0);
@@ -77,12 +80,17 @@ impl Pricing {
     /// USD for the usage, or `None` when no model named has a price.
     pub fn cost(&self, provider: &str, models: &[&str], usage: &Usage) -> Option<f64> {
         let p = models.iter().find_map(|m| self.price(provider, m))?;
+        // Each input token is priced once, at its own rate: cache reads and cache writes are
+        // subsets of `input`, never billed twice, never missed.
         let cached = usage.cached_input.min(usage.input);
-        let fresh = usage.input - cached;
+        let written = usage.cache_write.min(usage.input - cached);
+        let fresh = usage.input - cached - written;
         let cached_price = p.cached_input.unwrap_or(p.input);
+        let write_price = p.cache_write.unwrap_or(p.input);
         Some(
             (fresh as f64 * p.input
                 + cached as f64 * cached_price
+                + written as f64 * write_price
                 + usage.output as f64 * p.output)
                 / 1_000_000.0,
         )
@@ -92,23 +100,26 @@ impl Pricing {
 fn strip_date(model: &str) -> &str {
     // Works on bytes: a model name is client input and may hold multi-byte characters, so no
     // `str` slicing at an offset that could fall inside one. The suffix is all ASCII when it
-    // matches, so the cut is then on a character boundary.
+    // matches, so the cut is then on a character boundary. Two spellings: OpenAI's
+    // `-2024-08-06` and Anthropic's `-20241022`.
     let b = model.as_bytes();
-    let Some(cut) = b.len().checked_sub(11).filter(|&c| c > 0) else {
-        return model;
+    let dashed = |t: &[u8]| {
+        t[0] == b'-'
+            && t[5] == b'-'
+            && t[8] == b'-'
+            && t.iter()
+                .enumerate()
+                .all(|(i, c)| matches!(i, 0 | 5 | 8) || c.is_ascii_digit())
     };
-    let t = &b[cut..];
-    let shape = t[0] == b'-'
-        && t[5] == b'-'
-        && t[8] == b'-'
-        && t.iter()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 0 | 5 | 8) || c.is_ascii_digit());
-    if shape {
-        model.get(..cut).unwrap_or(model)
-    } else {
-        model
+    let compact = |t: &[u8]| t[0] == b'-' && t[1..].iter().all(u8::is_ascii_digit);
+    for (len, shape) in [(11, &dashed as &dyn Fn(&[u8]) -> bool), (9, &compact)] {
+        if let Some(cut) = b.len().checked_sub(len).filter(|&c| c > 0) {
+            if shape(&b[cut..]) {
+                return model.get(..cut).unwrap_or(model);
+            }
+        }
     }
+    model
 }
 
 #[cfg(test)]
@@ -122,11 +133,25 @@ mod tests {
             input: 1_000_000,
             output: 500_000,
             cached_input: 200_000,
+            cache_write: 0,
             reasoning: 0,
         };
         // gpt-4o: 800k × 2.50 + 200k × 1.25 + 500k × 10.00 per million.
         let c = p.cost("openai", &["gpt-4o-2024-08-06"], &u).unwrap();
         assert!((c - (2.0 + 0.25 + 5.0)).abs() < 1e-9, "{c}");
+        // Cache writes at their own rate, each input token priced once.
+        let u = Usage {
+            input: 1_000_000,
+            output: 0,
+            cached_input: 100_000,
+            cache_write: 300_000,
+            reasoning: 0,
+        };
+        let c = p
+            .cost("anthropic", &["claude-3-5-sonnet-20241022"], &u)
+            .unwrap();
+        // 600k × 3.00 + 100k × 0.30 + 300k × 3.75 per million.
+        assert!((c - (1.8 + 0.03 + 1.125)).abs() < 1e-9, "{c}");
         assert!(p.cost("openai", &["my-finetune"], &u).is_none());
         assert!(p.is_priced("anyscale", "mistralai/Mistral-7B-Instruct-v0.1"));
     }
@@ -142,12 +167,18 @@ mod tests {
                     input: 0.0,
                     output: 0.0,
                     cached_input: None,
+                    cache_write: None,
                 },
             )]),
         );
         let p = Pricing::from_settings(&s).unwrap();
         assert!(p.is_priced("ollama", "llama3"));
         assert_eq!(strip_date("gpt-4o-2024-08-06"), "gpt-4o");
+        assert_eq!(
+            strip_date("claude-3-5-sonnet-20241022"),
+            "claude-3-5-sonnet"
+        );
+        assert_eq!(strip_date("gpt-4-0613"), "gpt-4-0613");
         assert_eq!(strip_date("gpt-4o"), "gpt-4o");
     }
 

@@ -92,6 +92,7 @@ pub fn record(
             ("input", u.input, true),
             ("output", u.output, true),
             ("cached_input", u.cached_input, false),
+            ("cache_write", u.cache_write, false),
             ("reasoning", u.reasoning, false),
         ] {
             m.tokens

@@ -10,6 +10,10 @@ pub struct Usage {
     pub output: u64,
     /// Prompt tokens served from the provider's cache (part of `input`).
     pub cached_input: u64,
+    /// Prompt tokens written to the provider's cache (part of `input`; Anthropic bills them at
+    /// their own rate).
+    #[serde(default)]
+    pub cache_write: u64,
     /// Reasoning tokens (part of `output`).
     pub reasoning: u64,
 }
@@ -61,6 +65,7 @@ impl Metered {
                 .as_ref()
                 .and_then(|d| d.cached_tokens)
                 .unwrap_or(0),
+            cache_write: 0,
             reasoning: u
                 .completion_tokens_details
                 .as_ref()
@@ -117,6 +122,7 @@ mod tests {
                 input: 12,
                 output: 5,
                 cached_input: 4,
+                cache_write: 0,
                 reasoning: 2
             })
         );

@@ -64,6 +64,9 @@ pub enum GatewayError {
     /// In-flight requests already hold `limits.max_buffered_bytes` of bodies.
     #[error("The gateway is busy: too many request bytes in flight; retry shortly")]
     Overloaded,
+    /// The target's provider does not serve the route (Portkey's gateway error, 500).
+    #[error("{0} is not supported by {1}")]
+    Unsupported(&'static str, String),
     #[error("Invalid content type passed")]
     UnsupportedContentType,
     #[error("Request body is larger than the limit of {limit} bytes")]
@@ -169,7 +172,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } | Self::DeadlineExceeded(_) => 504,
             Self::NotFound => 404,
             Self::LoopDetected => 508,
-            Self::Internal(_) => 500,
+            Self::Internal(_) | Self::Unsupported(..) => 500,
         }
     }
 
@@ -186,6 +189,7 @@ impl GatewayError {
             Self::KeyToForeignHost => "key_to_foreign_host",
             Self::LoopDetected => "loop_detected",
             Self::Overloaded => "overloaded",
+            Self::Unsupported(..) => "unsupported",
             Self::InvalidPath(_) => "invalid_path",
             Self::UnsupportedContentType => "unsupported_content_type",
             Self::BodyTooLarge { .. } => "body_too_large",
@@ -235,6 +239,7 @@ impl GatewayError {
                 | Self::RetryBudgetExhausted(_)
                 | Self::Internal(_)
                 | Self::Overloaded
+                | Self::Unsupported(..)
         )
     }
 

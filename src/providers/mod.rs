@@ -4,6 +4,7 @@
 //! its API expects, with no sockets, clocks or globals, so it can be tested on bytes alone. The
 //! OpenAI-compatible family is one adapter configured by a table row (`openai_compat.rs`).
 
+pub mod anthropic;
 mod openai_compat;
 
 use crate::dispatch::Upstream;
@@ -23,6 +24,8 @@ pub enum Operation {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// Anthropic's Messages API (`POST /v1/messages`), served natively.
+    Messages,
 }
 
 impl Operation {
@@ -32,6 +35,18 @@ impl Operation {
             Operation::ChatCompletions => "/chat/completions",
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Messages => "/messages",
+        }
+    }
+
+    /// Portkey's name of the operation (`chatComplete`, `embed`, ...), as its error messages
+    /// say it ("embed is not supported by anthropic").
+    pub fn fn_name(self) -> &'static str {
+        match self {
+            Operation::ChatCompletions => "chatComplete",
+            Operation::Completions => "complete",
+            Operation::Embeddings => "embed",
+            Operation::Messages => "messages",
         }
     }
 
@@ -41,6 +56,7 @@ impl Operation {
             Operation::ChatCompletions => "chat",
             Operation::Completions => "text_completion",
             Operation::Embeddings => "embeddings",
+            Operation::Messages => "chat",
         }
     }
 }
@@ -122,6 +138,12 @@ impl Providers {
                 .map_err(|e| SettingsError::new(&format!("built-in provider {}", row.slug), e))?;
             by_slug.insert(row.slug.to_string(), Arc::new(adapter));
         }
+        let anthropic = anthropic::Anthropic::new(
+            &settings.anthropic.base_url,
+            settings.anthropic.default_max_tokens,
+        )
+        .map_err(|e| SettingsError::new("anthropic.base_url", e))?;
+        by_slug.insert(anthropic::SLUG.to_string(), Arc::new(anthropic));
         for (slug, row) in &settings.providers {
             let adapter =
                 OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)

@@ -35,6 +35,7 @@ impl Route {
                 "/v1/chat/completions" => return Route::Unified(Operation::ChatCompletions),
                 "/v1/completions" => return Route::Unified(Operation::Completions),
                 "/v1/embeddings" => return Route::Unified(Operation::Embeddings),
+                "/v1/messages" => return Route::Unified(Operation::Messages),
                 "/v1/chatComplete" => return Route::LegacyChatComplete,
                 _ => {}
             }
@@ -58,6 +59,7 @@ impl Route {
             Route::Unified(Operation::ChatCompletions) => "chat_completions",
             Route::Unified(Operation::Completions) => "completions",
             Route::Unified(Operation::Embeddings) => "embeddings",
+            Route::Unified(Operation::Messages) => "messages",
             Route::LegacyChatComplete => "chat_complete",
             Route::Feedback => "feedback",
             Route::FeedbackUpdate => "feedback_update",

@@ -53,6 +53,27 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub pricing: PricingSettings,
     pub log: LogSettings,
+    pub anthropic: AnthropicSettings,
+}
+
+/// The Anthropic adapter (`anthropic`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnthropicSettings {
+    /// Base URL of the Messages API (`/messages` is appended).
+    pub base_url: String,
+    /// `max_tokens` sent when an OpenAI-format request gives neither `max_tokens` nor
+    /// `max_completion_tokens` (Anthropic refuses a request without it).
+    pub default_max_tokens: u64,
+}
+
+impl Default for AnthropicSettings {
+    fn default() -> Self {
+        AnthropicSettings {
+            base_url: "https://api.anthropic.com/v1".into(),
+            default_max_tokens: 4096,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -251,6 +272,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             pricing: PricingSettings::default(),
             log: LogSettings::default(),
+            anthropic: AnthropicSettings::default(),
         }
     }
 }

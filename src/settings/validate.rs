@@ -176,6 +176,14 @@ impl Settings {
             crate::portkey::CustomHostPolicy::check_entry(host)
                 .map_err(|e| SettingsError::new(&format!("custom_hosts.trusted[{i}]"), e))?;
         }
+        crate::dispatch::Upstream::parse(&self.anthropic.base_url)
+            .map_err(|e| SettingsError::new("anthropic.base_url", e))?;
+        if self.anthropic.default_max_tokens == 0 {
+            return Err(SettingsError::new(
+                "anthropic.default_max_tokens",
+                "must be greater than 0",
+            ));
+        }
         for (slug, row) in &self.providers {
             let field = format!("providers.{slug}");
             if slug.is_empty()

@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -36,6 +36,10 @@ bench: deps
 
 bench-instructions: deps
 	./bench/instructions.sh
+
+# CPU per request of a request translated to Anthropic and back vs an untranslated one.
+bench-translate: deps
+	./bench/translate.sh
 
 # Minutes of mixed load; reports RSS and open descriptors before, during and after (not part
 # of `make test`). SOAK_SECONDS=60 for a shorter run.

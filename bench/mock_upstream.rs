@@ -1,11 +1,14 @@
 //! A fast mock provider for the benchmark: HTTP/1.1 keep-alive, answers every request with the
 //! same small chat completion at once, so the measurement is the proxy's cost, not the mock's.
+//! A request to a path ending in `/messages` gets the same answer in Anthropic's format.
 //!
 //! Usage: `bench_mock <addr>` (default 127.0.0.1:18080).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+const ANTHROPIC_BODY: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-3-5-haiku-20241022","content":[{"type":"text","text":"Mixing red and yellow gives orange."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":17,"output_tokens":8}}"#;
 
 const BODY: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Mixing red and yellow gives orange."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":17,"completion_tokens":8,"total_tokens":25}}"#;
 
@@ -24,15 +27,20 @@ fn main() {
             BODY.len()
         );
         let response: &'static [u8] = Box::leak(response.into_bytes().into_boxed_slice());
+        let anthropic = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANTHROPIC_BODY}",
+            ANTHROPIC_BODY.len()
+        );
+        let anthropic: &'static [u8] = Box::leak(anthropic.into_bytes().into_boxed_slice());
         loop {
             let (stream, _) = listener.accept().await.expect("accept");
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve(stream, response));
+            tokio::spawn(serve(stream, response, anthropic));
         }
     });
 }
 
-async fn serve(mut stream: TcpStream, response: &'static [u8]) {
+async fn serve(mut stream: TcpStream, response: &'static [u8], anthropic: &'static [u8]) {
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -47,8 +55,14 @@ async fn serve(mut stream: TcpStream, response: &'static [u8]) {
             if buf.len() < head_end + 4 + len {
                 break;
             }
+            let messages = head
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .is_some_and(|p| p.ends_with("/messages"));
             buf.drain(..head_end + 4 + len);
-            if stream.write_all(response).await.is_err() {
+            let answer = if messages { anthropic } else { response };
+            if stream.write_all(answer).await.is_err() {
                 return;
             }
         }

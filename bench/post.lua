@@ -4,5 +4,5 @@ wrk.body = '{"messages":[{"role":"user","content":"What happens when you mix red
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench"
 if os.getenv("WRK_GATEWAY") == "1" then
-  wrk.headers["x-portkey-provider"] = "openai"
+  wrk.headers["x-portkey-provider"] = os.getenv("WRK_PROVIDER") or "openai"
 end

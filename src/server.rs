@@ -41,7 +41,10 @@ impl Portgate {
 /// Builds a ready-to-run server from validated settings.
 pub fn build_server(settings: Settings) -> Result<Portgate, SettingsError> {
     let conf = ServerConf {
-        threads: settings.threads,
+        threads: match settings.threads {
+            0 => crate::settings::cpu::available(),
+            n => n,
+        },
         // Only a graceful upgrade (SIGQUIT) still goes through Pingora's grace period: a
         // graceful terminate is drained by `Drain` and reaches Pingora as a fast shutdown.
         grace_period_seconds: Some(settings.grace_period_seconds),

@@ -5,6 +5,7 @@
 //! Precedence (lowest to highest): built-in defaults, the YAML file, `PORTGATE_*` environment
 //! variables, command-line flags.
 
+pub mod cpu;
 mod env;
 mod report;
 mod secrets;
@@ -26,7 +27,8 @@ pub struct Settings {
     pub listen: String,
     /// Address of the admin listener (`/healthz`, `/readyz`, later `/metrics`).
     pub admin_listen: String,
-    /// Worker threads of the proxy service.
+    /// Worker threads of the proxy service; 0 (the default) follows the CPU the process may
+    /// use: the cgroup CPU quota, else the available cores, at least 1 (`cpu::available`).
     pub threads: usize,
     /// Longest a graceful shutdown (SIGTERM) waits for in-flight requests, streams included;
     /// portgate exits as soon as none is left (see `shutdown.rs`).
@@ -255,7 +257,7 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:8787".into(),
             admin_listen: "127.0.0.1:8788".into(),
-            threads: 2,
+            threads: 0,
             grace_period_seconds: 30,
             graceful_shutdown_timeout_seconds: 5,
             limits: Limits::default(),

@@ -68,7 +68,7 @@ fn validation_names_field_and_reason() {
     let cases = [
         ("listen: nowhere\n", "listen"),
         ("admin_listen: 127.0.0.1:8787\n", "admin_listen"),
-        ("threads: 0\n", "threads"),
+        ("threads: 257\n", "threads"),
         (
             "upstream:\n  read_timeout_ms: 0\n",
             "upstream.read_timeout_ms",

@@ -75,8 +75,11 @@ impl Settings {
                 "must differ from listen (the admin port is exposed to Prometheus and probes)",
             ));
         }
-        if self.threads == 0 || self.threads > 256 {
-            return Err(SettingsError::new("threads", "must be between 1 and 256"));
+        if self.threads > 256 {
+            return Err(SettingsError::new(
+                "threads",
+                "must be between 1 and 256, or 0 to follow the CPU quota",
+            ));
         }
         if self.limits.max_request_body_bytes < 1024 {
             return Err(SettingsError::new(

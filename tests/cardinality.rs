@@ -24,16 +24,6 @@ const MAX_MODELS: usize = 50;
 const MAX_TARGETS: usize = 100;
 const MAX_METADATA_VALUES: usize = 50;
 
-/// Resident set size of this process (the gateway runs in it), in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Distinct values of `label` per sample name (histogram `_bucket`/`_sum`/`_count` apart).
 fn values_by_family(text: &str, label: &str) -> BTreeMap<String, BTreeSet<String>> {
     let needle = format!("{label}=\"");

@@ -19,16 +19,6 @@ fn body() -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 }
 
-/// The resident set of this process (the gateway runs in it), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A config of 1 + 15 × (1 + 15) = 241 nodes under a ~50 KB `override_params`, distinct by `n`.
 fn wide_config(n: usize) -> String {
     let mut big = serde_json::Map::new();

@@ -1,6 +1,8 @@
 //! A fast mock provider for the benchmark: HTTP/1.1 keep-alive, answers every request with the
 //! same small chat completion at once, so the measurement is the proxy's cost, not the mock's.
-//! A request to a path ending in `/messages` gets the same answer in Anthropic's format.
+//! A request to a path ending in `/messages` gets the same answer in Anthropic's format; a
+//! request whose body asks for `"stream":true` gets an SSE stream of 8 content events, a usage
+//! chunk and `[DONE]` (written at once, chunked).
 //!
 //! Usage: `bench_mock <addr>` (default 127.0.0.1:18080).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,15 +34,32 @@ fn main() {
             ANTHROPIC_BODY.len()
         );
         let anthropic: &'static [u8] = Box::leak(anthropic.into_bytes().into_boxed_slice());
+        let sse: &'static [u8] = Box::leak(sse_response().into_bytes().into_boxed_slice());
         loop {
             let (stream, _) = listener.accept().await.expect("accept");
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve(stream, response, anthropic));
+            tokio::spawn(serve(stream, [response, anthropic, sse]));
         }
     });
 }
 
-async fn serve(mut stream: TcpStream, response: &'static [u8], anthropic: &'static [u8]) {
+/// 8 content events, the usage chunk and `[DONE]`, as one chunked response.
+fn sse_response() -> String {
+    let mut events = String::new();
+    for word in ["Mixing", " red", " and", " yellow", " gives", " orange", ".", ""] {
+        events.push_str(&format!(
+            "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"
+        ));
+    }
+    events.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":17,\"completion_tokens\":8,\"total_tokens\":25}}\n\n");
+    events.push_str("data: [DONE]\n\n");
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n0\r\n\r\n",
+        events.len()
+    )
+}
+
+async fn serve(mut stream: TcpStream, [response, anthropic, sse]: [&'static [u8]; 3]) {
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -60,8 +79,14 @@ async fn serve(mut stream: TcpStream, response: &'static [u8], anthropic: &'stat
                 .next()
                 .and_then(|l| l.split_whitespace().nth(1))
                 .is_some_and(|p| p.ends_with("/messages"));
+            let body = &buf[head_end + 4..head_end + 4 + len];
+            let streamed = body.windows(13).any(|w| w == b"\"stream\":true");
             buf.drain(..head_end + 4 + len);
-            let answer = if messages { anthropic } else { response };
+            let answer = match (messages, streamed) {
+                (true, _) => anthropic,
+                (false, true) => sse,
+                (false, false) => response,
+            };
             if stream.write_all(answer).await.is_err() {
                 return;
             }

@@ -1,56 +1,79 @@
 #!/usr/bin/env bash
-# Benchmark: the same chat request sent straight to a fast mock provider and through portgate,
-# at concurrency 1, 16 and 64, with wrk (closed loop, keep-alive). Prints requests/s, p50 and
-# p99 for both, the added latency, and portgate's idle and peak RSS. Any non-2xx answer or wrk
-# socket error (connect, read, write, timeout) fails the run with wrk's output.
+# Benchmark: the same chat request, non-streamed and streamed (8 events, a usage chunk and
+# [DONE]), sent straight to a fast mock provider and through three proxies in one run: an nginx
+# reverse-proxy hop (1 worker), a bare Pingora 0.9 passthrough (bench/pingora_floor.rs, 1
+# thread: the floor of the framework portgate stands on) and portgate (1 thread).
 #
-# Everything runs on this machine (loopback only); on 2 cores the load generator, the mock and
-# the gateway share the CPUs, so read the figures as relative, not absolute.
+# On a 2-core machine the system under test is pinned to CPU 1 and wrk and the mock to CPU 0
+# (taskset), so the figures measure the proxy, not the scheduler; CPU time of the system under
+# test is read from /proc and divided by the requests served. Reports per target requests/s,
+# p50/p99, added p50 against direct, CPU µs per request, peak RSS, and the ratios of portgate to
+# the Pingora floor and to nginx. Any non-2xx answer or wrk socket error fails the run.
 #
-# Environment: DURATION (default 10s), CONNS (default "1 16 64"), THREADS (portgate threads,
-# default 2), OUT (result file, default bench/results/latest.md), PORTGATE_BIN (binary to
-# measure instead of the fresh build, for before/after runs), ACCESS_LOG (stdout, off or a path;
-# unset: the default, stdout, captured to a temporary file).
+# Environment: DURATION (default 10s), CONNS (default 16), OUT (default
+# bench/results/latest.md), PORTGATE_BIN, ACCESS_LOG (default stdout, captured to a file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-"1 16 64"}
-THREADS=${THREADS:-2}
+CONNS=${CONNS:-16}
 OUT=${OUT:-bench/results/latest.md}
+NGINX=127.0.0.1:18090
+FLOOR=127.0.0.1:18091
 source bench/common.sh
-bench_prepare wrk
-bench_start "$THREADS"
-# One request each way so both sides are warm and the answer is right before measuring.
-curl -sf -X POST "http://$MOCK/v1/chat/completions" -d '{}' >/dev/null
-curl -sf -X POST "http://$GW/v1/chat/completions" -H 'x-portkey-provider: openai' \
-  -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[]}' >/dev/null
+bench_prepare wrk nginx
+cargo build --release --example bench_pingora_floor 2>&1 | tail -1
+bench_start 1 taskset -c 1
+taskset -pc 0 "$mock_pid" >/dev/null
 
-rss_kb() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
-idle_rss=$(rss_kb "$gw_pid" VmRSS)
+mkdir -p "$tmp/nginx/logs"
+cat > "$tmp/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+error_log stderr error;
+pid $tmp/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream mock { server $MOCK; keepalive 64; }
+  server {
+    listen $NGINX;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+taskset -c 1 nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' 2>"$tmp/nginx.err" &
+nginx_pid=$!
+taskset -c 1 "$RELEASE_DIR/examples/bench_pingora_floor" "$FLOOR" "$MOCK" >"$tmp/floor.log" 2>&1 &
+floor_pid=$!
+trap 'kill "$nginx_pid" "$floor_pid" 2>/dev/null; bench_cleanup' EXIT
+for addr in "$NGINX" "$FLOOR"; do
+  for _ in $(seq 100); do
+    curl -s -o /dev/null -X POST "http://$addr/v1/chat/completions" -d '{}' && break
+    sleep 0.1
+  done
+done
 
-# Runs wrk and prints "rps p50_ms p99_ms". Fails the run on any non-2xx answer and on any
-# socket error (wrk prints "Socket errors: connect N, read N, write N, timeout N" only when
-# one occurred): a dropped keep-alive connection is a failed request, not noise.
-measure() {
-  local url=$1 conns=$2 gateway=$3 out sock
-  out=$(WRK_GATEWAY=$gateway wrk -t1 -c"$conns" -d"$DURATION" --latency -s bench/post.lua "$url")
-  if echo "$out" | grep -q "Non-2xx"; then
-    echo "bench: non-2xx responses from $url" >&2
-    echo "$out" >&2
-    exit 1
-  fi
-  sock=$(echo "$out" | awk '/Socket errors:/ {gsub(",", ""); print "connect " $4 ", read " $6 ", write " $8 ", timeout " $10}')
-  if [ -n "$sock" ]; then
-    echo "bench: socket errors from $url at $conns connections: $sock" >&2
-    echo "$out" >&2
-    exit 1
-  fi
-  local rps p50 p99
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+ticks=$(getconf CLK_TCK)
+# CPU ticks of a process and its children (nginx's worker is a child of its master).
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+peak_kib() {
+  local peak=0 p v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status")
+    [ "$v" -gt "$peak" ] && peak=$v
+  done
+  echo "$peak"
 }
 to_ms() {
   awk -v v="$1" 'BEGIN {
@@ -60,29 +83,54 @@ to_ms() {
     else printf "%s", v }'
 }
 
+# Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_request".
+measure() {
+  local addr=$1 pid=$2 stream=$3 gateway=$4 before after out reqs cpu
+  before=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  out=$(WRK_GATEWAY=$gateway WRK_STREAM=$stream taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" \
+    --latency -s bench/post.lua "http://$addr/v1/chat/completions")
+  after=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+    echo "bench: errors from $addr (stream=$stream):" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  cpu=$([ -n "$pid" ] && awk -v d=$((after - before)) -v t="$ticks" -v n="$reqs" \
+    'BEGIN {printf "%.1f", d / t * 1e6 / n}' || echo "-")
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+    "$(to_ms "$(echo "$out" | awk '$1=="50%" {print $2}')")" \
+    "$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")" "$cpu"
+}
+
 mkdir -p "$(dirname "$OUT")"
 {
   echo "# portgate benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); wrk -t1, $DURATION per run; portgate threads=$THREADS"
+  echo "machine: $(nproc) cores; system under test on CPU 1, wrk (-t1 -c$CONNS) and the mock on CPU 0; $DURATION per cell"
   echo
-  echo "| conc | direct rps | direct p50 ms | direct p99 ms | portgate rps | portgate p50 ms | portgate p99 ms | rps ratio | added p50 ms |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| scenario | target | requests/s | p50 ms | p99 ms | added p50 ms | CPU µs/request | peak RSS MiB |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
 } > "$OUT"
-for c in $CONNS; do
-  # Plain assignments, not `read < <(measure ...)`: a failing measure must stop the run, and
-  # the exit status of a process substitution is lost.
-  direct=$(measure "http://$MOCK/v1/chat/completions" "$c" 0)
-  through=$(measure "http://$GW/v1/chat/completions" "$c" 1)
-  read -r d_rps d_p50 d_p99 <<<"$direct"
-  read -r g_rps g_p50 g_p99 <<<"$through"
-  ratio=$(awk -v g="$g_rps" -v d="$d_rps" 'BEGIN {printf "%.0f%%", 100*g/d}')
-  added=$(awk -v g="$g_p50" -v d="$d_p50" 'BEGIN {printf "%.3f", g-d}')
-  echo "| $c | $d_rps | $d_p50 | $d_p99 | $g_rps | $g_p50 | $g_p99 | $ratio | $added |" >> "$OUT"
+for stream in 0 1; do
+  scenario=$([ "$stream" = 1 ] && echo "stream (8 events)" || echo chat)
+  direct=$(measure "$MOCK" "" "$stream" 0)
+  read -r d_rps d_p50 d_p99 _ <<<"$direct"
+  echo "| $scenario | direct | $d_rps | $d_p50 | $d_p99 | - | - | - |" >> "$OUT"
+  for target in nginx floor portgate; do
+    case $target in
+      nginx) addr=$NGINX pid=$nginx_pid gw=0 name="nginx hop" ;;
+      floor) addr=$FLOOR pid=$floor_pid gw=0 name="bare Pingora" ;;
+      portgate) addr=$GW pid=$gw_pid gw=1 name=portgate ;;
+    esac
+    r=$(measure "$addr" "$pid" "$stream" "$gw")
+    read -r rps p50 p99 cpu <<<"$r"
+    eval "cpu_$target=$cpu"
+    added=$(awk -v a="$p50" -v d="$d_p50" 'BEGIN {printf "%.3f", a - d}')
+    echo "| $scenario | $name | $rps | $p50 | $p99 | $added | $cpu | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
+  done
+  # shellcheck disable=SC2154
+  awk -v p="$cpu_portgate" -v f="$cpu_floor" -v n="$cpu_nginx" -v s="$scenario" \
+    'BEGIN {printf "\n%s: portgate / Pingora floor %.2fx, portgate / nginx %.2fx CPU per request\n\n", s, p / f, p / n}' >> "$OUT"
 done
-peak_rss=$(rss_kb "$gw_pid" VmHWM)
-{
-  echo
-  echo "portgate RSS: idle $((idle_rss / 1024)) MiB, peak $((peak_rss / 1024)) MiB"
-} >> "$OUT"
 cat "$OUT"

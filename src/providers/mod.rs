@@ -5,6 +5,7 @@
 //! OpenAI-compatible family is one adapter configured by a table row (`openai_compat.rs`).
 
 mod azure;
+mod cohere;
 mod openai_compat;
 
 use crate::dispatch::Upstream;
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub use azure::AzureOpenAi;
+pub use cohere::Cohere;
 pub use openai_compat::{OpenAiCompat, BUILT_IN};
 
 /// Provider-specific settings of one target (`azure_resource_name`, ...), keyed by Portkey's
@@ -151,6 +153,7 @@ impl Providers {
             by_slug.insert(row.slug.to_string(), Arc::new(adapter));
         }
         by_slug.insert("azure-openai".into(), Arc::new(AzureOpenAi::new()));
+        by_slug.insert("cohere".into(), Arc::new(Cohere::new()));
         for (slug, row) in &settings.providers {
             let adapter =
                 OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)

@@ -138,8 +138,8 @@ mod tests {
     #[test]
     fn every_built_in_row_parses_and_has_a_unique_slug() {
         let providers = Providers::from_settings(&Settings::default()).unwrap();
-        // The table, plus the adapters with code of their own (azure-openai).
-        assert_eq!(providers.slugs().len(), BUILT_IN.len() + 1);
+        // The table, plus the adapters with code of their own (azure-openai, cohere).
+        assert_eq!(providers.slugs().len(), BUILT_IN.len() + 2);
         for slug in [
             "openai",
             "anyscale",

@@ -29,6 +29,15 @@ pub use openai_compat::{OpenAiCompat, BUILT_IN};
 /// not touch routing.
 pub type ProviderOptions = BTreeMap<String, String>;
 
+/// Built-in providers with an adapter of their own (not rows of the OpenAI-compatible table).
+pub const CODED: &[&str] = &["azure-openai", "cohere"];
+
+/// Whether `slug` is a built-in provider (a table row or a coded adapter), for settings
+/// validation before the registry exists.
+pub fn is_built_in(slug: &str) -> bool {
+    CODED.contains(&slug) || BUILT_IN.iter().any(|r| r.slug == slug)
+}
+
 /// The operations of the unified API, i.e. the routes whose body the gateway reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {

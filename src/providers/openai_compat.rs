@@ -139,7 +139,10 @@ mod tests {
     fn every_built_in_row_parses_and_has_a_unique_slug() {
         let providers = Providers::from_settings(&Settings::default()).unwrap();
         // The table, plus the adapters with code of their own (azure-openai, cohere).
-        assert_eq!(providers.slugs().len(), BUILT_IN.len() + 2);
+        assert_eq!(
+            providers.slugs().len(),
+            BUILT_IN.len() + crate::providers::CODED.len()
+        );
         for slug in [
             "openai",
             "anyscale",
@@ -154,8 +157,11 @@ mod tests {
             "x-ai",
             "cerebras",
             "ollama",
+            "azure-openai",
+            "cohere",
         ] {
             assert!(providers.get(slug).is_some(), "{slug} missing");
+            assert!(crate::providers::is_built_in(slug));
         }
     }
 

@@ -6,7 +6,8 @@
 //! splitter makes chunk boundaries irrelevant) becomes zero or one OpenAI chunk: the role on
 //! the first, text deltas, tool calls numbered from 0 in the order they start, the finish
 //! reason at `message-end`, then the usage chunk when the client asked for it
-//! (`stream_options.include_usage`) and `[DONE]`.
+//! (`stream_options.include_usage`) and `[DONE]`. A stream that ends without `message-end`
+//! (cut upstream) gets no `[DONE]`: the client sees it was cut rather than a clean end.
 
 use super::{finish_reason, usage, usage_json};
 use crate::providers::ResponseOptions;

@@ -46,7 +46,9 @@ fn main() {
 /// 8 content events, the usage chunk and `[DONE]`, as one chunked response.
 fn sse_response() -> String {
     let mut events = String::new();
-    for word in ["Mixing", " red", " and", " yellow", " gives", " orange", ".", ""] {
+    for word in [
+        "Mixing", " red", " and", " yellow", " gives", " orange", ".", "",
+    ] {
         events.push_str(&format!(
             "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"
         ));

@@ -125,6 +125,10 @@ pub enum GatewayError {
     InvalidFeedback(String),
     #[error("No feedback with id {0:?} is known to this gateway")]
     FeedbackNotFound(String),
+    /// A provider's own settings (Azure's resource, deployment) are missing or malformed, or
+    /// the request cannot be expressed in the provider's API.
+    #[error("{0}")]
+    ProviderRequest(String),
     #[error("Not Found")]
     NotFound,
     #[error("{0}")]
@@ -159,7 +163,8 @@ impl GatewayError {
             | Self::InvalidConfig(_)
             | Self::UnknownConfig(_)
             | Self::NoRouteMatched(_)
-            | Self::InvalidFeedback(_) => 400,
+            | Self::InvalidFeedback(_)
+            | Self::ProviderRequest(_) => 400,
             Self::FeedbackNotFound(_) => 404,
             Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
             Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
@@ -210,6 +215,7 @@ impl GatewayError {
             Self::RetryBudgetExhausted(_) => "retry_budget_exhausted",
             Self::InvalidFeedback(_) => "invalid_feedback",
             Self::FeedbackNotFound(_) => "feedback_not_found",
+            Self::ProviderRequest(_) => "invalid_provider_request",
             Self::NotFound => "not_found",
             Self::Internal(_) => "internal",
         }

@@ -33,6 +33,7 @@ async fn vault_gateway(
                 api_key_env: None,
                 api_key_file: Some(file.display().to_string()),
                 custom_host: None,
+                options: Default::default(),
             },
         );
         tweak(s, &other_url);

@@ -20,6 +20,7 @@ fn every_example_config_loads() {
                 api_key_env: Some(format!("EXAMPLE_{}", id.replace('-', "_").to_uppercase())),
                 api_key_file: None,
                 custom_host: None,
+                options: Default::default(),
             },
         );
     }

@@ -29,6 +29,7 @@ async fn virtual_keys_supply_credentials_and_beat_the_sdk_placeholder() {
                 api_key_env: None,
                 api_key_file: Some(file.clone()),
                 custom_host: None,
+                options: Default::default(),
             },
         );
         s.virtual_keys.insert(
@@ -38,6 +39,7 @@ async fn virtual_keys_supply_credentials_and_beat_the_sdk_placeholder() {
                 api_key_env: None,
                 api_key_file: Some(file.clone()),
                 custom_host: None,
+                options: Default::default(),
             },
         );
     })

@@ -66,11 +66,12 @@ fn cases() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn opts() -> ResponseOptions {
+fn opts() -> ResponseOptions<'static> {
     ResponseOptions {
         hide_usage: false,
         strict: true,
         created: 1_700_000_000,
+        model: Some("m"),
     }
 }
 
@@ -104,6 +105,7 @@ fn every_provider_prepares_every_case() {
                     query: None,
                     stream: body["stream"] == true,
                     client_headers: &headers,
+                    options: &Default::default(),
                 })
                 .unwrap_or_else(|e| panic!("{slug} / {name}: {e}"));
             assert!(req.path.starts_with('/'), "{slug} / {name}: {}", req.path);

@@ -36,6 +36,7 @@ async fn guide_gateway() -> (MockProvider, MockProvider, TestGateway) {
                     api_key_env: None,
                     api_key_file: Some(file.clone()),
                     custom_host: None,
+                    options: Default::default(),
                 },
             );
         }

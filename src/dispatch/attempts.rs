@@ -266,7 +266,8 @@ impl<'a> Walk<'a> {
         let key = target.key();
         let provider = target.provider.slug().to_string();
         let view = self.req.view;
-        let hide_usage = view.stream && target.provider.stream_usage() && !view.wants_usage;
+        let hide_usage =
+            view.stream && target.provider.stream_usage_for(&target.options) && !view.wants_usage;
         let body = match view.body_for(leaf.override_params.as_deref(), hide_usage) {
             Ok(b) => b,
             Err(e) => return failed(e),
@@ -497,6 +498,7 @@ impl<'a> Walk<'a> {
             query: req.query,
             stream: req.view.stream,
             client_headers: req.client_headers,
+            options: &target.options,
         })?;
         let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
         headers.push((
@@ -635,6 +637,7 @@ impl Leaf {
             cache: None,
             breaker: None,
             hooks: Default::default(),
+            options: Default::default(),
         }
     }
 }

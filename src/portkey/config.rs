@@ -8,6 +8,17 @@
 
 use crate::routing::conditions::{self, Query};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Provider settings a config target may carry (Portkey's snake_case field names), read into
+/// [`ConfigNode::provider_options`] and handed to the provider adapter. The same names, with
+/// dashes and the `x-portkey-` prefix, are the request headers (`portkey::headers`), and a
+/// virtual key's `options` use them too. Credentials are not options: they stay in `Secret`s.
+pub const PROVIDER_OPTION_FIELDS: &[&str] = &[
+    "azure_resource_name",
+    "azure_deployment_id",
+    "azure_api_version",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -91,6 +102,8 @@ pub struct ConfigNode {
     pub cb_config: Option<BreakerConfig>,
     pub strict_open_ai_compliance: Option<bool>,
     pub hooks: Option<Hooks>,
+    /// The node's [`PROVIDER_OPTION_FIELDS`]; inherited by nested targets key by key.
+    pub provider_options: BTreeMap<String, String>,
 }
 
 /// `path: <path>, message: <why>` strings, as Portkey's `errors` array. Paths are written the
@@ -210,6 +223,10 @@ fn parse_node(value: &Value, path: &str, depth: usize, p: &mut Problems) -> Opti
             .and_then(|v| breaker(v, &format!("{path}.cb_config"), p)),
         strict_open_ai_compliance: boolean(obj, "strict_open_ai_compliance", path, p),
         hooks: hooks(obj, path, p),
+        provider_options: PROVIDER_OPTION_FIELDS
+            .iter()
+            .filter_map(|k| Some((k.to_string(), string(obj, k, path, p)?)))
+            .collect(),
         ..Default::default()
     };
     // Current form: strategy + targets.

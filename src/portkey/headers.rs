@@ -2,6 +2,7 @@
 
 use crate::error::GatewayError;
 use http::HeaderMap;
+use std::collections::BTreeMap;
 
 /// The longest trace id accepted; longer ones are refused rather than truncated, so logs and the
 /// echoed header always agree with what the client sent.
@@ -38,6 +39,14 @@ pub struct PortkeyHeaders {
     /// `x-portkey-strict-open-ai-compliance`: `false` lets provider fields through (the
     /// Portkey SDK sends `false` by default); anything else, or absent, is strict.
     pub strict_open_ai_compliance: Option<bool>,
+    /// Provider options from `x-portkey-<field>` headers (`x-portkey-azure-resource-name` →
+    /// `azure_resource_name`, see `config::PROVIDER_OPTION_FIELDS`). Applied only to the
+    /// target the request's own headers name (Portkey's rule for provider headers).
+    pub provider_options: BTreeMap<String, String>,
+    /// `x-portkey-azure-ad-token`: an Entra ID token sent as `Authorization: Bearer` instead
+    /// of Azure's `api-key`. A credential, so kept apart from the options and redacted; like
+    /// `Authorization`, it only goes to the provider the headers name.
+    pub azure_ad_token: Option<crate::settings::Secret>,
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, GatewayError> {
@@ -91,6 +100,25 @@ impl PortkeyHeaders {
         }
         if let Some(list) = text(headers, "x-portkey-forward-headers")? {
             out.forward_headers = parse_forward_headers(list)?;
+        }
+        for field in crate::portkey::config::PROVIDER_OPTION_FIELDS {
+            let name = format!("x-portkey-{}", field.replace('_', "-"));
+            if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+                let v = v.trim();
+                if !v.is_empty() {
+                    out.provider_options
+                        .insert((*field).to_string(), v.to_string());
+                }
+            }
+        }
+        if let Some(token) = text(headers, "x-portkey-azure-ad-token")? {
+            let token = token
+                .strip_prefix("Bearer ")
+                .or_else(|| token.strip_prefix("bearer "))
+                .unwrap_or(token)
+                .trim();
+            out.azure_ad_token =
+                (!token.is_empty()).then(|| crate::settings::Secret::new(token.to_string()));
         }
         if let Some(ms) = text(headers, "x-portkey-request-timeout")? {
             let ms: u64 = ms.parse().map_err(|_| GatewayError::InvalidHeader {
@@ -177,6 +205,22 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn provider_option_headers_and_the_ad_token() {
+        let h = PortkeyHeaders::parse(&map(&[
+            ("x-portkey-azure-resource-name", " res1 "),
+            ("x-portkey-azure-deployment-id", "dep"),
+            ("x-portkey-azure-api-version", ""),
+            ("x-portkey-azure-ad-token", "Bearer eyJ"),
+        ]))
+        .unwrap();
+        assert_eq!(h.provider_options.len(), 2, "empty values are absent");
+        assert_eq!(h.provider_options["azure_resource_name"], "res1");
+        assert_eq!(h.provider_options["azure_deployment_id"], "dep");
+        assert_eq!(h.azure_ad_token.as_ref().map(|t| t.expose()), Some("eyJ"));
+        assert!(!format!("{h:?}").contains("eyJ"), "the token never prints");
     }
 
     #[test]

@@ -104,8 +104,8 @@ impl Provider for Anthropic {
         let sse = content_type.starts_with("text/event-stream");
         match (op, sse) {
             (Operation::Messages, _) => Box::new(Native::new(sse)),
-            (_, true) => Box::new(ChatStream::new(*opts)),
-            (_, false) => Box::new(ChatJson::new(*opts)),
+            (_, true) => Box::new(ChatStream::new(Opts::from(opts))),
+            (_, false) => Box::new(ChatJson::new(Opts::from(opts))),
         }
     }
 }
@@ -485,7 +485,24 @@ impl Counts {
 
 /// Translates a whole Anthropic message into a `chat.completion`; `None` for a body that is
 /// not a message (relayed as it is).
-fn to_chat_completion(msg: &Value, opts: &ResponseOptions) -> Option<(Value, Counts)> {
+/// What the translators keep of `ResponseOptions` (owned: a translator outlives the request's
+/// borrowed fields).
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    strict: bool,
+    created: u64,
+}
+
+impl From<&ResponseOptions<'_>> for Opts {
+    fn from(o: &ResponseOptions<'_>) -> Self {
+        Opts {
+            strict: o.strict,
+            created: o.created,
+        }
+    }
+}
+
+fn to_chat_completion(msg: &Value, opts: &Opts) -> Option<(Value, Counts)> {
     let content = msg.get("content")?.as_array()?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
@@ -537,7 +554,7 @@ fn to_chat_completion(msg: &Value, opts: &ResponseOptions) -> Option<(Value, Cou
 
 /// A non-streamed chat answer: held until complete, then translated whole.
 struct ChatJson {
-    opts: ResponseOptions,
+    opts: Opts,
     body: BytesMut,
     out: Option<Value>,
     counts: Option<Counts>,
@@ -548,7 +565,7 @@ struct ChatJson {
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
 impl ChatJson {
-    fn new(opts: ResponseOptions) -> Self {
+    fn new(opts: Opts) -> Self {
         ChatJson {
             opts,
             body: BytesMut::new(),
@@ -618,7 +635,7 @@ fn event_json(event: &Bytes) -> Option<Value> {
 /// the finish reason and usage on the last — then `[DONE]`. An `error` event ends the stream
 /// with an error event the client can see.
 struct ChatStream {
-    opts: ResponseOptions,
+    opts: Opts,
     splitter: SseSplitter,
     id: String,
     model: String,
@@ -630,7 +647,7 @@ struct ChatStream {
 }
 
 impl ChatStream {
-    fn new(opts: ResponseOptions) -> Self {
+    fn new(opts: Opts) -> Self {
         ChatStream {
             opts,
             splitter: SseSplitter::default(),

@@ -5,6 +5,8 @@
 //! OpenAI-compatible family is one adapter configured by a table row (`openai_compat.rs`).
 
 pub mod anthropic;
+mod azure;
+mod cohere;
 mod openai_compat;
 
 use crate::dispatch::Upstream;
@@ -13,10 +15,29 @@ use crate::settings::{Settings, SettingsError};
 use crate::stream::{Meter, Translator};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub use azure::AzureOpenAi;
+pub use cohere::Cohere;
 pub use openai_compat::{OpenAiCompat, BUILT_IN};
+
+/// Provider-specific settings of one target (`azure_resource_name`, ...), keyed by Portkey's
+/// snake_case config field names. Filled, lowest precedence first, from the request's
+/// `x-portkey-<field-with-dashes>` headers (only when the request's own headers name the
+/// provider), a virtual key's `options`, and the config target's fields. A general map rather
+/// than typed fields per provider: each adapter reads its own keys, and adding a provider does
+/// not touch routing.
+pub type ProviderOptions = BTreeMap<String, String>;
+
+/// Built-in providers with an adapter of their own (not rows of the OpenAI-compatible table).
+pub const CODED: &[&str] = &[anthropic::SLUG, "azure-openai", "cohere"];
+
+/// Whether `slug` is a built-in provider (a table row or a coded adapter), for settings
+/// validation before the registry exists.
+pub fn is_built_in(slug: &str) -> bool {
+    CODED.contains(&slug) || BUILT_IN.iter().any(|r| r.slug == slug)
+}
 
 /// The operations of the unified API, i.e. the routes whose body the gateway reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,17 +104,22 @@ pub struct Prepare<'a> {
     pub stream: bool,
     /// The client's headers (a provider may pass some on, e.g. `anthropic-version`).
     pub client_headers: &'a http::HeaderMap,
+    /// The target's provider options (see [`ProviderOptions`]).
+    pub options: &'a ProviderOptions,
 }
 
 /// What a response translator needs to know about the request.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ResponseOptions {
+pub struct ResponseOptions<'a> {
     /// The gateway added `stream_options.include_usage`: hide the usage chunk.
     pub hide_usage: bool,
     /// `x-portkey-strict-open-ai-compliance` (default true): only OpenAI fields.
     pub strict: bool,
     /// Unix seconds, for the `created` field of translated answers.
     pub created: u64,
+    /// The model the client asked for: the `model` of a translated answer whose provider does
+    /// not name one (Cohere's).
+    pub model: Option<&'a str>,
 }
 
 /// One provider API.
@@ -105,6 +131,19 @@ pub trait Provider: Send + Sync {
     /// Whether streams may be asked for usage (`stream_options.include_usage`).
     fn stream_usage(&self) -> bool {
         false
+    }
+    /// `stream_usage` for one target: a provider whose support depends on the target's options
+    /// (Azure's `api-version`) overrides this; the default ignores them.
+    fn stream_usage_for(&self, _options: &ProviderOptions) -> bool {
+        self.stream_usage()
+    }
+    /// Where a target's API lives when no custom host overrides it. The default is
+    /// [`Provider::upstream`]; a provider whose host is per account (Azure's
+    /// `{resource}.openai.azure.com`) derives it from the options, refusing missing or
+    /// malformed ones (400) before anything is sent. Called when the target is built, so
+    /// circuit breakers and retry budgets key on the real host.
+    fn upstream_for(&self, _options: &ProviderOptions) -> Result<Upstream, GatewayError> {
+        Ok(self.upstream().clone())
     }
     /// The headers that carry `api_key` to this provider.
     fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError>;
@@ -119,7 +158,7 @@ pub trait Provider: Send + Sync {
         _op: Operation,
         status: u16,
         content_type: &str,
-        opts: &ResponseOptions,
+        opts: &ResponseOptions<'_>,
     ) -> Box<dyn Translator> {
         Box::new(Meter::for_response(status, content_type, opts.hide_usage))
     }
@@ -144,6 +183,8 @@ impl Providers {
         )
         .map_err(|e| SettingsError::new("anthropic.base_url", e))?;
         by_slug.insert(anthropic::SLUG.to_string(), Arc::new(anthropic));
+        by_slug.insert("azure-openai".into(), Arc::new(AzureOpenAi::new()));
+        by_slug.insert("cohere".into(), Arc::new(Cohere::new()));
         for (slug, row) in &settings.providers {
             let adapter =
                 OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)

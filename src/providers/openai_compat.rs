@@ -144,8 +144,11 @@ mod tests {
     #[test]
     fn every_built_in_row_parses_and_has_a_unique_slug() {
         let providers = Providers::from_settings(&Settings::default()).unwrap();
-        // The table, plus the translating adapters (anthropic).
-        assert_eq!(providers.slugs().len(), BUILT_IN.len() + 1);
+        // The table, plus the adapters with code of their own.
+        assert_eq!(
+            providers.slugs().len(),
+            BUILT_IN.len() + crate::providers::CODED.len()
+        );
         for slug in [
             "openai",
             "anyscale",
@@ -160,8 +163,11 @@ mod tests {
             "x-ai",
             "cerebras",
             "ollama",
+            "azure-openai",
+            "cohere",
         ] {
             assert!(providers.get(slug).is_some(), "{slug} missing");
+            assert!(crate::providers::is_built_in(slug));
         }
     }
 
@@ -179,6 +185,7 @@ mod tests {
                 query: Some("api-version=1"),
                 stream: false,
                 client_headers: &headers,
+                options: &Default::default(),
             })
             .unwrap();
         assert_eq!(p.upstream().base_path, "/openai/v1");
@@ -210,6 +217,7 @@ mod tests {
                 query: None,
                 stream: false,
                 client_headers: &headers,
+                options: &Default::default(),
             })
             .unwrap();
         assert!(req.headers.is_empty());

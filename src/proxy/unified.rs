@@ -187,6 +187,7 @@ pub async fn handle(
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                model: ctx.model.as_deref(),
             };
             let translator = match &answer.adapter {
                 Some(adapter) => {

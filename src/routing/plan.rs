@@ -12,6 +12,7 @@ use crate::portkey::CustomHostPolicy;
 use crate::providers::Providers;
 use crate::settings::VirtualKeys;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +75,9 @@ pub struct Leaf {
     pub breaker: Option<BreakerSpec>,
     /// Shared like `override_params`.
     pub hooks: Arc<Hooks>,
+    /// Provider options from the config (`azure_resource_name`, ...), inherited key by key
+    /// down nested targets; shared like `override_params`.
+    pub options: Arc<BTreeMap<String, String>>,
 }
 
 /// Settings passed from a node to its targets. The potentially large parts (`override_params`,
@@ -89,6 +93,7 @@ struct Inherited {
     forward_headers: Option<Vec<String>>,
     cb_config: Option<BreakerConfig>,
     hooks: Arc<Hooks>,
+    options: Arc<BTreeMap<String, String>>,
 }
 
 impl Inherited {
@@ -118,6 +123,12 @@ impl Inherited {
         }
         if n.cb_config.is_some() {
             out.cb_config = n.cb_config.clone();
+        }
+        if !n.provider_options.is_empty() {
+            let options = Arc::make_mut(&mut out.options);
+            for (k, v) in &n.provider_options {
+                options.insert(k.clone(), v.clone());
+            }
         }
         if let Some(h) = &n.hooks {
             let hooks = Arc::make_mut(&mut out.hooks);
@@ -262,6 +273,7 @@ fn build_node(
         cache: inherited.cache,
         breaker,
         hooks: inherited.hooks,
+        options: inherited.options,
     }))
 }
 

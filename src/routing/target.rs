@@ -11,8 +11,9 @@
 use super::plan::Leaf;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
+use crate::portkey::custom_host::CustomHost;
 use crate::portkey::PortkeyHeaders;
-use crate::providers::Provider;
+use crate::providers::{Provider, ProviderOptions};
 use crate::settings::Secret;
 use crate::state::State;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub struct Target {
     /// Resolved addresses must be public (untrusted custom host).
     pub public_only: bool,
     pub api_key: Option<Secret>,
+    /// Provider options (Azure's resource, deployment, api-version, an Entra token), merged
+    /// from the request's headers, a virtual key and the config leaf, highest last. Without a
+    /// custom host they may choose the upstream (`Provider::upstream_for`).
+    pub options: Arc<ProviderOptions>,
 }
 
 impl Target {
@@ -35,29 +40,7 @@ impl Target {
     /// `x-portkey-provider` (or legacy `x-portkey-mode`) with `Authorization` as the key;
     /// `x-portkey-custom-host` may replace the base URL.
     pub fn from_headers(state: &State, headers: &PortkeyHeaders) -> Result<Target, GatewayError> {
-        let (slug, api_key, vk_host) = match &headers.virtual_key {
-            Some(_) if headers.custom_host.is_some() => {
-                return Err(GatewayError::KeyToForeignHost);
-            }
-            Some(id) => {
-                let vk = state
-                    .virtual_keys
-                    .get(id)
-                    .ok_or_else(|| GatewayError::UnknownVirtualKey(id.clone()))?;
-                let key = vk.api_key.clone();
-                (vk.provider.clone(), key, vk.custom_host.clone())
-            }
-            None => match &headers.provider {
-                Some(p) => (p.clone(), headers.api_key.clone(), None),
-                None => return Err(GatewayError::MissingProvider),
-            },
-        };
-        let host = match (&headers.custom_host, &vk_host) {
-            (Some(h), _) => Some(Host::Request(h)),
-            (None, Some(h)) => Some(Host::Settings(h)),
-            (None, None) => None,
-        };
-        build(state, &slug, api_key, host)
+        request_target(state, headers, None, &Arc::default())
     }
 
     /// The target of a plan leaf; a leaf that names neither provider nor virtual key uses the
@@ -69,53 +52,142 @@ impl Target {
     ) -> Result<Target, GatewayError> {
         // Whether the key comes from the settings rather than from the request itself.
         let mut vault_key = false;
-        let mut target = if let Some(id) = &leaf.virtual_key {
+        // The leaf's custom host replaces any other host (and the provider's own).
+        let leaf_host = leaf.custom_host.as_ref().map(Host::Checked);
+        let target = if let Some(id) = &leaf.virtual_key {
             vault_key = true;
             let vk = state
                 .virtual_keys
                 .get(id)
                 .ok_or_else(|| GatewayError::UnknownVirtualKey(id.clone()))?;
             let key = leaf.api_key.clone().or_else(|| vk.api_key.clone());
-            build(
-                state,
-                &vk.provider,
-                key,
-                vk.custom_host.as_deref().map(Host::Settings),
-            )?
+            let host = leaf_host.or(vk.custom_host.as_deref().map(Host::Settings));
+            let options = layered(None, Some(&vk.options), &leaf.options);
+            build(state, &vk.provider, key, host, options)?
         } else if let Some(slug) = &leaf.provider {
-            // The config's key, else a header virtual key for the same provider. Never the
-            // client's `Authorization`: it was meant for the provider the headers name, and a
+            // The config's key, else a header virtual key for the same provider (with its
+            // options: an Azure key belongs to its resource). Never the client's
+            // `Authorization`: it was meant for the provider the headers name, and a
             // fallback from one provider to another must not hand it to the next one.
-            let key = leaf.api_key.clone().or_else(|| {
-                vault_key = true;
-                headers
-                    .virtual_key
-                    .as_ref()
-                    .and_then(|id| state.virtual_keys.get(id))
-                    .filter(|vk| &vk.provider == slug)
-                    .and_then(|vk| vk.api_key.clone())
-            });
-            build(state, slug, key, None)?
+            let (key, vk_options) = match leaf.api_key.clone() {
+                Some(k) => (Some(k), None),
+                None => {
+                    vault_key = true;
+                    let vk = headers
+                        .virtual_key
+                        .as_ref()
+                        .and_then(|id| state.virtual_keys.get(id))
+                        .filter(|vk| &vk.provider == slug);
+                    (
+                        vk.and_then(|vk| vk.api_key.clone()),
+                        vk.map(|vk| &vk.options),
+                    )
+                }
+            };
+            let options = layered(None, vk_options, &leaf.options);
+            build(state, slug, key, leaf_host, options)?
         } else {
             vault_key = headers.virtual_key.is_some();
-            Target::from_headers(state, headers)?
+            request_target(state, headers, leaf.custom_host.as_ref(), &leaf.options)?
         };
-        if let Some(host) = &leaf.custom_host {
-            if leaf.custom_host_from_request && vault_key && target.api_key.is_some() {
-                return Err(GatewayError::KeyToForeignHost);
-            }
-            target.upstream = host.upstream.clone();
-            target.public_only = host.public_only;
+        if leaf.custom_host.is_some()
+            && leaf.custom_host_from_request
+            && vault_key
+            && target.api_key.is_some()
+        {
+            return Err(GatewayError::KeyToForeignHost);
         }
         Ok(target)
     }
 }
 
+/// The target the request's headers name, optionally under a config leaf's custom host and
+/// options (a leaf without provider).
+fn request_target(
+    state: &State,
+    headers: &PortkeyHeaders,
+    leaf_host: Option<&CustomHost>,
+    leaf_options: &Arc<ProviderOptions>,
+) -> Result<Target, GatewayError> {
+    let (slug, api_key, vk_host, vk_options) = match &headers.virtual_key {
+        Some(_) if headers.custom_host.is_some() => {
+            return Err(GatewayError::KeyToForeignHost);
+        }
+        Some(id) => {
+            let vk = state
+                .virtual_keys
+                .get(id)
+                .ok_or_else(|| GatewayError::UnknownVirtualKey(id.clone()))?;
+            let key = vk.api_key.clone();
+            (
+                vk.provider.clone(),
+                key,
+                vk.custom_host.clone(),
+                Some(&vk.options),
+            )
+        }
+        None => match &headers.provider {
+            Some(p) => (p.clone(), headers.api_key.clone(), None, None),
+            None => return Err(GatewayError::MissingProvider),
+        },
+    };
+    let host = match (leaf_host, &headers.custom_host, &vk_host) {
+        (Some(h), request, _) => {
+            // Still refused when invalid, as before the leaf's host replaced it.
+            if let Some(raw) = request {
+                state.custom_hosts.check(raw)?;
+            }
+            Some(Host::Checked(h))
+        }
+        (None, Some(h), _) => Some(Host::Request(h)),
+        (None, None, Some(h)) => Some(Host::Settings(h)),
+        (None, None, None) => None,
+    };
+    let options = layered(Some(headers), vk_options, leaf_options);
+    build(state, &slug, api_key, host, options)
+}
+
+/// Merges provider options, lowest precedence first: the request's headers (with the Entra
+/// token), a virtual key's, the config leaf's. The common cases (none at all, or one source)
+/// share the existing map instead of building one.
+fn layered(
+    headers: Option<&PortkeyHeaders>,
+    vk: Option<&Arc<ProviderOptions>>,
+    leaf: &Arc<ProviderOptions>,
+) -> Arc<ProviderOptions> {
+    let from_headers =
+        headers.filter(|h| !h.provider_options.is_empty() || h.azure_ad_token.is_some());
+    let vk = vk.filter(|o| !o.is_empty());
+    match (from_headers, vk) {
+        (None, None) => leaf.clone(),
+        (None, Some(vk)) if leaf.is_empty() => vk.clone(),
+        (h, vk) => {
+            let mut out = ProviderOptions::new();
+            if let Some(h) = h {
+                out.extend(
+                    h.provider_options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+                if let Some(token) = &h.azure_ad_token {
+                    out.insert("azure_ad_token".into(), token.expose().to_string());
+                }
+            }
+            for layer in vk.into_iter().chain([leaf]) {
+                out.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            Arc::new(out)
+        }
+    }
+}
+
 /// Where a custom host was written: a request's is validated as untrusted input, the
-/// settings' (a virtual key's) is the operator's configuration.
+/// settings' (a virtual key's) is the operator's configuration, a plan leaf's was checked when
+/// the plan was built.
 enum Host<'a> {
     Request(&'a str),
     Settings(&'a str),
+    Checked(&'a CustomHost),
 }
 
 fn build(
@@ -123,6 +195,7 @@ fn build(
     slug: &str,
     api_key: Option<Secret>,
     custom_host: Option<Host<'_>>,
+    options: Arc<ProviderOptions>,
 ) -> Result<Target, GatewayError> {
     let provider = state
         .providers
@@ -138,12 +211,16 @@ fn build(
             let host = state.custom_hosts.check_operator(raw)?;
             (host.upstream, host.public_only)
         }
-        None => (provider.upstream().clone(), false),
+        Some(Host::Checked(host)) => (host.upstream.clone(), host.public_only),
+        // The provider's own host, which it may derive from the options (Azure's resource):
+        // configuration, not a custom host, so keys from the settings may go there.
+        None => (provider.upstream_for(&options)?, false),
     };
     Ok(Target {
         provider,
         upstream,
         public_only,
         api_key,
+        options,
     })
 }

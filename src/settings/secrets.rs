@@ -5,8 +5,9 @@
 
 use super::{Settings, SettingsError};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// A secret value (a provider key from settings, a config or a request); `Debug` and `Display`
 /// print `[redacted]`, so derived `Debug` of anything holding one cannot leak it. Read it only
@@ -51,6 +52,12 @@ pub struct VirtualKeyRow {
     /// Base URL replacing the provider's (an in-cluster model server, say).
     #[serde(default)]
     pub custom_host: Option<String>,
+    /// Provider options under Portkey's config field names (`azure_resource_name`,
+    /// `azure_deployment_id`, `azure_api_version`): what a key in Portkey's vault stores
+    /// besides the secret. A config target's own fields win over these; these win over the
+    /// request's `x-portkey-azure-*` headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// A resolved virtual key.
@@ -59,6 +66,8 @@ pub struct VirtualKey {
     pub provider: String,
     pub api_key: Option<Secret>,
     pub custom_host: Option<String>,
+    /// Shared by every request that uses the key (not copied per request).
+    pub options: Arc<BTreeMap<String, String>>,
 }
 
 pub type VirtualKeys = HashMap<String, VirtualKey>;
@@ -95,6 +104,7 @@ pub fn resolve_virtual_keys(
                 provider: row.provider.to_ascii_lowercase(),
                 api_key: api_key.map(|k| Secret::new(k.trim().to_string())),
                 custom_host: row.custom_host.clone(),
+                options: Arc::new(row.options.clone()),
             },
         );
     }

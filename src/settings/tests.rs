@@ -181,3 +181,19 @@ fn type_errors_do_not_echo_the_value() {
         "a (value not shown) b (value not shown)"
     );
 }
+
+#[test]
+fn virtual_key_options_are_read_and_shared() {
+    let s = Settings::from_yaml(
+        "virtual_keys:\n  azure-prod:\n    provider: azure-openai\n    api_key_env: AZ\n    options:\n      azure_resource_name: contoso-eastus\n      azure_deployment_id: gpt-4o-prod\n      azure_api_version: \"2024-10-21\"\n",
+    )
+    .unwrap();
+    let vks = super::resolve_virtual_keys(&s, &|_| Some("k".into())).unwrap();
+    let vk = &vks["azure-prod"];
+    assert_eq!(vk.options["azure_resource_name"], "contoso-eastus");
+    assert_eq!(vk.options["azure_api_version"], "2024-10-21");
+    assert_eq!(vk.options.len(), 3);
+    // A key without options has an empty map, and the YAML of the defaults has no `options`.
+    let s = Settings::from_yaml("virtual_keys:\n  o:\n    provider: openai\n").unwrap();
+    assert!(s.virtual_keys["o"].options.is_empty());
+}

@@ -160,8 +160,10 @@ impl Meter {
             None
         };
         if let Some(m) = parsed {
+            // Azure opens a stream with a content-filter chunk whose `model` is "": the model
+            // is taken from the first chunk that names one.
             if self.model.is_none() {
-                self.model = m.model.clone();
+                self.model = m.model.clone().filter(|s| !s.is_empty());
             }
             if let Some(u) = m.usage() {
                 self.usage = Some(u);
@@ -228,6 +230,37 @@ mod tests {
         assert_eq!(m.usage().unwrap().output, 2);
         assert_eq!(m.model(), Some("gpt-4o-2024-08-06"));
         assert_eq!(m.events, 2);
+    }
+
+    #[test]
+    fn an_empty_model_in_azures_first_chunk_is_not_the_model() {
+        let stream = include_str!("../../tests/fixtures/azure-openai/chat_stream.sse").as_bytes();
+        let mut first: Option<Vec<u8>> = None;
+        // Cut at every byte boundary: the same client stream, model and usage each time.
+        for cut in 0..=stream.len() {
+            let mut m = Meter::new(Kind::Sse { hide_usage: true });
+            let mut out = Vec::new();
+            for piece in [&stream[..cut], &stream[cut..]] {
+                out.extend(m.on_chunk(Bytes::copy_from_slice(piece)));
+            }
+            out.extend(m.finish());
+            let out = out.concat();
+            let text = String::from_utf8(out.clone()).unwrap();
+            assert!(!text.contains("usage"), "{text}");
+            assert!(
+                text.contains("prompt_filter_results"),
+                "Azure's own chunk is kept"
+            );
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            assert_eq!(m.model(), Some("gpt-4o-2024-08-06"));
+            assert_eq!(m.usage().unwrap().input, 14);
+            assert_eq!(m.usage().unwrap().output, 1);
+            assert_eq!(
+                &out,
+                first.get_or_insert_with(|| out.clone()),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

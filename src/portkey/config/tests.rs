@@ -20,6 +20,7 @@ fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>
             provider: "openai".into(),
             api_key: None,
             custom_host: None,
+            options: Default::default(),
         },
     );
     let hosts = CustomHostPolicy::new(&["localhost".into()], &[]).unwrap();
@@ -405,5 +406,41 @@ fn inherited_data_is_shared_not_cloned() {
         );
         assert_eq!(pc["temperature"], json!(0.1));
         assert!(std::sync::Arc::ptr_eq(&a.hooks, &c.hooks));
+    });
+}
+
+#[test]
+fn provider_options_are_parsed_and_inherited_key_by_key() {
+    let cfg = json!({
+        "strategy": {"mode": "fallback"},
+        "azure_api_version": "2024-06-01",
+        "azure_resource_name": "parent",
+        "targets": [
+            {"provider": "azure-openai", "api_key": "k", "azure_resource_name": "child",
+             "azure_deployment_id": "d1", "unknown_field": "ignored"},
+            {"provider": "azure-openai", "api_key": "k", "azure_api_version": "2024-10-21"}
+        ]
+    });
+    let bad =
+        problems(json!({"provider": "azure-openai", "api_key": "k", "azure_deployment_id": 3}));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].contains("azure_deployment_id"), "{bad:?}");
+    with_plan(cfg, |plan| {
+        let plan = plan.unwrap();
+        let Node::Group(root) = &plan.root else {
+            panic!()
+        };
+        let leaf = |i: usize| match &root.children[i] {
+            Node::Leaf(l) => l.clone(),
+            Node::Group(_) => panic!(),
+        };
+        let (a, b) = (leaf(0), leaf(1));
+        assert_eq!(a.options["azure_resource_name"], "child", "child keys win");
+        assert_eq!(a.options["azure_deployment_id"], "d1");
+        assert_eq!(a.options["azure_api_version"], "2024-06-01", "inherited");
+        assert!(!a.options.contains_key("unknown_field"));
+        assert_eq!(b.options["azure_resource_name"], "parent");
+        assert_eq!(b.options["azure_api_version"], "2024-10-21");
+        assert!(!b.options.contains_key("azure_deployment_id"));
     });
 }

@@ -15,11 +15,12 @@ const STREAM: &str = include_str!("../../../tests/fixtures/anthropic/stream_tool
 const STREAM_ERROR: &str = include_str!("../../../tests/fixtures/anthropic/stream_error.sse");
 const ERROR: &str = include_str!("../../../tests/fixtures/anthropic/error.json");
 
-fn opts(strict: bool) -> ResponseOptions {
+fn opts(strict: bool) -> ResponseOptions<'static> {
     ResponseOptions {
         hide_usage: false,
         strict,
         created: 1_700_000_000,
+        model: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn prepare(body: &str, headers: &http::HeaderMap, op: Operation) -> ProviderRequ
             query: None,
             stream: false,
             client_headers: headers,
+            options: &Default::default(),
         })
         .unwrap()
 }
@@ -150,6 +152,7 @@ fn the_native_route_forwards_the_clients_bytes() {
             query: None,
             stream: false,
             client_headers: &http::HeaderMap::new(),
+            options: &Default::default(),
         })
         .unwrap_err();
     assert_eq!(e.to_string(), "embed is not supported by anthropic");
@@ -196,17 +199,17 @@ fn text_with_tool_calls_ends_with_tool_calls_and_raw_reasons_when_not_strict() {
         {"type": "text", "text": "x"},
         {"type": "tool_use", "id": "t", "name": "f", "input": {}}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}});
-    let (out, _) = to_chat_completion(&msg, &opts(true)).unwrap();
+    let (out, _) = to_chat_completion(&msg, &Opts::from(&opts(true))).unwrap();
     assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
     let msg = json!({"id": "m", "model": "c", "content": [
         {"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "x"}],
         "stop_reason": "max_tokens", "usage": {}});
-    let (strict, _) = to_chat_completion(&msg, &opts(true)).unwrap();
+    let (strict, _) = to_chat_completion(&msg, &Opts::from(&opts(true))).unwrap();
     assert_eq!(strict["choices"][0]["finish_reason"], "length");
     assert!(strict["choices"][0]["message"]
         .get("content_blocks")
         .is_none());
-    let (loose, _) = to_chat_completion(&msg, &opts(false)).unwrap();
+    let (loose, _) = to_chat_completion(&msg, &Opts::from(&opts(false))).unwrap();
     assert_eq!(loose["choices"][0]["finish_reason"], "max_tokens");
     assert_eq!(
         loose["choices"][0]["message"]["content_blocks"][0]["type"],

@@ -4,6 +4,7 @@
 //! its API expects, with no sockets, clocks or globals, so it can be tested on bytes alone. The
 //! OpenAI-compatible family is one adapter configured by a table row (`openai_compat.rs`).
 
+mod google;
 mod openai_compat;
 
 use crate::dispatch::Upstream;
@@ -15,6 +16,7 @@ use http::{HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use google::{GeminiTranslator, Google};
 pub use openai_compat::{OpenAiCompat, BUILT_IN};
 
 /// The operations of the unified API, i.e. the routes whose body the gateway reads.
@@ -122,6 +124,11 @@ impl Providers {
                 .map_err(|e| SettingsError::new(&format!("built-in provider {}", row.slug), e))?;
             by_slug.insert(row.slug.to_string(), Arc::new(adapter));
         }
+        // Translating adapters. A settings row of the same slug replaces it with an
+        // OpenAI-compatible one (e.g. Gemini's own OpenAI endpoint); a custom host keeps it.
+        let gemini = Google::new(google::BASE_URL)
+            .map_err(|e| SettingsError::new("built-in provider google", e))?;
+        by_slug.insert(google::SLUG.to_string(), Arc::new(gemini));
         for (slug, row) in &settings.providers {
             let adapter =
                 OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)

@@ -111,6 +111,15 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// Built-in providers that translate formats (one adapter file each), beside the
+/// OpenAI-compatible table. Settings validation reads it too: a virtual key may name them.
+pub const TRANSLATING: &[&str] = &[google::SLUG];
+
+/// Whether `slug` is a built-in provider (the OpenAI-compatible table or a translating one).
+pub fn is_built_in(slug: &str) -> bool {
+    BUILT_IN.iter().any(|r| r.slug == slug) || TRANSLATING.contains(&slug)
+}
+
 /// Slug → adapter, built once from the built-in table and the settings.
 pub struct Providers {
     by_slug: HashMap<String, Arc<dyn Provider>>,

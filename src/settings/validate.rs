@@ -240,9 +240,7 @@ impl Settings {
         }
         for (id, row) in &self.virtual_keys {
             if !self.providers.contains_key(&row.provider)
-                && !crate::providers::BUILT_IN
-                    .iter()
-                    .any(|r| r.slug == row.provider)
+                && !crate::providers::is_built_in(&row.provider)
             {
                 return Err(SettingsError::new(
                     &format!("virtual_keys.{id}.provider"),

@@ -24,6 +24,7 @@ use crate::telemetry::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// The Portkey slug.
@@ -623,9 +624,9 @@ fn read_parts(candidate: &Value, next_call: &mut u64) -> Said {
 
 /// The candidates of an answer; a prompt Gemini blocked outright has none, only
 /// `promptFeedback.blockReason`: it becomes one empty candidate stopped by the content filter.
-fn candidates(v: &Value) -> Vec<Value> {
+fn candidates(v: &Value) -> Cow<'_, [Value]> {
     match v.get("candidates").and_then(Value::as_array) {
-        Some(c) if !c.is_empty() => c.clone(),
+        Some(c) if !c.is_empty() => Cow::Borrowed(c.as_slice()),
         _ => match v
             .get("promptFeedback")
             .and_then(|f| f.get("blockReason"))
@@ -633,9 +634,9 @@ fn candidates(v: &Value) -> Vec<Value> {
         {
             Some(reason) => {
                 let raw = if reason == "OTHER" { "OTHER" } else { "SAFETY" };
-                vec![json!({"index": 0, "finishReason": raw})]
+                Cow::Owned(vec![json!({"index": 0, "finishReason": raw})])
             }
-            None => Vec::new(),
+            None => Cow::Borrowed(&[]),
         },
     }
 }
@@ -1503,6 +1504,39 @@ mod tests {
         assert_eq!(got[2]["provider"], "google");
         assert_eq!(got[3], json!("[DONE]"));
         assert!(t.usage().is_none());
+    }
+
+    #[test]
+    fn a_json_answer_too_large_to_translate_overflows() {
+        let mut t =
+            GeminiTranslator::new(Operation::ChatCompletions, 200, "application/json", &OPTS);
+        assert!(t.push(Bytes::from(vec![b' '; MAX_JSON])).is_none());
+        assert!(!t.overflowed());
+        assert!(t.push(Bytes::from_static(b"{}")).is_none());
+        assert!(t.overflowed());
+        assert!(t.finish().is_none());
+    }
+
+    #[test]
+    fn registered_as_a_built_in_and_replaced_by_a_settings_row() {
+        use crate::providers::{is_built_in, Providers};
+        use crate::settings::Settings;
+        let p = Providers::from_settings(&Settings::default()).unwrap();
+        let g = p.get("google").unwrap();
+        assert_eq!(g.upstream().host, "generativelanguage.googleapis.com");
+        assert!(g.upstream().tls);
+        assert_eq!(g.upstream().base_path, "");
+        assert!(g.stream_usage());
+        assert!(is_built_in("google") && is_built_in("groq") && !is_built_in("nope"));
+        let s = Settings::from_yaml(
+            "providers:\n  google:\n    base_url: https://generativelanguage.googleapis.com/v1beta/openai\n",
+        )
+        .unwrap();
+        let p = Providers::from_settings(&s).unwrap();
+        assert_eq!(
+            p.get("google").unwrap().upstream().base_path,
+            "/v1beta/openai"
+        );
     }
 
     #[test]

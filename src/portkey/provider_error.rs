@@ -133,6 +133,18 @@ mod tests {
         assert_eq!(v["provider"], "openai");
     }
 
+    /// Gemini's `{"error":{"code","message","status"}}`: the message is read, the numeric
+    /// code kept; `status` (e.g. `INVALID_ARGUMENT`) is not an OpenAI field and is dropped.
+    #[test]
+    fn gemini_errors_are_wrapped() {
+        let body = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#;
+        let v: Value = serde_json::from_slice(&envelope("google", 400, body.as_bytes())).unwrap();
+        assert_eq!(
+            v,
+            json!({"error":{"message":"google error: API key not valid. Please pass a valid API key.","type":null,"param":null,"code":400},"provider":"google"})
+        );
+    }
+
     #[test]
     fn portkeys_own_statuses_pass_through() {
         assert!(wraps_status(400) && wraps_status(429) && wraps_status(503));

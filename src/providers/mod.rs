@@ -7,6 +7,7 @@
 pub mod anthropic;
 mod azure;
 mod cohere;
+mod google;
 mod openai_compat;
 
 use crate::dispatch::Upstream;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 pub use azure::AzureOpenAi;
 pub use cohere::Cohere;
+pub use google::{GeminiTranslator, Google};
 pub use openai_compat::{OpenAiCompat, BUILT_IN};
 
 /// Provider-specific settings of one target (`azure_resource_name`, ...), keyed by Portkey's
@@ -31,7 +33,7 @@ pub use openai_compat::{OpenAiCompat, BUILT_IN};
 pub type ProviderOptions = BTreeMap<String, String>;
 
 /// Built-in providers with an adapter of their own (not rows of the OpenAI-compatible table).
-pub const CODED: &[&str] = &[anthropic::SLUG, "azure-openai", "cohere"];
+pub const CODED: &[&str] = &[anthropic::SLUG, "azure-openai", "cohere", google::SLUG];
 
 /// Whether `slug` is a built-in provider (a table row or a coded adapter), for settings
 /// validation before the registry exists.
@@ -185,6 +187,11 @@ impl Providers {
         by_slug.insert(anthropic::SLUG.to_string(), Arc::new(anthropic));
         by_slug.insert("azure-openai".into(), Arc::new(AzureOpenAi::new()));
         by_slug.insert("cohere".into(), Arc::new(Cohere::new()));
+        // Translating adapters. A settings row of the same slug replaces it with an
+        // OpenAI-compatible one (e.g. Gemini's own OpenAI endpoint); a custom host keeps it.
+        let gemini = Google::new(google::BASE_URL)
+            .map_err(|e| SettingsError::new("built-in provider google", e))?;
+        by_slug.insert(google::SLUG.to_string(), Arc::new(gemini));
         for (slug, row) in &settings.providers {
             let adapter =
                 OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)

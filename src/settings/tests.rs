@@ -197,3 +197,19 @@ fn virtual_key_options_are_read_and_shared() {
     let s = Settings::from_yaml("virtual_keys:\n  o:\n    provider: openai\n").unwrap();
     assert!(s.virtual_keys["o"].options.is_empty());
 }
+
+/// A virtual key may name a translating built-in provider (not only a row of the
+/// OpenAI-compatible table); an unknown slug is still refused.
+#[test]
+fn virtual_keys_may_name_translating_providers() {
+    let ok = Settings::from_yaml(
+        "virtual_keys:\n  gemini-vk:\n    provider: google\n    custom_host: http://localhost:9000\n",
+    )
+    .and_then(|s| s.validate());
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let err = Settings::from_yaml(
+        "virtual_keys:\n  x:\n    provider: no-such-provider\n    custom_host: http://localhost:9000\n",
+    )
+    .and_then(|s| s.validate());
+    assert!(err.is_err());
+}

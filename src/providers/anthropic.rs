@@ -12,7 +12,10 @@ use crate::stream::Translator;
 use crate::telemetry::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 pub const SLUG: &str = "anthropic";
 /// Sent when the client names no `anthropic-version`.
@@ -502,61 +505,188 @@ impl From<&ResponseOptions<'_>> for Opts {
     }
 }
 
-fn to_chat_completion(msg: &Value, opts: &Opts) -> Option<(Value, Counts)> {
-    let content = msg.get("content")?.as_array()?;
+/// An Anthropic message as read for translation: strings borrowed from the body, tool inputs
+/// and other blocks kept as raw JSON text (no document tree is built).
+#[derive(Deserialize)]
+struct WireMessage<'a> {
+    #[serde(borrow, default)]
+    id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    model: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct OutCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    provider: &'static str,
+    choices: [OutChoice<'a>; 1],
+    usage: OutUsage,
+}
+
+#[derive(Serialize)]
+struct OutChoice<'a> {
+    index: u32,
+    message: OutMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: String,
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<OutToolCall<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    content_blocks: Vec<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct OutToolCall<'a> {
+    id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: Cow<'a, str>,
+    /// The tool input's JSON text, as a string.
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct OutUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: OutCached,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct OutCached {
+    cached_tokens: u64,
+}
+
+/// Translates a whole Anthropic message (its JSON text) into a `chat.completion`, serialised
+/// straight from borrowed parts; `None` for a body that is not a message (relayed as it is).
+fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, Counts, String)> {
+    let msg: WireMessage<'_> = serde_json::from_slice(body).ok()?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut other_blocks = Vec::new();
-    for block in content {
-        match block.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => tool_calls.push(json!({
-                "id": block.get("id").cloned().unwrap_or(json!("")),
-                "type": "function",
-                "function": {
-                    "name": block.get("name").cloned().unwrap_or(json!("")),
-                    "arguments": block.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
+    for raw in &msg.content {
+        let Ok(block) = serde_json::from_str::<WireBlock<'_>>(raw.get()) else {
+            continue;
+        };
+        match block.kind.as_ref() {
+            "text" => text.push_str(block.text.as_deref().unwrap_or("")),
+            "tool_use" => tool_calls.push(OutToolCall {
+                id: block.id.unwrap_or_default(),
+                kind: "function",
+                function: OutFunction {
+                    name: block.name.unwrap_or_default(),
+                    arguments: block.input.map_or("{}", RawValue::get),
                 },
-            })),
-            _ => other_blocks.push(block.clone()),
+            }),
+            _ => other_blocks.push(*raw),
         }
     }
-    let mut counts = Counts::default();
-    if let Some(u) = msg.get("usage") {
-        counts.read(u);
-    }
-    let raw = msg
-        .get("stop_reason")
-        .and_then(Value::as_str)
-        .unwrap_or("end_turn");
+    let u = msg.usage.unwrap_or_default();
+    let counts = Counts {
+        input: u.input_tokens,
+        output: u.output_tokens,
+        cache_read: u.cache_read_input_tokens.unwrap_or(0),
+        cache_creation: u.cache_creation_input_tokens.unwrap_or(0),
+    };
+    let raw = msg.stop_reason.as_deref().unwrap_or("end_turn");
     let mut finish = finish_reason(raw, opts.strict);
     if opts.strict && !tool_calls.is_empty() && finish == "stop" {
         finish = "tool_calls".into();
     }
-    let mut message = json!({"role": "assistant", "content": text});
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
+    if opts.strict {
+        other_blocks.clear();
     }
-    if !opts.strict && !other_blocks.is_empty() {
-        message["content_blocks"] = Value::Array(other_blocks);
-    }
-    let out = json!({
-        "id": msg.get("id").cloned().unwrap_or(json!("")),
-        "object": "chat.completion",
-        "created": opts.created,
-        "model": msg.get("model").cloned().unwrap_or(json!("")),
-        "provider": SLUG,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": counts.openai(),
-    });
-    Some((out, counts))
+    let usage = counts.usage();
+    let out = OutCompletion {
+        id: &msg.id,
+        object: "chat.completion",
+        created: opts.created,
+        model: &msg.model,
+        provider: SLUG,
+        choices: [OutChoice {
+            index: 0,
+            message: OutMessage {
+                role: "assistant",
+                content: text,
+                tool_calls,
+                content_blocks: other_blocks,
+            },
+            logprobs: None,
+            finish_reason: finish,
+        }],
+        usage: OutUsage {
+            prompt_tokens: usage.input,
+            completion_tokens: usage.output,
+            total_tokens: usage.input + usage.output,
+            prompt_tokens_details: OutCached {
+                cached_tokens: usage.cached_input,
+            },
+            cache_read_input_tokens: (counts.cache_read > 0).then_some(counts.cache_read),
+            cache_creation_input_tokens: (counts.cache_creation > 0)
+                .then_some(counts.cache_creation),
+        },
+    };
+    let bytes = serde_json::to_vec(&out).ok()?;
+    Some((bytes, counts, msg.model.into_owned()))
 }
 
 /// A non-streamed chat answer: held until complete, then translated whole.
 struct ChatJson {
     opts: Opts,
     body: BytesMut,
-    out: Option<Value>,
+    /// The translated answer, for access logs with bodies.
+    out: Option<Bytes>,
     counts: Option<Counts>,
     model: Option<String>,
 }
@@ -587,16 +717,12 @@ impl Translator for ChatJson {
 
     fn finish(&mut self) -> Option<Bytes> {
         let body = std::mem::take(&mut self.body);
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        match parsed
-            .as_ref()
-            .and_then(|m| to_chat_completion(m, &self.opts))
-        {
-            Some((out, counts)) => {
-                self.model = out.get("model").and_then(Value::as_str).map(String::from);
+        match to_chat_completion(&body, &self.opts) {
+            Some((out, counts, model)) => {
+                self.model = Some(model);
                 self.counts = Some(counts);
-                let bytes = Bytes::from(out.to_string());
-                self.out = Some(out);
+                let bytes = Bytes::from(out);
+                self.out = Some(bytes.clone());
                 Some(bytes)
             }
             None => (!body.is_empty()).then(|| body.freeze()),
@@ -615,12 +741,18 @@ impl Translator for ChatJson {
         true
     }
 
+    fn buffers_whole(&self) -> bool {
+        true
+    }
+
     fn content_type(&self) -> Option<&'static str> {
         Some("application/json")
     }
 
     fn json_body(&self) -> Option<Value> {
-        self.out.clone()
+        self.out
+            .as_ref()
+            .and_then(|b| serde_json::from_slice(b).ok())
     }
 }
 

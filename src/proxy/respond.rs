@@ -294,6 +294,55 @@ pub async fn relay(
     result
 }
 
+/// Relays an answer the translator makes whole (a non-streamed translated answer): reads the
+/// upstream body to its end, then sends the translation with its `Content-Length` — no chunked
+/// framing, and the client's first byte comes with the complete answer.
+async fn pump_whole(
+    session: &mut Session,
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+) -> Result<(), RelayError> {
+    let mut early = bytes::BytesMut::new();
+    while let Some(chunk) = source
+        .next_chunk()
+        .await
+        .map_err(RelayError::BeforeResponse)?
+    {
+        // A translator past its size limit hands chunks back: they go out as they are.
+        if let Some(out) = translator.push(chunk) {
+            early.extend_from_slice(&out);
+        }
+    }
+    if let Some(rest) = translator.finish() {
+        early.extend_from_slice(&rest);
+    }
+    let body = early.freeze();
+    let mut header = downstream_header(source, ctx, translator).map_err(|e| {
+        RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
+    })?;
+    let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
+    header
+        .insert_header(http::header::CONTENT_LENGTH, body.len())
+        .map_err(|e| {
+            RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
+        })?;
+    let now = std::time::Instant::now();
+    ctx.metered.first_chunk_at = Some(now);
+    ctx.metered.last_chunk_at = Some(now);
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return Err(RelayError::ClientGone);
+    }
+    if session.write_response_body(Some(body), true).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    Ok(())
+}
+
 /// Whether an idle read on the client connection means the client went away (FIN or reset),
 /// as opposed to anything else, which must not abort a response the client is waiting for.
 fn client_left(e: &pingora::Error) -> bool {
@@ -310,6 +359,9 @@ async fn pump(
     translator: &mut dyn Translator,
     sse: bool,
 ) -> Result<(), RelayError> {
+    if translator.buffers_whole() {
+        return pump_whole(session, source, ctx, translator).await;
+    }
     let header = downstream_header(source, ctx, translator).map_err(|e| {
         RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
     })?;

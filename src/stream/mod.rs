@@ -40,6 +40,11 @@ pub trait Translator: Send {
     fn content_type(&self) -> Option<&'static str> {
         None
     }
+    /// Whether the translator holds the whole answer and gives it at `finish` (a non-streamed
+    /// translated answer): the relay then reads it all first and sends it with its length.
+    fn buffers_whole(&self) -> bool {
+        false
+    }
     /// The whole JSON answer as sent to the client, after `finish` (access logs with bodies).
     fn json_body(&self) -> Option<serde_json::Value> {
         None

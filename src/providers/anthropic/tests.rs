@@ -199,17 +199,22 @@ fn text_with_tool_calls_ends_with_tool_calls_and_raw_reasons_when_not_strict() {
         {"type": "text", "text": "x"},
         {"type": "tool_use", "id": "t", "name": "f", "input": {}}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}});
-    let (out, _) = to_chat_completion(&msg, &Opts::from(&opts(true))).unwrap();
+    let translate = |msg: &Value, strict: bool| -> Value {
+        let (out, _, _) =
+            to_chat_completion(msg.to_string().as_bytes(), &Opts::from(&opts(strict))).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let out = translate(&msg, true);
     assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
     let msg = json!({"id": "m", "model": "c", "content": [
         {"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "x"}],
         "stop_reason": "max_tokens", "usage": {}});
-    let (strict, _) = to_chat_completion(&msg, &Opts::from(&opts(true))).unwrap();
+    let strict = translate(&msg, true);
     assert_eq!(strict["choices"][0]["finish_reason"], "length");
     assert!(strict["choices"][0]["message"]
         .get("content_blocks")
         .is_none());
-    let (loose, _) = to_chat_completion(&msg, &Opts::from(&opts(false))).unwrap();
+    let loose = translate(&msg, false);
     assert_eq!(loose["choices"][0]["finish_reason"], "max_tokens");
     assert_eq!(
         loose["choices"][0]["message"]["content_blocks"][0]["type"],

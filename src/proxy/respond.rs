@@ -345,7 +345,7 @@ async fn pump_whole(
 
 /// Whether an idle read on the client connection means the client went away (FIN or reset),
 /// as opposed to anything else, which must not abort a response the client is waiting for.
-fn client_left(e: &pingora::Error) -> bool {
+pub fn client_left(e: &pingora::Error) -> bool {
     matches!(
         e.etype(),
         pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError

@@ -5,7 +5,7 @@
 use super::admit;
 use super::body::read_body;
 use super::ctx::{RequestCtx, CACHE_DISABLED};
-use super::respond::{relay, relay_provider_error, RelayError, Source};
+use super::respond::{self, relay, relay_provider_error, RelayError, Source};
 use super::Gateway;
 use crate::buffers::BufferLease;
 use crate::dispatch::attempts::{Outcome, Request, Walk};
@@ -42,14 +42,11 @@ enum Walked {
 /// Resolves when the client closes its connection (it sent its whole request already, so any
 /// read is either its close or the start of a pipelined next request, which Pingora keeps).
 async fn client_gone(session: &mut Session) {
-    if session
-        .downstream_session
-        .read_body_or_idle(true)
-        .await
-        .is_ok()
-    {
-        // Not expected once the body is read; never mistaken for a close.
-        std::future::pending::<()>().await;
+    match session.downstream_session.read_body_or_idle(true).await {
+        Err(e) if respond::client_left(&e) => {}
+        // Anything else (not expected once the body is read) is never taken for a close: the
+        // relay applies the same rule.
+        _ => std::future::pending::<()>().await,
     }
 }
 

@@ -10,7 +10,6 @@
 use super::sse::{data, SseSplitter};
 use crate::telemetry::usage::{self, Usage};
 use bytes::{Bytes, BytesMut};
-use std::time::Instant;
 
 /// Largest JSON body kept for reading usage; larger bodies are relayed unmetered.
 const MAX_JSON: usize = 8 * 1024 * 1024;
@@ -31,8 +30,6 @@ pub struct Meter {
     model: Option<String>,
     /// Content events of a stream (not the usage chunk, not `[DONE]`).
     pub events: u32,
-    pub first_chunk_at: Option<Instant>,
-    pub last_chunk_at: Option<Instant>,
 }
 
 impl Meter {
@@ -45,8 +42,6 @@ impl Meter {
             usage: None,
             model: None,
             events: 0,
-            first_chunk_at: None,
-            last_chunk_at: None,
         }
     }
 
@@ -66,9 +61,6 @@ impl Meter {
 
     /// Takes one upstream chunk and returns what to send to the client.
     pub fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let now = Instant::now();
-        self.first_chunk_at.get_or_insert(now);
-        self.last_chunk_at = Some(now);
         match self.kind {
             Kind::Other => Some(chunk),
             Kind::Json => {

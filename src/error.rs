@@ -7,7 +7,8 @@
 //! OpenAI-style SDKs surface the message.
 
 use bytes::Bytes;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 
 /// Portkey's answer when a request carries neither `x-portkey-provider` nor `x-portkey-config`.
 pub const MISSING_HEADERS_MESSAGE: &str =
@@ -133,6 +134,46 @@ pub enum GatewayError {
     NotFound,
     #[error("{0}")]
     Internal(String),
+}
+
+/// Portkey's validation failure, fields in Portkey's order (its bodies are compared byte for
+/// byte): `{"status":"failure","message":...,"errors":[...]}`.
+#[derive(Serialize)]
+struct Failure<'a> {
+    status: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a Vec<String>>,
+}
+
+/// The OpenAI error envelope in Portkey's field order: `{"error":{"message","type","param",
+/// "code"},"provider"}` (`provider` on provider errors only).
+#[derive(Serialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorObject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorObject {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: Value,
+    pub param: Value,
+    pub code: Value,
+}
+
+impl ErrorObject {
+    /// An error with no `param` or `code`.
+    pub fn new(message: String, kind: Value) -> Self {
+        ErrorObject {
+            message,
+            kind,
+            param: Value::Null,
+            code: Value::Null,
+        }
+    }
 }
 
 /// Which JSON envelope a status is rendered with.
@@ -286,34 +327,40 @@ impl GatewayError {
     /// The JSON body sent to the client.
     pub fn body(&self) -> Bytes {
         let message = self.to_string();
-        let value = match self.shape() {
-            Shape::Portkey => match self {
-                Self::InvalidConfig(errors) => {
-                    json!({ "status": "failure", "message": message, "errors": errors })
-                }
-                _ => json!({ "status": "failure", "message": message }),
-            },
-            Shape::OpenAi(kind) => json!({
-                "error": { "message": message, "type": kind, "param": null, "code": null }
+        let written = match self.shape() {
+            Shape::Portkey => serde_json::to_vec(&Failure {
+                status: "failure",
+                message: &message,
+                errors: match self {
+                    Self::InvalidConfig(errors) => Some(errors),
+                    _ => None,
+                },
             }),
-            Shape::NotFound => json!({ "message": "Not Found", "ok": false }),
+            Shape::OpenAi(kind) => serde_json::to_vec(&ErrorEnvelope {
+                error: ErrorObject::new(message, Value::from(kind)),
+                provider: None,
+            }),
+            Shape::NotFound => Ok(br#"{"message":"Not Found","ok":false}"#.to_vec()),
         };
-        Bytes::from(value.to_string())
+        Bytes::from(written.unwrap_or_default())
     }
 
     /// The same error as an SSE event, for failures after a stream has started: the client
     /// sees the failure instead of a stream that merely ends.
     pub fn sse_event(&self) -> Bytes {
-        let value = json!({
-            "error": { "message": self.to_string(), "type": self.kind(), "param": null, "code": null }
-        });
-        Bytes::from(format!("event: error\ndata: {value}\n\n"))
+        let envelope = ErrorEnvelope {
+            error: ErrorObject::new(self.to_string(), Value::from(self.kind())),
+            provider: None,
+        };
+        let data = serde_json::to_string(&envelope).unwrap_or_default();
+        Bytes::from(format!("event: error\ndata: {data}\n\n"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn statuses_follow_the_contract() {
@@ -346,5 +393,21 @@ mod tests {
         assert_eq!(v["error"]["type"], "timeout_error");
         let v: serde_json::Value = serde_json::from_slice(&GatewayError::NotFound.body()).unwrap();
         assert_eq!(v, json!({"message":"Not Found","ok":false}));
+    }
+
+    #[test]
+    fn bodies_keep_portkeys_field_order() {
+        assert_eq!(
+            &GatewayError::MissingHeaders.body()[..],
+            br#"{"status":"failure","message":"Either x-portkey-config or x-portkey-provider header is required"}"#
+        );
+        assert_eq!(
+            &GatewayError::RequestTimeout(5).body()[..],
+            br#"{"error":{"message":"Request exceeded the timeout sent in the request: 5ms","type":"timeout_error","param":null,"code":null}}"#
+        );
+        let v = GatewayError::InvalidConfig(vec!["path: , message: x".into()]).body();
+        assert!(
+            v.starts_with(br#"{"status":"failure","message":"Invalid config passed","errors":"#)
+        );
     }
 }

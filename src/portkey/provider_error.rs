@@ -4,7 +4,8 @@
 //!
 //! Pure: bytes in, bytes out. The providers issue's translators reuse it for their own shapes.
 
-use serde_json::{json, Map, Value};
+use crate::error::{ErrorEnvelope, ErrorObject};
+use serde_json::{Map, Value};
 
 /// Statuses Portkey passes through untouched instead of wrapping: its own request-timeout and
 /// budget answers (408, 412) must reach the client as the provider or a nested gateway wrote
@@ -24,16 +25,16 @@ pub fn envelope(provider: &str, status: u16, body: &[u8]) -> Vec<u8> {
             Value::Null,
         ),
     };
-    let value = json!({
-        "error": {
-            "message": format!("{provider} error: {message}"),
-            "type": kind,
-            "param": param,
-            "code": code,
+    let envelope = ErrorEnvelope {
+        error: ErrorObject {
+            message: format!("{provider} error: {message}"),
+            kind,
+            param,
+            code,
         },
-        "provider": provider,
-    });
-    value.to_string().into_bytes()
+        provider: Some(provider.to_string()),
+    };
+    serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
 /// OpenAI's `{"error":{"message","type","param","code"}}`, a bare `{"error":"..."}`, or a
@@ -87,6 +88,7 @@ fn text_message(status: u16, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn wrap(status: u16, body: &str) -> Value {
         serde_json::from_slice(&envelope("openai", status, body.as_bytes())).unwrap()
@@ -150,6 +152,19 @@ mod tests {
         assert!(wraps_status(400) && wraps_status(429) && wraps_status(503));
         assert!(
             !wraps_status(200) && !wraps_status(204) && !wraps_status(408) && !wraps_status(412)
+        );
+    }
+
+    #[test]
+    fn the_envelope_keeps_portkeys_field_order() {
+        let out = envelope(
+            "openai",
+            429,
+            br#"{"error":{"message":"m","type":"t","param":null,"code":"c"}}"#,
+        );
+        assert_eq!(
+            out,
+            br#"{"error":{"message":"openai error: m","type":"t","param":null,"code":"c"},"provider":"openai"}"#
         );
     }
 }

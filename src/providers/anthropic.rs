@@ -922,16 +922,15 @@ impl ChatStream {
             }
             "error" => {
                 self.done = true;
-                let e = event.get("error").cloned().unwrap_or(Value::Null);
-                let message = e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("stream error");
-                let body = json!({"error": {
-                    "message": format!("{SLUG} error: {message}"),
-                    "type": e.get("type").cloned().unwrap_or(Value::Null),
-                    "param": null, "code": null}, "provider": SLUG});
-                out.extend_from_slice(format!("event: error\ndata: {body}\n\n").as_bytes());
+                // The event's JSON is Anthropic's error body: the shared envelope reads it.
+                let body = crate::portkey::provider_error::envelope(
+                    SLUG,
+                    500,
+                    event.to_string().as_bytes(),
+                );
+                out.extend_from_slice(b"event: error\ndata: ");
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
             }
             _ => {}
         }

@@ -1,9 +1,14 @@
 -- wrk script: the Anyscale seed's chat request, with the Portkey headers when WRK_GATEWAY=1.
-wrk.method = "POST"
-wrk.body = '{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"gpt-4o-mini"}'
+-- WRK_STREAM=1 asks for a stream; WRK_MODEL names the model (the bench mock answers a stream
+-- for a model containing `bench-200` with 200 content events instead of 8).
+local model = os.getenv("WRK_MODEL") or "gpt-4o-mini"
+local stream = ""
 if os.getenv("WRK_STREAM") == "1" then
-  wrk.body = '{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"gpt-4o-mini","stream":true}'
+  stream = ',"stream":true'
 end
+wrk.method = "POST"
+wrk.body = '{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"'
+  .. model .. '"' .. stream .. '}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench"
 if os.getenv("WRK_GATEWAY") == "1" then

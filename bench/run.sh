@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the same chat request, non-streamed and streamed (8 events, a usage chunk and
-# [DONE]), sent straight to a fast mock provider and through three proxies in one run: an nginx
+# [DONE]; and a long answer of 200 events), sent straight to a fast mock provider and through
+# three proxies in one run: an nginx
 # reverse-proxy hop (1 worker), a bare Pingora 0.9 passthrough (bench/pingora_floor.rs, 1
 # thread: the floor of the framework portgate stands on) and portgate (1 thread).
 #
@@ -10,13 +11,22 @@
 # p50/p99, added p50 against direct, CPU µs per request, peak RSS, and the ratios of portgate to
 # the Pingora floor and to nginx. Any non-2xx answer or wrk socket error fails the run.
 #
-# Environment: DURATION (default 10s), CONNS (default 16), OUT (default
+# Then, for each proxy: the added p50 with a single connection (c=1), the time to first byte of
+# a chat answer and of a stream on a new connection (median of TTFB_RUNS curl runs), the idle
+# RSS, and the memory per open idle stream (IDLE_STREAMS streams held open by
+# bench/idle_streams.py; RSS growth divided by their number).
+#
+# Environment: DURATION (default 10s), CONNS (default 16), TTFB_RUNS (default 200),
+# IDLE_STREAMS (default 1000), OUT (default
 # bench/results/latest.md), PORTGATE_BIN, ACCESS_LOG (default stdout, captured to a file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ulimit -n 8192 2>/dev/null || true
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
+TTFB_RUNS=${TTFB_RUNS:-200}
+IDLE_STREAMS=${IDLE_STREAMS:-1000}
 OUT=${OUT:-bench/results/latest.md}
 NGINX=127.0.0.1:18090
 FLOOR=127.0.0.1:18091
@@ -25,13 +35,14 @@ bench_prepare wrk nginx
 cargo build --release --example bench_pingora_floor 2>&1 | tail -1
 bench_start 1 taskset -c 1
 taskset -pc 0 "$mock_pid" >/dev/null
+idle_rss_start=$(awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status")
 
 mkdir -p "$tmp/nginx/logs"
 cat > "$tmp/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 error_log stderr error;
 pid $tmp/nginx/nginx.pid;
-events { worker_connections 1024; }
+events { worker_connections 8192; }
 http {
   access_log off;
   upstream mock { server $MOCK; keepalive 64; }
@@ -84,14 +95,15 @@ to_ms() {
 }
 
 # Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_request".
+# Arguments: address, pid (empty for direct), stream (0/1), gateway (0/1), model, connections.
 measure() {
-  local addr=$1 pid=$2 stream=$3 gateway=$4 before after out reqs cpu
+  local addr=$1 pid=$2 stream=$3 gateway=$4 model=$5 conns=$6 before after out reqs cpu
   before=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
-  out=$(WRK_GATEWAY=$gateway WRK_STREAM=$stream taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" \
-    --latency -s bench/post.lua "http://$addr/v1/chat/completions")
+  out=$(WRK_GATEWAY=$gateway WRK_STREAM=$stream WRK_MODEL=$model taskset -c 0 wrk -t1 \
+    -c"$conns" -d"$DURATION" --latency -s bench/post.lua "http://$addr/v1/chat/completions")
   after=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
-    echo "bench: errors from $addr (stream=$stream):" >&2
+    echo "bench: errors from $addr (stream=$stream model=$model):" >&2
     echo "$out" >&2
     exit 1
   fi
@@ -103,6 +115,50 @@ measure() {
     "$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")" "$cpu"
 }
 
+# Median time to first byte (ms) of TTFB_RUNS requests, each on a new connection.
+ttfb() {
+  local addr=$1 gateway=$2 stream=$3 extra=() body
+  body='{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"gpt-4o-mini"'
+  [ "$stream" = 1 ] && body="$body,\"stream\":true"
+  body="$body}"
+  [ "$gateway" = 1 ] && extra=(-H 'x-portkey-provider: openai')
+  for _ in $(seq "$TTFB_RUNS"); do
+    taskset -c 0 curl -s -o /dev/null -w '%{time_starttransfer}\n' -X POST \
+      "http://$addr/v1/chat/completions" -H 'content-type: application/json' \
+      -H 'authorization: Bearer sk-bench' "${extra[@]}" -d "$body"
+  done | sort -n | awk '{v[NR] = $1} END {printf "%.3f", v[int((NR + 1) / 2)] * 1000}'
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# RSS (KiB) of a process and its children together (nginx's worker is a child of its master).
+total_rss_kib() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do total=$((total + $(rss_kib "$p"))); done
+  echo "$total"
+}
+
+# KiB of memory per open idle stream: IDLE_STREAMS streams held open through the proxy.
+idle_stream_kib() {
+  local addr=$1 pid=$2 gateway=$3 before after fifo
+  before=$(total_rss_kib "$pid")
+  fifo="$tmp/idle.fifo"
+  rm -f "$fifo" && mkfifo "$fifo"
+  taskset -c 0 python3 bench/idle_streams.py "$addr" "$IDLE_STREAMS" \
+    "$([ "$gateway" = 1 ] && echo gateway)" <"$fifo" >"$tmp/idle.out" &
+  local holder=$!
+  exec 7>"$fifo"
+  for _ in $(seq 600); do
+    grep -q ready "$tmp/idle.out" 2>/dev/null && break
+    kill -0 "$holder" 2>/dev/null || { echo "bench: idle streams failed on $addr" >&2; exit 1; }
+    sleep 0.1
+  done
+  sleep 0.5
+  after=$(total_rss_kib "$pid")
+  exec 7>&-
+  wait "$holder" || true
+  awk -v a="$after" -v b="$before" -v n="$IDLE_STREAMS" 'BEGIN {printf "%.1f", (a - b) / n}'
+}
+
 mkdir -p "$(dirname "$OUT")"
 {
   echo "# portgate benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -112,25 +168,65 @@ mkdir -p "$(dirname "$OUT")"
   echo "| scenario | target | requests/s | p50 ms | p99 ms | added p50 ms | CPU µs/request | peak RSS MiB |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|"
 } > "$OUT"
-for stream in 0 1; do
-  scenario=$([ "$stream" = 1 ] && echo "stream (8 events)" || echo chat)
-  direct=$(measure "$MOCK" "" "$stream" 0)
+for scenario in chat stream8 stream200; do
+  case $scenario in
+    chat) stream=0 model=gpt-4o-mini title=chat ;;
+    stream8) stream=1 model=gpt-4o-mini title="stream (8 events)" ;;
+    stream200) stream=1 model=bench-200 title="stream (200 events)" ;;
+  esac
+  direct=$(measure "$MOCK" "" "$stream" 0 "$model" "$CONNS")
   read -r d_rps d_p50 d_p99 _ <<<"$direct"
-  echo "| $scenario | direct | $d_rps | $d_p50 | $d_p99 | - | - | - |" >> "$OUT"
+  echo "| $title | direct | $d_rps | $d_p50 | $d_p99 | - | - | - |" >> "$OUT"
   for target in nginx floor portgate; do
     case $target in
       nginx) addr=$NGINX pid=$nginx_pid gw=0 name="nginx hop" ;;
       floor) addr=$FLOOR pid=$floor_pid gw=0 name="bare Pingora" ;;
       portgate) addr=$GW pid=$gw_pid gw=1 name=portgate ;;
     esac
-    r=$(measure "$addr" "$pid" "$stream" "$gw")
+    r=$(measure "$addr" "$pid" "$stream" "$gw" "$model" "$CONNS")
     read -r rps p50 p99 cpu <<<"$r"
     eval "cpu_$target=$cpu"
     added=$(awk -v a="$p50" -v d="$d_p50" 'BEGIN {printf "%.3f", a - d}')
-    echo "| $scenario | $name | $rps | $p50 | $p99 | $added | $cpu | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
+    echo "| $title | $name | $rps | $p50 | $p99 | $added | $cpu | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
   done
   # shellcheck disable=SC2154
-  awk -v p="$cpu_portgate" -v f="$cpu_floor" -v n="$cpu_nginx" -v s="$scenario" \
+  awk -v p="$cpu_portgate" -v f="$cpu_floor" -v n="$cpu_nginx" -v s="$title" \
     'BEGIN {printf "\n%s: portgate / Pingora floor %.2fx, portgate / nginx %.2fx CPU per request\n\n", s, p / f, p / n}' >> "$OUT"
 done
+
+{
+  echo "| one connection and new connections | direct | nginx hop | bare Pingora | portgate |"
+  echo "|---|---:|---:|---:|---:|"
+} >> "$OUT"
+row_c1="| chat c=1: p50 ms (added) |"
+row_chat="| first byte on a new connection, chat ms |"
+row_stream="| first byte on a new connection, stream ms |"
+d_c1=
+for target in direct nginx floor portgate; do
+  case $target in
+    direct) addr=$MOCK pid= gw=0 ;;
+    nginx) addr=$NGINX pid=$nginx_pid gw=0 ;;
+    floor) addr=$FLOOR pid=$floor_pid gw=0 ;;
+    portgate) addr=$GW pid=$gw_pid gw=1 ;;
+  esac
+  read -r _ p50 _ _ <<<"$(measure "$addr" "$pid" 0 "$gw" gpt-4o-mini 1)"
+  if [ -z "$d_c1" ]; then
+    d_c1=$p50
+    row_c1="$row_c1 $p50 |"
+  else
+    row_c1="$row_c1 $p50 ($(awk -v a="$p50" -v d="$d_c1" 'BEGIN {printf "%+.3f", a - d}')) |"
+  fi
+  row_chat="$row_chat $(ttfb "$addr" "$gw" 0) |"
+  row_stream="$row_stream $(ttfb "$addr" "$gw" 1) |"
+done
+printf '%s\n%s\n%s\n\n' "$row_c1" "$row_chat" "$row_stream" >> "$OUT"
+
+{
+  echo "| memory | nginx hop | bare Pingora | portgate |"
+  echo "|---|---:|---:|---:|"
+  echo "| RSS now, MiB | $(awk -v k="$(total_rss_kib "$nginx_pid")" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="$(rss_kib "$floor_pid")" 'BEGIN {printf "%.1f", k / 1024}') | $(awk -v k="$(rss_kib "$gw_pid")" 'BEGIN {printf "%.1f", k / 1024}') |"
+  echo "| KiB per open idle stream ($IDLE_STREAMS streams) | $(idle_stream_kib "$NGINX" "$nginx_pid" 0) | $(idle_stream_kib "$FLOOR" "$floor_pid" 0) | $(idle_stream_kib "$GW" "$gw_pid" 1) |"
+  echo
+  echo "portgate idle RSS at start: $(awk -v k="$idle_rss_start" 'BEGIN {printf "%.1f", k / 1024}') MiB"
+} >> "$OUT"
 cat "$OUT"

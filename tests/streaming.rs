@@ -143,3 +143,54 @@ async fn a_cut_json_body_fails_the_attempt_not_the_response() {
     assert_eq!(header(&h, "x-portkey-provider"), "groq");
     assert_eq!(b.request_count(), 1);
 }
+
+/// Events that arrive together (a burst in one read) leave together: one downstream write
+/// instead of one per event, each of which costs a syscall and a chunk header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_goes_out_in_few_writes_and_intact() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let events = chat_events("m", &words);
+    mock.script([Reply::SseBurst {
+        events: events.clone(),
+    }]);
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"count"}]}"#;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nx-portkey-provider: openai\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, mut rest) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    // Decode the chunked framing, counting the chunks.
+    let mut frames = 0;
+    let mut decoded = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        frames += 1;
+        decoded.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    let expected: String = events.iter().map(|e| format!("{e}\n\n")).collect();
+    assert_eq!(decoded, expected, "events are relayed unchanged");
+    assert!(
+        frames * 4 <= events.len(),
+        "{} events went out in {frames} writes",
+        events.len()
+    );
+}

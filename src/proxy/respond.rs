@@ -352,6 +352,58 @@ pub fn client_left(e: &pingora::Error) -> bool {
     )
 }
 
+/// The most bytes of ready chunks joined into one downstream write.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Chunks for one downstream write: the first kept as it is (no copy when it is alone).
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    joined: Option<bytes::BytesMut>,
+}
+
+impl Batch {
+    fn add(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        match (&self.first, &mut self.joined) {
+            (None, _) => self.first = Some(chunk),
+            (Some(first), None) => {
+                let mut joined = bytes::BytesMut::with_capacity((first.len() + chunk.len()) * 2);
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&chunk);
+                self.joined = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match (&self.first, &self.joined) {
+            (_, Some(joined)) => joined.len(),
+            (Some(first), None) => first.len(),
+            (None, None) => 0,
+        }
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        let first = self.first.take();
+        self.joined.take().map(bytes::BytesMut::freeze).or(first)
+    }
+}
+
+/// An upstream failure after the response started: an SSE client is told in-band (best
+/// effort: it may be gone too).
+async fn upstream_failed(session: &mut Session, err: GatewayError, sse: bool) -> RelayError {
+    if sse {
+        let _ = session
+            .write_response_body(Some(err.sse_event()), false)
+            .await;
+    }
+    RelayError::Upstream(err)
+}
+
 async fn pump(
     session: &mut Session,
     source: &mut Source,
@@ -396,42 +448,63 @@ async fn pump(
                 }
             }
         };
-        match next {
-            Ok(Some(chunk)) => {
-                let out = translator.push(chunk);
-                if translator.overflowed() {
-                    let err = GatewayError::UpstreamIo {
-                        provider: ctx.provider.clone().unwrap_or_default(),
-                        detail: format!(
-                            "an SSE event is larger than {} bytes",
-                            crate::stream::sse::MAX_EVENT
-                        ),
-                    };
-                    // End the event cut short, then say why the stream ends.
-                    let mut end = bytes::BytesMut::from(&b"\n\n"[..]);
-                    end.extend_from_slice(&err.sse_event());
-                    let _ = session.write_response_body(Some(end.freeze()), false).await;
-                    return Err(RelayError::Upstream(err));
-                }
-                if let Some(out) = out {
-                    let now = std::time::Instant::now();
-                    ctx.metered.first_chunk_at.get_or_insert(now);
-                    ctx.metered.last_chunk_at = Some(now);
-                    if session.write_response_body(Some(out), false).await.is_err() {
-                        return Err(RelayError::ClientGone);
-                    }
-                }
-            }
+        let mut chunk = match next {
+            Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(err) => {
-                if sse {
-                    // Best effort: the client may already be gone too.
-                    let _ = session
-                        .write_response_body(Some(err.sse_event()), false)
-                        .await;
+            Err(err) => return Err(upstream_failed(session, err, sse).await),
+        };
+        // Chunks that are already read (a burst of events in one read) go out in one write:
+        // each downstream write costs a syscall and a chunk header. Only what is ready now is
+        // taken, so nothing is held back waiting for more.
+        let mut out = Batch::default();
+        let mut ended = None;
+        loop {
+            let pushed = translator.push(chunk);
+            if translator.overflowed() {
+                let err = GatewayError::UpstreamIo {
+                    provider: ctx.provider.clone().unwrap_or_default(),
+                    detail: format!(
+                        "an SSE event is larger than {} bytes",
+                        crate::stream::sse::MAX_EVENT
+                    ),
+                };
+                // End the event cut short, then say why the stream ends.
+                out.add(Bytes::from_static(b"\n\n"));
+                out.add(err.sse_event());
+                if let Some(out) = out.take() {
+                    let _ = session.write_response_body(Some(out), false).await;
                 }
                 return Err(RelayError::Upstream(err));
             }
+            if let Some(pushed) = pushed {
+                out.add(pushed);
+            }
+            if out.len() >= BATCH_LIMIT {
+                break;
+            }
+            // Polls once: a chunk ready now, else `None` (the future is dropped; body reads are
+            // cancel-safe, which the `select!` above relies on already).
+            match futures_util::FutureExt::now_or_never(source.next_chunk()) {
+                Some(Ok(Some(next))) => chunk = next,
+                Some(end) => {
+                    ended = Some(end);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if let Some(out) = out.take() {
+            let now = std::time::Instant::now();
+            ctx.metered.first_chunk_at.get_or_insert(now);
+            ctx.metered.last_chunk_at = Some(now);
+            if session.write_response_body(Some(out), false).await.is_err() {
+                return Err(RelayError::ClientGone);
+            }
+        }
+        match ended {
+            None => {}
+            Some(Ok(_)) => break,
+            Some(Err(err)) => return Err(upstream_failed(session, err, sse).await),
         }
     }
     let rest = translator.finish();

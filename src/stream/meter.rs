@@ -10,10 +10,43 @@
 use super::sse::{data, SseSplitter};
 use crate::telemetry::usage::{self, Usage};
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
+use once_cell::sync::Lazy;
 
 /// Largest JSON body kept for reading usage; larger bodies are relayed unmetered.
 const MAX_JSON: usize = 8 * 1024 * 1024;
 const USAGE_NULL: &[u8] = b",\"usage\":null";
+// Built once: building a searcher costs more than running it over one event.
+static FIND_USAGE_KEY: Lazy<Finder<'static>> = Lazy::new(|| Finder::new(b"\"usage\":"));
+
+/// What an event says under `"usage"`, found with one search per event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UsageField {
+    Absent,
+    /// `"usage":null`; the index where `,"usage":null` starts, when written that way.
+    Null(Option<usize>),
+    Object,
+}
+
+fn usage_field(event: &[u8]) -> UsageField {
+    let Some(at) = FIND_USAGE_KEY.find(event) else {
+        return UsageField::Absent;
+    };
+    let value = &event[at + b"\"usage\":".len()..];
+    let value = value
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .map_or(&[][..], |i| &value[i..]);
+    match value.first() {
+        Some(b'{') => UsageField::Object,
+        Some(b'n') => {
+            let comma = at.checked_sub(1).filter(|&c| event[c] == b',');
+            let exact = comma.filter(|&c| event[c..].starts_with(USAGE_NULL));
+            UsageField::Null(exact)
+        }
+        _ => UsageField::Absent,
+    }
+}
 
 pub enum Kind {
     Json,
@@ -75,19 +108,14 @@ impl Meter {
             }
             Kind::Sse { hide_usage: false } => {
                 for event in self.splitter.push(&chunk) {
-                    self.inspect(&event);
+                    self.inspect(&event, usage_field(&event));
                 }
                 Some(chunk)
             }
             Kind::Sse { hide_usage: true } => {
-                let mut out = BytesMut::new();
+                let mut out = BytesMut::with_capacity(chunk.len());
                 for event in self.splitter.push(&chunk) {
-                    if let Some(kept) = self.filter(event) {
-                        if out.is_empty() && kept.len() == chunk.len() {
-                            return Some(kept);
-                        }
-                        out.extend_from_slice(&kept);
-                    }
+                    self.filter(&event, &mut out);
                 }
                 (!out.is_empty()).then(|| out.freeze())
             }
@@ -137,16 +165,14 @@ impl Meter {
     }
 
     /// Reads usage and model from one event; returns whether it is the usage-only chunk.
-    fn inspect(&mut self, event: &Bytes) -> bool {
+    fn inspect(&mut self, event: &Bytes, field: UsageField) -> bool {
         let Some(payload) = data(event) else {
             return false;
         };
         if payload.as_ref() == b"[DONE]" {
             return false;
         }
-        let has_usage =
-            find(&payload, b"\"usage\":{").is_some() || find(&payload, b"\"usage\": {").is_some();
-        let parsed = if has_usage || self.model.is_none() {
+        let parsed = if field == UsageField::Object || self.model.is_none() {
             usage::from_slice(&payload)
         } else {
             None
@@ -168,25 +194,23 @@ impl Meter {
         false
     }
 
-    /// Hide mode: drops the usage-only chunk and strips `"usage":null` from the others.
-    fn filter(&mut self, event: Bytes) -> Option<Bytes> {
-        if self.inspect(&event) {
-            return None;
+    /// Hide mode: drops the usage-only chunk and strips `"usage":null` from the others, writing
+    /// what is kept straight into the chunk for the client.
+    fn filter(&mut self, event: &Bytes, out: &mut BytesMut) {
+        let field = usage_field(event);
+        if self.inspect(event, field) {
+            return;
         }
-        match find(&event, USAGE_NULL) {
-            None => Some(event),
-            Some(at) => {
-                let mut out = BytesMut::with_capacity(event.len());
+        match field {
+            UsageField::Absent | UsageField::Object | UsageField::Null(None) => {
+                out.extend_from_slice(event)
+            }
+            UsageField::Null(Some(at)) => {
                 out.extend_from_slice(&event[..at]);
                 out.extend_from_slice(&event[at + USAGE_NULL.len()..]);
-                Some(out.freeze())
             }
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
@@ -264,6 +288,18 @@ mod tests {
             .collect();
         assert_eq!(out.concat(), STREAM_WITH_USAGE.as_bytes());
         assert_eq!(m.usage().unwrap().output, 2);
+    }
+
+    #[test]
+    fn one_search_tells_usage_objects_from_nulls() {
+        assert!(usage_field(b"data: {\"usage\": {\"a\":1}}") == UsageField::Object);
+        assert!(usage_field(b"data: {\"usage\":{\"a\":1}}") == UsageField::Object);
+        assert!(usage_field(b"data: {\"a\":1,\"usage\":null}") == UsageField::Null(Some(12)));
+        assert!(usage_field(b"data: {\"usage\": null}") == UsageField::Null(None));
+        assert!(usage_field(b"data: {\"a\":1, \"usage\":null}") == UsageField::Null(None));
+        // Quoted text is escaped in JSON, so it is never taken for the key.
+        assert!(usage_field(br#"data: {"c":"\"usage\":{"}"#) == UsageField::Absent);
+        assert!(usage_field(b"data: [DONE]") == UsageField::Absent);
     }
 
     #[test]

@@ -12,24 +12,19 @@ pub const MAX_EVENT: usize = 4 * 1024 * 1024;
 #[derive(Default)]
 pub struct SseSplitter {
     buf: BytesMut,
+    /// How much of `buf` is known to hold no event end, so a partial event that grows over
+    /// many small chunks is not scanned again from its start each time.
+    scanned: usize,
     overflowed: bool,
 }
 
 /// End of the first event in `b`: the index just past its blank line (`\n\n` or `\r\n\r\n`).
 fn event_end(b: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < b.len() {
-        if b[i] == b'\n' {
-            if b[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if b[i + 1] == b'\r' && b.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
+    memchr::memchr_iter(b'\n', b).find_map(|i| match b.get(i + 1) {
+        Some(b'\n') => Some(i + 2),
+        Some(b'\r') if b.get(i + 2) == Some(&b'\n') => Some(i + 3),
+        _ => None,
+    })
 }
 
 impl SseSplitter {
@@ -44,10 +39,14 @@ impl SseSplitter {
             self.keep(&rest);
             return events;
         }
+        // The two bytes before the scanned mark may start a blank line this chunk completes.
+        let from = self.scanned.saturating_sub(2);
         self.keep(chunk);
-        while let Some(end) = event_end(&self.buf) {
+        let mut first = self.buf.get(from..).and_then(event_end).map(|e| e + from);
+        while let Some(end) = first.take().or_else(|| event_end(&self.buf)) {
             events.push(self.buf.split_to(end).freeze());
         }
+        self.scanned = self.buf.len();
         events
     }
 
@@ -58,7 +57,11 @@ impl SseSplitter {
         if self.buf.len() + rest.len() > MAX_EVENT {
             self.overflowed = true;
             self.buf.clear();
+            self.scanned = 0;
             return;
+        }
+        if self.buf.is_empty() {
+            self.scanned = 0;
         }
         self.buf.extend_from_slice(rest);
     }
@@ -70,56 +73,50 @@ impl SseSplitter {
 
     /// What is left at the end of the stream (an unterminated last event).
     pub fn finish(&mut self) -> Option<Bytes> {
+        self.scanned = 0;
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
 }
 
 /// The payload of an event's `data:` lines, joined with `\n` (most events have one line, which
-/// is returned without copying).
+/// is returned without copying or allocating).
 pub fn data(event: &Bytes) -> Option<Bytes> {
-    let mut parts: Vec<Bytes> = Vec::new();
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
     let mut start = 0;
-    for (i, &c) in event.iter().enumerate() {
-        if c == b'\n' {
-            let line = trim_cr(event.slice(start..i));
-            if let Some(rest) = line.strip_prefix(b"data:") {
-                let off = line.len() - rest.len();
-                let rest = line.slice(off..);
-                let rest = if rest.first() == Some(&b' ') {
-                    rest.slice(1..)
-                } else {
-                    rest
-                };
-                parts.push(rest);
-            }
-            start = i + 1;
+    let ends = memchr::memchr_iter(b'\n', event).chain(std::iter::once(event.len()));
+    for end in ends {
+        if start >= end {
+            start = end + 1;
+            continue;
         }
-    }
-    if start < event.len() {
-        let line = trim_cr(event.slice(start..));
+        let mut line = &event[start..end];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
         if let Some(rest) = line.strip_prefix(b"data:") {
-            let off = line.len() - rest.len();
-            let rest = line.slice(off..);
-            parts.push(if rest.first() == Some(&b' ') {
-                rest.slice(1..)
-            } else {
-                rest
-            });
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            // `rest` ends where `line` ends; `line` starts at `start`.
+            let off = start + line.len() - rest.len();
+            let payload = event.slice(off..off + rest.len());
+            match (&first, &mut joined) {
+                (None, _) => first = Some(payload),
+                (Some(f), None) => {
+                    let mut j = BytesMut::with_capacity(f.len() + 1 + payload.len());
+                    j.extend_from_slice(f);
+                    j.extend_from_slice(b"\n");
+                    j.extend_from_slice(&payload);
+                    joined = Some(j);
+                }
+                (Some(_), Some(j)) => {
+                    j.extend_from_slice(b"\n");
+                    j.extend_from_slice(&payload);
+                }
+            }
         }
+        start = end + 1;
     }
-    match parts.len() {
-        0 => None,
-        1 => parts.pop(),
-        _ => Some(Bytes::from(parts.join(&b'\n'))),
-    }
-}
-
-fn trim_cr(line: Bytes) -> Bytes {
-    if line.last() == Some(&b'\r') {
-        line.slice(..line.len() - 1)
-    } else {
-        line
-    }
+    joined.map(BytesMut::freeze).or(first)
 }
 
 #[cfg(test)]
@@ -157,7 +154,35 @@ mod tests {
         assert!(data(&Bytes::from_static(b": comment\n\n")).is_none());
     }
 
+    /// The payload as the SSE spec reads it, written the obvious way.
+    fn data_reference(event: &[u8]) -> Option<Vec<u8>> {
+        let text = String::from_utf8_lossy(event);
+        let parts: Vec<&str> = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|r| r.strip_prefix(' ').unwrap_or(r))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n").into_bytes())
+    }
+
     proptest! {
+        /// `data` agrees with the obvious reading for any mix of lines and line ends.
+        #[test]
+        fn data_matches_the_reference(lines in prop::collection::vec(
+            (prop::sample::select(vec!["data: ", "data:", "event: ", ": ", "id:", ""]),
+             "[a-z{}\":,]{0,6}",
+             prop::sample::select(vec!["\n", "\r\n"])), 0..6)) {
+            let mut event = Vec::new();
+            for (field, value, end) in &lines {
+                event.extend_from_slice(field.as_bytes());
+                event.extend_from_slice(value.as_bytes());
+                event.extend_from_slice(end.as_bytes());
+            }
+            let got = data(&Bytes::from(event.clone())).map(|b| b.to_vec());
+            prop_assert_eq!(got, data_reference(&event));
+        }
+
         /// However a stream is cut into chunks, the same events come out, in order.
         #[test]
         fn chunking_does_not_change_events(cuts in prop::collection::vec(0usize..120, 0..12)) {

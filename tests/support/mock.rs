@@ -47,6 +47,8 @@ pub enum Reply {
         events: Vec<String>,
         delay: Duration,
     },
+    /// `text/event-stream`, chunked, one chunk per event, all written at once (a burst).
+    SseBurst { events: Vec<String> },
     /// Like `Sse`, then the connection is reset instead of ending the stream.
     SseThenReset {
         events: Vec<String>,
@@ -259,6 +261,18 @@ async fn answer(
         Reply::Sse { events, delay } => stream_events(stream, &events, delay, shared, false).await,
         Reply::SseThenReset { events, delay } => {
             stream_events(stream, &events, delay, shared, true).await
+        }
+        Reply::SseBurst { events } => {
+            let mut all = String::from(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+            );
+            for event in &events {
+                let data = format!("{event}\n\n");
+                all.push_str(&format!("{:x}\r\n{data}\r\n", data.len()));
+            }
+            all.push_str("0\r\n\r\n");
+            stream.write_all(all.as_bytes()).await?;
+            Ok(true)
         }
         Reply::Slow { delay, then } => {
             tokio::time::sleep(delay).await;

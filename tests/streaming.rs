@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::string_slice)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::string_slice
+)]
 //! Server-sent events: relayed event by event as they arrive, framed correctly, the upstream
 //! dropped when the client leaves, and an upstream failure mid-stream made visible.
 

@@ -101,15 +101,22 @@ impl PortkeyHeaders {
         if let Some(list) = text(headers, "x-portkey-forward-headers")? {
             out.forward_headers = parse_forward_headers(list)?;
         }
-        for field in crate::portkey::config::PROVIDER_OPTION_FIELDS {
-            let name = format!("x-portkey-{}", field.replace('_', "-"));
-            if let Some(v) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-                let v = v.trim();
-                if !v.is_empty() {
-                    out.provider_options
-                        .insert((*field).to_string(), v.to_string());
-                }
-            }
+        // One pass over the request's headers (a handful) rather than a lookup, with a name
+        // built, per known field (the first value of a repeated header wins, as `get` gives).
+        for (name, value) in headers {
+            let Some(field) = name
+                .as_str()
+                .strip_prefix("x-portkey-")
+                .and_then(option_field)
+            else {
+                continue;
+            };
+            let Some(v) = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            out.provider_options
+                .entry(field.to_string())
+                .or_insert_with(|| v.to_string());
         }
         if let Some(token) = text(headers, "x-portkey-azure-ad-token")? {
             let token = token
@@ -129,6 +136,21 @@ impl PortkeyHeaders {
         }
         Ok(out)
     }
+}
+
+/// The provider option a header names without its `x-portkey-` prefix (`azure-resource-name`
+/// names `azure_resource_name`).
+fn option_field(suffix: &str) -> Option<&'static str> {
+    crate::portkey::config::PROVIDER_OPTION_FIELDS
+        .iter()
+        .copied()
+        .find(|field| {
+            field.len() == suffix.len()
+                && field
+                    .bytes()
+                    .zip(suffix.bytes())
+                    .all(|(f, s)| if f == b'_' { s == b'-' } else { f == s })
+        })
 }
 
 /// Legacy `x-portkey-mode: proxy <provider>` (the Anyscale seed uses `proxy anyscale`).
@@ -196,6 +218,30 @@ fn parse_forward_headers(list: &str) -> Result<Vec<String>, GatewayError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn provider_option_headers_use_hyphens() {
+        assert_eq!(
+            option_field("azure-resource-name"),
+            Some("azure_resource_name")
+        );
+        assert_eq!(option_field("azure_resource_name"), None);
+        assert_eq!(option_field("azure-resource"), None);
+        let mut h = HeaderMap::new();
+        h.append("x-portkey-azure-api-version", "2024-10-21".parse().unwrap());
+        h.append("x-portkey-azure-api-version", "ignored".parse().unwrap());
+        h.insert("x-portkey-azure-deployment-id", "  ".parse().unwrap());
+        let parsed = PortkeyHeaders::parse(&h).unwrap();
+        assert_eq!(
+            parsed
+                .provider_options
+                .get("azure_api_version")
+                .map(String::as_str),
+            Some("2024-10-21")
+        );
+        assert!(!parsed.provider_options.contains_key("azure_deployment_id"));
+    }
+
     use super::*;
     use http::HeaderValue;
 

@@ -444,7 +444,8 @@ def body_view(resp):
         text = raw.decode("utf-8", "replace")
         return {"kind": "text", "text": text if (status >= 400 or len(text) < 200) else f"<{len(text)} chars>"}
     if status >= 400:
-        return {"kind": "json", "exact": doc}
+        # Raw bytes too: key order and spacing are part of the contract (parsed JSON hides them).
+        return {"kind": "json", "exact": doc, "raw": raw.decode("utf-8", "replace")}
     return {"kind": "json", "shape": shape(doc)}
 
 
@@ -500,7 +501,13 @@ def compare(case, pk, pg, pk_calls, pg_calls, pk_sent, pg_sent):
     if bv_pk.get("kind") != bv_pg.get("kind"):
         out.append(("body.kind", short(bv_pk), short(bv_pg)))
     else:
+        raw_pk, raw_pg = bv_pk.pop("raw", None), bv_pg.pop("raw", None)
         diff("body", bv_pk, bv_pg, out)
+        # Same JSON, other bytes: field order or formatting differs (a client comparing bodies
+        # or hashing them sees it). Reported only when the parsed bodies agree, so a documented
+        # difference in a field is not reported twice.
+        if bv_pk.get("exact") == bv_pg.get("exact") and raw_pk != raw_pg:
+            out.append(("body.raw", short(raw_pk), short(raw_pg)))
     mv_pk, mv_pg = mock_view(pk_calls), mock_view(pg_calls)
     if len(mv_pk) != len(mv_pg):
         out.append(("mock.calls", str(len(mv_pk)), str(len(mv_pg))))

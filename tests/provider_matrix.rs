@@ -2,7 +2,8 @@
 //! One conformance matrix for every provider: the same OpenAI requests (plain text, system
 //! prompt, multi-turn, tools, image, stream) go through each adapter's `prepare`, and each
 //! provider's recorded answers (`tests/fixtures/<slug>/matrix_response.json`, `matrix_stream.sse`
-//! split at every byte boundary, `matrix_error.json`) through its translator, and the same
+//! — or `matrix_stream.eventstream` for AWS's binary event stream — split at every byte
+//! boundary, `matrix_error.json`) through its translator, and the same
 //! OpenAI-shape invariants are checked for all. Provider-specific wire details are tested in each
 //! adapter's own fixtures.
 
@@ -154,14 +155,20 @@ fn every_provider_streams_in_openai_shape_at_any_chunk_boundary() {
     let all = Providers::from_settings(&Settings::default()).unwrap();
     for slug in providers() {
         let p = all.get(&slug).unwrap();
-        let stream = fixture(&slug, "matrix_stream.sse");
+        let binary = Path::new("tests/fixtures")
+            .join(&slug)
+            .join("matrix_stream.eventstream")
+            .exists();
+        let (stream, content_type) = if binary {
+            (
+                fixture(&slug, "matrix_stream.eventstream"),
+                "application/vnd.amazon.eventstream",
+            )
+        } else {
+            (fixture(&slug, "matrix_stream.sse"), "text/event-stream")
+        };
         let translate = |chunks: &[&[u8]]| {
-            let mut t = p.response(
-                Operation::ChatCompletions,
-                200,
-                "text/event-stream",
-                &opts(),
-            );
+            let mut t = p.response(Operation::ChatCompletions, 200, content_type, &opts());
             let out = run(t.as_mut(), chunks);
             (out, t.usage())
         };

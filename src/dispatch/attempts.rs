@@ -547,6 +547,13 @@ impl<'a> Walk<'a> {
         }
         headers.extend(prepared.headers);
         let path = format!("{}{}", target.upstream.base_path, prepared.path);
+        headers.extend(target.provider.sign(&crate::providers::Signing {
+            upstream: &target.upstream,
+            path: &path,
+            body: &prepared.body,
+            options: &target.options,
+            now: std::time::SystemTime::now(),
+        })?);
         // A resend after a stale pooled connection draws on the target's retry budget.
         let budget = &self.state.budget;
         let may_resend = || budget.withdraw(&target.key());

@@ -13,11 +13,17 @@ use std::collections::BTreeMap;
 /// Provider settings a config target may carry (Portkey's snake_case field names), read into
 /// [`ConfigNode::provider_options`] and handed to the provider adapter. The same names, with
 /// dashes and the `x-portkey-` prefix, are the request headers (`portkey::headers`), and a
-/// virtual key's `options` use them too. Credentials are not options: they stay in `Secret`s.
+/// virtual key's `options` use them too. API keys are not options: they stay in `Secret`s.
+/// AWS's key pair is the exception (SigV4 signs with it per target, like Azure's Entra token
+/// from headers): these values are never logged, and options never reach metrics or logs.
 pub const PROVIDER_OPTION_FIELDS: &[&str] = &[
     "azure_resource_name",
     "azure_deployment_id",
     "azure_api_version",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

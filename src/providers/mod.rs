@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 mod azure;
+pub mod bedrock;
 mod cohere;
 mod google;
 mod openai_compat;
@@ -33,7 +34,13 @@ pub use openai_compat::{OpenAiCompat, BUILT_IN};
 pub type ProviderOptions = BTreeMap<String, String>;
 
 /// Built-in providers with an adapter of their own (not rows of the OpenAI-compatible table).
-pub const CODED: &[&str] = &[anthropic::SLUG, "azure-openai", "cohere", google::SLUG];
+pub const CODED: &[&str] = &[
+    anthropic::SLUG,
+    "azure-openai",
+    bedrock::SLUG,
+    "cohere",
+    google::SLUG,
+];
 
 /// Whether `slug` is a built-in provider (a table row or a coded adapter), for settings
 /// validation before the registry exists.
@@ -110,6 +117,18 @@ pub struct Prepare<'a> {
     pub options: &'a ProviderOptions,
 }
 
+/// The finished upstream request, for a provider whose authentication covers all of it (AWS
+/// SigV4 signs the host, path, headers and body), with the time to sign at: adapters stay
+/// free of clocks.
+pub struct Signing<'a> {
+    pub upstream: &'a Upstream,
+    /// Path and query as sent (already percent-encoded).
+    pub path: &'a str,
+    pub body: &'a [u8],
+    pub options: &'a ProviderOptions,
+    pub now: std::time::SystemTime,
+}
+
 /// What a response translator needs to know about the request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResponseOptions<'a> {
@@ -152,6 +171,10 @@ pub trait Provider: Send + Sync {
     /// Builds the upstream request for a unified operation. An adapter that needs no change
     /// returns the client's body as is (no copy, no re-serialisation).
     fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError>;
+    /// Headers that authenticate the finished request (see [`Signing`]); none by default.
+    fn sign(&self, _req: &Signing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
+        Ok(Vec::new())
+    }
     /// The translator for an answer of `status` and `content_type` to `op` (a 2xx answer;
     /// errors are wrapped in Portkey's envelope by the caller). The default relays
     /// OpenAI-format answers as they are and meters them.
@@ -186,6 +209,7 @@ impl Providers {
         .map_err(|e| SettingsError::new("anthropic.base_url", e))?;
         by_slug.insert(anthropic::SLUG.to_string(), Arc::new(anthropic));
         by_slug.insert("azure-openai".into(), Arc::new(AzureOpenAi::new()));
+        by_slug.insert(bedrock::SLUG.into(), Arc::new(bedrock::Bedrock::new()));
         by_slug.insert("cohere".into(), Arc::new(Cohere::new()));
         // Translating adapters. A settings row of the same slug replaces it with an
         // OpenAI-compatible one (e.g. Gemini's own OpenAI endpoint); a custom host keeps it.

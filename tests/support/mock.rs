@@ -47,6 +47,14 @@ pub enum Reply {
         events: Vec<String>,
         delay: Duration,
     },
+    /// A 200 with any content type and bytes (AWS's binary event stream), sent chunked in
+    /// pieces of `piece` bytes, `delay` apart.
+    Bytes {
+        content_type: String,
+        body: Vec<u8>,
+        piece: usize,
+        delay: Duration,
+    },
     /// `text/event-stream`, chunked, one chunk per event, all written at once (a burst).
     SseBurst { events: Vec<String> },
     /// Like `Sse`, then the connection is reset instead of ending the stream.
@@ -261,6 +269,28 @@ async fn answer(
         Reply::Sse { events, delay } => stream_events(stream, &events, delay, shared, false).await,
         Reply::SseThenReset { events, delay } => {
             stream_events(stream, &events, delay, shared, true).await
+        }
+        Reply::Bytes {
+            content_type,
+            body,
+            piece,
+            delay,
+        } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            for part in body.chunks(piece.max(1)) {
+                tokio::time::sleep(delay).await;
+                stream
+                    .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                    .await?;
+                stream.write_all(part).await?;
+                stream.write_all(b"\r\n").await?;
+                stream.flush().await?;
+            }
+            stream.write_all(b"0\r\n\r\n").await?;
+            Ok(true)
         }
         Reply::SseBurst { events } => {
             let mut all = String::from(

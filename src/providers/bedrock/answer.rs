@@ -1,0 +1,458 @@
+//! Converse answers → OpenAI: a whole JSON answer at its end (`ConverseAnswer`), and a
+//! `converse-stream` answer — AWS event-stream binary frames — into `chat.completion.chunk`
+//! SSE events as the frames complete (`ConverseStream`). Frames are decoded by
+//! `aws-smithy-eventstream` (prelude and message CRCs checked), fed arbitrary chunks.
+
+use crate::portkey::provider_error;
+use crate::providers::ResponseOptions;
+use crate::stream::Translator;
+use crate::telemetry::usage::Usage;
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::Message;
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Largest whole answer kept for translation; a larger one is relayed as Bedrock sent it.
+const MAX_JSON: usize = 8 * 1024 * 1024;
+/// Largest partial frame buffered (AWS's own limit on one event-stream message is 16 MiB).
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Bedrock's token counts. `inputTokens` excludes cached ones (as Anthropic's do); normalised,
+/// input includes the cache reads and writes, which are also reported on their own.
+pub fn usage(u: Option<&Value>) -> Option<Usage> {
+    let u = u?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
+    Some(Usage {
+        input: n("inputTokens") + read + write,
+        output: n("outputTokens"),
+        cached_input: read,
+        cache_write: write,
+        reasoning: 0,
+    })
+}
+
+fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input,
+        "completion_tokens": u.output,
+        "total_tokens": u.input + u.output,
+        "prompt_tokens_details": {"cached_tokens": u.cached_input},
+    })
+}
+
+/// Converse `stopReason` → OpenAI `finish_reason` (the raw reason when not strict, as Portkey
+/// keeps provider fields for the Portkey SDK).
+pub fn finish_reason(raw: &str, strict: bool) -> Value {
+    if !strict {
+        return json!(raw);
+    }
+    json!(match raw {
+        "tool_use" => "tool_calls",
+        "max_tokens" => "length",
+        "content_filtered" | "guardrail_intervened" => "content_filter",
+        _ => "stop",
+    })
+}
+
+fn answer_id(created: u64) -> String {
+    format!("chatcmpl-bedrock-{created}")
+}
+
+/// A whole Converse answer → a `chat.completion`.
+pub fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+    let content = v
+        .get("output")
+        .and_then(|o| o.get("message"))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array);
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in content.into_iter().flatten() {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        } else if let Some(tool) = block.get("toolUse") {
+            calls.push(json!({
+                "id": tool.get("toolUseId").cloned().unwrap_or(Value::Null),
+                "type": "function",
+                "function": {
+                    "name": tool.get("name").cloned().unwrap_or(Value::Null),
+                    "arguments": tool.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
+                },
+            }));
+        }
+    }
+    let raw = v
+        .get("stopReason")
+        .and_then(Value::as_str)
+        .unwrap_or("end_turn");
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
+    });
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let mut out = json!({
+        "id": answer_id(opts.created),
+        "object": "chat.completion",
+        "created": opts.created,
+        "model": opts.model.unwrap_or(""),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(raw, opts.strict),
+        }],
+    });
+    if let Some(u) = usage(v.get("usage")) {
+        out["usage"] = usage_json(&u);
+    }
+    out
+}
+
+/// A non-streamed Converse answer, read whole and translated at its end.
+pub struct ConverseAnswer {
+    created: u64,
+    strict: bool,
+    model: Option<String>,
+    chunks: Vec<Bytes>,
+    size: usize,
+    /// Too large, or not a Converse answer: relayed as it came.
+    raw: bool,
+    usage: Option<Usage>,
+    body: Option<Value>,
+}
+
+impl ConverseAnswer {
+    pub fn new(opts: &ResponseOptions<'_>) -> Self {
+        ConverseAnswer {
+            created: opts.created,
+            strict: opts.strict,
+            model: opts.model.map(str::to_string),
+            chunks: Vec::new(),
+            size: 0,
+            raw: false,
+            usage: None,
+            body: None,
+        }
+    }
+}
+
+impl Translator for ConverseAnswer {
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.raw {
+            return Some(chunk);
+        }
+        self.size += chunk.len();
+        self.chunks.push(chunk);
+        if self.size > MAX_JSON {
+            self.raw = true;
+            return Some(Bytes::from(std::mem::take(&mut self.chunks).concat()));
+        }
+        None
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        if self.raw {
+            return None;
+        }
+        let whole = std::mem::take(&mut self.chunks).concat();
+        let parsed = serde_json::from_slice::<Value>(&whole)
+            .ok()
+            .filter(|v| v.get("output").is_some());
+        let Some(v) = parsed else {
+            self.raw = true;
+            return (!whole.is_empty()).then(|| Bytes::from(whole));
+        };
+        let opts = ResponseOptions {
+            hide_usage: false,
+            strict: self.strict,
+            created: self.created,
+            model: self.model.as_deref(),
+        };
+        let out = chat_completion(&v, &opts);
+        self.usage = usage(v.get("usage"));
+        let bytes = Bytes::from(out.to_string());
+        self.body = Some(out);
+        Some(bytes)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn may_rewrite(&self) -> bool {
+        true
+    }
+
+    fn content_type(&self) -> Option<&'static str> {
+        (!self.raw).then_some("application/json")
+    }
+
+    fn buffers_whole(&self) -> bool {
+        true
+    }
+
+    fn json_body(&self) -> Option<Value> {
+        self.body.clone()
+    }
+}
+
+/// A `converse-stream` answer → OpenAI chunks. Each decoded frame is one event
+/// (`:event-type` header; JSON payload): `messageStart` gives the role chunk, text and tool
+/// input deltas become content and `tool_calls` chunks (tools numbered from 0 in the order
+/// their blocks start, whatever Bedrock's block index), `messageStop` the finish reason, and
+/// `metadata` the usage chunk (when the client asked for it) and `[DONE]`. An exception frame
+/// ends the stream with an error event in Portkey's envelope; a stream cut before its end gets
+/// no `[DONE]`, so the client can tell.
+pub struct ConverseStream {
+    decoder: MessageFrameDecoder,
+    buf: BytesMut,
+    created: u64,
+    strict: bool,
+    hide_usage: bool,
+    model: Option<String>,
+    role_sent: bool,
+    /// Bedrock's content block index → OpenAI tool call index.
+    tools: HashMap<u64, u32>,
+    usage: Option<Usage>,
+    events: u32,
+    stopped: bool,
+    done: bool,
+    overflowed: bool,
+}
+
+impl ConverseStream {
+    pub fn new(opts: &ResponseOptions<'_>) -> Self {
+        ConverseStream {
+            decoder: MessageFrameDecoder::new(),
+            buf: BytesMut::new(),
+            created: opts.created,
+            strict: opts.strict,
+            hide_usage: opts.hide_usage,
+            model: opts.model.map(str::to_string),
+            role_sent: false,
+            tools: HashMap::new(),
+            usage: None,
+            events: 0,
+            stopped: false,
+            done: false,
+            overflowed: false,
+        }
+    }
+
+    fn write(out: &mut BytesMut, v: &Value) {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(v.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn chunk(&mut self, mut delta: Value, finish: Value, out: &mut BytesMut) {
+        if !self.role_sent {
+            self.role_sent = true;
+            if let Value::Object(d) = &mut delta {
+                d.insert("role".into(), json!("assistant"));
+            }
+        }
+        let c = json!({
+            "id": answer_id(self.created),
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model.as_deref().unwrap_or(""),
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        Self::write(out, &c);
+    }
+
+    fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
+        message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str())
+    }
+
+    fn frame(&mut self, message: &Message, out: &mut BytesMut) {
+        if self.done {
+            return;
+        }
+        let payload: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
+        if Self::header(message, ":message-type") == Some("exception") {
+            let kind = Self::header(message, ":exception-type").unwrap_or("exception");
+            let status = match kind {
+                "throttlingException" => 429,
+                "validationException" => 400,
+                "serviceUnavailableException" => 503,
+                _ => 500,
+            };
+            let body = provider_error::envelope(super::SLUG, status, message.payload());
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\n\n");
+            self.done = true;
+            return;
+        }
+        match Self::header(message, ":event-type").unwrap_or("") {
+            "messageStart" => {
+                self.events += 1;
+                self.chunk(json!({"content": ""}), Value::Null, out);
+            }
+            "contentBlockStart" => {
+                let index = payload
+                    .get("contentBlockIndex")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if let Some(tool) = payload.get("start").and_then(|s| s.get("toolUse")) {
+                    let n = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
+                    self.tools.insert(index, n);
+                    self.events += 1;
+                    let delta = json!({"tool_calls": [{
+                        "index": n,
+                        "id": tool.get("toolUseId").cloned().unwrap_or(Value::Null),
+                        "type": "function",
+                        "function": {
+                            "name": tool.get("name").cloned().unwrap_or(json!("")),
+                            "arguments": "",
+                        },
+                    }]});
+                    self.chunk(delta, Value::Null, out);
+                }
+            }
+            "contentBlockDelta" => {
+                let index = payload
+                    .get("contentBlockIndex")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let delta = payload.get("delta");
+                if let Some(text) = delta.and_then(|d| d.get("text")).and_then(Value::as_str) {
+                    if !text.is_empty() {
+                        self.events += 1;
+                        self.chunk(json!({"content": text}), Value::Null, out);
+                    }
+                } else if let Some(args) = delta
+                    .and_then(|d| d.get("toolUse"))
+                    .and_then(|t| t.get("input"))
+                    .and_then(Value::as_str)
+                {
+                    if let Some(&n) = self.tools.get(&index) {
+                        self.events += 1;
+                        let delta = json!({"tool_calls": [{
+                            "index": n,
+                            "function": {"arguments": args},
+                        }]});
+                        self.chunk(delta, Value::Null, out);
+                    }
+                }
+            }
+            "messageStop" => {
+                let raw = payload
+                    .get("stopReason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("end_turn");
+                let finish = finish_reason(raw, self.strict);
+                self.chunk(json!({}), finish, out);
+                self.stopped = true;
+            }
+            "metadata" => {
+                self.usage = usage(payload.get("usage"));
+                self.end(out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The usage chunk (when asked for) and `[DONE]`.
+    fn end(&mut self, out: &mut BytesMut) {
+        if let (false, Some(u)) = (self.hide_usage, &self.usage) {
+            let c = json!({
+                "id": answer_id(self.created),
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model.as_deref().unwrap_or(""),
+                "choices": [],
+                "usage": usage_json(u),
+            });
+            Self::write(out, &c);
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.done = true;
+    }
+}
+
+impl Translator for ConverseStream {
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.overflowed {
+            return None;
+        }
+        self.buf.extend_from_slice(&chunk);
+        let mut out = BytesMut::new();
+        loop {
+            match self.decoder.decode_frame(&mut self.buf) {
+                Ok(DecodedFrame::Complete(message)) => self.frame(&message, &mut out),
+                Ok(DecodedFrame::Incomplete) => break,
+                Err(e) => {
+                    // A corrupt frame (bad CRC or length): the stream cannot be read further.
+                    let body = provider_error::envelope(
+                        super::SLUG,
+                        502,
+                        format!("unreadable event-stream frame: {e}").as_bytes(),
+                    );
+                    if !self.done {
+                        out.extend_from_slice(b"data: ");
+                        out.extend_from_slice(&body);
+                        out.extend_from_slice(b"\n\n");
+                        self.done = true;
+                    }
+                    self.buf.clear();
+                    break;
+                }
+            }
+        }
+        if self.buf.len() > MAX_FRAME {
+            self.overflowed = true;
+            self.buf.clear();
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        // A stream that stopped but lost its metadata frame still ends cleanly.
+        if self.stopped && !self.done {
+            let mut out = BytesMut::new();
+            self.end(&mut out);
+            return Some(out.freeze());
+        }
+        None
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn events(&self) -> u32 {
+        self.events
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    fn may_rewrite(&self) -> bool {
+        true
+    }
+
+    fn content_type(&self) -> Option<&'static str> {
+        Some("text/event-stream")
+    }
+}

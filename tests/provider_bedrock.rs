@@ -283,3 +283,52 @@ async fn fallbacks_between_bedrock_and_openai_both_ways() {
         assert_eq!(openai_seen.header("authorization"), Some("Bearer sk-test"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_sdk_on_messages_reaches_bedrock_anthropic_models() {
+    let mock = MockProvider::start().await;
+    mock.script([Reply::Bytes {
+        content_type: "application/vnd.amazon.eventstream".into(),
+        body: fixture("messages_stream.eventstream"),
+        piece: 11,
+        delay: Duration::ZERO,
+    }]);
+    let gw = TestGateway::start(test_settings());
+    let body = json!({"model": "anthropic.claude-3-5-haiku-20241022-v1:0", "max_tokens": 50,
+        "stream": true, "messages": [{"role": "user", "content": "Red and yellow?"}]});
+    let resp = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-portkey-provider", "bedrock")
+        .header("x-portkey-aws-access-key-id", "AKIDEXAMPLE")
+        .header("x-portkey-aws-secret-access-key", "secret")
+        .header("x-portkey-custom-host", origin(&mock))
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.starts_with("event: message_start\ndata: "), "{text}");
+    assert!(
+        text.contains("event: content_block_delta\ndata: "),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("{\"type\":\"message_stop\"}"),
+        "{text}"
+    );
+    let seen = &mock.requests()[0];
+    assert_eq!(
+        seen.path,
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/invoke-with-response-stream"
+    );
+    let sent = seen.json();
+    assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+    assert!(sent.get("model").is_none() && sent.get("stream").is_none());
+    assert!(sent.get("stream_options").is_none());
+    assert!(seen
+        .header("authorization")
+        .unwrap()
+        .starts_with("AWS4-HMAC-SHA256 "));
+}

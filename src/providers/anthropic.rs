@@ -986,6 +986,12 @@ impl Translator for ChatStream {
     }
 }
 
+/// The meter of a native `/v1/messages` answer (JSON or Anthropic SSE), passed through as it
+/// is; Bedrock's Anthropic models feed it the events they unwrap.
+pub fn native_meter(sse: bool) -> Box<dyn Translator> {
+    Box::new(Native::new(sse))
+}
+
 /// The native `/v1/messages` route: the answer goes to the client byte for byte; usage and
 /// model are read on the way (from the message, or from `message_start` / `message_delta`).
 struct Native {

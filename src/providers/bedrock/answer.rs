@@ -456,3 +456,144 @@ impl Translator for ConverseStream {
         Some("text/event-stream")
     }
 }
+
+/// An InvokeModel stream of an Anthropic model (`/v1/messages`): each `chunk` frame carries one
+/// Anthropic event, base64-encoded, which goes to the client as Anthropic's own SSE event
+/// (`event: <type>` and `data: <json>`), metered by the native Anthropic meter. An exception
+/// frame becomes Anthropic's `error` event.
+pub struct MessagesStream {
+    decoder: MessageFrameDecoder,
+    buf: BytesMut,
+    meter: Box<dyn Translator>,
+    done: bool,
+    overflowed: bool,
+}
+
+impl MessagesStream {
+    pub fn new() -> Self {
+        MessagesStream {
+            decoder: MessageFrameDecoder::new(),
+            buf: BytesMut::new(),
+            meter: crate::providers::anthropic::native_meter(true),
+            done: false,
+            overflowed: false,
+        }
+    }
+
+    fn error_event(kind: &str, message: &str, out: &mut BytesMut) {
+        let v = json!({"type": "error", "error": {"type": kind, "message": message}});
+        out.extend_from_slice(b"event: error\ndata: ");
+        out.extend_from_slice(v.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn frame(&mut self, message: &Message, out: &mut BytesMut) {
+        if self.done {
+            return;
+        }
+        let payload: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
+        if ConverseStream::header(message, ":message-type") == Some("exception") {
+            let kind = ConverseStream::header(message, ":exception-type").unwrap_or("api_error");
+            let text = payload
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("bedrock stream failed");
+            Self::error_event(kind, text, out);
+            self.done = true;
+            return;
+        }
+        let event = payload
+            .get("bytes")
+            .and_then(Value::as_str)
+            .and_then(|b| aws_smithy_types::base64::decode(b).ok())
+            .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok());
+        let Some(event) = event else {
+            return;
+        };
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("message");
+        // Bedrock adds its own invocation metrics to the last event: not Anthropic's.
+        let mut event = event.clone();
+        if let Some(o) = event.as_object_mut() {
+            o.remove("amazon-bedrock-invocationMetrics");
+        }
+        let start = out.len();
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(event.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+        let written = Bytes::copy_from_slice(&out[start..]);
+        let _ = self.meter.push(written);
+        if kind == "message_stop" {
+            self.done = true;
+        }
+    }
+}
+
+impl Default for MessagesStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Translator for MessagesStream {
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.overflowed {
+            return None;
+        }
+        self.buf.extend_from_slice(&chunk);
+        let mut out = BytesMut::new();
+        loop {
+            match self.decoder.decode_frame(&mut self.buf) {
+                Ok(DecodedFrame::Complete(message)) => self.frame(&message, &mut out),
+                Ok(DecodedFrame::Incomplete) => break,
+                Err(e) => {
+                    if !self.done {
+                        let text = format!("unreadable event-stream frame: {e}");
+                        Self::error_event("api_error", &text, &mut out);
+                        self.done = true;
+                    }
+                    self.buf.clear();
+                    break;
+                }
+            }
+        }
+        if self.buf.len() > MAX_FRAME {
+            self.overflowed = true;
+            self.buf.clear();
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        let _ = self.meter.finish();
+        None
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.meter.usage()
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.meter.model()
+    }
+
+    fn events(&self) -> u32 {
+        self.meter.events()
+    }
+
+    fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    fn may_rewrite(&self) -> bool {
+        true
+    }
+
+    fn content_type(&self) -> Option<&'static str> {
+        Some("text/event-stream")
+    }
+}

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
-pub use answer::{ConverseAnswer, ConverseStream};
+pub use answer::{ConverseAnswer, ConverseStream, MessagesStream};
 
 pub const SLUG: &str = "bedrock";
 /// The region when a target names none (AWS's own default).
@@ -134,30 +134,41 @@ impl Provider for Bedrock {
                         .into(),
                 )),
             };
-        match req.op {
-            Operation::ChatCompletions => {}
-            Operation::Completions | Operation::Embeddings | Operation::Messages => {
-                return Err(GatewayError::Unsupported(req.op.fn_name(), SLUG.into()))
-            }
+        if matches!(req.op, Operation::Completions | Operation::Embeddings) {
+            return Err(GatewayError::Unsupported(req.op.fn_name(), SLUG.into()));
         }
         let body: Value = serde_json::from_slice(&req.body)
             .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-        let Value::Object(body) = body else {
+        let Value::Object(mut body) = body else {
             return Err(bad("the body must be a JSON object"));
         };
         let model = body
             .get("model")
             .and_then(Value::as_str)
             .filter(|m| !m.is_empty())
-            .ok_or_else(|| bad("model is required for bedrock"))?;
-        let action = if req.stream {
-            "converse-stream"
-        } else {
-            "converse"
+            .ok_or_else(|| bad("model is required for bedrock"))?
+            .to_string();
+        let (action, out) = match (req.op, req.stream) {
+            (Operation::Messages, stream) => {
+                if !is_anthropic_model(&model) {
+                    return Err(bad(format!(
+                        "/v1/messages on bedrock serves Anthropic models (anthropic.*); {model:?}                          is not one: use /v1/chat/completions"
+                    )));
+                }
+                (
+                    if stream {
+                        "invoke-with-response-stream"
+                    } else {
+                        "invoke"
+                    },
+                    invoke_body(&mut body),
+                )
+            }
+            (_, true) => ("converse-stream", converse_request(&body)?),
+            (_, false) => ("converse", converse_request(&body)?),
         };
-        let out = converse_request(&body)?;
         Ok(ProviderRequest {
-            path: format!("/model/{}/{action}", encode_model(model)),
+            path: format!("/model/{}/{action}", encode_model(&model)),
             headers,
             body: Bytes::from(out.to_string()),
         })
@@ -180,8 +191,15 @@ impl Provider for Bedrock {
         content_type: &str,
         opts: &ResponseOptions<'_>,
     ) -> Box<dyn Translator> {
-        if !(200..300).contains(&status) || op != Operation::ChatCompletions {
+        if !(200..300).contains(&status) {
             return Box::new(Meter::for_response(status, content_type, false));
+        }
+        if op == Operation::Messages {
+            return if content_type.starts_with(EVENT_STREAM) {
+                Box::new(MessagesStream::new())
+            } else {
+                super::anthropic::native_meter(false)
+            };
         }
         if content_type.starts_with(EVENT_STREAM) {
             return Box::new(ConverseStream::new(opts));
@@ -206,6 +224,29 @@ pub fn encode_model(model: &str) -> String {
         }
     }
     out
+}
+
+/// Anthropic model ids on Bedrock, plain or through a cross-region inference profile
+/// (`us.anthropic.…`) or its ARN.
+fn is_anthropic_model(model: &str) -> bool {
+    model.starts_with("anthropic.")
+        || model
+            .split_once('.')
+            .is_some_and(|(_, rest)| rest.starts_with("anthropic."))
+        || (model.starts_with("arn:") && model.contains("anthropic."))
+}
+
+/// The Anthropic Messages body as Bedrock's InvokeModel takes it: the model goes in the path,
+/// streaming in the action, and the API version in the body (`bedrock-2023-05-31` unless the
+/// client gave one). Everything else (`cache_control` markers, tools, thinking) is untouched.
+fn invoke_body(body: &mut Map<String, Value>) -> Value {
+    body.remove("model");
+    body.remove("stream");
+    // The gateway's own usage request is for OpenAI-format streams; Anthropic reports usage.
+    body.remove("stream_options");
+    body.entry("anthropic_version")
+        .or_insert_with(|| json!("bedrock-2023-05-31"));
+    Value::Object(std::mem::take(body))
 }
 
 /// OpenAI chat completion request → Converse request.

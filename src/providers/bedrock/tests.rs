@@ -396,6 +396,87 @@ fn http_image_urls_are_refused_clearly() {
     assert!(err.to_string().contains("data URL"), "{err}");
 }
 
+#[test]
+fn native_messages_go_to_invoke_model_untouched() {
+    let headers = http::HeaderMap::new();
+    let body = json!({"model": "us.anthropic.claude-3-5-haiku-20241022-v1:0", "max_tokens": 50,
+        "stream": true, "stream_options": {"include_usage": true},
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let req = Bedrock::new()
+        .prepare(Prepare {
+            op: Operation::Messages,
+            body: Bytes::from(body.to_string()),
+            api_key: None,
+            query: None,
+            stream: true,
+            client_headers: &headers,
+            options: &keys(),
+        })
+        .unwrap();
+    assert_eq!(
+        req.path,
+        "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/invoke-with-response-stream"
+    );
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "Hi"}]})
+    );
+    // Not an Anthropic model: a clear 400.
+    let err = Bedrock::new()
+        .prepare(Prepare {
+            op: Operation::Messages,
+            body: Bytes::from(json!({"model": "amazon.nova-pro-v1:0", "messages": []}).to_string()),
+            api_key: None,
+            query: None,
+            stream: false,
+            client_headers: &headers,
+            options: &keys(),
+        })
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+}
+
+#[test]
+fn an_invoke_stream_becomes_anthropic_events_at_every_byte_boundary() {
+    let stream = fixture("messages_stream.eventstream");
+    let whole = run(&mut MessagesStream::new(), &[&stream]);
+    for at in 1..stream.len() {
+        let split = run(&mut MessagesStream::new(), &[&stream[..at], &stream[at..]]);
+        assert_eq!(split, whole, "split at {at}");
+    }
+    let text = String::from_utf8(whole.clone()).unwrap();
+    let names: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("event: "))
+        .map(|e| e.lines().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert!(text.contains("\"text\":\"Orange.\""));
+    assert!(
+        !text.contains("invocationMetrics"),
+        "Bedrock's own metrics are not Anthropic's"
+    );
+    let mut t = MessagesStream::new();
+    run(&mut t, &[&stream]);
+    let u = t.usage().unwrap();
+    assert_eq!((u.input, u.output, u.cached_input), (15, 4, 5));
+    assert_eq!(t.model(), Some("claude-3-5-haiku-20241022"));
+}
+
 fn openai_ish() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -459,5 +540,6 @@ proptest! {
     fn translators_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         run(&mut ConverseStream::new(&opts(true, false)), &[&bytes]);
         run(&mut ConverseAnswer::new(&opts(true, false)), &[&bytes]);
+        run(&mut MessagesStream::new(), &[&bytes]);
     }
 }

@@ -421,6 +421,9 @@ async fn pump(
                         return Err(RelayError::ClientGone);
                     }
                 }
+                if translator.stopped() {
+                    break;
+                }
             }
             Ok(None) => break,
             Err(err) => {

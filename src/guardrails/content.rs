@@ -93,7 +93,12 @@ pub fn response_part(json: &Value, op: Operation) -> Part {
 
 /// Replaces texts in a content value: part `i` gets `texts[i]` when given and not empty.
 fn replace(content: &mut Value, texts: &[Option<String>]) {
-    let pick = |i: usize| texts.get(i).and_then(|t| t.clone()).filter(|t| !t.is_empty());
+    let pick = |i: usize| {
+        texts
+            .get(i)
+            .and_then(|t| t.clone())
+            .filter(|t| !t.is_empty())
+    };
     match content {
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -163,7 +168,9 @@ pub fn synthetic_response(op: Operation, text: &str) -> Value {
     match op {
         Operation::Messages => serde_json::json!({"content": [{"type": "text", "text": text}]}),
         Operation::Completions => serde_json::json!({"choices": [{"index": 0, "text": text}]}),
-        _ => serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}),
+        _ => {
+            serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
+        }
     }
 }
 

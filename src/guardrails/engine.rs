@@ -111,21 +111,11 @@ pub struct HookResult {
 
 impl HookResult {
     pub fn verdict(&self) -> bool {
-        self.ran.as_ref().is_none_or_pass()
+        self.ran.as_ref().map_or(true, |r| r.verdict)
     }
 
     pub fn denies(&self) -> bool {
         self.ran.as_ref().is_some_and(|r| r.deny)
-    }
-}
-
-trait Pass {
-    fn is_none_or_pass(self) -> bool;
-}
-
-impl Pass for Option<&Ran> {
-    fn is_none_or_pass(self) -> bool {
-        self.map_or(true, |r| r.verdict)
     }
 }
 
@@ -175,7 +165,8 @@ pub enum Mode {
 
 fn skipped(hook: &Hook, op: Operation, event: Event) -> bool {
     hook.is_async
-        || (op == Operation::Embeddings && (event == Event::After || hook.kind == HookType::Mutator))
+        || (op == Operation::Embeddings
+            && (event == Event::After || hook.kind == HookType::Mutator))
 }
 
 /// Runs a list of hooks.
@@ -289,7 +280,11 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
     (result, (request, response))
 }
 
-fn ctx_of<'a>(input: &'a Input<'a>, request: &'a Map<String, Value>, response: Option<&'a Value>) -> Ctx<'a> {
+fn ctx_of<'a>(
+    input: &'a Input<'a>,
+    request: &'a Map<String, Value>,
+    response: Option<&'a Value>,
+) -> Ctx<'a> {
     Ctx {
         event: input.event,
         op: input.op,
@@ -312,9 +307,7 @@ async fn run_check(
     let out: Outcome = match (mode, spec.check.stream_mode()) {
         (Mode::Full, _) => spec.check.run(ctx).await,
         (Mode::Partial, StreamMode::Incremental) => spec.check.run_partial(ctx)?,
-        (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => {
-            spec.check.run(ctx).await
-        }
+        (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => spec.check.run(ctx).await,
         _ => return None,
     };
     let elapsed = started.elapsed();

@@ -77,9 +77,8 @@ pub fn node_hooks(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Opt
         ),
     ] {
         let mut list: Option<Vec<HookRef>> = None;
-        let push = |r: HookRef, list: &mut Option<Vec<HookRef>>| {
-            list.get_or_insert_with(Vec::new).push(r)
-        };
+        let push =
+            |r: HookRef, list: &mut Option<Vec<HookRef>>| list.get_or_insert_with(Vec::new).push(r);
         if let Some(v) = obj.get(full) {
             any = true;
             let lp = format!("{path}.{full}");
@@ -95,7 +94,10 @@ pub fn node_hooks(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Opt
                 None => p.push(&lp, "must be an array"),
             }
         }
-        for (key, kind) in [(guardrails, HookType::Guardrail), (mutators, HookType::Mutator)] {
+        for (key, kind) in [
+            (guardrails, HookType::Guardrail),
+            (mutators, HookType::Mutator),
+        ] {
             let Some(v) = obj.get(key) else { continue };
             any = true;
             let lp = format!("{path}.{key}");
@@ -157,7 +159,9 @@ fn resolve(r: &HookRef, named: &NamedGuardrails, p: &mut Problems) -> Option<Arc
             let Some(def) = named.0.get(id) else {
                 p.push(
                     path,
-                    format!("no guardrail named {id:?} (define it under guardrails: in the settings)"),
+                    format!(
+                        "no guardrail named {id:?} (define it under guardrails: in the settings)"
+                    ),
                 );
                 return None;
             };
@@ -420,7 +424,10 @@ fn check_spec(
     let check = checks::compile(id, map, id_path, params_path, event, trusted, p)?;
     Some(CheckSpec {
         id: id.to_string(),
-        enabled: map.get("is_enabled").and_then(Value::as_bool).unwrap_or(true),
+        enabled: map
+            .get("is_enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         fail_on_error: map
             .get("failOnError")
             .and_then(Value::as_bool)
@@ -482,10 +489,7 @@ fn feedback(
     let value = match f.get("value").and_then(Value::as_i64) {
         Some(n) if (-10..=10).contains(&n) => n,
         _ => {
-            p.push(
-                &format!("{fp}.value"),
-                "must be an integer from -10 to 10",
-            );
+            p.push(&format!("{fp}.value"), "must be an integer from -10 to 10");
             return None;
         }
     };

@@ -236,10 +236,10 @@ impl Translator for GuardTranslator {
         let passed = run.passed() && self.guard.before.iter().all(HookResult::verdict);
         let mut out = BytesMut::new();
         if !passed && !self.guard.strict {
-            let chunk = serde_json::json!({"hook_results": hook_results(&self.guard.before, &run.results)});
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(chunk.to_string().as_bytes());
-            out.extend_from_slice(b"\n\n");
+            let results = hook_results(&self.guard.before, &run.results);
+            out.extend_from_slice(b"data: {\"hook_results\":");
+            out.extend_from_slice(&serde_json::to_vec(&results).unwrap_or_default());
+            out.extend_from_slice(b"}\n\n");
         }
         if let Ok(mut r) = self.report.lock() {
             r.after = run.results;

@@ -113,7 +113,9 @@ pub fn record(
             m.checks
                 .with_label_values(&[&*r.label, c.id.as_str(), verdict])
                 .inc();
-            m.latency.with_label_values(&[c.id.as_str()]).observe(c.seconds);
+            m.latency
+                .with_label_values(&[c.id.as_str()])
+                .observe(c.seconds);
         }
         if r.denies() {
             m.denials.with_label_values(&[&*r.label]).inc();
@@ -136,7 +138,11 @@ pub fn record(
         if let Some(f) = r.tail.as_ref().and_then(|t| t.feedback.as_ref()) {
             let id = uuid::Uuid::new_v4().to_string();
             state.feedback.insert(&id, trace_id);
-            state.metrics.feedback.with_label_values(&["guardrail"]).inc();
+            state
+                .metrics
+                .feedback
+                .with_label_values(&["guardrail"])
+                .inc();
             state.metrics.feedback_value.observe(f.value as f64);
             state.access_log.write(&json!({
                 "timestamp": now_rfc3339(), "event": "feedback", "feedback_id": id,

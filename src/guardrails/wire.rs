@@ -22,6 +22,7 @@ use crate::providers::{Provider, ResponseOptions};
 use crate::routing::plan::Leaf;
 use crate::state::State;
 use bytes::{Bytes, BytesMut};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -64,22 +65,51 @@ impl Local {
     }
 }
 
-/// The `hook_results` object.
-pub fn hook_results(before: &[HookResult], after: &[HookResult]) -> Value {
-    serde_json::json!({"before_request_hooks": before, "after_request_hooks": after})
+/// The `hook_results` object, in Portkey's field order.
+#[derive(Serialize)]
+pub struct HookResults<'a> {
+    pub before_request_hooks: &'a [HookResult],
+    pub after_request_hooks: &'a [HookResult],
 }
 
-/// The 446 body: Portkey's error object and both hook lists.
+pub fn hook_results<'a>(before: &'a [HookResult], after: &'a [HookResult]) -> HookResults<'a> {
+    HookResults {
+        before_request_hooks: before,
+        after_request_hooks: after,
+    }
+}
+
+#[derive(Serialize)]
+struct DenyError {
+    message: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<()>,
+    code: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Deny<'a> {
+    error: DenyError,
+    hook_results: HookResults<'a>,
+}
+
+/// The 446 body: Portkey's error object and both hook lists (byte for byte in its order).
 pub fn deny_body(before: &[HookResult], after: &[HookResult]) -> Bytes {
-    let body = serde_json::json!({
-        "error": {"message": DENY_MESSAGE, "type": "hooks_failed", "param": null, "code": null},
-        "hook_results": hook_results(before, after),
-    });
-    Bytes::from(body.to_string())
+    let body = Deny {
+        error: DenyError {
+            message: DENY_MESSAGE,
+            kind: "hooks_failed",
+            param: None,
+            code: None,
+        },
+        hook_results: hook_results(before, after),
+    };
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// Adds `"hook_results":{...}` as the last member of a JSON object, without re-serialising it.
-pub fn splice_results(body: &[u8], results: &Value) -> Option<Bytes> {
+pub fn splice_results(body: &[u8], results: &HookResults<'_>) -> Option<Bytes> {
     let close = body.iter().rposition(|b| *b == b'}')?;
     let (head, _) = body.split_at(close);
     let empty = head
@@ -321,14 +351,23 @@ mod tests {
     #[test]
     fn results_are_spliced_as_the_last_member() {
         let v = serde_json::json!({"before_request_hooks": [], "after_request_hooks": []});
-        let out = splice_results(br#"{"id":"x","choices":[]} "#, &v).unwrap();
+        let r = hook_results(&[], &[]);
+        let out = splice_results(br#"{"id":"x","choices":[]} "#, &r).unwrap();
         let parsed: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(parsed["id"], "x");
         assert_eq!(parsed["hook_results"], v);
-        let out = splice_results(b"{ }", &v).unwrap();
+        let out = splice_results(b"{ }", &r).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&out).unwrap()["hook_results"],
             v
         );
+        let deny: Value = serde_json::from_slice(&deny_body(&[], &[])).unwrap();
+        assert_eq!(deny["error"]["type"], "hooks_failed");
+        let raw = String::from_utf8(deny_body(&[], &[]).to_vec()).unwrap();
+        assert!(
+            raw.starts_with(r#"{"error":{"message":"The guardrail"#),
+            "{raw}"
+        );
+        assert!(raw.ends_with(r#""type":"hooks_failed","param":null,"code":null},"hook_results":{"before_request_hooks":[],"after_request_hooks":[]}}"#), "{raw}");
     }
 }

@@ -178,19 +178,22 @@ pub async fn handle(
             // the client's format.
             let keep_body = state.access_log.log_bodies;
             let local = *local;
-            let translator = Box::new(Meter::for_response(
-                local.status,
-                "application/json",
-                false,
-            ));
+            let translator = Box::new(Meter::for_response(local.status, "application/json", false));
             let source = Source::Local {
                 status: local.status,
                 headers: local.headers,
                 body: Some(local.body),
             };
-            relay(session, source, translator, ctx, &state.dispatcher, keep_body)
-                .await
-                .map_err(Failed::Late)
+            relay(
+                session,
+                source,
+                translator,
+                ctx,
+                &state.dispatcher,
+                keep_body,
+            )
+            .await
+            .map_err(Failed::Late)
         }
         Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
             let keep_body = state.access_log.log_bodies;

@@ -144,9 +144,10 @@ impl JsonKeys {
                 .cloned()
                 .partition(|k| doc.get(k.as_str()).is_some());
             let verdict = self.operator.holds(present.len(), self.keys.len());
+            // Portkey keeps the first candidate and replaces it only with one presenting more.
             let better = best
                 .as_ref()
-                .is_none_or_longer(present.len());
+                .map_or(true, |(_, p, _, _)| present.len() > p.len());
             if verdict || better {
                 best = Some((doc, present, missing, verdict));
             }
@@ -172,14 +173,18 @@ impl JsonKeys {
             format!("Missing keys: [{}]", missing.join(", "))
         };
         let explanation = match (self.operator, verdict) {
-            (Operator::Any, true) => format!("Successfully found at least one required key. {found}."),
+            (Operator::Any, true) => {
+                format!("Successfully found at least one required key. {found}.")
+            }
             (Operator::Any, false) => format!("Failed to find any required keys. {lacking}."),
             (Operator::All, true) => format!("Successfully found all required keys. {found}."),
             (Operator::All, false) => format!("Failed to find all required keys. {lacking}."),
             (Operator::None, true) => {
                 format!("Successfully verified no required keys are present. {lacking}.")
             }
-            (Operator::None, false) => format!("Found some keys that should not be present. {found}."),
+            (Operator::None, false) => {
+                format!("Found some keys that should not be present. {found}.")
+            }
         };
         Outcome::pass(
             verdict,
@@ -190,17 +195,3 @@ impl JsonKeys {
     }
 }
 
-/// Whether a new candidate with `n` present keys beats the current best (Portkey keeps the
-/// first, and replaces it only with one presenting more keys).
-trait Better {
-    fn is_none_or_longer(self, n: usize) -> bool;
-}
-
-impl Better for Option<&(Value, Vec<String>, Vec<String>, bool)> {
-    fn is_none_or_longer(self, n: usize) -> bool {
-        match self {
-            None => true,
-            Some((_, present, _, _)) => n > present.len(),
-        }
-    }
-}

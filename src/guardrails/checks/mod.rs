@@ -59,7 +59,12 @@ impl Ctx<'_> {
 
     /// Portkey's request type names.
     pub fn request_type(&self) -> &'static str {
-        self.op.name()
+        match self.op {
+            Operation::ChatCompletions => "chatComplete",
+            Operation::Completions => "complete",
+            Operation::Embeddings => "embed",
+            Operation::Messages => "messages",
+        }
     }
 }
 
@@ -149,9 +154,7 @@ impl Check {
         match self {
             Check::RegexMatch(r) if r.not => StreamMode::Incremental,
             Check::Contains(c) if c.operator == text::Operator::None => StreamMode::Incremental,
-            Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c)
-                if !c.not =>
-            {
+            Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) if !c.not => {
                 StreamMode::Incremental
             }
             Check::Pii(p) if !p.redact => StreamMode::Incremental,

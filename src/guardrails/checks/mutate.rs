@@ -57,7 +57,9 @@ impl AddPrefix {
             Value::Array(items) => {
                 let mut items = items.clone();
                 match items.first_mut() {
-                    Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("text") => {
+                    Some(Value::Object(o))
+                        if o.get("type").and_then(Value::as_str) == Some("text") =>
+                    {
                         let t = o.get("text").and_then(Value::as_str).unwrap_or("");
                         let t = format!("{p}{t}");
                         o.insert("text".into(), Value::String(t));
@@ -206,7 +208,11 @@ impl RegexReplace {
             verdict,
             data: json!({"regexPattern": self.rule, "verdict": verdict, "explanation": explanation}),
             error: None,
-            transform: if matched { write_back(ctx, &texts) } else { None },
+            transform: if matched {
+                write_back(ctx, &texts)
+            } else {
+                None
+            },
         }
     }
 }

@@ -63,7 +63,9 @@ impl Endpoint {
         if let Some(i) = base.find(['?', '#']) {
             base.truncate(i);
         }
-        let env = ctx.env.ok_or_else(|| "not available on streams".to_string())?;
+        let env = ctx
+            .env
+            .ok_or_else(|| "not available on streams".to_string())?;
         let host = env.custom_hosts.check(&base).map_err(|e| e.to_string())?;
         Ok((host.upstream, host.public_only))
     }
@@ -239,7 +241,10 @@ impl Webhook {
         let Some(answer) = parsed.filter(Value::is_object) else {
             return failed("the webhook did not answer a JSON object".into(), None);
         };
-        let verdict = answer.get("verdict").and_then(Value::as_bool).unwrap_or(false);
+        let verdict = answer
+            .get("verdict")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let transformed = answer.get("transformedData");
         let transform = match ctx.event {
             Event::Before => transformed
@@ -353,7 +358,11 @@ pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
     if text.is_empty() {
         return super::no_text("analyze");
     }
-    let method = if only_dns { "DNS lookup" } else { "HTTP request" };
+    let method = if only_dns {
+        "DNS lookup"
+    } else {
+        "HTTP request"
+    };
     let urls: Vec<String> = URLS
         .as_ref()
         .map(|re| {
@@ -372,7 +381,8 @@ pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
     }
     let checks: Vec<_> = urls.iter().map(|u| url_ok(ctx, u, only_dns)).collect();
     let results = crate::guardrails::engine::join_all(checks).await;
-    let (valid, invalid): (Vec<(&String, bool)>, Vec<(&String, bool)>) =
+    type Checked<'u> = Vec<(&'u String, bool)>;
+    let (valid, invalid): (Checked<'_>, Checked<'_>) =
         urls.iter().zip(results).partition(|(_, ok)| *ok);
     let all_valid = invalid.is_empty();
     let verdict = all_valid != not;

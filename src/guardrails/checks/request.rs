@@ -48,7 +48,10 @@ impl ModelRules {
     pub fn read(q: &mut Params<'_>) -> Option<ModelRules> {
         let not = q.not();
         let Some(Value::Object(rules)) = q.map.get("rules") else {
-            q.problem("rules", "is required (an object with defaults and/or metadata)");
+            q.problem(
+                "rules",
+                "is required (an object with defaults and/or metadata)",
+            );
             return None;
         };
         let defaults = rules
@@ -245,7 +248,10 @@ impl MetadataKeys {
 
     pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         if ctx.event != Event::Before {
-            let mut o = Outcome::error("This plugin only works for before_request_hooks", Value::Null);
+            let mut o = Outcome::error(
+                "This plugin only works for before_request_hooks",
+                Value::Null,
+            );
             o.verdict = true;
             return o;
         }

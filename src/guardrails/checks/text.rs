@@ -38,7 +38,9 @@ impl Operator {
 /// (`g` is implied: every match is replaced).
 pub fn compile_pattern(raw: &str, literal_allowed: bool) -> Result<fancy_regex::Regex, String> {
     let (pattern, flags) = match raw.strip_prefix('/').and_then(|r| r.rsplit_once('/')) {
-        Some((p, f)) if literal_allowed && f.chars().all(|c| "gimsuyd".contains(c)) && !p.is_empty() => {
+        Some((p, f))
+            if literal_allowed && f.chars().all(|c| "gimsuyd".contains(c)) && !p.is_empty() =>
+        {
             (p.to_string(), f.to_string())
         }
         _ => (raw.to_string(), String::new()),
@@ -87,7 +89,9 @@ impl RegexMatch {
         let verdict = invert(found.is_some(), self.not);
         let rule = &self.rule;
         let explanation = match (verdict, self.not) {
-            (true, true) => format!("The regex pattern '{rule}' did not match the text as expected."),
+            (true, true) => {
+                format!("The regex pattern '{rule}' did not match the text as expected.")
+            }
             (true, false) => format!("The regex pattern '{rule}' successfully matched the text."),
             (false, true) => {
                 format!("The regex pattern '{rule}' matched the text when it should not have.")
@@ -146,7 +150,10 @@ impl Count {
     fn count(text: &str, unit: Unit) -> i64 {
         let n = match unit {
             // Portkey: `text.split(/[.!?]/).length - 1`, i.e. the number of terminators.
-            Unit::Sentences => text.chars().filter(|c| matches!(c, '.' | '!' | '?')).count(),
+            Unit::Sentences => text
+                .chars()
+                .filter(|c| matches!(c, '.' | '!' | '?'))
+                .count(),
             // `text.trim().split(/\s+/).length`.
             Unit::Words => text.split_whitespace().count(),
             // JavaScript's `length`: UTF-16 code units.
@@ -157,7 +164,11 @@ impl Count {
 
     pub fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> Outcome {
         let raw = ctx.text();
-        let text = if unit == Unit::Words { raw.trim() } else { raw.as_str() };
+        let text = if unit == Unit::Words {
+            raw.trim()
+        } else {
+            raw.as_str()
+        };
         // Portkey's sentenceCount takes an empty text as 0 sentences; the others refuse it.
         if text.is_empty() && unit != Unit::Sentences {
             return no_text("analyze");
@@ -252,7 +263,11 @@ pub fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
         (true, true) => format!("The text does not end with \"{suffix}\" as expected."),
         (true, false) => format!(
             "The text ends with \"{suffix}\"{}.",
-            if with_period { " (including trailing period)" } else { "" }
+            if with_period {
+                " (including trailing period)"
+            } else {
+                ""
+            }
         ),
         (false, true) => format!("The text ends with \"{suffix}\" when it should not."),
         (false, false) => format!("The text does not end with \"{suffix}\"."),

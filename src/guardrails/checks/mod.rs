@@ -441,3 +441,6 @@ pub fn no_text(what: &str) -> Outcome {
                            "textExcerpt": "No text available"}),
     )
 }
+
+#[cfg(test)]
+mod tests;

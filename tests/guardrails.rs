@@ -513,3 +513,146 @@ async fn hooks_are_inherited_and_replaced_down_nested_targets() {
         "config.targets[1]"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_carries_verdicts_and_guardrail_feedback_never_the_text() {
+    let path = std::env::temp_dir().join(format!(
+        "portgate-guard-{}-{}.log",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let mock = MockProvider::start().await;
+    let mut s = test_settings();
+    route_to(&mut s, &mock, &["openai"]);
+    s.log.access_log = path.display().to_string();
+    let gw = TestGateway::start(s);
+    let config = cfg(
+        json!({"before_request_hooks": [{"id": "pii-gate", "deny": true,
+        "checks": [{"id": "portgate.pii", "parameters": {}}],
+        "on_fail": {"feedback": {"value": -10, "weight": 0.5}}}]}),
+    );
+    let (status, _, _) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-config", &config),
+            ("x-portkey-trace-id", "trace-guard-1"),
+        ],
+        body("my card is 4111 1111 1111 1111"),
+    )
+    .await;
+    assert_eq!(status, 446);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let lines: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let v: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if v.len() >= 2 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let all = serde_json::to_string(&lines).unwrap();
+    assert!(
+        !all.contains("4111"),
+        "the examined text is never logged: {all}"
+    );
+    let feedback = lines
+        .iter()
+        .find(|l| l["event"] == "feedback")
+        .expect("a feedback line");
+    assert_eq!(feedback["trace_id"], "trace-guard-1");
+    assert_eq!(feedback["value"], -10);
+    assert_eq!(feedback["metadata"]["failedChecks"], "portgate.pii");
+    let request = lines
+        .iter()
+        .find(|l| l["event"] == "request")
+        .expect("a request line");
+    assert_eq!(request["status"], 446);
+    let g = &request["guardrails"][0];
+    assert_eq!(g["event"], "before_request");
+    assert_eq!(g["hook"], "pii-gate");
+    assert_eq!(g["verdict"], false);
+    assert_eq!(g["deny"], true);
+    assert_eq!(
+        g["checks"][0],
+        json!({"id": "portgate.pii", "verdict": false, "errored": false})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_get_before_hooks_only_and_completions_read_the_prompt() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::json(200, json!({"object": "list", "data": [], "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1}})));
+    let gw = gateway_for(&mock);
+    let config = cfg(json!({
+        "before_request_hooks": [{"deny": true, "checks": [{"id": "default.regexMatch", "parameters": {"rule": "forbidden", "not": true}}]}],
+        "after_request_hooks": [{"deny": true, "checks": [{"id": "default.notNull", "parameters": {}}]}]
+    }));
+    let (status, _, v) = chat(
+        &gw,
+        "/v1/embeddings",
+        &[("x-portkey-config", &config)],
+        json!({"model": "e", "input": ["fine", "forbidden words"]}),
+    )
+    .await;
+    assert_eq!(status, 446, "{v}");
+    let (status, _, v) = chat(
+        &gw,
+        "/v1/embeddings",
+        &[("x-portkey-config", &config)],
+        json!({"model": "e", "input": "fine"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["hook_results"]["after_request_hooks"][0]["skipped"], true);
+    assert!(v["hook_results"]["after_request_hooks"][0]
+        .get("verdict")
+        .is_none());
+    let (status, _, _) = chat(
+        &gw,
+        "/v1/completions",
+        &[("x-portkey-config", &config)],
+        json!({"model": "m", "prompt": "a forbidden prompt"}),
+    )
+    .await;
+    assert_eq!(status, 446);
+}
+
+#[test]
+fn check_validates_named_guardrails() {
+    let dir = std::env::temp_dir().join(format!("portgate-guard-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |yaml: &str, name: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portgate"))
+            .arg("--check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(
+        "guardrails:\n  input-guardrail-id-xx:\n    checks:\n      - id: default.regexMatch\n        parameters: {}\n",
+        "bad.yaml",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("guardrails.input-guardrail-id-xx"), "{err}");
+    assert!(err.contains("parameters,rule"), "{err}");
+    let (code, out, err) = run(
+        "guardrails:\n  hook:\n    deny: true\n    checks:\n      - id: default.webhook\n        parameters: {webhookURL: 'https://guard.example/v', headers: {x-api-key: s3cret-value}}\n",
+        "good.yaml",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("guard.example"), "{out}");
+    assert!(!out.contains("s3cret-value"), "{out}");
+}

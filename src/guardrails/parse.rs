@@ -517,3 +517,60 @@ fn feedback(
         metadata,
     })
 }
+
+/// Replaces the values of every `headers` object (webhook and log checks) with `[redacted]`:
+/// they carry credentials whatever their names (`portgate --check`, `Debug`).
+pub fn redact_headers(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "headers" {
+                    match child {
+                        Value::Object(h) => h
+                            .values_mut()
+                            .for_each(|x| *x = Value::String("[redacted]".into())),
+                        other => *other = Value::String("[redacted]".into()),
+                    }
+                } else {
+                    redact_headers(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_headers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn named_guardrails_compile_and_report_their_path() {
+        let mut defs = BTreeMap::new();
+        defs.insert(
+            "ok".to_string(),
+            json!({"deny": true, "checks": [{"id": "default.wordCount", "parameters": {"maxWords": 5}}]}),
+        );
+        defs.insert("short".to_string(), json!({"regexMatch": {"rule": "x"}}));
+        let named = compile_named(&defs).unwrap();
+        assert!(named.0["ok"].deny);
+        assert_eq!(&*named.0["short"].label, "short");
+        assert_eq!(named.0["short"].checks[0].id, "default.regexMatch");
+        defs.insert(
+            "bad".to_string(),
+            json!({"checks": [{"id": "default.regexMatch", "parameters": {}}]}),
+        );
+        let (field, reason) = compile_named(&defs).unwrap_err();
+        assert_eq!(field, "guardrails.bad");
+        assert!(reason.contains("checks,0,parameters,rule"), "{reason}");
+    }
+
+    #[test]
+    fn headers_are_redacted() {
+        let mut v = json!({"g": {"checks": [{"parameters": {"headers": {"x-key": "s3cret"}}}]}});
+        redact_headers(&mut v);
+        assert!(!v.to_string().contains("s3cret"));
+    }
+}

@@ -284,28 +284,23 @@ impl<'a> Walk<'a> {
             Err(e) => return failed(e),
         };
         // Guardrails: the target's before-request hooks may deny (446, the provider is never
-        // called) or rewrite the body.
-        let before = crate::guardrails::wire::LeafGuard::before(
-            self.state,
-            self.req,
-            leaf,
-            target.provider.slug(),
-            hide_usage,
-            body,
-            &mut self.guardrails,
-        )
-        .await;
-        let (guard, body) = match before {
-            Ok(crate::guardrails::wire::Before::Send(guard, body)) => (guard, body),
-            Ok(crate::guardrails::wire::Before::Deny(local)) => {
-                let mut a = failed(GatewayError::Internal(String::new()));
-                a.outcome = Outcome::Local(Box::new(local));
-                a.adapter = Some(target.provider.clone());
-                a.leaf_path = path.clone();
-                a.provider = Some(target.provider.slug().to_string());
-                return a;
+        // called) or rewrite the body. Boxed, and only for a target with hooks: the hooks'
+        // future is large, and inline it would grow (and be copied with) every request's walk.
+        use crate::guardrails::wire::{Before, LeafGuard};
+        let (guard, body) = if leaf.hooks.is_empty() {
+            (LeafGuard::default(), body)
+        } else {
+            let slug = target.provider.slug();
+            let log = &mut self.guardrails;
+            match Box::pin(LeafGuard::before(
+                self.state, self.req, leaf, slug, hide_usage, body, log,
+            ))
+            .await
+            {
+                Ok(Before::Send(guard, body)) => (guard, body),
+                Ok(Before::Deny(local)) => return denied(local, &target, path),
+                Err(e) => return failed(e),
             }
-            Err(e) => return failed(e),
         };
         let breaker = leaf
             .breaker
@@ -352,17 +347,12 @@ impl<'a> Walk<'a> {
             let mut outcome = self.send(&target, leaf, body.clone()).await;
             if guard.is_active() {
                 // After-request hooks, per attempt: their 446/246 may be retried.
-                outcome = guard
-                    .after(
-                        self.state,
-                        self.req,
-                        &adapter,
-                        &provider,
-                        hide_usage,
-                        outcome,
-                        &mut self.guardrails,
-                    )
-                    .await;
+                let log = &mut self.guardrails;
+                let (state, req) = (self.state, self.req);
+                outcome = Box::pin(
+                    guard.after(state, req, &adapter, &provider, hide_usage, outcome, log),
+                )
+                .await;
             }
             let status = outcome.status();
             let retriable = match &outcome {
@@ -656,6 +646,21 @@ fn failed(e: GatewayError) -> Answer {
         adapter: None,
         leaf_path: None,
         provider: None,
+        retry_count: 0,
+        budget_exhausted: false,
+        skipped: false,
+        hide_usage: false,
+        guard: None,
+    }
+}
+
+/// A target's before-request guardrails denied the request: its 446, the provider not called.
+fn denied(local: crate::guardrails::wire::Local, target: &Target, path: Option<String>) -> Answer {
+    Answer {
+        outcome: Outcome::Local(Box::new(local)),
+        adapter: Some(target.provider.clone()),
+        leaf_path: path,
+        provider: Some(target.provider.slug().to_string()),
         retry_count: 0,
         budget_exhausted: false,
         skipped: false,

@@ -187,9 +187,12 @@ impl Check {
     /// Runs the check.
     pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match self {
-            Check::Webhook(w) => w.run(ctx).await,
-            Check::Log(l) => l.run(ctx).await,
-            Check::ValidUrls { only_dns, not } => remote::valid_urls(ctx, *only_dns, *not).await,
+            // Boxed: network futures are large, and inline they would size every check's.
+            Check::Webhook(w) => Box::pin(w.run(ctx)).await,
+            Check::Log(l) => Box::pin(l.run(ctx)).await,
+            Check::ValidUrls { only_dns, not } => {
+                Box::pin(remote::valid_urls(ctx, *only_dns, *not)).await
+            }
             other => other
                 .run_sync(ctx)
                 .unwrap_or_else(|| Outcome::error("the check cannot run here", Value::Null)),

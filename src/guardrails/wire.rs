@@ -133,9 +133,9 @@ pub fn splice_results(body: &[u8], results: &HookResults<'_>) -> Option<Bytes> {
 #[derive(Default)]
 pub struct LeafGuard {
     hooks: Arc<LeafHooks>,
-    /// The request as the checks see it (the body with the target's overrides, after
-    /// mutators); only built when the target has hooks.
-    request: Arc<Map<String, Value>>,
+    /// The request as the checks see it when it differs from the client's body (the target's
+    /// overrides, mutators); `None`: the client's parsed body, read in place (no copy).
+    request: Option<Arc<Map<String, Value>>>,
     before: Vec<HookResult>,
     active: bool,
 }
@@ -166,10 +166,17 @@ impl LeafGuard {
         if leaf.hooks.is_empty() {
             return Ok(Before::Send(LeafGuard::default(), body));
         }
-        let mut request = req.view.params()?.clone();
-        for (k, v) in leaf.override_params.iter().flat_map(|m| m.iter()) {
-            request.insert(k.clone(), v.clone());
-        }
+        let params = req.view.params()?;
+        let mut request: std::borrow::Cow<'_, Map<String, Value>> = match &leaf.override_params {
+            Some(overrides) => {
+                let mut merged = params.clone();
+                for (k, v) in overrides.iter() {
+                    merged.insert(k.clone(), v.clone());
+                }
+                std::borrow::Cow::Owned(merged)
+            }
+            None => std::borrow::Cow::Borrowed(params),
+        };
         let env = Env {
             dispatcher: &state.dispatcher,
             custom_hosts: &state.custom_hosts,
@@ -197,8 +204,8 @@ impl LeafGuard {
         }
         let body = match run.request {
             Some(rewritten) => {
-                request = rewritten;
-                let mut sent = request.clone();
+                request = std::borrow::Cow::Owned(rewritten);
+                let mut sent = request.clone().into_owned();
                 if hide_usage {
                     let o = sent
                         .entry("stream_options")
@@ -219,7 +226,10 @@ impl LeafGuard {
         Ok(Before::Send(
             LeafGuard {
                 hooks: leaf.hooks.clone(),
-                request: Arc::new(request),
+                request: match request {
+                    std::borrow::Cow::Owned(r) => Some(Arc::new(r)),
+                    std::borrow::Cow::Borrowed(_) => None,
+                },
                 before: run.results,
                 active: true,
             },
@@ -297,13 +307,20 @@ impl LeafGuard {
             dispatcher: &state.dispatcher,
             custom_hosts: &state.custom_hosts,
         };
+        let request = match &self.request {
+            Some(r) => r.as_ref(),
+            None => match req.view.params() {
+                Ok(p) => p,
+                Err(e) => return Outcome::Failed(e),
+            },
+        };
         let run = if self.hooks.after.is_empty() {
             ListRun::default()
         } else {
             let input = Input {
                 event: Event::After,
                 op: req.op,
-                request: &self.request,
+                request,
                 response: Some(&json),
                 metadata: req.metadata,
                 provider,
@@ -334,10 +351,14 @@ impl LeafGuard {
         if !self.active || !req.view.stream {
             return None;
         }
+        let request = match &self.request {
+            Some(r) => r.clone(),
+            None => Arc::new(req.view.params().ok()?.clone()),
+        };
         Some(Box::new(StreamGuard::new(
             self.hooks.after.clone(),
             self.before.clone(),
-            self.request.clone(),
+            request,
             req,
             provider,
         )))

@@ -1,9 +1,9 @@
 # Shared by the bench scripts (sourced, not run): tools, build, the mock, portgate's config and
 # start-up, and a cleanup that stops both. Sets MOCK, GW, ADMIN, tmp, mock_pid, gw_pid.
 
-MOCK=127.0.0.1:18080
-GW=127.0.0.1:18787
-ADMIN=127.0.0.1:18788
+MOCK=${MOCK:-127.0.0.1:18080}
+GW=${GW:-127.0.0.1:18787}
+ADMIN=${ADMIN:-127.0.0.1:18788}
 # Where cargo puts the release build (honours CARGO_TARGET_DIR like cargo does).
 RELEASE_DIR=${CARGO_TARGET_DIR:-target}/release
 

@@ -7,6 +7,7 @@ pub mod buffers;
 pub mod dispatch;
 pub mod error;
 pub mod feedback;
+pub mod guardrails;
 pub mod portkey;
 pub mod providers;
 pub mod proxy;

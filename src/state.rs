@@ -32,6 +32,8 @@ pub struct State {
     pub pricing: Pricing,
     pub access_log: AccessLog,
     pub feedback: crate::feedback::FeedbackIndex,
+    /// Named guardrails (`guardrails:` in the settings), compiled once.
+    pub guardrails: crate::guardrails::NamedGuardrails,
     /// Request bytes buffered by all in-flight requests (`limits.max_buffered_bytes`).
     pub buffers: std::sync::Arc<crate::buffers::BufferBudget>,
     /// This process's mark in `x-portgate-hop` (loop detection).
@@ -72,6 +74,8 @@ impl State {
                     })?,
             ),
         };
+        let guardrails = crate::guardrails::compile_named(&settings.guardrails)
+            .map_err(|(field, reason)| SettingsError::new(&field, reason))?;
         let configs = {
             let ctx = PlanContext {
                 providers: &providers,
@@ -79,6 +83,7 @@ impl State {
                 custom_hosts: &custom_hosts,
                 min_cooldown,
                 from_settings: true,
+                guardrails: &guardrails,
             };
             ConfigStore::new(&settings, &ctx)?
         };
@@ -100,6 +105,7 @@ impl State {
             pricing,
             access_log,
             feedback: crate::feedback::FeedbackIndex::default(),
+            guardrails,
             dispatcher: Dispatcher::new(&settings.upstream),
             budget: RetryBudget::new(&settings.retry.budget),
             breakers: Breakers::new(),
@@ -123,6 +129,7 @@ impl State {
             custom_hosts: &self.custom_hosts,
             min_cooldown: Duration::from_millis(self.settings.circuit_breaker.min_cooldown_ms),
             from_settings: false,
+            guardrails: &self.guardrails,
         }
     }
 

@@ -43,6 +43,7 @@ fn every_example_config_loads() {
         [
             "conditional-user-plan",
             "fallback",
+            "guardrails",
             "legacy-semantic-fallback",
             "loadbalance-70-30",
             "nested",

@@ -49,6 +49,8 @@ pub struct Request<'a> {
     pub traceparent: Option<String>,
     /// `x-portgate-hop` to send upstream (loop detection).
     pub hop: &'a str,
+    /// The request's trace id (guardrail feedback is recorded against it).
+    pub trace_id: &'a str,
 }
 
 /// Why a send happened, for logs and metrics.
@@ -88,6 +90,9 @@ pub enum Outcome {
     /// An upstream response whose header is read; the body is still to be relayed.
     Response(Box<Inbound>),
     Failed(GatewayError),
+    /// An answer the gateway holds whole (a guardrail's 446, or an answer with
+    /// `hook_results`); it counts for retries and fallbacks by its status like a live one.
+    Local(Box<crate::guardrails::wire::Local>),
 }
 
 impl Outcome {
@@ -95,6 +100,7 @@ impl Outcome {
         match self {
             Outcome::Response(r) => r.status(),
             Outcome::Failed(e) => e.status(),
+            Outcome::Local(l) => l.status,
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct Answer {
     /// The gateway added `stream_options.include_usage` to this target's request: the usage
     /// chunk must be hidden from the client.
     pub hide_usage: bool,
+    /// The after-request hooks of a streamed answer, run as it is relayed.
+    pub guard: Option<Box<crate::guardrails::stream::StreamGuard>>,
 }
 
 /// The walk's per-request state.
@@ -126,6 +134,8 @@ pub struct Walk<'a> {
     pub attempts: Vec<AttemptRecord>,
     /// Time slept between retries.
     pub waited: Duration,
+    /// Guardrail verdicts of every hook run (access log).
+    pub guardrails: crate::guardrails::telemetry::Verdicts,
     retry_after_spent: Duration,
     /// When the whole request must have its answer (`upstream.request_deadline_ms`): a retry
     /// whose wait would pass it is not made.
@@ -142,6 +152,7 @@ impl<'a> Walk<'a> {
             tried: HashSet::new(),
             attempts: Vec::new(),
             waited: Duration::ZERO,
+            guardrails: Default::default(),
             retry_after_spent: Duration::ZERO,
             deadline: Instant::now()
                 + Duration::from_millis(state.settings.upstream.request_deadline_ms),
@@ -272,6 +283,25 @@ impl<'a> Walk<'a> {
             Ok(b) => b,
             Err(e) => return failed(e),
         };
+        // Guardrails: the target's before-request hooks may deny (446, the provider is never
+        // called) or rewrite the body. Boxed, and only for a target with hooks: the hooks'
+        // future is large, and inline it would grow (and be copied with) every request's walk.
+        use crate::guardrails::wire::{Before, LeafGuard};
+        let (guard, body) = if leaf.hooks.is_empty() {
+            (LeafGuard::default(), body)
+        } else {
+            let slug = target.provider.slug();
+            let log = &mut self.guardrails;
+            match Box::pin(LeafGuard::before(
+                self.state, self.req, leaf, slug, hide_usage, body, log,
+            ))
+            .await
+            {
+                Ok(Before::Send(guard, body)) => (guard, body),
+                Ok(Before::Deny(local)) => return denied(local, &target, path),
+                Err(e) => return failed(e),
+            }
+        };
         let breaker = leaf
             .breaker
             .as_ref()
@@ -279,6 +309,7 @@ impl<'a> Walk<'a> {
         let circuit = breaker.map(|spec| circuit_key(&key, spec));
         let base = Duration::from_millis(self.state.settings.retry.backoff_base_ms);
         let adapter = target.provider.clone();
+        let req = self.req;
         let answer = |outcome, retry_count, budget_exhausted, skipped| Answer {
             outcome,
             adapter: Some(adapter.clone()),
@@ -288,6 +319,7 @@ impl<'a> Walk<'a> {
             budget_exhausted,
             skipped,
             hide_usage,
+            guard: guard.for_stream(req, &provider),
         };
         let kind = if self.attempts.is_empty() {
             AttemptKind::First
@@ -312,15 +344,24 @@ impl<'a> Walk<'a> {
                 return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
             }
             let started = Instant::now();
-            let outcome = self.send(&target, leaf, body.clone()).await;
+            let mut outcome = self.send(&target, leaf, body.clone()).await;
+            if guard.is_active() {
+                // After-request hooks, per attempt: their 446/246 may be retried.
+                let log = &mut self.guardrails;
+                let (state, req) = (self.state, self.req);
+                outcome = Box::pin(
+                    guard.after(state, req, &adapter, &provider, hide_usage, outcome, log),
+                )
+                .await;
+            }
             let status = outcome.status();
             let retriable = match &outcome {
-                Outcome::Response(_) => leaf.retry.retries_status(status),
+                Outcome::Response(_) | Outcome::Local(_) => leaf.retry.retries_status(status),
                 Outcome::Failed(e) => e.is_upstream(),
             };
             if let (Some(spec), Some(circuit)) = (breaker, circuit.as_deref()) {
                 let failed = match &outcome {
-                    Outcome::Response(_) => spec.fails_on(status),
+                    Outcome::Response(_) | Outcome::Local(_) => spec.fails_on(status),
                     Outcome::Failed(e) => e.is_upstream(),
                 };
                 let state = self.state.breakers.record(circuit, spec, failed);
@@ -332,7 +373,7 @@ impl<'a> Walk<'a> {
             }
             let err = match &outcome {
                 Outcome::Failed(e) => Err(e.kind()),
-                Outcome::Response(_) => Ok(()),
+                Outcome::Response(_) | Outcome::Local(_) => Ok(()),
             };
             self.record(
                 &leaf.path,
@@ -616,6 +657,22 @@ fn failed(e: GatewayError) -> Answer {
         budget_exhausted: false,
         skipped: false,
         hide_usage: false,
+        guard: None,
+    }
+}
+
+/// A target's before-request guardrails denied the request: its 446, the provider not called.
+fn denied(local: crate::guardrails::wire::Local, target: &Target, path: Option<String>) -> Answer {
+    Answer {
+        outcome: Outcome::Local(Box::new(local)),
+        adapter: Some(target.provider.clone()),
+        leaf_path: path,
+        provider: Some(target.provider.slug().to_string()),
+        retry_count: 0,
+        budget_exhausted: false,
+        skipped: false,
+        hide_usage: false,
+        guard: None,
     }
 }
 

@@ -78,14 +78,8 @@ pub struct BreakerConfig {
     pub on_status_codes: Option<Vec<u16>>,
 }
 
-/// Guardrail hook fields, carried for the guardrails feature.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Hooks {
-    pub before_request_hooks: Vec<Value>,
-    pub after_request_hooks: Vec<Value>,
-    pub input_guardrails: Vec<Value>,
-    pub output_guardrails: Vec<Value>,
-}
+/// A node's guardrail hooks, typed and compiled (`guardrails::parse`).
+pub use crate::guardrails::NodeHooks as Hooks;
 
 /// One node of a config: the root or any target.
 #[derive(Debug, Clone, Default)]
@@ -681,24 +675,7 @@ fn breaker(v: &Value, path: &str, p: &mut Problems) -> Option<BreakerConfig> {
 }
 
 fn hooks(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<Hooks> {
-    let mut h = Hooks::default();
-    let mut any = false;
-    for (key, slot) in [
-        ("before_request_hooks", &mut h.before_request_hooks),
-        ("after_request_hooks", &mut h.after_request_hooks),
-        ("input_guardrails", &mut h.input_guardrails),
-        ("output_guardrails", &mut h.output_guardrails),
-    ] {
-        match obj.get(key) {
-            None => {}
-            Some(Value::Array(items)) => {
-                any = true;
-                *slot = items.clone();
-            }
-            Some(_) => p.push(&format!("{path}.{key}"), "must be an array"),
-        }
-    }
-    any.then_some(h)
+    crate::guardrails::parse::node_hooks(obj, path, p)
 }
 
 #[cfg(test)]

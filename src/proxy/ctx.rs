@@ -94,6 +94,8 @@ pub struct RequestCtx {
     pub error: Option<GatewayError>,
     /// Feedback ids created or updated (feedback routes).
     pub feedback_ids: Vec<String>,
+    /// Guardrail verdicts of the request (access log).
+    pub guardrails: crate::guardrails::telemetry::Verdicts,
     pub _inflight: Option<Inflight>,
     /// The request body's share of the buffer budget, returned when the request ends.
     pub lease: Option<BufferLease>,
@@ -122,6 +124,7 @@ impl RequestCtx {
             request_body: None,
             error: None,
             feedback_ids: Vec::new(),
+            guardrails: Default::default(),
             _inflight: inflight,
             lease: None,
         }

@@ -479,6 +479,11 @@ async fn pump(
             if let Some(pushed) = pushed {
                 out.add(pushed);
             }
+            // A guardrail ended the stream: nothing more from upstream reaches the client.
+            if translator.stopped() {
+                ended = Some(Ok(None));
+                break;
+            }
             if out.len() >= BATCH_LIMIT {
                 break;
             }

@@ -104,6 +104,7 @@ pub async fn handle(
         pathname: uri.path(),
         traceparent,
         hop: &ctx.hop,
+        trace_id: &ctx.trace_id,
     };
     let mut walk = Walk::new(state, &request);
     // A span per request (debug level: free unless a subscriber wants it, e.g. an OTLP layer).
@@ -138,6 +139,7 @@ pub async fn handle(
         }
     };
     ctx.attempts = std::mem::take(&mut walk.attempts);
+    ctx.guardrails = std::mem::take(&mut walk.guardrails);
     ctx.upstream_time += walk.waited
         + ctx
             .attempts
@@ -160,7 +162,7 @@ pub async fn handle(
     // routing headers. A gateway error (unknown provider, no route) is answered like a
     // validation error, without them.
     let exchanged = match &answer.outcome {
-        Outcome::Response(_) => true,
+        Outcome::Response(_) | Outcome::Local(_) => true,
         Outcome::Failed(e) => e.is_upstream(),
     };
     if exchanged {
@@ -171,6 +173,28 @@ pub async fn handle(
     }
     match answer.outcome {
         Outcome::Failed(e) => Err(Failed::Early(e)),
+        Outcome::Local(local) => {
+            // A guardrail's answer (446, or a whole answer with `hook_results`), already in
+            // the client's format.
+            let keep_body = state.access_log.log_bodies;
+            let local = *local;
+            let translator = Box::new(Meter::for_response(local.status, "application/json", false));
+            let source = Source::Local {
+                status: local.status,
+                headers: local.headers,
+                body: Some(local.body),
+            };
+            relay(
+                session,
+                source,
+                translator,
+                ctx,
+                &state.dispatcher,
+                keep_body,
+            )
+            .await
+            .map_err(Failed::Late)
+        }
         Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
             let keep_body = state.access_log.log_bodies;
             relay_provider_error(session, *inbound, ctx, &state.dispatcher, keep_body)
@@ -198,7 +222,15 @@ pub async fn handle(
                     opts.hide_usage,
                 )),
             };
-            relay(
+            // After-request guardrails on a stream read its text as it is relayed.
+            let (translator, guarded) = match answer.guard {
+                Some(g) => {
+                    let (t, report) = crate::guardrails::stream::wrap(translator, g);
+                    (t, Some(report))
+                }
+                None => (translator, None),
+            };
+            let relayed = relay(
                 session,
                 source,
                 translator,
@@ -207,7 +239,16 @@ pub async fn handle(
                 keep_body,
             )
             .await
-            .map_err(Failed::Late)
+            .map_err(Failed::Late);
+            if let Some(report) = guarded {
+                crate::guardrails::stream::record(
+                    state,
+                    &ctx.trace_id,
+                    &report,
+                    &mut ctx.guardrails,
+                );
+            }
+            relayed
         }
     }
 }

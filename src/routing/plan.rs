@@ -4,9 +4,8 @@
 use super::breaker::{BreakerSpec, DEFAULT_FAILURE_CODES};
 use super::conditions::Query;
 use super::retry::{RetryPolicy, DEFAULT_RETRY_CODES};
-use crate::portkey::config::{
-    BreakerConfig, CacheSpec, ConfigNode, Hooks, Mode, Problems, RetrySpec,
-};
+use crate::guardrails::{LeafHooks, NamedGuardrails};
+use crate::portkey::config::{BreakerConfig, CacheSpec, ConfigNode, Mode, Problems, RetrySpec};
 use crate::portkey::custom_host::CustomHost;
 use crate::portkey::CustomHostPolicy;
 use crate::providers::Providers;
@@ -25,6 +24,8 @@ pub struct PlanContext<'a> {
     /// The config comes from the settings (a named config), not from the request: only then
     /// may a `custom_host` be combined with a key from the settings.
     pub from_settings: bool,
+    /// Named guardrails from the settings, which hooks may reference by id.
+    pub guardrails: &'a NamedGuardrails,
 }
 
 #[derive(Debug)]
@@ -73,8 +74,8 @@ pub struct Leaf {
     pub forward_headers: Option<Vec<String>>,
     pub cache: Option<CacheSpec>,
     pub breaker: Option<BreakerSpec>,
-    /// Shared like `override_params`.
-    pub hooks: Arc<Hooks>,
+    /// Guardrail hooks after inheritance; shared like `override_params`.
+    pub hooks: Arc<LeafHooks>,
     /// Provider options from the config (`azure_resource_name`, ...), inherited key by key
     /// down nested targets; shared like `override_params`.
     pub options: Arc<BTreeMap<String, String>>,
@@ -92,7 +93,7 @@ struct Inherited {
     custom_host: Option<String>,
     forward_headers: Option<Vec<String>>,
     cb_config: Option<BreakerConfig>,
-    hooks: Arc<Hooks>,
+    hooks: Arc<LeafHooks>,
     options: Arc<BTreeMap<String, String>>,
 }
 
@@ -129,21 +130,6 @@ impl Inherited {
             for (k, v) in &n.provider_options {
                 options.insert(k.clone(), v.clone());
             }
-        }
-        if let Some(h) = &n.hooks {
-            let hooks = Arc::make_mut(&mut out.hooks);
-            hooks
-                .before_request_hooks
-                .extend(h.before_request_hooks.iter().cloned());
-            hooks
-                .after_request_hooks
-                .extend(h.after_request_hooks.iter().cloned());
-            hooks
-                .input_guardrails
-                .extend(h.input_guardrails.iter().cloned());
-            hooks
-                .output_guardrails
-                .extend(h.output_guardrails.iter().cloned());
         }
         out
     }
@@ -186,7 +172,11 @@ fn build_node(
     p: &mut Problems,
     unknown_vk: &mut Option<String>,
 ) -> Node {
-    let inherited = parent.apply(n);
+    let mut inherited = parent.apply(n);
+    // Hooks: the node's own lists replace the inherited ones (reference §3.2), with references
+    // to named guardrails resolved (an unknown id is a problem naming it).
+    inherited.hooks =
+        crate::guardrails::parse::inherit(&parent.hooks, n.hooks.as_ref(), ctx.guardrails, p);
     if let (Some(strategy), false) = (&n.strategy, n.targets.is_empty()) {
         let children: Vec<Node> = n
             .targets

@@ -44,6 +44,9 @@ pub struct Settings {
     pub virtual_keys: BTreeMap<String, VirtualKeyRow>,
     /// Named Portkey configs, selected with `x-portkey-config: <id>`.
     pub configs: BTreeMap<String, serde_json::Value>,
+    /// Named guardrails by id: a hook (`checks`, `deny`, `on_fail`, ... or the shorthand's
+    /// check keys) that configs reference as `{"id": "<id>"}` or by id in `input_guardrails`.
+    pub guardrails: BTreeMap<String, serde_json::Value>,
     /// Id of the config used when a request names none.
     pub default_config: Option<String>,
     /// SHA-256 digests (`sha256:<hex>`) of accepted `x-portkey-api-key` values. Empty: no check.
@@ -266,6 +269,7 @@ impl Default for Settings {
             providers: BTreeMap::new(),
             virtual_keys: BTreeMap::new(),
             configs: BTreeMap::new(),
+            guardrails: BTreeMap::new(),
             default_config: None,
             gateway_keys: Vec::new(),
             config_cache_size: 256,

@@ -18,6 +18,10 @@ impl Settings {
             Err(e) => return Value::String(format!("settings not representable: {e}")),
         };
         redact_tree(&mut v);
+        if let Some(g) = v.get_mut("guardrails") {
+            // Webhook and log headers are credentials whatever their names.
+            crate::guardrails::parse::redact_headers(g);
+        }
         // Inserted after the generic pass: these descriptions are already safe, and the pass
         // would take a described custom host for a malformed URL.
         if let Some(map) = v.as_object_mut() {

@@ -68,6 +68,8 @@ impl Settings {
     /// Checks every value the types alone cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
         socket_addr("listen", &self.listen)?;
+        crate::guardrails::compile_named(&self.guardrails)
+            .map_err(|(field, reason)| SettingsError::new(&field, reason))?;
         socket_addr("admin_listen", &self.admin_listen)?;
         if self.listen == self.admin_listen {
             return Err(SettingsError::new(

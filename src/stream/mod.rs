@@ -49,6 +49,11 @@ pub trait Translator: Send {
     fn json_body(&self) -> Option<serde_json::Value> {
         None
     }
+    /// Whether the translator ended the answer itself (a guardrail denied a stream): the relay
+    /// sends what it returned last, then `finish`, and reads no further upstream bytes.
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 impl Translator for Meter {

@@ -189,6 +189,7 @@ pub fn record(
         },
         overhead_ms: ms(overhead),
         metadata: &ctx.metadata,
+        guardrails: &ctx.guardrails,
         error: ctx.error.as_ref().map(|e| ErrorLine {
             kind: e.kind(),
             message: e.to_string(),
@@ -236,6 +237,9 @@ struct RequestLine<'a> {
     latency_ms: Latency,
     overhead_ms: f64,
     metadata: &'a Map<String, Value>,
+    /// Guardrail verdicts (ids and verdicts, never the examined text).
+    #[serde(skip_serializing_if = "crate::guardrails::telemetry::Verdicts::is_empty")]
+    guardrails: &'a crate::guardrails::telemetry::Verdicts,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorLine<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]

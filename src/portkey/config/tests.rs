@@ -24,12 +24,19 @@ fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>
         },
     );
     let hosts = CustomHostPolicy::new(&["localhost".into()], &[]).unwrap();
+    let mut named = std::collections::BTreeMap::new();
+    named.insert(
+        "g".to_string(),
+        json!({"checks": [{"id": "default.notNull", "parameters": {}}]}),
+    );
+    let guardrails = crate::guardrails::compile_named(&named).unwrap();
     let ctx = PlanContext {
         providers: &providers,
         virtual_keys: &vks,
         custom_hosts: &hosts,
         min_cooldown: Duration::from_secs(30),
         from_settings: false,
+        guardrails: &guardrails,
     };
     let node = parse(&v).unwrap();
     f(build(&node, &ctx))
@@ -292,12 +299,14 @@ proptest! {
             let providers = Providers::from_settings(&Settings::default()).unwrap();
             let vks = VirtualKeys::new();
             let hosts = CustomHostPolicy::new(&[], &[]).unwrap();
+            let guardrails = crate::guardrails::NamedGuardrails::default();
             let ctx = PlanContext {
                 providers: &providers,
                 virtual_keys: &vks,
                 custom_hosts: &hosts,
                 min_cooldown: Duration::from_secs(30),
                 from_settings: false,
+                guardrails: &guardrails,
             };
             let _ = build(&node, &ctx);
         }

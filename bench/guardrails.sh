@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Guardrail cost: the same chat request through portgate to the fast mock, once with a config
+# without hooks and once with five built-in checks on the input and five on the output (the
+# issue's target: at most 1.3x the CPU per request). Reports requests/s and the gateway's CPU
+# microseconds per request for both, and their ratio.
+#
+# On a 2-core machine portgate is pinned to CPU 1 and wrk and the mock to CPU 0 (taskset), so
+# the figures measure the gateway. CPU time is read from /proc/<pid>/stat.
+# Environment: DURATION (default 10s), CONNS (default 16), PORTGATE_BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-16}
+ACCESS_LOG=${ACCESS_LOG:-off}
+EXTRA_YAML=$(cat <<'YAML'
+configs:
+  plain: {provider: openai, api_key: sk-bench}
+  guarded:
+    provider: openai
+    api_key: sk-bench
+    before_request_hooks:
+      - deny: true
+        checks:
+          - {id: default.regexMatch, parameters: {rule: "(?i)ignore (all )?previous instructions", not: true}}
+          - {id: default.characterCount, parameters: {maxCharacters: 20000}}
+          - {id: default.wordCount, parameters: {maxWords: 4000}}
+          - {id: default.modelWhitelist, parameters: {models: [gpt-4o-mini, gpt-4o]}}
+          - {id: portgate.pii, parameters: {categories: [email, credit_card, secret]}}
+    after_request_hooks:
+      - deny: true
+        checks:
+          - {id: default.regexMatch, parameters: {rule: "BEGIN (RSA )?PRIVATE KEY", not: true}}
+          - {id: default.characterCount, parameters: {maxCharacters: 100000}}
+          - {id: default.sentenceCount, parameters: {maxSentences: 500}}
+          - {id: default.contains, parameters: {words: [password, "api key"], operator: none}}
+          - {id: default.notNull, parameters: {}}
+YAML
+)
+source bench/common.sh
+bench_prepare wrk
+bench_start 1 taskset -c 1
+taskset -pc 0 "$mock_pid" >/dev/null
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$gw_pid/stat"; }
+
+# Runs wrk with one named config and prints "rps cpu_us_per_request".
+measure() {
+  local config=$1 before after out reqs
+  before=$(cpu_ticks)
+  out=$(WRK_CONFIG=$config taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" \
+    -s bench/post.lua "http://$GW/v1/chat/completions")
+  after=$(cpu_ticks)
+  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+    echo "bench: errors with config $config:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+    "$(awk -v d=$((after - before)) -v t="$ticks" -v n="$reqs" 'BEGIN {printf "%.1f", d / t * 1e6 / n}')"
+}
+
+for c in plain guarded; do
+  status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$GW/v1/chat/completions" \
+    -H "x-portkey-config: $c" -H 'content-type: application/json' -H 'authorization: Bearer sk-bench' \
+    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}')
+  [ "$status" = 200 ] || { echo "bench: config $c answered $status" >&2; exit 1; }
+done
+read -r p_rps p_cpu <<<"$(measure plain)"
+read -r g_rps g_cpu <<<"$(measure guarded)"
+echo "| config | requests/s | CPU µs per request |"
+echo "|---|---:|---:|"
+echo "| no hooks | $p_rps | $p_cpu |"
+echo "| 5 input + 5 output checks | $g_rps | $g_cpu |"
+awk -v g="$g_cpu" -v p="$p_cpu" 'BEGIN {printf "guarded / plain CPU: %.2fx\n", g / p}'

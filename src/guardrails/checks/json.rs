@@ -1,0 +1,196 @@
+//! Checks on JSON inside the text: jsonSchema (the `jsonschema` crate, schema compiled once
+//! per config) and jsonKeys. JSON is looked for as Portkey does — in fenced code blocks, else
+//! as `{...}` spans — and, in addition, the whole text when it is one JSON document (Portkey's
+//! shortest-span search alone misses nested objects).
+
+use super::text::Operator;
+use super::{Ctx, Outcome, Params};
+use crate::guardrails::content::excerpt;
+use once_cell::sync::Lazy;
+use serde_json::{json, Value};
+
+static CODE_BLOCK: Lazy<Option<regex::Regex>> =
+    Lazy::new(|| regex::Regex::new(r"```+(?:json)?\s*([\s\S]*?)```+").ok());
+static BRACES: Lazy<Option<regex::Regex>> = Lazy::new(|| regex::Regex::new(r"\{[\s\S]*?\}").ok());
+
+/// Candidate JSON texts: the whole text, fenced blocks, then (if `spans_always` or no block
+/// was found) `{...}` spans.
+fn candidates(text: &str, spans_always: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        out.push(trimmed.to_string());
+    }
+    let mut blocks = 0;
+    if let Some(re) = CODE_BLOCK.as_ref() {
+        for c in re.captures_iter(text) {
+            if let Some(m) = c.get(1) {
+                out.push(m.as_str().trim().to_string());
+                blocks += 1;
+            }
+        }
+    }
+    if spans_always || blocks == 0 {
+        if let Some(re) = BRACES.as_ref() {
+            out.extend(re.find_iter(text).map(|m| m.as_str().to_string()));
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+pub struct JsonSchema {
+    pub validator: jsonschema::Validator,
+    pub not: bool,
+}
+
+impl JsonSchema {
+    pub fn compile(q: &mut Params<'_>) -> Option<JsonSchema> {
+        let not = q.not();
+        let schema = match q.map.get("schema") {
+            Some(s @ Value::Object(_)) => s.clone(),
+            None | Some(Value::Null) => {
+                q.problem("schema", "is required");
+                return None;
+            }
+            Some(_) => {
+                q.problem("schema", "must be a JSON schema object");
+                return None;
+            }
+        };
+        match jsonschema::validator_for(&schema) {
+            Ok(validator) => Some(JsonSchema { validator, not }),
+            Err(e) => {
+                q.problem("schema", format!("is not a valid JSON schema: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let text = ctx.text();
+        let not = self.not;
+        let mut best: Option<(Value, Vec<Value>, bool)> = None;
+        for c in candidates(&text, false) {
+            let Ok(doc) = serde_json::from_str::<Value>(&c) else {
+                continue;
+            };
+            let valid = self.validator.is_valid(&doc);
+            if valid || best.is_none() {
+                let errors = self
+                    .validator
+                    .iter_errors(&doc)
+                    .map(|e| json!({"path": e.instance_path.to_string(), "message": e.to_string()}))
+                    .collect();
+                best = Some((doc, errors, valid));
+            }
+            if valid {
+                break;
+            }
+        }
+        let Some((doc, errors, valid)) = best else {
+            return Outcome::pass(
+                false,
+                json!({"explanation": "No valid JSON found in the response.", "not": not}),
+            );
+        };
+        let verdict = valid != not;
+        let explanation = match (verdict, not) {
+            (true, true) => "Successfully validated JSON does not match the schema as expected.",
+            (true, false) => "Successfully validated JSON against the provided schema.",
+            (false, true) => "JSON matches the schema when it should not.",
+            (false, false) => "Failed to validate JSON against the provided schema.",
+        };
+        Outcome::pass(
+            verdict,
+            json!({"matchedJson": doc, "not": not, "explanation": explanation,
+                   "validationErrors": errors}),
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct JsonKeys {
+    pub keys: Vec<String>,
+    pub operator: Operator,
+}
+
+impl JsonKeys {
+    pub fn read(q: &mut Params<'_>) -> Option<JsonKeys> {
+        let keys = q.strings("keys", true);
+        let operator = q.operator(Operator::Any);
+        Some(JsonKeys {
+            keys: keys?,
+            operator,
+        })
+    }
+
+    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let text = ctx.text();
+        let op = self.operator.name();
+        if text.is_empty() {
+            return super::no_text("analyze");
+        }
+        let mut best: Option<(Value, Vec<String>, Vec<String>, bool)> = None;
+        let mut parsed_any = false;
+        for c in candidates(&text, true) {
+            let Ok(doc) = serde_json::from_str::<Value>(&c) else {
+                continue;
+            };
+            parsed_any = true;
+            let (present, missing): (Vec<String>, Vec<String>) = self
+                .keys
+                .iter()
+                .cloned()
+                .partition(|k| doc.get(k.as_str()).is_some());
+            let verdict = self.operator.holds(present.len(), self.keys.len());
+            // Portkey keeps the first candidate and replaces it only with one presenting more.
+            let better = best
+                .as_ref()
+                .map_or(true, |(_, p, _, _)| present.len() > p.len());
+            if verdict || better {
+                best = Some((doc, present, missing, verdict));
+            }
+            if verdict {
+                break;
+            }
+        }
+        let Some((doc, present, missing, verdict)) = best.filter(|_| parsed_any) else {
+            return Outcome::pass(
+                false,
+                json!({"explanation": "No valid JSON found in the text.", "requiredKeys": self.keys,
+                       "operator": op, "textExcerpt": excerpt(&text)}),
+            );
+        };
+        let found = if present.is_empty() {
+            "No matching keys found".to_string()
+        } else {
+            format!("Found keys: [{}]", present.join(", "))
+        };
+        let lacking = if missing.is_empty() {
+            "No missing keys".to_string()
+        } else {
+            format!("Missing keys: [{}]", missing.join(", "))
+        };
+        let explanation = match (self.operator, verdict) {
+            (Operator::Any, true) => {
+                format!("Successfully found at least one required key. {found}.")
+            }
+            (Operator::Any, false) => format!("Failed to find any required keys. {lacking}."),
+            (Operator::All, true) => format!("Successfully found all required keys. {found}."),
+            (Operator::All, false) => format!("Failed to find all required keys. {lacking}."),
+            (Operator::None, true) => {
+                format!("Successfully verified no required keys are present. {lacking}.")
+            }
+            (Operator::None, false) => {
+                format!("Found some keys that should not be present. {found}.")
+            }
+        };
+        Outcome::pass(
+            verdict,
+            json!({"matchedJson": doc, "verdict": verdict, "explanation": explanation,
+                   "presentKeys": present, "missingKeys": missing, "operator": op,
+                   "textExcerpt": excerpt(&text)}),
+        )
+    }
+}

@@ -1,0 +1,449 @@
+//! The built-in checks: Portkey's `default.*` plugins (reference §5 table, parameters and
+//! defaults from its `manifest.json`) and portgate's local `portgate.pii`. Parameters are read
+//! and validated once, when the config is parsed (a missing required parameter or a pattern
+//! that does not compile is a 400 naming its path); a check then only runs.
+//!
+//! Families, one file each: `text` (pattern and shape of the text), `json` (JSON in the text),
+//! `request` (model, request type, metadata), `remote` (webhook, log, URL validation: the only
+//! checks that wait on the network), `mutate` (addPrefix, regexReplace) and `pii`.
+
+pub mod json;
+pub mod mutate;
+pub mod pii;
+pub mod remote;
+pub mod request;
+pub mod text;
+
+use super::content::{self, Part};
+use super::Event;
+use crate::dispatch::Dispatcher;
+use crate::portkey::config::Problems;
+use crate::portkey::CustomHostPolicy;
+use crate::providers::Operation;
+use serde_json::{Map, Value};
+
+/// What the gateway lends checks that reach the network (webhook, log, validUrls).
+pub struct Env<'a> {
+    pub dispatcher: &'a Dispatcher,
+    pub custom_hosts: &'a CustomHostPolicy,
+}
+
+/// What a check sees (Portkey's plugin context).
+pub struct Ctx<'a> {
+    pub event: Event,
+    pub op: Operation,
+    /// The request as JSON (after any earlier mutator).
+    pub request: &'a Map<String, Value>,
+    /// The response as the client receives it (after-request hooks only).
+    pub response: Option<&'a Value>,
+    pub metadata: &'a Map<String, Value>,
+    pub provider: &'a str,
+    pub stream: bool,
+    /// `None` on streams (network checks do not run there).
+    pub env: Option<&'a Env<'a>>,
+}
+
+impl Ctx<'_> {
+    /// The content part the check examines.
+    pub fn part(&self) -> Part {
+        match (self.event, self.response) {
+            (Event::Before, _) => content::request_part(self.request, self.op),
+            (Event::After, Some(r)) => content::response_part(r, self.op),
+            (Event::After, None) => Part::default(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.part().text()
+    }
+
+    /// Portkey's request type names.
+    pub fn request_type(&self) -> &'static str {
+        match self.op {
+            Operation::ChatCompletions => "chatComplete",
+            Operation::Completions => "complete",
+            Operation::Embeddings => "embed",
+            Operation::Messages => "messages",
+        }
+    }
+}
+
+/// A rewrite a check asks for.
+#[derive(Debug, Clone)]
+pub enum Transform {
+    Request(Map<String, Value>),
+    Response(Value),
+}
+
+/// A check's result.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: bool,
+    pub data: Value,
+    /// The check could not decide (it then passes unless `failOnError`).
+    pub error: Option<String>,
+    pub transform: Option<Transform>,
+}
+
+impl Outcome {
+    pub fn pass(verdict: bool, data: Value) -> Outcome {
+        Outcome {
+            verdict,
+            data,
+            error: None,
+            transform: None,
+        }
+    }
+
+    pub fn error(message: impl Into<String>, data: Value) -> Outcome {
+        Outcome {
+            verdict: false,
+            data,
+            error: Some(message.into()),
+            transform: None,
+        }
+    }
+}
+
+/// `verdict = not ? !holds : holds`.
+pub fn invert(holds: bool, not: bool) -> bool {
+    holds != not
+}
+
+/// A compiled check.
+#[derive(Debug)]
+pub enum Check {
+    RegexMatch(text::RegexMatch),
+    SentenceCount(text::Count),
+    WordCount(text::Count),
+    CharacterCount(text::Count),
+    Case { upper: bool, not: bool },
+    EndsWith { suffix: String, not: bool },
+    Contains(text::Contains),
+    ContainsCode { format: String, not: bool },
+    NotNull { not: bool },
+    JsonSchema(json::JsonSchema),
+    JsonKeys(json::JsonKeys),
+    ModelWhitelist { models: Vec<String>, not: bool },
+    ModelRules(request::ModelRules),
+    AllowedRequestTypes(request::AllowedTypes),
+    RequiredMetadataKeys(request::MetadataKeys),
+    Webhook(remote::Webhook),
+    Log(remote::Log),
+    ValidUrls { only_dns: bool, not: bool },
+    AddPrefix(mutate::AddPrefix),
+    RegexReplace(mutate::RegexReplace),
+    Pii(pii::Pii),
+}
+
+/// When a check can decide on a stream before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamMode {
+    /// Its failure on a prefix of the text is final (a forbidden pattern, word or PII has
+    /// appeared, a maximum is passed): it runs as the text accumulates.
+    Incremental,
+    /// It needs the whole text: it runs once, at the end of the stream.
+    AtEnd,
+    /// It does not look at the response (request checks) or rewrites it (mutators, which
+    /// cannot take back what was streamed): not run on streams.
+    Never,
+}
+
+impl Check {
+    pub fn stream_mode(&self) -> StreamMode {
+        match self {
+            Check::RegexMatch(r) if r.not => StreamMode::Incremental,
+            Check::Contains(c) if c.operator == text::Operator::None => StreamMode::Incremental,
+            Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) if !c.not => {
+                StreamMode::Incremental
+            }
+            Check::Pii(p) if !p.redact => StreamMode::Incremental,
+            Check::Webhook(_)
+            | Check::Log(_)
+            | Check::ValidUrls { .. }
+            | Check::ModelWhitelist { .. }
+            | Check::ModelRules(_)
+            | Check::AllowedRequestTypes(_)
+            | Check::RequiredMetadataKeys(_)
+            | Check::AddPrefix(_)
+            | Check::RegexReplace(_)
+            | Check::Pii(_) => StreamMode::Never,
+            _ => StreamMode::AtEnd,
+        }
+    }
+
+    /// A mid-stream run: only a failure that no later text can undo counts (for counts, being
+    /// over the maximum); anything else waits for the end.
+    pub fn run_partial(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+        let out = match self {
+            Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) => {
+                c.over_max(&ctx.text(), self)?
+            }
+            other => other.run_sync(ctx)?,
+        };
+        (!out.verdict && out.error.is_none()).then_some(out)
+    }
+
+    /// Runs the check.
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        match self {
+            // Boxed: network futures are large, and inline they would size every check's.
+            Check::Webhook(w) => Box::pin(w.run(ctx)).await,
+            Check::Log(l) => Box::pin(l.run(ctx)).await,
+            Check::ValidUrls { only_dns, not } => {
+                Box::pin(remote::valid_urls(ctx, *only_dns, *not)).await
+            }
+            other => other
+                .run_sync(ctx)
+                .unwrap_or_else(|| Outcome::error("the check cannot run here", Value::Null)),
+        }
+    }
+
+    /// The checks that need no network, run in place.
+    fn run_sync(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+        Some(match self {
+            Check::RegexMatch(r) => r.run(ctx),
+            Check::SentenceCount(c) => c.run(ctx, text::Unit::Sentences),
+            Check::WordCount(c) => c.run(ctx, text::Unit::Words),
+            Check::CharacterCount(c) => c.run(ctx, text::Unit::Characters),
+            Check::Case { upper, not } => text::case(ctx, *upper, *not),
+            Check::EndsWith { suffix, not } => text::ends_with(ctx, suffix, *not),
+            Check::Contains(c) => c.run(ctx),
+            Check::ContainsCode { format, not } => text::contains_code(ctx, format, *not),
+            Check::NotNull { not } => text::not_null(ctx, *not),
+            Check::JsonSchema(s) => s.run(ctx),
+            Check::JsonKeys(k) => k.run(ctx),
+            Check::ModelWhitelist { models, not } => request::model_whitelist(ctx, models, *not),
+            Check::ModelRules(r) => r.run(ctx),
+            Check::AllowedRequestTypes(a) => a.run(ctx),
+            Check::RequiredMetadataKeys(m) => m.run(ctx),
+            Check::AddPrefix(a) => a.run(ctx),
+            Check::RegexReplace(r) => r.run(ctx),
+            Check::Pii(p) => p.run(ctx),
+            Check::Webhook(_) | Check::Log(_) | Check::ValidUrls { .. } => return None,
+        })
+    }
+}
+
+/// Reads one check's parameters, pushing a problem (with its path) for each bad one.
+pub struct Params<'a> {
+    pub map: &'a Map<String, Value>,
+    pub path: &'a str,
+    pub p: &'a mut Problems,
+}
+
+impl Params<'_> {
+    fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    pub fn bool(&mut self, key: &str, default: bool) -> bool {
+        match self.map.get(key) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                let at = self.at(key);
+                self.p.push(&at, "must be true or false");
+                default
+            }
+        }
+    }
+
+    pub fn not(&mut self) -> bool {
+        self.bool("not", false)
+    }
+
+    pub fn required_str(&mut self, key: &str) -> Option<String> {
+        match self.map.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            None | Some(Value::Null) => {
+                let at = self.at(key);
+                self.p.push(&at, "is required");
+                None
+            }
+            Some(_) => {
+                let at = self.at(key);
+                self.p.push(&at, "must be a non-empty string");
+                None
+            }
+        }
+    }
+
+    pub fn opt_str(&mut self, key: &str) -> Option<String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                let at = self.at(key);
+                self.p.push(&at, "must be a string");
+                None
+            }
+        }
+    }
+
+    pub fn int(&mut self, key: &str, default: i64) -> i64 {
+        match self.map.get(key) {
+            None | Some(Value::Null) => default,
+            Some(v) => match v.as_i64() {
+                Some(n) => n,
+                None => {
+                    let at = self.at(key);
+                    self.p.push(&at, "must be a whole number");
+                    default
+                }
+            },
+        }
+    }
+
+    /// An array of strings; `required` pushes a problem when it is missing or empty.
+    pub fn strings(&mut self, key: &str, required: bool) -> Option<Vec<String>> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    let at = self.at(key);
+                    self.p.push(&at, "is required");
+                }
+                None
+            }
+            Some(Value::Array(a)) => {
+                let list: Option<Vec<String>> =
+                    a.iter().map(|v| v.as_str().map(str::to_string)).collect();
+                match list {
+                    Some(l) if !(required && l.is_empty()) => Some(l),
+                    _ => {
+                        let at = self.at(key);
+                        self.p.push(&at, "must be a non-empty array of strings");
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                let at = self.at(key);
+                self.p.push(&at, "must be an array of strings");
+                None
+            }
+        }
+    }
+
+    pub fn operator(&mut self, default: text::Operator) -> text::Operator {
+        match self.map.get("operator") {
+            None | Some(Value::Null) => default,
+            Some(Value::String(s)) if s == "any" => text::Operator::Any,
+            Some(Value::String(s)) if s == "all" => text::Operator::All,
+            Some(Value::String(s)) if s == "none" => text::Operator::None,
+            Some(_) => {
+                let at = self.at("operator");
+                self.p.push(&at, "must be \"any\", \"all\" or \"none\"");
+                default
+            }
+        }
+    }
+
+    pub fn problem(&mut self, key: &str, message: impl std::fmt::Display) {
+        let at = self.at(key);
+        self.p.push(&at, message);
+    }
+}
+
+/// Compiles check `id` with its parameters. `trusted`: the check comes from the settings (a
+/// webhook may then reach private hosts; from a request it follows the custom-host rules).
+pub fn compile(
+    id: &str,
+    params: &Map<String, Value>,
+    id_path: &str,
+    params_path: &str,
+    _event: Event,
+    trusted: bool,
+    p: &mut Problems,
+) -> Option<Check> {
+    let before = p.0.len();
+    let mut q = Params {
+        map: params,
+        path: params_path,
+        p,
+    };
+    let check = match id {
+        "default.regexMatch" => text::RegexMatch::compile(&mut q).map(Check::RegexMatch),
+        "default.sentenceCount" => Some(Check::SentenceCount(text::Count::read(
+            &mut q,
+            ("minSentences", 0),
+            ("maxSentences", 99_999),
+        ))),
+        "default.wordCount" => Some(Check::WordCount(text::Count::read(
+            &mut q,
+            ("minWords", 0),
+            ("maxWords", 99_999),
+        ))),
+        "default.characterCount" => Some(Check::CharacterCount(text::Count::read(
+            &mut q,
+            ("minCharacters", 0),
+            ("maxCharacters", 9_999_999),
+        ))),
+        "default.alluppercase" | "default.alllowercase" => Some(Check::Case {
+            upper: id == "default.alluppercase",
+            not: q.not(),
+        }),
+        "default.endsWith" => {
+            let suffix = q.required_str("suffix");
+            let not = q.not();
+            suffix.map(|suffix| Check::EndsWith { suffix, not })
+        }
+        "default.contains" => text::Contains::read(&mut q).map(Check::Contains),
+        "default.containsCode" => {
+            let format = q.required_str("format");
+            let not = q.not();
+            format.map(|format| Check::ContainsCode { format, not })
+        }
+        "default.notNull" => Some(Check::NotNull { not: q.not() }),
+        "default.jsonSchema" => json::JsonSchema::compile(&mut q).map(Check::JsonSchema),
+        "default.jsonKeys" => json::JsonKeys::read(&mut q).map(Check::JsonKeys),
+        "default.modelWhitelist" | "default.modelwhitelist" => {
+            let models = q.strings("models", true);
+            let not = q.not();
+            models.map(|models| Check::ModelWhitelist { models, not })
+        }
+        "default.modelRules" => request::ModelRules::read(&mut q).map(Check::ModelRules),
+        "default.allowedRequestTypes" => Some(Check::AllowedRequestTypes(
+            request::AllowedTypes::read(&mut q),
+        )),
+        "default.requiredMetadataKeys" => {
+            request::MetadataKeys::read(&mut q).map(Check::RequiredMetadataKeys)
+        }
+        "default.webhook" => remote::Webhook::read(&mut q, trusted).map(Check::Webhook),
+        "default.log" => remote::Log::read(&mut q, trusted).map(Check::Log),
+        "default.validUrls" => Some(Check::ValidUrls {
+            only_dns: q.bool("onlyDNS", false),
+            not: q.not(),
+        }),
+        "default.addPrefix" => mutate::AddPrefix::read(&mut q).map(Check::AddPrefix),
+        "default.regexReplace" => mutate::RegexReplace::compile(&mut q).map(Check::RegexReplace),
+        "portgate.pii" => pii::Pii::read(&mut q).map(Check::Pii),
+        "default.jwt" => {
+            p.push(
+                id_path,
+                "default.jwt is not supported by portgate (verify tokens before the gateway)",
+            );
+            None
+        }
+        other => {
+            p.push(id_path, format!("unknown check {other:?}"));
+            None
+        }
+    };
+    if p.0.len() > before {
+        return None;
+    }
+    check
+}
+
+/// Data of a check that could not run for lack of text.
+pub fn no_text(what: &str) -> Outcome {
+    Outcome::error(
+        format!("Missing text to {what}"),
+        serde_json::json!({"explanation": format!("An error occurred: Missing text to {what}"),
+                           "textExcerpt": "No text available"}),
+    )
+}
+
+#[cfg(test)]
+mod tests;

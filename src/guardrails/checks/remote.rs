@@ -1,0 +1,405 @@
+//! The checks that wait on the network: webhook, log and validUrls. They go through the
+//! gateway's own dispatcher (pooled connections, cached DNS, rustls), each within its timeout,
+//! so they never block a worker. A URL written in a request's config follows the custom-host
+//! rules (no private or metadata addresses unless `custom_hosts.trusted` says so); one from a
+//! named guardrail in the settings is trusted as written. URLs found in model output
+//! (validUrls) are only ever fetched on public addresses.
+
+use super::{Ctx, Outcome, Params, Transform};
+use crate::dispatch::{Outbound, Upstream};
+use crate::guardrails::content;
+use crate::guardrails::Event;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use once_cell::sync::Lazy;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// The largest webhook answer read.
+const MAX_ANSWER: usize = 1024 * 1024;
+/// The most URLs one validUrls check fetches or resolves.
+const MAX_URLS: usize = 16;
+
+/// A URL split into the dispatcher's upstream and the path (with query) to send.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub raw: String,
+    pub upstream: Upstream,
+    pub path: String,
+    /// Checked against the custom-host rules at run time (it came from a request).
+    pub untrusted: bool,
+}
+
+impl Endpoint {
+    pub fn parse(raw: &str, trusted: bool) -> Result<Endpoint, String> {
+        let mut url = url::Url::parse(raw).map_err(|e| format!("Invalid URL format: {e}"))?;
+        let query = url.query().map(str::to_string);
+        url.set_query(None);
+        url.set_fragment(None);
+        let upstream = Upstream::parse(url.as_str())?;
+        let mut path = if upstream.base_path.is_empty() {
+            "/".to_string()
+        } else {
+            upstream.base_path.clone()
+        };
+        if let Some(q) = query {
+            path.push('?');
+            path.push_str(&q);
+        }
+        Ok(Endpoint {
+            raw: raw.to_string(),
+            upstream,
+            path,
+            untrusted: !trusted,
+        })
+    }
+
+    /// The upstream to use and whether only public addresses may be reached.
+    fn target(&self, ctx: &Ctx<'_>) -> Result<(Upstream, bool), String> {
+        if !self.untrusted {
+            return Ok((self.upstream.clone(), false));
+        }
+        let mut base = self.raw.clone();
+        if let Some(i) = base.find(['?', '#']) {
+            base.truncate(i);
+        }
+        let env = ctx
+            .env
+            .ok_or_else(|| "not available on streams".to_string())?;
+        let host = env.custom_hosts.check(&base).map_err(|e| e.to_string())?;
+        Ok((host.upstream, host.public_only))
+    }
+}
+
+/// `headers`: an object or a JSON string of one.
+fn headers(q: &mut Params<'_>) -> Vec<(HeaderName, HeaderValue)> {
+    let parsed = match q.map.get("headers") {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::String(s)) if s.trim().is_empty() => return Vec::new(),
+        Some(Value::String(s)) => match serde_json::from_str::<Map<String, Value>>(s) {
+            Ok(m) => m,
+            Err(_) => {
+                q.problem("headers", "must be an object or a JSON string of one");
+                return Vec::new();
+            }
+        },
+        Some(_) => {
+            q.problem("headers", "must be an object or a JSON string of one");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (k, v) in parsed {
+        let value = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => out.push((n, v)),
+            _ => q.problem("headers", format!("{k:?} is not a valid header")),
+        }
+    }
+    out
+}
+
+/// The hook context Portkey posts (request headers left out).
+fn context_body(ctx: &Ctx<'_>) -> Value {
+    let response = ctx.response.cloned().unwrap_or_else(|| json!({}));
+    let response_text = ctx
+        .response
+        .map(|r| content::response_part(r, ctx.op).text())
+        .unwrap_or_default();
+    json!({
+        "request": {"json": ctx.request, "text": content::request_part(ctx.request, ctx.op).text(),
+                    "isStreamingRequest": ctx.stream, "isTransformed": false},
+        "response": {"json": response, "text": response_text,
+                     "statusCode": if ctx.response.is_some() { Value::from(200) } else { Value::Null },
+                     "isTransformed": false},
+        "provider": ctx.provider,
+        "requestType": ctx.request_type(),
+        "metadata": ctx.metadata,
+        "eventType": match ctx.event { Event::Before => "beforeRequestHook", Event::After => "afterRequestHook" },
+    })
+}
+
+/// POSTs `body` and reads the answer, within `timeout`.
+async fn post(
+    ctx: &Ctx<'_>,
+    endpoint: &Endpoint,
+    extra: &[(HeaderName, HeaderValue)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(u16, Bytes), String> {
+    let (upstream, public_only) = endpoint.target(ctx)?;
+    let mut headers = Vec::with_capacity(extra.len() + 1);
+    headers.push((
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
+    headers.extend(extra.iter().cloned());
+    let no_resend = || false;
+    let out = Outbound {
+        provider: "webhook",
+        upstream: &upstream,
+        public_only,
+        method: "POST",
+        path: &endpoint.path,
+        headers: &headers,
+        body,
+        may_resend: &no_resend,
+    };
+    let dispatcher = ctx
+        .env
+        .ok_or_else(|| "not available on streams".to_string())?
+        .dispatcher;
+    let exchange = async {
+        let mut inbound = dispatcher.send(&out).await.map_err(|e| e.to_string())?;
+        let status = inbound.status();
+        match inbound.read_to_end(MAX_ANSWER).await {
+            Ok(body) => {
+                if inbound.is_done() {
+                    dispatcher.release(inbound).await;
+                } else {
+                    inbound.abort().await;
+                }
+                Ok((status, body))
+            }
+            Err(e) => {
+                inbound.abort().await;
+                Err(e.to_string())
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("Request timed out after {} ms", timeout.as_millis()))?
+}
+
+#[derive(Debug)]
+pub struct Webhook {
+    pub endpoint: Endpoint,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout_ms: u64,
+}
+
+fn timeout(q: &mut Params<'_>) -> u64 {
+    let t = q.int("timeout", 3000);
+    if t <= 0 {
+        q.problem("timeout", "must be a positive number of milliseconds");
+    }
+    u64::try_from(t).unwrap_or(3000).min(60_000)
+}
+
+impl Webhook {
+    pub fn read(q: &mut Params<'_>, trusted: bool) -> Option<Webhook> {
+        let url = q.required_str("webhookURL");
+        let headers = headers(q);
+        let timeout_ms = timeout(q);
+        let endpoint = match Endpoint::parse(&url?, trusted) {
+            Ok(e) => e,
+            Err(e) => {
+                q.problem("webhookURL", e);
+                return None;
+            }
+        };
+        Some(Webhook {
+            endpoint,
+            headers,
+            timeout_ms,
+        })
+    }
+
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let url = &self.endpoint.raw;
+        let request_context = json!({"timeout": self.timeout_ms});
+        let body = Bytes::from(context_body(ctx).to_string());
+        let sent = post(
+            ctx,
+            &self.endpoint,
+            &self.headers,
+            body,
+            Duration::from_millis(self.timeout_ms),
+        )
+        .await;
+        let failed = |message: String, response: Option<Value>| {
+            let mut data = json!({"explanation": format!("Webhook error: {message}"),
+                                  "webhookUrl": url, "requestContext": request_context});
+            if let (Some(r), Some(o)) = (response, data.as_object_mut()) {
+                o.insert("responseData".into(), r);
+            }
+            Outcome::error(message, data)
+        };
+        let (status, answer) = match sent {
+            Ok(x) => x,
+            Err(e) => return failed(e, None),
+        };
+        let parsed: Option<Value> = serde_json::from_slice(&answer).ok();
+        if !(200..300).contains(&status) {
+            return failed(format!("HTTP {status}"), parsed);
+        }
+        let Some(answer) = parsed.filter(Value::is_object) else {
+            return failed("the webhook did not answer a JSON object".into(), None);
+        };
+        let verdict = answer
+            .get("verdict")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let transformed = answer.get("transformedData");
+        let transform = match ctx.event {
+            Event::Before => transformed
+                .and_then(|t| t.pointer("/request/json"))
+                .and_then(Value::as_object)
+                .map(|j| Transform::Request(j.clone())),
+            Event::After => transformed
+                .and_then(|t| t.pointer("/response/json"))
+                .filter(|j| j.is_object())
+                .map(|j| Transform::Response(j.clone())),
+        };
+        Outcome {
+            verdict,
+            data: json!({"verdict": verdict,
+                         "explanation": if verdict { "Webhook request succeeded" } else { "Webhook request failed" },
+                         "webhookUrl": url, "responseData": answer.get("data").cloned().unwrap_or(Value::Null),
+                         "requestContext": request_context}),
+            error: None,
+            transform,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Log {
+    pub endpoint: Endpoint,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout_ms: u64,
+}
+
+impl Log {
+    pub fn read(q: &mut Params<'_>, trusted: bool) -> Option<Log> {
+        let url = q.required_str("logURL");
+        let headers = headers(q);
+        let timeout_ms = timeout(q);
+        let endpoint = match Endpoint::parse(&url?, trusted) {
+            Ok(e) => e,
+            Err(e) => {
+                q.problem("logURL", e);
+                return None;
+            }
+        };
+        Some(Log {
+            endpoint,
+            headers,
+            timeout_ms,
+        })
+    }
+
+    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let body = Bytes::from(context_body(ctx).to_string());
+        let timeout = Duration::from_millis(self.timeout_ms);
+        match post(ctx, &self.endpoint, &self.headers, body, timeout).await {
+            Ok((status, _)) if (200..300).contains(&status) => Outcome::pass(
+                true,
+                json!({"message": format!("Logged the request to {}", self.endpoint.raw)}),
+            ),
+            Ok((status, _)) => Outcome::error(format!("HTTP {status}"), Value::Null),
+            Err(e) => Outcome::error(e, Value::Null),
+        }
+    }
+}
+
+static URLS: Lazy<Option<regex::Regex>> =
+    Lazy::new(|| regex::Regex::new(r#"https?://[^\s,"'{}\[\]]+"#).ok());
+
+async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
+    let Ok(endpoint) = Endpoint::parse(raw, false) else {
+        return false;
+    };
+    let Some(env) = ctx.env else {
+        return false;
+    };
+    if only_dns {
+        return env
+            .dispatcher
+            .dns()
+            .resolve(&endpoint.upstream.host, endpoint.upstream.port)
+            .await
+            .is_ok_and(|a| !a.is_empty());
+    }
+    let headers = [(
+        http::header::USER_AGENT,
+        HeaderValue::from_static("URLValidator/1.0"),
+    )];
+    let no_resend = || false;
+    let out = Outbound {
+        provider: "validUrls",
+        upstream: &endpoint.upstream,
+        // URLs in model output are never fetched on private addresses.
+        public_only: true,
+        method: "HEAD",
+        path: &endpoint.path,
+        headers: &headers,
+        body: Bytes::new(),
+        may_resend: &no_resend,
+    };
+    let dispatcher = env.dispatcher;
+    let sent = tokio::time::timeout(Duration::from_secs(3), async {
+        let inbound = dispatcher.send(&out).await.ok()?;
+        let status = inbound.status();
+        inbound.abort().await;
+        Some(status)
+    })
+    .await;
+    matches!(sent, Ok(Some(s)) if (200..300).contains(&s))
+}
+
+pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
+    let text = ctx.text();
+    if text.is_empty() {
+        return super::no_text("analyze");
+    }
+    let method = if only_dns {
+        "DNS lookup"
+    } else {
+        "HTTP request"
+    };
+    let urls: Vec<String> = URLS
+        .as_ref()
+        .map(|re| {
+            re.find_iter(&text)
+                .take(MAX_URLS)
+                .map(|m| m.as_str().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if urls.is_empty() {
+        return Outcome::pass(
+            false,
+            json!({"explanation": "No URLs found in the text.", "urls": [], "validationMethod": method,
+                   "not": not, "textExcerpt": content::excerpt(&text)}),
+        );
+    }
+    let checks: Vec<_> = urls.iter().map(|u| url_ok(ctx, u, only_dns)).collect();
+    let results = crate::guardrails::engine::join_all(checks).await;
+    type Checked<'u> = Vec<(&'u String, bool)>;
+    let (valid, invalid): (Checked<'_>, Checked<'_>) =
+        urls.iter().zip(results).partition(|(_, ok)| *ok);
+    let all_valid = invalid.is_empty();
+    let verdict = all_valid != not;
+    let (nv, ni, n) = (valid.len(), invalid.len(), urls.len());
+    let explanation = match (verdict, not) {
+        (true, true) => format!("All URLs are invalid as expected ({ni} of {n})."),
+        (true, false) => format!("All URLs are valid ({nv} found)."),
+        (false, true) => {
+            format!("Some URLs are valid when they should all be invalid ({nv} of {n}).")
+        }
+        (false, false) => format!("Some URLs are invalid ({ni} of {n} failed)."),
+    };
+    let list = |l: &[(&String, bool)]| l.iter().map(|(u, _)| u.to_string()).collect::<Vec<_>>();
+    Outcome::pass(
+        verdict,
+        json!({"verdict": verdict, "not": not, "explanation": explanation,
+               "validUrls": list(&valid), "invalidUrls": list(&invalid),
+               "validationMethod": method, "textExcerpt": content::excerpt(&text)}),
+    )
+}

@@ -1,0 +1,433 @@
+//! Checks on the text itself: regexMatch, sentenceCount, wordCount, characterCount,
+//! alluppercase/alllowercase, endsWith, contains, containsCode, notNull. Verdicts, counting
+//! rules and `data` fields follow Portkey's plugins.
+
+use super::{invert, no_text, Check, Ctx, Outcome, Params};
+use crate::guardrails::content::excerpt;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Any,
+    All,
+    None,
+}
+
+impl Operator {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operator::Any => "any",
+            Operator::All => "all",
+            Operator::None => "none",
+        }
+    }
+
+    /// The verdict for `found` of `total` items present.
+    pub fn holds(self, found: usize, total: usize) -> bool {
+        match self {
+            Operator::Any => found > 0,
+            Operator::All => found == total,
+            Operator::None => found == 0,
+        }
+    }
+}
+
+/// Compiles a JavaScript-style pattern: `fancy-regex` adds look-around and back-references to
+/// the `regex` crate's syntax, so the patterns Portkey's users write (JS `RegExp`) mostly
+/// compile unchanged. A `/pattern/flags` literal is accepted with flags `i`, `m`, `s`
+/// (`g` is implied: every match is replaced).
+pub fn compile_pattern(raw: &str, literal_allowed: bool) -> Result<fancy_regex::Regex, String> {
+    let (pattern, flags) = match raw.strip_prefix('/').and_then(|r| r.rsplit_once('/')) {
+        Some((p, f))
+            if literal_allowed && f.chars().all(|c| "gimsuyd".contains(c)) && !p.is_empty() =>
+        {
+            (p.to_string(), f.to_string())
+        }
+        _ => (raw.to_string(), String::new()),
+    };
+    let inline: String = flags.chars().filter(|c| "ims".contains(*c)).collect();
+    let full = if inline.is_empty() {
+        pattern
+    } else {
+        format!("(?{inline}){pattern}")
+    };
+    fancy_regex::RegexBuilder::new(&full)
+        .backtrack_limit(100_000)
+        .build()
+        .map_err(|e| format!("the pattern does not compile: {e}"))
+}
+
+#[derive(Debug)]
+pub struct RegexMatch {
+    pub rule: String,
+    pub regex: fancy_regex::Regex,
+    pub not: bool,
+}
+
+impl RegexMatch {
+    pub fn compile(q: &mut Params<'_>) -> Option<RegexMatch> {
+        let rule = q.required_str("rule")?;
+        let not = q.not();
+        match compile_pattern(&rule, false) {
+            Ok(regex) => Some(RegexMatch { rule, regex, not }),
+            Err(e) => {
+                q.problem("rule", e);
+                None
+            }
+        }
+    }
+
+    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let text = ctx.text();
+        if text.is_empty() {
+            return no_text("match");
+        }
+        let found = match self.regex.captures(&text) {
+            Ok(c) => c,
+            Err(e) => return Outcome::error(format!("regex: {e}"), Value::Null),
+        };
+        let verdict = invert(found.is_some(), self.not);
+        let rule = &self.rule;
+        let explanation = match (verdict, self.not) {
+            (true, true) => {
+                format!("The regex pattern '{rule}' did not match the text as expected.")
+            }
+            (true, false) => format!("The regex pattern '{rule}' successfully matched the text."),
+            (false, true) => {
+                format!("The regex pattern '{rule}' matched the text when it should not have.")
+            }
+            (false, false) => format!("The regex pattern '{rule}' did not match the text."),
+        };
+        let details = found.as_ref().and_then(|c| {
+            let m = c.get(0)?;
+            let captures: Vec<Value> = (1..c.len())
+                .map(|i| c.get(i).map_or(Value::Null, |g| Value::from(g.as_str())))
+                .collect();
+            let groups: serde_json::Map<String, Value> = self
+                .regex
+                .capture_names()
+                .flatten()
+                .filter_map(|n| Some((n.to_string(), Value::from(c.name(n)?.as_str()))))
+                .collect();
+            Some(json!({"matchedText": m.as_str(), "index": text.get(..m.start()).map_or(0, |t| t.encode_utf16().count()),
+                        "groups": groups, "captures": captures}))
+        });
+        Outcome::pass(
+            verdict,
+            json!({"regexPattern": rule, "not": self.not, "verdict": verdict,
+                   "explanation": explanation, "matchDetails": details,
+                   "textExcerpt": excerpt(&text)}),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Sentences,
+    Words,
+    Characters,
+}
+
+/// A count range (`min*`/`max*` with the manifest's defaults).
+#[derive(Debug)]
+pub struct Count {
+    pub min: i64,
+    pub max: i64,
+    pub not: bool,
+    keys: (&'static str, &'static str),
+}
+
+impl Count {
+    pub fn read(q: &mut Params<'_>, min: (&'static str, i64), max: (&'static str, i64)) -> Count {
+        Count {
+            min: q.int(min.0, min.1),
+            max: q.int(max.0, max.1),
+            not: q.not(),
+            keys: (min.0, max.0),
+        }
+    }
+
+    fn count(text: &str, unit: Unit) -> i64 {
+        let n = match unit {
+            // Portkey: `text.split(/[.!?]/).length - 1`, i.e. the number of terminators.
+            Unit::Sentences => text
+                .chars()
+                .filter(|c| matches!(c, '.' | '!' | '?'))
+                .count(),
+            // `text.trim().split(/\s+/).length`.
+            Unit::Words => text.split_whitespace().count(),
+            // JavaScript's `length`: UTF-16 code units.
+            Unit::Characters => text.encode_utf16().count(),
+        };
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+
+    pub fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> Outcome {
+        let raw = ctx.text();
+        let text = if unit == Unit::Words {
+            raw.trim()
+        } else {
+            raw.as_str()
+        };
+        // Portkey's sentenceCount takes an empty text as 0 sentences; the others refuse it.
+        if text.is_empty() && unit != Unit::Sentences {
+            return no_text("analyze");
+        }
+        let n = Count::count(text, unit);
+        let in_range = n >= self.min && n <= self.max;
+        let verdict = invert(in_range, self.not);
+        let (min, max) = (self.min, self.max);
+        let (name, count_key) = match unit {
+            Unit::Sentences => ("sentence count", "sentenceCount"),
+            Unit::Words => ("word count", "wordCount"),
+            Unit::Characters => ("character count", "characterCount"),
+        };
+        let relation = match (verdict, self.not) {
+            (true, true) => "is outside the specified range as expected",
+            (true, false) => "is within the specified range",
+            (false, true) => "is within the specified range when it should not be",
+            (false, false) => "is outside the specified range",
+        };
+        let mut data = serde_json::Map::new();
+        data.insert(count_key.into(), json!(n));
+        data.insert(self.keys.0.into(), json!(min));
+        data.insert(self.keys.1.into(), json!(max));
+        data.insert("not".into(), json!(self.not));
+        data.insert("verdict".into(), json!(verdict));
+        data.insert(
+            "explanation".into(),
+            json!(format!("The {name} ({n}) {relation} of {min} to {max}.")),
+        );
+        data.insert("textExcerpt".into(), json!(excerpt(text)));
+        Outcome::pass(verdict, Value::Object(data))
+    }
+
+    /// Mid-stream: fails only when the count is already over the maximum (it only grows).
+    pub fn over_max(&self, text: &str, check: &Check) -> Option<Outcome> {
+        let unit = match check {
+            Check::SentenceCount(_) => Unit::Sentences,
+            Check::WordCount(_) => Unit::Words,
+            _ => Unit::Characters,
+        };
+        let n = Count::count(text, unit);
+        (n > self.max).then(|| {
+            Outcome::pass(
+                false,
+                json!({"verdict": false, "not": self.not, "count": n, "max": self.max,
+                       "explanation": format!("The streamed text passed the maximum of {} ({n}).", self.max)}),
+            )
+        })
+    }
+}
+
+pub fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
+    let text = ctx.text();
+    if text.is_empty() {
+        return no_text("analyze");
+    }
+    let letters = text.chars().filter(char::is_ascii_alphabetic);
+    let holds = if upper {
+        letters.clone().all(|c| c.is_ascii_uppercase())
+    } else {
+        letters.clone().all(|c| c.is_ascii_lowercase())
+    };
+    let verdict = invert(holds, not);
+    let (case, other) = if upper {
+        ("uppercase", "lowercase")
+    } else {
+        ("lowercase", "uppercase")
+    };
+    let explanation = match (verdict, not) {
+        (true, true) => format!("The text contains {other} characters as expected."),
+        (true, false) => format!("All alphabetic characters in the text are {case}."),
+        (false, true) => {
+            format!("All alphabetic characters in the text are {case} when they should not be.")
+        }
+        (false, false) => format!("The text contains {other} characters."),
+    };
+    Outcome::pass(
+        verdict,
+        json!({"verdict": verdict, "not": not, "explanation": explanation, "textExcerpt": excerpt(&text)}),
+    )
+}
+
+pub fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
+    let text = ctx.text();
+    if text.is_empty() {
+        return no_text("analyze");
+    }
+    let with_period = text.ends_with(&format!("{suffix}."));
+    let holds = text.ends_with(suffix) || with_period;
+    let verdict = invert(holds, not);
+    let explanation = match (verdict, not) {
+        (true, true) => format!("The text does not end with \"{suffix}\" as expected."),
+        (true, false) => format!(
+            "The text ends with \"{suffix}\"{}.",
+            if with_period {
+                " (including trailing period)"
+            } else {
+                ""
+            }
+        ),
+        (false, true) => format!("The text ends with \"{suffix}\" when it should not."),
+        (false, false) => format!("The text does not end with \"{suffix}\"."),
+    };
+    Outcome::pass(
+        verdict,
+        json!({"suffix": suffix, "not": not, "verdict": verdict, "explanation": explanation,
+               "textExcerpt": excerpt(&text)}),
+    )
+}
+
+#[derive(Debug)]
+pub struct Contains {
+    pub words: Vec<String>,
+    pub operator: Operator,
+}
+
+impl Contains {
+    pub fn read(q: &mut Params<'_>) -> Option<Contains> {
+        let words = q.strings("words", true);
+        let operator = q.operator(Operator::Any);
+        Some(Contains {
+            words: words?,
+            operator,
+        })
+    }
+
+    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+        let text = ctx.text();
+        let (found, missing): (Vec<&String>, Vec<&String>) =
+            self.words.iter().partition(|w| text.contains(w.as_str()));
+        let verdict = self.operator.holds(found.len(), self.words.len());
+        let op = self.operator.name();
+        let tail = match (verdict, self.operator) {
+            (true, Operator::Any) => "At least one word was found.",
+            (true, Operator::All) => "All words were found.",
+            (true, Operator::None) => "No words were found.",
+            (false, Operator::Any) => "No words were found.",
+            (false, Operator::All) => "Some words were missing.",
+            (false, Operator::None) => "Some words were found.",
+        };
+        let status = if verdict { "passed" } else { "failed" };
+        Outcome::pass(
+            verdict,
+            json!({"explanation": format!("Check {status} for '{op}' words. {tail}"),
+                   "foundWords": found, "missingWords": missing, "operator": op}),
+        )
+    }
+}
+
+/// Markdown fence tags and the language names `format` uses (Portkey's table).
+const LANGUAGES: &[(&str, &str)] = &[
+    ("sql", "SQL"),
+    ("py", "Python"),
+    ("python", "Python"),
+    ("gyp", "Python"),
+    ("ts", "TypeScript"),
+    ("tsx", "TypeScript"),
+    ("typescript", "TypeScript"),
+    ("js", "JavaScript"),
+    ("jsx", "JavaScript"),
+    ("javascript", "JavaScript"),
+    ("java", "Java"),
+    ("cs", "C#"),
+    ("cpp", "C++"),
+    ("c", "C"),
+    ("rb", "Ruby"),
+    ("php", "PHP"),
+    ("swift", "Swift"),
+    ("kt", "Kotlin"),
+    ("go", "Go"),
+    ("rs", "Rust"),
+    ("scala", "Scala"),
+    ("r", "R"),
+    ("pl", "Perl"),
+    ("sh", "Shell"),
+    ("html", "HTML"),
+    ("css", "CSS"),
+    ("xml", "XML"),
+    ("json", "JSON"),
+    ("yml", "YAML"),
+    ("md", "Markdown"),
+    ("dockerfile", "Dockerfile"),
+];
+
+/// The languages of the text's fenced code blocks (```` ```lang\n ... \n``` ````).
+fn fenced_languages(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("```") {
+        let after = rest.get(start + 3..).unwrap_or("");
+        let tag_len = after
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map_or(after.len(), |(i, _)| i);
+        let tag = after.get(..tag_len).unwrap_or("");
+        let body = after.get(tag_len..).unwrap_or("");
+        if tag.is_empty() || !body.starts_with('\n') {
+            rest = after;
+            continue;
+        }
+        let Some(end) = body.get(1..).and_then(|b| b.find("\n```")) else {
+            break;
+        };
+        let lower = tag.to_lowercase();
+        let name = LANGUAGES
+            .iter()
+            .find(|(k, _)| *k == lower)
+            .map_or(lower.clone(), |(_, v)| v.to_string());
+        out.push(name);
+        rest = body.get(1 + end + 4..).unwrap_or("");
+    }
+    out
+}
+
+pub fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
+    let text = ctx.text();
+    if text.is_empty() {
+        return Outcome::error(
+            "No text content to analyze",
+            json!({"explanation": "Error while checking for code blocks: No text content to analyze",
+                   "searchedFormat": format, "not": not, "textExcerpt": "No text available"}),
+        );
+    }
+    let found = fenced_languages(&text);
+    if found.is_empty() {
+        return Outcome::pass(
+            not,
+            json!({"explanation": "No code blocks found in the text", "searchedFormat": format,
+                   "not": not, "foundFormats": [], "textExcerpt": excerpt(&text)}),
+        );
+    }
+    let has = found.iter().any(|l| l == format);
+    let verdict = invert(has, not);
+    let explanation = match (verdict, not) {
+        (true, true) => format!("No code blocks in {format} format found as expected"),
+        (true, false) => format!("Found code block(s) in {format} format"),
+        (false, true) => format!("Found code block(s) in {format} format when none were expected"),
+        (false, false) => format!("No code blocks in {format} format found"),
+    };
+    Outcome::pass(
+        verdict,
+        json!({"explanation": explanation, "searchedFormat": format, "not": not,
+               "foundFormats": found, "textExcerpt": excerpt(&text)}),
+    )
+}
+
+pub fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
+    let part = ctx.part();
+    let is_null = !part.present
+        || part.texts.is_empty()
+        || part
+            .texts
+            .iter()
+            .all(|t| t.as_deref().map_or(true, |t| t.trim().is_empty()));
+    let verdict = invert(!is_null, not);
+    Outcome::pass(
+        verdict,
+        json!({"isNull": is_null, "textArrayLength": part.texts.len(),
+               "explanation": if is_null { "Content is null, undefined, or empty." } else { "Content exists and is not null." },
+               "verdict": if verdict { "passed" } else { "failed" }}),
+    )
+}

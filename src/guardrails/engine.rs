@@ -1,0 +1,364 @@
+//! Runs hooks (Portkey's `HooksManager`, reference §5): the hooks of a list in parallel; a
+//! hook's checks in parallel unless it is `sequential` or a mutator (then one after the other,
+//! each seeing the previous one's rewrite). A check that errors passes unless `failOnError`;
+//! a hook's verdict is the AND of its checks; the list denies when a failing hook has `deny`.
+//! Results have the hook-result shape of the reference, field for field.
+
+use super::checks::{Ctx, Env, Outcome, StreamMode, Transform};
+use super::{CheckSpec, Event, Hook, HookType};
+use crate::providers::Operation;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+/// Polls futures together until all are done (checks and hooks in parallel on one task: the
+/// gateway's futures borrow the request, so they are not spawned).
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *slot = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckError {
+    pub name: String,
+    pub message: String,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub id: String,
+    pub verdict: bool,
+    pub data: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<CheckError>,
+    /// Milliseconds.
+    pub execution_time: u64,
+    pub created_at: String,
+    pub transformed: bool,
+    pub log: Value,
+    pub fail_on_error: bool,
+    /// For the latency histogram (seconds).
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedbackOut {
+    pub value: i64,
+    pub weight: f64,
+    pub metadata: Map<String, Value>,
+}
+
+/// The fields of a hook that ran (absent for a skipped one).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ran {
+    pub verdict: bool,
+    pub deny: bool,
+    #[serde(rename = "async")]
+    pub is_async: bool,
+    pub transformed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RanTail {
+    pub execution_time: u64,
+    pub created_at: String,
+    pub feedback: Option<FeedbackOut>,
+    pub checks: Vec<CheckResult>,
+}
+
+/// One hook's result: `{id, type, verdict, deny, async, transformed, skipped?,
+/// execution_time, created_at, feedback, checks}`; a skipped hook is `{id, type, skipped}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookResult {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub ran: Option<Ran>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<bool>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<RanTail>,
+    /// The metric label of the hook.
+    #[serde(skip)]
+    pub label: Arc<str>,
+}
+
+impl HookResult {
+    pub fn verdict(&self) -> bool {
+        self.ran.as_ref().map_or(true, |r| r.verdict)
+    }
+
+    pub fn denies(&self) -> bool {
+        self.ran.as_ref().is_some_and(|r| r.deny)
+    }
+}
+
+/// What one list of hooks decided.
+#[derive(Debug, Default)]
+pub struct ListRun {
+    pub results: Vec<HookResult>,
+    /// A failing hook has `deny`.
+    pub deny: bool,
+    /// The request after mutators (before-request hooks), if any rewrote it.
+    pub request: Option<Map<String, Value>>,
+    /// The response after mutators (after-request hooks), if any rewrote it.
+    pub response: Option<Value>,
+}
+
+impl ListRun {
+    /// Whether every hook that ran passed.
+    pub fn passed(&self) -> bool {
+        self.results.iter().all(HookResult::verdict)
+    }
+}
+
+/// The input of a list of hooks.
+pub struct Input<'a> {
+    pub event: Event,
+    pub op: Operation,
+    pub request: &'a Map<String, Value>,
+    pub response: Option<&'a Value>,
+    pub metadata: &'a Map<String, Value>,
+    pub provider: &'a str,
+    pub stream: bool,
+    /// `None` on streams: checks that reach the network do not run there.
+    pub env: Option<&'a Env<'a>>,
+    pub mode: Mode,
+}
+
+/// Which checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every enabled check, fully.
+    Full,
+    /// Mid-stream: the incremental checks, and only a final failure counts.
+    Partial,
+    /// At a stream's end: every check that can run on a stream.
+    StreamEnd,
+}
+
+fn skipped(hook: &Hook, op: Operation, event: Event) -> bool {
+    hook.is_async
+        || (op == Operation::Embeddings
+            && (event == Event::After || hook.kind == HookType::Mutator))
+}
+
+/// Runs a list of hooks.
+pub async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
+    let runs = join_all(hooks.iter().map(|h| run_hook(h, input)).collect()).await;
+    let mut out = ListRun::default();
+    for (result, (request, response)) in runs {
+        out.deny |= result.denies();
+        if request.is_some() {
+            out.request = request;
+        }
+        if response.is_some() {
+            out.response = response;
+        }
+        out.results.push(result);
+    }
+    out
+}
+
+type Rewrites = (Option<Map<String, Value>>, Option<Value>);
+
+async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
+    if skipped(hook, input.op, input.event) {
+        let r = HookResult {
+            id: hook.id.clone(),
+            kind: hook.kind.name(),
+            ran: None,
+            skipped: Some(true),
+            tail: None,
+            label: hook.label.clone(),
+        };
+        return (r, (None, None));
+    }
+    let started = Instant::now();
+    let created_at = crate::telemetry::access_log::now_rfc3339();
+    let enabled: Vec<&CheckSpec> = hook.checks.iter().filter(|c| c.enabled).collect();
+    let mut request: Cow<'_, Map<String, Value>> = Cow::Borrowed(input.request);
+    let mut response: Option<Cow<'_, Value>> = input.response.map(Cow::Borrowed);
+    let mut checks = Vec::with_capacity(enabled.len());
+    let mut rewrote = (false, false);
+    let mut apply = |t: Transform,
+                     request: &mut Cow<'_, Map<String, Value>>,
+                     response: &mut Option<Cow<'_, Value>>| match t {
+        Transform::Request(j) => {
+            *request = Cow::Owned(j);
+            rewrote.0 = true;
+        }
+        Transform::Response(j) => {
+            *response = Some(Cow::Owned(j));
+            rewrote.1 = true;
+        }
+    };
+    if hook.sequential || hook.kind == HookType::Mutator {
+        for spec in enabled {
+            let ran = {
+                let ctx = ctx_of(input, &request, response.as_deref());
+                run_check(spec, &ctx, input.mode).await
+            };
+            let Some((result, transform)) = ran else {
+                continue;
+            };
+            checks.push(result);
+            if let Some(t) = transform {
+                apply(t, &mut request, &mut response);
+            }
+        }
+    } else {
+        let ctx = ctx_of(input, input.request, input.response);
+        let ran = join_all(
+            enabled
+                .iter()
+                .map(|s| run_check(s, &ctx, input.mode))
+                .collect(),
+        )
+        .await;
+        for (result, transform) in ran.into_iter().flatten() {
+            checks.push(result);
+            if let Some(t) = transform {
+                apply(t, &mut request, &mut response);
+            }
+        }
+    }
+    let verdict = checks
+        .iter()
+        .all(|c| c.verdict || (c.error.is_some() && !c.fail_on_error));
+    let feedback = feedback_of(hook, &checks);
+    let result = HookResult {
+        id: hook.id.clone(),
+        kind: hook.kind.name(),
+        ran: Some(Ran {
+            verdict,
+            deny: hook.deny && !verdict,
+            is_async: hook.is_async,
+            transformed: checks.iter().any(|c| c.transformed),
+        }),
+        skipped: None,
+        tail: Some(RanTail {
+            execution_time: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            created_at,
+            feedback,
+            checks,
+        }),
+        label: hook.label.clone(),
+    };
+    let request = rewrote.0.then(|| request.into_owned());
+    let response = if rewrote.1 {
+        response.map(Cow::into_owned)
+    } else {
+        None
+    };
+    (result, (request, response))
+}
+
+fn ctx_of<'a>(
+    input: &'a Input<'a>,
+    request: &'a Map<String, Value>,
+    response: Option<&'a Value>,
+) -> Ctx<'a> {
+    Ctx {
+        event: input.event,
+        op: input.op,
+        request,
+        response,
+        metadata: input.metadata,
+        provider: input.provider,
+        stream: input.stream,
+        env: input.env,
+    }
+}
+
+async fn run_check(
+    spec: &CheckSpec,
+    ctx: &Ctx<'_>,
+    mode: Mode,
+) -> Option<(CheckResult, Option<Transform>)> {
+    let started = Instant::now();
+    let created_at = crate::telemetry::access_log::now_rfc3339();
+    let out: Outcome = match (mode, spec.check.stream_mode()) {
+        (Mode::Full, _) => spec.check.run(ctx).await,
+        (Mode::Partial, StreamMode::Incremental) => spec.check.run_partial(ctx)?,
+        (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => spec.check.run(ctx).await,
+        _ => return None,
+    };
+    let elapsed = started.elapsed();
+    let result = CheckResult {
+        id: spec.id.clone(),
+        verdict: out.verdict,
+        data: out.data,
+        error: out.error.map(|message| CheckError {
+            name: "Error".into(),
+            message,
+        }),
+        execution_time: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        created_at,
+        transformed: out.transform.is_some(),
+        log: Value::Null,
+        fail_on_error: spec.fail_on_error,
+        seconds: elapsed.as_secs_f64(),
+    };
+    Some((result, out.transform))
+}
+
+/// Portkey's `createFeedbackObject`: `on_success` when every check passed or errored, else
+/// `on_fail`, with the check ids by outcome as comma-joined strings.
+fn feedback_of(hook: &Hook, checks: &[CheckResult]) -> Option<FeedbackOut> {
+    let ok = checks.iter().all(|c| c.verdict || c.error.is_some());
+    let spec = if ok {
+        hook.on_success.as_ref()
+    } else {
+        hook.on_fail.as_ref()
+    }?;
+    let ids = |f: &dyn Fn(&CheckResult) -> bool| {
+        checks
+            .iter()
+            .filter(|c| f(c))
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut metadata = spec.metadata.clone();
+    metadata.insert("successfulChecks".into(), Value::from(ids(&|c| c.verdict)));
+    metadata.insert(
+        "failedChecks".into(),
+        Value::from(ids(&|c| !c.verdict && c.error.is_none())),
+    );
+    metadata.insert(
+        "erroredChecks".into(),
+        Value::from(ids(&|c| !c.verdict && c.error.is_some())),
+    );
+    Some(FeedbackOut {
+        value: spec.value,
+        weight: spec.weight,
+        metadata,
+    })
+}

@@ -1,0 +1,124 @@
+//! Guardrails: Portkey's before- and after-request hooks (reference §5), run by the gateway
+//! itself. A config's hooks are parsed into typed, validated [`Hook`]s when the config is first
+//! seen (regexes and JSON schemas compiled once per distinct config, cached with its plan);
+//! named guardrails come from the settings' `guardrails:` map and are compiled at start-up.
+//!
+//! - `parse`: config forms (full hooks, `input_guardrails`/`output_guardrails` shorthand,
+//!   references to named guardrails) into [`NodeHooks`], and inheritance into [`LeafHooks`].
+//! - `checks/`: the built-in `default.*` checks, one file per family, and `portgate.pii`.
+//! - `content`: the text a check examines and how mutators write it back.
+//! - `engine`: runs hooks (checks in parallel unless `sequential`), verdicts and the
+//!   hook-result JSON of the reference.
+//! - `wire`: the request path: 446/246/200 bodies, request and response rewriting.
+//! - `stream`: after-request hooks on a streamed answer, as its text accumulates.
+//! - `telemetry`: metrics, access-log verdicts and `on_fail`/`on_success` feedback.
+
+pub mod checks;
+pub mod content;
+pub mod engine;
+pub mod parse;
+pub mod stream;
+pub mod telemetry;
+pub mod wire;
+
+use checks::Check;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub use parse::{compile_named, NamedGuardrails, NodeHooks};
+
+/// `guardrail` checks verdicts; a `mutator` rewrites the request or the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookType {
+    Guardrail,
+    Mutator,
+}
+
+impl HookType {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookType::Guardrail => "guardrail",
+            HookType::Mutator => "mutator",
+        }
+    }
+}
+
+/// When a hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Before,
+    After,
+}
+
+impl Event {
+    /// The key of the hook list in configs and `hook_results`.
+    pub fn list_key(self) -> &'static str {
+        match self {
+            Event::Before => "before_request_hooks",
+            Event::After => "after_request_hooks",
+        }
+    }
+
+    /// The metric label of hooks defined inline in a config.
+    pub fn label(self) -> &'static str {
+        match self {
+            Event::Before => "before_request",
+            Event::After => "after_request",
+        }
+    }
+}
+
+/// `on_fail` / `on_success`: the feedback recorded for the request's trace when the hook fails
+/// or passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackSpec {
+    pub value: i64,
+    pub weight: f64,
+    pub metadata: Map<String, Value>,
+}
+
+/// One check of a hook, compiled.
+#[derive(Debug)]
+pub struct CheckSpec {
+    /// As written, with `default.` prepended when the shorthand had no source.
+    pub id: String,
+    /// `is_enabled: false` checks are kept for the config's shape but never run.
+    pub enabled: bool,
+    /// `parameters.failOnError`: an erroring check fails the hook instead of passing.
+    pub fail_on_error: bool,
+    pub check: Check,
+}
+
+/// One hook, compiled.
+#[derive(Debug)]
+pub struct Hook {
+    pub id: String,
+    pub kind: HookType,
+    /// Shared, so that a reference to a named guardrail can change `deny` and the like
+    /// without recompiling its checks.
+    pub checks: Arc<Vec<CheckSpec>>,
+    pub deny: bool,
+    /// Portkey's open-source gateway never runs async hooks; neither does portgate (they are
+    /// reported as skipped).
+    pub is_async: bool,
+    pub sequential: bool,
+    pub on_fail: Option<FeedbackSpec>,
+    pub on_success: Option<FeedbackSpec>,
+    /// The metric label: the settings id of a named guardrail (bounded by the operator), or
+    /// the event for hooks written inline in a request's config (their ids are client input).
+    pub label: Arc<str>,
+}
+
+/// The hooks a target runs, after inheritance (reference §3.2). Shared by every leaf that
+/// inherits the same lists.
+#[derive(Debug, Default)]
+pub struct LeafHooks {
+    pub before: Vec<Arc<Hook>>,
+    pub after: Vec<Arc<Hook>>,
+}
+
+impl LeafHooks {
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.after.is_empty()
+    }
+}

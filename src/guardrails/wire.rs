@@ -1,0 +1,394 @@
+//! Guardrails on the request path, called from the attempt walk (`dispatch::attempts`):
+//!
+//! - before the provider is called, a target's before-request hooks run once; a failing
+//!   `deny` hook answers 446 (`hooks_failed` with `hook_results`) and the provider is never
+//!   called; mutators rewrite the body sent upstream;
+//! - after each attempt that got a whole 200 answer, the answer is translated to the client's
+//!   format, the after-request hooks run on it, and it becomes a local answer: 446 when a
+//!   `deny` hook failed (both lists), 246 with the body plus `hook_results` when a hook failed
+//!   without deny, 200 plus `hook_results` when hooks ran and passed. The status is the
+//!   attempt's, so fallbacks and `retry.on_status_codes` see 446/246 as Portkey's do.
+//!
+//! Streams keep their upstream body; `stream.rs` guards them as they are relayed.
+
+use super::checks::Env;
+use super::engine::{self, HookResult, Input, ListRun, Mode};
+use super::stream::StreamGuard;
+use super::telemetry::{self, Verdicts};
+use super::{Event, LeafHooks};
+use crate::dispatch::attempts::{Outcome, Request};
+use crate::error::GatewayError;
+use crate::providers::{Provider, ResponseOptions};
+use crate::routing::plan::Leaf;
+use crate::state::State;
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// The largest answer read whole for after-request hooks (as the walk's read-ahead).
+const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Portkey's message for a denial.
+pub const DENY_MESSAGE: &str = "The guardrail checks defined in the config failed. You can find more information in the `hook_results` object.";
+
+/// An answer the gateway holds whole: relayed through `Source::Local`.
+#[derive(Debug)]
+pub struct Local {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Local {
+    fn json(status: u16, mut headers: http::HeaderMap, body: Bytes) -> Local {
+        for h in [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::CONTENT_ENCODING,
+        ] {
+            headers.remove(h);
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        );
+        Local {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// The `hook_results` object, in Portkey's field order.
+#[derive(Serialize)]
+pub struct HookResults<'a> {
+    pub before_request_hooks: &'a [HookResult],
+    pub after_request_hooks: &'a [HookResult],
+}
+
+pub fn hook_results<'a>(before: &'a [HookResult], after: &'a [HookResult]) -> HookResults<'a> {
+    HookResults {
+        before_request_hooks: before,
+        after_request_hooks: after,
+    }
+}
+
+#[derive(Serialize)]
+struct DenyError {
+    message: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<()>,
+    code: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Deny<'a> {
+    error: DenyError,
+    hook_results: HookResults<'a>,
+}
+
+/// The 446 body: Portkey's error object and both hook lists (byte for byte in its order).
+pub fn deny_body(before: &[HookResult], after: &[HookResult]) -> Bytes {
+    let body = Deny {
+        error: DenyError {
+            message: DENY_MESSAGE,
+            kind: "hooks_failed",
+            param: None,
+            code: None,
+        },
+        hook_results: hook_results(before, after),
+    };
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// Adds `"hook_results":{...}` as the last member of a JSON object, without re-serialising it.
+pub fn splice_results(body: &[u8], results: &HookResults<'_>) -> Option<Bytes> {
+    let close = body.iter().rposition(|b| *b == b'}')?;
+    let (head, _) = body.split_at(close);
+    let empty = head
+        .iter()
+        .rev()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let results = serde_json::to_vec(results).ok()?;
+    let mut out = BytesMut::with_capacity(body.len() + results.len() + 20);
+    out.extend_from_slice(head);
+    if !empty {
+        out.extend_from_slice(b",");
+    }
+    out.extend_from_slice(b"\"hook_results\":");
+    out.extend_from_slice(&results);
+    out.extend_from_slice(b"}");
+    Some(out.freeze())
+}
+
+/// The guardrail state of one target's attempts.
+#[derive(Default)]
+pub struct LeafGuard {
+    hooks: Arc<LeafHooks>,
+    /// The request as the checks see it when it differs from the client's body (the target's
+    /// overrides, mutators); `None`: the client's parsed body, read in place (no copy).
+    request: Option<Arc<Map<String, Value>>>,
+    before: Vec<HookResult>,
+    active: bool,
+}
+
+/// What the before-request hooks decided.
+pub enum Before {
+    /// Send `body` (rewritten when a mutator changed the request).
+    Send(LeafGuard, Bytes),
+    /// A deny hook failed: answer this, without calling the provider.
+    Deny(Local),
+}
+
+impl LeafGuard {
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Runs the target's before-request hooks.
+    pub async fn before(
+        state: &State,
+        req: &Request<'_>,
+        leaf: &Leaf,
+        provider: &str,
+        hide_usage: bool,
+        body: Bytes,
+        log: &mut Verdicts,
+    ) -> Result<Before, GatewayError> {
+        if leaf.hooks.is_empty() {
+            return Ok(Before::Send(LeafGuard::default(), body));
+        }
+        let params = req.view.params()?;
+        let mut request: std::borrow::Cow<'_, Map<String, Value>> = match &leaf.override_params {
+            Some(overrides) => {
+                let mut merged = params.clone();
+                for (k, v) in overrides.iter() {
+                    merged.insert(k.clone(), v.clone());
+                }
+                std::borrow::Cow::Owned(merged)
+            }
+            None => std::borrow::Cow::Borrowed(params),
+        };
+        let env = Env {
+            dispatcher: &state.dispatcher,
+            custom_hosts: &state.custom_hosts,
+        };
+        let run = if leaf.hooks.before.is_empty() {
+            ListRun::default()
+        } else {
+            let input = Input {
+                event: Event::Before,
+                op: req.op,
+                request: &request,
+                response: None,
+                metadata: req.metadata,
+                provider,
+                stream: req.view.stream,
+                env: Some(&env),
+                mode: Mode::Full,
+            };
+            engine::run(&leaf.hooks.before, &input).await
+        };
+        telemetry::record(state, req.trace_id, Event::Before, &run.results, log);
+        if run.deny {
+            let body = deny_body(&run.results, &[]);
+            return Ok(Before::Deny(Local::json(446, http::HeaderMap::new(), body)));
+        }
+        let body = match run.request {
+            Some(rewritten) => {
+                request = std::borrow::Cow::Owned(rewritten);
+                let mut sent = request.clone().into_owned();
+                if hide_usage {
+                    let o = sent
+                        .entry("stream_options")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    match o {
+                        Value::Object(o) => {
+                            o.insert("include_usage".into(), Value::Bool(true));
+                        }
+                        other => *other = serde_json::json!({"include_usage": true}),
+                    }
+                }
+                serde_json::to_vec(&sent)
+                    .map(Bytes::from)
+                    .map_err(|e| GatewayError::Internal(format!("serialising the request: {e}")))?
+            }
+            None => body,
+        };
+        Ok(Before::Send(
+            LeafGuard {
+                hooks: leaf.hooks.clone(),
+                request: match request {
+                    std::borrow::Cow::Owned(r) => Some(Arc::new(r)),
+                    std::borrow::Cow::Borrowed(_) => None,
+                },
+                before: run.results,
+                active: true,
+            },
+            body,
+        ))
+    }
+
+    /// Runs the after-request hooks on a whole 200 answer and turns it into the answer the
+    /// client gets (see the module doc). Anything else passes through untouched.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn after(
+        &self,
+        state: &State,
+        req: &Request<'_>,
+        adapter: &Arc<dyn Provider>,
+        provider: &str,
+        hide_usage: bool,
+        outcome: Outcome,
+        log: &mut Verdicts,
+    ) -> Outcome {
+        if !self.active || req.view.stream {
+            return outcome;
+        }
+        let Outcome::Response(mut inbound) = outcome else {
+            return outcome;
+        };
+        let content_type = inbound
+            .header()
+            .and_then(|h| h.headers.get(http::header::CONTENT_TYPE))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if inbound.status() != 200 || content_type.starts_with("text/event-stream") {
+            return Outcome::Response(inbound);
+        }
+        let raw = match inbound.read_to_end(ANSWER_LIMIT).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                inbound.abort().await;
+                return Outcome::Failed(e);
+            }
+        };
+        let headers = inbound
+            .header()
+            .map(|h| h.headers.clone())
+            .unwrap_or_default();
+        if inbound.is_done() {
+            state.dispatcher.release(*inbound).await;
+        } else {
+            inbound.abort().await;
+        }
+        // The client's format: checks read `choices[0].message.content` (or Messages content)
+        // whatever the provider's API.
+        let opts = ResponseOptions {
+            hide_usage,
+            strict: req.headers.strict_open_ai_compliance.unwrap_or(true),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            model: req.view.model.as_deref(),
+        };
+        let mut translator = adapter.response(req.op, 200, &content_type, &opts);
+        let mut translated = BytesMut::new();
+        if let Some(out) = translator.push(raw) {
+            translated.extend_from_slice(&out);
+        }
+        if let Some(out) = translator.finish() {
+            translated.extend_from_slice(&out);
+        }
+        let translated = translated.freeze();
+        let Ok(json) = serde_json::from_slice::<Value>(&translated) else {
+            return Outcome::Local(Box::new(Local::json(200, headers, translated)));
+        };
+        let env = Env {
+            dispatcher: &state.dispatcher,
+            custom_hosts: &state.custom_hosts,
+        };
+        let request = match &self.request {
+            Some(r) => r.as_ref(),
+            None => match req.view.params() {
+                Ok(p) => p,
+                Err(e) => return Outcome::Failed(e),
+            },
+        };
+        let run = if self.hooks.after.is_empty() {
+            ListRun::default()
+        } else {
+            let input = Input {
+                event: Event::After,
+                op: req.op,
+                request,
+                response: Some(&json),
+                metadata: req.metadata,
+                provider,
+                stream: false,
+                env: Some(&env),
+                mode: Mode::Full,
+            };
+            engine::run(&self.hooks.after, &input).await
+        };
+        telemetry::record(state, req.trace_id, Event::After, &run.results, log);
+        if run.deny {
+            let body = deny_body(&self.before, &run.results);
+            return Outcome::Local(Box::new(Local::json(446, headers, body)));
+        }
+        let passed = run.passed() && self.before.iter().all(HookResult::verdict);
+        let results = hook_results(&self.before, &run.results);
+        let base = match &run.response {
+            Some(rewritten) => Bytes::from(serde_json::to_vec(rewritten).unwrap_or_default()),
+            None => translated,
+        };
+        let body = splice_results(&base, &results).unwrap_or(base);
+        let status = if passed { 200 } else { 246 };
+        Outcome::Local(Box::new(Local::json(status, headers, body)))
+    }
+
+    /// The guard of a streamed answer: its after-request hooks and the before results.
+    pub fn for_stream(&self, req: &Request<'_>, provider: &str) -> Option<Box<StreamGuard>> {
+        if !self.active || !req.view.stream {
+            return None;
+        }
+        let request = match &self.request {
+            Some(r) => r.clone(),
+            None => Arc::new(req.view.params().ok()?.clone()),
+        };
+        Some(Box::new(StreamGuard::new(
+            self.hooks.after.clone(),
+            self.before.clone(),
+            request,
+            req,
+            provider,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_spliced_as_the_last_member() {
+        let v = serde_json::json!({"before_request_hooks": [], "after_request_hooks": []});
+        let r = hook_results(&[], &[]);
+        let out = splice_results(br#"{"id":"x","choices":[]} "#, &r).unwrap();
+        let parsed: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(parsed["id"], "x");
+        assert_eq!(parsed["hook_results"], v);
+        let out = splice_results(b"{ }", &r).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap()["hook_results"],
+            v
+        );
+        let deny: Value = serde_json::from_slice(&deny_body(&[], &[])).unwrap();
+        assert_eq!(deny["error"]["type"], "hooks_failed");
+        let raw = String::from_utf8(deny_body(&[], &[]).to_vec()).unwrap();
+        assert!(
+            raw.starts_with(r#"{"error":{"message":"The guardrail"#),
+            "{raw}"
+        );
+        assert!(raw.ends_with(r#""type":"hooks_failed","param":null,"code":null},"hook_results":{"before_request_hooks":[],"after_request_hooks":[]}}"#), "{raw}");
+    }
+}

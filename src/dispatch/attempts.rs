@@ -87,6 +87,8 @@ pub struct AttemptRecord {
 pub enum Outcome {
     /// An upstream response whose header is read; the body is still to be relayed.
     Response(Box<Inbound>),
+    /// An answer from the response cache (the target was not sent to).
+    Cached(Arc<crate::cache::Entry>),
     Failed(GatewayError),
 }
 
@@ -94,6 +96,7 @@ impl Outcome {
     pub fn status(&self) -> u16 {
         match self {
             Outcome::Response(r) => r.status(),
+            Outcome::Cached(e) => e.status,
             Outcome::Failed(e) => e.status(),
         }
     }
@@ -115,6 +118,9 @@ pub struct Answer {
     /// The gateway added `stream_options.include_usage` to this target's request: the usage
     /// chunk must be hidden from the client.
     pub hide_usage: bool,
+    /// What the response cache decided for this target (`x-portkey-cache-status`, and whether
+    /// the answer is to be stored).
+    pub cache: crate::cache::Note,
 }
 
 /// The walk's per-request state.
@@ -272,6 +278,26 @@ impl<'a> Walk<'a> {
             Ok(b) => b,
             Err(e) => return failed(e),
         };
+        // The target's own cache config, credential and overridden body (see `cache/mod.rs`).
+        let cache = match (self.state.cache)
+            .lookup(leaf.cache.as_ref(), self.req, &target, &body)
+            .await
+        {
+            crate::cache::Lookup::Go(note) => note,
+            crate::cache::Lookup::Hit(entry) => {
+                return Answer {
+                    outcome: Outcome::Cached(entry),
+                    adapter: Some(target.provider.clone()),
+                    leaf_path: path,
+                    provider: Some(provider),
+                    retry_count: 0,
+                    budget_exhausted: false,
+                    skipped: false,
+                    hide_usage,
+                    cache: crate::cache::Note::HIT,
+                }
+            }
+        };
         let breaker = leaf
             .breaker
             .as_ref()
@@ -288,6 +314,7 @@ impl<'a> Walk<'a> {
             budget_exhausted,
             skipped,
             hide_usage,
+            cache,
         };
         let kind = if self.attempts.is_empty() {
             AttemptKind::First
@@ -316,11 +343,12 @@ impl<'a> Walk<'a> {
             let status = outcome.status();
             let retriable = match &outcome {
                 Outcome::Response(_) => leaf.retry.retries_status(status),
+                Outcome::Cached(_) => false,
                 Outcome::Failed(e) => e.is_upstream(),
             };
             if let (Some(spec), Some(circuit)) = (breaker, circuit.as_deref()) {
                 let failed = match &outcome {
-                    Outcome::Response(_) => spec.fails_on(status),
+                    Outcome::Response(_) | Outcome::Cached(_) => spec.fails_on(status),
                     Outcome::Failed(e) => e.is_upstream(),
                 };
                 let state = self.state.breakers.record(circuit, spec, failed);
@@ -332,7 +360,7 @@ impl<'a> Walk<'a> {
             }
             let err = match &outcome {
                 Outcome::Failed(e) => Err(e.kind()),
-                Outcome::Response(_) => Ok(()),
+                Outcome::Response(_) | Outcome::Cached(_) => Ok(()),
             };
             self.record(
                 &leaf.path,
@@ -609,6 +637,7 @@ fn failed(e: GatewayError) -> Answer {
         budget_exhausted: false,
         skipped: false,
         hide_usage: false,
+        cache: crate::cache::Note::DISABLED,
     }
 }
 

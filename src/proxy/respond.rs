@@ -318,6 +318,9 @@ async fn pump_whole(
         early.extend_from_slice(&rest);
     }
     let body = early.freeze();
+    if let Some(c) = ctx.cache_capture.as_mut() {
+        c.push(&body);
+    }
     let mut header = downstream_header(source, ctx, translator).map_err(|e| {
         RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
     })?;
@@ -414,6 +417,9 @@ async fn pump(
                     return Err(RelayError::Upstream(err));
                 }
                 if let Some(out) = out {
+                    if let Some(c) = ctx.cache_capture.as_mut() {
+                        c.push(&out);
+                    }
                     let now = std::time::Instant::now();
                     ctx.metered.first_chunk_at.get_or_insert(now);
                     ctx.metered.last_chunk_at = Some(now);
@@ -435,6 +441,9 @@ async fn pump(
         }
     }
     let rest = translator.finish();
+    if let (Some(c), Some(rest)) = (ctx.cache_capture.as_mut(), rest.as_ref()) {
+        c.push(rest);
+    }
     if session.write_response_body(rest, true).await.is_err() {
         return Err(RelayError::ClientGone);
     }

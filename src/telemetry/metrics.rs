@@ -64,6 +64,8 @@ pub struct Metrics {
     /// the answer, or the gateway could not write one. Kept-alive clients must never see this
     /// for a request they sent in good order, so any rate here is worth a look.
     pub closed_without_response: IntCounter,
+    /// The response cache's families (`cache/metrics.rs`).
+    pub cache: crate::cache::CacheMetrics,
     metadata_labels: Vec<String>,
     /// Requested and served model names (one set: both name the same models).
     models: LabelGuard,
@@ -199,6 +201,7 @@ impl Metrics {
                 "portgate_downstream_closed_without_response_total",
                 "Client connections closed after a request without any response written.",
             )?,
+            cache: crate::cache::CacheMetrics::new()?,
             metadata_labels: metadata_labels.to_vec(),
             models: LabelGuard::new(max_models, MAX_MODEL_LEN),
             targets: LabelGuard::new(MAX_TARGETS, MAX_TARGET_LEN),
@@ -227,6 +230,7 @@ impl Metrics {
         r.register(Box::new(m.feedback_value.clone()))?;
         r.register(Box::new(m.access_log_dropped.clone()))?;
         r.register(Box::new(m.closed_without_response.clone()))?;
+        m.cache.register(r)?;
         Ok(m)
     }
 

@@ -357,3 +357,152 @@ async fn settings_can_turn_the_cache_off() {
     }
     assert_eq!(mock.request_count(), 2);
 }
+
+fn embedding(v: &[f32]) -> Reply {
+    Reply::json(
+        200,
+        json!({"object": "list", "model": "emb", "data": [{"object": "embedding", "index": 0, "embedding": v}],
+               "usage": {"prompt_tokens": 5, "total_tokens": 5}}),
+    )
+}
+
+fn question(system: &str, user: &str) -> serde_json::Value {
+    json!({"model": "m", "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantic_hit_for_a_paraphrase_and_miss_below_the_threshold() {
+    let chat_mock = MockProvider::start().await;
+    let embedder = MockProvider::start().await;
+    let mut s = test_settings();
+    route_to(&mut s, &chat_mock, &["openai"]);
+    s.virtual_keys.insert(
+        "embedder".into(),
+        portgate::settings::VirtualKeyRow {
+            provider: "openai".into(),
+            api_key_env: None,
+            api_key_file: None,
+            custom_host: Some(embedder.base_url()),
+            options: Default::default(),
+        },
+    );
+    s.cache.semantic.virtual_key = Some("embedder".into());
+    s.cache.semantic.model = "emb-model".into();
+    let gw = TestGateway::start(s);
+    let config =
+        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic"}}).to_string();
+    // The mock embedder's deterministic vectors, in request order.
+    embedder.script([
+        embedding(&[1.0, 0.0, 0.0]),
+        embedding(&[0.99, 0.14, 0.0]),
+        embedding(&[0.0, 1.0, 0.0]),
+        Reply::json(500, json!({"error": {"message": "embedder down"}})),
+    ]);
+    let (_, h, v1) = ask(
+        &gw,
+        &config,
+        &[],
+        question("be brief", "What is the capital of France?"),
+    )
+    .await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    let sent = embedder.requests()[0].json();
+    assert_eq!(sent["model"], "emb-model");
+    assert_eq!(
+        sent["input"], "What is the capital of France?",
+        "the user message only"
+    );
+    // Exact repeat: an exact hit, no embedding needed.
+    let (_, h, _) = ask(
+        &gw,
+        &config,
+        &[],
+        question("be brief", "What is the capital of France?"),
+    )
+    .await;
+    assert_eq!(status(&h), "HIT");
+    assert_eq!(embedder.request_count(), 1);
+    // A paraphrase (cosine 0.99 ≥ 0.95): the cached answer.
+    let (s2, h, v2) = ask(
+        &gw,
+        &config,
+        &[],
+        question("be brief", "Tell me France's capital city"),
+    )
+    .await;
+    assert_eq!(s2, 200);
+    assert_eq!(status(&h), "SEMANTIC HIT");
+    assert_eq!(v1, v2);
+    assert_eq!(chat_mock.request_count(), 1);
+    // Another question (cosine 0): a miss, sent upstream.
+    let (_, h, _) = ask(
+        &gw,
+        &config,
+        &[],
+        question("be brief", "How tall is Everest?"),
+    )
+    .await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    assert_eq!(chat_mock.request_count(), 2);
+    // The embedder fails: the request is served all the same, and that is counted.
+    let (s5, h, _) = ask(&gw, &config, &[], question("be brief", "Something else")).await;
+    assert_eq!(s5, 200);
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    assert_eq!(chat_mock.request_count(), 3);
+    let text = scrape(&gw).await;
+    let count = |result: &str| {
+        sample(
+            &text,
+            "portgate_cache_requests_total",
+            &[("mode", "semantic"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(count("semantic_hit"), 1.0);
+    assert_eq!(count("hit"), 1.0);
+    assert_eq!(count("embedding_error"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semantic_neighbour_in_another_scope_is_not_a_hit() {
+    let chat_mock = MockProvider::start().await;
+    let embedder = MockProvider::start().await;
+    let mut s = test_settings();
+    route_to(&mut s, &chat_mock, &["openai"]);
+    s.virtual_keys.insert(
+        "embedder".into(),
+        portgate::settings::VirtualKeyRow {
+            provider: "openai".into(),
+            api_key_env: None,
+            api_key_file: None,
+            custom_host: Some(embedder.base_url()),
+            options: Default::default(),
+        },
+    );
+    s.cache.semantic.virtual_key = Some("embedder".into());
+    let gw = TestGateway::start(s);
+    let config =
+        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic"}}).to_string();
+    embedder.always(embedding(&[1.0, 0.0]));
+    let (_, h, _) = ask(&gw, &config, &[], question("be brief", "q1")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    // Same vector, but another system prompt, namespace or credential: other scopes.
+    let (_, h, _) = ask(&gw, &config, &[], question("be long", "q2")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    let (_, h, _) = ask(
+        &gw,
+        &config,
+        &[("x-portkey-cache-namespace", "other")],
+        question("be brief", "q3"),
+    )
+    .await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    let other_key =
+        json!({"provider": "openai", "api_key": "sk-2", "cache": {"mode": "semantic"}}).to_string();
+    let (_, h, _) = ask(&gw, &other_key, &[], question("be brief", "q4")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    // Same scope: the neighbour is found.
+    let (_, h, _) = ask(&gw, &config, &[], question("be brief", "q5")).await;
+    assert_eq!(status(&h), "SEMANTIC HIT");
+    assert_eq!(chat_mock.request_count(), 4);
+}

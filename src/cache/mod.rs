@@ -21,6 +21,7 @@ pub mod key;
 pub mod memory;
 pub mod metrics;
 pub mod redis;
+pub mod semantic;
 pub mod settings;
 
 pub use metrics::CacheMetrics;
@@ -30,12 +31,14 @@ use crate::dispatch::attempts::Request;
 use crate::portkey::config::{CacheMode, CacheSpec};
 use crate::routing::target::Target;
 use crate::settings::SettingsError;
+use crate::state::State;
 use crate::telemetry::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Instant;
 
 pub const HIT: &str = "HIT";
+pub const SEMANTIC_HIT: &str = "SEMANTIC HIT";
 pub const MISS: &str = "MISS";
 pub const SEMANTIC_MISS: &str = "SEMANTIC MISS";
 pub const REFRESH: &str = "REFRESH";
@@ -157,17 +160,20 @@ impl<'a> Reader<'a> {
 }
 
 /// What the lookup decided for a request: the `x-portkey-cache-status` it gets, and whether
-/// its answer is to be stored (and under which key, for how long).
-#[derive(Debug, Clone, Copy)]
+/// its answer is to be stored (and under which key, for how long). Small: it travels in every
+/// walk's answer.
+#[derive(Debug, Clone)]
 pub struct Note {
     pub status: &'static str,
-    pending: Option<Pending>,
+    pending: Option<Box<Pending>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     key: [u8; 32],
     ttl: u64,
+    /// Semantic mode: the scope and unit vector to index the stored answer under.
+    semantic: Option<([u8; 32], Arc<[f32]>)>,
 }
 
 impl Note {
@@ -177,11 +183,9 @@ impl Note {
         pending: None,
     };
 
-    /// Served from the cache.
-    pub const HIT: Note = Note {
-        status: HIT,
-        pending: None,
-    };
+    fn go(status: &'static str, pending: Option<Box<Pending>>) -> Note {
+        Note { status, pending }
+    }
 
     /// Whether the answer is to be captured and stored.
     pub fn stores(&self) -> bool {
@@ -190,7 +194,8 @@ impl Note {
 }
 
 pub enum Lookup {
-    Hit(Arc<Entry>),
+    /// Served from the cache, with the note saying how (`HIT`, `SEMANTIC HIT`).
+    Hit(Arc<Entry>, Note),
     Go(Note),
 }
 
@@ -220,6 +225,7 @@ pub struct Cache {
     settings: CacheSettings,
     memory: Option<memory::MemoryStore>,
     redis: Option<Arc<redis::RedisStore>>,
+    index: semantic::Index,
     pub metrics: CacheMetrics,
 }
 
@@ -274,6 +280,7 @@ impl Cache {
             settings: settings.clone(),
             memory,
             redis,
+            index: semantic::Index::new(settings.semantic.max_entries),
             metrics,
         })
     }
@@ -289,6 +296,7 @@ impl Cache {
     /// Looks the request up for one target (`body` is its body after `override_params`).
     pub async fn lookup(
         &self,
+        state: &State,
         spec: Option<&CacheSpec>,
         req: &Request<'_>,
         target: &Target,
@@ -321,49 +329,103 @@ impl Cache {
             self.count(mode, "uncacheable");
             return Lookup::Go(Note::DISABLED);
         };
-        let pending = Some(Pending {
+        let mut pending = Box::new(Pending {
             key,
             ttl: self.settings.ttl(spec.max_age),
+            semantic: None,
         });
+        let semantic = spec.mode == CacheMode::Semantic
+            && self.settings.semantic.virtual_key.is_some()
+            && req.op == crate::providers::Operation::ChatCompletions;
         if refresh {
             self.count(mode, "refresh");
-            return Lookup::Go(Note {
-                status: REFRESH,
-                pending,
-            });
+            if semantic {
+                pending.semantic = self.embed(state, mode, &scope, body).await;
+            }
+            return Lookup::Go(Note::go(REFRESH, Some(pending)));
         }
+        match self.get(&key).await {
+            Ok(Some(entry)) => {
+                self.count(mode, "hit");
+                return Lookup::Hit(entry, Note::go(HIT, None));
+            }
+            Ok(None) => {}
+            Err(()) => {
+                // Redis is down or slow: go on uncached, and do not try to store either.
+                self.count(mode, "error");
+                return Lookup::Go(Note::DISABLED);
+            }
+        }
+        if !semantic {
+            self.count(mode, "miss");
+            let status = match spec.mode {
+                CacheMode::Simple => MISS,
+                CacheMode::Semantic => SEMANTIC_MISS,
+            };
+            return Lookup::Go(Note::go(status, Some(pending)));
+        }
+        pending.semantic = self.embed(state, mode, &scope, body).await;
+        if let Some((scope_digest, v)) = &pending.semantic {
+            let now = now_secs();
+            let near = self.index.nearest(scope_digest, v, now);
+            let threshold = self.settings.semantic.threshold;
+            if let Some((near_key, _)) = near.filter(|(_, sim)| *sim >= threshold) {
+                if let Ok(Some(entry)) = self.get(&near_key).await {
+                    self.count(mode, "semantic_hit");
+                    return Lookup::Hit(entry, Note::go(SEMANTIC_HIT, None));
+                }
+            }
+        }
+        self.count(mode, "miss");
+        Lookup::Go(Note::go(SEMANTIC_MISS, Some(pending)))
+    }
+
+    /// The entry under `key`, from the backend (`Err` when Redis failed or timed out).
+    async fn get(&self, key: &[u8; 32]) -> Result<Option<Arc<Entry>>, ()> {
         let started = Instant::now();
         let now = now_secs();
         let found = match (&self.memory, &self.redis) {
-            (Some(m), _) => Ok(m.get(&key, now)),
+            (Some(m), _) => Ok(m.get(key, now)),
             (None, Some(r)) => r
-                .get(&key)
+                .get(key)
                 .await
                 .map(|e| e.filter(|e| e.expires_at > now).map(Arc::new))
-                .inspect_err(|e| r.log_failure("lookup", e)),
+                .map_err(|e| r.log_failure("lookup", &e)),
             (None, None) => Ok(None),
         };
         self.metrics
             .lookup
             .with_label_values(&[self.backend_label()])
             .observe(started.elapsed().as_secs_f64());
-        match found {
-            Ok(Some(entry)) => {
-                self.count(mode, "hit");
-                Lookup::Hit(entry)
-            }
-            Ok(None) => {
-                self.count(mode, "miss");
-                let status = match spec.mode {
-                    CacheMode::Simple => MISS,
-                    CacheMode::Semantic => SEMANTIC_MISS,
-                };
-                Lookup::Go(Note { status, pending })
-            }
-            Err(_) => {
-                // Redis is down or slow: go on uncached, and do not try to store either.
-                self.count(mode, "error");
-                Lookup::Go(Note::DISABLED)
+        found
+    }
+
+    /// The request's semantic scope and unit vector; `None` (counted) when the request does
+    /// not qualify or the embedding failed: the request then goes on with the exact cache only.
+    async fn embed(
+        &self,
+        state: &State,
+        mode: &str,
+        scope: &key::Scope<'_>,
+        body: &[u8],
+    ) -> Option<([u8; 32], Arc<[f32]>)> {
+        let s = &self.settings.semantic;
+        let Some(q) = semantic::query(s, scope, body) else {
+            self.count(mode, "semantic_skipped");
+            return None;
+        };
+        let started = Instant::now();
+        let embedded = semantic::embed(state, s, &q.text).await;
+        self.metrics
+            .lookup
+            .with_label_values(&["embedding"])
+            .observe(started.elapsed().as_secs_f64());
+        match embedded {
+            Ok(v) => Some((q.scope, v)),
+            Err(e) => {
+                self.count(mode, "embedding_error");
+                tracing::warn!(target: "portgate::cache", error = %e, "semantic cache: embedding failed, exact match only");
+                None
             }
         }
     }
@@ -395,7 +457,7 @@ impl Cache {
         usage: Option<Usage>,
         model: Option<String>,
     ) {
-        let Some(p) = note.pending else {
+        let Some(p) = note.pending.as_deref() else {
             return;
         };
         if !(200..300).contains(&status) {
@@ -413,14 +475,18 @@ impl Cache {
             model,
             expires_at: now_secs().saturating_add(p.ttl),
         };
+        if let Some((scope, v)) = &p.semantic {
+            self.index.insert(*scope, v, p.key, entry.expires_at);
+        }
         if let Some(m) = &self.memory {
             m.put(p.key, Arc::new(entry));
             self.metrics.stores.with_label_values(&["stored"]).inc();
         } else if let Some(r) = &self.redis {
             let r = r.clone();
             let stores = self.metrics.stores.clone();
+            let (key, ttl) = (p.key, p.ttl);
             tokio::spawn(async move {
-                match r.put(&p.key, &entry, p.ttl).await {
+                match r.put(&key, &entry, ttl).await {
                     Ok(()) => stores.with_label_values(&["stored"]).inc(),
                     Err(e) => {
                         r.log_failure("store", &e);

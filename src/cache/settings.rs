@@ -34,6 +34,8 @@ pub struct CacheSettings {
     /// Largest `max_age` honoured; larger values are lowered to it (Portkey hosted: 90 days).
     pub max_max_age_seconds: u64,
     pub redis: RedisSettings,
+    /// The semantic cache's embedding target and index (`semantic.rs`).
+    pub semantic: super::semantic::SemanticSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -68,6 +70,7 @@ impl Default for CacheSettings {
             min_max_age_seconds: 60,
             max_max_age_seconds: 7_776_000,
             redis: RedisSettings::default(),
+            semantic: Default::default(),
         }
     }
 }
@@ -87,7 +90,7 @@ impl Default for RedisSettings {
 }
 
 impl CacheSettings {
-    pub fn validate(&self) -> Result<(), SettingsError> {
+    pub fn validate(&self, has_virtual_key: &dyn Fn(&str) -> bool) -> Result<(), SettingsError> {
         let err = |f: &str, m: &str| Err(SettingsError::new(&format!("cache.{f}"), m));
         if self.max_entries == 0 {
             return err("max_entries", "must be at least 1");
@@ -110,6 +113,21 @@ impl CacheSettings {
             return err(
                 "default_max_age_seconds",
                 "must lie between cache.min_max_age_seconds and cache.max_max_age_seconds",
+            );
+        }
+        let sem = &self.semantic;
+        if !(sem.threshold > 0.0 && sem.threshold <= 1.0) {
+            return err("semantic.threshold", "must be in (0, 1]");
+        }
+        if let Some(vk) = &sem.virtual_key {
+            if !has_virtual_key(vk) {
+                return err("semantic.virtual_key", "names no entry of virtual_keys");
+            }
+        }
+        if sem.max_entries == 0 || sem.max_messages == 0 || sem.timeout_ms == 0 {
+            return err(
+                "semantic",
+                "max_entries, max_messages and timeout_ms must be positive",
             );
         }
         let r = &self.redis;

@@ -280,11 +280,11 @@ impl<'a> Walk<'a> {
         };
         // The target's own cache config, credential and overridden body (see `cache/mod.rs`).
         let cache = match (self.state.cache)
-            .lookup(leaf.cache.as_ref(), self.req, &target, &body)
+            .lookup(self.state, leaf.cache.as_ref(), self.req, &target, &body)
             .await
         {
             crate::cache::Lookup::Go(note) => note,
-            crate::cache::Lookup::Hit(entry) => {
+            crate::cache::Lookup::Hit(entry, note) => {
                 return Answer {
                     outcome: Outcome::Cached(entry),
                     adapter: Some(target.provider.clone()),
@@ -294,7 +294,7 @@ impl<'a> Walk<'a> {
                     budget_exhausted: false,
                     skipped: false,
                     hide_usage,
-                    cache: crate::cache::Note::HIT,
+                    cache: note,
                 }
             }
         };
@@ -314,7 +314,7 @@ impl<'a> Walk<'a> {
             budget_exhausted,
             skipped,
             hide_usage,
-            cache,
+            cache: cache.clone(),
         };
         let kind = if self.attempts.is_empty() {
             AttemptKind::First

@@ -39,7 +39,8 @@ pub struct SemanticSettings {
     pub model: String,
     /// Smallest cosine similarity that is a hit.
     pub threshold: f32,
-    /// Most entries indexed (all scopes together).
+    /// Most entries indexed (all scopes together). Memory is entries × dimensions × 4 bytes:
+    /// 10 000 vectors of 1536 dimensions hold 59 MiB.
     pub max_entries: usize,
     /// Requests with more user messages are not looked up semantically (Portkey: 4).
     pub max_messages: usize,
@@ -55,7 +56,7 @@ impl Default for SemanticSettings {
             virtual_key: None,
             model: "text-embedding-3-small".into(),
             threshold: 0.95,
-            max_entries: 100_000,
+            max_entries: 10_000,
             max_messages: 4,
             max_input_bytes: 32 * 1024,
             timeout_ms: 2000,

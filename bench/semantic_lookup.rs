@@ -30,7 +30,10 @@ fn main() {
     for dim in [384usize, 1536] {
         for entries in [10_000usize, 100_000] {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (dim * entries) as u64);
-            let index = Index::new(entries);
+            let gauge = prometheus::IntGauge::new("vectors", "vectors").unwrap_or_else(|_| {
+                std::process::exit(1);
+            });
+            let index = Index::new(entries, gauge);
             let scope = [7u8; 32];
             for i in 0..entries {
                 let mut key = [0u8; 32];

@@ -185,3 +185,93 @@ async fn a_redis_started_later_is_used_once_reachable() {
     stored(&gw, 1.0).await;
     assert_eq!(ask(&gw, "hi").await, (200, "HIT".into()));
 }
+
+fn embedding(v: &[f32]) -> Reply {
+    Reply::json(
+        200,
+        json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": v}]}),
+    )
+}
+
+fn semantic_gateway(chat: &MockProvider, embedder: &MockProvider, url: &str) -> TestGateway {
+    let mut s = test_settings();
+    route_to(&mut s, chat, &["openai"]);
+    s.cache.backend = portgate::cache::Backend::Redis;
+    s.cache.redis.url = Some(url.to_string());
+    s.cache.redis.lookup_timeout_ms = 1000;
+    s.cache.redis.store_timeout_ms = 1000;
+    s.cache.redis.reconnect_interval_ms = 200;
+    s.virtual_keys.insert(
+        "embedder".into(),
+        portgate::settings::VirtualKeyRow {
+            provider: "openai".into(),
+            api_key_env: None,
+            api_key_file: None,
+            custom_host: Some(embedder.base_url()),
+            options: Default::default(),
+        },
+    );
+    s.cache.semantic.virtual_key = Some("embedder".into());
+    TestGateway::start(s)
+}
+
+async fn ask_semantic(gw: &TestGateway, content: &str) -> String {
+    let config =
+        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic"}}).to_string();
+    let (s, h, _) = with_config(gw, &config, body(content)).await;
+    assert_eq!(s, 200);
+    header(&h, "x-portkey-cache-status").to_string()
+}
+
+/// Waits until the gateway's semantic index holds `n` vectors.
+async fn vectors(gw: &TestGateway, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = sample(&scrape(gw).await, "portgate_cache_semantic_vectors", &[]);
+        if got == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "vectors {got:?}, expected {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantic_entries_reach_every_replica_including_later_ones() {
+    let redis = RedisServer::start();
+    let chat = MockProvider::start().await;
+    let embedder = MockProvider::start().await;
+    // Every text embeds to nearly the same direction: paraphrases of one question.
+    embedder.script([embedding(&[1.0, 0.0])]);
+    embedder.always(embedding(&[0.99, 0.1]));
+    let a = semantic_gateway(&chat, &embedder, &redis.url());
+    let b = semantic_gateway(&chat, &embedder, &redis.url());
+    // b follows the vectors from its first semantic lookup on (a miss in its own scope).
+    let config_b =
+        json!({"provider": "openai", "api_key": "sk-b", "cache": {"mode": "semantic"}}).to_string();
+    let (_, h, _) = with_config(&b, &config_b, body("warm-up")).await;
+    assert_eq!(header(&h, "x-portkey-cache-status"), "SEMANTIC MISS");
+
+    assert_eq!(
+        ask_semantic(&a, "capital of France?").await,
+        "SEMANTIC MISS"
+    );
+    stored(&a, 1.0).await;
+    // b's index got a's vector through the stream (plus its own warm-up one).
+    vectors(&b, 2.0).await;
+    assert_eq!(
+        ask_semantic(&b, "France's capital city").await,
+        "SEMANTIC HIT"
+    );
+    // A replica started afterwards loads the vectors stored before it.
+    let c = semantic_gateway(&chat, &embedder, &redis.url());
+    assert_eq!(
+        ask_semantic(&c, "which city is France's capital").await,
+        "SEMANTIC HIT"
+    );
+    assert_eq!(
+        chat.request_count(),
+        2,
+        "warm-up and the first question only"
+    );
+}

@@ -21,6 +21,8 @@ pub struct CacheMetrics {
     pub saved_cost: Counter,
     pub entries: IntGauge,
     pub bytes: IntGauge,
+    /// Vectors in this process's semantic index.
+    pub semantic_vectors: IntGauge,
     /// `portgate_cache_stores_total{result}`: stored, too_large, error.
     pub stores: IntCounterVec,
 }
@@ -62,6 +64,10 @@ impl CacheMetrics {
                 "portgate_cache_bytes",
                 "Bytes held by the memory backend (answers plus per-entry overhead).",
             )?,
+            semantic_vectors: IntGauge::new(
+                "portgate_cache_semantic_vectors",
+                "Vectors in this process's semantic index (with Redis: every replica's, followed through a Redis stream).",
+            )?,
             stores: IntCounterVec::new(
                 Opts::new(
                     "portgate_cache_stores_total",
@@ -80,6 +86,7 @@ impl CacheMetrics {
         r.register(Box::new(self.entries.clone()))?;
         r.register(Box::new(self.bytes.clone()))?;
         r.register(Box::new(self.stores.clone()))?;
+        r.register(Box::new(self.semantic_vectors.clone()))?;
         Ok(())
     }
 }

@@ -225,7 +225,7 @@ pub struct Cache {
     settings: CacheSettings,
     memory: Option<memory::MemoryStore>,
     redis: Option<Arc<redis::RedisStore>>,
-    index: semantic::Index,
+    index: Arc<semantic::Index>,
     pub metrics: CacheMetrics,
 }
 
@@ -280,7 +280,10 @@ impl Cache {
             settings: settings.clone(),
             memory,
             redis,
-            index: semantic::Index::new(settings.semantic.max_entries),
+            index: Arc::new(semantic::Index::new(
+                settings.semantic.max_entries,
+                metrics.semantic_vectors.clone(),
+            )),
             metrics,
         })
     }
@@ -365,6 +368,13 @@ impl Cache {
             return Lookup::Go(Note::go(status, Some(pending)));
         }
         pending.semantic = self.embed(state, mode, &scope, body).await;
+        if let (Some(r), true) = (&self.redis, pending.semantic.is_some()) {
+            // Vectors other replicas stored: follow them (started once; the first lookup
+            // waits at most its bound for the initial load).
+            r.follow_vectors(self.index.clone());
+            let bound = std::time::Duration::from_millis(self.settings.redis.lookup_timeout_ms);
+            r.vectors_loaded(bound).await;
+        }
         if let Some((scope_digest, v)) = &pending.semantic {
             let now = now_secs();
             let near = self.index.nearest(scope_digest, v, now);
@@ -475,8 +485,10 @@ impl Cache {
             model,
             expires_at: now_secs().saturating_add(p.ttl),
         };
+        let mut vector = None;
         if let Some((scope, v)) = &p.semantic {
             self.index.insert(*scope, v, p.key, entry.expires_at);
+            vector = Some(redis::vectors::encode(scope, &p.key, entry.expires_at, v));
         }
         if let Some(m) = &self.memory {
             m.put(p.key, Arc::new(entry));
@@ -485,8 +497,13 @@ impl Cache {
             let r = r.clone();
             let stores = self.metrics.stores.clone();
             let (key, ttl) = (p.key, p.ttl);
+            let max_vectors = self.settings.semantic.max_entries;
             tokio::spawn(async move {
-                match r.put(&key, &entry, ttl).await {
+                let mut stored = r.put(&key, &entry, ttl).await;
+                if let (Ok(()), Some(record)) = (&stored, vector) {
+                    stored = r.put_vector(record, &key, ttl, max_vectors).await;
+                }
+                match stored {
                     Ok(()) => stores.with_label_values(&["stored"]).inc(),
                     Err(e) => {
                         r.log_failure("store", &e);

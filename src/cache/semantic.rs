@@ -11,9 +11,8 @@
 //! Index: per scope, the unit vectors of the entries in one contiguous `f32` array, searched
 //! by brute force (a dot product per entry; see `bench/semantic_lookup.rs` for its cost at 10k
 //! and 100k entries). Bounded by `cache.semantic.max_entries` across scopes: the oldest
-//! indexed entries go first. The index is per process: with the Redis backend the answers are
-//! shared, but each replica finds semantic neighbours only among the entries it indexed itself
-//! (exact hits are shared by all).
+//! indexed entries go first. With the Redis backend every replica's index follows the vectors
+//! all replicas stored (`redis::vectors`).
 
 use super::key;
 use crate::dispatch::Outbound;
@@ -288,6 +287,8 @@ impl Slab {
 pub struct Index {
     inner: Mutex<Inner>,
     max_entries: usize,
+    /// `portgate_cache_semantic_vectors`.
+    gauge: prometheus::IntGauge,
 }
 
 #[derive(Default)]
@@ -297,10 +298,11 @@ struct Inner {
 }
 
 impl Index {
-    pub fn new(max_entries: usize) -> Index {
+    pub fn new(max_entries: usize, gauge: prometheus::IntGauge) -> Index {
         Index {
             inner: Mutex::new(Inner::default()),
             max_entries: max_entries.max(1),
+            gauge,
         }
     }
 
@@ -332,6 +334,7 @@ impl Index {
                 }
             }
         }
+        self.gauge.set(inner.order.len() as i64);
     }
 }
 
@@ -379,7 +382,7 @@ mod tests {
 
     #[test]
     fn nearest_and_bounded() {
-        let idx = Index::new(2);
+        let idx = Index::new(2, prometheus::IntGauge::new("g", "g").unwrap());
         let s = [1u8; 32];
         let v = |x: f32, y: f32| normalise(vec![x, y]).unwrap();
         idx.insert(s, &v(1.0, 0.0), [1; 32], 100);

@@ -506,3 +506,88 @@ async fn a_semantic_neighbour_in_another_scope_is_not_a_hit() {
     assert_eq!(status(&h), "SEMANTIC HIT");
     assert_eq!(chat_mock.request_count(), 4);
 }
+
+const ANTHROPIC_STREAM: &str = include_str!("fixtures/anthropic/stream_tools.sse");
+
+/// SSE `event:` names, in order, parsed with the gateway's splitter.
+fn sse_events(raw: &[u8]) -> Vec<String> {
+    let mut splitter = portgate::stream::sse::SseSplitter::default();
+    let mut events = splitter.push(&bytes::Bytes::copy_from_slice(raw));
+    events.extend(splitter.finish());
+    events
+        .iter()
+        .filter_map(|e| {
+            std::str::from_utf8(e)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("event: ").map(str::to_string))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_streams_replay_as_anthropic_events_and_as_openai_chunks() {
+    let mock = MockProvider::start().await;
+    let gw = TestGateway::start(test_settings());
+    let events: Vec<String> = ANTHROPIC_STREAM
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(String::from)
+        .collect();
+    mock.always(Reply::Sse {
+        events,
+        delay: std::time::Duration::ZERO,
+    });
+    let config =
+        json!({"provider": "anthropic", "api_key": "sk-ant", "custom_host": mock.base_url(),
+                        "cache": {"mode": "simple"}})
+        .to_string();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let config = config.clone();
+        let gw = &gw;
+        async move {
+            let resp = client()
+                .post(gw.url(path))
+                .header("x-portkey-config", config)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let h = resp.headers().clone();
+            (h, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    // Native /v1/messages: Anthropic's events, replayed as they were sent.
+    let native = json!({"model": "claude-3-5-sonnet-20241022", "max_tokens": 64, "stream": true,
+                        "messages": [{"role": "user", "content": "weather?"}]});
+    let (h1, live) = post("/v1/messages", native.clone()).await;
+    assert_eq!(status(&h1), "MISS");
+    let (h2, replay) = post("/v1/messages", native).await;
+    assert_eq!(status(&h2), "HIT");
+    assert_eq!(replay, live);
+    let names = sse_events(&replay);
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    // OpenAI-format chat to Anthropic: the translated chunks are what is replayed.
+    let chat_req = json!({"model": "claude-3-5-sonnet-20241022", "stream": true,
+                          "messages": [{"role": "user", "content": "weather?"}]});
+    let (h3, live) = post("/v1/chat/completions", chat_req.clone()).await;
+    assert_eq!(status(&h3), "MISS");
+    let (h4, replay) = post("/v1/chat/completions", chat_req).await;
+    assert_eq!(status(&h4), "HIT");
+    let data = sse_data(&replay);
+    assert_eq!(data, sse_data(&live));
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let first: serde_json::Value = serde_json::from_str(&data[0]).unwrap();
+    assert_eq!(first["object"], "chat.completion.chunk");
+    assert_eq!(mock.request_count(), 2);
+    // The hits' usage (read when stored) counts as saved, not spent.
+    let text = scrape(&gw).await;
+    let saved = sample(
+        &text,
+        "portgate_cache_saved_tokens_total",
+        &[("type", "input")],
+    )
+    .unwrap();
+    assert!(saved >= 472.0, "saved input tokens: {saved}");
+}

@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-cache
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -40,6 +40,9 @@ bench-instructions: deps
 # CPU per request of a request translated to Anthropic and back vs an untranslated one.
 bench-translate: deps
 	./bench/translate.sh
+
+bench-cache: deps
+	./bench/cache.sh
 
 # Minutes of mixed load; reports RSS and open descriptors before, during and after (not part
 # of `make test`). SOAK_SECONDS=60 for a shorter run.

@@ -17,6 +17,10 @@ CONNS=${CONNS:-16}
 OUT=${OUT:-bench/results/cache.md}
 REDIS_PORT=${REDIS_PORT:-18379}
 source bench/common.sh
+# Ports of their own, so this can run beside bench/run.sh.
+MOCK=127.0.0.1:${CACHE_BENCH_MOCK_PORT:-18180}
+GW=127.0.0.1:${CACHE_BENCH_GW_PORT:-18887}
+ADMIN=127.0.0.1:${CACHE_BENCH_ADMIN_PORT:-18888}
 bench_prepare wrk
 cargo build --release --example bench_semantic 2>&1 | tail -1
 

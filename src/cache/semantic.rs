@@ -25,7 +25,7 @@ use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -219,6 +219,21 @@ pub fn normalise(mut v: Vec<f32>) -> Option<Arc<[f32]>> {
     Some(v.into())
 }
 
+/// Dot product in eight independent lanes: the compiler turns the lanes into SIMD (a plain
+/// `zip().sum()` must add in order and stays scalar, ~4x slower here).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() - a.len() % 8);
+    let (b8, b_rest) = b.split_at(a8.len().min(b.len()));
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// One scope's vectors, contiguous, and the exact keys they stand for.
 #[derive(Default)]
 pub struct Slab {
@@ -236,7 +251,7 @@ impl Slab {
         }
         let mut best: Option<(usize, f32)> = None;
         for (i, row) in self.vectors.chunks_exact(self.dim).enumerate() {
-            let dot: f32 = row.iter().zip(v).map(|(a, b)| a * b).sum();
+            let dot = dot(row, v);
             let better = match best {
                 None => true,
                 Some((_, b)) => dot > b,
@@ -285,7 +300,9 @@ impl Slab {
 
 /// Every scope's slab, bounded by entry count (oldest out first).
 pub struct Index {
-    inner: Mutex<Inner>,
+    /// Lookups share the lock (a scan of a large scope does not hold up other lookups);
+    /// inserts take it alone.
+    inner: RwLock<Inner>,
     max_entries: usize,
     /// `portgate_cache_semantic_vectors`.
     gauge: prometheus::IntGauge,
@@ -300,19 +317,19 @@ struct Inner {
 impl Index {
     pub fn new(max_entries: usize, gauge: prometheus::IntGauge) -> Index {
         Index {
-            inner: Mutex::new(Inner::default()),
+            inner: RwLock::new(Inner::default()),
             max_entries: max_entries.max(1),
             gauge,
         }
     }
 
     pub fn nearest(&self, scope: &[u8; 32], v: &[f32], now: u64) -> Option<([u8; 32], f32)> {
-        let inner = self.inner.lock().ok()?;
+        let inner = self.inner.read().ok()?;
         inner.scopes.get(scope)?.nearest(v, now)
     }
 
     pub fn insert(&self, scope: [u8; 32], v: &[f32], key: [u8; 32], expires: u64) {
-        let Ok(mut inner) = self.inner.lock() else {
+        let Ok(mut inner) = self.inner.write() else {
             return;
         };
         let slab = inner.scopes.entry(scope).or_default();
@@ -378,6 +395,16 @@ mod tests {
         assert_ne!(a.scope, c.scope, "another system prompt");
         let many = serde_json::json!({"model": "m", "messages": (0..5).map(|i| serde_json::json!({"role": "user", "content": i.to_string()})).collect::<Vec<_>>()});
         assert!(query(&s, &scope(), many.to_string().as_bytes()).is_none());
+    }
+
+    #[test]
+    fn dot_handles_any_length() {
+        for n in [1usize, 7, 8, 9, 17, 384] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() <= naive.abs() * 1e-5 + 1e-5, "{n}");
+        }
     }
 
     #[test]

@@ -403,7 +403,10 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
             let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - naive).abs() <= naive.abs() * 1e-5 + 1e-5, "{n}");
+            assert!(
+                (dot(&a, &b) - naive).abs() <= naive.abs() * 1e-5 + 1e-5,
+                "{n}"
+            );
         }
     }
 

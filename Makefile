@@ -4,6 +4,7 @@
 CARGO ?= cargo
 
 .PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-guardrails
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-cache
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -44,6 +45,8 @@ bench-translate: deps
 # CPU per request with five built-in guardrail checks on input and output vs no hooks.
 bench-guardrails: deps
 	./bench/guardrails.sh
+bench-cache: deps
+	./bench/cache.sh
 
 # Minutes of mixed load; reports RSS and open descriptors before, during and after (not part
 # of `make test`). SOAK_SECONDS=60 for a shorter run.

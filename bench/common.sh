@@ -65,3 +65,54 @@ YAML
   cat "$tmp/portgate.log" >&2
   return 1
 }
+
+# Measuring (used by run.sh and cache.sh).
+ticks=$(getconf CLK_TCK)
+# CPU ticks of a process and its children (nginx's worker is a child of its master).
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+peak_kib() {
+  local peak=0 p v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status")
+    [ "$v" -gt "$peak" ] && peak=$v
+  done
+  echo "$peak"
+}
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "%s", v }'
+}
+
+# Runs wrk against one target; prints "rps p50_ms p99_ms cpu_us_per_request".
+# Arguments: address, pid (empty for direct), stream (0/1), gateway (0/1), and optionally the
+# model (default gpt-4o-mini; bench-200 asks the mock for 200 events) and connections
+# (default CONNS).
+measure() {
+  local addr=$1 pid=$2 stream=$3 gateway=$4 model=${5:-gpt-4o-mini} conns=${6:-$CONNS}
+  local before after out reqs cpu
+  before=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  out=$(WRK_GATEWAY=$gateway WRK_STREAM=$stream WRK_MODEL=$model taskset -c 0 wrk -t1 \
+    -c"$conns" -d"$DURATION" --latency -s bench/post.lua "http://$addr/v1/chat/completions")
+  after=$([ -n "$pid" ] && cpu_ticks "$pid" || echo 0)
+  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+    echo "bench: errors from $addr (stream=$stream model=$model):" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  cpu=$([ -n "$pid" ] && awk -v d=$((after - before)) -v t="$ticks" -v n="$reqs" \
+    'BEGIN {printf "%.1f", d / t * 1e6 / n}' || echo "-")
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+    "$(to_ms "$(echo "$out" | awk '$1=="50%" {print $2}')")" \
+    "$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")" "$cpu"
+}
+

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building portgate needs when it is missing: cmake (Pingora's zlib-ng build
-# runs it) and a C compiler. On a machine without apt-get, or without the rights to use it,
-# stops with one line naming what to install.
+# Installs what building and testing portgate needs when it is missing: cmake (Pingora's
+# zlib-ng build runs it), a C compiler, and redis-server (the Redis cache tests start their
+# own). On a machine without apt-get, or without the rights to use it, stops with one line
+# naming what to install.
 set -euo pipefail
 
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v cargo >/dev/null 2>&1 || { echo "portgate: install a Rust toolchain (cargo) first: https://rustup.rs" >&2; exit 1; }
 
 if [ ${#missing[@]} -eq 0 ]; then
@@ -23,6 +25,6 @@ if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" 
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "portgate: please install: ${missing[*]} (needed to build Pingora)" >&2
+  echo "portgate: please install: ${missing[*]} (needed to build and test portgate)" >&2
   exit 1
 fi

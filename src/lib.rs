@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod buffers;
+pub mod cache;
 pub mod dispatch;
 pub mod error;
 pub mod feedback;

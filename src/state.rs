@@ -29,6 +29,8 @@ pub struct State {
     /// The breaker applied to targets whose config sets none.
     pub default_breaker: Option<BreakerSpec>,
     pub metrics: Metrics,
+    /// The response cache (memory or Redis).
+    pub cache: crate::cache::Cache,
     pub pricing: Pricing,
     pub access_log: AccessLog,
     pub feedback: crate::feedback::FeedbackIndex,
@@ -99,8 +101,10 @@ impl State {
         )
         .map_err(|e| SettingsError::new("metrics", e))?;
         let pricing = Pricing::from_settings(&settings.pricing)?;
+        let cache = crate::cache::Cache::new(&settings.cache, metrics.cache.clone(), env)?;
         let access_log = AccessLog::new(&settings.log, metrics.access_log_dropped.clone())?;
         Ok(State {
+            cache,
             metrics,
             pricing,
             access_log,

@@ -89,6 +89,8 @@ pub struct AttemptRecord {
 pub enum Outcome {
     /// An upstream response whose header is read; the body is still to be relayed.
     Response(Box<Inbound>),
+    /// An answer from the response cache (the target was not sent to).
+    Cached(Arc<crate::cache::Entry>),
     Failed(GatewayError),
     /// An answer the gateway holds whole (a guardrail's 446, or an answer with
     /// `hook_results`); it counts for retries and fallbacks by its status like a live one.
@@ -99,6 +101,7 @@ impl Outcome {
     pub fn status(&self) -> u16 {
         match self {
             Outcome::Response(r) => r.status(),
+            Outcome::Cached(e) => e.status,
             Outcome::Failed(e) => e.status(),
             Outcome::Local(l) => l.status,
         }
@@ -123,6 +126,9 @@ pub struct Answer {
     pub hide_usage: bool,
     /// The after-request hooks of a streamed answer, run as it is relayed.
     pub guard: Option<Box<crate::guardrails::stream::StreamGuard>>,
+    /// What the response cache decided for this target (`x-portkey-cache-status`, and whether
+    /// the answer is to be stored).
+    pub cache: crate::cache::Note,
 }
 
 /// The walk's per-request state.
@@ -302,6 +308,29 @@ impl<'a> Walk<'a> {
                 Err(e) => return failed(e),
             }
         };
+        // The target's own cache config, credential and body after overrides and any
+        // before-request mutator (see `cache/mod.rs`). Looked up after the before-request
+        // hooks, as Portkey does: a denied request never reads the cache.
+        let cache = match (self.state.cache)
+            .lookup(self.state, leaf.cache.as_ref(), self.req, &target, &body)
+            .await
+        {
+            crate::cache::Lookup::Go(note) => note,
+            crate::cache::Lookup::Hit(entry, note) => {
+                return Answer {
+                    outcome: Outcome::Cached(entry),
+                    adapter: Some(target.provider.clone()),
+                    leaf_path: path,
+                    provider: Some(provider),
+                    retry_count: 0,
+                    budget_exhausted: false,
+                    skipped: false,
+                    hide_usage,
+                    guard: None,
+                    cache: note,
+                }
+            }
+        };
         let breaker = leaf
             .breaker
             .as_ref()
@@ -320,6 +349,7 @@ impl<'a> Walk<'a> {
             skipped,
             hide_usage,
             guard: guard.for_stream(req, &provider),
+            cache: cache.clone(),
         };
         let kind = if self.attempts.is_empty() {
             AttemptKind::First
@@ -357,11 +387,14 @@ impl<'a> Walk<'a> {
             let status = outcome.status();
             let retriable = match &outcome {
                 Outcome::Response(_) | Outcome::Local(_) => leaf.retry.retries_status(status),
+                Outcome::Cached(_) => false,
                 Outcome::Failed(e) => e.is_upstream(),
             };
             if let (Some(spec), Some(circuit)) = (breaker, circuit.as_deref()) {
                 let failed = match &outcome {
-                    Outcome::Response(_) | Outcome::Local(_) => spec.fails_on(status),
+                    Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => {
+                        spec.fails_on(status)
+                    }
                     Outcome::Failed(e) => e.is_upstream(),
                 };
                 let state = self.state.breakers.record(circuit, spec, failed);
@@ -373,7 +406,7 @@ impl<'a> Walk<'a> {
             }
             let err = match &outcome {
                 Outcome::Failed(e) => Err(e.kind()),
-                Outcome::Response(_) | Outcome::Local(_) => Ok(()),
+                Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => Ok(()),
             };
             self.record(
                 &leaf.path,
@@ -658,6 +691,7 @@ fn failed(e: GatewayError) -> Answer {
         skipped: false,
         hide_usage: false,
         guard: None,
+        cache: crate::cache::Note::DISABLED,
     }
 }
 
@@ -673,6 +707,7 @@ fn denied(local: crate::guardrails::wire::Local, target: &Target, path: Option<S
         skipped: false,
         hide_usage: false,
         guard: None,
+        cache: crate::cache::Note::DISABLED,
     }
 }
 

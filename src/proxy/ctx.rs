@@ -82,6 +82,8 @@ pub struct RequestCtx {
     pub retry_count: Option<i64>,
     /// `x-portkey-cache-status` of an answer that went through the attempt loop.
     pub cache_status: Option<&'static str>,
+    /// The answer as sent to the client, collected for the cache (a miss to be stored).
+    pub cache_capture: Option<crate::cache::Capture>,
     pub budget_exhausted: bool,
     /// Every upstream send of the request, in order.
     pub attempts: Vec<AttemptRecord>,
@@ -117,6 +119,7 @@ impl RequestCtx {
             last_used: None,
             retry_count: None,
             cache_status: None,
+            cache_capture: None,
             budget_exhausted: false,
             attempts: Vec::new(),
             upstream_time: Duration::ZERO,

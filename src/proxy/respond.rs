@@ -318,6 +318,9 @@ async fn pump_whole(
         early.extend_from_slice(&rest);
     }
     let body = early.freeze();
+    if let Some(c) = ctx.cache_capture.as_mut() {
+        c.push(&body);
+    }
     let mut header = downstream_header(source, ctx, translator).map_err(|e| {
         RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
     })?;
@@ -477,6 +480,10 @@ async fn pump(
                 return Err(RelayError::Upstream(err));
             }
             if let Some(pushed) = pushed {
+                // A completed stream is stored by the response cache as the client got it.
+                if let Some(c) = ctx.cache_capture.as_mut() {
+                    c.push(&pushed);
+                }
                 out.add(pushed);
             }
             // A guardrail ended the stream: nothing more from upstream reaches the client.
@@ -513,6 +520,9 @@ async fn pump(
         }
     }
     let rest = translator.finish();
+    if let (Some(c), Some(rest)) = (ctx.cache_capture.as_mut(), rest.as_ref()) {
+        c.push(rest);
+    }
     if session.write_response_body(rest, true).await.is_err() {
         return Err(RelayError::ClientGone);
     }

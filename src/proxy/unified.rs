@@ -4,7 +4,7 @@
 
 use super::admit;
 use super::body::read_body;
-use super::ctx::{RequestCtx, CACHE_DISABLED};
+use super::ctx::RequestCtx;
 use super::respond::{self, relay, relay_provider_error, RelayError, Source};
 use super::Gateway;
 use crate::buffers::BufferLease;
@@ -162,15 +162,16 @@ pub async fn handle(
     // routing headers. A gateway error (unknown provider, no route) is answered like a
     // validation error, without them.
     let exchanged = match &answer.outcome {
-        Outcome::Response(_) | Outcome::Local(_) => true,
+        Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => true,
         Outcome::Failed(e) => e.is_upstream(),
     };
     if exchanged {
         // A request without a config is its own root target: `config`, as Portkey says.
         ctx.last_used = Some(answer.leaf_path.unwrap_or_else(|| "config".into()));
         ctx.retry_count = Some(answer.retry_count);
-        ctx.cache_status = Some(CACHE_DISABLED);
+        ctx.cache_status = Some(answer.cache.status);
     }
+    let cache_note = answer.cache;
     match answer.outcome {
         Outcome::Failed(e) => Err(Failed::Early(e)),
         Outcome::Local(local) => {
@@ -194,6 +195,33 @@ pub async fn handle(
             )
             .await
             .map_err(Failed::Late)
+        }
+        Outcome::Cached(entry) => {
+            // Replayed through the same relay and meter as a live answer; usage and model are
+            // the ones read when the answer was stored (the meter reads OpenAI's format only).
+            let source = Source::Local {
+                status: entry.status,
+                headers: crate::cache::Cache::replay_headers(&entry),
+                body: Some(entry.body.clone()),
+            };
+            let translator = Box::new(Meter::for_response(
+                entry.status,
+                &entry.content_type,
+                false,
+            ));
+            let keep_body = state.access_log.log_bodies;
+            let relayed = relay(
+                session,
+                source,
+                translator,
+                ctx,
+                &state.dispatcher,
+                keep_body,
+            )
+            .await;
+            ctx.metered.usage = entry.usage.or(ctx.metered.usage);
+            ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
+            relayed.map_err(Failed::Late)
         }
         Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
             let keep_body = state.access_log.log_bodies;
@@ -222,6 +250,20 @@ pub async fn handle(
                     opts.hide_usage,
                 )),
             };
+            let status = source.status_code();
+            // A miss to be stored: what the client is sent is captured as it goes; not a stream
+            // whose after-request guardrails may still end it early.
+            let content_type = if answer.guard.is_some() {
+                None
+            } else {
+                state.cache.capture(&cache_note).map(|capture| {
+                    ctx.cache_capture = Some(capture);
+                    translator
+                        .content_type()
+                        .unwrap_or(source.content_type())
+                        .to_string()
+                })
+            };
             // After-request guardrails on a stream read its text as it is relayed.
             let (translator, guarded) = match answer.guard {
                 Some(g) => {
@@ -238,8 +280,7 @@ pub async fn handle(
                 &state.dispatcher,
                 keep_body,
             )
-            .await
-            .map_err(Failed::Late);
+            .await;
             if let Some(report) = guarded {
                 crate::guardrails::stream::record(
                     state,
@@ -248,7 +289,15 @@ pub async fn handle(
                     &mut ctx.guardrails,
                 );
             }
-            relayed
+            if let (Ok(()), Some(ct), Some(capture)) =
+                (&relayed, content_type, ctx.cache_capture.take())
+            {
+                let (usage, model) = (ctx.metered.usage, ctx.metered.model.clone());
+                state
+                    .cache
+                    .store(&cache_note, capture, status, &ct, usage, model);
+            }
+            relayed.map_err(Failed::Late)
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Settings {
     pub pricing: PricingSettings,
     pub log: LogSettings,
     pub anthropic: AnthropicSettings,
+    /// Response caching (`cache.rs`: backend, bounds, `max_age` limits, Redis).
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// The Anthropic adapter (`anthropic`).
@@ -279,6 +281,7 @@ impl Default for Settings {
             pricing: PricingSettings::default(),
             log: LogSettings::default(),
             anthropic: AnthropicSettings::default(),
+            cache: crate::cache::CacheSettings::default(),
         }
     }
 }

@@ -181,6 +181,8 @@ impl Settings {
             crate::portkey::CustomHostPolicy::check_entry(host)
                 .map_err(|e| SettingsError::new(&format!("custom_hosts.trusted[{i}]"), e))?;
         }
+        self.cache
+            .validate(&|vk| self.virtual_keys.contains_key(vk))?;
         crate::dispatch::Upstream::parse(&self.anthropic.base_url)
             .map_err(|e| SettingsError::new("anthropic.base_url", e))?;
         if self.anthropic.default_max_tokens == 0 {

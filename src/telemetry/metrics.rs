@@ -66,6 +66,8 @@ pub struct Metrics {
     pub closed_without_response: IntCounter,
     /// Guardrail checks, latencies and denials (`guardrails::telemetry`).
     pub guardrails: crate::guardrails::telemetry::GuardMetrics,
+    /// The response cache's families (`cache/metrics.rs`).
+    pub cache: crate::cache::CacheMetrics,
     metadata_labels: Vec<String>,
     /// Requested and served model names (one set: both name the same models).
     models: LabelGuard,
@@ -202,6 +204,7 @@ impl Metrics {
                 "Client connections closed after a request without any response written.",
             )?,
             guardrails: crate::guardrails::telemetry::GuardMetrics::new()?,
+            cache: crate::cache::CacheMetrics::new()?,
             metadata_labels: metadata_labels.to_vec(),
             models: LabelGuard::new(max_models, MAX_MODEL_LEN),
             targets: LabelGuard::new(MAX_TARGETS, MAX_TARGET_LEN),
@@ -231,6 +234,7 @@ impl Metrics {
         r.register(Box::new(m.access_log_dropped.clone()))?;
         r.register(Box::new(m.closed_without_response.clone()))?;
         m.guardrails.register(r)?;
+        m.cache.register(r)?;
         Ok(m)
     }
 

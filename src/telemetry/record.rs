@@ -35,7 +35,9 @@ pub fn record(
         _ => "",
     };
     let error_type = ctx.error.as_ref().map_or("", |e| e.kind());
-    let cache_status = "DISABLED";
+    let cache_status = ctx.cache_status.unwrap_or("DISABLED");
+    // An answer from the cache cost nothing: its tokens and price count as saved, not spent.
+    let cache_hit = matches!(cache_status, "HIT" | "SEMANTIC HIT");
 
     let mut labels: Vec<&str> = vec![
         ctx.route.label(),
@@ -86,7 +88,17 @@ pub fn record(
 
     let usage = ctx.metered.usage;
     let mut cost = None;
-    if let Some(u) = usage {
+    if let (Some(u), true) = (usage, cache_hit) {
+        cost = state.pricing.cost(provider, &[served, requested], &u);
+        let c = &m.cache;
+        c.saved_tokens.with_label_values(&["input"]).inc_by(u.input);
+        c.saved_tokens
+            .with_label_values(&["output"])
+            .inc_by(u.output);
+        if let Some(usd) = cost {
+            c.saved_cost.inc_by(usd);
+        }
+    } else if let Some(u) = usage {
         let served_label = m.model_label(served, priced);
         for (kind, n, always) in [
             ("input", u.input, true),

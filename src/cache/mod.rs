@@ -1,0 +1,578 @@
+//! Response caching (issue 11): answers stored by a key over everything that can change them
+//! (see `key.rs`), in this process (`memory.rs`) or in a Redis every replica shares
+//! (`redis.rs`).
+//!
+//! Where: the lookup runs in the attempt walk, per target, with that target's own cache config,
+//! resolved provider, credential and `override_params` (Portkey looks up per target too). A
+//! hit ends the walk like an answer from that target; a miss carries a [`Note`] to the relay,
+//! which captures what the client is sent and stores it once the answer completed.
+//!
+//! What is stored: the answer exactly as the client received it (status 2xx only, never an
+//! error), its content type, and the usage and model the meter read. A streamed answer is
+//! stored as its SSE events once the stream ended cleanly and is replayed as those events; a
+//! whole answer as its JSON. A hit is written through the same relay (`Source::Local`) as a
+//! live answer, so headers, metrics, the access log and framing are the same.
+//!
+//! Failure: the cache never fails or holds up a request. A Redis error or timeout (bounded by
+//! `cache.redis.lookup_timeout_ms`) sends the request on uncached, answered `DISABLED` and
+//! counted as `result="error"`.
+
+pub mod key;
+pub mod memory;
+pub mod metrics;
+pub mod redis;
+pub mod semantic;
+pub mod settings;
+
+pub use metrics::CacheMetrics;
+pub use settings::{Backend, CacheSettings};
+
+use crate::dispatch::attempts::Request;
+use crate::portkey::config::{CacheMode, CacheSpec};
+use crate::routing::target::Target;
+use crate::settings::SettingsError;
+use crate::state::State;
+use crate::telemetry::usage::Usage;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const HIT: &str = "HIT";
+pub const SEMANTIC_HIT: &str = "SEMANTIC HIT";
+pub const MISS: &str = "MISS";
+pub const SEMANTIC_MISS: &str = "SEMANTIC MISS";
+pub const REFRESH: &str = "REFRESH";
+pub const DISABLED: &str = "DISABLED";
+
+/// Request headers (Portkey's).
+pub const NAMESPACE_HEADER: &str = "x-portkey-cache-namespace";
+pub const FORCE_REFRESH_HEADER: &str = "x-portkey-cache-force-refresh";
+
+/// One cached answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+    /// Unix seconds after which the entry is not served.
+    pub expires_at: u64,
+}
+
+/// Bytes an entry is accounted for besides its fields' contents.
+const ENTRY_OVERHEAD: usize = 160;
+const MAGIC: &[u8; 4] = b"PGC1";
+
+impl Entry {
+    /// What the entry counts against `cache.max_bytes`.
+    pub fn weight(&self) -> usize {
+        self.body.len()
+            + self.content_type.len()
+            + self.model.as_ref().map_or(0, String::len)
+            + ENTRY_OVERHEAD
+    }
+
+    /// The Redis value: a small binary header, then the body as it is.
+    pub fn encode(&self) -> Vec<u8> {
+        let ct = self.content_type.as_bytes();
+        let model = self.model.as_deref().unwrap_or("").as_bytes();
+        let mut out = Vec::with_capacity(64 + ct.len() + model.len() + self.body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.status.to_le_bytes());
+        out.extend_from_slice(&self.expires_at.to_le_bytes());
+        out.extend_from_slice(&(ct.len() as u32).to_le_bytes());
+        out.extend_from_slice(ct);
+        out.push(u8::from(self.model.is_some()));
+        out.extend_from_slice(&(model.len() as u32).to_le_bytes());
+        out.extend_from_slice(model);
+        match &self.usage {
+            Some(u) => {
+                out.push(1);
+                for n in [
+                    u.input,
+                    u.output,
+                    u.cached_input,
+                    u.cache_write,
+                    u.reasoning,
+                ] {
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Reads [`Entry::encode`]'s format; `None` for anything else (a foreign or older value is
+    /// a miss, never an error).
+    pub fn decode(raw: &[u8]) -> Option<Entry> {
+        let mut r = Reader(raw);
+        if r.take(4)? != MAGIC {
+            return None;
+        }
+        let status = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
+        let expires_at = r.u64()?;
+        let ct_len = r.u32()? as usize;
+        let content_type = String::from_utf8(r.take(ct_len)?.to_vec()).ok()?;
+        let has_model = r.take(1)?.first() == Some(&1);
+        let model_len = r.u32()? as usize;
+        let model = String::from_utf8(r.take(model_len)?.to_vec()).ok()?;
+        let usage = match r.take(1)?.first() {
+            Some(1) => Some(Usage {
+                input: r.u64()?,
+                output: r.u64()?,
+                cached_input: r.u64()?,
+                cache_write: r.u64()?,
+                reasoning: r.u64()?,
+            }),
+            _ => None,
+        };
+        Some(Entry {
+            status,
+            content_type,
+            body: Bytes::copy_from_slice(r.0),
+            usage,
+            model: has_model.then_some(model),
+            expires_at,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+/// What the lookup decided for a request: the `x-portkey-cache-status` it gets, and whether
+/// its answer is to be stored (and under which key, for how long). Small: it travels in every
+/// walk's answer.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub status: &'static str,
+    pending: Option<Box<Pending>>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    key: [u8; 32],
+    ttl: u64,
+    /// Semantic mode: the scope and unit vector to index the stored answer under.
+    semantic: Option<([u8; 32], Arc<[f32]>)>,
+}
+
+impl Note {
+    /// No cache applies.
+    pub const DISABLED: Note = Note {
+        status: DISABLED,
+        pending: None,
+    };
+
+    fn go(status: &'static str, pending: Option<Box<Pending>>) -> Note {
+        Note { status, pending }
+    }
+
+    /// Whether the answer is to be captured and stored.
+    pub fn stores(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
+pub enum Lookup {
+    /// Served from the cache, with the note saying how (`HIT`, `SEMANTIC HIT`).
+    Hit(Arc<Entry>, Note),
+    Go(Note),
+}
+
+/// The answer as sent to the client, collected while it is relayed (bounded by
+/// `cache.max_entry_bytes`: a larger answer is sent whole but not stored).
+pub struct Capture {
+    buf: BytesMut,
+    limit: usize,
+    overflow: bool,
+}
+
+impl Capture {
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.buf.len() + bytes.len() > self.limit {
+            self.overflow = true;
+            self.buf = BytesMut::new();
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+}
+
+pub struct Cache {
+    settings: CacheSettings,
+    memory: Option<memory::MemoryStore>,
+    redis: Option<Arc<redis::RedisStore>>,
+    index: Arc<semantic::Index>,
+    pub metrics: CacheMetrics,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn mode_label(mode: CacheMode) -> &'static str {
+    match mode {
+        CacheMode::Simple => "simple",
+        CacheMode::Semantic => "semantic",
+    }
+}
+
+impl Cache {
+    pub fn new(
+        settings: &CacheSettings,
+        metrics: CacheMetrics,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Cache, SettingsError> {
+        let (memory, redis) = match settings.backend {
+            Backend::Memory => (
+                Some(memory::MemoryStore::new(
+                    settings.max_entries,
+                    settings.max_bytes,
+                    metrics.entries.clone(),
+                    metrics.bytes.clone(),
+                )),
+                None,
+            ),
+            Backend::Redis => {
+                let url = match (&settings.redis.url, &settings.redis.url_env) {
+                    (Some(u), _) => u.clone(),
+                    (None, Some(var)) => env(var).filter(|u| !u.is_empty()).ok_or_else(|| {
+                        SettingsError::new(
+                            "cache.redis.url_env",
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?,
+                    (None, None) => {
+                        return Err(SettingsError::new("cache.redis.url", "not set"));
+                    }
+                };
+                let store = redis::RedisStore::new(&url, &settings.redis)
+                    .map_err(|e| SettingsError::new("cache.redis.url", e))?;
+                (None, Some(Arc::new(store)))
+            }
+        };
+        Ok(Cache {
+            settings: settings.clone(),
+            memory,
+            redis,
+            index: Arc::new(semantic::Index::new(
+                settings.semantic.max_entries,
+                metrics.semantic_vectors.clone(),
+            )),
+            metrics,
+        })
+    }
+
+    fn backend_label(&self) -> &'static str {
+        if self.redis.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+    }
+
+    /// Looks the request up for one target (`body` is its body after `override_params`).
+    pub async fn lookup(
+        &self,
+        state: &State,
+        spec: Option<&CacheSpec>,
+        req: &Request<'_>,
+        target: &Target,
+        body: &[u8],
+    ) -> Lookup {
+        let Some(spec) = spec.filter(|_| self.settings.enabled) else {
+            return Lookup::Go(Note::DISABLED);
+        };
+        let mode = mode_label(spec.mode);
+        let header = |name: &str| {
+            req.client_headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let refresh = header(FORCE_REFRESH_HEADER).eq_ignore_ascii_case("true");
+        let target_key = target.key();
+        let scope = key::Scope {
+            op: req.op.name(),
+            target: &target_key,
+            credential: key::credential_digest(
+                target.api_key.as_ref().map(|k| k.expose()),
+                target.options.iter(),
+            ),
+            namespace: header(NAMESPACE_HEADER),
+            strict: req.headers.strict_open_ai_compliance.unwrap_or(true),
+        };
+        let Some(key) = key::key(&scope, body) else {
+            // Not a JSON object: the provider will refuse it; nothing to cache.
+            self.count(mode, "uncacheable");
+            return Lookup::Go(Note::DISABLED);
+        };
+        let mut pending = Box::new(Pending {
+            key,
+            ttl: self.settings.ttl(spec.max_age),
+            semantic: None,
+        });
+        let semantic = spec.mode == CacheMode::Semantic
+            && self.settings.semantic.virtual_key.is_some()
+            && req.op == crate::providers::Operation::ChatCompletions;
+        if refresh {
+            self.count(mode, "refresh");
+            if semantic {
+                pending.semantic = self.embed(state, mode, &scope, body).await;
+            }
+            return Lookup::Go(Note::go(REFRESH, Some(pending)));
+        }
+        match self.get(&key).await {
+            Ok(Some(entry)) => {
+                self.count(mode, "hit");
+                return Lookup::Hit(entry, Note::go(HIT, None));
+            }
+            Ok(None) => {}
+            Err(()) => {
+                // Redis is down or slow: go on uncached, and do not try to store either.
+                self.count(mode, "error");
+                return Lookup::Go(Note::DISABLED);
+            }
+        }
+        if !semantic {
+            self.count(mode, "miss");
+            let status = match spec.mode {
+                CacheMode::Simple => MISS,
+                CacheMode::Semantic => SEMANTIC_MISS,
+            };
+            return Lookup::Go(Note::go(status, Some(pending)));
+        }
+        pending.semantic = self.embed(state, mode, &scope, body).await;
+        if let (Some(r), true) = (&self.redis, pending.semantic.is_some()) {
+            // Vectors other replicas stored: follow them (started once; the first lookup
+            // waits at most its bound for the initial load).
+            r.follow_vectors(self.index.clone());
+            let bound = std::time::Duration::from_millis(self.settings.redis.lookup_timeout_ms);
+            r.vectors_loaded(bound).await;
+        }
+        if let Some((scope_digest, v)) = &pending.semantic {
+            let now = now_secs();
+            let near = self.index.nearest(scope_digest, v, now);
+            let threshold = self.settings.semantic.threshold;
+            if let Some((near_key, _)) = near.filter(|(_, sim)| *sim >= threshold) {
+                if let Ok(Some(entry)) = self.get(&near_key).await {
+                    self.count(mode, "semantic_hit");
+                    return Lookup::Hit(entry, Note::go(SEMANTIC_HIT, None));
+                }
+            }
+        }
+        self.count(mode, "miss");
+        Lookup::Go(Note::go(SEMANTIC_MISS, Some(pending)))
+    }
+
+    /// The entry under `key`, from the backend (`Err` when Redis failed or timed out).
+    async fn get(&self, key: &[u8; 32]) -> Result<Option<Arc<Entry>>, ()> {
+        let started = Instant::now();
+        let now = now_secs();
+        let found = match (&self.memory, &self.redis) {
+            (Some(m), _) => Ok(m.get(key, now)),
+            (None, Some(r)) => r
+                .get(key)
+                .await
+                .map(|e| e.filter(|e| e.expires_at > now).map(Arc::new))
+                .map_err(|e| r.log_failure("lookup", &e)),
+            (None, None) => Ok(None),
+        };
+        self.metrics
+            .lookup
+            .with_label_values(&[self.backend_label()])
+            .observe(started.elapsed().as_secs_f64());
+        found
+    }
+
+    /// The request's semantic scope and unit vector; `None` (counted) when the request does
+    /// not qualify or the embedding failed: the request then goes on with the exact cache only.
+    async fn embed(
+        &self,
+        state: &State,
+        mode: &str,
+        scope: &key::Scope<'_>,
+        body: &[u8],
+    ) -> Option<([u8; 32], Arc<[f32]>)> {
+        let s = &self.settings.semantic;
+        let Some(q) = semantic::query(s, scope, body) else {
+            self.count(mode, "semantic_skipped");
+            return None;
+        };
+        let started = Instant::now();
+        let embedded = semantic::embed(state, s, &q.text).await;
+        self.metrics
+            .lookup
+            .with_label_values(&["embedding"])
+            .observe(started.elapsed().as_secs_f64());
+        match embedded {
+            Ok(v) => Some((q.scope, v)),
+            Err(e) => {
+                self.count(mode, "embedding_error");
+                tracing::warn!(target: "portgate::cache", error = %e, "semantic cache: embedding failed, exact match only");
+                None
+            }
+        }
+    }
+
+    fn count(&self, mode: &str, result: &str) {
+        self.metrics
+            .requests
+            .with_label_values(&[mode, result])
+            .inc();
+    }
+
+    /// A capture for an answer the note says to store.
+    pub fn capture(&self, note: &Note) -> Option<Capture> {
+        note.stores().then(|| Capture {
+            buf: BytesMut::new(),
+            limit: self.settings.max_entry_bytes,
+            overflow: false,
+        })
+    }
+
+    /// Stores a relayed answer that completed: only a 2xx, only when captured whole. The Redis
+    /// write runs in the background (the client already has its answer).
+    pub fn store(
+        &self,
+        note: &Note,
+        capture: Capture,
+        status: u16,
+        content_type: &str,
+        usage: Option<Usage>,
+        model: Option<String>,
+    ) {
+        let Some(p) = note.pending.as_deref() else {
+            return;
+        };
+        if !(200..300).contains(&status) {
+            return;
+        }
+        if capture.overflow {
+            self.metrics.stores.with_label_values(&["too_large"]).inc();
+            return;
+        }
+        let entry = Entry {
+            status,
+            content_type: content_type.to_string(),
+            body: capture.buf.freeze(),
+            usage,
+            model,
+            expires_at: now_secs().saturating_add(p.ttl),
+        };
+        let mut vector = None;
+        if let Some((scope, v)) = &p.semantic {
+            self.index.insert(*scope, v, p.key, entry.expires_at);
+            vector = Some(redis::vectors::encode(scope, &p.key, entry.expires_at, v));
+        }
+        if let Some(m) = &self.memory {
+            m.put(p.key, Arc::new(entry));
+            self.metrics.stores.with_label_values(&["stored"]).inc();
+        } else if let Some(r) = &self.redis {
+            let r = r.clone();
+            let stores = self.metrics.stores.clone();
+            let (key, ttl) = (p.key, p.ttl);
+            let max_vectors = self.settings.semantic.max_entries;
+            tokio::spawn(async move {
+                let mut stored = r.put(&key, &entry, ttl).await;
+                if let (Ok(()), Some(record)) = (&stored, vector) {
+                    stored = r.put_vector(record, &key, ttl, max_vectors).await;
+                }
+                match stored {
+                    Ok(()) => stores.with_label_values(&["stored"]).inc(),
+                    Err(e) => {
+                        r.log_failure("store", &e);
+                        stores.with_label_values(&["error"]).inc();
+                    }
+                }
+            });
+        }
+    }
+
+    /// The headers of a replayed entry: its content type, and its length unless it is a stream
+    /// (sent chunked, like a live one).
+    pub fn replay_headers(entry: &Entry) -> http::HeaderMap {
+        let mut h = http::HeaderMap::with_capacity(2);
+        if let Ok(v) = http::HeaderValue::from_str(&entry.content_type) {
+            h.insert(http::header::CONTENT_TYPE, v);
+        }
+        if !entry.content_type.starts_with("text/event-stream") {
+            h.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(entry.body.len()),
+            );
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_through_the_redis_encoding() {
+        let e = Entry {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            body: Bytes::from_static(b"data: {}\n\ndata: [DONE]\n\n"),
+            usage: Some(Usage {
+                input: 9,
+                output: 3,
+                cached_input: 1,
+                cache_write: 0,
+                reasoning: 2,
+            }),
+            model: Some("gpt-4o".into()),
+            expires_at: 1_700_000_000,
+        };
+        assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
+        let bare = Entry {
+            usage: None,
+            model: None,
+            ..e
+        };
+        assert_eq!(Entry::decode(&bare.encode()), Some(bare));
+        assert_eq!(Entry::decode(b"PGC1\x01"), None);
+        assert_eq!(Entry::decode(b"something else"), None);
+    }
+
+    #[test]
+    fn capture_stops_past_its_limit() {
+        let mut c = Capture {
+            buf: BytesMut::new(),
+            limit: 4,
+            overflow: false,
+        };
+        c.push(b"ab");
+        c.push(b"cd");
+        assert!(!c.overflow);
+        c.push(b"e");
+        assert!(c.overflow);
+    }
+}

@@ -1,0 +1,173 @@
+//! The `cache:` section of the settings: which backend holds cached answers, how much memory
+//! it may use, the bounds of a config's `max_age`, and how Redis is reached.
+
+use crate::settings::SettingsError;
+use serde::{Deserialize, Serialize};
+
+/// Where cached answers live.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In this process, bounded by `max_entries` and `max_bytes` (least recently used first out).
+    #[default]
+    Memory,
+    /// One Redis shared by every replica; entries expire with Redis TTLs.
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// `false` answers every request `DISABLED`, whatever its config asks.
+    pub enabled: bool,
+    pub backend: Backend,
+    /// Memory backend: most entries kept.
+    pub max_entries: usize,
+    /// Memory backend: most bytes of cached answers kept (bodies plus a small per-entry cost).
+    pub max_bytes: usize,
+    /// Largest answer stored (larger ones are relayed but not cached).
+    pub max_entry_bytes: usize,
+    /// `max_age` of a config that gives none (Portkey hosted: 7 days).
+    pub default_max_age_seconds: u64,
+    /// Smallest `max_age` honoured; smaller values are raised to it (Portkey hosted: 60 s).
+    pub min_max_age_seconds: u64,
+    /// Largest `max_age` honoured; larger values are lowered to it (Portkey hosted: 90 days).
+    pub max_max_age_seconds: u64,
+    pub redis: RedisSettings,
+    /// The semantic cache's embedding target and index (`semantic.rs`).
+    pub semantic: super::semantic::SemanticSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]` (`rediss://` for TLS). Printed without its password.
+    pub url: Option<String>,
+    /// Name of an environment variable holding the URL (e.g. from a Kubernetes Secret); used
+    /// when `url` is not set.
+    pub url_env: Option<String>,
+    /// Longest a lookup may take; past it the request goes on uncached (counted as `error`).
+    pub lookup_timeout_ms: u64,
+    /// Longest a store may take (stores run after the answer was sent).
+    pub store_timeout_ms: u64,
+    /// Longest a (re)connection attempt may take; while Redis is unreachable, a new attempt is
+    /// made at most once per `reconnect_interval_ms`, and lookups do not wait for it.
+    pub connect_timeout_ms: u64,
+    pub reconnect_interval_ms: u64,
+    /// Prefix of every key portgate writes (several gateways may share one Redis).
+    pub key_prefix: String,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            enabled: true,
+            backend: Backend::Memory,
+            max_entries: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+            default_max_age_seconds: 7 * 24 * 3600,
+            min_max_age_seconds: 60,
+            max_max_age_seconds: 7_776_000,
+            redis: RedisSettings::default(),
+            semantic: Default::default(),
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            url_env: None,
+            lookup_timeout_ms: 50,
+            store_timeout_ms: 500,
+            connect_timeout_ms: 1000,
+            reconnect_interval_ms: 1000,
+            key_prefix: "portgate:cache:".into(),
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn validate(&self, has_virtual_key: &dyn Fn(&str) -> bool) -> Result<(), SettingsError> {
+        let err = |f: &str, m: &str| Err(SettingsError::new(&format!("cache.{f}"), m));
+        if self.max_entries == 0 {
+            return err("max_entries", "must be at least 1");
+        }
+        if self.max_entry_bytes == 0 || self.max_entry_bytes > self.max_bytes {
+            return err(
+                "max_entry_bytes",
+                "must be at least 1 and at most cache.max_bytes",
+            );
+        }
+        if self.min_max_age_seconds == 0 || self.min_max_age_seconds > self.max_max_age_seconds {
+            return err(
+                "min_max_age_seconds",
+                "must be at least 1 and at most cache.max_max_age_seconds",
+            );
+        }
+        if !(self.min_max_age_seconds..=self.max_max_age_seconds)
+            .contains(&self.default_max_age_seconds)
+        {
+            return err(
+                "default_max_age_seconds",
+                "must lie between cache.min_max_age_seconds and cache.max_max_age_seconds",
+            );
+        }
+        let sem = &self.semantic;
+        if !(sem.threshold > 0.0 && sem.threshold <= 1.0) {
+            return err("semantic.threshold", "must be in (0, 1]");
+        }
+        if let Some(vk) = &sem.virtual_key {
+            if !has_virtual_key(vk) {
+                return err("semantic.virtual_key", "names no entry of virtual_keys");
+            }
+        }
+        if sem.max_entries == 0 || sem.max_messages == 0 || sem.timeout_ms == 0 {
+            return err(
+                "semantic",
+                "max_entries, max_messages and timeout_ms must be positive",
+            );
+        }
+        let r = &self.redis;
+        if self.backend == Backend::Redis && r.url.is_none() && r.url_env.is_none() {
+            return err(
+                "redis.url",
+                "the redis backend needs redis.url or redis.url_env",
+            );
+        }
+        if let Some(url) = &r.url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+            {
+                return err(
+                    "redis.url",
+                    "must start with redis://, rediss:// or unix://",
+                );
+            }
+        }
+        for (f, v) in [
+            ("redis.lookup_timeout_ms", r.lookup_timeout_ms),
+            ("redis.store_timeout_ms", r.store_timeout_ms),
+            ("redis.connect_timeout_ms", r.connect_timeout_ms),
+            ("redis.reconnect_interval_ms", r.reconnect_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(SettingsError::new(
+                    &format!("cache.{f}"),
+                    "must be positive",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The TTL of an entry whose config says `max_age` (seconds), clamped to the bounds.
+    pub fn ttl(&self, max_age: Option<u64>) -> u64 {
+        max_age
+            .unwrap_or(self.default_max_age_seconds)
+            .clamp(self.min_max_age_seconds, self.max_max_age_seconds)
+    }
+}

@@ -371,6 +371,60 @@ fn question(system: &str, user: &str) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_sets_its_own_semantic_threshold() {
+    let chat_mock = MockProvider::start().await;
+    let embedder = MockProvider::start().await;
+    let mut s = test_settings();
+    route_to(&mut s, &chat_mock, &["openai"]);
+    s.virtual_keys.insert(
+        "embedder".into(),
+        portgate::settings::VirtualKeyRow {
+            provider: "openai".into(),
+            api_key_env: None,
+            api_key_file: None,
+            custom_host: Some(embedder.base_url()),
+            options: Default::default(),
+        },
+    );
+    s.cache.semantic.virtual_key = Some("embedder".into());
+    s.cache.semantic.model = "emb-model".into();
+    let gw = TestGateway::start(s);
+    let config = |t: f64| {
+        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic", "threshold": t}})
+            .to_string()
+    };
+    // Stored with [1, 0, 0]; each paraphrase is at cosine 0.8 from it (and 0.64 from each
+    // other: the second, stored after its miss, is not the third's neighbour).
+    embedder.script([
+        embedding(&[1.0, 0.0, 0.0]),
+        embedding(&[0.8, 0.6, 0.0]),
+        embedding(&[0.8, 0.0, 0.6]),
+    ]);
+    let q = |text: &str| question("be brief", text);
+    let (_, h, _) = ask(&gw, &config(0.9), &[], q("What is the capital of France?")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    // 0.8 is below this config's 0.9: a miss, sent upstream.
+    let (_, h, _) = ask(&gw, &config(0.9), &[], q("France: its capital?")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    assert_eq!(chat_mock.request_count(), 2);
+    // A config that accepts 0.75 gets the cached answer for the same paraphrase.
+    let (_, h, _) = ask(&gw, &config(0.75), &[], q("France's capital city?")).await;
+    assert_eq!(status(&h), "SEMANTIC HIT");
+    assert_eq!(chat_mock.request_count(), 2);
+    // Out of range: a 400 naming the field.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-portkey-config", config(1.5))
+        .json(&q("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("threshold"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantic_hit_for_a_paraphrase_and_miss_below_the_threshold() {
     let chat_mock = MockProvider::start().await;
     let embedder = MockProvider::start().await;

@@ -66,6 +66,9 @@ pub struct CacheSpec {
     pub mode: CacheMode,
     /// Seconds (Portkey's hosted unit).
     pub max_age: Option<u64>,
+    /// portgate's own: the semantic cache's cosine-similarity threshold for this config, in
+    /// (0, 1] (the settings' `cache.semantic.threshold`, 0.95, otherwise).
+    pub threshold: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -598,6 +601,7 @@ fn cache(v: &Value, path: &str, p: &mut Problems) -> Option<CacheSpec> {
             Some(mode) => Some(CacheSpec {
                 mode,
                 max_age: None,
+                threshold: None,
             }),
             None => {
                 p.push(path, "must be \"simple\" or \"semantic\"");
@@ -615,9 +619,21 @@ fn cache(v: &Value, path: &str, p: &mut Problems) -> Option<CacheSpec> {
                     return None;
                 }
             };
+            let threshold = match obj.get("threshold") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_f64().filter(|t| *t > 0.0 && *t <= 1.0) {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Some(t) => Some(t as f32),
+                    None => {
+                        p.push(&format!("{path}.threshold"), "must be a number in (0, 1]");
+                        None
+                    }
+                },
+            };
             Some(CacheSpec {
                 mode,
                 max_age: positive_int(obj, "max_age", path, p),
+                threshold,
             })
         }
         _ => {

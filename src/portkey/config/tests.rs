@@ -453,3 +453,22 @@ fn provider_options_are_parsed_and_inherited_key_by_key() {
         assert!(!b.options.contains_key("azure_deployment_id"));
     });
 }
+
+#[test]
+fn a_semantic_threshold_is_read_and_checked() {
+    let n = parse(&json!({"provider": "openai", "cache": {"mode": "semantic", "threshold": 0.9}}))
+        .unwrap();
+    assert_eq!(n.cache.as_ref().unwrap().threshold, Some(0.9));
+    let n = parse(&json!({"provider": "openai", "cache": "semantic"})).unwrap();
+    assert_eq!(n.cache.as_ref().unwrap().threshold, None);
+    for bad in [json!(0), json!(1.01), json!("high")] {
+        let errs = problems(
+            json!({"provider": "openai", "cache": {"mode": "semantic", "threshold": bad}}),
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("threshold") && e.contains("(0, 1]")),
+            "{errs:?}"
+        );
+    }
+}

@@ -91,6 +91,25 @@ async fn a_failing_hook_without_deny_is_246_with_the_body_and_hook_results() {
     assert_eq!(v["error"]["type"], "hooks_failed");
     assert!(v.get("choices").is_none());
     assert_eq!(v["hook_results"]["after_request_hooks"][0]["deny"], true);
+    // The provider answered both times: its tokens count, the denied answer's too (read
+    // before the hooks ran, not parsed again from the body with `hook_results`).
+    let metrics = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tokens = |kind: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("portgate_tokens_total") && l.contains(kind))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(tokens("type=\"input\""), 18.0, "{metrics}");
+    assert_eq!(tokens("type=\"output\""), 6.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,23 @@ pub struct Local {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// Usage and model read from the provider's answer before the hooks ran (the provider was
+    /// called: its tokens count even when the answer is denied), so the relay does not parse
+    /// the body, `hook_results` and all, again to find them.
+    pub usage: Option<crate::telemetry::usage::Usage>,
+    pub model: Option<String>,
+}
+
+impl Local {
+    fn metered(
+        mut self,
+        usage: Option<crate::telemetry::usage::Usage>,
+        model: Option<String>,
+    ) -> Self {
+        self.usage = usage;
+        self.model = model;
+        self
+    }
 }
 
 impl Local {
@@ -61,6 +78,8 @@ impl Local {
             status,
             headers,
             body,
+            usage: None,
+            model: None,
         }
     }
 }
@@ -300,8 +319,10 @@ impl LeafGuard {
             translated.extend_from_slice(&out);
         }
         let translated = translated.freeze();
+        let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
         let Ok(json) = serde_json::from_slice::<Value>(&translated) else {
-            return Outcome::Local(Box::new(Local::json(200, headers, translated)));
+            let local = Local::json(200, headers, translated).metered(usage, model);
+            return Outcome::Local(Box::new(local));
         };
         let env = Env {
             dispatcher: &state.dispatcher,
@@ -333,7 +354,8 @@ impl LeafGuard {
         telemetry::record(state, req.trace_id, Event::After, &run.results, log);
         if run.deny {
             let body = deny_body(&self.before, &run.results);
-            return Outcome::Local(Box::new(Local::json(446, headers, body)));
+            let local = Local::json(446, headers, body).metered(usage, model);
+            return Outcome::Local(Box::new(local));
         }
         let passed = run.passed() && self.before.iter().all(HookResult::verdict);
         let results = hook_results(&self.before, &run.results);
@@ -343,7 +365,9 @@ impl LeafGuard {
         };
         let body = splice_results(&base, &results).unwrap_or(base);
         let status = if passed { 200 } else { 246 };
-        Outcome::Local(Box::new(Local::json(status, headers, body)))
+        Outcome::Local(Box::new(
+            Local::json(status, headers, body).metered(usage, model),
+        ))
     }
 
     /// The guard of a streamed answer: its after-request hooks and the before results.

@@ -179,13 +179,20 @@ pub async fn handle(
             // the client's format.
             let keep_body = state.access_log.log_bodies;
             let local = *local;
-            let translator = Box::new(Meter::for_response(local.status, "application/json", false));
+            // Usage read before the hooks ran: the body (with `hook_results`) is not parsed
+            // again, unless it is to be logged.
+            let content_type = if local.usage.is_some() && !keep_body {
+                ""
+            } else {
+                "application/json"
+            };
+            let translator = Box::new(Meter::for_response(local.status, content_type, false));
             let source = Source::Local {
                 status: local.status,
                 headers: local.headers,
                 body: Some(local.body),
             };
-            relay(
+            let relayed = relay(
                 session,
                 source,
                 translator,
@@ -193,8 +200,12 @@ pub async fn handle(
                 &state.dispatcher,
                 keep_body,
             )
-            .await
-            .map_err(Failed::Late)
+            .await;
+            if local.usage.is_some() {
+                ctx.metered.usage = local.usage;
+                ctx.metered.model = local.model.or(ctx.metered.model.take());
+            }
+            relayed.map_err(Failed::Late)
         }
         Outcome::Cached(entry) => {
             // Replayed through the same relay and meter as a live answer; usage and model are

@@ -93,14 +93,7 @@ async fn a_failing_hook_without_deny_is_246_with_the_body_and_hook_results() {
     assert_eq!(v["hook_results"]["after_request_hooks"][0]["deny"], true);
     // The provider answered both times: its tokens count, the denied answer's too (read
     // before the hooks ran, not parsed again from the body with `hook_results`).
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gw).await;
     let tokens = |kind: &str| -> f64 {
         metrics
             .lines()

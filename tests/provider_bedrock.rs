@@ -154,14 +154,7 @@ async fn a_stream_of_event_stream_frames_becomes_openai_chunks() {
     let seen = &mock.requests()[0];
     assert!(seen.path.ends_with("/converse-stream"), "{}", seen.path);
     // Tokens and cost of the stream reached the metrics (cache reads and writes included).
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&gw).await;
     assert!(
         metrics
             .lines()

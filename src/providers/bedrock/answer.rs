@@ -204,6 +204,43 @@ impl Translator for ConverseAnswer {
     }
 }
 
+/// AWS event-stream frames from arbitrary chunks: whole messages as they complete. A corrupt
+/// frame (bad CRC or length) ends the reading; a partial frame over `MAX_FRAME` overflows.
+#[derive(Default)]
+struct Frames {
+    decoder: MessageFrameDecoder,
+    buf: BytesMut,
+    overflowed: bool,
+    broken: bool,
+}
+
+impl Frames {
+    /// Feeds a chunk; hands each complete message, or the reason the stream cannot be read
+    /// further, to `on`.
+    fn feed(&mut self, chunk: &[u8], mut on: impl FnMut(Result<Message, String>)) {
+        if self.overflowed || self.broken {
+            return;
+        }
+        self.buf.extend_from_slice(chunk);
+        loop {
+            match self.decoder.decode_frame(&mut self.buf) {
+                Ok(DecodedFrame::Complete(message)) => on(Ok(message)),
+                Ok(DecodedFrame::Incomplete) => break,
+                Err(e) => {
+                    self.broken = true;
+                    self.buf.clear();
+                    on(Err(format!("unreadable event-stream frame: {e}")));
+                    break;
+                }
+            }
+        }
+        if self.buf.len() > MAX_FRAME {
+            self.overflowed = true;
+            self.buf.clear();
+        }
+    }
+}
+
 /// A `converse-stream` answer → OpenAI chunks. Each decoded frame is one event
 /// (`:event-type` header; JSON payload): `messageStart` gives the role chunk, text and tool
 /// input deltas become content and `tool_calls` chunks (tools numbered from 0 in the order
@@ -212,8 +249,7 @@ impl Translator for ConverseAnswer {
 /// ends the stream with an error event in Portkey's envelope; a stream cut before its end gets
 /// no `[DONE]`, so the client can tell.
 pub struct ConverseStream {
-    decoder: MessageFrameDecoder,
-    buf: BytesMut,
+    frames: Frames,
     created: u64,
     strict: bool,
     hide_usage: bool,
@@ -225,14 +261,12 @@ pub struct ConverseStream {
     events: u32,
     stopped: bool,
     done: bool,
-    overflowed: bool,
 }
 
 impl ConverseStream {
     pub fn new(opts: &ResponseOptions<'_>) -> Self {
         ConverseStream {
-            decoder: MessageFrameDecoder::new(),
-            buf: BytesMut::new(),
+            frames: Frames::default(),
             created: opts.created,
             strict: opts.strict,
             hide_usage: opts.hide_usage,
@@ -243,7 +277,6 @@ impl ConverseStream {
             events: 0,
             stopped: false,
             done: false,
-            overflowed: false,
         }
     }
 
@@ -388,37 +421,20 @@ impl ConverseStream {
 
 impl Translator for ConverseStream {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.overflowed {
-            return None;
-        }
-        self.buf.extend_from_slice(&chunk);
         let mut out = BytesMut::new();
-        loop {
-            match self.decoder.decode_frame(&mut self.buf) {
-                Ok(DecodedFrame::Complete(message)) => self.frame(&message, &mut out),
-                Ok(DecodedFrame::Incomplete) => break,
-                Err(e) => {
-                    // A corrupt frame (bad CRC or length): the stream cannot be read further.
-                    let body = provider_error::envelope(
-                        super::SLUG,
-                        502,
-                        format!("unreadable event-stream frame: {e}").as_bytes(),
-                    );
-                    if !self.done {
-                        out.extend_from_slice(b"data: ");
-                        out.extend_from_slice(&body);
-                        out.extend_from_slice(b"\n\n");
-                        self.done = true;
-                    }
-                    self.buf.clear();
-                    break;
-                }
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.feed(&chunk, |frame| match frame {
+            Ok(message) => self.frame(&message, &mut out),
+            Err(why) if !self.done => {
+                let body = provider_error::envelope(super::SLUG, 502, why.as_bytes());
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
+                self.done = true;
             }
-        }
-        if self.buf.len() > MAX_FRAME {
-            self.overflowed = true;
-            self.buf.clear();
-        }
+            Err(_) => {}
+        });
+        self.frames = frames;
         (!out.is_empty()).then(|| out.freeze())
     }
 
@@ -445,7 +461,7 @@ impl Translator for ConverseStream {
     }
 
     fn overflowed(&self) -> bool {
-        self.overflowed
+        self.frames.overflowed
     }
 
     fn may_rewrite(&self) -> bool {
@@ -462,21 +478,17 @@ impl Translator for ConverseStream {
 /// (`event: <type>` and `data: <json>`), metered by the native Anthropic meter. An exception
 /// frame becomes Anthropic's `error` event.
 pub struct MessagesStream {
-    decoder: MessageFrameDecoder,
-    buf: BytesMut,
+    frames: Frames,
     meter: Box<dyn Translator>,
     done: bool,
-    overflowed: bool,
 }
 
 impl MessagesStream {
     pub fn new() -> Self {
         MessagesStream {
-            decoder: MessageFrameDecoder::new(),
-            buf: BytesMut::new(),
+            frames: Frames::default(),
             meter: crate::providers::anthropic::native_meter(true),
             done: false,
-            overflowed: false,
         }
     }
 
@@ -541,30 +553,17 @@ impl Default for MessagesStream {
 
 impl Translator for MessagesStream {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.overflowed {
-            return None;
-        }
-        self.buf.extend_from_slice(&chunk);
         let mut out = BytesMut::new();
-        loop {
-            match self.decoder.decode_frame(&mut self.buf) {
-                Ok(DecodedFrame::Complete(message)) => self.frame(&message, &mut out),
-                Ok(DecodedFrame::Incomplete) => break,
-                Err(e) => {
-                    if !self.done {
-                        let text = format!("unreadable event-stream frame: {e}");
-                        Self::error_event("api_error", &text, &mut out);
-                        self.done = true;
-                    }
-                    self.buf.clear();
-                    break;
-                }
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.feed(&chunk, |frame| match frame {
+            Ok(message) => self.frame(&message, &mut out),
+            Err(why) if !self.done => {
+                Self::error_event("api_error", &why, &mut out);
+                self.done = true;
             }
-        }
-        if self.buf.len() > MAX_FRAME {
-            self.overflowed = true;
-            self.buf.clear();
-        }
+            Err(_) => {}
+        });
+        self.frames = frames;
         (!out.is_empty()).then(|| out.freeze())
     }
 
@@ -586,7 +585,7 @@ impl Translator for MessagesStream {
     }
 
     fn overflowed(&self) -> bool {
-        self.overflowed
+        self.frames.overflowed
     }
 
     fn may_rewrite(&self) -> bool {

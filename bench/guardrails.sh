@@ -13,30 +13,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
 ACCESS_LOG=${ACCESS_LOG:-off}
-EXTRA_YAML=$(cat <<'YAML'
-configs:
-  plain: {provider: openai, api_key: sk-bench}
-  guarded:
-    provider: openai
-    api_key: sk-bench
-    before_request_hooks:
-      - deny: true
-        checks:
-          - {id: default.regexMatch, parameters: {rule: "(?i)ignore (all )?previous instructions", not: true}}
-          - {id: default.characterCount, parameters: {maxCharacters: 20000}}
-          - {id: default.wordCount, parameters: {maxWords: 4000}}
-          - {id: default.modelWhitelist, parameters: {models: [gpt-4o-mini, gpt-4o]}}
-          - {id: portgate.pii, parameters: {categories: [email, credit_card, secret]}}
-    after_request_hooks:
-      - deny: true
-        checks:
-          - {id: default.regexMatch, parameters: {rule: "BEGIN (RSA )?PRIVATE KEY", not: true}}
-          - {id: default.characterCount, parameters: {maxCharacters: 100000}}
-          - {id: default.sentenceCount, parameters: {maxSentences: 500}}
-          - {id: default.contains, parameters: {words: [password, "api key"], operator: none}}
-          - {id: default.notNull, parameters: {}}
-YAML
-)
+EXTRA_YAML=$(cat bench/guardrails.yaml)
 source bench/common.sh
 bench_prepare wrk
 bench_start 1 taskset -c 1

@@ -21,6 +21,9 @@ pub mod stream;
 pub mod telemetry;
 pub mod wire;
 
+#[cfg(test)]
+mod golden_tests;
+
 use checks::Check;
 use serde_json::{Map, Value};
 use std::sync::Arc;

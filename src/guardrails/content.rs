@@ -176,9 +176,14 @@ pub fn synthetic_response(op: Operation, text: &str) -> Value {
 
 /// At most 100 characters of the text, then `...` (Portkey's `textExcerpt`).
 pub fn excerpt(text: &str) -> String {
+    excerpt_parts(text).concat()
+}
+
+/// The excerpt as two parts to write one after the other (no copy of the text).
+pub fn excerpt_parts(text: &str) -> [&str; 2] {
     match text.char_indices().nth(100) {
-        Some((i, _)) => format!("{}...", text.get(..i).unwrap_or("")),
-        None => text.to_string(),
+        Some((i, _)) => [text.get(..i).unwrap_or(""), "..."],
+        None => [text, ""],
     }
 }
 

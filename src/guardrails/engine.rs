@@ -5,6 +5,7 @@
 //! Results have the hook-result shape of the reference, field for field.
 
 use super::checks::{Ctx, Env, Outcome, StreamMode, Transform};
+use super::write::{self, Data, Stamp};
 use super::{CheckSpec, Event, Hook, HookType};
 use crate::providers::Operation;
 use serde::Serialize;
@@ -41,28 +42,26 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     out.into_iter().flatten().collect()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckError {
-    pub name: String,
+    pub name: &'static str,
     pub message: String,
 }
 
-/// One check's result.
-#[derive(Debug, Clone, Serialize)]
+/// One check's result: `{id, verdict, data, error?, execution_time, created_at, transformed,
+/// log, fail_on_error}`.
+#[derive(Debug, Clone)]
 pub struct CheckResult {
     pub id: String,
     pub verdict: bool,
-    pub data: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Data,
     pub error: Option<CheckError>,
     /// Milliseconds.
     pub execution_time: u64,
-    pub created_at: String,
+    pub created_at: Stamp,
     pub transformed: bool,
-    pub log: Value,
     pub fail_on_error: bool,
     /// For the latency histogram (seconds).
-    #[serde(skip)]
     pub seconds: f64,
 }
 
@@ -74,39 +73,105 @@ pub struct FeedbackOut {
 }
 
 /// The fields of a hook that ran (absent for a skipped one).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Ran {
     pub verdict: bool,
     pub deny: bool,
-    #[serde(rename = "async")]
     pub is_async: bool,
     pub transformed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RanTail {
     pub execution_time: u64,
-    pub created_at: String,
+    pub created_at: Stamp,
     pub feedback: Option<FeedbackOut>,
     pub checks: Vec<CheckResult>,
 }
 
 /// One hook's result: `{id, type, verdict, deny, async, transformed, skipped?,
 /// execution_time, created_at, feedback, checks}`; a skipped hook is `{id, type, skipped}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HookResult {
     pub id: String,
-    #[serde(rename = "type")]
     pub kind: &'static str,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub ran: Option<Ran>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<bool>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub tail: Option<RanTail>,
     /// The metric label of the hook.
-    #[serde(skip)]
     pub label: Arc<str>,
+}
+
+impl CheckResult {
+    /// Appends the result's JSON (the reference's field order).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        write::string(out, &self.id);
+        out.extend_from_slice(b",\"verdict\":");
+        write::bool(out, self.verdict);
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(self.data.as_str().as_bytes());
+        if let Some(e) = &self.error {
+            out.extend_from_slice(b",\"error\":{\"name\":");
+            write::string(out, e.name);
+            out.extend_from_slice(b",\"message\":");
+            write::string(out, &e.message);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"execution_time\":");
+        write::int(out, self.execution_time);
+        out.extend_from_slice(b",\"created_at\":");
+        write::string(out, self.created_at.as_str());
+        out.extend_from_slice(b",\"transformed\":");
+        write::bool(out, self.transformed);
+        out.extend_from_slice(b",\"log\":null,\"fail_on_error\":");
+        write::bool(out, self.fail_on_error);
+        out.push(b'}');
+    }
+}
+
+impl HookResult {
+    /// Appends the result's JSON (the reference's field order).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        write::string(out, &self.id);
+        out.extend_from_slice(b",\"type\":");
+        write::string(out, self.kind);
+        if let Some(r) = &self.ran {
+            out.extend_from_slice(b",\"verdict\":");
+            write::bool(out, r.verdict);
+            out.extend_from_slice(b",\"deny\":");
+            write::bool(out, r.deny);
+            out.extend_from_slice(b",\"async\":");
+            write::bool(out, r.is_async);
+            out.extend_from_slice(b",\"transformed\":");
+            write::bool(out, r.transformed);
+        }
+        if let Some(s) = self.skipped {
+            out.extend_from_slice(b",\"skipped\":");
+            write::bool(out, s);
+        }
+        if let Some(t) = &self.tail {
+            out.extend_from_slice(b",\"execution_time\":");
+            write::int(out, t.execution_time);
+            out.extend_from_slice(b",\"created_at\":");
+            write::string(out, t.created_at.as_str());
+            out.extend_from_slice(b",\"feedback\":");
+            match &t.feedback {
+                Some(f) => write::serde(out, f),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"checks\":[");
+            for (i, c) in t.checks.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                c.write(out);
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
+    }
 }
 
 impl HookResult {
@@ -201,7 +266,7 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
         return (r, (None, None));
     }
     let started = Instant::now();
-    let created_at = crate::telemetry::access_log::now_rfc3339();
+    let created_at = Stamp::now();
     let enabled: Vec<&CheckSpec> = hook.checks.iter().filter(|c| c.enabled).collect();
     let mut request: Cow<'_, Map<String, Value>> = Cow::Borrowed(input.request);
     let mut response: Option<Cow<'_, Value>> = input.response.map(Cow::Borrowed);
@@ -294,6 +359,7 @@ fn ctx_of<'a>(
         provider: input.provider,
         stream: input.stream,
         env: input.env,
+        seen: Default::default(),
     }
 }
 
@@ -303,7 +369,7 @@ async fn run_check(
     mode: Mode,
 ) -> Option<(CheckResult, Option<Transform>)> {
     let started = Instant::now();
-    let created_at = crate::telemetry::access_log::now_rfc3339();
+    let created_at = Stamp::now();
     let out: Outcome = match (mode, spec.check.stream_mode()) {
         (Mode::Full, _) => spec.check.run(ctx).await,
         (Mode::Partial, StreamMode::Incremental) => spec.check.run_partial(ctx)?,
@@ -316,13 +382,12 @@ async fn run_check(
         verdict: out.verdict,
         data: out.data,
         error: out.error.map(|message| CheckError {
-            name: "Error".into(),
+            name: "Error",
             message,
         }),
         execution_time: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         created_at,
         transformed: out.transform.is_some(),
-        log: Value::Null,
         fail_on_error: spec.fail_on_error,
         seconds: elapsed.as_secs_f64(),
     };

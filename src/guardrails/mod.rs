@@ -20,6 +20,7 @@ pub mod parse;
 pub mod stream;
 pub mod telemetry;
 pub mod wire;
+pub mod write;
 
 #[cfg(test)]
 mod golden_tests;

@@ -238,7 +238,7 @@ impl Translator for GuardTranslator {
         if !passed && !self.guard.strict {
             let results = hook_results(&self.guard.before, &run.results);
             out.extend_from_slice(b"data: {\"hook_results\":");
-            out.extend_from_slice(&serde_json::to_vec(&results).unwrap_or_default());
+            out.extend_from_slice(&results.to_vec());
             out.extend_from_slice(b"}\n\n");
         }
         if let Ok(mut r) = self.report.lock() {

@@ -22,7 +22,6 @@ use crate::providers::{Provider, ResponseOptions};
 use crate::routing::plan::Leaf;
 use crate::state::State;
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -85,10 +84,36 @@ impl Local {
 }
 
 /// The `hook_results` object, in Portkey's field order.
-#[derive(Serialize)]
 pub struct HookResults<'a> {
     pub before_request_hooks: &'a [HookResult],
     pub after_request_hooks: &'a [HookResult],
+}
+
+impl HookResults<'_> {
+    /// Appends `{"before_request_hooks":[...],"after_request_hooks":[...]}`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let list = |out: &mut Vec<u8>, hooks: &[HookResult]| {
+            out.push(b'[');
+            for (i, h) in hooks.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                h.write(out);
+            }
+            out.push(b']');
+        };
+        out.extend_from_slice(b"{\"before_request_hooks\":");
+        list(out, self.before_request_hooks);
+        out.extend_from_slice(b",\"after_request_hooks\":");
+        list(out, self.after_request_hooks);
+        out.push(b'}');
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        self.write(&mut out);
+        out
+    }
 }
 
 pub fn hook_results<'a>(before: &'a [HookResult], after: &'a [HookResult]) -> HookResults<'a> {
@@ -98,33 +123,17 @@ pub fn hook_results<'a>(before: &'a [HookResult], after: &'a [HookResult]) -> Ho
     }
 }
 
-#[derive(Serialize)]
-struct DenyError {
-    message: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    param: Option<()>,
-    code: Option<()>,
-}
-
-#[derive(Serialize)]
-struct Deny<'a> {
-    error: DenyError,
-    hook_results: HookResults<'a>,
-}
-
 /// The 446 body: Portkey's error object and both hook lists (byte for byte in its order).
 pub fn deny_body(before: &[HookResult], after: &[HookResult]) -> Bytes {
-    let body = Deny {
-        error: DenyError {
-            message: DENY_MESSAGE,
-            kind: "hooks_failed",
-            param: None,
-            code: None,
-        },
-        hook_results: hook_results(before, after),
-    };
-    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"error\":{\"message\":");
+    super::write::string(&mut out, DENY_MESSAGE);
+    out.extend_from_slice(
+        b",\"type\":\"hooks_failed\",\"param\":null,\"code\":null},\"hook_results\":",
+    );
+    hook_results(before, after).write(&mut out);
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 /// Adds `"hook_results":{...}` as the last member of a JSON object, without re-serialising it.
@@ -136,16 +145,15 @@ pub fn splice_results(body: &[u8], results: &HookResults<'_>) -> Option<Bytes> {
         .rev()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'{');
-    let results = serde_json::to_vec(results).ok()?;
-    let mut out = BytesMut::with_capacity(body.len() + results.len() + 20);
+    let mut out = Vec::with_capacity(body.len() + 4096);
     out.extend_from_slice(head);
     if !empty {
         out.extend_from_slice(b",");
     }
     out.extend_from_slice(b"\"hook_results\":");
-    out.extend_from_slice(&results);
+    results.write(&mut out);
     out.extend_from_slice(b"}");
-    Some(out.freeze())
+    Some(Bytes::from(out))
 }
 
 /// The guardrail state of one target's attempts.

@@ -71,7 +71,7 @@ impl JsonSchema {
         let text = ctx.text();
         let not = self.not;
         let mut best: Option<(Value, Vec<Value>, bool)> = None;
-        for c in candidates(&text, false) {
+        for c in candidates(text, false) {
             let Ok(doc) = serde_json::from_str::<Value>(&c) else {
                 continue;
             };
@@ -133,7 +133,7 @@ impl JsonKeys {
         }
         let mut best: Option<(Value, Vec<String>, Vec<String>, bool)> = None;
         let mut parsed_any = false;
-        for c in candidates(&text, true) {
+        for c in candidates(text, true) {
             let Ok(doc) = serde_json::from_str::<Value>(&c) else {
                 continue;
             };
@@ -159,7 +159,7 @@ impl JsonKeys {
             return Outcome::pass(
                 false,
                 json!({"explanation": "No valid JSON found in the text.", "requiredKeys": self.keys,
-                       "operator": op, "textExcerpt": excerpt(&text)}),
+                       "operator": op, "textExcerpt": excerpt(text)}),
             );
         };
         let found = if present.is_empty() {
@@ -190,7 +190,7 @@ impl JsonKeys {
             verdict,
             json!({"matchedJson": doc, "verdict": verdict, "explanation": explanation,
                    "presentKeys": present, "missingKeys": missing, "operator": op,
-                   "textExcerpt": excerpt(&text)}),
+                   "textExcerpt": excerpt(text)}),
         )
     }
 }

@@ -15,6 +15,7 @@ pub mod request;
 pub mod text;
 
 use super::content::{self, Part};
+use super::write::{Data, Obj};
 use super::Event;
 use crate::dispatch::Dispatcher;
 use crate::portkey::config::Problems;
@@ -41,20 +42,32 @@ pub struct Ctx<'a> {
     pub stream: bool,
     /// `None` on streams (network checks do not run there).
     pub env: Option<&'a Env<'a>>,
+    /// The content part and its text, read once for all the checks sharing this context.
+    pub seen: Seen,
+}
+
+/// What the checks of one context have read of it.
+#[derive(Debug, Default)]
+pub struct Seen {
+    part: std::sync::OnceLock<Part>,
+    text: std::sync::OnceLock<String>,
 }
 
 impl Ctx<'_> {
     /// The content part the check examines.
-    pub fn part(&self) -> Part {
-        match (self.event, self.response) {
-            (Event::Before, _) => content::request_part(self.request, self.op),
-            (Event::After, Some(r)) => content::response_part(r, self.op),
-            (Event::After, None) => Part::default(),
-        }
+    pub fn part(&self) -> &Part {
+        self.seen
+            .part
+            .get_or_init(|| match (self.event, self.response) {
+                (Event::Before, _) => content::request_part(self.request, self.op),
+                (Event::After, Some(r)) => content::response_part(r, self.op),
+                (Event::After, None) => Part::default(),
+            })
     }
 
-    pub fn text(&self) -> String {
-        self.part().text()
+    /// The part's texts that are not empty, joined by newlines.
+    pub fn text(&self) -> &str {
+        self.seen.text.get_or_init(|| self.part().text())
     }
 
     /// Portkey's request type names.
@@ -79,26 +92,26 @@ pub enum Transform {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub verdict: bool,
-    pub data: Value,
+    pub data: Data,
     /// The check could not decide (it then passes unless `failOnError`).
     pub error: Option<String>,
     pub transform: Option<Transform>,
 }
 
 impl Outcome {
-    pub fn pass(verdict: bool, data: Value) -> Outcome {
+    pub fn pass(verdict: bool, data: impl Into<Data>) -> Outcome {
         Outcome {
             verdict,
-            data,
+            data: data.into(),
             error: None,
             transform: None,
         }
     }
 
-    pub fn error(message: impl Into<String>, data: Value) -> Outcome {
+    pub fn error(message: impl Into<String>, data: impl Into<Data>) -> Outcome {
         Outcome {
             verdict: false,
-            data,
+            data: data.into(),
             error: Some(message.into()),
             transform: None,
         }
@@ -177,7 +190,7 @@ impl Check {
     pub fn run_partial(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let out = match self {
             Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) => {
-                c.over_max(&ctx.text(), self)?
+                c.over_max(ctx.text(), self)?
             }
             other => other.run_sync(ctx)?,
         };
@@ -440,8 +453,13 @@ pub fn compile(
 pub fn no_text(what: &str) -> Outcome {
     Outcome::error(
         format!("Missing text to {what}"),
-        serde_json::json!({"explanation": format!("An error occurred: Missing text to {what}"),
-                           "textExcerpt": "No text available"}),
+        Obj::new()
+            .text(
+                "explanation",
+                &["An error occurred: Missing text to ", what],
+            )
+            .str("textExcerpt", "No text available")
+            .done(),
     )
 }
 

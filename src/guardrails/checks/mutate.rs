@@ -136,7 +136,8 @@ impl AddPrefix {
             verdict: true,
             data: json!({"prefix": self.prefix, "requestType": ctx.request_type(),
                          "applyToRole": self.role, "addToExisting": self.add_to_existing,
-                         "onlyIfEmpty": self.only_if_empty}),
+                         "onlyIfEmpty": self.only_if_empty})
+            .into(),
             error: None,
             transform: Some(Transform::Request(json)),
         }
@@ -206,7 +207,9 @@ impl RegexReplace {
         };
         Outcome {
             verdict,
-            data: json!({"regexPattern": self.rule, "verdict": verdict, "explanation": explanation}),
+            data:
+                json!({"regexPattern": self.rule, "verdict": verdict, "explanation": explanation})
+                    .into(),
             error: None,
             transform: if matched {
                 write_back(ctx, &texts)

@@ -11,8 +11,8 @@
 
 use super::mutate::write_back;
 use super::{Ctx, Outcome, Params};
+use crate::guardrails::write::{self, Obj};
 use once_cell::sync::Lazy;
-use serde_json::{json, Map, Value};
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,22 @@ const ALL: [Category; 6] = [
     Category::Phone,
 ];
 
+/// The category names in sorted order.
+const BY_NAME: [&str; 6] = ["credit_card", "email", "iban", "ip", "phone", "secret"];
+
 impl Category {
+    /// The category's position in [`BY_NAME`].
+    fn by_name(self) -> usize {
+        match self {
+            Category::CreditCard => 0,
+            Category::Email => 1,
+            Category::Iban => 2,
+            Category::Ip => 3,
+            Category::Phone => 4,
+            Category::Secret => 5,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Category::Secret => "secret",
@@ -201,24 +216,21 @@ impl Pii {
 
     pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let part = ctx.part();
-        let mut counts: Map<String, Value> = Map::new();
+        // Counts by category, in the order of their names (as `data.detected` lists them).
+        let mut counts = [0u64; 6];
         let mut any = false;
-        let texts: Vec<Option<String>> = part
+        let findings: Vec<Vec<(Category, Range<usize>)>> = part
             .texts
             .iter()
             .map(|t| {
-                let t = t.as_deref()?;
-                let findings = find(t, &self.categories);
-                for (c, _) in &findings {
+                let found = t
+                    .as_deref()
+                    .map_or_else(Vec::new, |t| find(t, &self.categories));
+                for (c, _) in &found {
                     any = true;
-                    let n = counts.get(c.name()).and_then(Value::as_u64).unwrap_or(0);
-                    counts.insert(c.name().into(), Value::from(n + 1));
+                    counts[c.by_name()] += 1;
                 }
-                Some(if findings.is_empty() {
-                    t.to_string()
-                } else {
-                    self.redacted(t, &findings)
-                })
+                found
             })
             .collect();
         let verdict = if self.redact {
@@ -231,16 +243,45 @@ impl Pii {
             (true, true) => "Personal data or secrets were found and redacted.",
             (true, false) => "Personal data or secrets were found.",
         };
+        let mut detected = Vec::with_capacity(64);
+        detected.push(b'{');
+        for (name, n) in BY_NAME.iter().zip(counts).filter(|(_, n)| *n > 0) {
+            if detected.len() > 1 {
+                detected.push(b',');
+            }
+            write::string(&mut detected, name);
+            detected.push(b':');
+            write::int(&mut detected, n);
+        }
+        detected.push(b'}');
+        let transform = if any && self.redact {
+            let texts: Vec<Option<String>> = part
+                .texts
+                .iter()
+                .zip(&findings)
+                .map(|(t, found)| {
+                    let t = t.as_deref()?;
+                    Some(if found.is_empty() {
+                        t.to_string()
+                    } else {
+                        self.redacted(t, found)
+                    })
+                })
+                .collect();
+            write_back(ctx, &texts)
+        } else {
+            None
+        };
         Outcome {
             verdict,
-            data: json!({"verdict": verdict, "explanation": explanation, "detected": counts,
-                         "redacted": any && self.redact}),
+            data: Obj::new()
+                .raw("detected", &detected)
+                .str("explanation", explanation)
+                .bool("redacted", any && self.redact)
+                .bool("verdict", verdict)
+                .done(),
             error: None,
-            transform: if any && self.redact {
-                write_back(ctx, &texts)
-            } else {
-                None
-            },
+            transform,
         }
     }
 }

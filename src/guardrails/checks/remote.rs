@@ -261,7 +261,8 @@ impl Webhook {
             data: json!({"verdict": verdict,
                          "explanation": if verdict { "Webhook request succeeded" } else { "Webhook request failed" },
                          "webhookUrl": url, "responseData": answer.get("data").cloned().unwrap_or(Value::Null),
-                         "requestContext": request_context}),
+                         "requestContext": request_context})
+            .into(),
             error: None,
             transform,
         }
@@ -366,7 +367,7 @@ pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
     let urls: Vec<String> = URLS
         .as_ref()
         .map(|re| {
-            re.find_iter(&text)
+            re.find_iter(text)
                 .take(MAX_URLS)
                 .map(|m| m.as_str().to_string())
                 .collect()
@@ -376,7 +377,7 @@ pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
         return Outcome::pass(
             false,
             json!({"explanation": "No URLs found in the text.", "urls": [], "validationMethod": method,
-                   "not": not, "textExcerpt": content::excerpt(&text)}),
+                   "not": not, "textExcerpt": content::excerpt(text)}),
         );
     }
     let checks: Vec<_> = urls.iter().map(|u| url_ok(ctx, u, only_dns)).collect();
@@ -400,6 +401,6 @@ pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
         verdict,
         json!({"verdict": verdict, "not": not, "explanation": explanation,
                "validUrls": list(&valid), "invalidUrls": list(&invalid),
-               "validationMethod": method, "textExcerpt": content::excerpt(&text)}),
+               "validationMethod": method, "textExcerpt": content::excerpt(text)}),
     )
 }

@@ -3,6 +3,7 @@
 
 use super::text::Operator;
 use super::{invert, Ctx, Outcome, Params};
+use crate::guardrails::write::Obj;
 use crate::guardrails::Event;
 use serde_json::{json, Map, Value};
 
@@ -17,21 +18,33 @@ pub fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Outcome {
     let Some(m) = model(ctx) else {
         return Outcome::error(
             "Missing model in request",
-            json!({"explanation": "An error occurred while checking model whitelist: Missing model in request",
-                   "requestedModel": "No model specified", "not": not, "allowedModels": models}),
+            Obj::new()
+                .strs("allowedModels", models.iter().map(String::as_str))
+                .str(
+                    "explanation",
+                    "An error occurred while checking model whitelist: Missing model in request",
+                )
+                .bool("not", not)
+                .str("requestedModel", "No model specified")
+                .done(),
         );
     };
     let verdict = invert(models.iter().any(|x| x == m), not);
     let explanation = match (verdict, not) {
-        (true, true) => format!("Model \"{m}\" is not in the allowed list as expected."),
-        (true, false) => format!("Model \"{m}\" is allowed."),
-        (false, true) => format!("Model \"{m}\" is in the allowed list when it should not be."),
-        (false, false) => format!("Model \"{m}\" is not in the allowed list."),
+        (true, true) => "\" is not in the allowed list as expected.",
+        (true, false) => "\" is allowed.",
+        (false, true) => "\" is in the allowed list when it should not be.",
+        (false, false) => "\" is not in the allowed list.",
     };
     Outcome::pass(
         verdict,
-        json!({"verdict": verdict, "not": not, "explanation": explanation,
-               "requestedModel": m, "allowedModels": models}),
+        Obj::new()
+            .strs("allowedModels", models.iter().map(String::as_str))
+            .text("explanation", &["Model \"", m, explanation])
+            .bool("not", not)
+            .str("requestedModel", m)
+            .bool("verdict", verdict)
+            .done(),
     )
 }
 

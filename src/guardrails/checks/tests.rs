@@ -36,6 +36,7 @@ fn env_less<'a>(
         provider: "openai",
         stream: false,
         env: None,
+        seen: Default::default(),
     }
 }
 
@@ -82,7 +83,10 @@ fn regex_match() {
         FOX,
     );
     assert!(o.verdict);
-    assert_eq!(o.data["matchDetails"]["matchedText"], "quick brown fox");
+    assert_eq!(
+        o.data.value()["matchDetails"]["matchedText"],
+        "quick brown fox"
+    );
     assert!(!on_text("default.regexMatch", json!({"rule": "zebra"}), FOX).verdict);
     assert!(
         on_text(
@@ -98,16 +102,16 @@ fn regex_match() {
         FOX,
     );
     assert!(o.verdict);
-    assert_eq!(o.data["matchDetails"]["groups"]["animal"], "fox");
+    assert_eq!(o.data.value()["matchDetails"]["groups"]["animal"], "fox");
     assert_eq!(
-        o.data["matchDetails"]["captures"],
+        o.data.value()["matchDetails"]["captures"],
         json!(["quick", "brown", "fox"])
     );
     // JavaScript look-ahead compiles (fancy-regex).
     assert!(on_text("default.regexMatch", json!({"rule": "fox(?= jumps)"}), FOX).verdict);
     let long = "a".repeat(150);
     let o = on_text("default.regexMatch", json!({"rule": "a"}), &long);
-    assert_eq!(o.data["textExcerpt"].as_str().unwrap().len(), 103);
+    assert_eq!(o.data.value()["textExcerpt"].as_str().unwrap().len(), 103);
     // Invalid or missing patterns are refused when the config is parsed.
     assert!(compiled("default.regexMatch", json!({"rule": "("})).is_err());
     let errs = compiled("default.regexMatch", json!({"rule": ""})).unwrap_err();
@@ -125,7 +129,10 @@ fn json_schema() {
     let strict = json!({"schema": {"type": "object", "properties": {"key": {"type": "number"}}, "required": ["key"]}});
     let o = on_text("default.jsonSchema", strict, "{\"key\": \"value\"}");
     assert!(!o.verdict);
-    assert!(!o.data["validationErrors"].as_array().unwrap().is_empty());
+    assert!(!o.data.value()["validationErrors"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let o = on_text(
         "default.jsonSchema",
         schema.clone(),
@@ -133,7 +140,7 @@ fn json_schema() {
     );
     assert!(!o.verdict);
     assert_eq!(
-        o.data["explanation"],
+        o.data.value()["explanation"],
         "No valid JSON found in the response."
     );
     let bad = "adding some text before this ```json\n{\"key1\": \"value\"}\n```\n and adding some text after {\"key\":\"value";
@@ -165,7 +172,7 @@ fn json_keys() {
     );
     assert!(o.verdict);
     assert_eq!(
-        o.data["explanation"],
+        o.data.value()["explanation"],
         "Successfully found at least one required key. Found keys: [key1]."
     );
     let o = on_text(
@@ -174,7 +181,7 @@ fn json_keys() {
         text,
     );
     assert_eq!(
-        o.data["explanation"],
+        o.data.value()["explanation"],
         "Successfully found all required keys. Found keys: [key1, key2]."
     );
     let o = on_text(
@@ -184,7 +191,7 @@ fn json_keys() {
     );
     assert!(o.verdict);
     assert_eq!(
-        o.data["explanation"],
+        o.data.value()["explanation"],
         "Successfully verified no required keys are present. Missing keys: [key3, key4]."
     );
     assert!(
@@ -238,7 +245,7 @@ fn contains() {
         text,
     );
     assert!(!o.verdict);
-    assert_eq!(o.data["missingWords"], json!(["word2"]));
+    assert_eq!(o.data.value()["missingWords"], json!(["word2"]));
     assert!(
         on_text(
             "default.contains",
@@ -268,7 +275,7 @@ fn counts() {
         "This is a sentence. This is another one!",
     );
     assert!(o.verdict);
-    assert_eq!(o.data["sentenceCount"], 2);
+    assert_eq!(o.data.value()["sentenceCount"], 2);
     assert!(
         !on_text(
             "default.sentenceCount",
@@ -293,7 +300,7 @@ fn counts() {
         seven,
     );
     assert!(o.verdict);
-    assert_eq!(o.data["wordCount"], 7);
+    assert_eq!(o.data.value()["wordCount"], 7);
     assert!(
         !on_text(
             "default.wordCount",
@@ -515,7 +522,7 @@ fn request_checks() {
     );
     assert!(o.verdict);
     assert_eq!(
-        o.data["allowedTypes"],
+        o.data.value()["allowedTypes"],
         json!(["chatComplete", "complete", "embed"])
     );
     let o = on_request(
@@ -526,7 +533,7 @@ fn request_checks() {
         chat,
     );
     assert!(o.verdict);
-    assert_eq!(o.data["source"], "metadata");
+    assert_eq!(o.data.value()["source"], "metadata");
     let o = on_request(
         "default.allowedRequestTypes",
         json!({}),
@@ -534,7 +541,7 @@ fn request_checks() {
         json!({}),
         chat,
     );
-    assert_eq!(o.data["allowedTypes"], json!(["all"]));
+    assert_eq!(o.data.value()["allowedTypes"], json!(["all"]));
     let keys = json!({"metadataKeys": ["user", "env"], "operator": "all"});
     assert!(
         on_request(
@@ -554,7 +561,7 @@ fn request_checks() {
         chat,
     );
     assert!(!o.verdict);
-    assert_eq!(o.data["missing_metadata_keys"], json!(["env"]));
+    assert_eq!(o.data.value()["missing_metadata_keys"], json!(["env"]));
     assert!(
         on_request(
             "default.requiredMetadataKeys",
@@ -635,7 +642,7 @@ fn mutators() {
     assert!(o.verdict && o.transform.is_none());
     let o = on_text("portgate.pii", json!({}), "mail me: a.b@example.org");
     assert!(!o.verdict);
-    assert_eq!(o.data["detected"]["email"], 1);
+    assert_eq!(o.data.value()["detected"]["email"], 1);
     assert!(
         !o.data.to_string().contains("a.b@example.org"),
         "values never in data"

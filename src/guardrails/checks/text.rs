@@ -3,7 +3,8 @@
 //! rules and `data` fields follow Portkey's plugins.
 
 use super::{invert, no_text, Check, Ctx, Outcome, Params};
-use crate::guardrails::content::excerpt;
+use crate::guardrails::content::{excerpt, excerpt_parts};
+use crate::guardrails::write::Obj;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,21 +83,23 @@ impl RegexMatch {
         if text.is_empty() {
             return no_text("match");
         }
-        let found = match self.regex.captures(&text) {
+        // The fast test first: the capture groups are only needed when the pattern matches.
+        let found = match self.regex.is_match(text) {
+            Ok(false) => Ok(None),
+            Ok(true) => self.regex.captures(text),
+            Err(e) => Err(e),
+        };
+        let found = match found {
             Ok(c) => c,
             Err(e) => return Outcome::error(format!("regex: {e}"), Value::Null),
         };
         let verdict = invert(found.is_some(), self.not);
-        let rule = &self.rule;
+        let rule = self.rule.as_str();
         let explanation = match (verdict, self.not) {
-            (true, true) => {
-                format!("The regex pattern '{rule}' did not match the text as expected.")
-            }
-            (true, false) => format!("The regex pattern '{rule}' successfully matched the text."),
-            (false, true) => {
-                format!("The regex pattern '{rule}' matched the text when it should not have.")
-            }
-            (false, false) => format!("The regex pattern '{rule}' did not match the text."),
+            (true, true) => "' did not match the text as expected.",
+            (true, false) => "' successfully matched the text.",
+            (false, true) => "' matched the text when it should not have.",
+            (false, false) => "' did not match the text.",
         };
         let details = found.as_ref().and_then(|c| {
             let m = c.get(0)?;
@@ -112,11 +115,18 @@ impl RegexMatch {
             Some(json!({"matchedText": m.as_str(), "index": text.get(..m.start()).map_or(0, |t| t.encode_utf16().count()),
                         "groups": groups, "captures": captures}))
         });
+        let data = Obj::new().text("explanation", &["The regex pattern '", rule, explanation]);
+        let data = match &details {
+            Some(d) => data.serde("matchDetails", d),
+            None => data.null("matchDetails"),
+        };
         Outcome::pass(
             verdict,
-            json!({"regexPattern": rule, "not": self.not, "verdict": verdict,
-                   "explanation": explanation, "matchDetails": details,
-                   "textExcerpt": excerpt(&text)}),
+            data.bool("not", self.not)
+                .str("regexPattern", rule)
+                .text("textExcerpt", &excerpt_parts(text))
+                .bool("verdict", verdict)
+                .done(),
         )
     }
 }
@@ -164,11 +174,7 @@ impl Count {
 
     pub fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> Outcome {
         let raw = ctx.text();
-        let text = if unit == Unit::Words {
-            raw.trim()
-        } else {
-            raw.as_str()
-        };
+        let text = if unit == Unit::Words { raw.trim() } else { raw };
         // Portkey's sentenceCount takes an empty text as 0 sentences; the others refuse it.
         if text.is_empty() && unit != Unit::Sentences {
             return no_text("analyze");
@@ -177,29 +183,53 @@ impl Count {
         let in_range = n >= self.min && n <= self.max;
         let verdict = invert(in_range, self.not);
         let (min, max) = (self.min, self.max);
-        let (name, count_key) = match unit {
-            Unit::Sentences => ("sentence count", "sentenceCount"),
-            Unit::Words => ("word count", "wordCount"),
-            Unit::Characters => ("character count", "characterCount"),
+        let name = match unit {
+            Unit::Sentences => "sentence count",
+            Unit::Words => "word count",
+            Unit::Characters => "character count",
         };
         let relation = match (verdict, self.not) {
-            (true, true) => "is outside the specified range as expected",
-            (true, false) => "is within the specified range",
-            (false, true) => "is within the specified range when it should not be",
-            (false, false) => "is outside the specified range",
+            (true, true) => ") is outside the specified range as expected of ",
+            (true, false) => ") is within the specified range of ",
+            (false, true) => ") is within the specified range when it should not be of ",
+            (false, false) => ") is outside the specified range of ",
         };
-        let mut data = serde_json::Map::new();
-        data.insert(count_key.into(), json!(n));
-        data.insert(self.keys.0.into(), json!(min));
-        data.insert(self.keys.1.into(), json!(max));
-        data.insert("not".into(), json!(self.not));
-        data.insert("verdict".into(), json!(verdict));
-        data.insert(
-            "explanation".into(),
-            json!(format!("The {name} ({n}) {relation} of {min} to {max}.")),
+        let (mut b1, mut b2, mut b3) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
         );
-        data.insert("textExcerpt".into(), json!(excerpt(text)));
-        Outcome::pass(verdict, Value::Object(data))
+        let explanation = [
+            "The ",
+            name,
+            " (",
+            b1.format(n),
+            relation,
+            b2.format(min),
+            " to ",
+            b3.format(max),
+            ".",
+        ];
+        // The members in their sorted order: the count's key sorts differently per unit.
+        let mut data = Obj::new();
+        if unit == Unit::Characters {
+            data = data.int("characterCount", n);
+        }
+        data = data
+            .text("explanation", &explanation)
+            .int(self.keys.1, max)
+            .int(self.keys.0, min)
+            .bool("not", self.not);
+        if unit == Unit::Sentences {
+            data = data.int("sentenceCount", n);
+        }
+        data = data
+            .text("textExcerpt", &excerpt_parts(text))
+            .bool("verdict", verdict);
+        if unit == Unit::Words {
+            data = data.int("wordCount", n);
+        }
+        Outcome::pass(verdict, data.done())
     }
 
     /// Mid-stream: fails only when the count is already over the maximum (it only grows).
@@ -211,10 +241,25 @@ impl Count {
         };
         let n = Count::count(text, unit);
         (n > self.max).then(|| {
+            let (mut b1, mut b2) = (itoa::Buffer::new(), itoa::Buffer::new());
             Outcome::pass(
                 false,
-                json!({"verdict": false, "not": self.not, "count": n, "max": self.max,
-                       "explanation": format!("The streamed text passed the maximum of {} ({n}).", self.max)}),
+                Obj::new()
+                    .int("count", n)
+                    .text(
+                        "explanation",
+                        &[
+                            "The streamed text passed the maximum of ",
+                            b1.format(self.max),
+                            " (",
+                            b2.format(n),
+                            ").",
+                        ],
+                    )
+                    .int("max", self.max)
+                    .bool("not", self.not)
+                    .bool("verdict", false)
+                    .done(),
             )
         })
     }
@@ -238,16 +283,23 @@ pub fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
         ("lowercase", "uppercase")
     };
     let explanation = match (verdict, not) {
-        (true, true) => format!("The text contains {other} characters as expected."),
-        (true, false) => format!("All alphabetic characters in the text are {case}."),
-        (false, true) => {
-            format!("All alphabetic characters in the text are {case} when they should not be.")
-        }
-        (false, false) => format!("The text contains {other} characters."),
+        (true, true) => ["The text contains ", other, " characters as expected."],
+        (true, false) => ["All alphabetic characters in the text are ", case, "."],
+        (false, true) => [
+            "All alphabetic characters in the text are ",
+            case,
+            " when they should not be.",
+        ],
+        (false, false) => ["The text contains ", other, " characters."],
     };
     Outcome::pass(
         verdict,
-        json!({"verdict": verdict, "not": not, "explanation": explanation, "textExcerpt": excerpt(&text)}),
+        Obj::new()
+            .text("explanation", &explanation)
+            .bool("not", not)
+            .text("textExcerpt", &excerpt_parts(text))
+            .bool("verdict", verdict)
+            .done(),
     )
 }
 
@@ -260,22 +312,28 @@ pub fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
     let holds = text.ends_with(suffix) || with_period;
     let verdict = invert(holds, not);
     let explanation = match (verdict, not) {
-        (true, true) => format!("The text does not end with \"{suffix}\" as expected."),
-        (true, false) => format!(
-            "The text ends with \"{suffix}\"{}.",
+        (true, true) => ["The text does not end with \"", suffix, "\" as expected."],
+        (true, false) => [
+            "The text ends with \"",
+            suffix,
             if with_period {
-                " (including trailing period)"
+                "\" (including trailing period)."
             } else {
-                ""
-            }
-        ),
-        (false, true) => format!("The text ends with \"{suffix}\" when it should not."),
-        (false, false) => format!("The text does not end with \"{suffix}\"."),
+                "\"."
+            },
+        ],
+        (false, true) => ["The text ends with \"", suffix, "\" when it should not."],
+        (false, false) => ["The text does not end with \"", suffix, "\"."],
     };
     Outcome::pass(
         verdict,
-        json!({"suffix": suffix, "not": not, "verdict": verdict, "explanation": explanation,
-               "textExcerpt": excerpt(&text)}),
+        Obj::new()
+            .text("explanation", &explanation)
+            .bool("not", not)
+            .str("suffix", suffix)
+            .text("textExcerpt", &excerpt_parts(text))
+            .bool("verdict", verdict)
+            .done(),
     )
 }
 
@@ -312,8 +370,15 @@ impl Contains {
         let status = if verdict { "passed" } else { "failed" };
         Outcome::pass(
             verdict,
-            json!({"explanation": format!("Check {status} for '{op}' words. {tail}"),
-                   "foundWords": found, "missingWords": missing, "operator": op}),
+            Obj::new()
+                .text(
+                    "explanation",
+                    &["Check ", status, " for '", op, "' words. ", tail],
+                )
+                .strs("foundWords", found.iter().map(|w| w.as_str()))
+                .strs("missingWords", missing.iter().map(|w| w.as_str()))
+                .str("operator", op)
+                .done(),
         )
     }
 }
@@ -392,12 +457,12 @@ pub fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
                    "searchedFormat": format, "not": not, "textExcerpt": "No text available"}),
         );
     }
-    let found = fenced_languages(&text);
+    let found = fenced_languages(text);
     if found.is_empty() {
         return Outcome::pass(
             not,
             json!({"explanation": "No code blocks found in the text", "searchedFormat": format,
-                   "not": not, "foundFormats": [], "textExcerpt": excerpt(&text)}),
+                   "not": not, "foundFormats": [], "textExcerpt": excerpt(text)}),
         );
     }
     let has = found.iter().any(|l| l == format);
@@ -411,7 +476,7 @@ pub fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
     Outcome::pass(
         verdict,
         json!({"explanation": explanation, "searchedFormat": format, "not": not,
-               "foundFormats": found, "textExcerpt": excerpt(&text)}),
+               "foundFormats": found, "textExcerpt": excerpt(text)}),
     )
 }
 
@@ -426,8 +491,18 @@ pub fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
     let verdict = invert(!is_null, not);
     Outcome::pass(
         verdict,
-        json!({"isNull": is_null, "textArrayLength": part.texts.len(),
-               "explanation": if is_null { "Content is null, undefined, or empty." } else { "Content exists and is not null." },
-               "verdict": if verdict { "passed" } else { "failed" }}),
+        Obj::new()
+            .str(
+                "explanation",
+                if is_null {
+                    "Content is null, undefined, or empty."
+                } else {
+                    "Content exists and is not null."
+                },
+            )
+            .bool("isNull", is_null)
+            .int("textArrayLength", part.texts.len())
+            .str("verdict", if verdict { "passed" } else { "failed" })
+            .done(),
     )
 }

@@ -1,0 +1,315 @@
+//! JSON written straight into a buffer, byte for byte as `serde_json` writes it (compact, the
+//! same string escapes, object keys in `serde_json::Map`'s sorted order), so that
+//! `hook_results` is produced without building `serde_json::Value` documents first: a check
+//! writes its `data` once, when it runs ([`Obj`] → [`Data`]), and the hook results are then
+//! copied out ([`crate::guardrails::engine::HookResult::write`]).
+
+use serde_json::Value;
+use std::cell::RefCell;
+
+/// What `serde_json` writes for each byte: 0 for the byte itself, else the escape's letter
+/// (`u` for `\u00XX`).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `s` escaped, without the quotes.
+pub fn fragment(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if esc == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+}
+
+/// Appends `s` as a JSON string.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    fragment(out, s);
+    out.push(b'"');
+}
+
+pub fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+pub fn bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// Appends any serialisable value as `serde_json` does (for the rare parts: feedback, a
+/// webhook's answer).
+pub fn serde(out: &mut Vec<u8>, v: &impl serde::Serialize) {
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A check's `data`: the JSON text, written once when the check ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data(Box<str>);
+
+impl Data {
+    pub fn null() -> Data {
+        Data("null".into())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The data as a JSON document (tests, and readers that want one).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl From<Value> for Data {
+    fn from(v: Value) -> Data {
+        Data::from(&v)
+    }
+}
+
+impl From<&Value> for Data {
+    fn from(v: &Value) -> Data {
+        let mut out = Vec::with_capacity(128);
+        serde(&mut out, v);
+        Data(String::from_utf8(out).unwrap_or_default().into_boxed_str())
+    }
+}
+
+impl std::fmt::Display for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Writes one JSON object, member by member. Keys must come in `serde_json::Map`'s order
+/// (sorted by bytes), as `json!` objects are written; debug builds check it.
+pub struct Obj {
+    out: Vec<u8>,
+    #[cfg(debug_assertions)]
+    last: &'static str,
+}
+
+impl Default for Obj {
+    fn default() -> Obj {
+        Obj::new()
+    }
+}
+
+impl Obj {
+    pub fn new() -> Obj {
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        Obj {
+            out,
+            #[cfg(debug_assertions)]
+            last: "",
+        }
+    }
+
+    /// Writes `"key":`; the key is written as is (it needs no escape).
+    pub fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(self.last < key, "{key:?} after {:?}", self.last);
+            self.last = key;
+        }
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        &mut self.out
+    }
+
+    pub fn str(mut self, key: &'static str, v: &str) -> Obj {
+        string(self.key(key), v);
+        self
+    }
+
+    /// A string made of `parts` (each escaped).
+    pub fn text(mut self, key: &'static str, parts: &[&str]) -> Obj {
+        let out = self.key(key);
+        out.push(b'"');
+        for p in parts {
+            fragment(out, p);
+        }
+        out.push(b'"');
+        self
+    }
+
+    pub fn bool(mut self, key: &'static str, v: bool) -> Obj {
+        bool(self.key(key), v);
+        self
+    }
+
+    pub fn int(mut self, key: &'static str, v: impl itoa::Integer) -> Obj {
+        int(self.key(key), v);
+        self
+    }
+
+    pub fn null(mut self, key: &'static str) -> Obj {
+        self.key(key).extend_from_slice(b"null");
+        self
+    }
+
+    /// An array of strings.
+    pub fn strs<'s>(mut self, key: &'static str, items: impl IntoIterator<Item = &'s str>) -> Obj {
+        let out = self.key(key);
+        out.push(b'[');
+        for (i, s) in items.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, s);
+        }
+        out.push(b']');
+        self
+    }
+
+    /// Any serialisable value, as `serde_json` writes it.
+    pub fn serde(mut self, key: &'static str, v: &impl serde::Serialize) -> Obj {
+        serde(self.key(key), v);
+        self
+    }
+
+    /// Already written JSON.
+    pub fn raw(mut self, key: &'static str, json: &[u8]) -> Obj {
+        self.key(key).extend_from_slice(json);
+        self
+    }
+
+    pub fn done(mut self) -> Data {
+        self.out.push(b'}');
+        Data(
+            String::from_utf8(self.out)
+                .unwrap_or_default()
+                .into_boxed_str(),
+        )
+    }
+}
+
+/// `created_at`: an RFC 3339 timestamp with milliseconds, as `now_rfc3339` writes it, formatted
+/// at most once per millisecond per thread (each check and hook takes one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u8,
+    bytes: [u8; 32],
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        thread_local! {
+            static LAST: RefCell<(u128, Stamp)> = const {
+                RefCell::new((u128::MAX, Stamp { len: 0, bytes: [0; 32] }))
+            };
+        }
+        let now = std::time::SystemTime::now();
+        let ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != ms {
+                let text = humantime::format_rfc3339_millis(now).to_string();
+                let mut bytes = [0u8; 32];
+                let len = text.len().min(32);
+                bytes
+                    .get_mut(..len)
+                    .unwrap_or_default()
+                    .copy_from_slice(text.as_bytes().get(..len).unwrap_or_default());
+                *last = (
+                    ms,
+                    Stamp {
+                        len: u8::try_from(len).unwrap_or(0),
+                        bytes,
+                    },
+                );
+            }
+            last.1
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or_default())
+            .unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all = String::new();
+        for c in (0u8..0x80).map(char::from) {
+            all.push(c);
+        }
+        all.push_str("é😀\u{2028}\u{fffd}");
+        let mut out = Vec::new();
+        string(&mut out, &all);
+        assert_eq!(out, serde_json::to_vec(&all).unwrap());
+    }
+
+    #[test]
+    fn objects_match_json_objects() {
+        let d = Obj::new()
+            .str("a", "x\"y")
+            .bool("b", true)
+            .int("c", -3i64)
+            .null("d")
+            .strs("e", ["p", "q"])
+            .text("f", &["one ", "\"two\"", "3"])
+            .serde("g", &json!({"z": 1.5, "a": [null]}))
+            .done();
+        let want = json!({"a": "x\"y", "b": true, "c": -3, "d": null, "e": ["p", "q"],
+                          "f": "one \"two\"3", "g": {"a": [null], "z": 1.5}});
+        assert_eq!(d.as_str(), serde_json::to_string(&want).unwrap());
+        assert_eq!(d.value(), want);
+        assert_eq!(Data::from(&want).as_str(), d.as_str());
+        assert_eq!(Obj::new().done().as_str(), "{}");
+    }
+
+    #[test]
+    fn stamps_are_rfc3339_millis() {
+        let s = Stamp::now();
+        assert_eq!(s.as_str().len(), 24, "{}", s.as_str());
+        assert!(s.as_str().ends_with('Z'));
+        assert!(humantime::parse_rfc3339(s.as_str()).is_ok());
+    }
+}

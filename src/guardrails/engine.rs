@@ -52,7 +52,7 @@ pub struct CheckError {
 /// log, fail_on_error}`.
 #[derive(Debug, Clone)]
 pub struct CheckResult {
-    pub id: String,
+    pub id: Arc<str>,
     pub verdict: bool,
     pub data: Data,
     pub error: Option<CheckError>,
@@ -93,7 +93,7 @@ pub struct RanTail {
 /// execution_time, created_at, feedback, checks}`; a skipped hook is `{id, type, skipped}`.
 #[derive(Debug, Clone)]
 pub struct HookResult {
-    pub id: String,
+    pub id: Arc<str>,
     pub kind: &'static str,
     pub ran: Option<Ran>,
     pub skipped: Option<bool>,
@@ -300,13 +300,33 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
         }
     } else {
         let ctx = ctx_of(input, input.request, input.response);
-        let ran = join_all(
-            enabled
-                .iter()
-                .map(|s| run_check(s, &ctx, input.mode))
-                .collect(),
-        )
-        .await;
+        // Checks that wait on the network run together; the others run in place, in order
+        // (they never wait, so running them as futures would only add allocations).
+        let mut ran = Vec::with_capacity(enabled.len());
+        let mut remote = Vec::new();
+        for (i, s) in enabled.iter().enumerate() {
+            if s.check.is_remote() {
+                remote.push(i);
+                ran.push(None);
+            } else {
+                ran.push(run_check_now(s, &ctx, input.mode));
+            }
+        }
+        if !remote.is_empty() {
+            let waited = join_all(
+                remote
+                    .iter()
+                    .filter_map(|i| enabled.get(*i))
+                    .map(|s| run_check(s, &ctx, input.mode))
+                    .collect(),
+            )
+            .await;
+            for (i, r) in remote.into_iter().zip(waited) {
+                if let Some(slot) = ran.get_mut(i) {
+                    *slot = r;
+                }
+            }
+        }
         for (result, transform) in ran.into_iter().flatten() {
             checks.push(result);
             if let Some(t) = transform {
@@ -376,6 +396,33 @@ async fn run_check(
         (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => spec.check.run(ctx).await,
         _ => return None,
     };
+    Some(check_result(spec, started, created_at, out))
+}
+
+/// [`run_check`] for a check that does not wait on the network.
+fn run_check_now(
+    spec: &CheckSpec,
+    ctx: &Ctx<'_>,
+    mode: Mode,
+) -> Option<(CheckResult, Option<Transform>)> {
+    let started = Instant::now();
+    let created_at = Stamp::now();
+    let out: Outcome = match (mode, spec.check.stream_mode()) {
+        (Mode::Full, _) | (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => {
+            spec.check.run_local(ctx)
+        }
+        (Mode::Partial, StreamMode::Incremental) => spec.check.run_partial(ctx)?,
+        _ => return None,
+    };
+    Some(check_result(spec, started, created_at, out))
+}
+
+fn check_result(
+    spec: &CheckSpec,
+    started: Instant,
+    created_at: Stamp,
+    out: Outcome,
+) -> (CheckResult, Option<Transform>) {
     let elapsed = started.elapsed();
     let result = CheckResult {
         id: spec.id.clone(),
@@ -391,7 +438,7 @@ async fn run_check(
         fail_on_error: spec.fail_on_error,
         seconds: elapsed.as_secs_f64(),
     };
-    Some((result, out.transform))
+    (result, out.transform)
 }
 
 /// Portkey's `createFeedbackObject`: `on_success` when every check passed or errored, else
@@ -407,7 +454,7 @@ fn feedback_of(hook: &Hook, checks: &[CheckResult]) -> Option<FeedbackOut> {
         checks
             .iter()
             .filter(|c| f(c))
-            .map(|c| c.id.as_str())
+            .map(|c| &*c.id)
             .collect::<Vec<_>>()
             .join(", ")
     };

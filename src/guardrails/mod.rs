@@ -85,7 +85,7 @@ pub struct FeedbackSpec {
 #[derive(Debug)]
 pub struct CheckSpec {
     /// As written, with `default.` prepended when the shorthand had no source.
-    pub id: String,
+    pub id: Arc<str>,
     /// `is_enabled: false` checks are kept for the config's shape but never run.
     pub enabled: bool,
     /// `parameters.failOnError`: an erroring check fails the hook instead of passing.
@@ -96,7 +96,7 @@ pub struct CheckSpec {
 /// One hook, compiled.
 #[derive(Debug)]
 pub struct Hook {
-    pub id: String,
+    pub id: Arc<str>,
     pub kind: HookType,
     /// Shared, so that a reference to a named guardrail can change `deny` and the like
     /// without recompiling its checks.

@@ -210,7 +210,7 @@ pub fn compile_named(defs: &BTreeMap<String, Value>) -> Result<NamedGuardrails, 
         let Some(mut hook) = hook else {
             return Err((path, "must have checks".into()));
         };
-        hook.id = id.clone();
+        hook.id = Arc::from(id.as_str());
         hook.label = Arc::from(id.as_str());
         out.insert(id.clone(), Arc::new(hook));
     }
@@ -322,7 +322,7 @@ fn shorthand_inline(
         None => format!("{prefix}_guardrail_{}", short_id()),
     };
     Some(Hook {
-        id,
+        id: Arc::from(id),
         kind,
         checks: Arc::new(list),
         deny: o.deny.unwrap_or(false),
@@ -398,7 +398,7 @@ fn inline_hook(
         }
     }
     Some(Hook {
-        id,
+        id: Arc::from(id),
         kind,
         checks: Arc::new(list),
         deny: o.deny.unwrap_or(false),
@@ -423,7 +423,7 @@ fn check_spec(
     let map = params.as_object().unwrap_or(&empty);
     let check = checks::compile(id, map, id_path, params_path, event, trusted, p)?;
     Some(CheckSpec {
-        id: id.to_string(),
+        id: Arc::from(id),
         enabled: map
             .get("is_enabled")
             .and_then(Value::as_bool)
@@ -557,7 +557,7 @@ mod tests {
         let named = compile_named(&defs).unwrap();
         assert!(named.0["ok"].deny);
         assert_eq!(&*named.0["short"].label, "short");
-        assert_eq!(named.0["short"].checks[0].id, "default.regexMatch");
+        assert_eq!(&*named.0["short"].checks[0].id, "default.regexMatch");
         defs.insert(
             "bad".to_string(),
             json!({"checks": [{"id": "default.regexMatch", "parameters": {}}]}),

@@ -16,6 +16,7 @@ use crate::telemetry::access_log::now_rfc3339;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde::Serialize;
 use serde_json::json;
+use std::sync::Arc;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0,
@@ -65,7 +66,7 @@ impl GuardMetrics {
 /// One check's verdict, for the access log.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckLine {
-    pub id: String,
+    pub id: Arc<str>,
     pub verdict: bool,
     pub errored: bool,
 }
@@ -74,7 +75,7 @@ pub struct CheckLine {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerdictLine {
     pub event: &'static str,
-    pub hook: String,
+    pub hook: Arc<str>,
     pub verdict: bool,
     pub deny: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -111,11 +112,9 @@ pub fn record(
                 (None, false) => "fail",
             };
             m.checks
-                .with_label_values(&[&*r.label, c.id.as_str(), verdict])
+                .with_label_values(&[&*r.label, &*c.id, verdict])
                 .inc();
-            m.latency
-                .with_label_values(&[c.id.as_str()])
-                .observe(c.seconds);
+            m.latency.with_label_values(&[&*c.id]).observe(c.seconds);
         }
         if r.denies() {
             m.denials.with_label_values(&[&*r.label]).inc();

@@ -212,6 +212,20 @@ impl Check {
         }
     }
 
+    /// Whether the check waits on the network (webhook, log, validUrls).
+    pub fn is_remote(&self) -> bool {
+        matches!(
+            self,
+            Check::Webhook(_) | Check::Log(_) | Check::ValidUrls { .. }
+        )
+    }
+
+    /// Runs a check that does not wait on the network ([`Check::is_remote`] is false).
+    pub fn run_local(&self, ctx: &Ctx<'_>) -> Outcome {
+        self.run_sync(ctx)
+            .unwrap_or_else(|| Outcome::error("the check cannot run here", Value::Null))
+    }
+
     /// The checks that need no network, run in place.
     fn run_sync(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         Some(match self {

@@ -91,6 +91,51 @@ pub fn response_part(json: &Value, op: Operation) -> Part {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct Answer {
+    #[serde(default)]
+    choices: Option<Vec<Choice>>,
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct Choice {
+    #[serde(default)]
+    message: Option<Message>,
+    #[serde(default)]
+    text: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+/// For hooks that only read an answer's text: a small document holding the answer's content
+/// part where [`response_part`] looks for it, read without building the rest of the answer.
+/// `None` when the answer does not have the expected shape (the caller then parses it whole).
+pub fn answer_content(body: &[u8], op: Operation) -> Option<Value> {
+    let answer: Answer = serde_json::from_slice(body).ok()?;
+    let first = || answer.choices.and_then(|c| c.into_iter().next());
+    Some(match op {
+        Operation::ChatCompletions => match first().and_then(|c| c.message?.content) {
+            Some(c) => serde_json::json!({"choices": [{"message": {"content": c}}]}),
+            None => Value::Object(Map::new()),
+        },
+        Operation::Completions => match first().and_then(|c| c.text) {
+            Some(t) => serde_json::json!({"choices": [{"text": t}]}),
+            None => Value::Object(Map::new()),
+        },
+        Operation::Messages => match answer.content {
+            Some(c) => serde_json::json!({ "content": c }),
+            None => Value::Object(Map::new()),
+        },
+        Operation::Embeddings => Value::Object(Map::new()),
+    })
+}
+
 /// Replaces texts in a content value: part `i` gets `texts[i]` when given and not empty.
 fn replace(content: &mut Value, texts: &[Option<String>]) {
     let pick = |i: usize| {
@@ -222,5 +267,44 @@ mod tests {
         let m = json!({"content": [{"type": "text", "text": "t1"}]});
         assert_eq!(response_part(&m, Operation::Messages).text(), "t1");
         assert_eq!(excerpt(&"é".repeat(120)).chars().count(), 103);
+    }
+
+    #[test]
+    fn an_answers_content_reads_as_the_whole_answer_does() {
+        let answers = [
+            json!({"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi \"there\""}}], "usage": {"total_tokens": 3}}),
+            json!({"choices": [{"message": {"content": [{"type": "text", "text": "a"}, "b", {"x": 1}]}}, {"message": {"content": "second"}}]}),
+            json!({"choices": [{"message": {"content": null, "tool_calls": []}}]}),
+            json!({"choices": [{"message": {}}]}),
+            json!({"choices": []}),
+            json!({"choices": null}),
+            json!({"choices": [{"index": 0, "text": "completion"}]}),
+            json!({"content": [{"type": "text", "text": "t1"}, {"type": "text", "text": "t2"}]}),
+            json!({"content": 5}),
+            json!({}),
+        ];
+        for a in &answers {
+            let body = serde_json::to_vec(a).unwrap();
+            for op in [
+                Operation::ChatCompletions,
+                Operation::Completions,
+                Operation::Messages,
+            ] {
+                let small = answer_content(&body, op).unwrap();
+                assert_eq!(
+                    response_part(&small, op),
+                    response_part(a, op),
+                    "{a} {op:?}"
+                );
+            }
+        }
+        // Shapes it does not read are left to the whole parse.
+        for odd in [json!([1]), json!({"choices": "x"}), json!({"choices": [1]})] {
+            let body = serde_json::to_vec(&odd).unwrap();
+            assert!(
+                answer_content(&body, Operation::ChatCompletions).is_none(),
+                "{odd}"
+            );
+        }
     }
 }

@@ -12,10 +12,11 @@
 //! Streams keep their upstream body; `stream.rs` guards them as they are relayed.
 
 use super::checks::Env;
+use super::content;
 use super::engine::{self, HookResult, Input, ListRun, Mode};
 use super::stream::StreamGuard;
 use super::telemetry::{self, Verdicts};
-use super::{Event, LeafHooks};
+use super::{Event, HookType, LeafHooks};
 use crate::dispatch::attempts::{Outcome, Request};
 use crate::error::GatewayError;
 use crate::providers::{Provider, ResponseOptions};
@@ -328,7 +329,16 @@ impl LeafGuard {
         }
         let translated = translated.freeze();
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
-        let Ok(json) = serde_json::from_slice::<Value>(&translated) else {
+        // Hooks that only read the answer's text get just its content part (no document of
+        // the whole answer is built); the others get the whole answer.
+        let whole = self.hooks.after.iter().any(|h| {
+            h.kind == HookType::Mutator || h.checks.iter().any(|c| c.check.reads_whole_answer())
+        });
+        let json = match whole {
+            false => content::answer_content(&translated, req.op),
+            true => None,
+        };
+        let Some(json) = json.or_else(|| serde_json::from_slice::<Value>(&translated).ok()) else {
             let local = Local::json(200, headers, translated).metered(usage, model);
             return Outcome::Local(Box::new(local));
         };

@@ -212,6 +212,18 @@ impl Check {
         }
     }
 
+    /// Whether the check reads more of an answer than its text: the whole answer is sent
+    /// (webhook, log) or rewritten (mutators, PII redaction).
+    pub fn reads_whole_answer(&self) -> bool {
+        match self {
+            Check::Webhook(_) | Check::Log(_) | Check::AddPrefix(_) | Check::RegexReplace(_) => {
+                true
+            }
+            Check::Pii(p) => p.redact,
+            _ => false,
+        }
+    }
+
     /// Whether the check waits on the network (webhook, log, validUrls).
     pub fn is_remote(&self) -> bool {
         matches!(

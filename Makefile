@@ -3,8 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-guardrails
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-cache
+.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-guardrails bench-cache
 
 deps:
 	@./scripts/ensure-deps.sh

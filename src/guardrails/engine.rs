@@ -63,6 +63,8 @@ pub struct CheckResult {
     pub fail_on_error: bool,
     /// For the latency histogram (seconds).
     pub seconds: f64,
+    /// The check's metric series (shared with its spec).
+    pub handles: Arc<super::telemetry::CheckHandles>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -437,6 +439,7 @@ fn check_result(
         transformed: out.transform.is_some(),
         fail_on_error: spec.fail_on_error,
         seconds: elapsed.as_secs_f64(),
+        handles: spec.handles.clone(),
     };
     (result, out.transform)
 }

@@ -91,6 +91,8 @@ pub struct CheckSpec {
     /// `parameters.failOnError`: an erroring check fails the hook instead of passing.
     pub fail_on_error: bool,
     pub check: Check,
+    /// The check's metric series, looked up on its first run and reused after.
+    pub handles: Arc<telemetry::CheckHandles>,
 }
 
 /// One hook, compiled.

@@ -433,6 +433,7 @@ fn check_spec(
             .and_then(Value::as_bool)
             .unwrap_or(false),
         check,
+        handles: Arc::default(),
     })
 }
 

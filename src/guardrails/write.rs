@@ -320,6 +320,15 @@ mod tests {
                 assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
             }
         }
+        // Escapes after the first, with clean runs of every length between them.
+        let mut s = String::new();
+        for i in 0..40 {
+            s.push_str("lorem ipsum dolor sit amet, consectetur".get(..i).unwrap());
+            s.push(['\n', '"', '\\', '\t', '\u{2}'][i % 5]);
+        }
+        let mut out = Vec::new();
+        string(&mut out, &s);
+        assert_eq!(out, serde_json::to_vec(&s).unwrap());
     }
 
     #[test]

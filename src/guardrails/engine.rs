@@ -385,6 +385,23 @@ fn ctx_of<'a>(
     }
 }
 
+/// How a check runs in a mode, if it runs at all.
+enum Pass {
+    Whole,
+    /// Mid-stream, on the text so far.
+    Partial,
+}
+
+fn pass_of(spec: &CheckSpec, mode: Mode) -> Option<Pass> {
+    match (mode, spec.check.stream_mode()) {
+        (Mode::Full, _) | (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => {
+            Some(Pass::Whole)
+        }
+        (Mode::Partial, StreamMode::Incremental) => Some(Pass::Partial),
+        _ => None,
+    }
+}
+
 async fn run_check(
     spec: &CheckSpec,
     ctx: &Ctx<'_>,
@@ -392,11 +409,9 @@ async fn run_check(
 ) -> Option<(CheckResult, Option<Transform>)> {
     let started = Instant::now();
     let created_at = Stamp::now();
-    let out: Outcome = match (mode, spec.check.stream_mode()) {
-        (Mode::Full, _) => spec.check.run(ctx).await,
-        (Mode::Partial, StreamMode::Incremental) => spec.check.run_partial(ctx)?,
-        (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => spec.check.run(ctx).await,
-        _ => return None,
+    let out: Outcome = match pass_of(spec, mode)? {
+        Pass::Whole => spec.check.run(ctx).await,
+        Pass::Partial => spec.check.run_partial(ctx)?,
     };
     Some(check_result(spec, started, created_at, out))
 }
@@ -409,12 +424,9 @@ fn run_check_now(
 ) -> Option<(CheckResult, Option<Transform>)> {
     let started = Instant::now();
     let created_at = Stamp::now();
-    let out: Outcome = match (mode, spec.check.stream_mode()) {
-        (Mode::Full, _) | (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => {
-            spec.check.run_local(ctx)
-        }
-        (Mode::Partial, StreamMode::Incremental) => spec.check.run_partial(ctx)?,
-        _ => return None,
+    let out: Outcome = match pass_of(spec, mode)? {
+        Pass::Whole => spec.check.run_local(ctx),
+        Pass::Partial => spec.check.run_partial(ctx)?,
     };
     Some(check_result(spec, started, created_at, out))
 }

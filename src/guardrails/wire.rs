@@ -334,9 +334,10 @@ impl LeafGuard {
         let whole = self.hooks.after.iter().any(|h| {
             h.kind == HookType::Mutator || h.checks.iter().any(|c| c.check.reads_whole_answer())
         });
-        let json = match whole {
-            false => content::answer_content(&translated, req.op),
-            true => None,
+        let json = if whole {
+            None
+        } else {
+            content::answer_content(&translated, req.op)
         };
         let Some(json) = json.or_else(|| serde_json::from_slice::<Value>(&translated).ok()) else {
             let local = Local::json(200, headers, translated).metered(usage, model);

@@ -10,8 +10,10 @@
 use crate::error::GatewayError;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 /// The unified-API body of one request.
@@ -27,8 +29,23 @@ pub struct RequestView {
     pub has_stream_options: bool,
     /// `stream_options.include_usage: true`: the client wants the usage chunk itself.
     pub wants_usage: bool,
+    /// Where the scan saw the members a guardrail reads text from.
+    pub content_at: ContentAt,
     /// The body as a JSON object, parsed on first use.
     params: OnceLock<Result<Map<String, Value>, String>>,
+}
+
+/// The byte ranges in `body` of the values of `messages`, `prompt` and `input`, recorded by
+/// the scan (which skips over them anyway), so that a guardrail can read the text it examines
+/// by parsing just that value instead of the whole body. Empty for a view built from an
+/// already parsed object.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ContentAt {
+    /// The ranges were recorded (false for a view of a parsed object).
+    pub scanned: bool,
+    pub messages: Option<Range<usize>>,
+    pub prompt: Option<Range<usize>>,
+    pub input: Option<Range<usize>>,
 }
 
 /// The fields a borrowing scan reads; every other field is skipped (still validated as JSON).
@@ -40,6 +57,12 @@ struct Peek<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(borrow, default)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +95,19 @@ impl RequestView {
     pub fn parse(body: Bytes) -> Result<RequestView, GatewayError> {
         expect_object(&body)?;
         let peek: Peek<'_> = serde_json::from_slice(&body).map_err(json_error)?;
+        // The raw values borrow from `body`: their offsets in it.
+        let at = |raw: Option<&RawValue>| {
+            raw.map(|r| {
+                let start = (r.get().as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+                start..start + r.get().len()
+            })
+        };
+        let content_at = ContentAt {
+            scanned: true,
+            messages: at(peek.messages),
+            prompt: at(peek.prompt),
+            input: at(peek.input),
+        };
         let model = peek.model.map(Cow::into_owned);
         let stream = peek.stream.unwrap_or(false);
         let has_stream_options = peek.stream_options.is_some();
@@ -85,6 +121,7 @@ impl RequestView {
             stream,
             has_stream_options,
             wants_usage,
+            content_at,
             params: OnceLock::new(),
         })
     }
@@ -132,8 +169,14 @@ impl RequestView {
             stream,
             has_stream_options: options.is_some(),
             wants_usage,
+            content_at: ContentAt::default(),
             params: OnceLock::from(Ok(params)),
         })
+    }
+
+    /// The raw JSON text of a member the scan recorded (see [`ContentAt`]).
+    pub fn raw(&self, at: &Option<Range<usize>>) -> Option<&[u8]> {
+        at.as_ref().and_then(|r| self.body.get(r.clone()))
     }
 
     /// The body as a JSON object, parsed once. A body the scan accepted but a full parse
@@ -221,6 +264,25 @@ mod tests {
         assert!(v.stream && v.has_stream_options && v.wants_usage);
         let v = view(r#"{"messages":[],"stream":null}"#);
         assert!(v.model.is_none() && !v.stream && !v.has_stream_options);
+    }
+
+    #[test]
+    fn records_where_the_content_members_are() {
+        let v =
+            view(r#"{"model":"m", "messages" : [{"content":"a\"b"}],"prompt":null,"input":[1]}"#);
+        assert_eq!(
+            v.raw(&v.content_at.messages),
+            Some(&br#"[{"content":"a\"b"}]"#[..])
+        );
+        assert_eq!(v.content_at.prompt, None);
+        assert_eq!(v.raw(&v.content_at.input), Some(&b"[1]"[..]));
+        assert_eq!(
+            view("{}").content_at,
+            ContentAt {
+                scanned: true,
+                ..ContentAt::default()
+            }
+        );
     }
 
     #[test]

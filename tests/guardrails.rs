@@ -668,3 +668,26 @@ fn check_validates_named_guardrails() {
     assert!(out.contains("guard.example"), "{out}");
     assert!(!out.contains("s3cret-value"), "{out}");
 }
+
+/// Checks read the text without parsing the whole body; a text that cannot be decoded (a lone
+/// UTF-16 surrogate escape, which the gateway's scan skips over) is a 400, never an empty text
+/// that a `not` check would let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_that_cannot_be_decoded_is_a_400_not_an_empty_text() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    let config = cfg(json!({"before_request_hooks": [regex_hook("password", true, true)]}));
+    let raw = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"my password \ud800"}]}"#;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-portkey-config", &config)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["status"], "failure", "{v}");
+    assert_eq!(mock.request_count(), 0, "the provider was never called");
+}

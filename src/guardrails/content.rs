@@ -4,6 +4,9 @@
 //! `choices[0].message.content`, `choices[0].text`, or the Messages `content` blocks.
 
 use crate::providers::Operation;
+use crate::request::RequestView;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The content part: whether there is content at all, and its texts (one per text part;
@@ -25,6 +28,17 @@ impl Part {
             out.push_str(t);
         }
         out
+    }
+}
+
+/// [`texts_of`] of a value the caller owns (its strings are moved, not copied).
+fn texts_of_owned(content: Value) -> Part {
+    match content {
+        Value::String(s) => Part {
+            present: true,
+            texts: vec![Some(s)],
+        },
+        other => texts_of(&other),
     }
 }
 
@@ -73,6 +87,96 @@ pub fn request_part(json: &Map<String, Value>, op: Operation) -> Part {
     }
 }
 
+/// The last element of a JSON array, as raw text (the others are skipped, not parsed).
+struct Last<'a>(Option<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for Last<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Last<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Last<'de>, A::Error> {
+                let mut last = None;
+                while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                    last = Some(v);
+                }
+                Ok(Last(last))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
+/// A message, as far as its content.
+#[derive(Deserialize)]
+struct RawMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+}
+
+/// The first byte of a JSON text that is not whitespace.
+fn opens(raw: &[u8]) -> Option<u8> {
+    raw.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+/// [`request_part`] read from the client's body without parsing it whole: only the value
+/// holding the part (the last message's `content`, `prompt` or `input`) is parsed, at the
+/// place the gateway's scan recorded. `None` when the view has no such record (it was built
+/// from a parsed object) or a value is one the borrowing parse refuses (a repeated key, an
+/// escape it cannot decode): the caller then reads the parsed document.
+pub fn request_part_raw(view: &RequestView, op: Operation) -> Option<Part> {
+    let at = &view.content_at;
+    if !at.scanned {
+        return None;
+    }
+    let value = |raw: &[u8]| {
+        serde_json::from_slice::<Value>(raw)
+            .ok()
+            .map(texts_of_owned)
+    };
+    match op {
+        Operation::ChatCompletions | Operation::Messages => {
+            let Some(messages) = view.raw(&at.messages) else {
+                return Some(Part::default());
+            };
+            // `get("messages").as_array()`: anything but an array holds no content.
+            if opens(messages) != Some(b'[') {
+                return Some(Part::default());
+            }
+            let Last(last) = serde_json::from_slice(messages).ok()?;
+            let Some(last) = last else {
+                return Some(Part::default());
+            };
+            // `.get("content")` of a message that is not an object is nothing.
+            if opens(last.get().as_bytes()) != Some(b'{') {
+                return Some(Part::default());
+            }
+            let message: RawMessage<'_> = serde_json::from_str(last.get()).ok()?;
+            match message.content {
+                Some(c) => value(c.get().as_bytes()),
+                None => Some(Part::default()),
+            }
+        }
+        Operation::Completions | Operation::Embeddings => {
+            let range = if op == Operation::Completions {
+                &at.prompt
+            } else {
+                &at.input
+            };
+            match view.raw(range) {
+                Some(raw) => value(raw),
+                None => Some(Part::default()),
+            }
+        }
+    }
+}
+
 /// The response's content part (as the client receives it).
 pub fn response_part(json: &Value, op: Operation) -> Part {
     let first = || json.get("choices").and_then(|c| c.get(0));
@@ -113,27 +217,19 @@ struct Message {
     content: Option<Value>,
 }
 
-/// For hooks that only read an answer's text: a small document holding the answer's content
-/// part where [`response_part`] looks for it, read without building the rest of the answer.
-/// `None` when the answer does not have the expected shape (the caller then parses it whole).
-pub fn answer_content(body: &[u8], op: Operation) -> Option<Value> {
+/// [`response_part`] read from an answer's bytes for hooks that only read its text: just
+/// the content is parsed (no document of the whole answer is built). `None` when the answer
+/// does not have the expected shape (the caller then parses it whole).
+pub fn answer_part(body: &[u8], op: Operation) -> Option<Part> {
     let answer: Answer = serde_json::from_slice(body).ok()?;
     let first = || answer.choices.and_then(|c| c.into_iter().next());
-    Some(match op {
-        Operation::ChatCompletions => match first().and_then(|c| c.message?.content) {
-            Some(c) => serde_json::json!({"choices": [{"message": {"content": c}}]}),
-            None => Value::Object(Map::new()),
-        },
-        Operation::Completions => match first().and_then(|c| c.text) {
-            Some(t) => serde_json::json!({"choices": [{"text": t}]}),
-            None => Value::Object(Map::new()),
-        },
-        Operation::Messages => match answer.content {
-            Some(c) => serde_json::json!({ "content": c }),
-            None => Value::Object(Map::new()),
-        },
-        Operation::Embeddings => Value::Object(Map::new()),
-    })
+    let content = match op {
+        Operation::ChatCompletions => first().and_then(|c| c.message?.content),
+        Operation::Completions => first().and_then(|c| c.text),
+        Operation::Messages => answer.content,
+        Operation::Embeddings => None,
+    };
+    Some(content.map(texts_of_owned).unwrap_or_default())
 }
 
 /// Replaces texts in a content value: part `i` gets `texts[i]` when given and not empty.
@@ -290,9 +386,8 @@ mod tests {
                 Operation::Completions,
                 Operation::Messages,
             ] {
-                let small = answer_content(&body, op).unwrap();
                 assert_eq!(
-                    response_part(&small, op),
+                    answer_part(&body, op).unwrap(),
                     response_part(a, op),
                     "{a} {op:?}"
                 );
@@ -302,9 +397,62 @@ mod tests {
         for odd in [json!([1]), json!({"choices": "x"}), json!({"choices": [1]})] {
             let body = serde_json::to_vec(&odd).unwrap();
             assert!(
-                answer_content(&body, Operation::ChatCompletions).is_none(),
+                answer_part(&body, Operation::ChatCompletions).is_none(),
                 "{odd}"
             );
         }
+    }
+
+    #[test]
+    fn the_raw_part_is_the_documents_part_or_none() {
+        use crate::request::RequestView;
+        let ops = [
+            Operation::ChatCompletions,
+            Operation::Messages,
+            Operation::Completions,
+            Operation::Embeddings,
+        ];
+        let same = [
+            r#"{"model":"m"}"#,
+            r#"{"messages":null,"prompt":null,"input":null}"#,
+            r#"{"messages":"text","prompt":5,"input":{"a":1}}"#,
+            r#"{"messages":[]}"#,
+            r#"{"messages":[{"content":"a"}, 7]}"#,
+            r#"{"messages":[{"content":"a"}, {"role":"user"}]}"#,
+            r#"{"messages":[{"content":null}]}"#,
+            r#"{"messages":[{"content":"first"},{"content":[{"type":"text","text":"x\ny"},"s",{"type":"image"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":{"odd":true}}],"prompt":["p1","p2"],"input":"in"}"#,
+            r#" { "messages" : [ { "content" : " spaced \u00e9 " } ] } "#,
+        ];
+        for body in same {
+            let view = RequestView::parse(bytes::Bytes::from(body)).unwrap();
+            let doc = view.params().unwrap();
+            for op in ops {
+                assert_eq!(
+                    request_part_raw(&view, op),
+                    Some(request_part(doc, op)),
+                    "{body} {op:?}"
+                );
+            }
+        }
+        // A repeated key (the document keeps the last) and an escape the parse refuses: left to
+        // the document, whose parse answers 400 for the second.
+        for body in [
+            r#"{"messages":[{"content":"a","content":"b"}]}"#,
+            r#"{"messages":[{"content":"\ud800"}]}"#,
+        ] {
+            let view = RequestView::parse(bytes::Bytes::from(body)).unwrap();
+            assert_eq!(
+                request_part_raw(&view, Operation::ChatCompletions),
+                None,
+                "{body}"
+            );
+        }
+        // A view of an already parsed object has no record of where the members were.
+        let (legacy, _) = RequestView::parse_legacy(bytes::Bytes::from(
+            r#"{"params":{"messages":[{"content":"a"}]}}"#,
+        ))
+        .unwrap();
+        assert_eq!(request_part_raw(&legacy, Operation::ChatCompletions), None);
     }
 }

@@ -4,18 +4,17 @@
 //! a hook's verdict is the AND of its checks; the list denies when a failing hook has `deny`.
 //! Results have the hook-result shape of the reference, field for field.
 
-use super::checks::{Ctx, Env, Outcome, StreamMode, Transform};
+use super::checks::{Ctx, Env, Outcome, Req, Resp, StreamMode, Transform};
 use super::write::{self, Data, Stamp};
 use super::{CheckSpec, Event, Hook, HookType};
 use crate::providers::Operation;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Polls futures together until all are done (checks and hooks in parallel on one task: the
 /// gateway's futures borrow the request, so they are not spawned).
@@ -112,7 +111,7 @@ impl CheckResult {
         out.extend_from_slice(b",\"verdict\":");
         write::bool(out, self.verdict);
         out.extend_from_slice(b",\"data\":");
-        out.extend_from_slice(self.data.as_str().as_bytes());
+        out.extend_from_slice(self.data.as_bytes());
         if let Some(e) = &self.error {
             out.extend_from_slice(b",\"error\":{\"name\":");
             write::string(out, e.name);
@@ -123,7 +122,7 @@ impl CheckResult {
         out.extend_from_slice(b",\"execution_time\":");
         write::int(out, self.execution_time);
         out.extend_from_slice(b",\"created_at\":");
-        write::string(out, self.created_at.as_str());
+        self.created_at.write(out);
         out.extend_from_slice(b",\"transformed\":");
         write::bool(out, self.transformed);
         out.extend_from_slice(b",\"log\":null,\"fail_on_error\":");
@@ -157,7 +156,7 @@ impl HookResult {
             out.extend_from_slice(b",\"execution_time\":");
             write::int(out, t.execution_time);
             out.extend_from_slice(b",\"created_at\":");
-            write::string(out, t.created_at.as_str());
+            t.created_at.write(out);
             out.extend_from_slice(b",\"feedback\":");
             match &t.feedback {
                 Some(f) => write::serde(out, f),
@@ -209,8 +208,8 @@ impl ListRun {
 pub struct Input<'a> {
     pub event: Event,
     pub op: Operation,
-    pub request: &'a Map<String, Value>,
-    pub response: Option<&'a Value>,
+    pub request: Req<'a>,
+    pub response: Option<Resp<'a>>,
     pub metadata: &'a Map<String, Value>,
     pub provider: &'a str,
     pub stream: bool,
@@ -236,11 +235,20 @@ fn skipped(hook: &Hook, op: Operation, event: Event) -> bool {
             && (event == Event::After || hook.kind == HookType::Mutator))
 }
 
+/// Whether a hook has a check that waits on the network (see [`Check::is_remote`]).
+///
+/// [`Check::is_remote`]: super::checks::Check::is_remote
+fn waits(hook: &Hook) -> bool {
+    hook.checks.iter().any(|c| c.enabled && c.check.is_remote())
+}
+
 /// Runs a list of hooks.
 pub async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
-    let runs = join_all(hooks.iter().map(|h| run_hook(h, input)).collect()).await;
-    let mut out = ListRun::default();
-    for (result, (request, response)) in runs {
+    let mut out = ListRun {
+        results: Vec::with_capacity(hooks.len()),
+        ..ListRun::default()
+    };
+    let mut take = |(result, (request, response)): (HookResult, Rewrites)| {
         out.deny |= result.denies();
         if request.is_some() {
             out.request = request;
@@ -249,6 +257,17 @@ pub async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
             out.response = response;
         }
         out.results.push(result);
+    };
+    if hooks.iter().any(|h| waits(h)) {
+        for run in join_all(hooks.iter().map(|h| run_hook(h, input)).collect()).await {
+            take(run);
+        }
+    } else {
+        // Hooks that never wait finish on their first poll, in order: joined, they would end
+        // the same way, only with a boxed future per hook.
+        for h in hooks {
+            take(run_hook(h, input).await);
+        }
     }
     out
 }
@@ -267,32 +286,43 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
         };
         return (r, (None, None));
     }
-    let started = Instant::now();
-    let created_at = Stamp::now();
-    let enabled: Vec<&CheckSpec> = hook.checks.iter().filter(|c| c.enabled).collect();
-    let mut request: Cow<'_, Map<String, Value>> = Cow::Borrowed(input.request);
-    let mut response: Option<Cow<'_, Value>> = input.response.map(Cow::Borrowed);
-    let mut checks = Vec::with_capacity(enabled.len());
-    let mut rewrote = (false, false);
-    let mut apply = |t: Transform,
-                     request: &mut Cow<'_, Map<String, Value>>,
-                     response: &mut Option<Cow<'_, Value>>| match t {
-        Transform::Request(j) => {
-            *request = Cow::Owned(j);
-            rewrote.0 = true;
-        }
-        Transform::Response(j) => {
-            *response = Some(Cow::Owned(j));
-            rewrote.1 = true;
-        }
+    let clock = Clock::start();
+    let enabled = || hook.checks.iter().filter(|c| c.enabled);
+    // The request as a mutator rewrote it.
+    let mut request: Option<Map<String, Value>> = None;
+    // The answer as a mutator rewrote it.
+    let mut response: Option<Value> = None;
+    let mut checks = Vec::with_capacity(hook.checks.len());
+    let apply = |t: Transform,
+                 request: &mut Option<Map<String, Value>>,
+                 response: &mut Option<Value>| match t {
+        Transform::Request(j) => *request = Some(j),
+        Transform::Response(j) => *response = Some(j),
     };
     if hook.sequential || hook.kind == HookType::Mutator {
-        for spec in enabled {
+        for spec in enabled() {
             let ran = {
-                let ctx = ctx_of(input, &request, response.as_deref());
+                let now = request.as_ref().map_or(input.request, Req::Json);
+                let answer = response.as_ref().map(Resp::Json).or(input.response);
+                let ctx = ctx_of(input, now, answer);
                 run_check(spec, &ctx, input.mode).await
             };
             let Some((result, transform)) = ran else {
+                continue;
+            };
+            checks.push(result);
+            if let Some(t) = transform {
+                apply(t, &mut request, &mut response);
+            }
+        }
+    } else if !waits(hook) {
+        // Checks that never wait run in place, in order, each timed from where the one before
+        // ended (one clock read per check).
+        let ctx = ctx_of(input, input.request, input.response);
+        let mut at = clock.started;
+        for spec in enabled() {
+            let Some((result, transform)) = run_check_now(spec, &ctx, input.mode, &clock, &mut at)
+            else {
                 continue;
             };
             checks.push(result);
@@ -304,14 +334,16 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
         let ctx = ctx_of(input, input.request, input.response);
         // Checks that wait on the network run together; the others run in place, in order
         // (they never wait, so running them as futures would only add allocations).
+        let enabled: Vec<&CheckSpec> = enabled().collect();
         let mut ran = Vec::with_capacity(enabled.len());
         let mut remote = Vec::new();
+        let mut at = Instant::now();
         for (i, s) in enabled.iter().enumerate() {
             if s.check.is_remote() {
                 remote.push(i);
                 ran.push(None);
             } else {
-                ran.push(run_check_now(s, &ctx, input.mode));
+                ran.push(run_check_now(s, &ctx, input.mode, &clock, &mut at));
             }
         }
         if !remote.is_empty() {
@@ -351,27 +383,52 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
         }),
         skipped: None,
         tail: Some(RanTail {
-            execution_time: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            created_at,
+            execution_time: millis(clock.started.elapsed()),
+            created_at: clock.stamp,
             feedback,
             checks,
         }),
         label: hook.label.clone(),
     };
-    let request = rewrote.0.then(|| request.into_owned());
-    let response = if rewrote.1 {
-        response.map(Cow::into_owned)
-    } else {
-        None
-    };
     (result, (request, response))
 }
 
-fn ctx_of<'a>(
-    input: &'a Input<'a>,
-    request: &'a Map<String, Value>,
-    response: Option<&'a Value>,
-) -> Ctx<'a> {
+/// A hook's start: the monotonic instant its times are measured from and the wall-clock
+/// time of that instant, from which the `created_at` of checks run in place are derived
+/// (instead of reading the wall clock again for each).
+struct Clock {
+    started: Instant,
+    wall: SystemTime,
+    stamp: Stamp,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        let wall = SystemTime::now();
+        Clock {
+            started: Instant::now(),
+            wall,
+            stamp: Stamp::at(wall),
+        }
+    }
+
+    /// The `created_at` of something that started at `at`.
+    fn stamp_at(&self, at: Instant) -> Stamp {
+        match self
+            .wall
+            .checked_add(at.saturating_duration_since(self.started))
+        {
+            Some(t) => Stamp::at(t),
+            None => self.stamp,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn ctx_of<'a>(input: &'a Input<'a>, request: Req<'a>, response: Option<Resp<'a>>) -> Ctx<'a> {
     Ctx {
         event: input.event,
         op: input.op,
@@ -413,31 +470,35 @@ async fn run_check(
         Pass::Whole => spec.check.run(ctx).await,
         Pass::Partial => spec.check.run_partial(ctx)?,
     };
-    Some(check_result(spec, started, created_at, out))
+    Some(check_result(spec, started.elapsed(), created_at, out))
 }
 
-/// [`run_check`] for a check that does not wait on the network.
+/// [`run_check`] for a check that does not wait on the network, started at `at` (where the
+/// check before it ended); `at` is moved to where this one ends.
 fn run_check_now(
     spec: &CheckSpec,
     ctx: &Ctx<'_>,
     mode: Mode,
+    clock: &Clock,
+    at: &mut Instant,
 ) -> Option<(CheckResult, Option<Transform>)> {
-    let started = Instant::now();
-    let created_at = Stamp::now();
-    let out: Outcome = match pass_of(spec, mode)? {
+    let pass = pass_of(spec, mode)?;
+    let started = *at;
+    let out: Outcome = match pass {
         Pass::Whole => spec.check.run_local(ctx),
         Pass::Partial => spec.check.run_partial(ctx)?,
     };
-    Some(check_result(spec, started, created_at, out))
+    *at = Instant::now();
+    let elapsed = at.saturating_duration_since(started);
+    Some(check_result(spec, elapsed, clock.stamp_at(started), out))
 }
 
 fn check_result(
     spec: &CheckSpec,
-    started: Instant,
+    elapsed: Duration,
     created_at: Stamp,
     out: Outcome,
 ) -> (CheckResult, Option<Transform>) {
-    let elapsed = started.elapsed();
     let result = CheckResult {
         id: spec.id.clone(),
         verdict: out.verdict,
@@ -446,7 +507,7 @@ fn check_result(
             name: "Error",
             message,
         }),
-        execution_time: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        execution_time: millis(elapsed),
         created_at,
         transformed: out.transform.is_some(),
         fail_on_error: spec.fail_on_error,

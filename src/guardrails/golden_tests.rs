@@ -3,6 +3,8 @@
 //! `tests/fixtures/guardrails/hook_results.golden` (`execution_time` and `created_at` masked).
 //! `UPDATE_GOLDEN=1 cargo test --lib golden` rewrites the file.
 
+use super::checks::{Req, Resp};
+use super::content;
 use super::engine::{self, Input, Mode};
 use super::parse::compile_named;
 use super::wire::{deny_body, hook_results, splice_results};
@@ -19,7 +21,11 @@ fn hooks(defs: Value) -> Vec<Arc<Hook>> {
 }
 
 fn before_hooks() -> Vec<Arc<Hook>> {
-    hooks(json!({
+    hooks(before_defs())
+}
+
+fn before_defs() -> Value {
+    json!({
         "a_text": {"deny": true, "checks": [
             {"id": "default.regexMatch", "parameters": {"rule": "(?i)ignore (all )?previous instructions", "not": true}},
             {"id": "default.regexMatch", "parameters": {"rule": "(?P<word>qu[a-z]+) (\\w+)"}},
@@ -67,7 +73,7 @@ fn before_hooks() -> Vec<Arc<Hook>> {
             {"id": "portgate.pii", "parameters": {"redact": true}}
         ]},
         "d_async": {"async": true, "checks": [{"id": "default.notNull", "parameters": {}}]}
-    }))
+    })
 }
 
 fn after_hooks() -> Vec<Arc<Hook>> {
@@ -168,7 +174,7 @@ async fn render() -> String {
             let input = |event, response| Input {
                 event,
                 op,
-                request: &req,
+                request: Req::Json(&req),
                 response,
                 metadata: &metadata,
                 provider: "openai",
@@ -177,7 +183,7 @@ async fn render() -> String {
                 mode: Mode::Full,
             };
             let b = engine::run(&before, &input(Event::Before, None)).await;
-            let a = engine::run(&after, &input(Event::After, Some(&resp))).await;
+            let a = engine::run(&after, &input(Event::After, Some(Resp::Json(&resp)))).await;
             out.push_str(&masked(&deny_body(&b.results, &a.results)));
             out.push('\n');
             if i > 0 {
@@ -199,8 +205,8 @@ async fn render() -> String {
                 let input = Input {
                     event: Event::After,
                     op,
-                    request: &req,
-                    response: Some(&resp),
+                    request: Req::Json(&req),
+                    response: Some(Resp::Json(&resp)),
                     metadata: &metadata,
                     provider: "openai",
                     stream: true,
@@ -235,4 +241,78 @@ fn hook_results_bytes_are_unchanged() {
         assert_eq!(g, w, "line {} differs", i + 1);
     }
     assert_eq!(got.lines().count(), want.lines().count());
+}
+
+/// Hooks that read only the model and the text get the request and the answer without their
+/// documents (`Req::Body`, `Resp::Part`): every check of the golden hooks that can run that way
+/// (all but the webhook and the mutators) writes the same bytes as from the documents.
+#[test]
+fn checks_read_the_same_without_the_documents() {
+    let mut defs = before_defs();
+    let checks = defs["a_text"]["checks"].as_array_mut().unwrap();
+    checks.retain(|c| c["id"] != "default.webhook");
+    let before = hooks(json!({"a_text": defs["a_text"], "b_sequential": defs["b_sequential"]}));
+    let after: Vec<Arc<Hook>> = after_hooks()
+        .into_iter()
+        .filter(|h| !h.reads_whole())
+        .collect();
+    assert!(before.iter().chain(&after).all(|h| !h.reads_whole()));
+    assert_eq!((before.len(), after.len()), (2, 1));
+    let metadata = json!({"team": "research"}).as_object().cloned().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for op in [
+        Operation::ChatCompletions,
+        Operation::Completions,
+        Operation::Embeddings,
+        Operation::Messages,
+    ] {
+        for text in TEXTS {
+            let req = request(op, text);
+            let view = crate::request::RequestView::parse(bytes::Bytes::from(
+                serde_json::to_vec(&req).unwrap(),
+            ))
+            .unwrap();
+            let part = content::request_part_raw(&view, op).unwrap();
+            assert_eq!(part, content::request_part(&req, op), "{op:?} {text:?}");
+            let resp = response(op, text);
+            let answer = content::answer_part(&serde_json::to_vec(&resp).unwrap(), op).unwrap();
+            let light = Req::Body {
+                model: view.model.as_deref(),
+                part: &part,
+            };
+            let run = |hooks: &[Arc<Hook>], event, request: Req<'_>, response: Option<Resp<'_>>| {
+                let input = Input {
+                    event,
+                    op,
+                    request,
+                    response,
+                    metadata: &metadata,
+                    provider: "openai",
+                    stream: false,
+                    env: None,
+                    mode: Mode::Full,
+                };
+                let run = rt.block_on(engine::run(hooks, &input));
+                masked(&hook_results(&run.results, &[]).to_vec())
+            };
+            assert_eq!(
+                run(&before, Event::Before, light, None),
+                run(&before, Event::Before, Req::Json(&req), None),
+                "{op:?} {text:?}"
+            );
+            assert_eq!(
+                run(&after, Event::After, light, Some(Resp::Part(&answer))),
+                run(
+                    &after,
+                    Event::After,
+                    Req::Json(&req),
+                    Some(Resp::Json(&resp))
+                ),
+                "{op:?} {text:?}"
+            );
+        }
+    }
 }

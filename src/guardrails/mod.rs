@@ -115,6 +115,18 @@ pub struct Hook {
     pub label: Arc<str>,
 }
 
+impl Hook {
+    /// Whether a check of the hook reads the request or answer as a whole document
+    /// ([`checks::Check::reads_whole`]); a mutator's checks all may.
+    pub fn reads_whole(&self) -> bool {
+        self.kind == HookType::Mutator
+            || self
+                .checks
+                .iter()
+                .any(|c| c.enabled && c.check.reads_whole())
+    }
+}
+
 /// The hooks a target runs, after inheritance (reference §3.2). Shared by every leaf that
 /// inherits the same lists.
 #[derive(Debug, Default)]

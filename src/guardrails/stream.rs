@@ -18,6 +18,7 @@
 //! Verdicts always reach the access log and metrics. At most `MAX_TEXT` bytes of text are
 //! examined.
 
+use super::checks::{Req, Resp};
 use super::content;
 use super::engine::{self, HookResult, Input, Mode};
 use super::wire::{deny_body, hook_results};
@@ -159,8 +160,8 @@ impl GuardTranslator {
         let input = Input {
             event: Event::After,
             op: self.guard.op,
-            request: &self.guard.request,
-            response: Some(&response),
+            request: Req::Json(&self.guard.request),
+            response: Some(Resp::Json(&response)),
             metadata: &self.guard.metadata,
             provider: &self.guard.provider,
             stream: true,

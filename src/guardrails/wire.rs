@@ -11,12 +11,12 @@
 //!
 //! Streams keep their upstream body; `stream.rs` guards them as they are relayed.
 
-use super::checks::Env;
+use super::checks::{Env, Req, Resp};
 use super::content;
 use super::engine::{self, HookResult, Input, ListRun, Mode};
 use super::stream::StreamGuard;
 use super::telemetry::{self, Verdicts};
-use super::{Event, HookType, LeafHooks};
+use super::{Event, LeafHooks};
 use crate::dispatch::attempts::{Outcome, Request};
 use crate::error::GatewayError;
 use crate::providers::{Provider, ResponseOptions};
@@ -194,28 +194,45 @@ impl LeafGuard {
         if leaf.hooks.is_empty() {
             return Ok(Before::Send(LeafGuard::default(), body));
         }
-        let params = req.view.params()?;
-        let mut request: std::borrow::Cow<'_, Map<String, Value>> = match &leaf.override_params {
+        // The request as the checks see it: the target's overrides merged over the body, or
+        // the body parsed whole for a check that reads it whole, or else just the body's model
+        // and content part (no document of the body is built).
+        let merged = match &leaf.override_params {
             Some(overrides) => {
-                let mut merged = params.clone();
+                let mut merged = req.view.params()?.clone();
                 for (k, v) in overrides.iter() {
                     merged.insert(k.clone(), v.clone());
                 }
-                std::borrow::Cow::Owned(merged)
+                Some(merged)
             }
-            None => std::borrow::Cow::Borrowed(params),
-        };
-        let env = Env {
-            dispatcher: &state.dispatcher,
-            custom_hosts: &state.custom_hosts,
+            None => None,
         };
         let run = if leaf.hooks.before.is_empty() {
             ListRun::default()
         } else {
+            let whole = leaf.hooks.before.iter().any(|h| h.reads_whole());
+            let part = match (&merged, whole) {
+                (None, false) => content::request_part_raw(req.view, req.op),
+                _ => None,
+            };
+            let request = match (&merged, &part) {
+                (Some(m), _) => Req::Json(m),
+                (None, Some(part)) => Req::Body {
+                    model: req.view.model.as_deref(),
+                    part,
+                },
+                // A value the borrowing read refused is read from the document (whose parse
+                // answers 400 for a body that is not valid after all).
+                (None, None) => Req::Json(req.view.params()?),
+            };
+            let env = Env {
+                dispatcher: &state.dispatcher,
+                custom_hosts: &state.custom_hosts,
+            };
             let input = Input {
                 event: Event::Before,
                 op: req.op,
-                request: &request,
+                request,
                 response: None,
                 metadata: req.metadata,
                 provider,
@@ -230,10 +247,11 @@ impl LeafGuard {
             let body = deny_body(&run.results, &[]);
             return Ok(Before::Deny(Local::json(446, http::HeaderMap::new(), body)));
         }
-        let body = match run.request {
-            Some(rewritten) => {
-                request = std::borrow::Cow::Owned(rewritten);
-                let mut sent = request.clone().into_owned();
+        let rewrote = run.request.is_some();
+        let rewritten = run.request.or(merged);
+        let body = match &rewritten {
+            Some(request) if rewrote => {
+                let mut sent = request.clone();
                 if hide_usage {
                     let o = sent
                         .entry("stream_options")
@@ -249,15 +267,12 @@ impl LeafGuard {
                     .map(Bytes::from)
                     .map_err(|e| GatewayError::Internal(format!("serialising the request: {e}")))?
             }
-            None => body,
+            _ => body,
         };
         Ok(Before::Send(
             LeafGuard {
                 hooks: leaf.hooks.clone(),
-                request: match request {
-                    std::borrow::Cow::Owned(r) => Some(Arc::new(r)),
-                    std::borrow::Cow::Borrowed(_) => None,
-                },
+                request: rewritten.map(Arc::new),
                 before: run.results,
                 active: true,
             },
@@ -331,26 +346,42 @@ impl LeafGuard {
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
         // Hooks that only read the answer's text get just its content part (no document of
         // the whole answer is built); the others get the whole answer.
-        let whole = self.hooks.after.iter().any(|h| {
-            h.kind == HookType::Mutator || h.checks.iter().any(|c| c.check.reads_whole_answer())
-        });
-        let json = if whole {
+        let whole = self.hooks.after.iter().any(|h| h.reads_whole());
+        let part = if whole {
             None
         } else {
-            content::answer_content(&translated, req.op)
+            content::answer_part(&translated, req.op)
         };
-        let Some(json) = json.or_else(|| serde_json::from_slice::<Value>(&translated).ok()) else {
-            let local = Local::json(200, headers, translated).metered(usage, model);
-            return Outcome::Local(Box::new(local));
+        let parsed: Value;
+        let answer = match &part {
+            Some(part) => Resp::Part(part),
+            None => match serde_json::from_slice::<Value>(&translated) {
+                Ok(json) => {
+                    parsed = json;
+                    Resp::Json(&parsed)
+                }
+                // Not JSON: no hook can read it; it goes back as it came.
+                Err(_) => {
+                    let local = Local::json(200, headers, translated).metered(usage, model);
+                    return Outcome::Local(Box::new(local));
+                }
+            },
         };
         let env = Env {
             dispatcher: &state.dispatcher,
             custom_hosts: &state.custom_hosts,
         };
+        // After-request checks read the request's model, or the whole request (webhook, log):
+        // never its content part.
+        let no_part = content::Part::default();
         let request = match &self.request {
-            Some(r) => r.as_ref(),
+            Some(r) => Req::Json(r),
+            None if !whole => Req::Body {
+                model: req.view.model.as_deref(),
+                part: &no_part,
+            },
             None => match req.view.params() {
-                Ok(p) => p,
+                Ok(p) => Req::Json(p),
                 Err(e) => return Outcome::Failed(e),
             },
         };
@@ -361,7 +392,7 @@ impl LeafGuard {
                 event: Event::After,
                 op: req.op,
                 request,
-                response: Some(&json),
+                response: Some(answer),
                 metadata: req.metadata,
                 provider,
                 stream: false,

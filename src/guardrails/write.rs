@@ -40,10 +40,10 @@ fn needs_escape(chunk: u64) -> bool {
         != 0
 }
 
-/// Appends `s` escaped, without the quotes.
+/// Appends `s` escaped, without the quotes. Text that needs no escape (most of it) is found
+/// eight bytes at a time and copied with one append.
 pub fn fragment(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    // Eight bytes at a time while none needs an escape (most text needs none).
     let mut clean = 0;
     for chunk in bytes.chunks_exact(8) {
         let mut word = [0u8; 8];
@@ -53,14 +53,17 @@ pub fn fragment(out: &mut Vec<u8>, s: &str) {
         }
         clean += 8;
     }
-    let Some(rest) = bytes.get(clean..) else {
+    let rest = bytes.get(clean..).unwrap_or_default();
+    let Some(first) = rest.iter().position(|&b| ESCAPE[usize::from(b)] != 0) else {
+        out.extend_from_slice(bytes);
         return;
     };
-    out.extend_from_slice(bytes.get(..clean).unwrap_or_default());
-    let bytes = rest;
+    let first = clean + first;
+    out.extend_from_slice(bytes.get(..first).unwrap_or_default());
+    let bytes = bytes.get(first..).unwrap_or_default();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[b as usize];
+        let esc = ESCAPE[usize::from(b)];
         if esc == 0 {
             continue;
         }
@@ -101,23 +104,30 @@ pub fn serde(out: &mut Vec<u8>, v: &impl serde::Serialize) {
     }
 }
 
-/// A check's `data`: the JSON text, written once when the check ran.
+/// A check's `data`: the JSON text, written once when the check ran. Kept as bytes: it is
+/// only ever copied into an answer, so it is never validated as UTF-8 again (every writer
+/// here appends whole `&str`s and ASCII, so it is UTF-8 by construction).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Data(String);
+pub struct Data(Vec<u8>);
 
 impl Data {
     pub fn null() -> Data {
-        Data(String::from("null"))
+        Data(b"null".to_vec())
     }
 
     /// The JSON text.
-    pub fn as_str(&self) -> &str {
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The JSON text as a string (tests and diagnostics).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("null")
     }
 
     /// The data as a JSON document (tests, and readers that want one).
     pub fn value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+        serde_json::from_slice(&self.0).unwrap_or(Value::Null)
     }
 }
 
@@ -131,13 +141,13 @@ impl From<&Value> for Data {
     fn from(v: &Value) -> Data {
         let mut out = Vec::with_capacity(128);
         serde(&mut out, v);
-        Data(String::from_utf8(out).unwrap_or_default())
+        Data(out)
     }
 }
 
 impl std::fmt::Display for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -187,9 +197,34 @@ impl Obj {
         self
     }
 
+    /// A string whose inside is already escaped.
+    pub fn escaped(mut self, key: &'static str, inside: &[u8]) -> Obj {
+        let out = self.key(key);
+        out.reserve(inside.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(inside);
+        out.push(b'"');
+        self
+    }
+
+    /// A string made of `parts` that need no escape: literals and numbers (debug builds
+    /// check it).
+    pub fn plain(mut self, key: &'static str, parts: &[&str]) -> Obj {
+        let out = self.key(key);
+        out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+        out.push(b'"');
+        for p in parts {
+            debug_assert!(p.bytes().all(|b| ESCAPE[usize::from(b)] == 0), "{p:?}");
+            out.extend_from_slice(p.as_bytes());
+        }
+        out.push(b'"');
+        self
+    }
+
     /// A string made of `parts` (each escaped).
     pub fn text(mut self, key: &'static str, parts: &[&str]) -> Obj {
         let out = self.key(key);
+        out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
         out.push(b'"');
         for p in parts {
             fragment(out, p);
@@ -241,7 +276,7 @@ impl Obj {
 
     pub fn done(mut self) -> Data {
         self.out.push(b'}');
-        Data(String::from_utf8(self.out).unwrap_or_default())
+        Data(self.out)
     }
 }
 
@@ -255,40 +290,63 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn now() -> Stamp {
+        Stamp::at(std::time::SystemTime::now())
+    }
+
+    /// The stamp of a wall-clock time.
+    pub fn at(now: std::time::SystemTime) -> Stamp {
         thread_local! {
             static LAST: RefCell<(u128, Stamp)> = const {
                 RefCell::new((u128::MAX, Stamp { len: 0, bytes: [0; 32] }))
             };
         }
-        let now = std::time::SystemTime::now();
         let ms = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         LAST.with(|last| {
             let mut last = last.borrow_mut();
             if last.0 != ms {
-                let text = humantime::format_rfc3339_millis(now).to_string();
-                let mut bytes = [0u8; 32];
-                let len = text.len().min(32);
-                bytes
-                    .get_mut(..len)
-                    .unwrap_or_default()
-                    .copy_from_slice(text.as_bytes().get(..len).unwrap_or_default());
-                *last = (
-                    ms,
-                    Stamp {
-                        len: u8::try_from(len).unwrap_or(0),
-                        bytes,
-                    },
-                );
+                // Formatted in place (no String): 24 bytes, `2026-01-02T03:04:05.678Z`.
+                let mut stamp = Stamp {
+                    len: 0,
+                    bytes: [0; 32],
+                };
+                use std::fmt::Write;
+                if write!(stamp, "{}", humantime::format_rfc3339_millis(now)).is_err() {
+                    stamp.len = 0;
+                }
+                *last = (ms, stamp);
             }
             last.1
         })
     }
 
+    /// The timestamp's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or_default())
-            .unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// Appends the timestamp as a JSON string (its characters need no escape).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(self.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Formatting into the stamp's bytes; text past them is an error.
+impl std::fmt::Write for Stamp {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + s.len();
+        let slot = self.bytes.get_mut(start..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = u8::try_from(end).map_err(|_| std::fmt::Error)?;
+        Ok(())
     }
 }
 

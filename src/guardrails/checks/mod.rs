@@ -29,14 +29,38 @@ pub struct Env<'a> {
     pub custom_hosts: &'a CustomHostPolicy,
 }
 
+/// The request as checks read it.
+#[derive(Debug, Clone, Copy)]
+pub enum Req<'a> {
+    /// A JSON object: the body as parsed, or as a target's overrides or a mutator rewrote it.
+    Json(&'a Map<String, Value>),
+    /// The client's body, not parsed whole, for hooks none of whose checks read the request
+    /// whole ([`Check::reads_whole`]): its model as the gateway's scan read it and its
+    /// content part as [`content::request_part_raw`] read it.
+    Body {
+        model: Option<&'a str>,
+        part: &'a Part,
+    },
+}
+
+/// The answer as after-request checks read it.
+#[derive(Debug, Clone, Copy)]
+pub enum Resp<'a> {
+    /// The answer as the client receives it (after any earlier mutator).
+    Json(&'a Value),
+    /// Only its content part, for hooks none of whose checks read it whole
+    /// ([`Check::reads_whole`]; [`content::answer_part`]).
+    Part(&'a Part),
+}
+
 /// What a check sees (Portkey's plugin context).
 pub struct Ctx<'a> {
     pub event: Event,
     pub op: Operation,
-    /// The request as JSON (after any earlier mutator).
-    pub request: &'a Map<String, Value>,
-    /// The response as the client receives it (after-request hooks only).
-    pub response: Option<&'a Value>,
+    /// The request (after any earlier mutator).
+    pub request: Req<'a>,
+    /// The response (after-request hooks only).
+    pub response: Option<Resp<'a>>,
     pub metadata: &'a Map<String, Value>,
     pub provider: &'a str,
     pub stream: bool,
@@ -50,24 +74,86 @@ pub struct Ctx<'a> {
 #[derive(Debug, Default)]
 pub struct Seen {
     part: std::sync::OnceLock<Part>,
-    text: std::sync::OnceLock<String>,
+    joined: std::sync::OnceLock<String>,
+    /// The text's `textExcerpt`, escaped as a JSON string's inside.
+    excerpt: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Ctx<'_> {
     /// The content part the check examines.
     pub fn part(&self) -> &Part {
+        match (self.event, self.request, self.response) {
+            (Event::Before, Req::Body { part, .. }, _)
+            | (Event::After, _, Some(Resp::Part(part))) => {
+                return part;
+            }
+            _ => {}
+        }
         self.seen
             .part
-            .get_or_init(|| match (self.event, self.response) {
-                (Event::Before, _) => content::request_part(self.request, self.op),
-                (Event::After, Some(r)) => content::response_part(r, self.op),
-                (Event::After, None) => Part::default(),
+            .get_or_init(|| match (self.event, self.request, self.response) {
+                (Event::Before, Req::Json(r), _) => content::request_part(r, self.op),
+                (Event::After, _, Some(Resp::Json(r))) => content::response_part(r, self.op),
+                _ => Part::default(),
             })
     }
 
-    /// The part's texts that are not empty, joined by newlines.
+    /// The answer as a JSON document, for the checks that read it whole (they never get a
+    /// [`Resp::Part`]); `None` before the request.
+    pub fn response_json(&self) -> Option<&Value> {
+        match self.response {
+            Some(Resp::Json(r)) => Some(r),
+            Some(Resp::Part(_)) | None => None,
+        }
+    }
+
+    /// The request's `model`, when it is a string that is not empty.
+    pub fn model(&self) -> Option<&str> {
+        match self.request {
+            Req::Json(r) => r.get("model").and_then(Value::as_str),
+            Req::Body { model, .. } => model,
+        }
+        .filter(|m| !m.is_empty())
+    }
+
+    /// The request as a JSON object, for the checks that read it whole (a [`Req::Body`] is
+    /// only given to hooks without them; it reads as an empty object).
+    pub fn request_json(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        match self.request {
+            Req::Json(r) => r,
+            Req::Body { .. } => EMPTY.get_or_init(Map::new),
+        }
+    }
+
+    /// The part's texts that are not empty, joined by newlines (borrowed from the part when
+    /// there is only one).
     pub fn text(&self) -> &str {
-        self.seen.text.get_or_init(|| self.part().text())
+        let part = self.part();
+        let mut texts = part.texts.iter().flatten().filter(|t| !t.is_empty());
+        match (texts.next(), texts.next()) {
+            (None, _) => "",
+            (Some(only), None) => only,
+            _ => self.seen.joined.get_or_init(|| part.text()),
+        }
+    }
+
+    /// `"textExcerpt"` of `text` written into `data`: the escaped excerpt of the context's
+    /// text is made once and copied by every check that reports it; another text (a trimmed
+    /// one) is escaped on its own.
+    pub fn excerpt(&self, data: Obj, text: &str) -> Obj {
+        let own = self.text();
+        if text.as_ptr() != own.as_ptr() || text.len() != own.len() {
+            return data.text("textExcerpt", &content::excerpt_parts(text));
+        }
+        let escaped = self.seen.excerpt.get_or_init(|| {
+            let mut out = Vec::with_capacity(text.len().min(512) + 8);
+            for p in content::excerpt_parts(text) {
+                super::write::fragment(&mut out, p);
+            }
+            out
+        });
+        data.escaped("textExcerpt", escaped)
     }
 
     /// Portkey's request type names.
@@ -212,9 +298,11 @@ impl Check {
         }
     }
 
-    /// Whether the check reads more of an answer than its text: the whole answer is sent
-    /// (webhook, log) or rewritten (mutators, PII redaction).
-    pub fn reads_whole_answer(&self) -> bool {
+    /// Whether the check reads more of a request or an answer than its model and text: the
+    /// whole document is sent (webhook, log) or rewritten (mutators, PII redaction). The
+    /// others get only those parts, read without parsing the document (see [`Req`],
+    /// [`content::answer_part`]).
+    pub fn reads_whole(&self) -> bool {
         match self {
             Check::Webhook(_) | Check::Log(_) | Check::AddPrefix(_) | Check::RegexReplace(_) => {
                 true

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 /// Where a mutator's new texts go.
 pub fn write_back(ctx: &Ctx<'_>, texts: &[Option<String>]) -> Option<Transform> {
-    match (ctx.event, ctx.response) {
+    match (ctx.event, ctx.response_json()) {
         (Event::Before, _) => Some(Transform::Request(content::set_request_texts(
-            ctx.request,
+            ctx.request_json(),
             ctx.op,
             texts,
         ))),
@@ -80,9 +80,9 @@ impl AddPrefix {
         if ctx.event != Event::Before || ctx.op == Operation::Embeddings {
             return untouched;
         }
-        let mut json = ctx.request.clone();
+        let mut json = ctx.request_json().clone();
         if ctx.op == Operation::Completions {
-            let part = content::request_part(ctx.request, ctx.op);
+            let part = content::request_part(ctx.request_json(), ctx.op);
             if !part.present {
                 return untouched;
             }
@@ -90,7 +90,7 @@ impl AddPrefix {
             if let Some(first) = texts.first_mut() {
                 *first = Some(format!("{}{}", self.prefix, first.as_deref().unwrap_or("")));
             }
-            json = content::set_request_texts(ctx.request, ctx.op, &texts);
+            json = content::set_request_texts(ctx.request_json(), ctx.op, &texts);
         } else {
             let new_message = || {
                 let content = if ctx.op == Operation::Messages {

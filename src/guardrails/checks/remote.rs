@@ -105,13 +105,13 @@ fn headers(q: &mut Params<'_>) -> Vec<(HeaderName, HeaderValue)> {
 
 /// The hook context Portkey posts (request headers left out).
 fn context_body(ctx: &Ctx<'_>) -> Value {
-    let response = ctx.response.cloned().unwrap_or_else(|| json!({}));
+    let response = ctx.response_json().cloned().unwrap_or_else(|| json!({}));
     let response_text = ctx
-        .response
+        .response_json()
         .map(|r| content::response_part(r, ctx.op).text())
         .unwrap_or_default();
     json!({
-        "request": {"json": ctx.request, "text": content::request_part(ctx.request, ctx.op).text(),
+        "request": {"json": ctx.request_json(), "text": content::request_part(ctx.request_json(), ctx.op).text(),
                     "isStreamingRequest": ctx.stream, "isTransformed": false},
         "response": {"json": response, "text": response_text,
                      "statusCode": if ctx.response.is_some() { Value::from(200) } else { Value::Null },

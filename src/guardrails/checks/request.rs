@@ -8,10 +8,7 @@ use crate::guardrails::Event;
 use serde_json::{json, Map, Value};
 
 fn model<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
-    ctx.request
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
+    ctx.model()
 }
 
 pub fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Outcome {

@@ -30,8 +30,8 @@ fn env_less<'a>(
     Ctx {
         event,
         op,
-        request,
-        response,
+        request: super::Req::Json(request),
+        response: response.map(super::Resp::Json),
         metadata,
         provider: "openai",
         stream: false,

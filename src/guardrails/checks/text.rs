@@ -3,7 +3,7 @@
 //! rules and `data` fields follow Portkey's plugins.
 
 use super::{invert, no_text, Check, Ctx, Outcome, Params};
-use crate::guardrails::content::{excerpt, excerpt_parts};
+use crate::guardrails::content::excerpt;
 use crate::guardrails::write::Obj;
 use serde_json::{json, Value};
 
@@ -122,9 +122,7 @@ impl RegexMatch {
         };
         Outcome::pass(
             verdict,
-            data.bool("not", self.not)
-                .str("regexPattern", rule)
-                .text("textExcerpt", &excerpt_parts(text))
+            ctx.excerpt(data.bool("not", self.not).str("regexPattern", rule), text)
                 .bool("verdict", verdict)
                 .done(),
         )
@@ -216,16 +214,14 @@ impl Count {
             data = data.int("characterCount", n);
         }
         data = data
-            .text("explanation", &explanation)
+            .plain("explanation", &explanation)
             .int(self.keys.1, max)
             .int(self.keys.0, min)
             .bool("not", self.not);
         if unit == Unit::Sentences {
             data = data.int("sentenceCount", n);
         }
-        data = data
-            .text("textExcerpt", &excerpt_parts(text))
-            .bool("verdict", verdict);
+        data = ctx.excerpt(data, text).bool("verdict", verdict);
         if unit == Unit::Words {
             data = data.int("wordCount", n);
         }
@@ -294,12 +290,14 @@ pub fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
     };
     Outcome::pass(
         verdict,
-        Obj::new()
-            .text("explanation", &explanation)
-            .bool("not", not)
-            .text("textExcerpt", &excerpt_parts(text))
-            .bool("verdict", verdict)
-            .done(),
+        ctx.excerpt(
+            Obj::new()
+                .plain("explanation", &explanation)
+                .bool("not", not),
+            text,
+        )
+        .bool("verdict", verdict)
+        .done(),
     )
 }
 
@@ -327,13 +325,15 @@ pub fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
     };
     Outcome::pass(
         verdict,
-        Obj::new()
-            .text("explanation", &explanation)
-            .bool("not", not)
-            .str("suffix", suffix)
-            .text("textExcerpt", &excerpt_parts(text))
-            .bool("verdict", verdict)
-            .done(),
+        ctx.excerpt(
+            Obj::new()
+                .text("explanation", &explanation)
+                .bool("not", not)
+                .str("suffix", suffix),
+            text,
+        )
+        .bool("verdict", verdict)
+        .done(),
     )
 }
 
@@ -371,7 +371,7 @@ impl Contains {
         Outcome::pass(
             verdict,
             Obj::new()
-                .text(
+                .plain(
                     "explanation",
                     &["Check ", status, " for '", op, "' words. ", tail],
                 )

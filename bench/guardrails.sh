@@ -6,14 +6,15 @@
 #
 # On a 2-core machine portgate is pinned to CPU 1 and wrk and the mock to CPU 0 (taskset), so
 # the figures measure the gateway. CPU time is read from /proc/<pid>/stat. A shared VM swings
-# ±15% between identical runs, so the two configs alternate for ROUNDS rounds and the figures
-# reported are the medians (each round's own ratio is printed too).
-# Environment: DURATION (default 8s), ROUNDS (default 5), CONNS (default 16), PORTGATE_BIN.
+# ±15% between identical runs and drifts over minutes, so the two configs alternate in many
+# short rounds (neighbouring rounds see the same machine) and the figures reported are the
+# medians, with the median and quartiles of the rounds' own ratios.
+# Environment: DURATION (default 2s), ROUNDS (default 21), CONNS (default 16), PORTGATE_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-8s}
-ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2s}
+ROUNDS=${ROUNDS:-21}
 CONNS=${CONNS:-16}
 ACCESS_LOG=${ACCESS_LOG:-off}
 EXTRA_YAML=$(cat bench/guardrails.yaml)
@@ -49,11 +50,12 @@ for c in plain guarded; do
   [ "$status" = 200 ] || { echo "bench: config $c answered $status" >&2; exit 1; }
 done
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-p_all=() g_all=() p_rates=() g_rates=()
+p_all=() g_all=() p_rates=() g_rates=() ratios=()
 for round in $(seq "$ROUNDS"); do
   read -r p_rps p_cpu <<<"$(measure plain)"
   read -r g_rps g_cpu <<<"$(measure guarded)"
   p_all+=("$p_cpu") g_all+=("$g_cpu") p_rates+=("$p_rps") g_rates+=("$g_rps")
+  ratios+=("$(awk -v g="$g_cpu" -v p="$p_cpu" 'BEGIN {printf "%.3f", g / p}')")
   awk -v r="$round" -v g="$g_cpu" -v p="$p_cpu" \
     'BEGIN {printf "round %d: %.1f vs %.1f µs per request, %.2fx\n", r, p, g, g / p}' >&2
 done
@@ -64,3 +66,5 @@ echo "|---|---:|---:|"
 echo "| no hooks | $(printf '%s\n' "${p_rates[@]}" | median) | $p_cpu |"
 echo "| 5 input + 5 output checks | $(printf '%s\n' "${g_rates[@]}" | median) | $g_cpu |"
 awk -v g="$g_cpu" -v p="$p_cpu" 'BEGIN {printf "guarded / plain CPU (medians): %.2fx\n", g / p}'
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR] = $1}
+  END {printf "rounds'"'"' own ratios: median %.2fx, quartiles %.2fx to %.2fx\n", v[int((NR + 1) / 2)], v[int(NR / 4) + 1], v[int(3 * NR / 4) + 1]}'

@@ -335,14 +335,17 @@ impl LeafGuard {
             model: req.view.model.as_deref(),
         };
         let mut translator = adapter.response(req.op, 200, &content_type, &opts);
-        let mut translated = BytesMut::new();
-        if let Some(out) = translator.push(raw) {
-            translated.extend_from_slice(&out);
-        }
-        if let Some(out) = translator.finish() {
-            translated.extend_from_slice(&out);
-        }
-        let translated = translated.freeze();
+        // One piece (a passthrough translator hands the answer back) is used as it is.
+        let translated = match (translator.push(raw), translator.finish()) {
+            (Some(out), None) | (None, Some(out)) => out,
+            (None, None) => Bytes::new(),
+            (Some(head), Some(tail)) => {
+                let mut joined = BytesMut::with_capacity(head.len() + tail.len());
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&tail);
+                joined.freeze()
+            }
+        };
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
         // Hooks that only read the answer's text get just its content part (no document of
         // the whole answer is built); the others get the whole answer.

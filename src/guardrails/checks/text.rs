@@ -158,13 +158,15 @@ impl Count {
     fn count(text: &str, unit: Unit) -> i64 {
         let n = match unit {
             // Portkey: `text.split(/[.!?]/).length - 1`, i.e. the number of terminators.
+            // (The terminators are ASCII, and no byte of a multi-byte character is.)
             Unit::Sentences => text
-                .chars()
-                .filter(|c| matches!(c, '.' | '!' | '?'))
+                .bytes()
+                .filter(|b| matches!(b, b'.' | b'!' | b'?'))
                 .count(),
             // `text.trim().split(/\s+/).length`.
             Unit::Words => text.split_whitespace().count(),
-            // JavaScript's `length`: UTF-16 code units.
+            // JavaScript's `length`: UTF-16 code units (one per byte in ASCII text).
+            Unit::Characters if text.is_ascii() => text.len(),
             Unit::Characters => text.encode_utf16().count(),
         };
         i64::try_from(n).unwrap_or(i64::MAX)

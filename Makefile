@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-instructions check-settings conformance soak bench-translate bench-guardrails bench-cache
+.PHONY: run test deps build release lint fmt bench bench-ab bench-instructions check-settings conformance soak bench-translate bench-guardrails bench-cache
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -33,6 +33,10 @@ fmt:
 
 bench: deps
 	./bench/run.sh
+
+# A/B of two builds' CPU per request in alternating rounds: make bench-ab A=path B=path
+bench-ab: deps
+	./bench/ab.sh $(A) $(B)
 
 bench-instructions: deps
 	./bench/instructions.sh

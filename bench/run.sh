@@ -16,14 +16,22 @@
 # RSS, and the memory per open idle stream (IDLE_STREAMS streams held open by
 # bench/idle_streams.py; RSS growth divided by their number).
 #
-# Environment: DURATION (default 10s), CONNS (default 16), TTFB_RUNS (default 200),
+# Every cell is ROUNDS rounds of DURATION, the targets taking turns within a round, and the
+# figures are the medians of the rounds (with the median and quartiles of the rounds' own
+# portgate/floor and portgate/nginx CPU ratios): this VM drifts by 20-30% over an hour and has
+# bursts of time stolen by the hypervisor, which a target measured alone for a whole cell can
+# land in. First bytes on new connections are taken the same way, one request per target in
+# turn. The share of CPU 1's time stolen during the run is reported.
+#
+# Environment: DURATION (default 2s), ROUNDS (default 7), CONNS (default 16), TTFB_RUNS (default 200),
 # IDLE_STREAMS (default 1000), OUT (default
-# bench/results/latest.md), PORTGATE_BIN, ACCESS_LOG (default stdout, captured to a file).
+# bench/results/latest.md), PORTGATE_BIN, ACCESS_LOG (default stdout, written to /dev/null).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 8192 2>/dev/null || true
 
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-2s}
+ROUNDS=${ROUNDS:-7}
 CONNS=${CONNS:-16}
 TTFB_RUNS=${TTFB_RUNS:-200}
 IDLE_STREAMS=${IDLE_STREAMS:-1000}
@@ -69,18 +77,16 @@ for addr in "$NGINX" "$FLOOR"; do
   done
 done
 
-# Median time to first byte (ms) of TTFB_RUNS requests, each on a new connection.
+# Time to first byte (seconds) of one request on a new connection.
 ttfb() {
   local addr=$1 gateway=$2 stream=$3 extra=() body
   body='{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"gpt-4o-mini"'
   [ "$stream" = 1 ] && body="$body,\"stream\":true"
   body="$body}"
   [ "$gateway" = 1 ] && extra=(-H 'x-portkey-provider: openai')
-  for _ in $(seq "$TTFB_RUNS"); do
-    taskset -c 0 curl -s -o /dev/null -w '%{time_starttransfer}\n' -X POST \
-      "http://$addr/v1/chat/completions" -H 'content-type: application/json' \
-      -H 'authorization: Bearer sk-bench' "${extra[@]}" -d "$body"
-  done | sort -n | awk '{v[NR] = $1} END {printf "%.3f", v[int((NR + 1) / 2)] * 1000}'
+  taskset -c 0 curl -s -o /dev/null -w '%{time_starttransfer}\n' -X POST \
+    "http://$addr/v1/chat/completions" -H 'content-type: application/json' \
+    -H 'authorization: Bearer sk-bench' "${extra[@]}" -d "$body"
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -113,65 +119,102 @@ idle_stream_kib() {
   awk -v a="$after" -v b="$before" -v n="$IDLE_STREAMS" 'BEGIN {printf "%.1f", (a - b) / n}'
 }
 
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# Column $2 (1-based) of the rounds file $1, median.
+col_median() { awk -v c="$2" '{print $c}' "$1" | median; }
+# Median and quartiles of the per-round ratios of two rounds files' CPU columns (line by line).
+round_ratios() {
+  paste -d' ' "$1" "$2" | awk '{printf "%.3f\n", $4 / $8}' | sort -n | awk '{v[NR] = $1}
+    END {printf "%.2fx (quartiles %.2fx-%.2fx)", v[int((NR + 1) / 2)], v[int(NR / 4) + 1], v[int(3 * NR / 4) + 1]}'
+}
+# CPU 1's stolen and total ticks so far (/proc/stat: the hypervisor's share is column 9).
+cpu1_ticks() { awk '$1 == "cpu1" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
+read -r steal0 total0 <<<"$(cpu1_ticks)"
+
 mkdir -p "$(dirname "$OUT")"
 {
   echo "# portgate benchmark $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "machine: $(nproc) cores; system under test on CPU 1, wrk (-t1 -c$CONNS) and the mock on CPU 0; $DURATION per cell"
+  echo "machine: $(nproc) cores; system under test on CPU 1, wrk (-t1 -c$CONNS) and the mock on CPU 0;"
+  echo "$ROUNDS rounds of $DURATION per cell, the targets taking turns within each round; medians of the rounds"
   echo
   echo "| scenario | target | requests/s | p50 ms | p99 ms | added p50 ms | CPU µs/request | peak RSS MiB |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|"
 } > "$OUT"
+targets="direct nginx floor portgate"
+# Sets addr, pid, gw and name for a target.
+target_vars() {
+  case $1 in
+    direct) addr=$MOCK pid= gw=0 name=direct ;;
+    nginx) addr=$NGINX pid=$nginx_pid gw=0 name="nginx hop" ;;
+    floor) addr=$FLOOR pid=$floor_pid gw=0 name="bare Pingora" ;;
+    portgate) addr=$GW pid=$gw_pid gw=1 name=portgate ;;
+  esac
+}
+# Runs ROUNDS rounds of every target in turn (this VM drifts by 20-30% over minutes and has
+# bursts of stolen time: a target measured alone for a whole cell can land in one); each
+# target's rounds go to $tmp/rounds.<cell>.<target>, one "rps p50 p99 cpu" line per round.
+rounds() {
+  local cell=$1 stream=$2 model=$3 conns=$4 target
+  for _ in $(seq "$ROUNDS"); do
+    for target in $targets; do
+      target_vars "$target"
+      measure "$addr" "$pid" "$stream" "$gw" "$model" "$conns" >> "$tmp/rounds.$cell.$target"
+    done
+  done
+}
+ratios=
 for scenario in chat stream8 stream200; do
   case $scenario in
     chat) stream=0 model=gpt-4o-mini title=chat ;;
     stream8) stream=1 model=gpt-4o-mini title="stream (8 events)" ;;
     stream200) stream=1 model=bench-200 title="stream (200 events)" ;;
   esac
-  direct=$(measure "$MOCK" "" "$stream" 0 "$model" "$CONNS")
-  read -r d_rps d_p50 d_p99 _ <<<"$direct"
-  echo "| $title | direct | $d_rps | $d_p50 | $d_p99 | - | - | - |" >> "$OUT"
-  for target in nginx floor portgate; do
-    case $target in
-      nginx) addr=$NGINX pid=$nginx_pid gw=0 name="nginx hop" ;;
-      floor) addr=$FLOOR pid=$floor_pid gw=0 name="bare Pingora" ;;
-      portgate) addr=$GW pid=$gw_pid gw=1 name=portgate ;;
-    esac
-    r=$(measure "$addr" "$pid" "$stream" "$gw" "$model" "$CONNS")
-    read -r rps p50 p99 cpu <<<"$r"
-    eval "cpu_$target=$cpu"
-    added=$(awk -v a="$p50" -v d="$d_p50" 'BEGIN {printf "%.3f", a - d}')
-    echo "| $title | $name | $rps | $p50 | $p99 | $added | $cpu | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
+  rounds "$scenario" "$stream" "$model" "$CONNS"
+  d_p50=$(col_median "$tmp/rounds.$scenario.direct" 2)
+  for target in $targets; do
+    target_vars "$target"
+    f="$tmp/rounds.$scenario.$target"
+    if [ "$target" = direct ]; then
+      echo "| $title | direct | $(col_median "$f" 1) | $d_p50 | $(col_median "$f" 3) | - | - | - |" >> "$OUT"
+      continue
+    fi
+    p50=$(col_median "$f" 2)
+    eval "cpu_$target=$(col_median "$f" 4)"
+    cpu_var="cpu_$target"
+    echo "| $title | $name | $(col_median "$f" 1) | $p50 | $(col_median "$f" 3) | $(awk -v a="$p50" -v d="$d_p50" 'BEGIN {printf "%.3f", a - d}') | ${!cpu_var} | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
   done
   # shellcheck disable=SC2154
-  awk -v p="$cpu_portgate" -v f="$cpu_floor" -v n="$cpu_nginx" -v s="$title" \
-    'BEGIN {printf "\n%s: portgate / Pingora floor %.2fx, portgate / nginx %.2fx CPU per request\n\n", s, p / f, p / n}' >> "$OUT"
+  ratios="$ratios$(awk -v p="$cpu_portgate" -v f="$cpu_floor" -v n="$cpu_nginx" -v s="$title" \
+    'BEGIN {printf "%s: portgate / Pingora floor %.2fx, portgate / nginx %.2fx CPU per request (medians)", s, p / f, p / n}')"
+  ratios="$ratios; rounds' own ratios: $(round_ratios "$tmp/rounds.$scenario.portgate" "$tmp/rounds.$scenario.floor") the floor, $(round_ratios "$tmp/rounds.$scenario.portgate" "$tmp/rounds.$scenario.nginx") nginx"$'\n'
 done
+printf '\n%s\n' "$ratios" >> "$OUT"
 
 {
   echo "| one connection and new connections | direct | nginx hop | bare Pingora | portgate |"
   echo "|---|---:|---:|---:|---:|"
 } >> "$OUT"
-row_c1="| chat c=1: p50 ms (added) |"
+rounds c1 0 gpt-4o-mini 1
+# Time to first byte on a new connection: one curl per target in turn, TTFB_RUNS times.
+for _ in $(seq "$TTFB_RUNS"); do
+  for target in $targets; do
+    target_vars "$target"
+    ttfb "$addr" "$gw" 0 >> "$tmp/ttfb.chat.$target"
+    ttfb "$addr" "$gw" 1 >> "$tmp/ttfb.stream.$target"
+  done
+done
+d_c1=$(col_median "$tmp/rounds.c1.direct" 2)
+row_c1="| chat c=1: p50 ms (added) | $d_c1 |"
 row_chat="| first byte on a new connection, chat ms |"
 row_stream="| first byte on a new connection, stream ms |"
-d_c1=
-for target in direct nginx floor portgate; do
-  case $target in
-    direct) addr=$MOCK pid= gw=0 ;;
-    nginx) addr=$NGINX pid=$nginx_pid gw=0 ;;
-    floor) addr=$FLOOR pid=$floor_pid gw=0 ;;
-    portgate) addr=$GW pid=$gw_pid gw=1 ;;
-  esac
-  read -r _ p50 _ _ <<<"$(measure "$addr" "$pid" 0 "$gw" gpt-4o-mini 1)"
-  if [ -z "$d_c1" ]; then
-    d_c1=$p50
-    row_c1="$row_c1 $p50 |"
-  else
+for target in $targets; do
+  if [ "$target" != direct ]; then
+    p50=$(col_median "$tmp/rounds.c1.$target" 2)
     row_c1="$row_c1 $p50 ($(awk -v a="$p50" -v d="$d_c1" 'BEGIN {printf "%+.3f", a - d}')) |"
   fi
-  row_chat="$row_chat $(ttfb "$addr" "$gw" 0) |"
-  row_stream="$row_stream $(ttfb "$addr" "$gw" 1) |"
+  row_chat="$row_chat $(median < "$tmp/ttfb.chat.$target" | awk '{printf "%.3f", $1 * 1000}') |"
+  row_stream="$row_stream $(median < "$tmp/ttfb.stream.$target" | awk '{printf "%.3f", $1 * 1000}') |"
 done
 printf '%s\n%s\n%s\n\n' "$row_c1" "$row_chat" "$row_stream" >> "$OUT"
 
@@ -182,5 +225,8 @@ printf '%s\n%s\n%s\n\n' "$row_c1" "$row_chat" "$row_stream" >> "$OUT"
   echo "| KiB per open idle stream ($IDLE_STREAMS streams) | $(idle_stream_kib "$NGINX" "$nginx_pid" 0) | $(idle_stream_kib "$FLOOR" "$floor_pid" 0) | $(idle_stream_kib "$GW" "$gw_pid" 1) |"
   echo
   echo "portgate idle RSS at start: $(awk -v k="$idle_rss_start" 'BEGIN {printf "%.1f", k / 1024}') MiB"
+  read -r steal1 total1 <<<"$(cpu1_ticks)"
+  awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) \
+    'BEGIN {printf "CPU 1 time stolen by the hypervisor during the run: %.1f%%\n", t ? 100 * s / t : 0}'
 } >> "$OUT"
 cat "$OUT"

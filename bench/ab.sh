@@ -23,7 +23,7 @@ source bench/common.sh
 bench_prepare wrk
 taskset -c 0 "$RELEASE_DIR/examples/bench_mock" "$MOCK" &
 mock_pid=$!
-GW_A=$GW ADMIN_A=$ADMIN
+GW_A=$GW
 PORTGATE_BIN=$a_bin bench_start 1 taskset -c 1
 a_pid=$gw_pid
 GW=127.0.0.1:18797 ADMIN=127.0.0.1:18798
@@ -36,7 +36,6 @@ one() {
   read -r rps _ _ cpu <<<"$(measure "$1" "$2" "$STREAM" 1 "$MODEL" "$CONNS")"
   echo "$rps $cpu"
 }
-median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 : > "$tmp/a" && : > "$tmp/b" && : > "$tmp/ratios"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then
@@ -52,5 +51,4 @@ echo "| build | requests/s (median) | CPU µs per request (median of $ROUNDS) |"
 echo "|---|---:|---:|"
 echo "| A $1 | $(awk '{print $1}' "$tmp/a" | median) | $(awk '{print $2}' "$tmp/a" | median) |"
 echo "| B $2 | $(awk '{print $1}' "$tmp/b" | median) | $(awk '{print $2}' "$tmp/b" | median) |"
-sort -n "$tmp/ratios" | awk '{v[NR] = $1}
-  END {printf "B/A CPU per request, rounds'"'"' own ratios: median %.3fx, quartiles %.3fx to %.3fx\n", v[int((NR + 1) / 2)], v[int(NR / 4) + 1], v[int(3 * NR / 4) + 1]}'
+median_quartiles < "$tmp/ratios" | awk '{printf "B/A CPU per request, rounds'"'"' own ratios: median %.3fx, quartiles %.3fx to %.3fx\n", $1, $2, $3}'

@@ -20,6 +20,13 @@ bench_prepare() {
   cargo build --release --bin portgate --example bench_mock 2>&1 | tail -1
 }
 
+# Median of the numbers on stdin, one per line.
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+# Median, first and third quartile of the numbers on stdin, one per line: "median q1 q3".
+median_quartiles() {
+  sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)], v[int(NR / 4) + 1], v[int(3 * NR / 4) + 1]}'
+}
+
 tmp=$(mktemp -d)
 mock_pid=
 gw_pid=

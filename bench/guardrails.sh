@@ -49,7 +49,6 @@ for c in plain guarded; do
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}')
   [ "$status" = 200 ] || { echo "bench: config $c answered $status" >&2; exit 1; }
 done
-median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 p_all=() g_all=() p_rates=() g_rates=() ratios=()
 for round in $(seq "$ROUNDS"); do
   read -r p_rps p_cpu <<<"$(measure plain)"
@@ -66,5 +65,5 @@ echo "|---|---:|---:|"
 echo "| no hooks | $(printf '%s\n' "${p_rates[@]}" | median) | $p_cpu |"
 echo "| 5 input + 5 output checks | $(printf '%s\n' "${g_rates[@]}" | median) | $g_cpu |"
 awk -v g="$g_cpu" -v p="$p_cpu" 'BEGIN {printf "guarded / plain CPU (medians): %.2fx\n", g / p}'
-printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR] = $1}
-  END {printf "rounds'"'"' own ratios: median %.2fx, quartiles %.2fx to %.2fx\n", v[int((NR + 1) / 2)], v[int(NR / 4) + 1], v[int(3 * NR / 4) + 1]}'
+printf '%s\n' "${ratios[@]}" | median_quartiles |
+  awk '{printf "rounds'"'"' own ratios: median %.2fx, quartiles %.2fx to %.2fx\n", $1, $2, $3}'

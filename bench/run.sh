@@ -119,13 +119,12 @@ idle_stream_kib() {
   awk -v a="$after" -v b="$before" -v n="$IDLE_STREAMS" 'BEGIN {printf "%.1f", (a - b) / n}'
 }
 
-median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 # Column $2 (1-based) of the rounds file $1, median.
 col_median() { awk -v c="$2" '{print $c}' "$1" | median; }
 # Median and quartiles of the per-round ratios of two rounds files' CPU columns (line by line).
 round_ratios() {
-  paste -d' ' "$1" "$2" | awk '{printf "%.3f\n", $4 / $8}' | sort -n | awk '{v[NR] = $1}
-    END {printf "%.2fx (quartiles %.2fx-%.2fx)", v[int((NR + 1) / 2)], v[int(NR / 4) + 1], v[int(3 * NR / 4) + 1]}'
+  paste -d' ' "$1" "$2" | awk '{printf "%.3f\n", $4 / $8}' | median_quartiles |
+    awk '{printf "%.2fx (quartiles %.2fx-%.2fx)", $1, $2, $3}'
 }
 # CPU 1's stolen and total ticks so far (/proc/stat: the hypervisor's share is column 9).
 cpu1_ticks() { awk '$1 == "cpu1" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat; }
@@ -164,6 +163,8 @@ rounds() {
   done
 }
 ratios=
+# Median CPU µs per request of each target in the current scenario.
+declare -A cpu
 for scenario in chat stream8 stream200; do
   case $scenario in
     chat) stream=0 model=gpt-4o-mini title=chat ;;
@@ -180,12 +181,10 @@ for scenario in chat stream8 stream200; do
       continue
     fi
     p50=$(col_median "$f" 2)
-    eval "cpu_$target=$(col_median "$f" 4)"
-    cpu_var="cpu_$target"
-    echo "| $title | $name | $(col_median "$f" 1) | $p50 | $(col_median "$f" 3) | $(awk -v a="$p50" -v d="$d_p50" 'BEGIN {printf "%.3f", a - d}') | ${!cpu_var} | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
+    cpu[$target]=$(col_median "$f" 4)
+    echo "| $title | $name | $(col_median "$f" 1) | $p50 | $(col_median "$f" 3) | $(awk -v a="$p50" -v d="$d_p50" 'BEGIN {printf "%.3f", a - d}') | ${cpu[$target]} | $(( $(peak_kib "$pid") / 1024 )) |" >> "$OUT"
   done
-  # shellcheck disable=SC2154
-  ratios="$ratios$(awk -v p="$cpu_portgate" -v f="$cpu_floor" -v n="$cpu_nginx" -v s="$title" \
+  ratios="$ratios$(awk -v p="${cpu[portgate]}" -v f="${cpu[floor]}" -v n="${cpu[nginx]}" -v s="$title" \
     'BEGIN {printf "%s: portgate / Pingora floor %.2fx, portgate / nginx %.2fx CPU per request (medians)", s, p / f, p / n}')"
   ratios="$ratios; rounds' own ratios: $(round_ratios "$tmp/rounds.$scenario.portgate" "$tmp/rounds.$scenario.floor") the floor, $(round_ratios "$tmp/rounds.$scenario.portgate" "$tmp/rounds.$scenario.nginx") nginx"$'\n'
 done

@@ -207,17 +207,29 @@ impl Dispatcher {
     }
 }
 
+/// The upstream request's header. Its headers go straight into the `HeaderMap` of a header
+/// without Pingora's case map: Pingora's `insert_header` parses each name again and, with the
+/// case map, copies it and inserts twice. The bytes sent are the same: the names are already
+/// lower-case `HeaderName`s, and Pingora title-cases the standard ones on the wire either way.
 fn build_request_header(out: &Outbound<'_>) -> pingora::Result<RequestHeader> {
-    let mut req =
-        RequestHeader::build(out.method, out.path.as_bytes(), Some(out.headers.len() + 2))?;
-    req.insert_header(http::header::HOST, out.upstream.authority())?;
+    // Built first for its method and request target (origin-form, kept by the conversion).
+    let mut parts: http::request::Parts =
+        RequestHeader::build_no_case(out.method, out.path.as_bytes(), None)?.into();
+    let headers = &mut parts.headers;
+    headers.reserve(out.headers.len() + 2);
+    let host = HeaderValue::from_str(&out.upstream.authority())
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid upstream host"))?;
+    headers.insert(http::header::HOST, host);
     for (name, value) in out.headers {
-        req.append_header(name.clone(), value.clone())?;
+        headers.append(name.clone(), value.clone());
     }
     if !out.body.is_empty() || out.method == "POST" || out.method == "PUT" {
-        req.insert_header(http::header::CONTENT_LENGTH, out.body.len())?;
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(out.body.len()),
+        );
     }
-    Ok(req)
+    Ok(RequestHeader::from(parts))
 }
 
 /// Maps a Pingora client error to the gateway's: connect problems are 502, stalls are 504.

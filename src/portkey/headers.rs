@@ -1,7 +1,7 @@
 //! Reading the `x-portkey-*` request headers into one typed value, once per request.
 
 use crate::error::GatewayError;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use std::collections::BTreeMap;
 
 /// The longest trace id accepted; longer ones are refused rather than truncated, so logs and the
@@ -49,8 +49,31 @@ pub struct PortkeyHeaders {
     pub azure_ad_token: Option<crate::settings::Secret>,
 }
 
-fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, GatewayError> {
-    match headers.get(name) {
+/// The first value of each header `PortkeyHeaders::parse` reads, found in one pass over the
+/// request's headers (a handful): a `HeaderMap::get` by `&str` parses and hashes the name, ~400
+/// instructions each, and there are twelve to look for.
+#[derive(Default)]
+struct Found<'a> {
+    provider: Option<&'a HeaderValue>,
+    config: Option<&'a HeaderValue>,
+    virtual_key: Option<&'a HeaderValue>,
+    trace_id: Option<&'a HeaderValue>,
+    metadata: Option<&'a HeaderValue>,
+    custom_host: Option<&'a HeaderValue>,
+    mode: Option<&'a HeaderValue>,
+    authorization: Option<&'a HeaderValue>,
+    strict_open_ai_compliance: Option<&'a HeaderValue>,
+    forward_headers: Option<&'a HeaderValue>,
+    azure_ad_token: Option<&'a HeaderValue>,
+    request_timeout: Option<&'a HeaderValue>,
+}
+
+/// The trimmed text of a header value; `None` when absent or blank.
+fn text<'a>(
+    value: Option<&'a HeaderValue>,
+    name: &'static str,
+) -> Result<Option<&'a str>, GatewayError> {
+    match value {
         None => Ok(None),
         Some(v) => {
             let s = v.to_str().map_err(|_| GatewayError::InvalidHeader {
@@ -65,21 +88,54 @@ fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str
 
 impl PortkeyHeaders {
     pub fn parse(headers: &HeaderMap) -> Result<Self, GatewayError> {
+        let mut found = Found::default();
+        let mut provider_options = BTreeMap::new();
+        // The first value of a repeated header wins, as `HeaderMap::get` gives.
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "authorization" => &mut found.authorization,
+                "x-portkey-provider" => &mut found.provider,
+                "x-portkey-config" => &mut found.config,
+                "x-portkey-virtual-key" => &mut found.virtual_key,
+                "x-portkey-trace-id" => &mut found.trace_id,
+                "x-portkey-metadata" => &mut found.metadata,
+                "x-portkey-custom-host" => &mut found.custom_host,
+                "x-portkey-mode" => &mut found.mode,
+                "x-portkey-strict-open-ai-compliance" => &mut found.strict_open_ai_compliance,
+                "x-portkey-forward-headers" => &mut found.forward_headers,
+                "x-portkey-azure-ad-token" => &mut found.azure_ad_token,
+                "x-portkey-request-timeout" => &mut found.request_timeout,
+                other => {
+                    // A provider option (`x-portkey-azure-resource-name`); a blank or
+                    // non-text value is skipped, and a later one may still give it.
+                    let field = other.strip_prefix("x-portkey-").and_then(option_field);
+                    let text = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty());
+                    if let (Some(field), Some(v)) = (field, text) {
+                        provider_options
+                            .entry(field.to_string())
+                            .or_insert_with(|| v.to_string());
+                    }
+                    continue;
+                }
+            };
+            slot.get_or_insert(value);
+        }
         let mut out = PortkeyHeaders {
-            provider: text(headers, "x-portkey-provider")?.map(str::to_ascii_lowercase),
-            config: text(headers, "x-portkey-config")?.map(str::to_string),
-            virtual_key: text(headers, "x-portkey-virtual-key")?.map(str::to_string),
-            trace_id: text(headers, "x-portkey-trace-id")?.map(str::to_string),
-            metadata: text(headers, "x-portkey-metadata")?.map(str::to_string),
-            custom_host: text(headers, "x-portkey-custom-host")?.map(str::to_string),
+            provider: text(found.provider, "x-portkey-provider")?.map(str::to_ascii_lowercase),
+            config: text(found.config, "x-portkey-config")?.map(str::to_string),
+            virtual_key: text(found.virtual_key, "x-portkey-virtual-key")?.map(str::to_string),
+            trace_id: text(found.trace_id, "x-portkey-trace-id")?.map(str::to_string),
+            metadata: text(found.metadata, "x-portkey-metadata")?.map(str::to_string),
+            custom_host: text(found.custom_host, "x-portkey-custom-host")?.map(str::to_string),
+            provider_options,
             ..Default::default()
         };
         if out.provider.is_none() {
-            if let Some(mode) = text(headers, "x-portkey-mode")? {
+            if let Some(mode) = text(found.mode, "x-portkey-mode")? {
                 out.provider = Some(parse_mode(mode)?);
             }
         }
-        if let Some(auth) = text(headers, "authorization")? {
+        if let Some(auth) = text(found.authorization, "authorization")? {
             let key = match auth.split_once(' ') {
                 Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
                 None if auth.eq_ignore_ascii_case("bearer") => "",
@@ -95,30 +151,16 @@ impl PortkeyHeaders {
                 });
             }
         }
-        if let Some(v) = text(headers, "x-portkey-strict-open-ai-compliance")? {
+        if let Some(v) = text(
+            found.strict_open_ai_compliance,
+            "x-portkey-strict-open-ai-compliance",
+        )? {
             out.strict_open_ai_compliance = Some(!v.eq_ignore_ascii_case("false"));
         }
-        if let Some(list) = text(headers, "x-portkey-forward-headers")? {
+        if let Some(list) = text(found.forward_headers, "x-portkey-forward-headers")? {
             out.forward_headers = parse_forward_headers(list)?;
         }
-        // One pass over the request's headers (a handful) rather than a lookup, with a name
-        // built, per known field (the first value of a repeated header wins, as `get` gives).
-        for (name, value) in headers {
-            let Some(field) = name
-                .as_str()
-                .strip_prefix("x-portkey-")
-                .and_then(option_field)
-            else {
-                continue;
-            };
-            let Some(v) = value.to_str().ok().map(str::trim).filter(|v| !v.is_empty()) else {
-                continue;
-            };
-            out.provider_options
-                .entry(field.to_string())
-                .or_insert_with(|| v.to_string());
-        }
-        if let Some(token) = text(headers, "x-portkey-azure-ad-token")? {
+        if let Some(token) = text(found.azure_ad_token, "x-portkey-azure-ad-token")? {
             let token = token
                 .strip_prefix("Bearer ")
                 .or_else(|| token.strip_prefix("bearer "))
@@ -127,7 +169,7 @@ impl PortkeyHeaders {
             out.azure_ad_token =
                 (!token.is_empty()).then(|| crate::settings::Secret::new(token.to_string()));
         }
-        if let Some(ms) = text(headers, "x-portkey-request-timeout")? {
+        if let Some(ms) = text(found.request_timeout, "x-portkey-request-timeout")? {
             let ms: u64 = ms.parse().map_err(|_| GatewayError::InvalidHeader {
                 name: "x-portkey-request-timeout",
                 reason: "must be a whole number of milliseconds".into(),

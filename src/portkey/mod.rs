@@ -11,14 +11,19 @@ pub mod provider_error;
 pub use custom_host::CustomHostPolicy;
 pub use headers::PortkeyHeaders;
 
-/// Response header names (reference §2.2).
+/// Response header names (reference §2.2), as `HeaderName`s: built at compile time, so adding
+/// one to an answer parses nothing.
 pub mod response {
-    pub const TRACE_ID: &str = "x-portkey-trace-id";
-    pub const PROVIDER: &str = "x-portkey-provider";
-    pub const GATEWAY_EXCEPTION: &str = "x-portkey-gateway-exception";
-    pub const LAST_USED_OPTION_INDEX: &str = "x-portkey-last-used-option-index";
-    pub const RETRY_ATTEMPT_COUNT: &str = "x-portkey-retry-attempt-count";
-    pub const CACHE_STATUS: &str = "x-portkey-cache-status";
+    use http::HeaderName;
+    pub const TRACE_ID: HeaderName = HeaderName::from_static("x-portkey-trace-id");
+    pub const PROVIDER: HeaderName = HeaderName::from_static("x-portkey-provider");
+    pub const GATEWAY_EXCEPTION: HeaderName =
+        HeaderName::from_static("x-portkey-gateway-exception");
+    pub const LAST_USED_OPTION_INDEX: HeaderName =
+        HeaderName::from_static("x-portkey-last-used-option-index");
+    pub const RETRY_ATTEMPT_COUNT: HeaderName =
+        HeaderName::from_static("x-portkey-retry-attempt-count");
+    pub const CACHE_STATUS: HeaderName = HeaderName::from_static("x-portkey-cache-status");
     /// portgate's own: `exhausted` when the retry budget stopped a retry or fallback.
-    pub const RETRY_BUDGET: &str = "x-portgate-retry-budget";
+    pub const RETRY_BUDGET: HeaderName = HeaderName::from_static("x-portgate-retry-budget");
 }

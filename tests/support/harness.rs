@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use portgate::Settings;
-use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,19 +29,38 @@ impl ShutdownSignalWatch for NotifyWatch {
     }
 }
 
-/// A free loopback port, never handed out twice in this process.
+/// A free loopback port, not handed out twice in this process, taken from below the kernel's
+/// ephemeral range. A port found by binding `:0` is free again once the probe closes, and the
+/// kernel may hand it to the next `:0` bind (a mock provider) or outgoing connection before
+/// the gateway binds it: seen once as a gateway that never started while a mock answered its
+/// requests. Ports below the range are only ever taken by explicit binds.
 pub fn free_port() -> u16 {
-    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("ephemeral port")
-            .port();
-        if used.lock().unwrap().insert(port) {
+    static NEXT: OnceLock<Mutex<u16>> = OnceLock::new();
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = ephemeral_low.saturating_sub(12_000).max(1024);
+    let span = ephemeral_low.saturating_sub(floor).max(1);
+    // Test binaries run one after another; the process id spreads their starting points.
+    let next =
+        NEXT.get_or_init(|| Mutex::new(floor + (std::process::id() % u32::from(span)) as u16));
+    for _ in 0..span {
+        let port = {
+            let mut n = next.lock().unwrap();
+            let port = *n;
+            *n = if port + 1 >= ephemeral_low {
+                floor
+            } else {
+                port + 1
+            };
+            port
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free loopback port below the ephemeral range");
 }
 
 /// Settings for a test gateway: ephemeral ports, one thread, no grace period.

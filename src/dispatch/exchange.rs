@@ -210,6 +210,7 @@ impl Dispatcher {
     /// Returns a fully read response's connection to the pool.
     pub async fn release(&self, inbound: Inbound) {
         let idle = Some(Duration::from_millis(self.timeouts.idle_timeout_ms));
+        // `try_once` only makes HTTP/1 sessions; anything else would just be closed.
         if let HttpSession::H1(session) = inbound.session {
             self.connector
                 .release_http_session(session, &inbound.peer, idle)

@@ -22,13 +22,21 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
-/// The header of an answer the gateway writes itself, from a `HeaderMap` filled directly.
-/// Pingora's own `insert_header` parses each name again and, on a header built with its case
-/// map, copies the name and inserts twice: ~1.6k instructions per header, with 6-10 headers
-/// per answer (callgrind). A header without a case map sends the same bytes (Pingora
-/// title-cases the standard names and writes the others as stored; every name here is a
-/// lower-case `HeaderName`).
-fn own_header(status: u16, headers: HeaderMap) -> pingora::Result<ResponseHeader> {
+/// The header of an answer the gateway writes itself: `headers` filled directly, plus the
+/// headers every gateway response carries. Pingora's own `insert_header` parses each name
+/// again and, on a header built with its case map, copies the name and inserts twice: ~1.6k
+/// instructions per header, with 6-10 headers per answer (callgrind). A header without a case
+/// map sends the same bytes (Pingora title-cases the standard names and writes the others as
+/// stored; every name here is a lower-case `HeaderName`).
+fn own_header(
+    status: u16,
+    mut headers: HeaderMap,
+    ctx: &RequestCtx,
+) -> pingora::Result<ResponseHeader> {
+    gateway_headers(ctx, |name, value| {
+        headers.insert(name, value);
+        Ok(())
+    })?;
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = http::StatusCode::from_u16(status).map_err(|_| {
         pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "invalid status")
@@ -75,17 +83,9 @@ fn gateway_headers(
 }
 
 /// Adds the gateway's headers to a response Pingora parsed from upstream (a passthrough),
-/// through its case-keeping insert.
+/// through its case-keeping insert (the gateway's own answers get them in [`own_header`]).
 pub fn add_gateway_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     gateway_headers(ctx, |name, value| h.insert_header(name, value))
-}
-
-/// Adds the gateway's headers to the map of an answer it writes itself ([`own_header`]).
-fn put_gateway_headers(map: &mut HeaderMap, ctx: &RequestCtx) -> pingora::Result<()> {
-    gateway_headers(ctx, |name, value| {
-        map.insert(name, value);
-        Ok(())
-    })
 }
 
 /// Answers locally with a complete body.
@@ -99,8 +99,7 @@ pub async fn send_local(
     let mut map = HeaderMap::with_capacity(8);
     map.insert(http::header::CONTENT_TYPE, text_value(content_type)?);
     map.insert(http::header::CONTENT_LENGTH, body.len().into());
-    put_gateway_headers(&mut map, ctx)?;
-    let h = own_header(status, map)?;
+    let h = own_header(status, map, ctx)?;
     session.write_response_header(Box::new(h), false).await?;
     session.write_response_body(Some(body), true).await
 }
@@ -158,8 +157,7 @@ pub async fn send_error(
             HeaderValue::from_static("true"),
         );
     }
-    put_gateway_headers(&mut map, ctx)?;
-    let h = own_header(err.status(), map)?;
+    let h = own_header(err.status(), map, ctx)?;
     session.write_response_header(Box::new(h), false).await?;
     session.write_response_body(Some(body), true).await
 }
@@ -263,8 +261,7 @@ fn downstream_header(
         let chunked = HeaderValue::from_static("chunked");
         map.insert(http::header::TRANSFER_ENCODING, chunked);
     }
-    put_gateway_headers(&mut map, ctx)?;
-    own_header(source.status_code(), map)
+    own_header(source.status_code(), map, ctx)
 }
 
 /// The largest provider error body read whole to be wrapped in Portkey's envelope.

@@ -169,7 +169,7 @@ pub async fn embed(state: &State, s: &SemanticSettings, text: &str) -> Result<Ar
             .read_to_end(16 * 1024 * 1024)
             .await
             .map_err(|e| e.to_string())?;
-        dispatcher.release(inbound).await;
+        dispatcher.release(inbound);
         if !(200..300).contains(&status) {
             return Err(format!("embedding target answered {status}"));
         }

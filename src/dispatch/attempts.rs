@@ -658,7 +658,7 @@ impl<'a> Walk<'a> {
             // A whole answer is small: read it within the attempt, so a cut body is a failed
             // attempt (retried, fallen back from, or a clean 502), never a cut response.
             if let Err(e) = inbound.read_ahead(READ_AHEAD_LIMIT).await {
-                inbound.abort().await;
+                inbound.abort();
                 return Err(e);
             }
         }
@@ -667,11 +667,11 @@ impl<'a> Walk<'a> {
             match tokio::time::timeout(Duration::from_millis(ttft), inbound.peek_chunk()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    inbound.abort().await;
+                    inbound.abort();
                     return Err(e);
                 }
                 Err(_) => {
-                    inbound.abort().await;
+                    inbound.abort();
                     return Err(GatewayError::FirstTokenTimeout(ttft));
                 }
             }

@@ -5,6 +5,7 @@ use crate::error::GatewayError;
 use crate::portkey::custom_host::is_public;
 use crate::settings::UpstreamSettings;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{HeaderName, HeaderValue};
 use pingora::connectors::http::v1::Connector;
 use pingora::connectors::ConnectorOptions;
@@ -202,19 +203,36 @@ impl Dispatcher {
         let drained =
             tokio::time::timeout(Duration::from_secs(1), inbound.read_to_end(DRAIN_LIMIT)).await;
         match drained {
-            Ok(Ok(_)) if inbound.is_done() => self.release(inbound).await,
-            _ => inbound.abort().await,
+            Ok(Ok(_)) => self.finish(inbound),
+            _ => inbound.abort(),
+        }
+    }
+
+    /// Pools the connection of a response read to its end, and closes any other.
+    pub fn finish(&self, mut inbound: Inbound) {
+        if inbound.is_done() {
+            self.release(inbound);
+        } else {
+            inbound.abort();
         }
     }
 
     /// Returns a fully read response's connection to the pool.
-    pub async fn release(&self, inbound: Inbound) {
+    ///
+    /// Not `async`, on purpose: Pingora's release only waits when it closes a connection it
+    /// will not pool (a TCP shutdown, which never waits, or a TLS `close_notify` that waits
+    /// for room in a full socket buffer). Polled once here, such a wait is dropped with the
+    /// connection, which then closes without the alert. Awaited, its ~4.4 KB future sat in
+    /// every request's future, which Pingora copies into a box per request and which every
+    /// open stream holds (see README › Performance).
+    pub fn release(&self, inbound: Inbound) {
         let idle = Some(Duration::from_millis(self.timeouts.idle_timeout_ms));
         // `try_once` only makes HTTP/1 sessions; anything else would just be closed.
         if let HttpSession::H1(session) = inbound.session {
-            self.connector
+            let _ = self
+                .connector
                 .release_http_session(session, &inbound.peer, idle)
-                .await;
+                .now_or_never();
         }
     }
 }
@@ -332,7 +350,10 @@ impl Inbound {
     }
 
     /// Aborts the exchange: closes an HTTP/1 connection, resets an HTTP/2 stream.
-    pub async fn abort(mut self) {
-        self.session.shutdown().await;
+    ///
+    /// Not `async`, like [`Dispatcher::release`]: a TCP shutdown is done at once, and a TLS
+    /// `close_notify` that cannot be written at once is dropped with the connection.
+    pub fn abort(mut self) {
+        let _ = self.session.shutdown().now_or_never();
     }
 }

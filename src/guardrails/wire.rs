@@ -311,7 +311,7 @@ impl LeafGuard {
         let raw = match inbound.read_to_end(ANSWER_LIMIT).await {
             Ok(raw) => raw,
             Err(e) => {
-                inbound.abort().await;
+                inbound.abort();
                 return Outcome::Failed(e);
             }
         };
@@ -319,11 +319,7 @@ impl LeafGuard {
             .header()
             .map(|h| h.headers.clone())
             .unwrap_or_default();
-        if inbound.is_done() {
-            state.dispatcher.release(*inbound).await;
-        } else {
-            inbound.abort().await;
-        }
+        state.dispatcher.finish(*inbound);
         // The client's format: checks read `choices[0].message.content` (or Messages content)
         // whatever the provider's API.
         let opts = ResponseOptions {

@@ -218,14 +218,15 @@ impl Source {
         }
     }
 
-    /// Returns a fully read upstream connection to the pool, or closes one cut short.
-    async fn end(self, dispatcher: &Dispatcher, complete: bool) {
+    /// Returns a fully read upstream connection to the pool, or closes one cut short. Not
+    /// `async` (see [`Dispatcher::release`]): the relay's future, held by every open stream,
+    /// stays small.
+    fn end(self, dispatcher: &Dispatcher, complete: bool) {
         if let Source::Live(inbound) = self {
-            let mut inbound = *inbound;
-            if complete && inbound.is_done() {
-                dispatcher.release(inbound).await;
+            if complete {
+                dispatcher.finish(*inbound);
             } else {
-                inbound.abort().await;
+                inbound.abort();
             }
         }
     }
@@ -284,7 +285,7 @@ pub async fn relay_provider_error(
     let raw = match read {
         Ok(raw) => raw,
         Err(e) => {
-            inbound.abort().await;
+            inbound.abort();
             return Err(RelayError::BeforeResponse(e));
         }
     };
@@ -295,7 +296,7 @@ pub async fn relay_provider_error(
         .header()
         .map(|h| h.headers.clone())
         .unwrap_or_default();
-    Source::Live(Box::new(inbound)).end(dispatcher, true).await;
+    dispatcher.finish(inbound);
     headers.remove(http::header::TRANSFER_ENCODING);
     headers.remove(http::header::CONTENT_ENCODING);
     headers.insert(
@@ -340,7 +341,7 @@ pub async fn relay(
     if keep_body {
         m.body = translator.json_body();
     }
-    source.end(dispatcher, result.is_ok()).await;
+    source.end(dispatcher, result.is_ok());
     result
 }
 

@@ -236,9 +236,18 @@ pub async fn handle(
         }
         Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
             let keep_body = state.access_log.log_bodies;
-            relay_provider_error(session, *inbound, ctx, &state.dispatcher, keep_body)
-                .await
-                .map_err(Failed::Late)
+            // Boxed: its future (the error body read, then a relay) is the largest this
+            // handler awaits, and inline it would size the handler's future, which Pingora
+            // copies into a box per request and which every open stream holds.
+            Box::pin(relay_provider_error(
+                session,
+                *inbound,
+                ctx,
+                &state.dispatcher,
+                keep_body,
+            ))
+            .await
+            .map_err(Failed::Late)
         }
         Outcome::Response(inbound) => {
             let keep_body = state.access_log.log_bodies;

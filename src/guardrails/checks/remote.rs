@@ -158,15 +158,11 @@ async fn post(
         let status = inbound.status();
         match inbound.read_to_end(MAX_ANSWER).await {
             Ok(body) => {
-                if inbound.is_done() {
-                    dispatcher.release(inbound).await;
-                } else {
-                    inbound.abort().await;
-                }
+                dispatcher.finish(inbound);
                 Ok((status, body))
             }
             Err(e) => {
-                inbound.abort().await;
+                inbound.abort();
                 Err(e.to_string())
             }
         }
@@ -347,7 +343,7 @@ async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
     let sent = tokio::time::timeout(Duration::from_secs(3), async {
         let inbound = dispatcher.send(&out).await.ok()?;
         let status = inbound.status();
-        inbound.abort().await;
+        inbound.abort();
         Some(status)
     })
     .await;

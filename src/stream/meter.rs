@@ -7,7 +7,7 @@
 //!   usage): then the usage-only chunk is dropped and the `"usage":null` OpenAI adds to every
 //!   other chunk is removed, so the client sees exactly the stream it would have seen.
 
-use super::sse::{data, SseSplitter};
+use super::sse::{payload, SseSplitter};
 use crate::telemetry::usage::{self, Usage};
 use bytes::{Bytes, BytesMut};
 use memchr::memmem::Finder;
@@ -106,17 +106,21 @@ impl Meter {
                 }
                 Some(chunk)
             }
+            // The splitter is taken out while it hands out events, which are read in place:
+            // no event is allocated or reference-counted.
             Kind::Sse { hide_usage: false } => {
-                for event in self.splitter.push(&chunk) {
-                    self.inspect(&event, usage_field(&event));
-                }
+                let mut splitter = std::mem::take(&mut self.splitter);
+                splitter.each(&chunk, |event| {
+                    self.inspect(event, usage_field(event));
+                });
+                self.splitter = splitter;
                 Some(chunk)
             }
             Kind::Sse { hide_usage: true } => {
                 let mut out = BytesMut::with_capacity(chunk.len());
-                for event in self.splitter.push(&chunk) {
-                    self.filter(&event, &mut out);
-                }
+                let mut splitter = std::mem::take(&mut self.splitter);
+                splitter.each(&chunk, |event| self.filter(event, &mut out));
+                self.splitter = splitter;
                 (!out.is_empty()).then(|| out.freeze())
             }
         }
@@ -165,8 +169,8 @@ impl Meter {
     }
 
     /// Reads usage and model from one event; returns whether it is the usage-only chunk.
-    fn inspect(&mut self, event: &Bytes, field: UsageField) -> bool {
-        let Some(payload) = data(event) else {
+    fn inspect(&mut self, event: &[u8], field: UsageField) -> bool {
+        let Some(payload) = payload(event) else {
             return false;
         };
         if payload.as_ref() == b"[DONE]" {
@@ -196,7 +200,7 @@ impl Meter {
 
     /// Hide mode: drops the usage-only chunk and strips `"usage":null` from the others, writing
     /// what is kept straight into the chunk for the client.
-    fn filter(&mut self, event: &Bytes, out: &mut BytesMut) {
+    fn filter(&mut self, event: &[u8], out: &mut BytesMut) {
         let field = usage_field(event);
         if self.inspect(event, field) {
             return;

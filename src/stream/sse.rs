@@ -3,7 +3,8 @@
 //! (with their terminating blank line) as they complete, without copying when a chunk holds only
 //! whole events.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use std::borrow::Cow;
 
 /// Upper bound on one buffered partial event; a stream that never ends an event is not parsed
 /// past this (its bytes still flow to the client).
@@ -28,25 +29,45 @@ fn event_end(b: &[u8]) -> Option<usize> {
 }
 
 impl SseSplitter {
-    /// Feeds a chunk; returns the events it completes.
-    pub fn push(&mut self, chunk: &Bytes) -> Vec<Bytes> {
-        let mut events = Vec::new();
+    /// Feeds a chunk and calls `f` with each event it completes, in order. An event is a slice
+    /// of the chunk, or of the splitter's buffer when it began in an earlier chunk: nothing is
+    /// allocated or reference-counted for a chunk of whole events, the usual case.
+    pub fn each(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
         if self.buf.is_empty() {
-            let mut rest = chunk.clone();
-            while let Some(end) = event_end(&rest) {
-                events.push(rest.split_to(end));
+            let mut rest = chunk;
+            while let Some(end) = event_end(rest) {
+                f(&rest[..end]);
+                rest = &rest[end..];
             }
-            self.keep(&rest);
-            return events;
+            self.keep(rest);
+            return;
         }
         // The two bytes before the scanned mark may start a blank line this chunk completes.
         let from = self.scanned.saturating_sub(2);
         self.keep(chunk);
-        let mut first = self.buf.get(from..).and_then(event_end).map(|e| e + from);
-        while let Some(end) = first.take().or_else(|| event_end(&self.buf)) {
-            events.push(self.buf.split_to(end).freeze());
+        let mut at = 0;
+        let mut end = self.buf.get(from..).and_then(event_end).map(|e| e + from);
+        while let Some(e) = end {
+            f(&self.buf[at..e]);
+            at = e;
+            end = event_end(&self.buf[at..]).map(|next| next + at);
         }
+        self.buf.advance(at);
         self.scanned = self.buf.len();
+    }
+
+    /// Feeds a chunk; returns the events it completes, as slices of the chunk where they lie
+    /// in it (an event begun in an earlier chunk is copied out of the buffer).
+    pub fn push(&mut self, chunk: &Bytes) -> Vec<Bytes> {
+        let mut events = Vec::new();
+        let within = chunk.as_ptr_range();
+        self.each(chunk, |event| {
+            events.push(if within.contains(&event.as_ptr()) {
+                chunk.slice_ref(event)
+            } else {
+                Bytes::copy_from_slice(event)
+            })
+        });
         events
     }
 
@@ -78,11 +99,10 @@ impl SseSplitter {
     }
 }
 
-/// The payload of an event's `data:` lines, joined with `\n` (most events have one line, which
-/// is returned without copying or allocating).
-pub fn data(event: &Bytes) -> Option<Bytes> {
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
+/// The payload of an event's `data:` lines, joined with `\n`. Most events have one line, which
+/// is returned as a slice of the event, without copying or allocating.
+pub fn payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let mut out: Option<Cow<'_, [u8]>> = None;
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', event).chain(std::iter::once(event.len()));
     for end in ends {
@@ -96,27 +116,26 @@ pub fn data(event: &Bytes) -> Option<Bytes> {
         }
         if let Some(rest) = line.strip_prefix(b"data:") {
             let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-            // `rest` ends where `line` ends; `line` starts at `start`.
-            let off = start + line.len() - rest.len();
-            let payload = event.slice(off..off + rest.len());
-            match (&first, &mut joined) {
-                (None, _) => first = Some(payload),
-                (Some(f), None) => {
-                    let mut j = BytesMut::with_capacity(f.len() + 1 + payload.len());
-                    j.extend_from_slice(f);
-                    j.extend_from_slice(b"\n");
-                    j.extend_from_slice(&payload);
-                    joined = Some(j);
-                }
-                (Some(_), Some(j)) => {
-                    j.extend_from_slice(b"\n");
-                    j.extend_from_slice(&payload);
+            match &mut out {
+                None => out = Some(Cow::Borrowed(rest)),
+                Some(joined) => {
+                    let joined = joined.to_mut();
+                    joined.push(b'\n');
+                    joined.extend_from_slice(rest);
                 }
             }
         }
         start = end + 1;
     }
-    joined.map(BytesMut::freeze).or(first)
+    out
+}
+
+/// [`payload`] as `Bytes`: a one-line payload shares the event's buffer.
+pub fn data(event: &Bytes) -> Option<Bytes> {
+    payload(event).map(|p| match p {
+        Cow::Borrowed(slice) => event.slice_ref(slice),
+        Cow::Owned(joined) => Bytes::from(joined),
+    })
 }
 
 #[cfg(test)]
@@ -139,6 +158,35 @@ mod tests {
         assert_eq!(e, vec![Bytes::from_static(b"data: c\r\n\r\n")]);
         assert!(s.finish().is_none());
         assert_eq!(data(&e[0]).unwrap(), Bytes::from_static(b"c"));
+    }
+
+    #[test]
+    fn whole_events_are_handed_out_in_place() {
+        let chunk = b"data: a\n\ndata: b\n\nda".to_vec();
+        let inside = chunk.as_ptr_range();
+        let mut s = SseSplitter::default();
+        let mut got = Vec::new();
+        s.each(&chunk, |e| {
+            assert!(
+                inside.contains(&e.as_ptr()),
+                "a slice of the chunk, not a copy"
+            );
+            got.push(e.to_vec());
+        });
+        assert_eq!(got, [b"data: a\n\n".to_vec(), b"data: b\n\n".to_vec()]);
+        // The rest of an event begun in the last chunk comes from the splitter's buffer.
+        s.each(b"ta: c\n\ndata: d\n\n", |e| got.push(e.to_vec()));
+        assert_eq!(got[2..], [b"data: c\n\n".to_vec(), b"data: d\n\n".to_vec()]);
+        assert!(s.finish().is_none());
+    }
+
+    #[test]
+    fn a_one_line_payload_is_borrowed() {
+        assert!(matches!(
+            payload(b"data: {}\n\n"),
+            Some(Cow::Borrowed(b"{}"))
+        ));
+        assert!(matches!(payload(b"data: 1\ndata: 2\n\n"), Some(Cow::Owned(v)) if v == b"1\n2"));
     }
 
     #[test]

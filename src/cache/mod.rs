@@ -319,7 +319,7 @@ impl Cache {
         let target_key = target.key();
         let scope = key::Scope {
             op: req.op.name(),
-            target: &target_key,
+            target: target_key,
             credential: key::credential_digest(
                 target.api_key.as_ref().map(|k| k.expose()),
                 target.options.iter(),

@@ -271,7 +271,7 @@ impl<'a> Walk<'a> {
             return false;
         };
         Target::from_leaf(self.state, leaf, self.req.headers)
-            .is_ok_and(|t| self.state.breakers.is_open(&circuit_key(&t.key(), spec)))
+            .is_ok_and(|t| self.state.breakers.is_open(&circuit_key(t.key(), spec)))
     }
 
     async fn leaf(&mut self, leaf: &Leaf) -> Answer {
@@ -335,7 +335,7 @@ impl<'a> Walk<'a> {
             .breaker
             .as_ref()
             .or(self.state.default_breaker.as_ref());
-        let circuit = breaker.map(|spec| circuit_key(&key, spec));
+        let circuit = breaker.map(|spec| circuit_key(key, spec));
         let base = Duration::from_millis(self.state.settings.retry.backoff_base_ms);
         let adapter = target.provider.clone();
         let req = self.req;
@@ -357,9 +357,9 @@ impl<'a> Walk<'a> {
             AttemptKind::Fallback
         };
         // A fallback landing on a target this request already tried is an extra send.
-        if !self.admit_send(&key) {
-            self.skip(&leaf.path, &provider, &key, kind, "retry_budget_exhausted");
-            let e = GatewayError::RetryBudgetExhausted(key.clone());
+        if !self.admit_send(key) {
+            self.skip(&leaf.path, &provider, key, kind, "retry_budget_exhausted");
+            let e = GatewayError::RetryBudgetExhausted(key.to_string());
             return answer(Outcome::Failed(e), 0, true, true);
         }
         let mut n: u32 = 0;
@@ -369,8 +369,8 @@ impl<'a> Walk<'a> {
                 .as_deref()
                 .is_some_and(|c| self.state.breakers.admit(c) == Admit::No)
             {
-                self.skip(&leaf.path, &provider, &key, kind, "circuit_open");
-                let e = GatewayError::CircuitOpen(key.clone());
+                self.skip(&leaf.path, &provider, key, kind, "circuit_open");
+                let e = GatewayError::CircuitOpen(key.to_string());
                 return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
             }
             let started = Instant::now();
@@ -401,7 +401,7 @@ impl<'a> Walk<'a> {
                 // Bounded: a custom host from the request is part of the key.
                 let m = &self.state.metrics;
                 m.circuit_state
-                    .with_label_values(&[m.target_label(&key)])
+                    .with_label_values(&[m.target_label(key)])
                     .set(state.gauge());
             }
             let err = match &outcome {
@@ -411,7 +411,7 @@ impl<'a> Walk<'a> {
             self.record(
                 &leaf.path,
                 &provider,
-                &key,
+                key,
                 kind,
                 Some(status),
                 err,
@@ -426,12 +426,12 @@ impl<'a> Walk<'a> {
             let Some(wait) = self.retry_wait(&leaf.retry, &outcome, n + 1, base) else {
                 return answer(outcome, -1, false, false);
             };
-            if !self.admit_send(&key) {
+            if !self.admit_send(key) {
                 tracing::warn!(target: "portgate::routing", target = %key, "retry budget exhausted");
                 self.skip(
                     &leaf.path,
                     &provider,
-                    &key,
+                    key,
                     AttemptKind::Retry,
                     "retry_budget_exhausted",
                 );
@@ -630,7 +630,7 @@ impl<'a> Walk<'a> {
         })?);
         // A resend after a stale pooled connection draws on the target's retry budget.
         let budget = &self.state.budget;
-        let may_resend = || budget.withdraw(&target.key());
+        let may_resend = || budget.withdraw(target.key());
         let out = Outbound {
             provider: target.provider.slug(),
             upstream: &target.upstream,

@@ -247,7 +247,7 @@ fn build_request_header(out: &Outbound<'_>) -> pingora::Result<RequestHeader> {
         RequestHeader::build_no_case(out.method, out.path.as_bytes(), None)?.into();
     let headers = &mut parts.headers;
     headers.reserve(out.headers.len() + 2);
-    let host = HeaderValue::from_str(&out.upstream.authority())
+    let host = HeaderValue::from_str(out.upstream.authority())
         .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "invalid upstream host"))?;
     headers.insert(http::header::HOST, host);
     for (name, value) in out.headers {

@@ -15,6 +15,8 @@ pub struct Upstream {
     pub port: u16,
     /// Path prefix without a trailing slash (`""` or `/openai/v1`).
     pub base_path: String,
+    /// The `Host` header's value, made once here rather than formatted on every request.
+    authority: String,
 }
 
 impl Upstream {
@@ -42,27 +44,34 @@ impl Upstream {
             .port_or_known_default()
             .ok_or_else(|| "the URL has no port".to_string())?;
         let base_path = url.path().trim_end_matches('/').to_string();
-        Ok(Upstream {
+        Ok(Upstream::new(tls, host, port, base_path))
+    }
+
+    /// An upstream at `host` (an IPv6 literal without brackets) and `port`.
+    pub fn new(tls: bool, host: String, port: u16, base_path: String) -> Upstream {
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let default_port = if tls { 443 } else { 80 };
+        let authority = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        Upstream {
             tls,
             host,
             port,
             base_path,
-        })
+            authority,
+        }
     }
 
     /// The value of the `Host` header: the host, plus the port when it is not the default.
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default_port = if self.tls { 443 } else { 80 };
-        if self.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// Builds the peer for one resolved address, with SNI set to the host name and the
@@ -88,12 +97,7 @@ mod tests {
         let u = Upstream::parse("https://api.groq.com/openai/v1/").unwrap();
         assert_eq!(
             u,
-            Upstream {
-                tls: true,
-                host: "api.groq.com".into(),
-                port: 443,
-                base_path: "/openai/v1".into()
-            }
+            Upstream::new(true, "api.groq.com".into(), 443, "/openai/v1".into())
         );
         assert_eq!(u.authority(), "api.groq.com");
         let u = Upstream::parse("http://[::1]:11434").unwrap();

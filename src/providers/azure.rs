@@ -37,12 +37,7 @@ pub struct AzureOpenAi {
 impl AzureOpenAi {
     pub fn new() -> Self {
         AzureOpenAi {
-            placeholder: Upstream {
-                tls: true,
-                host: "openai.azure.com".into(),
-                port: 443,
-                base_path: "/openai".into(),
-            },
+            placeholder: Upstream::new(true, "openai.azure.com".into(), 443, "/openai".into()),
         }
     }
 }
@@ -118,12 +113,12 @@ impl Provider for AzureOpenAi {
                 "azure_resource_name must be 2 to 64 letters, digits or hyphens".into(),
             ));
         }
-        Ok(Upstream {
-            tls: true,
-            host: format!("{}.openai.azure.com", resource.to_ascii_lowercase()),
-            port: 443,
-            base_path: "/openai".into(),
-        })
+        Ok(Upstream::new(
+            true,
+            format!("{}.openai.azure.com", resource.to_ascii_lowercase()),
+            443,
+            "/openai".into(),
+        ))
     }
 
     fn auth_headers(&self, api_key: &str) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {

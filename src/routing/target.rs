@@ -28,12 +28,14 @@ pub struct Target {
     /// from the request's headers, a virtual key and the config leaf, highest last. Without a
     /// custom host they may choose the upstream (`Provider::upstream_for`).
     pub options: Arc<ProviderOptions>,
+    /// `provider@authority`, made once (see [`Target::key`]).
+    key: String,
 }
 
 impl Target {
     /// The physical target, for retry budgets and circuit breakers: provider and authority.
-    pub fn key(&self) -> String {
-        format!("{}@{}", self.provider.slug(), self.upstream.authority())
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// The target named by the request's headers: `x-portkey-virtual-key`, else
@@ -216,11 +218,13 @@ fn build(
         // configuration, not a custom host, so keys from the settings may go there.
         None => (provider.upstream_for(&options)?, false),
     };
+    let key = format!("{}@{}", provider.slug(), upstream.authority());
     Ok(Target {
         provider,
         upstream,
         public_only,
         api_key,
         options,
+        key,
     })
 }

@@ -57,12 +57,12 @@ impl Default for Bedrock {
 }
 
 fn runtime_host(region: &str) -> Upstream {
-    Upstream {
-        tls: true,
-        host: format!("bedrock-runtime.{region}.amazonaws.com"),
-        port: 443,
-        base_path: String::new(),
-    }
+    Upstream::new(
+        true,
+        format!("bedrock-runtime.{region}.amazonaws.com"),
+        443,
+        String::new(),
+    )
 }
 
 /// The target's region, checked: it becomes part of a host name.

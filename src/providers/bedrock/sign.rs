@@ -72,10 +72,7 @@ pub fn sign(
     let authority = req.upstream.authority();
     let scheme = if req.upstream.tls { "https" } else { "http" };
     let uri = format!("{scheme}://{authority}{}", req.path);
-    let headers = [
-        ("host", authority.as_str()),
-        ("content-type", "application/json"),
-    ];
+    let headers = [("host", authority), ("content-type", "application/json")];
     let signable = SignableRequest::new(
         "POST",
         uri,

@@ -32,12 +32,7 @@ pub struct Cohere {
 impl Cohere {
     pub fn new() -> Self {
         Cohere {
-            upstream: Upstream {
-                tls: true,
-                host: "api.cohere.com".into(),
-                port: 443,
-                base_path: String::new(),
-            },
+            upstream: Upstream::new(true, "api.cohere.com".into(), 443, String::new()),
         }
     }
 }

@@ -146,6 +146,12 @@ pub async fn handle(
             .iter()
             .map(|a| a.duration)
             .sum::<std::time::Duration>();
+    // What only the walk needed is freed before the answer is relayed, which may last minutes:
+    // the request's body and the copy of its headers are not held for a stream's lifetime, and
+    // the handler's future (held by every open stream) keeps no room for them.
+    drop(walk);
+    drop(request);
+    drop((client_headers, uri, view, plan));
     let answer = match walked {
         Walked::Answer(answer) => answer,
         Walked::Deadline => {

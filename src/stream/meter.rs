@@ -59,10 +59,17 @@ pub struct Meter {
     chunks: Vec<Bytes>,
     size: usize,
     splitter: SseSplitter,
+    /// Apart from the splitter, so that the splitter's callback can write to it.
+    seen: Seen,
+}
+
+/// What the meter read from the answer.
+#[derive(Default)]
+struct Seen {
     usage: Option<Usage>,
     model: Option<String>,
     /// Content events of a stream (not the usage chunk, not `[DONE]`).
-    pub events: u32,
+    events: u32,
 }
 
 impl Meter {
@@ -72,9 +79,7 @@ impl Meter {
             chunks: Vec::new(),
             size: 0,
             splitter: SseSplitter::default(),
-            usage: None,
-            model: None,
-            events: 0,
+            seen: Seen::default(),
         }
     }
 
@@ -106,21 +111,19 @@ impl Meter {
                 }
                 Some(chunk)
             }
-            // The splitter is taken out while it hands out events, which are read in place:
-            // no event is allocated or reference-counted.
+            // Events are read where they lie: none is allocated or reference-counted.
             Kind::Sse { hide_usage: false } => {
-                let mut splitter = std::mem::take(&mut self.splitter);
-                splitter.each(&chunk, |event| {
-                    self.inspect(event, usage_field(event));
+                let seen = &mut self.seen;
+                self.splitter.each(&chunk, |event| {
+                    seen.inspect(event, usage_field(event));
                 });
-                self.splitter = splitter;
                 Some(chunk)
             }
             Kind::Sse { hide_usage: true } => {
                 let mut out = BytesMut::with_capacity(chunk.len());
-                let mut splitter = std::mem::take(&mut self.splitter);
-                splitter.each(&chunk, |event| self.filter(event, &mut out));
-                self.splitter = splitter;
+                let seen = &mut self.seen;
+                self.splitter
+                    .each(&chunk, |event| seen.filter(event, &mut out));
                 (!out.is_empty()).then(|| out.freeze())
             }
         }
@@ -130,8 +133,8 @@ impl Meter {
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Kind::Json = self.kind {
             if let Some(m) = usage::from_chunks(&self.chunks) {
-                self.usage = m.usage();
-                self.model = m.model;
+                self.seen.usage = m.usage();
+                self.seen.model = m.model;
             }
         }
         match self.kind {
@@ -160,14 +163,21 @@ impl Meter {
     }
 
     pub fn usage(&self) -> Option<Usage> {
-        self.usage
+        self.seen.usage
     }
 
     /// The model the provider says served the request.
     pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.seen.model.as_deref()
     }
 
+    /// Content events of a stream relayed so far (not the usage chunk, not `[DONE]`).
+    pub fn events(&self) -> u32 {
+        self.seen.events
+    }
+}
+
+impl Seen {
     /// Reads usage and model from one event; returns whether it is the usage-only chunk.
     fn inspect(&mut self, event: &[u8], field: UsageField) -> bool {
         let Some(payload) = payload(event) else {
@@ -249,7 +259,7 @@ mod tests {
         assert_eq!(m.usage().unwrap().input, 9);
         assert_eq!(m.usage().unwrap().output, 2);
         assert_eq!(m.model(), Some("gpt-4o-2024-08-06"));
-        assert_eq!(m.events, 2);
+        assert_eq!(m.events(), 2);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Translator for Meter {
         Meter::model(self)
     }
     fn events(&self) -> u32 {
-        self.events
+        Meter::events(self)
     }
     fn overflowed(&self) -> bool {
         Meter::overflowed(self)

@@ -319,30 +319,37 @@ pub async fn relay_provider_error(
 /// Streams an answer to the client chunk by chunk, as it arrives (SSE events are never held
 /// back), through the provider's translator, while watching for the client going away; what
 /// the translator reads about usage and model lands in `ctx.metered`.
-pub async fn relay(
-    session: &mut Session,
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
+/// moves its arguments into locals, so its future held the 136-byte `Source` twice; the block
+/// uses what it captured in place. Every open stream holds this future.
+#[allow(clippy::manual_async_fn)]
+pub fn relay<'a>(
+    session: &'a mut Session,
     mut source: Source,
     mut translator: Box<dyn Translator>,
-    ctx: &mut RequestCtx,
-    dispatcher: &Dispatcher,
+    ctx: &'a mut RequestCtx,
+    dispatcher: &'a Dispatcher,
     keep_body: bool,
-) -> Result<(), RelayError> {
-    let started = std::time::Instant::now();
-    let sse = translator
-        .content_type()
-        .unwrap_or(source.content_type())
-        .starts_with("text/event-stream");
-    let result = pump(session, &mut source, ctx, translator.as_mut(), sse).await;
-    ctx.upstream_time += started.elapsed();
-    let m = &mut ctx.metered;
-    m.usage = translator.usage();
-    m.model = translator.model().map(str::to_string);
-    m.events = translator.events();
-    if keep_body {
-        m.body = translator.json_body();
+) -> impl std::future::Future<Output = Result<(), RelayError>> + Send + 'a {
+    async move {
+        let started = std::time::Instant::now();
+        let sse = translator
+            .content_type()
+            .unwrap_or(source.content_type())
+            .starts_with("text/event-stream");
+        let result = pump(session, &mut source, ctx, translator.as_mut(), sse).await;
+        ctx.upstream_time += started.elapsed();
+        let m = &mut ctx.metered;
+        m.usage = translator.usage();
+        m.model = translator.model().map(str::to_string);
+        m.events = translator.events();
+        if keep_body {
+            m.body = translator.json_body();
+        }
+        source.end(dispatcher, result.is_ok());
+        result
     }
-    source.end(dispatcher, result.is_ok());
-    result
 }
 
 /// Relays an answer the translator makes whole (a non-streamed translated answer): reads the
@@ -466,7 +473,9 @@ async fn pump(
     sse: bool,
 ) -> Result<(), RelayError> {
     if translator.buffers_whole() {
-        return pump_whole(session, source, ctx, translator).await;
+        // Boxed, like the failure paths below: inline, these rarer paths' futures would size
+        // this one, and with it the handler's, which every open stream holds.
+        return Box::pin(pump_whole(session, source, ctx, translator)).await;
     }
     let header = downstream_header(source, ctx, translator).map_err(|e| {
         RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
@@ -505,7 +514,7 @@ async fn pump(
         let mut chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(err) => return Err(upstream_failed(session, err, sse).await),
+            Err(err) => return Err(Box::pin(upstream_failed(session, err, sse)).await),
         };
         // Chunks that are already read (a burst of events in one read) go out in one write:
         // each downstream write costs a syscall and a chunk header. Only what is ready now is
@@ -567,7 +576,7 @@ async fn pump(
         match ended {
             None => {}
             Some(Ok(_)) => break,
-            Some(Err(err)) => return Err(upstream_failed(session, err, sse).await),
+            Some(Err(err)) => return Err(Box::pin(upstream_failed(session, err, sse)).await),
         }
     }
     let rest = translator.finish();

@@ -8,7 +8,7 @@ use super::ctx::RequestCtx;
 use super::respond::{self, relay, relay_provider_error, RelayError, Source};
 use super::Gateway;
 use crate::buffers::BufferLease;
-use crate::dispatch::attempts::{Outcome, Request, Walk};
+use crate::dispatch::attempts::{Answer, Outcome, Request, Walk};
 use crate::error::GatewayError;
 use crate::portkey::{provider_error, PortkeyHeaders};
 use crate::providers::{Operation, ResponseOptions};
@@ -34,7 +34,7 @@ impl From<GatewayError> for Failed {
 
 /// How the attempt loop ended.
 enum Walked {
-    Answer(crate::dispatch::attempts::Answer),
+    Answer(Answer),
     Deadline,
     ClientGone,
 }
@@ -50,19 +50,225 @@ async fn client_gone(session: &mut Session) {
     }
 }
 
+/// Answers one request on an LLM route: the walk picks and sends, then the answer it kept is
+/// relayed. The two phases are separate futures so that an open stream, whose handler sits in
+/// the relay for minutes, holds no room for the walk's locals: Pingora boxes this future (inside
+/// `request_filter`'s) per request, and every byte of it is written and stays resident.
 pub async fn handle(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
     op: Operation,
     legacy: bool,
-    mut headers: PortkeyHeaders,
+    headers: &mut PortkeyHeaders,
 ) -> Result<(), Failed> {
+    let Answer {
+        outcome,
+        adapter,
+        leaf_path,
+        provider,
+        retry_count,
+        budget_exhausted,
+        hide_usage,
+        guard,
+        cache: cache_note,
+        ..
+    } = walk(gw, session, ctx, op, legacy, headers).await?;
+    let state = &gw.state;
+    ctx.provider = provider.or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
+    ctx.budget_exhausted = budget_exhausted;
+    // A provider answered, or the exchange with one failed: the answer carries Portkey's
+    // routing headers. A gateway error (unknown provider, no route) is answered like a
+    // validation error, without them.
+    let exchanged = match &outcome {
+        Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => true,
+        Outcome::Failed(e) => e.is_upstream(),
+    };
+    if exchanged {
+        // A request without a config is its own root target: `config`, as Portkey says.
+        ctx.last_used = Some(leaf_path.unwrap_or_else(|| "config".into()));
+        ctx.retry_count = Some(retry_count);
+        ctx.cache_status = Some(cache_note.status);
+    }
+    let keep_body = state.access_log.log_bodies;
+    // Each relay's future is built in a block of its own and awaited outside it: a value moved
+    // into the relay (its source, the answer it came from) keeps no room of its own in this
+    // future while the relay runs.
+    match outcome {
+        Outcome::Failed(e) => Err(Failed::Early(e)),
+        Outcome::Local(local) => {
+            // A guardrail's answer (446, or a whole answer with `hook_results`), already in
+            // the client's format.
+            let crate::guardrails::wire::Local {
+                status,
+                headers,
+                body,
+                usage,
+                model,
+            } = *local;
+            let relayed = {
+                // Usage read before the hooks ran: the body (with `hook_results`) is not
+                // parsed again, unless it is to be logged.
+                let content_type = if usage.is_some() && !keep_body {
+                    ""
+                } else {
+                    "application/json"
+                };
+                let translator = Box::new(Meter::for_response(status, content_type, false));
+                let source = Source::Local {
+                    status,
+                    headers,
+                    body: Some(body),
+                };
+                relay(
+                    session,
+                    source,
+                    translator,
+                    ctx,
+                    &state.dispatcher,
+                    keep_body,
+                )
+            }
+            .await;
+            if usage.is_some() {
+                ctx.metered.usage = usage;
+                ctx.metered.model = model.or(ctx.metered.model.take());
+            }
+            relayed.map_err(Failed::Late)
+        }
+        Outcome::Cached(entry) => {
+            // Replayed through the same relay and meter as a live answer; usage and model are
+            // the ones read when the answer was stored (the meter reads OpenAI's format only).
+            let relayed = {
+                let source = Source::Local {
+                    status: entry.status,
+                    headers: crate::cache::Cache::replay_headers(&entry),
+                    body: Some(entry.body.clone()),
+                };
+                let translator = Box::new(Meter::for_response(
+                    entry.status,
+                    &entry.content_type,
+                    false,
+                ));
+                relay(
+                    session,
+                    source,
+                    translator,
+                    ctx,
+                    &state.dispatcher,
+                    keep_body,
+                )
+            }
+            .await;
+            ctx.metered.usage = entry.usage.or(ctx.metered.usage);
+            ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
+            relayed.map_err(Failed::Late)
+        }
+        Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
+            // Boxed: its future (the error body read, then a relay) is the largest this
+            // handler awaits, and inline it would size the handler's future, which Pingora
+            // copies into a box per request and which every open stream holds.
+            Box::pin(relay_provider_error(
+                session,
+                *inbound,
+                ctx,
+                &state.dispatcher,
+                keep_body,
+            ))
+            .await
+            .map_err(Failed::Late)
+        }
+        Outcome::Response(inbound) => {
+            let status = inbound.status();
+            // What the client is sent, for a miss to be stored (see below).
+            let mut stored_type = None;
+            // After-request guardrails on a stream read its text as it is relayed.
+            let mut guarded = None;
+            let relayed = {
+                let source = Source::Live(inbound);
+                let opts = ResponseOptions {
+                    hide_usage,
+                    strict: headers.strict_open_ai_compliance.unwrap_or(true),
+                    created: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                    model: ctx.model.as_deref(),
+                };
+                let translator = match &adapter {
+                    Some(adapter) => adapter.response(op, status, source.content_type(), &opts),
+                    None => Box::new(Meter::for_response(
+                        status,
+                        source.content_type(),
+                        hide_usage,
+                    )),
+                };
+                // A miss to be stored: what the client is sent is captured as it goes; not a
+                // stream whose after-request guardrails may still end it early.
+                if guard.is_none() {
+                    stored_type = state.cache.capture(&cache_note).map(|capture| {
+                        ctx.cache_capture = Some(capture);
+                        translator
+                            .content_type()
+                            .unwrap_or(source.content_type())
+                            .to_string()
+                    });
+                }
+                let translator = match guard {
+                    Some(g) => {
+                        let (t, report) = crate::guardrails::stream::wrap(translator, g);
+                        guarded = Some(report);
+                        t
+                    }
+                    None => translator,
+                };
+                relay(
+                    session,
+                    source,
+                    translator,
+                    ctx,
+                    &state.dispatcher,
+                    keep_body,
+                )
+            }
+            .await;
+            if let Some(report) = guarded {
+                crate::guardrails::stream::record(
+                    state,
+                    &ctx.trace_id,
+                    &report,
+                    &mut ctx.guardrails,
+                );
+            }
+            if let (Ok(()), Some(ct), Some(capture)) =
+                (&relayed, stored_type, ctx.cache_capture.take())
+            {
+                let (usage, model) = (ctx.metered.usage, ctx.metered.model.clone());
+                state
+                    .cache
+                    .store(&cache_note, capture, status, &ct, usage, model);
+            }
+            relayed.map_err(Failed::Late)
+        }
+    }
+}
+
+/// The walk phase: reads and checks the body, resolves the config, and runs the attempt loop
+/// until it has an answer, the deadline passes or the client leaves. Everything only it needs
+/// (the body, the copy of the client's headers, the plan) is freed when it returns, before the
+/// answer is relayed, which for a stream may last minutes.
+async fn walk(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    op: Operation,
+    legacy: bool,
+    headers: &mut PortkeyHeaders,
+) -> Result<Answer, Failed> {
     let state = &gw.state;
     admit::content_type(&session.req_header().headers)?;
     if !legacy {
         // The legacy route may carry its config in the body: checked once it is read.
-        admit::target_headers(state, &headers)?;
+        admit::target_headers(state, headers)?;
     }
     let lease = ctx
         .lease
@@ -74,7 +280,7 @@ pub async fn handle(
         if headers.config.is_none() {
             headers.config = config;
         }
-        admit::target_headers(state, &headers)?;
+        admit::target_headers(state, headers)?;
         view
     } else {
         RequestView::parse(body)?
@@ -97,7 +303,7 @@ pub async fn handle(
     let request = Request {
         op,
         view: &view,
-        headers: &headers,
+        headers,
         metadata: &ctx.metadata,
         client_headers: &client_headers,
         query: uri.query(),
@@ -146,184 +352,12 @@ pub async fn handle(
             .iter()
             .map(|a| a.duration)
             .sum::<std::time::Duration>();
-    // What only the walk needed is freed before the answer is relayed, which may last minutes:
-    // the request's body and the copy of its headers are not held for a stream's lifetime, and
-    // the handler's future (held by every open stream) keeps no room for them.
-    drop(walk);
-    drop(request);
-    drop((client_headers, uri, view, plan));
-    let answer = match walked {
-        Walked::Answer(answer) => answer,
+    match walked {
+        Walked::Answer(answer) => Ok(answer),
         Walked::Deadline => {
             ctx.provider = ctx.attempts.last().map(|a| a.provider.clone());
-            return Err(GatewayError::DeadlineExceeded(deadline_ms).into());
+            Err(GatewayError::DeadlineExceeded(deadline_ms).into())
         }
-        Walked::ClientGone => return Err(Failed::Late(RelayError::ClientGone)),
-    };
-    ctx.provider = answer
-        .provider
-        .or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
-    ctx.budget_exhausted = answer.budget_exhausted;
-    // A provider answered, or the exchange with one failed: the answer carries Portkey's
-    // routing headers. A gateway error (unknown provider, no route) is answered like a
-    // validation error, without them.
-    let exchanged = match &answer.outcome {
-        Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => true,
-        Outcome::Failed(e) => e.is_upstream(),
-    };
-    if exchanged {
-        // A request without a config is its own root target: `config`, as Portkey says.
-        ctx.last_used = Some(answer.leaf_path.unwrap_or_else(|| "config".into()));
-        ctx.retry_count = Some(answer.retry_count);
-        ctx.cache_status = Some(answer.cache.status);
-    }
-    let cache_note = answer.cache;
-    match answer.outcome {
-        Outcome::Failed(e) => Err(Failed::Early(e)),
-        Outcome::Local(local) => {
-            // A guardrail's answer (446, or a whole answer with `hook_results`), already in
-            // the client's format.
-            let keep_body = state.access_log.log_bodies;
-            let local = *local;
-            // Usage read before the hooks ran: the body (with `hook_results`) is not parsed
-            // again, unless it is to be logged.
-            let content_type = if local.usage.is_some() && !keep_body {
-                ""
-            } else {
-                "application/json"
-            };
-            let translator = Box::new(Meter::for_response(local.status, content_type, false));
-            let source = Source::Local {
-                status: local.status,
-                headers: local.headers,
-                body: Some(local.body),
-            };
-            let relayed = relay(
-                session,
-                source,
-                translator,
-                ctx,
-                &state.dispatcher,
-                keep_body,
-            )
-            .await;
-            if local.usage.is_some() {
-                ctx.metered.usage = local.usage;
-                ctx.metered.model = local.model.or(ctx.metered.model.take());
-            }
-            relayed.map_err(Failed::Late)
-        }
-        Outcome::Cached(entry) => {
-            // Replayed through the same relay and meter as a live answer; usage and model are
-            // the ones read when the answer was stored (the meter reads OpenAI's format only).
-            let source = Source::Local {
-                status: entry.status,
-                headers: crate::cache::Cache::replay_headers(&entry),
-                body: Some(entry.body.clone()),
-            };
-            let translator = Box::new(Meter::for_response(
-                entry.status,
-                &entry.content_type,
-                false,
-            ));
-            let keep_body = state.access_log.log_bodies;
-            let relayed = relay(
-                session,
-                source,
-                translator,
-                ctx,
-                &state.dispatcher,
-                keep_body,
-            )
-            .await;
-            ctx.metered.usage = entry.usage.or(ctx.metered.usage);
-            ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
-            relayed.map_err(Failed::Late)
-        }
-        Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {
-            let keep_body = state.access_log.log_bodies;
-            // Boxed: its future (the error body read, then a relay) is the largest this
-            // handler awaits, and inline it would size the handler's future, which Pingora
-            // copies into a box per request and which every open stream holds.
-            Box::pin(relay_provider_error(
-                session,
-                *inbound,
-                ctx,
-                &state.dispatcher,
-                keep_body,
-            ))
-            .await
-            .map_err(Failed::Late)
-        }
-        Outcome::Response(inbound) => {
-            let keep_body = state.access_log.log_bodies;
-            let source = Source::Live(inbound);
-            let opts = ResponseOptions {
-                hide_usage: answer.hide_usage,
-                strict: headers.strict_open_ai_compliance.unwrap_or(true),
-                created: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-                model: ctx.model.as_deref(),
-            };
-            let translator = match &answer.adapter {
-                Some(adapter) => {
-                    adapter.response(op, source.status_code(), source.content_type(), &opts)
-                }
-                None => Box::new(Meter::for_response(
-                    source.status_code(),
-                    source.content_type(),
-                    opts.hide_usage,
-                )),
-            };
-            let status = source.status_code();
-            // A miss to be stored: what the client is sent is captured as it goes; not a stream
-            // whose after-request guardrails may still end it early.
-            let content_type = if answer.guard.is_some() {
-                None
-            } else {
-                state.cache.capture(&cache_note).map(|capture| {
-                    ctx.cache_capture = Some(capture);
-                    translator
-                        .content_type()
-                        .unwrap_or(source.content_type())
-                        .to_string()
-                })
-            };
-            // After-request guardrails on a stream read its text as it is relayed.
-            let (translator, guarded) = match answer.guard {
-                Some(g) => {
-                    let (t, report) = crate::guardrails::stream::wrap(translator, g);
-                    (t, Some(report))
-                }
-                None => (translator, None),
-            };
-            let relayed = relay(
-                session,
-                source,
-                translator,
-                ctx,
-                &state.dispatcher,
-                keep_body,
-            )
-            .await;
-            if let Some(report) = guarded {
-                crate::guardrails::stream::record(
-                    state,
-                    &ctx.trace_id,
-                    &report,
-                    &mut ctx.guardrails,
-                );
-            }
-            if let (Ok(()), Some(ct), Some(capture)) =
-                (&relayed, content_type, ctx.cache_capture.take())
-            {
-                let (usage, model) = (ctx.metered.usage, ctx.metered.model.clone());
-                state
-                    .cache
-                    .store(&cache_note, capture, status, &ct, usage, model);
-            }
-            relayed.map_err(Failed::Late)
-        }
+        Walked::ClientGone => Err(Failed::Late(RelayError::ClientGone)),
     }
 }

@@ -24,7 +24,6 @@ use crate::state::State;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -135,8 +134,10 @@ pub struct Answer {
 pub struct Walk<'a> {
     state: &'a State,
     req: &'a Request<'a>,
-    /// Targets this request already sent to (extra sends draw on the retry budget).
-    tried: HashSet<String>,
+    /// Targets this request already sent to (extra sends draw on the retry budget). A list:
+    /// a request tries a handful of targets at most, and a hashed set cost a SipHash, a table
+    /// allocation and a rehash on every request's first send.
+    tried: Vec<String>,
     pub attempts: Vec<AttemptRecord>,
     /// Time slept between retries.
     pub waited: Duration,
@@ -155,7 +156,7 @@ impl<'a> Walk<'a> {
         Walk {
             state,
             req,
-            tried: HashSet::new(),
+            tried: Vec::new(),
             attempts: Vec::new(),
             waited: Duration::ZERO,
             guardrails: Default::default(),
@@ -448,11 +449,11 @@ impl<'a> Walk<'a> {
     /// extra one (a retry, or a fallback to a target already tried) withdraws; `false` when the
     /// budget is spent.
     fn admit_send(&mut self, key: &str) -> bool {
-        if self.tried.contains(key) {
+        if self.tried.iter().any(|k| k == key) {
             self.state.budget.withdraw(key)
         } else {
             self.state.budget.deposit(key);
-            self.tried.insert(key.to_string());
+            self.tried.push(key.to_string());
             true
         }
     }
@@ -586,15 +587,7 @@ impl<'a> Walk<'a> {
             .unwrap_or_else(|| HeaderValue::from_static("application/json"));
         headers.push((http::header::ACCEPT, accept));
         if target.provider.slug() == "openai" {
-            for (prefixed, plain) in crate::portkey::headers::OPENAI_HEADERS {
-                let value = req
-                    .client_headers
-                    .get(*prefixed)
-                    .or_else(|| req.client_headers.get(*plain));
-                if let Some(v) = value {
-                    headers.push((HeaderName::from_static(plain), v.clone()));
-                }
-            }
+            crate::portkey::headers::openai_headers(req.client_headers, &mut headers);
         }
         let forward = leaf
             .forward_headers

@@ -274,11 +274,10 @@ impl ProxyHttp for Gateway {
         if ctx.route == Route::Passthrough {
             ctx.upstream_time = ctx.started.elapsed();
         }
-        let client = session.client_addr().map(|a| a.to_string());
+        let client = session.client_addr();
         let req = session.req_header();
-        let path = req.uri.path().to_string();
-        let method = req.method.as_str().to_string();
-        crate::telemetry::record::record(&self.state, ctx, status, client, &method, &path);
+        let (method, path) = (req.method.as_str(), req.uri.path());
+        crate::telemetry::record::record(&self.state, ctx, status, client, method, path);
         if let Some(e) = &ctx.error {
             tracing::debug!(
                 trace_id = %ctx.trace_id,

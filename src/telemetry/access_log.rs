@@ -107,6 +107,12 @@ impl AccessLog {
 
     /// Appends one line (the value serialised on one line, then `\n`).
     pub fn write<T: Serialize + ?Sized>(&self, line: &T) {
+        self.write_with(|out| serde_json::to_writer(out, line).is_ok());
+    }
+
+    /// Appends one line that `write` puts at the end of the buffer (without the `\n`); a line
+    /// it says `false` about is taken back.
+    pub fn write_with(&self, write: impl FnOnce(&mut Vec<u8>) -> bool) {
         let Some(sink) = &self.sink else {
             return;
         };
@@ -117,7 +123,7 @@ impl AccessLog {
             return;
         }
         let start = buf.lines.len();
-        if serde_json::to_writer(&mut buf.lines, line).is_err() {
+        if !write(&mut buf.lines) {
             buf.lines.truncate(start);
             return;
         }

@@ -3,6 +3,7 @@
 //! access log written once per request.
 
 pub mod access_log;
+pub mod json;
 pub mod labels;
 pub mod metrics;
 pub mod pricing;

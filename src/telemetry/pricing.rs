@@ -79,7 +79,19 @@ impl Pricing {
 
     /// USD for the usage, or `None` when no model named has a price.
     pub fn cost(&self, provider: &str, models: &[&str], usage: &Usage) -> Option<f64> {
-        let p = models.iter().find_map(|m| self.price(provider, m))?;
+        Some(
+            models
+                .iter()
+                .find_map(|m| self.price(provider, m))?
+                .cost(usage),
+        )
+    }
+}
+
+impl Price {
+    /// USD for the usage at this price.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let p = self;
         // Each input token is priced once, at its own rate: cache reads and cache writes are
         // subsets of `input`, never billed twice, never missed.
         let cached = usage.cached_input.min(usage.input);
@@ -87,13 +99,11 @@ impl Pricing {
         let fresh = usage.input - cached - written;
         let cached_price = p.cached_input.unwrap_or(p.input);
         let write_price = p.cache_write.unwrap_or(p.input);
-        Some(
-            (fresh as f64 * p.input
-                + cached as f64 * cached_price
-                + written as f64 * write_price
-                + usage.output as f64 * p.output)
-                / 1_000_000.0,
-        )
+        (fresh as f64 * p.input
+            + cached as f64 * cached_price
+            + written as f64 * write_price
+            + usage.output as f64 * p.output)
+            / 1_000_000.0
     }
 }
 

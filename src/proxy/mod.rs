@@ -8,6 +8,7 @@ mod feedback;
 mod passthrough;
 mod respond;
 mod routes;
+mod timer_anchor;
 mod unified;
 
 pub use ctx::RequestCtx;

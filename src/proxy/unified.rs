@@ -322,6 +322,7 @@ async fn walk(
         gen_ai.request.model = ctx.model.as_deref().unwrap_or(""),
     );
     let deadline_ms = state.settings.upstream.request_deadline_ms;
+    super::timer_anchor::ensure(Duration::from_millis(deadline_ms));
     let walked = {
         // Boxed once: the walk's future is large, and wrapping it by value in `timeout` and
         // `select!` copied it several times per request (~50k instructions of memcpy).

@@ -73,7 +73,7 @@ pub async fn handle(
         guard,
         cache: cache_note,
         ..
-    } = walk(gw, session, ctx, op, legacy, headers).await?;
+    } = walk(gw, session, ctx, headers, op, legacy).await?;
     let state = &gw.state;
     ctx.provider = provider.or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
     ctx.budget_exhausted = budget_exhausted;
@@ -91,9 +91,10 @@ pub async fn handle(
         ctx.cache_status = Some(cache_note.status);
     }
     let keep_body = state.access_log.log_bodies;
-    // Each relay's future is built in a block of its own and awaited outside it: a value moved
-    // into the relay (its source, the answer it came from) keeps no room of its own in this
-    // future while the relay runs.
+    let dispatcher = &state.dispatcher;
+    // Each relay's future is built in a block of its own (or a function) and awaited outside
+    // it: a value moved into the relay (its source, the answer it came from) keeps no room of
+    // its own in this future while the relay runs.
     match outcome {
         Outcome::Failed(e) => Err(Failed::Early(e)),
         Outcome::Local(local) => {
@@ -106,30 +107,15 @@ pub async fn handle(
                 usage,
                 model,
             } = *local;
-            let relayed = {
-                // Usage read before the hooks ran: the body (with `hook_results`) is not
-                // parsed again, unless it is to be logged.
-                let content_type = if usage.is_some() && !keep_body {
-                    ""
-                } else {
-                    "application/json"
-                };
-                let translator = Box::new(Meter::for_response(status, content_type, false));
-                let source = Source::Local {
-                    status,
-                    headers,
-                    body: Some(body),
-                };
-                relay(
-                    session,
-                    source,
-                    translator,
-                    ctx,
-                    &state.dispatcher,
-                    keep_body,
-                )
-            }
-            .await;
+            // Usage read before the hooks ran: the body (with `hook_results`) is not parsed
+            // again, unless it is to be logged.
+            let content_type = if usage.is_some() && !keep_body {
+                ""
+            } else {
+                "application/json"
+            };
+            let held = (status, headers, body, content_type);
+            let relayed = relay_held(session, ctx, dispatcher, keep_body, held).await;
             if usage.is_some() {
                 ctx.metered.usage = usage;
                 ctx.metered.model = model.or(ctx.metered.model.take());
@@ -139,27 +125,13 @@ pub async fn handle(
         Outcome::Cached(entry) => {
             // Replayed through the same relay and meter as a live answer; usage and model are
             // the ones read when the answer was stored (the meter reads OpenAI's format only).
-            let relayed = {
-                let source = Source::Local {
-                    status: entry.status,
-                    headers: crate::cache::Cache::replay_headers(&entry),
-                    body: Some(entry.body.clone()),
-                };
-                let translator = Box::new(Meter::for_response(
-                    entry.status,
-                    &entry.content_type,
-                    false,
-                ));
-                relay(
-                    session,
-                    source,
-                    translator,
-                    ctx,
-                    &state.dispatcher,
-                    keep_body,
-                )
-            }
-            .await;
+            let held = (
+                entry.status,
+                crate::cache::Cache::replay_headers(&entry),
+                entry.body.clone(),
+                entry.content_type.as_str(),
+            );
+            let relayed = relay_held(session, ctx, dispatcher, keep_body, held).await;
             ctx.metered.usage = entry.usage.or(ctx.metered.usage);
             ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
             relayed.map_err(Failed::Late)
@@ -169,11 +141,7 @@ pub async fn handle(
             // handler awaits, and inline it would size the handler's future, which Pingora
             // copies into a box per request and which every open stream holds.
             Box::pin(relay_provider_error(
-                session,
-                *inbound,
-                ctx,
-                &state.dispatcher,
-                keep_body,
+                session, *inbound, ctx, dispatcher, keep_body,
             ))
             .await
             .map_err(Failed::Late)
@@ -221,14 +189,7 @@ pub async fn handle(
                     }
                     None => translator,
                 };
-                relay(
-                    session,
-                    source,
-                    translator,
-                    ctx,
-                    &state.dispatcher,
-                    keep_body,
-                )
+                relay(session, source, translator, ctx, dispatcher, keep_body)
             }
             .await;
             if let Some(report) = guarded {
@@ -252,6 +213,25 @@ pub async fn handle(
     }
 }
 
+/// Relays an answer held whole (a guardrail's, or one from the cache: status, headers, body)
+/// through the meter, told the body is of the content type given (`""`: no need to read it). A plain
+/// function: what it builds is moved into the relay's future, not kept beside it.
+fn relay_held<'a>(
+    session: &'a mut Session,
+    ctx: &'a mut RequestCtx,
+    dispatcher: &'a crate::dispatch::Dispatcher,
+    keep_body: bool,
+    (status, headers, body, content_type): (u16, http::HeaderMap, bytes::Bytes, &str),
+) -> impl std::future::Future<Output = Result<(), RelayError>> + Send + 'a {
+    let translator = Box::new(Meter::for_response(status, content_type, false));
+    let source = Source::Local {
+        status,
+        headers,
+        body: Some(body),
+    };
+    relay(session, source, translator, ctx, dispatcher, keep_body)
+}
+
 /// The walk phase: reads and checks the body, resolves the config, and runs the attempt loop
 /// until it has an answer, the deadline passes or the client leaves. Everything only it needs
 /// (the body, the copy of the client's headers, the plan) is freed when it returns, before the
@@ -260,9 +240,9 @@ async fn walk(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
+    headers: &mut PortkeyHeaders,
     op: Operation,
     legacy: bool,
-    headers: &mut PortkeyHeaders,
 ) -> Result<Answer, Failed> {
     let state = &gw.state;
     admit::content_type(&session.req_header().headers)?;

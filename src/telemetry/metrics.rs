@@ -75,6 +75,8 @@ pub struct Metrics {
     targets: LabelGuard,
     /// One per metadata label, in `metadata_labels` order.
     metadata_values: Vec<LabelGuard>,
+    /// Token, usage and cost series by label set, resolved once (`usage_series.rs`).
+    pub usage_series: super::usage_series::UsageSeriesCache,
 }
 
 fn histogram_vec(
@@ -212,6 +214,7 @@ impl Metrics {
                 .iter()
                 .map(|_| LabelGuard::new(MAX_METADATA_VALUES, MAX_METADATA_LEN))
                 .collect(),
+            usage_series: Default::default(),
             registry,
         };
         let r = &m.registry;

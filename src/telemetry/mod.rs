@@ -10,6 +10,7 @@ pub mod pricing;
 pub mod record;
 pub mod trace;
 pub mod usage;
+pub mod usage_series;
 
 use crate::settings::LogSettings;
 use tracing_subscriber::EnvFilter;

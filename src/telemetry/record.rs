@@ -110,26 +110,25 @@ pub fn record(
         }
     } else if let Some(u) = usage {
         let served_label = m.model_label(served, priced);
-        for (kind, n, always) in [
-            ("input", u.input, true),
-            ("output", u.output, true),
-            ("cached_input", u.cached_input, false),
-            ("cache_write", u.cache_write, false),
-            ("reasoning", u.reasoning, false),
-        ] {
-            m.tokens
-                .with_label_values(&[provider, model, kind])
-                .inc_by(n);
-            if always || n > 0 {
-                m.token_usage
-                    .with_label_values(&[op, provider, model, served_label, kind])
-                    .observe(n as f64);
+        let series = m.usage_series.get([op, provider, model, served_label]);
+        let counts = [
+            u.input,
+            u.output,
+            u.cached_input,
+            u.cache_write,
+            u.reasoning,
+        ];
+        for (kind, n) in counts.into_iter().enumerate() {
+            series.count(m, kind, n);
+            // Input and output always; the other kinds when there are any.
+            if kind < 2 || n > 0 {
+                series.observe(m, kind, n);
             }
         }
         cost = price.map(|p| p.cost(&u));
         match cost {
-            Some(c) => m.cost.with_label_values(&[provider, model]).inc_by(c),
-            None => m.unpriced.with_label_values(&[provider, model]).inc(),
+            Some(c) => series.cost(m, c),
+            None => series.unpriced(m),
         }
     }
 

@@ -307,13 +307,28 @@ pub async fn relay_provider_error(
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from(body.len()),
     );
+    let whole = (status, headers, body, "application/json");
+    relay_whole(session, ctx, dispatcher, keep_body, whole).await
+}
+
+/// Relays an answer held whole (status, headers, body: a provider's error in Portkey's
+/// envelope, a guardrail's answer, one from the cache) through the meter, told the body is of
+/// the content type given (`""`: no need to read it). A plain function: what it builds is
+/// moved into the relay's future, not kept beside it.
+pub fn relay_whole<'a>(
+    session: &'a mut Session,
+    ctx: &'a mut RequestCtx,
+    dispatcher: &'a Dispatcher,
+    keep_body: bool,
+    (status, headers, body, content_type): (u16, http::HeaderMap, Bytes, &str),
+) -> impl std::future::Future<Output = Result<(), RelayError>> + Send + 'a {
+    let translator = Box::new(Meter::for_response(status, content_type, false));
     let source = Source::Local {
         status,
         headers,
         body: Some(body),
     };
-    let translator = Box::new(Meter::for_response(status, "application/json", false));
-    relay(session, source, translator, ctx, dispatcher, keep_body).await
+    relay(session, source, translator, ctx, dispatcher, keep_body)
 }
 
 /// Streams an answer to the client chunk by chunk, as it arrives (SSE events are never held

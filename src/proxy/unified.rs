@@ -5,7 +5,7 @@
 use super::admit;
 use super::body::read_body;
 use super::ctx::RequestCtx;
-use super::respond::{self, relay, relay_provider_error, RelayError, Source};
+use super::respond::{self, relay, relay_provider_error, relay_whole, RelayError, Source};
 use super::Gateway;
 use crate::buffers::BufferLease;
 use crate::dispatch::attempts::{Answer, Outcome, Request, Walk};
@@ -115,7 +115,7 @@ pub async fn handle(
                 "application/json"
             };
             let held = (status, headers, body, content_type);
-            let relayed = relay_held(session, ctx, dispatcher, keep_body, held).await;
+            let relayed = relay_whole(session, ctx, dispatcher, keep_body, held).await;
             if usage.is_some() {
                 ctx.metered.usage = usage;
                 ctx.metered.model = model.or(ctx.metered.model.take());
@@ -131,7 +131,7 @@ pub async fn handle(
                 entry.body.clone(),
                 entry.content_type.as_str(),
             );
-            let relayed = relay_held(session, ctx, dispatcher, keep_body, held).await;
+            let relayed = relay_whole(session, ctx, dispatcher, keep_body, held).await;
             ctx.metered.usage = entry.usage.or(ctx.metered.usage);
             ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
             relayed.map_err(Failed::Late)
@@ -211,25 +211,6 @@ pub async fn handle(
             relayed.map_err(Failed::Late)
         }
     }
-}
-
-/// Relays an answer held whole (a guardrail's, or one from the cache: status, headers, body)
-/// through the meter, told the body is of the content type given (`""`: no need to read it). A plain
-/// function: what it builds is moved into the relay's future, not kept beside it.
-fn relay_held<'a>(
-    session: &'a mut Session,
-    ctx: &'a mut RequestCtx,
-    dispatcher: &'a crate::dispatch::Dispatcher,
-    keep_body: bool,
-    (status, headers, body, content_type): (u16, http::HeaderMap, bytes::Bytes, &str),
-) -> impl std::future::Future<Output = Result<(), RelayError>> + Send + 'a {
-    let translator = Box::new(Meter::for_response(status, content_type, false));
-    let source = Source::Local {
-        status,
-        headers,
-        body: Some(body),
-    };
-    relay(session, source, translator, ctx, dispatcher, keep_body)
 }
 
 /// The walk phase: reads and checks the body, resolves the config, and runs the attempt loop

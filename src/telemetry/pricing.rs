@@ -73,18 +73,20 @@ impl Pricing {
         models.get(model).or_else(|| models.get(strip_date(model)))
     }
 
-    pub fn is_priced(&self, provider: &str, model: &str) -> bool {
-        self.price(provider, model).is_some()
-    }
-
-    /// USD for the usage, or `None` when no model named has a price.
-    pub fn cost(&self, provider: &str, models: &[&str], usage: &Usage) -> Option<f64> {
-        Some(
-            models
-                .iter()
-                .find_map(|m| self.price(provider, m))?
-                .cost(usage),
-        )
+    /// The price of the first of `models` that has one: the served model, then the requested
+    /// one. A name equal to the one before it is not looked up again (two hashed lookups per
+    /// name, and most answers name the model they were asked for).
+    pub fn first_price(&self, provider: &str, models: &[&str]) -> Option<&Price> {
+        let mut before = None;
+        models.iter().find_map(|&m| {
+            let again = before == Some(m);
+            before = Some(m);
+            if again {
+                None
+            } else {
+                self.price(provider, m)
+            }
+        })
     }
 }
 
@@ -147,7 +149,10 @@ mod tests {
             reasoning: 0,
         };
         // gpt-4o: 800k × 2.50 + 200k × 1.25 + 500k × 10.00 per million.
-        let c = p.cost("openai", &["gpt-4o-2024-08-06"], &u).unwrap();
+        let c = p
+            .first_price("openai", &["gpt-4o-2024-08-06"])
+            .unwrap()
+            .cost(&u);
         assert!((c - (2.0 + 0.25 + 5.0)).abs() < 1e-9, "{c}");
         // Cache writes at their own rate, each input token priced once.
         let u = Usage {
@@ -158,12 +163,19 @@ mod tests {
             reasoning: 0,
         };
         let c = p
-            .cost("anthropic", &["claude-3-5-sonnet-20241022"], &u)
-            .unwrap();
+            .first_price("anthropic", &["claude-3-5-sonnet-20241022"])
+            .unwrap()
+            .cost(&u);
         // 600k × 3.00 + 100k × 0.30 + 300k × 3.75 per million.
         assert!((c - (1.8 + 0.03 + 1.125)).abs() < 1e-9, "{c}");
-        assert!(p.cost("openai", &["my-finetune"], &u).is_none());
-        assert!(p.is_priced("anyscale", "mistralai/Mistral-7B-Instruct-v0.1"));
+        assert!(p.first_price("openai", &["my-finetune"]).is_none());
+        // The served model first, then the requested one.
+        let first = p.first_price("openai", &["my-finetune", "gpt-4o"]);
+        assert_eq!(first, p.price("openai", "gpt-4o"));
+        assert!(first.is_some());
+        assert!(p
+            .first_price("anyscale", &["mistralai/Mistral-7B-Instruct-v0.1"])
+            .is_some());
     }
 
     #[test]
@@ -182,7 +194,7 @@ mod tests {
             )]),
         );
         let p = Pricing::from_settings(&s).unwrap();
-        assert!(p.is_priced("ollama", "llama3"));
+        assert!(p.first_price("ollama", &["llama3"]).is_some());
         assert_eq!(strip_date("gpt-4o-2024-08-06"), "gpt-4o");
         assert_eq!(
             strip_date("claude-3-5-sonnet-20241022"),
@@ -200,7 +212,7 @@ mod tests {
         assert_eq!(strip_date("é2024-08-06"), "é2024-08-06");
         assert_eq!(strip_date("日本語モデル"), "日本語モデル");
         let p = Pricing::from_settings(&PricingSettings::default()).unwrap();
-        assert!(!p.is_priced("openai", "gpt-4o-é2024-08-06"));
-        assert!(!p.is_priced("openai", "gpt-4o-é-2024-08-06"));
+        assert!(p.first_price("openai", &["gpt-4o-é2024-08-06"]).is_none());
+        assert!(p.first_price("openai", &["gpt-4o-é-2024-08-06"]).is_none());
     }
 }

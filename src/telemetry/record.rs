@@ -29,14 +29,7 @@ pub fn record(
     let provider = ctx.provider.as_deref().unwrap_or("");
     let requested = ctx.model.as_deref().unwrap_or("");
     let served = ctx.metered.model.as_deref().unwrap_or(requested);
-    // Looked up once each (two hashed lookups per model): the served model's price first,
-    // as the cost takes it, then the requested one's.
-    let served_price = state.pricing.price(provider, served);
-    let price = if served == requested {
-        served_price
-    } else {
-        served_price.or_else(|| state.pricing.price(provider, requested))
-    };
+    let price = state.pricing.first_price(provider, &[served, requested]);
     let priced = price.is_some();
     let model = m.model_label(requested, priced);
     let op = match ctx.route {

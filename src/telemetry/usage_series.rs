@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock, RwLock};
 
 /// The token kinds, in the order of the series arrays.
-pub const KINDS: [&str; 5] = [
+const KINDS: [&str; 5] = [
     "input",
     "output",
     "cached_input",

@@ -132,9 +132,9 @@ impl Meter {
     /// The end of the body: anything still held back, and the usage read from a JSON body.
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Kind::Json = self.kind {
-            if let Some(m) = usage::from_chunks(&self.chunks) {
-                self.seen.usage = m.usage();
-                self.seen.model = m.model;
+            if let Some((usage, model)) = usage::from_chunks(&self.chunks) {
+                self.seen.usage = usage;
+                self.seen.model = model;
             }
         }
         match self.kind {
@@ -195,7 +195,11 @@ impl Seen {
             // Azure opens a stream with a content-filter chunk whose `model` is "": the model
             // is taken from the first chunk that names one.
             if self.model.is_none() {
-                self.model = m.model.clone().filter(|s| !s.is_empty());
+                self.model = m
+                    .model
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned);
             }
             if let Some(u) = m.usage() {
                 self.usage = Some(u);

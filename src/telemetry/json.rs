@@ -62,9 +62,15 @@ impl<'a> Object<'a> {
             .extend_from_slice(buf.format(value).as_bytes());
     }
 
-    /// A float as serde_json writes it (shortest form that reads back; `null` if not finite).
+    /// A float as serde_json writes it: the shortest form that reads back, by the formatter
+    /// serde_json calls, or `null` if not finite.
     pub fn float(&mut self, key: &'static str, value: f64) {
-        self.value(key, &value);
+        let out = self.key(key);
+        if value.is_finite() {
+            out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
     }
 
     /// The float, or `null`.
@@ -202,5 +208,38 @@ mod tests {
             String::from_utf8(out).unwrap(),
             serde_json::to_string(&expected).unwrap()
         );
+    }
+
+    #[test]
+    fn floats_are_written_as_serde_json_writes_them() {
+        let floats = [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            0.512,
+            123.456,
+            7.35e-6,
+            1e-7,
+            1e21,
+            2f64.powi(60),
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for v in floats {
+            let mut out = Vec::new();
+            let mut o = Object::new(&mut out);
+            o.float("v", v);
+            o.end();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{{\"v\":{}}}", serde_json::to_string(&v).unwrap()),
+                "{v:?}"
+            );
+        }
     }
 }

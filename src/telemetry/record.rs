@@ -42,22 +42,18 @@ pub fn record(
     // An answer from the cache cost nothing: its tokens and price count as saved, not spent.
     let cache_hit = matches!(cache_status, "HIT" | "SEMANTIC HIT");
 
-    let mut labels: Vec<&str> = vec![
+    let meta = m.metadata_labels();
+    let mut labels: Vec<&str> = Vec::with_capacity(5 + meta.len());
+    labels.extend([
         ctx.route.label(),
         provider,
         model,
         status_class(status),
         cache_status,
-    ];
-    let meta: Vec<&str> = m
-        .metadata_labels()
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            m.metadata_value(i, ctx.metadata.get(k).and_then(Value::as_str).unwrap_or(""))
-        })
-        .collect();
-    labels.extend(meta);
+    ]);
+    labels.extend(meta.iter().enumerate().map(|(i, k)| {
+        m.metadata_value(i, ctx.metadata.get(k).and_then(Value::as_str).unwrap_or(""))
+    }));
     m.requests.with_label_values(&labels).inc();
 
     let is_llm = !op.is_empty();

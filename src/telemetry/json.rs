@@ -121,17 +121,23 @@ fn needs_escape(bytes: &[u8]) -> bool {
     word_needs_escape(u64::from_le_bytes(word))
 }
 
+const ONES: u64 = u64::MAX / 255;
+const HIGH: u64 = ONES * 0x80;
+
 /// Whether any byte of `x` is below 0x20, `"` or `\`: the classic "has a byte less than n"
-/// and "has a zero byte" tests (exact as a yes/no answer, for any bytes).
+/// test beside [`equal_bytes`] (exact as a yes/no answer, for any bytes).
 fn word_needs_escape(x: u64) -> bool {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES * 0x80;
-    let below = x.wrapping_sub(ONES * 0x20) & !x;
-    let quote = x ^ (ONES * u64::from(b'"'));
-    let backslash = x ^ (ONES * u64::from(b'\\'));
-    let quote = quote.wrapping_sub(ONES) & !quote;
-    let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (below | quote | backslash) & HIGH != 0
+    let below = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    (below | equal_bytes(x, b'"') | equal_bytes(x, b'\\')) != 0
+}
+
+/// The bytes of `x` equal to `b`, as the high bit of each (the "has a zero byte" test on
+/// `x ^ b…b`). Any set bit means a match somewhere, and the lowest set bit marks the first
+/// match exactly (bytes above a match may be marked wrongly); read with `trailing_zeros`
+/// on a word loaded little-endian.
+pub(super) fn equal_bytes(x: u64, b: u8) -> u64 {
+    let y = x ^ (ONES * u64::from(b));
+    y.wrapping_sub(ONES) & !y & HIGH
 }
 
 /// Writes `s` as a JSON string, escaped exactly as serde_json escapes it: the short forms of

@@ -1,6 +1,7 @@
 //! Token usage read from provider answers: the `usage` object of an OpenAI-format response, or
 //! of the last chunk of a stream that asked for it (`stream_options.include_usage`).
 
+use super::json::equal_bytes;
 use bytes::Bytes;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -242,14 +243,31 @@ impl<'a> Scanner<'a> {
         (self.value()? == b"null").then_some(None)
     }
 
-    /// The index of the next `"` or `\` from `self.i`: looked for byte by byte in the first
-    /// bytes (keys and short values, where a vectorised search costs more to start than it
-    /// saves), then by `memchr2` (long content).
+    /// The index of the next `"` or `\` from `self.i`: looked for eight bytes at a time in
+    /// the first 32 (keys and short values, where a vectorised search costs more to start
+    /// than it saves, and a byte loop ~12 instructions a byte), then by `memchr2` (long
+    /// content).
     fn string_stop(&self) -> Option<usize> {
         let rest = self.b.get(self.i..)?;
-        let head = &rest[..rest.len().min(32)];
-        if let Some(at) = head.iter().position(|&c| c == b'"' || c == b'\\') {
-            return Some(self.i + at);
+        let mut at = 0;
+        while at < rest.len().min(32) {
+            let x = match rest
+                .get(at..at + 8)
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            {
+                Some(word) => u64::from_le_bytes(word),
+                None => {
+                    // The last few bytes, padded with a byte that is neither.
+                    let mut word = [b'a'; 8];
+                    word[..rest.len() - at].copy_from_slice(&rest[at..]);
+                    u64::from_le_bytes(word)
+                }
+            };
+            let found = equal_bytes(x, b'"') | equal_bytes(x, b'\\');
+            if found != 0 {
+                return Some(self.i + at + (found.trailing_zeros() / 8) as usize);
+            }
+            at += 8;
         }
         let tail = rest.get(32..)?;
         memchr::memchr2(b'"', b'\\', tail).map(|at| self.i + 32 + at)
@@ -534,5 +552,28 @@ mod tests {
             from_slice(deferred[0].as_bytes()).and_then(|m| m.model.map(Cow::into_owned)),
             Some("a\"b".to_owned())
         );
+    }
+
+    /// The string scan stops at the first quote or backslash wherever it lies: in each word
+    /// of the first 32 bytes or past them, after non-ASCII and quote-like bytes.
+    #[test]
+    fn strings_end_at_their_first_quote_or_backslash() {
+        for len in 0..80 {
+            for stop in [b'"', b'\\'] {
+                let mut text = vec![b'x'; len];
+                text.push(stop);
+                text.extend_from_slice(b"\"\\\"");
+                let s = Scanner { b: &text, i: 0 };
+                assert_eq!(s.string_stop(), Some(len), "{len} {stop}");
+                let mut text = vec![0xa2, b'#', b']', 0x7f];
+                text.extend(std::iter::repeat_n(0xe2, len));
+                text.push(stop);
+                let s = Scanner { b: &text, i: 1 };
+                assert_eq!(s.string_stop(), Some(len + 4), "{len} {stop}");
+            }
+            let plain = vec![b'x'; len];
+            assert_eq!(Scanner { b: &plain, i: 0 }.string_stop(), None);
+        }
+        assert_eq!(Scanner { b: b"ab", i: 3 }.string_stop(), None);
     }
 }

@@ -365,62 +365,59 @@ impl<'a> Scanner<'a> {
 
     /// `usage`: the counts and the two detail objects, or `null`.
     fn usage(&mut self) -> Option<Option<WireUsage>> {
-        if self.peek()? == b'n' {
-            return self.null();
-        }
         let mut u = WireUsage::default();
-        let mut seen = [false; 4];
-        self.object(|s, key| {
-            match key {
-                b"prompt_tokens" => {
-                    once(&mut seen[0])?;
-                    u.prompt_tokens = s.count()?;
-                }
-                b"completion_tokens" => {
-                    once(&mut seen[1])?;
-                    u.completion_tokens = s.count()?;
-                }
-                b"prompt_tokens_details" => {
-                    once(&mut seen[2])?;
-                    u.prompt_tokens_details = s.details()?;
-                }
-                b"completion_tokens_details" => {
-                    once(&mut seen[3])?;
-                    u.completion_tokens_details = s.details()?;
-                }
-                _ => {
-                    s.value()?;
-                }
+        let names: [&[u8]; 4] = [
+            b"prompt_tokens",
+            b"completion_tokens",
+            b"prompt_tokens_details",
+            b"completion_tokens_details",
+        ];
+        let present = self.fields(names, |s, field| {
+            match field {
+                0 => u.prompt_tokens = s.count()?,
+                1 => u.completion_tokens = s.count()?,
+                2 => u.prompt_tokens_details = s.details()?,
+                _ => u.completion_tokens_details = s.details()?,
             }
             Some(())
         })?;
-        Some(Some(u))
+        Some(present.map(|()| u))
     }
 
     /// `prompt_tokens_details` or `completion_tokens_details`, or `null`.
     fn details(&mut self) -> Option<Option<WireDetails>> {
-        if self.peek()? == b'n' {
-            return self.null();
-        }
         let mut d = WireDetails::default();
-        let mut seen = [false; 2];
-        self.object(|s, key| {
-            match key {
-                b"cached_tokens" => {
-                    once(&mut seen[0])?;
-                    d.cached_tokens = s.count()?;
-                }
-                b"reasoning_tokens" => {
-                    once(&mut seen[1])?;
-                    d.reasoning_tokens = s.count()?;
-                }
-                _ => {
-                    s.value()?;
-                }
+        let names: [&[u8]; 2] = [b"cached_tokens", b"reasoning_tokens"];
+        let present = self.fields(names, |s, field| {
+            match field {
+                0 => d.cached_tokens = s.count()?,
+                _ => d.reasoning_tokens = s.count()?,
             }
             Some(())
         })?;
-        Some(Some(d))
+        Some(present.map(|()| d))
+    }
+
+    /// An object of known fields, or `null` (`Some(None)`): `read` is called with the index
+    /// in `names` of each field present (at most once each, as serde_json's derive insists);
+    /// other members are skipped.
+    fn fields<const N: usize>(
+        &mut self,
+        names: [&[u8]; N],
+        mut read: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<Option<()>> {
+        if self.peek()? == b'n' {
+            return self.null();
+        }
+        let mut seen = [false; N];
+        self.object(|s, key| match names.iter().position(|&n| n == key) {
+            Some(field) => {
+                once(&mut seen[field])?;
+                read(s, field)
+            }
+            None => s.value().map(|_| ()),
+        })?;
+        Some(Some(()))
     }
 }
 

@@ -92,20 +92,28 @@ pub async fn three_mocks(
 
 /// Scrapes `/metrics` from the admin listener once every request has been recorded: a client
 /// has its whole answer before the gateway's `logging` hook records it, so a scrape right after
-/// could race it. Requests are counted in `portgate_inflight_requests` until recorded.
+/// could race it. Requests are counted in `portgate_inflight_requests` until recorded. A scrape
+/// is not one snapshot (families are read one after another, sorted by name), so the one that
+/// saw no request in flight may still hold families read before the last one was recorded
+/// (`portgate_cost_usd_total` sorts before the gauge): the text returned is the scrape after.
 pub async fn scrape(gw: &TestGateway) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let text = client()
+    let fetch = || async {
+        client()
             .get(gw.admin_url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        let settled = sample(&text, "portgate_inflight_requests", &[]) == Some(0.0);
-        if settled || std::time::Instant::now() > deadline {
+            .unwrap()
+    };
+    loop {
+        let text = fetch().await;
+        if sample(&text, "portgate_inflight_requests", &[]) == Some(0.0) {
+            return fetch().await;
+        }
+        if std::time::Instant::now() > deadline {
             return text;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

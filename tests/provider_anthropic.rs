@@ -111,7 +111,46 @@ async fn a_stream_is_translated_as_it_arrives() {
     .await;
     assert_eq!(resp.status(), 200);
     assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
+    // Events 20 ms apart: relayed as they come, chunked.
+    assert_eq!(header(resp.headers(), "transfer-encoding"), "chunked");
     let text = resp.text().await.unwrap();
+    check_translated_stream(&text);
+    assert_eq!(mock.requests()[0].json()["stream"], true);
+    check_stream_usage(&gw).await;
+}
+
+/// The same stream arriving in one burst, its end included, is translated whole and sent with
+/// its length: the same events, the same usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_read_whole_is_sent_with_its_length() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::SseBurst {
+        events: stream_events(),
+        end_after: Duration::ZERO,
+    });
+    let mut s = test_settings();
+    s.metrics.max_model_labels = 50;
+    let gw = TestGateway::start(s);
+    let resp = send(
+        &gw,
+        "/v1/chat/completions",
+        &to_mock(&mock),
+        chat_body(true),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
+    assert_eq!(header(resp.headers(), "transfer-encoding"), "");
+    let length: usize = header(resp.headers(), "content-length").parse().unwrap();
+    let text = resp.text().await.unwrap();
+    assert_eq!(length, text.len());
+    check_translated_stream(&text);
+    check_stream_usage(&gw).await;
+}
+
+/// The translation of the fixture stream: the role first, the two tool calls' deltas, the
+/// finish reason, then `[DONE]`.
+fn check_translated_stream(text: &str) {
     assert!(text.trim_end().ends_with("data: [DONE]"));
     let chunks: Vec<Value> = text
         .split("\n\n")
@@ -129,9 +168,12 @@ async fn a_stream_is_translated_as_it_arrives() {
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "tool_calls"
     );
-    assert_eq!(mock.requests()[0].json()["stream"], true);
-    // Tokens and cost: cache reads and writes are parts of the input, each priced once.
-    let m = scrape(&gw).await;
+}
+
+/// Tokens and cost of the fixture stream: cache reads and writes are parts of the input, each
+/// priced once.
+async fn check_stream_usage(gw: &TestGateway) {
+    let m = scrape(gw).await;
     let t = |ty| {
         sample(
             &m,

@@ -149,18 +149,16 @@ async fn a_cut_json_body_fails_the_attempt_not_the_response() {
     assert_eq!(b.request_count(), 1);
 }
 
-/// Events that arrive together (a burst in one read) leave together: one downstream write
-/// instead of one per event, each of which costs a syscall and a chunk header.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_events_goes_out_in_few_writes_and_intact() {
+/// Sends a streamed chat request on a raw connection (`connection: close`) to the gateway,
+/// whose mock answers with `events` in one burst and the end of the body `end_after` later;
+/// returns the response head and its raw body.
+async fn burst_through_gateway(events: &[String], end_after: Duration) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mock = MockProvider::start().await;
     let gw = gateway_for(&mock);
-    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let events = chat_events("m", &words);
     mock.script([Reply::SseBurst {
-        events: events.clone(),
+        events: events.to_vec(),
+        end_after,
     }]);
     let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"count"}]}"#;
     let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -172,12 +170,26 @@ async fn a_burst_of_events_goes_out_in_few_writes_and_intact() {
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw).await.unwrap();
     let raw = String::from_utf8(raw).unwrap();
-    let (head, mut rest) = raw.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), rest.to_string())
+}
+
+fn forty_events() -> Vec<String> {
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    chat_events("m", &words)
+}
+
+/// Events that arrive together (a burst in one read) leave together: one downstream write
+/// instead of one per event, each of which costs a syscall and a chunk header. The body's end
+/// comes later, so the answer goes out chunked as it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_goes_out_in_few_writes_and_intact() {
+    let events = forty_events();
+    let (head, mut rest) = burst_through_gateway(&events, Duration::from_millis(200)).await;
+    let rest_all = rest.clone();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
     // Decode the chunked framing, counting the chunks.
     let mut frames = 0;
     let mut decoded = String::new();
@@ -189,13 +201,33 @@ async fn a_burst_of_events_goes_out_in_few_writes_and_intact() {
         }
         frames += 1;
         decoded.push_str(&after[..size]);
-        rest = &after[size + 2..];
+        rest = after[size + 2..].to_string();
     }
     let expected: String = events.iter().map(|e| format!("{e}\n\n")).collect();
-    assert_eq!(decoded, expected, "events are relayed unchanged");
+    assert_eq!(
+        decoded, expected,
+        "events are relayed unchanged: {rest_all}"
+    );
     assert!(
         frames * 4 <= events.len(),
         "{} events went out in {frames} writes",
         events.len()
     );
+}
+
+/// A stream already read to its end when the response header is due (a short answer that
+/// came in one burst) goes out with its `Content-Length`: header and body in one write, no
+/// chunk framing, the events unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_burst_goes_out_with_its_length() {
+    let events = forty_events();
+    let (head, body) = burst_through_gateway(&events, Duration::ZERO).await;
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    let expected: String = events.iter().map(|e| format!("{e}\n\n")).collect();
+    assert!(
+        head.contains(&format!("content-length: {}", expected.len())),
+        "{head}"
+    );
+    assert_eq!(body, expected, "events are relayed unchanged");
 }

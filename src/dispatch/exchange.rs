@@ -55,6 +55,9 @@ pub struct Inbound {
     /// Body chunks read ahead (the first token of a stream, or a whole answer), handed out
     /// first.
     peeked: std::collections::VecDeque<Bytes>,
+    /// A read failure met while reading ahead without waiting ([`Inbound::read_ready`]),
+    /// reported once the chunks read before it are handed out.
+    failed: Option<GatewayError>,
 }
 
 /// Where an attempt failed, which decides whether it can be repeated elsewhere.
@@ -140,6 +143,7 @@ impl Dispatcher {
                             peer,
                             provider: out.provider.to_string(),
                             peeked: std::collections::VecDeque::new(),
+                            failed: None,
                         })
                     }
                     Err(Failure::Stale(_)) if stale < MAX_STALE_RETRIES && (out.may_resend)() => {
@@ -343,7 +347,36 @@ impl Inbound {
         if let Some(chunk) = self.peeked.pop_front() {
             return Ok(Some(chunk));
         }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.read_chunk().await
+    }
+
+    /// Reads ahead, without waiting, the body chunks that have already arrived, until more
+    /// than `limit` bytes are held; `next_chunk` hands them out first. `true` when they are the
+    /// whole body (the answer is complete and can be sent with its length).
+    pub fn read_ready(&mut self, limit: usize) -> bool {
+        let mut held: usize = self.peeked.iter().map(Bytes::len).sum();
+        while held <= limit && self.failed.is_none() {
+            // Polled once and dropped when nothing is ready: body reads are cancel-safe.
+            match self.read_chunk().now_or_never() {
+                Some(Ok(Some(chunk))) => {
+                    held += chunk.len();
+                    self.peeked.push_back(chunk);
+                }
+                Some(Ok(None)) => return true,
+                Some(Err(e)) => self.failed = Some(e),
+                None => break,
+            }
+        }
+        false
+    }
+
+    /// The next chunk read ahead, if any (after [`Inbound::read_ready`] found the body whole,
+    /// the rest of it).
+    pub fn take_ready(&mut self) -> Option<Bytes> {
+        self.peeked.pop_front()
     }
 
     async fn read_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {

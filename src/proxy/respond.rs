@@ -218,6 +218,23 @@ impl Source {
         }
     }
 
+    /// Reads ahead what has already arrived, without waiting (up to about `limit` bytes);
+    /// `true` when that is the whole body. A body the gateway holds is always whole.
+    fn read_ready(&mut self, limit: usize) -> bool {
+        match self {
+            Source::Live(inbound) => inbound.read_ready(limit),
+            Source::Local { .. } => true,
+        }
+    }
+
+    /// The next chunk of a body [`Source::read_ready`] found whole (`None` at its end).
+    fn take_ready(&mut self) -> Option<Bytes> {
+        match self {
+            Source::Live(inbound) => inbound.take_ready(),
+            Source::Local { body, .. } => body.take(),
+        }
+    }
+
     /// Returns a fully read upstream connection to the pool, or closes one cut short. Not
     /// `async` (see [`Dispatcher::release`]): the relay's future, held by every open stream,
     /// stays small.
@@ -480,6 +497,100 @@ async fn upstream_failed(session: &mut Session, err: GatewayError, sse: bool) ->
     RelayError::Upstream(err)
 }
 
+/// What a body read whole becomes: its translation, or the part before an event too large to
+/// split.
+enum Whole {
+    Body(Bytes),
+    /// Boxed: this rare case would otherwise widen the relay's future.
+    Overflowed(Box<Batch>),
+}
+
+/// The response header, and the body too when it is all read already.
+///
+/// An answer read to its end by the time its header is due (a short stream that came in one
+/// burst, an answer the gateway holds) goes out with its length: header and body in one write.
+/// Sent chunked, Pingora flushes the header on its own, then the body, then the last-chunk
+/// mark: three system calls, three segments and three wake-ups of the client. A function of
+/// its own, so that the header being built takes no room in the relay's future.
+fn head(
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+) -> Result<(Box<ResponseHeader>, Option<Whole>), RelayError> {
+    let internal = |e: Box<pingora::Error>| {
+        RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
+    };
+    let mut header = downstream_header(source, ctx, translator).map_err(internal)?;
+    if !source.read_ready(BATCH_LIMIT) {
+        return Ok((Box::new(header), None));
+    }
+    let whole = translate_whole(source, ctx, translator);
+    // An event too large to split goes out as the chunked relay sends it: the header as it
+    // is, then the events before it and the reason.
+    if let Whole::Body(body) = &whole {
+        let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
+        header
+            .insert_header(http::header::CONTENT_LENGTH, body.len())
+            .map_err(internal)?;
+        let now = std::time::Instant::now();
+        ctx.metered.first_chunk_at = Some(now);
+        ctx.metered.last_chunk_at = Some(now);
+    }
+    Ok((Box::new(header), Some(whole)))
+}
+
+/// Translates a body [`Source::read_ready`] found whole, as the chunked relay does chunk by
+/// chunk: the same captures for the cache, the same stop when a guardrail ends the stream, the
+/// translator's last words.
+fn translate_whole(
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+) -> Whole {
+    let mut out = Batch::default();
+    while let Some(chunk) = source.take_ready() {
+        let pushed = translator.push(chunk);
+        if translator.overflowed() {
+            return Whole::Overflowed(Box::new(out));
+        }
+        if let Some(pushed) = pushed {
+            if let Some(c) = ctx.cache_capture.as_mut() {
+                c.push(&pushed);
+            }
+            out.add(pushed);
+        }
+        // A guardrail ended the stream: nothing more from upstream reaches the client.
+        if translator.stopped() {
+            break;
+        }
+    }
+    if let Some(rest) = translator.finish() {
+        if let Some(c) = ctx.cache_capture.as_mut() {
+            c.push(&rest);
+        }
+        out.add(rest);
+    }
+    Whole::Body(out.take().unwrap_or_default())
+}
+
+/// An SSE event grew past the splitter's limit: the event cut short is ended and the client
+/// told why the stream ends, after the events of `out` (the response header is written).
+async fn overflowed(session: &mut Session, ctx: &RequestCtx, mut out: Batch) -> RelayError {
+    let err = GatewayError::UpstreamIo {
+        provider: ctx.provider.clone().unwrap_or_default(),
+        detail: format!(
+            "an SSE event is larger than {} bytes",
+            crate::stream::sse::MAX_EVENT
+        ),
+    };
+    out.add(Bytes::from_static(b"\n\n"));
+    out.add(err.sse_event());
+    if let Some(out) = out.take() {
+        let _ = session.write_response_body(Some(out), false).await;
+    }
+    RelayError::Upstream(err)
+}
+
 async fn pump(
     session: &mut Session,
     source: &mut Source,
@@ -492,15 +603,19 @@ async fn pump(
         // this one, and with it the handler's, which every open stream holds.
         return Box::pin(pump_whole(session, source, ctx, translator)).await;
     }
-    let header = downstream_header(source, ctx, translator).map_err(|e| {
-        RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
-    })?;
-    if session
-        .write_response_header(Box::new(header), false)
-        .await
-        .is_err()
-    {
+    let (header, whole) = head(source, ctx, translator)?;
+    if session.write_response_header(header, false).await.is_err() {
         return Err(RelayError::ClientGone);
+    }
+    match whole {
+        None => {}
+        Some(Whole::Body(body)) => {
+            return match session.write_response_body(Some(body), true).await {
+                Ok(()) => Ok(()),
+                Err(_) => Err(RelayError::ClientGone),
+            }
+        }
+        Some(Whole::Overflowed(out)) => return Err(Box::pin(overflowed(session, ctx, *out)).await),
     }
     let mut client_watch = true;
     loop {
@@ -539,20 +654,7 @@ async fn pump(
         loop {
             let pushed = translator.push(chunk);
             if translator.overflowed() {
-                let err = GatewayError::UpstreamIo {
-                    provider: ctx.provider.clone().unwrap_or_default(),
-                    detail: format!(
-                        "an SSE event is larger than {} bytes",
-                        crate::stream::sse::MAX_EVENT
-                    ),
-                };
-                // End the event cut short, then say why the stream ends.
-                out.add(Bytes::from_static(b"\n\n"));
-                out.add(err.sse_event());
-                if let Some(out) = out.take() {
-                    let _ = session.write_response_body(Some(out), false).await;
-                }
-                return Err(RelayError::Upstream(err));
+                return Err(Box::pin(overflowed(session, ctx, out)).await);
             }
             if let Some(pushed) = pushed {
                 // A completed stream is stored by the response cache as the client got it.

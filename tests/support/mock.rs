@@ -55,8 +55,12 @@ pub enum Reply {
         piece: usize,
         delay: Duration,
     },
-    /// `text/event-stream`, chunked, one chunk per event, all written at once (a burst).
-    SseBurst { events: Vec<String> },
+    /// `text/event-stream`, chunked, one chunk per event, all written at once (a burst), then
+    /// the end of the body `end_after` later (at once, in the same write, when zero).
+    SseBurst {
+        events: Vec<String>,
+        end_after: Duration,
+    },
     /// Like `Sse`, then the connection is reset instead of ending the stream.
     SseThenReset {
         events: Vec<String>,
@@ -292,7 +296,7 @@ async fn answer(
             stream.write_all(b"0\r\n\r\n").await?;
             Ok(true)
         }
-        Reply::SseBurst { events } => {
+        Reply::SseBurst { events, end_after } => {
             let mut all = String::from(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
             );
@@ -300,8 +304,15 @@ async fn answer(
                 let data = format!("{event}\n\n");
                 all.push_str(&format!("{:x}\r\n{data}\r\n", data.len()));
             }
-            all.push_str("0\r\n\r\n");
-            stream.write_all(all.as_bytes()).await?;
+            if end_after.is_zero() {
+                all.push_str("0\r\n\r\n");
+                stream.write_all(all.as_bytes()).await?;
+            } else {
+                stream.write_all(all.as_bytes()).await?;
+                stream.flush().await?;
+                tokio::time::sleep(end_after).await;
+                stream.write_all(b"0\r\n\r\n").await?;
+            }
             Ok(true)
         }
         Reply::Slow { delay, then } => {

@@ -92,13 +92,12 @@ async fn an_openai_request_is_served_by_anthropic() {
     assert_eq!(sent["max_tokens"], 4096);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_is_translated_as_it_arrives() {
+/// A streamed chat request through the gateway to a mock answering with `reply`; checks the
+/// status and content type, and returns the gateway (for its metrics), the mock and the
+/// response.
+async fn stream_through(reply: Reply) -> (TestGateway, MockProvider, reqwest::Response) {
     let mock = MockProvider::start().await;
-    mock.always(Reply::Sse {
-        events: stream_events(),
-        delay: Duration::from_millis(20),
-    });
+    mock.always(reply);
     let mut s = test_settings();
     s.metrics.max_model_labels = 50;
     let gw = TestGateway::start(s);
@@ -111,6 +110,16 @@ async fn a_stream_is_translated_as_it_arrives() {
     .await;
     assert_eq!(resp.status(), 200);
     assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
+    (gw, mock, resp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_translated_as_it_arrives() {
+    let (gw, mock, resp) = stream_through(Reply::Sse {
+        events: stream_events(),
+        delay: Duration::from_millis(20),
+    })
+    .await;
     // Events 20 ms apart: relayed as they come, chunked.
     assert_eq!(header(resp.headers(), "transfer-encoding"), "chunked");
     let text = resp.text().await.unwrap();
@@ -123,23 +132,11 @@ async fn a_stream_is_translated_as_it_arrives() {
 /// its length: the same events, the same usage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_read_whole_is_sent_with_its_length() {
-    let mock = MockProvider::start().await;
-    mock.always(Reply::SseBurst {
+    let (gw, _mock, resp) = stream_through(Reply::SseBurst {
         events: stream_events(),
         end_after: Duration::ZERO,
-    });
-    let mut s = test_settings();
-    s.metrics.max_model_labels = 50;
-    let gw = TestGateway::start(s);
-    let resp = send(
-        &gw,
-        "/v1/chat/completions",
-        &to_mock(&mock),
-        chat_body(true),
-    )
+    })
     .await;
-    assert_eq!(resp.status(), 200);
-    assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
     assert_eq!(header(resp.headers(), "transfer-encoding"), "");
     let length: usize = header(resp.headers(), "content-length").parse().unwrap();
     let text = resp.text().await.unwrap();

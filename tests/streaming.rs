@@ -186,7 +186,7 @@ fn forty_events() -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_events_goes_out_in_few_writes_and_intact() {
     let events = forty_events();
-    let (head, mut rest) = burst_through_gateway(&events, Duration::from_millis(200)).await;
+    let (head, mut rest) = burst_through_gateway(&events, Duration::from_secs(1)).await;
     let rest_all = rest.clone();
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     assert!(!head.contains("content-length"), "{head}");

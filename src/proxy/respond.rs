@@ -549,28 +549,59 @@ fn translate_whole(
 ) -> Whole {
     let mut out = Batch::default();
     while let Some(chunk) = source.take_ready() {
-        let pushed = translator.push(chunk);
-        if translator.overflowed() {
-            return Whole::Overflowed(Box::new(out));
-        }
-        if let Some(pushed) = pushed {
-            if let Some(c) = ctx.cache_capture.as_mut() {
-                c.push(&pushed);
-            }
-            out.add(pushed);
-        }
-        // A guardrail ended the stream: nothing more from upstream reaches the client.
-        if translator.stopped() {
-            break;
+        match feed(translator, ctx, &mut out, chunk) {
+            Fed::More => {}
+            Fed::Stopped => break,
+            Fed::Overflowed => return Whole::Overflowed(Box::new(out)),
         }
     }
-    if let Some(rest) = translator.finish() {
-        if let Some(c) = ctx.cache_capture.as_mut() {
-            c.push(&rest);
-        }
+    if let Some(rest) = finish(translator, ctx) {
         out.add(rest);
     }
     Whole::Body(out.take().unwrap_or_default())
+}
+
+/// What feeding one chunk to the translator leaves the relay to do.
+enum Fed {
+    More,
+    /// A guardrail ended the stream: nothing more from upstream reaches the client.
+    Stopped,
+    /// An event grew past the splitter's limit (see [`overflowed`]).
+    Overflowed,
+}
+
+/// Feeds one upstream chunk to the translator; what it releases goes into `out` and into the
+/// response cache's capture (a completed stream is stored as the client got it).
+fn feed(
+    translator: &mut dyn Translator,
+    ctx: &mut RequestCtx,
+    out: &mut Batch,
+    chunk: Bytes,
+) -> Fed {
+    let pushed = translator.push(chunk);
+    if translator.overflowed() {
+        return Fed::Overflowed;
+    }
+    if let Some(pushed) = pushed {
+        if let Some(c) = ctx.cache_capture.as_mut() {
+            c.push(&pushed);
+        }
+        out.add(pushed);
+    }
+    if translator.stopped() {
+        Fed::Stopped
+    } else {
+        Fed::More
+    }
+}
+
+/// The translator's last words (the end of a translated stream), captured like the rest.
+fn finish(translator: &mut dyn Translator, ctx: &mut RequestCtx) -> Option<Bytes> {
+    let rest = translator.finish();
+    if let (Some(c), Some(rest)) = (ctx.cache_capture.as_mut(), rest.as_ref()) {
+        c.push(rest);
+    }
+    rest
 }
 
 /// An SSE event grew past the splitter's limit: the event cut short is ended and the client
@@ -652,21 +683,13 @@ async fn pump(
         let mut out = Batch::default();
         let mut ended = None;
         loop {
-            let pushed = translator.push(chunk);
-            if translator.overflowed() {
-                return Err(Box::pin(overflowed(session, ctx, out)).await);
-            }
-            if let Some(pushed) = pushed {
-                // A completed stream is stored by the response cache as the client got it.
-                if let Some(c) = ctx.cache_capture.as_mut() {
-                    c.push(&pushed);
+            match feed(translator, ctx, &mut out, chunk) {
+                Fed::More => {}
+                Fed::Stopped => {
+                    ended = Some(Ok(None));
+                    break;
                 }
-                out.add(pushed);
-            }
-            // A guardrail ended the stream: nothing more from upstream reaches the client.
-            if translator.stopped() {
-                ended = Some(Ok(None));
-                break;
+                Fed::Overflowed => return Err(Box::pin(overflowed(session, ctx, out)).await),
             }
             if out.len() >= BATCH_LIMIT {
                 break;
@@ -696,10 +719,7 @@ async fn pump(
             Some(Err(err)) => return Err(Box::pin(upstream_failed(session, err, sse)).await),
         }
     }
-    let rest = translator.finish();
-    if let (Some(c), Some(rest)) = (ctx.cache_capture.as_mut(), rest.as_ref()) {
-        c.push(rest);
-    }
+    let rest = finish(translator, ctx);
     if session.write_response_body(rest, true).await.is_err() {
         return Err(RelayError::ClientGone);
     }

@@ -42,7 +42,7 @@ async fn breaker_opens_skips_half_opens_and_closes() {
         assert_eq!(header(&h, "x-portkey-provider"), "groq");
     }
     assert_eq!(a.request_count(), 2);
-    let target = format!("openai@{}#", a.addr);
+    let target = format!("openai@{}/m#", a.addr);
     let c = circuits(&gw).await;
     assert!(
         c["circuits"][0]["target"]

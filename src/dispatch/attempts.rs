@@ -192,16 +192,7 @@ impl<'a> Walk<'a> {
         match g.mode {
             Mode::Single => self.node(&g.children[0]).await,
             Mode::Fallback => self.fallback(g).await,
-            Mode::Loadbalance => {
-                let usable: Vec<bool> = g.children.iter().map(|c| !self.is_open(c)).collect();
-                match select::weighted(&g.weights, &usable, rand::random::<f64>()) {
-                    Some(i) => self.node(&g.children[i]).await,
-                    None => failed(GatewayError::CircuitOpen(format!(
-                        "every target of {}",
-                        g.path
-                    ))),
-                }
-            }
+            Mode::Loadbalance => self.loadbalance(g).await,
             Mode::Conditional => {
                 let params = match self.req.view.params() {
                     Ok(p) => p,
@@ -219,6 +210,34 @@ impl<'a> Walk<'a> {
                 }
             }
         }
+    }
+
+    /// One weighted pick among the targets whose circuit is not open, as Portkey does; a pick
+    /// that was not sent (its circuit turned out open) or whose retries the budget refused
+    /// moves on to another pick, so a spent budget never fails a request that another target
+    /// could serve. Any other failure is the answer.
+    async fn loadbalance(&mut self, g: &Group) -> Answer {
+        let mut usable: Vec<bool> = g.children.iter().map(|c| !self.is_open(c)).collect();
+        let mut last: Option<Answer> = None;
+        while let Some(i) = select::weighted(&g.weights, &usable, rand::random::<f64>()) {
+            let answer = self.node(&g.children[i]).await;
+            if !(answer.budget_exhausted || answer.skipped) {
+                if let Some(prev) = last.take() {
+                    self.dispose(prev.outcome).await;
+                }
+                return answer;
+            }
+            usable[i] = false;
+            if let Some(prev) = last.replace(answer) {
+                self.dispose(prev.outcome).await;
+            }
+        }
+        last.unwrap_or_else(|| {
+            failed(GatewayError::CircuitOpen(format!(
+                "every target of {}",
+                g.path
+            )))
+        })
     }
 
     async fn fallback(&mut self, g: &Group) -> Answer {
@@ -271,8 +290,11 @@ impl<'a> Walk<'a> {
         else {
             return false;
         };
-        Target::from_leaf(self.state, leaf, self.req.headers)
-            .is_ok_and(|t| self.state.breakers.is_open(&circuit_key(t.key(), spec)))
+        let model = leaf.model(self.req.view.model.as_deref());
+        Target::from_leaf(self.state, leaf, self.req.headers).is_ok_and(|t| {
+            let circuit = circuit_key(&t.resource(model), spec);
+            self.state.breakers.is_open(&circuit)
+        })
     }
 
     async fn leaf(&mut self, leaf: &Leaf) -> Answer {
@@ -284,6 +306,10 @@ impl<'a> Walk<'a> {
         let key = target.key();
         let provider = target.provider.slug().to_string();
         let view = self.req.view;
+        // Budgets and breakers count sends per resource (target, model, credential): a
+        // fallback to another model on the same provider is a first send, not a retry.
+        let model = leaf.model(view.model.as_deref());
+        let resource = target.resource(model);
         let hide_usage =
             view.stream && target.provider.stream_usage_for(&target.options) && !view.wants_usage;
         let body = match view.body_for(leaf.override_params.as_deref(), hide_usage) {
@@ -336,7 +362,7 @@ impl<'a> Walk<'a> {
             .breaker
             .as_ref()
             .or(self.state.default_breaker.as_ref());
-        let circuit = breaker.map(|spec| circuit_key(key, spec));
+        let circuit = breaker.map(|spec| circuit_key(&resource, spec));
         let base = Duration::from_millis(self.state.settings.retry.backoff_base_ms);
         let adapter = target.provider.clone();
         let req = self.req;
@@ -357,8 +383,8 @@ impl<'a> Walk<'a> {
         } else {
             AttemptKind::Fallback
         };
-        // A fallback landing on a target this request already tried is an extra send.
-        if !self.admit_send(key) {
+        // A fallback landing on a resource this request already tried is an extra send.
+        if !self.admit_send(&resource) {
             self.skip(&leaf.path, &provider, key, kind, "retry_budget_exhausted");
             let e = GatewayError::RetryBudgetExhausted(key.to_string());
             return answer(Outcome::Failed(e), 0, true, true);
@@ -375,7 +401,7 @@ impl<'a> Walk<'a> {
                 return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
             }
             let started = Instant::now();
-            let mut outcome = self.send(&target, leaf, body.clone()).await;
+            let mut outcome = self.send(&target, &resource, leaf, body.clone()).await;
             if guard.is_active() {
                 // After-request hooks, per attempt: their 446/246 may be retried.
                 let log = &mut self.guardrails;
@@ -399,10 +425,15 @@ impl<'a> Walk<'a> {
                     Outcome::Failed(e) => e.is_upstream(),
                 };
                 let state = self.state.breakers.record(circuit, spec, failed);
-                // Bounded: a custom host from the request is part of the key.
+                // Bounded: a custom host from the request is part of the key, and the model
+                // label has the same bound as every other model label.
                 let m = &self.state.metrics;
+                let model = model.unwrap_or("");
+                let priced = (self.state.pricing)
+                    .first_price(&provider, &[model])
+                    .is_some();
                 m.circuit_state
-                    .with_label_values(&[m.target_label(key)])
+                    .with_label_values(&[m.target_label(key), m.model_label(model, priced)])
                     .set(state.gauge());
             }
             let err = match &outcome {
@@ -427,7 +458,7 @@ impl<'a> Walk<'a> {
             let Some(wait) = self.retry_wait(&leaf.retry, &outcome, n + 1, base) else {
                 return answer(outcome, -1, false, false);
             };
-            if !self.admit_send(key) {
+            if !self.admit_send(&resource) {
                 tracing::warn!(target: "portgate::routing", target = %key, "retry budget exhausted");
                 self.skip(
                     &leaf.path,
@@ -445,15 +476,15 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Counts a send to `key` against the retry budget: a first send to a target deposits, an
-    /// extra one (a retry, or a fallback to a target already tried) withdraws; `false` when the
-    /// budget is spent.
-    fn admit_send(&mut self, key: &str) -> bool {
-        if self.tried.iter().any(|k| k == key) {
-            self.state.budget.withdraw(key)
+    /// Counts a send to `resource` against the retry budget: a first send to a resource
+    /// deposits, an extra one (a retry, or a fallback to a resource already tried) withdraws;
+    /// `false` when the budget is spent.
+    fn admit_send(&mut self, resource: &str) -> bool {
+        if self.tried.iter().any(|k| k == resource) {
+            self.state.budget.withdraw(resource)
         } else {
-            self.state.budget.deposit(key);
-            self.tried.push(key.to_string());
+            self.state.budget.deposit(resource);
+            self.tried.push(resource.to_string());
             true
         }
     }
@@ -536,7 +567,7 @@ impl<'a> Walk<'a> {
 
     /// One send: build the upstream request for the target, wait for the answer within the
     /// request timeout, and for streams (optionally) for the first chunk.
-    async fn send(&self, target: &Target, leaf: &Leaf, body: Bytes) -> Outcome {
+    async fn send(&self, target: &Target, resource: &str, leaf: &Leaf, body: Bytes) -> Outcome {
         let span = tracing::debug_span!(
             target: "portgate::span",
             "gen_ai.attempt",
@@ -549,9 +580,11 @@ impl<'a> Walk<'a> {
         // an always-on wrapper doubled the request future at every level (170 KB, copied when
         // boxed) for a span nobody records.
         let sent = if span.is_disabled() {
-            self.try_send(target, leaf, body).await
+            self.try_send(target, resource, leaf, body).await
         } else {
-            self.try_send(target, leaf, body).instrument(span).await
+            self.try_send(target, resource, leaf, body)
+                .instrument(span)
+                .await
         };
         match sent {
             Ok(r) => Outcome::Response(Box::new(r)),
@@ -562,6 +595,7 @@ impl<'a> Walk<'a> {
     async fn try_send(
         &self,
         target: &Target,
+        resource: &str,
         leaf: &Leaf,
         body: Bytes,
     ) -> Result<Inbound, GatewayError> {
@@ -621,9 +655,9 @@ impl<'a> Walk<'a> {
             options: &target.options,
             now: std::time::SystemTime::now(),
         })?);
-        // A resend after a stale pooled connection draws on the target's retry budget.
+        // A resend after a stale pooled connection draws on the resource's retry budget.
         let budget = &self.state.budget;
-        let may_resend = || budget.withdraw(target.key());
+        let may_resend = || budget.withdraw(resource);
         let out = Outbound {
             provider: target.provider.slug(),
             upstream: &target.upstream,

@@ -81,6 +81,18 @@ pub struct Leaf {
     pub options: Arc<BTreeMap<String, String>>,
 }
 
+impl Leaf {
+    /// The model this target is sent: its `override_params` model, else the one the client
+    /// asked for.
+    pub fn model<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+        self.override_params
+            .as_ref()
+            .and_then(|o| o.get("model"))
+            .and_then(Value::as_str)
+            .or(requested)
+    }
+}
+
 /// Settings passed from a node to its targets. The potentially large parts (`override_params`,
 /// hooks) are shared behind `Arc`s and copied only where a node changes them, so a wide config
 /// costs memory in proportion to what it writes, not to its number of leaves.
@@ -320,5 +332,23 @@ mod tests {
         assert!(std::time::Instant::now()
             .checked_add(spec.cooldown)
             .is_some());
+    }
+
+    /// A model changed by `override_params` is what the target is sent (and so its resource
+    /// for budgets and breakers); without one, the client's model.
+    #[test]
+    fn a_leaf_sends_its_override_model() {
+        let mut leaf = Leaf::from_request();
+        assert_eq!(leaf.model(Some("gpt-4o")), Some("gpt-4o"));
+        assert_eq!(leaf.model(None), None);
+        let mut o = Map::new();
+        o.insert("model".into(), Value::from("mistral-7b"));
+        leaf.override_params = Some(Arc::new(o));
+        assert_eq!(leaf.model(Some("gpt-4o")), Some("mistral-7b"));
+        assert_eq!(leaf.model(None), Some("mistral-7b"));
+        let mut o = Map::new();
+        o.insert("temperature".into(), Value::from(0.2));
+        leaf.override_params = Some(Arc::new(o));
+        assert_eq!(leaf.model(Some("gpt-4o")), Some("gpt-4o"));
     }
 }

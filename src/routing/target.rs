@@ -33,9 +33,48 @@ pub struct Target {
 }
 
 impl Target {
-    /// The physical target, for retry budgets and circuit breakers: provider and authority.
+    /// The physical target: provider and authority (metric labels, the access log's attempts,
+    /// the cache's scope).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The upstream resource a send reaches, for retry budgets and circuit breakers:
+    /// `provider@authority/model#fingerprint`, the model as sent (after `override_params`) and
+    /// a fingerprint of the credential and provider options (an Azure deployment, AWS keys).
+    /// A fallback from one model to another on the same provider is a first send to a
+    /// different resource, and one failing model opens its own circuit, not the provider's.
+    ///
+    /// The fingerprint is a hash keyed per process, so the key (shown by the admin endpoint)
+    /// cannot be used to test a guessed credential.
+    pub fn resource(&self, model: Option<&str>) -> String {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let mut h = SEED.get_or_init(Default::default).build_hasher();
+        match &self.api_key {
+            Some(k) => {
+                h.write_u8(1);
+                k.expose().hash(&mut h);
+            }
+            None => h.write_u8(0),
+        }
+        for (k, v) in self.options.iter() {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        let fingerprint = h.finish() as u32;
+        let model = model.unwrap_or("");
+        let mut out = String::with_capacity(self.key.len() + model.len() + 10);
+        out.push_str(&self.key);
+        out.push('/');
+        out.push_str(model);
+        out.push('#');
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for shift in (0..8).rev() {
+            out.push(char::from(HEX[(fingerprint >> (shift * 4)) as usize & 0xf]));
+        }
+        out
     }
 
     /// The target named by the request's headers: `x-portkey-virtual-key`, else
@@ -256,5 +295,43 @@ mod tests {
         };
         let t = Target::from_headers(&state, &headers).unwrap();
         assert_eq!(t.key(), "anthropic@llm.example.com:8443");
+    }
+
+    fn openai(key: &str, options: &[(&str, &str)]) -> Target {
+        let state = State::new(Settings::default()).unwrap();
+        let headers = PortkeyHeaders {
+            provider: Some("openai".into()),
+            api_key: Some(Secret::new(key.into())),
+            provider_options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..PortkeyHeaders::default()
+        };
+        Target::from_headers(&state, &headers).unwrap()
+    }
+
+    /// The resource a send reaches: the same provider, host, model and credential are one
+    /// resource; a different model, credential or provider option is another.
+    #[test]
+    fn resource_is_target_model_and_credential() {
+        let a = openai("sk-one", &[]);
+        let r = a.resource(Some("gpt-4o"));
+        assert!(r.starts_with("openai@api.openai.com/gpt-4o#"), "{r}");
+        assert_eq!(r.len(), "openai@api.openai.com/gpt-4o#".len() + 8);
+        assert!(
+            !r.contains("sk-one"),
+            "the credential itself is never in the key"
+        );
+        // Stable for the same target, model and credential (another request, same process).
+        assert_eq!(openai("sk-one", &[]).resource(Some("gpt-4o")), r);
+        // Another model, another credential or other options: other resources.
+        assert_ne!(a.resource(Some("gpt-4o-mini")), r);
+        assert_ne!(openai("sk-two", &[]).resource(Some("gpt-4o")), r);
+        assert_ne!(
+            openai("sk-one", &[("deployment_id", "b")]).resource(Some("gpt-4o")),
+            r
+        );
+        assert_eq!(a.resource(None), a.resource(Some("")));
     }
 }

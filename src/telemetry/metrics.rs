@@ -180,8 +180,8 @@ impl Metrics {
             )?,
             inflight: IntGauge::new("portgate_inflight_requests", "Requests being served now.")?,
             circuit_state: IntGaugeVec::new(
-                Opts::new("portgate_circuit_state", "Circuit breaker state per target: 0 closed, 1 half-open, 2 open."),
-                &["target"],
+                Opts::new("portgate_circuit_state", "Circuit breaker state per target and model: 0 closed, 1 half-open, 2 open."),
+                &["target", "model"],
             )?,
             budget_exhausted: counter_vec(
                 "portgate_retry_budget_exhausted_total",

@@ -140,6 +140,8 @@ pub fn chat_events(model: &str, words: &[&str]) -> Vec<String> {
 struct Shared {
     script: VecDeque<Reply>,
     fallback: Option<Reply>,
+    /// Replies for requests naming a model, before the script (one model's outage).
+    by_model: Vec<(String, Reply)>,
     requests: Vec<Recorded>,
     /// Events written before a client went away, per aborted stream.
     aborted_after: Vec<usize>,
@@ -194,6 +196,27 @@ impl MockProvider {
         self.shared.lock().unwrap().script.extend(replies);
     }
 
+    /// The reply to every request for `model`, whatever the script says.
+    pub fn for_model(&self, model: &str, reply: Reply) {
+        self.shared
+            .lock()
+            .unwrap()
+            .by_model
+            .push((model.to_string(), reply));
+    }
+
+    /// Forgets every `for_model` reply (the model recovers).
+    pub fn clear_model_rules(&self) {
+        self.shared.lock().unwrap().by_model.clear();
+    }
+
+    /// Requests received for `model`.
+    pub fn model_count(&self, model: &str) -> usize {
+        let s = self.shared.lock().unwrap();
+        let model = Some(model.to_string());
+        s.requests.iter().filter(|r| model_of(r) == model).count()
+    }
+
     /// The reply used once the script is exhausted.
     pub fn always(&self, reply: Reply) {
         self.shared.lock().unwrap().fallback = Some(reply);
@@ -218,17 +241,23 @@ impl MockProvider {
 
 fn next_reply(shared: &Mutex<Shared>, req: &Recorded) -> Reply {
     let mut s = shared.lock().unwrap();
+    let model = model_of(req);
+    if let Some((_, r)) = s.by_model.iter().find(|(m, _)| Some(m) == model.as_ref()) {
+        return r.clone();
+    }
     if let Some(r) = s.script.pop_front() {
         return r;
     }
     if let Some(r) = &s.fallback {
         return r.clone();
     }
-    let model = serde_json::from_slice::<serde_json::Value>(&req.body)
+    Reply::chat(model.as_deref().unwrap_or("mock-model"), "hello from mock")
+}
+
+fn model_of(req: &Recorded) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(&req.body)
         .ok()
         .and_then(|v| v["model"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "mock-model".into());
-    Reply::chat(&model, "hello from mock")
 }
 
 async fn serve(mut stream: TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {

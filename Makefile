@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-ab bench-instructions check-settings conformance soak bench-translate bench-guardrails bench-cache
+.PHONY: run test deps build release lint fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -55,6 +55,12 @@ bench-cache: deps
 # of `make test`). SOAK_SECONDS=60 for a shorter run.
 soak: deps
 	./bench/soak.sh
+
+# Outage drill: the guide's fallback config through each kind of primary outage, with and
+# without a breaker, at 1 and 16 clients (not part of `make test`; about four minutes).
+# DRILL_REQUESTS=50 for a shorter run. See docs/outage-drill.md.
+drill: deps
+	./bench/drill.sh
 
 # Differential check against Portkey's gateway 1.15.2 (needs node, npm, python3; not part of
 # `make test`). PORTGATE_BIN=path skips the release build. See scripts/conformance/README.md.

@@ -155,3 +155,39 @@ async fn client_errors_never_open_a_circuit() {
     }
     assert_eq!(a.request_count(), 3, "never skipped");
 }
+
+/// Circuits are per credential: a client whose own key draws 429s (its own rate limit) opens
+/// the circuit of that key, not the provider's for every other key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_own_429s_open_only_that_keys_circuit() {
+    let (a, _b, _c, gw) = three_mocks(|s| {
+        s.circuit_breaker.min_cooldown_ms = 100;
+        s.circuit_breaker.default =
+            Some(json!({"failure_threshold": 1, "cooldown_interval": 60000}));
+    })
+    .await;
+    a.script([Reply::json(429, json!({"error": {"message": "slow down"}}))]);
+    let send = |key: &'static str| {
+        let auth = format!("Bearer {key}");
+        let gw = &gw;
+        async move {
+            chat(
+                gw,
+                "/v1/chat/completions",
+                &[("x-portkey-provider", "openai"), ("authorization", &auth)],
+                body(),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(send("sk-noisy").await, 429);
+    assert_eq!(send("sk-noisy").await, 503, "its circuit is open");
+    assert_eq!(a.request_count(), 1);
+    assert_eq!(
+        send("sk-quiet").await,
+        200,
+        "another key's circuit is closed"
+    );
+    assert_eq!(a.request_count(), 2);
+}

@@ -176,3 +176,109 @@ async fn passthrough_paths_stay_below_the_base_path() {
     );
     assert_eq!(mock.requests()[0].path, "/v1/models/gpt-4o-mini");
 }
+
+/// A Bedrock virtual key carries no API key: its credential is the AWS key pair and session
+/// token in its options (read from files here). It is a vault credential all the same, so no
+/// form of request may send it to a host the request chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_keys_of_a_virtual_key_never_go_to_a_host_the_request_chose() {
+    let dir = std::env::temp_dir().join(format!("portgate-aws-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, value: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        path.display().to_string()
+    };
+    let options = [
+        ("aws_access_key_id_file", file("id", "AKIAVAULT")),
+        ("aws_secret_access_key_file", file("secret", "vault-secret")),
+        ("aws_session_token_file", file("token", "vault-session")),
+        ("aws_region", "us-west-2".to_string()),
+    ];
+    let home = MockProvider::start().await;
+    let home_origin = home.base_url().trim_end_matches("/v1").to_string();
+    let (_a, other, gw) = vault_gateway(|s, _| {
+        s.virtual_keys.insert(
+            "bedrock-vk".into(),
+            VirtualKeyRow {
+                provider: "bedrock".into(),
+                api_key_env: None,
+                api_key_file: None,
+                custom_host: Some(home_origin.clone()),
+                options: options
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            },
+        );
+    })
+    .await;
+    let elsewhere = other.base_url().trim_end_matches("/v1").to_string();
+    let body = json!({"model": "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "messages": [{"role": "user", "content": "hi"}]});
+    let vk = ("x-portkey-virtual-key", "bedrock-vk");
+    let configs = [
+        // The config names the provider and a host; the header names the key.
+        json!({"provider": "bedrock", "custom_host": elsewhere, "retry": {"attempts": 0}}),
+        // A target without provider: the header's key under the config's host.
+        json!({"custom_host": elsewhere, "retry": {"attempts": 0}}),
+        // The host inherited by a nested target.
+        json!({"strategy": {"mode": "fallback"}, "custom_host": elsewhere,
+               "targets": [{"provider": "bedrock", "retry": {"attempts": 0}}]}),
+    ];
+    for config in configs {
+        let config = config.to_string();
+        let (status, _, v) = chat(
+            &gw,
+            "/v1/chat/completions",
+            &[vk, ("x-portkey-config", &config)],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status, 400, "{config}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("virtual key"),
+            "{v}"
+        );
+    }
+    // The config's own `virtual_key` with a host: refused when the config is read.
+    let inline = json!({"virtual_key": "bedrock-vk", "custom_host": elsewhere}).to_string();
+    let (status, _, v) = with_config(&gw, &inline, body.clone()).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["message"], "Invalid config passed");
+    // The header's custom host.
+    let (status, _, _) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[vk, ("x-portkey-custom-host", &elsewhere)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        other.request_count(),
+        0,
+        "nothing reached the request's host"
+    );
+
+    // At home (the key's own host from the settings) the request is signed with the vault's
+    // keys, read from their files.
+    home.always(Reply::json(
+        200,
+        serde_json::from_slice(
+            &std::fs::read(format!(
+                "{}/tests/fixtures/bedrock/matrix_response.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap(),
+    ));
+    let (status, _, v) = chat(&gw, "/v1/chat/completions", &[vk], body).await;
+    assert_eq!(status, 200, "{v}");
+    let seen = &home.requests()[0];
+    let auth = seen.header("authorization").unwrap();
+    assert!(auth.contains("Credential=AKIAVAULT/"), "{auth}");
+    assert!(auth.contains("/us-west-2/bedrock/"), "{auth}");
+    assert_eq!(seen.header("x-amz-security-token"), Some("vault-session"));
+}

@@ -91,16 +91,19 @@ impl Target {
         leaf: &Leaf,
         headers: &PortkeyHeaders,
     ) -> Result<Target, GatewayError> {
-        // Whether the key comes from the settings rather than from the request itself.
-        let mut vault_key = false;
+        // Whether a credential from the settings (a virtual key's key, AWS keys or token)
+        // goes with this target, rather than only what the request itself sent.
+        let vault_credential;
         // The leaf's custom host replaces any other host (and the provider's own).
         let leaf_host = leaf.custom_host.as_ref().map(Host::Checked);
         let target = if let Some(id) = &leaf.virtual_key {
-            vault_key = true;
             let vk = state
                 .virtual_keys
                 .get(id)
                 .ok_or_else(|| GatewayError::UnknownVirtualKey(id.clone()))?;
+            // The key's options (AWS keys among them) go along even under the leaf's own key.
+            vault_credential =
+                (leaf.api_key.is_none() && vk.api_key.is_some()) || vk.has_credential_options();
             let key = leaf.api_key.clone().or_else(|| vk.api_key.clone());
             let host = leaf_host.or(vk.custom_host.as_deref().map(Host::Settings));
             let options = layered(None, Some(&vk.options), &leaf.options);
@@ -111,14 +114,17 @@ impl Target {
             // `Authorization`: it was meant for the provider the headers name, and a
             // fallback from one provider to another must not hand it to the next one.
             let (key, vk_options) = match leaf.api_key.clone() {
-                Some(k) => (Some(k), None),
+                Some(k) => {
+                    vault_credential = false;
+                    (Some(k), None)
+                }
                 None => {
-                    vault_key = true;
                     let vk = headers
                         .virtual_key
                         .as_ref()
                         .and_then(|id| state.virtual_keys.get(id))
                         .filter(|vk| &vk.provider == slug);
+                    vault_credential = vk.is_some_and(|vk| vk.carries_credential());
                     (
                         vk.and_then(|vk| vk.api_key.clone()),
                         vk.map(|vk| &vk.options),
@@ -128,14 +134,15 @@ impl Target {
             let options = layered(None, vk_options, &leaf.options);
             build(state, slug, key, leaf_host, options)?
         } else {
-            vault_key = headers.virtual_key.is_some();
+            // An unknown id is refused by `request_target` itself.
+            vault_credential = headers
+                .virtual_key
+                .as_ref()
+                .and_then(|id| state.virtual_keys.get(id))
+                .is_some_and(|vk| vk.carries_credential());
             request_target(state, headers, leaf.custom_host.as_ref(), &leaf.options)?
         };
-        if leaf.custom_host.is_some()
-            && leaf.custom_host_from_request
-            && vault_key
-            && target.api_key.is_some()
-        {
+        if leaf.custom_host.is_some() && leaf.custom_host_from_request && vault_credential {
             return Err(GatewayError::KeyToForeignHost);
         }
         Ok(target)

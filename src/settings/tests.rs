@@ -213,3 +213,65 @@ fn virtual_keys_may_name_translating_providers() {
     .and_then(|s| s.validate());
     assert!(err.is_err());
 }
+
+/// A credential option (AWS keys, a token) is named by where it lives, like a key; written in
+/// the settings themselves it is refused by `--check` and at start-up, without echoing it.
+#[test]
+fn credential_options_live_in_env_or_files() {
+    let inline = Settings::from_yaml(
+        "virtual_keys:\n  b:\n    provider: bedrock\n    options:\n      aws_access_key_id_env: AWS_ID\n      aws_secret_access_key: wJalrXUtnFEMI\n",
+    )
+    .unwrap();
+    let err = inline.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("virtual_keys.b.options.aws_secret_access_key")
+            && err.contains("aws_secret_access_key_env")
+            && !err.contains("wJalrXUtnFEMI"),
+        "{err}"
+    );
+    assert!(super::resolve_virtual_keys(&inline, &|_| Some("x".into())).is_err());
+
+    let dir = std::env::temp_dir().join(format!("portgate-opt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, "session-token\n").unwrap();
+    let s = Settings::from_yaml(&format!(
+        "virtual_keys:\n  b:\n    provider: bedrock\n    options:\n      aws_access_key_id_env: AWS_ID\n      aws_secret_access_key_env: AWS_SECRET\n      aws_session_token_file: {}\n      aws_region: eu-west-1\n",
+        path.display()
+    ))
+    .unwrap();
+    s.validate().unwrap();
+    let env = |var: &str| match var {
+        "AWS_ID" => Some("AKIA1".to_string()),
+        "AWS_SECRET" => Some("s3cr3t".to_string()),
+        _ => None,
+    };
+    let vks = super::resolve_virtual_keys(&s, &env).unwrap();
+    let vk = &vks["b"];
+    assert_eq!(vk.options["aws_access_key_id"], "AKIA1");
+    assert_eq!(vk.options["aws_secret_access_key"], "s3cr3t");
+    assert_eq!(vk.options["aws_session_token"], "session-token");
+    assert_eq!(vk.options["aws_region"], "eu-west-1");
+    assert_eq!(vk.options.len(), 4);
+    assert!(vk.carries_credential() && vk.api_key.is_none());
+    let printed = format!("{vk:?}");
+    assert!(
+        !printed.contains("s3cr3t") && !printed.contains("session-token"),
+        "{printed}"
+    );
+    assert!(printed.contains("eu-west-1"));
+    // A variable that is not set names itself, not a value.
+    let err = super::resolve_virtual_keys(&s, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AWS_ID is not set"), "{err}");
+    // The same option twice (inline and from a variable) is refused.
+    let twice = Settings::from_yaml(
+        "virtual_keys:\n  a:\n    provider: azure-openai\n    options:\n      azure_resource_name: x\n      azure_resource_name_env: RES\n",
+    )
+    .unwrap();
+    let err = super::resolve_virtual_keys(&twice, &|_| Some("y".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("set more than once"), "{err}");
+}

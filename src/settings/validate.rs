@@ -262,6 +262,7 @@ impl Settings {
                     format!("unknown provider {:?}", row.provider),
                 ));
             }
+            super::secrets::no_inline_credentials(&format!("virtual_keys.{id}"), &row.options)?;
         }
         for (i, key) in self.metrics.metadata_labels.iter().enumerate() {
             let ok = !key.is_empty()

@@ -188,3 +188,31 @@ async fn client_chosen_labels_stay_bounded() {
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
     assert!(grown_mib < 64, "RSS grew by {grown_mib} MiB");
 }
+
+/// A host that answers every request with a priced model's name (`gpt-4o`) does not lift the
+/// cap from the names requested: only a name that is itself priced skips it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priced_answer_does_not_uncap_the_requested_names() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::chat("gpt-4o", "hi"));
+    let mut s = test_settings();
+    route_to(&mut s, &mock, &["openai"]);
+    s.metrics.max_model_labels = MAX_MODELS;
+    let gw = TestGateway::start(s);
+    for i in 0..(MAX_MODELS * 3) {
+        let (status, _, _) = chat(
+            &gw,
+            "/v1/chat/completions",
+            &[("x-portkey-provider", "openai")],
+            json!({"model": format!("random-{i}"), "messages": []}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let text = scrape(&gw).await;
+    assert_capped(&text, "model", MAX_MODELS);
+    assert_capped(&text, "gen_ai_request_model", MAX_MODELS);
+    // The served name is priced: always its own label, and the answer is still priced.
+    assert!(text.contains("gen_ai_response_model=\"gpt-4o\""));
+    assert!(text.contains("portgate_cost_usd_total{"));
+}

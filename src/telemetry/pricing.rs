@@ -77,22 +77,6 @@ impl Pricing {
         let models = self.prices.get(provider)?;
         models.get(model).or_else(|| models.get(strip_date(model)))
     }
-
-    /// The price of the first of `models` that has one: the served model, then the requested
-    /// one. A name equal to the one before it is not looked up again (two hashed lookups per
-    /// name, and most answers name the model they were asked for).
-    pub fn first_price(&self, provider: &str, models: &[&str]) -> Option<&Price> {
-        let mut before = None;
-        models.iter().find_map(|&m| {
-            let again = before == Some(m);
-            before = Some(m);
-            if again {
-                None
-            } else {
-                self.price(provider, m)
-            }
-        })
-    }
 }
 
 impl Price {
@@ -154,10 +138,7 @@ mod tests {
             reasoning: 0,
         };
         // gpt-4o: 800k × 2.50 + 200k × 1.25 + 500k × 10.00 per million.
-        let c = p
-            .first_price("openai", &["gpt-4o-2024-08-06"])
-            .unwrap()
-            .cost(&u);
+        let c = p.price("openai", "gpt-4o-2024-08-06").unwrap().cost(&u);
         assert!((c - (2.0 + 0.25 + 5.0)).abs() < 1e-9, "{c}");
         // Cache writes at their own rate, each input token priced once.
         let u = Usage {
@@ -168,18 +149,15 @@ mod tests {
             reasoning: 0,
         };
         let c = p
-            .first_price("anthropic", &["claude-3-5-sonnet-20241022"])
+            .price("anthropic", "claude-3-5-sonnet-20241022")
             .unwrap()
             .cost(&u);
         // 600k × 3.00 + 100k × 0.30 + 300k × 3.75 per million.
         assert!((c - (1.8 + 0.03 + 1.125)).abs() < 1e-9, "{c}");
-        assert!(p.first_price("openai", &["my-finetune"]).is_none());
-        // The served model first, then the requested one.
-        let first = p.first_price("openai", &["my-finetune", "gpt-4o"]);
-        assert_eq!(first, p.price("openai", "gpt-4o"));
-        assert!(first.is_some());
+        assert!(p.price("openai", "my-finetune").is_none());
+        assert!(p.price("openai", "gpt-4o").is_some());
         assert!(p
-            .first_price("anyscale", &["mistralai/Mistral-7B-Instruct-v0.1"])
+            .price("anyscale", "mistralai/Mistral-7B-Instruct-v0.1")
             .is_some());
     }
 
@@ -199,7 +177,7 @@ mod tests {
             )]),
         );
         let p = Pricing::from_settings(&s).unwrap();
-        assert!(p.first_price("ollama", &["llama3"]).is_some());
+        assert!(p.price("ollama", "llama3").is_some());
         assert_eq!(strip_date("gpt-4o-2024-08-06"), "gpt-4o");
         assert_eq!(
             strip_date("claude-3-5-sonnet-20241022"),
@@ -217,7 +195,7 @@ mod tests {
         assert_eq!(strip_date("é2024-08-06"), "é2024-08-06");
         assert_eq!(strip_date("日本語モデル"), "日本語モデル");
         let p = Pricing::from_settings(&PricingSettings::default()).unwrap();
-        assert!(p.first_price("openai", &["gpt-4o-é2024-08-06"]).is_none());
-        assert!(p.first_price("openai", &["gpt-4o-é-2024-08-06"]).is_none());
+        assert!(p.price("openai", "gpt-4o-é2024-08-06").is_none());
+        assert!(p.price("openai", "gpt-4o-é-2024-08-06").is_none());
     }
 }

@@ -29,9 +29,17 @@ pub fn record(
     let provider = ctx.provider.as_deref().unwrap_or("");
     let requested = ctx.model.as_deref().unwrap_or("");
     let served = ctx.metered.model.as_deref().unwrap_or(requested);
-    let price = state.pricing.first_price(provider, &[served, requested]);
-    let priced = price.is_some();
-    let model = m.model_label(requested, priced);
+    // Each name is a label without the cap only when it is itself priced: a custom host that
+    // answers every request with a priced model's name must not turn each requested name into
+    // a new series. The price is the served model's, else the requested one's.
+    let served_price = state.pricing.price(provider, served);
+    let requested_price = if served == requested {
+        served_price
+    } else {
+        state.pricing.price(provider, requested)
+    };
+    let price = served_price.or(requested_price);
+    let model = m.model_label(requested, requested_price.is_some());
     let op = match ctx.route {
         Route::Unified(op) => op.name(),
         Route::LegacyChatComplete => "chat",
@@ -98,7 +106,7 @@ pub fn record(
             c.saved_cost.inc_by(usd);
         }
     } else if let Some(u) = usage {
-        let served_label = m.model_label(served, priced);
+        let served_label = m.model_label(served, served_price.is_some());
         let series = m.usage_series.get([op, provider, model, served_label]);
         let counts = [
             u.input,

@@ -33,7 +33,9 @@ fn main() {
             let gauge = prometheus::IntGauge::new("vectors", "vectors").unwrap_or_else(|_| {
                 std::process::exit(1);
             });
-            let index = Index::new(entries, gauge);
+            let rejected = prometheus::IntCounter::new("rejected", "rejected")
+                .unwrap_or_else(|_| std::process::exit(1));
+            let index = Index::new(entries, gauge, rejected);
             let scope = [7u8; 32];
             for i in 0..entries {
                 let mut key = [0u8; 32];

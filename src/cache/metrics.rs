@@ -2,7 +2,9 @@
 //! (documented in README). Labels are bounded: `mode` is simple or semantic, `result` one of
 //! [`Result`]'s names, `backend` memory or redis.
 
-use prometheus::{Counter, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Lookups take microseconds in memory and about a round trip in Redis.
 const LOOKUP_BUCKETS: &[f64] = &[
@@ -23,6 +25,9 @@ pub struct CacheMetrics {
     pub bytes: IntGauge,
     /// Vectors in this process's semantic index.
     pub semantic_vectors: IntGauge,
+    /// Vectors the semantic index refused (empty, zero, non-finite, or of another dimension
+    /// than their scope's), from this process's embeddings or another replica's stream.
+    pub semantic_rejected: IntCounter,
     /// `portgate_cache_stores_total{result}`: stored, too_large, error.
     pub stores: IntCounterVec,
 }
@@ -68,6 +73,10 @@ impl CacheMetrics {
                 "portgate_cache_semantic_vectors",
                 "Vectors in this process's semantic index (with Redis: every replica's, followed through a Redis stream).",
             )?,
+            semantic_rejected: IntCounter::new(
+                "portgate_cache_semantic_rejected_total",
+                "Vectors the semantic index refused: empty, zero, non-finite, or of another dimension than their scope's (a different embedding model).",
+            )?,
             stores: IntCounterVec::new(
                 Opts::new(
                     "portgate_cache_stores_total",
@@ -87,6 +96,7 @@ impl CacheMetrics {
         r.register(Box::new(self.bytes.clone()))?;
         r.register(Box::new(self.stores.clone()))?;
         r.register(Box::new(self.semantic_vectors.clone()))?;
+        r.register(Box::new(self.semantic_rejected.clone()))?;
         Ok(())
     }
 }

@@ -283,6 +283,7 @@ impl Cache {
             index: Arc::new(semantic::Index::new(
                 settings.semantic.max_entries,
                 metrics.semantic_vectors.clone(),
+                metrics.semantic_rejected.clone(),
             )),
             metrics,
         })

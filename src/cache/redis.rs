@@ -220,17 +220,26 @@ pub mod vectors {
         out
     }
 
+    /// A record read back from the stream, which any replica (or anything else that can write
+    /// to Redis) may have written: the vector is validated and scaled to unit length, `None`
+    /// for a record that is cut, longer than it says, or whose vector is empty, zero or not
+    /// finite.
     #[allow(clippy::type_complexity)]
-    pub fn decode(raw: &[u8]) -> Option<([u8; 32], [u8; 32], u64, Vec<f32>)> {
+    pub fn decode(raw: &[u8]) -> Option<([u8; 32], [u8; 32], u64, Arc<[f32]>)> {
         let scope: [u8; 32] = raw.get(..32)?.try_into().ok()?;
         let key: [u8; 32] = raw.get(32..64)?.try_into().ok()?;
         let expires = u64::from_le_bytes(raw.get(64..72)?.try_into().ok()?);
         let n = u32::from_le_bytes(raw.get(72..76)?.try_into().ok()?) as usize;
-        let body = raw.get(76..76 + n * 4)?;
-        let v = body
+        let end = n.checked_mul(4)?.checked_add(76)?;
+        if raw.len() != end {
+            return None;
+        }
+        let v: Vec<f32> = raw
+            .get(76..end)?
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        let v = crate::cache::semantic::normalise(v)?;
         Some((scope, key, expires, v))
     }
 
@@ -307,10 +316,12 @@ pub mod vectors {
     }
 
     fn insert(index: &Index, raw: &[u8], now: u64) {
-        if let Some((scope, key, expires, v)) = decode(raw) {
-            if expires > now {
-                index.insert(scope, &v, key, expires);
+        match decode(raw) {
+            Some((scope, key, expires, v)) if expires > now => {
+                index.insert(scope, &v, key, expires)
             }
+            Some(_) => {}
+            None => index.reject(),
         }
     }
 

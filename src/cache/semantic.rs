@@ -263,7 +263,13 @@ impl Slab {
         best.map(|(i, s)| (self.keys[i], s))
     }
 
+    /// Adds a vector; `false` (nothing added) for an empty or non-finite one, or one of
+    /// another dimension than the slab's. Every row is `dim` long, so `vectors` is always
+    /// `keys.len() × dim`.
     pub fn push(&mut self, v: &[f32], key: [u8; 32], expires: u64) -> bool {
+        if v.is_empty() || !v.iter().all(|x| x.is_finite()) {
+            return false;
+        }
         if self.dim == 0 {
             self.dim = v.len();
         }
@@ -276,16 +282,18 @@ impl Slab {
         true
     }
 
+    /// Removes a key's vector: the last row moves into its place.
     fn remove(&mut self, key: &[u8; 32]) {
         if let Some(i) = self.keys.iter().position(|k| k == key) {
             let last = self.keys.len() - 1;
             self.keys.swap_remove(i);
             self.expires.swap_remove(i);
-            if i != last {
-                let (head, tail) = self.vectors.split_at_mut(last * self.dim);
-                head[i * self.dim..(i + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
+            let dim = self.dim;
+            if i != last && self.vectors.len() >= (last + 1) * dim {
+                self.vectors
+                    .copy_within(last * dim..(last + 1) * dim, i * dim);
             }
-            self.vectors.truncate(last * self.dim);
+            self.vectors.truncate(last * dim);
         }
     }
 
@@ -306,6 +314,8 @@ pub struct Index {
     max_entries: usize,
     /// `portgate_cache_semantic_vectors`.
     gauge: prometheus::IntGauge,
+    /// `portgate_cache_semantic_rejected_total`.
+    rejected: prometheus::IntCounter,
 }
 
 #[derive(Default)]
@@ -315,27 +325,47 @@ struct Inner {
 }
 
 impl Index {
-    pub fn new(max_entries: usize, gauge: prometheus::IntGauge) -> Index {
+    pub fn new(
+        max_entries: usize,
+        gauge: prometheus::IntGauge,
+        rejected: prometheus::IntCounter,
+    ) -> Index {
         Index {
             inner: RwLock::new(Inner::default()),
             max_entries: max_entries.max(1),
             gauge,
+            rejected,
         }
     }
 
     pub fn nearest(&self, scope: &[u8; 32], v: &[f32], now: u64) -> Option<([u8; 32], f32)> {
-        let inner = self.inner.read().ok()?;
+        let inner = self.inner.read().unwrap_or_else(|poisoned| {
+            tracing::error!(target: "portgate::cache", "semantic index lock poisoned; recovered");
+            poisoned.into_inner()
+        });
         inner.scopes.get(scope)?.nearest(v, now)
     }
 
+    /// Counts a vector refused before it reached the index (a record that did not decode).
+    pub fn reject(&self) {
+        self.rejected.inc();
+    }
+
     pub fn insert(&self, scope: [u8; 32], v: &[f32], key: [u8; 32], expires: u64) {
-        let Ok(mut inner) = self.inner.write() else {
-            return;
-        };
+        // The index's invariants hold between statements that cannot panic, so a lock
+        // poisoned by a panic elsewhere is recovered instead of disabling the cache.
+        let mut inner = self.inner.write().unwrap_or_else(|poisoned| {
+            tracing::error!(target: "portgate::cache", "semantic index lock poisoned; recovered");
+            poisoned.into_inner()
+        });
         let slab = inner.scopes.entry(scope).or_default();
         // A refreshed entry replaces its old vector.
         slab.remove(&key);
         if !slab.push(v, key, expires) {
+            if slab.is_empty() {
+                inner.scopes.remove(&scope);
+            }
+            self.rejected.inc();
             return;
         }
         inner.order.retain(|(s, k)| !(s == &scope && k == &key));
@@ -412,7 +442,11 @@ mod tests {
 
     #[test]
     fn nearest_and_bounded() {
-        let idx = Index::new(2, prometheus::IntGauge::new("g", "g").unwrap());
+        let idx = Index::new(
+            2,
+            prometheus::IntGauge::new("g", "g").unwrap(),
+            prometheus::IntCounter::new("r", "r").unwrap(),
+        );
         let s = [1u8; 32];
         let v = |x: f32, y: f32| normalise(vec![x, y]).unwrap();
         idx.insert(s, &v(1.0, 0.0), [1; 32], 100);
@@ -426,5 +460,77 @@ mod tests {
         let (k, _) = idx.nearest(&s, &v(1.0, 0.0), 1).unwrap();
         assert_ne!(k, [1; 32]);
         assert!(idx.nearest(&[9; 32], &v(1.0, 0.0), 1).is_none());
+    }
+
+    /// A zero-length vector once left a key without a row: the next push set the dimension,
+    /// and removing that key sliced past the end (a panic that poisoned the index's lock and
+    /// turned the semantic cache off until restart). Bad vectors are refused and counted.
+    #[test]
+    fn bad_vectors_are_refused_and_the_index_stays_whole() {
+        let rejected = prometheus::IntCounter::new("r", "r").unwrap();
+        let idx = Index::new(
+            10,
+            prometheus::IntGauge::new("g", "g").unwrap(),
+            rejected.clone(),
+        );
+        let s = [1u8; 32];
+        idx.insert(s, &[], [1; 32], 100);
+        idx.insert(s, &[f32::NAN, 1.0], [2; 32], 100);
+        idx.insert(s, &[f32::INFINITY, 0.0], [3; 32], 100);
+        assert_eq!(rejected.get(), 3);
+        let v = normalise(vec![1.0, 0.0]).unwrap();
+        idx.insert(s, &v, [4; 32], 100);
+        // Another dimension in the same scope: refused, the slab unchanged.
+        idx.insert(s, &normalise(vec![1.0, 0.0, 0.0]).unwrap(), [5; 32], 100);
+        assert_eq!(rejected.get(), 4);
+        // Replacing and removing rows keeps keys and rows in step.
+        idx.insert(s, &normalise(vec![0.0, 1.0]).unwrap(), [6; 32], 100);
+        idx.insert(s, &v, [4; 32], 100);
+        let (k, sim) = idx.nearest(&s, &v, 1).unwrap();
+        assert_eq!(k, [4; 32]);
+        assert!(sim > 0.99);
+        let (k, _) = idx
+            .nearest(&s, &normalise(vec![0.0, 1.0]).unwrap(), 1)
+            .unwrap();
+        assert_eq!(k, [6; 32]);
+
+        let mut slab = Slab::default();
+        assert!(!slab.push(&[], [1; 32], 1));
+        assert!(slab.push(&[1.0, 0.0], [2; 32], 1));
+        assert!(slab.push(&[0.0, 1.0], [3; 32], 1));
+        slab.remove(&[2; 32]);
+        slab.remove(&[9; 32]);
+        assert_eq!(slab.len(), 1);
+        assert_eq!(slab.vectors, vec![0.0, 1.0]);
+        slab.remove(&[3; 32]);
+        assert!(slab.is_empty() && slab.vectors.is_empty());
+    }
+
+    /// Records from the Redis stream are validated and scaled on decode: anything that could
+    /// write to the stream cannot put a bad vector in the index.
+    #[test]
+    fn stream_records_are_validated_on_decode() {
+        use crate::cache::redis::vectors::{decode, encode};
+        let (scope, key) = ([1u8; 32], [2u8; 32]);
+        let (s, k, e, v) = decode(&encode(&scope, &key, 7, &[3.0, 4.0])).unwrap();
+        assert_eq!((s, k, e), (scope, key, 7));
+        assert!(
+            (v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6,
+            "{v:?}"
+        );
+        assert!(decode(&encode(&scope, &key, 7, &[])).is_none(), "empty");
+        assert!(
+            decode(&encode(&scope, &key, 7, &[0.0, 0.0])).is_none(),
+            "zero"
+        );
+        assert!(decode(&encode(&scope, &key, 7, &[f32::NAN, 1.0])).is_none());
+        let good = encode(&scope, &key, 7, &[1.0, 0.0]);
+        assert!(decode(&good[..good.len() - 1]).is_none(), "cut");
+        let mut long = good.clone();
+        long.push(0);
+        assert!(decode(&long).is_none(), "longer than it says");
+        let mut huge = good;
+        huge[72..76].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&huge).is_none(), "a length past the record");
     }
 }

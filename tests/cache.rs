@@ -375,6 +375,8 @@ async fn a_config_sets_its_own_semantic_threshold() {
     let chat_mock = MockProvider::start().await;
     let embedder = MockProvider::start().await;
     let mut s = test_settings();
+    // The operator lets configs loosen the threshold down to 0.7.
+    s.cache.semantic.min_threshold = Some(0.7);
     route_to(&mut s, &chat_mock, &["openai"]);
     s.virtual_keys.insert(
         "embedder".into(),
@@ -422,6 +424,49 @@ async fn a_config_sets_its_own_semantic_threshold() {
     assert_eq!(resp.status(), 400);
     let body = resp.text().await.unwrap();
     assert!(body.contains("threshold"), "{body}");
+}
+
+/// Configs come from requests: without a floor set by the operator, a config may raise the
+/// semantic threshold but never lower it, so `"threshold": 0.01` cannot be served another
+/// prompt's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_cannot_lower_the_semantic_threshold_below_the_floor() {
+    let chat_mock = MockProvider::start().await;
+    let embedder = MockProvider::start().await;
+    let mut s = test_settings();
+    route_to(&mut s, &chat_mock, &["openai"]);
+    s.virtual_keys.insert(
+        "embedder".into(),
+        portgate::settings::VirtualKeyRow {
+            provider: "openai".into(),
+            api_key_env: None,
+            api_key_file: None,
+            custom_host: Some(embedder.base_url()),
+            options: Default::default(),
+        },
+    );
+    s.cache.semantic.virtual_key = Some("embedder".into());
+    let gw = TestGateway::start(s);
+    let config = |t: f64| {
+        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic", "threshold": t}})
+            .to_string()
+    };
+    embedder.script([
+        embedding(&[1.0, 0.0, 0.0]),
+        // An unrelated prompt (cosine 0.1) with a config asking for 0.01.
+        embedding(&[0.1, 0.995, 0.0]),
+        // A near paraphrase (cosine 0.97: a hit at the settings' 0.95) with a config asking
+        // for 0.99: a config may raise the threshold.
+        embedding(&[0.97, 0.0, 0.243]),
+    ]);
+    let q = |text: &str| question("be brief", text);
+    let (_, h, _) = ask(&gw, &config(0.95), &[], q("What is the capital of France?")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    let (_, h, v) = ask(&gw, &config(0.01), &[], q("How do I reset my password?")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS", "{v}");
+    let (_, h, _) = ask(&gw, &config(0.99), &[], q("What's France's capital?")).await;
+    assert_eq!(status(&h), "SEMANTIC MISS");
+    assert_eq!(chat_mock.request_count(), 3, "each was sent upstream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

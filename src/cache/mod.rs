@@ -379,7 +379,7 @@ impl Cache {
         if let Some((scope_digest, v)) = &pending.semantic {
             let now = now_secs();
             let near = self.index.nearest(scope_digest, v, now);
-            let threshold = spec.threshold.unwrap_or(self.settings.semantic.threshold);
+            let threshold = self.settings.semantic.threshold_for(spec.threshold);
             if let Some((near_key, _)) = near.filter(|(_, sim)| *sim >= threshold) {
                 if let Ok(Some(entry)) = self.get(&near_key).await {
                     self.count(mode, "semantic_hit");

@@ -38,6 +38,10 @@ pub struct SemanticSettings {
     pub model: String,
     /// Smallest cosine similarity that is a hit.
     pub threshold: f32,
+    /// The lowest threshold a config's `cache.threshold` may ask for (`null`: `threshold`, so
+    /// a config may only raise it). A client that could lower it would be served answers to
+    /// other prompts.
+    pub min_threshold: Option<f32>,
     /// Most entries indexed (all scopes together). Memory is entries × dimensions × 4 bytes:
     /// 10 000 vectors of 1536 dimensions hold 59 MiB.
     pub max_entries: usize,
@@ -55,11 +59,21 @@ impl Default for SemanticSettings {
             virtual_key: None,
             model: "text-embedding-3-small".into(),
             threshold: 0.95,
+            min_threshold: None,
             max_entries: 10_000,
             max_messages: 4,
             max_input_bytes: 32 * 1024,
             timeout_ms: 2000,
         }
+    }
+}
+
+impl SemanticSettings {
+    /// The threshold a lookup uses: a config's own, never below the floor
+    /// (`min_threshold`, else `threshold`).
+    pub fn threshold_for(&self, asked: Option<f32>) -> f32 {
+        let floor = self.min_threshold.unwrap_or(self.threshold);
+        asked.unwrap_or(self.threshold).max(floor)
     }
 }
 

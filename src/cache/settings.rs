@@ -119,6 +119,14 @@ impl CacheSettings {
         if !(sem.threshold > 0.0 && sem.threshold <= 1.0) {
             return err("semantic.threshold", "must be in (0, 1]");
         }
+        if let Some(min) = sem.min_threshold {
+            if !(min > 0.0 && min <= sem.threshold) {
+                return err(
+                    "semantic.min_threshold",
+                    "must be in (0, cache.semantic.threshold]",
+                );
+            }
+        }
         if let Some(vk) = &sem.virtual_key {
             if !has_virtual_key(vk) {
                 return err("semantic.virtual_key", "names no entry of virtual_keys");

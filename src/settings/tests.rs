@@ -275,3 +275,21 @@ fn credential_options_live_in_env_or_files() {
         .to_string();
     assert!(err.contains("set more than once"), "{err}");
 }
+
+/// A config may raise the semantic threshold, and lower it only down to the operator's floor.
+#[test]
+fn the_semantic_threshold_has_a_floor() {
+    let mut s = Settings::default();
+    let sem = &s.cache.semantic;
+    assert_eq!(sem.threshold_for(None), 0.95);
+    assert_eq!(sem.threshold_for(Some(0.01)), 0.95);
+    assert_eq!(sem.threshold_for(Some(0.99)), 0.99);
+    s.cache.semantic.min_threshold = Some(0.8);
+    let sem = &s.cache.semantic;
+    assert_eq!(sem.threshold_for(Some(0.85)), 0.85);
+    assert_eq!(sem.threshold_for(Some(0.01)), 0.8);
+    assert!(s.validate().is_ok());
+    s.cache.semantic.min_threshold = Some(0.99);
+    let err = s.validate().unwrap_err();
+    assert_eq!(err.field, "cache.semantic.min_threshold");
+}

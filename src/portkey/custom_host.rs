@@ -251,8 +251,14 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 to IPv4
+                || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
+                // Addresses that carry an IPv4 address a stack may reach: IPv4-compatible
+                // ::a.b.c.d (deprecated), 6to4 2002::/16 and Teredo 2001::/32.
+                || s[..6] == [0; 6]
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0)
                 || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0))
         }
     }
@@ -404,5 +410,22 @@ mod tests {
         assert!(!is_public("127.0.0.1".parse().unwrap()));
         assert!(!is_public("::1".parse().unwrap()));
         assert!(!is_public("198.18.0.1".parse().unwrap()));
+        // IPv6 forms that carry or reach a private IPv4 address, and deprecated local ranges.
+        for private in [
+            "::7f00:1",           // IPv4-compatible ::127.0.0.1
+            "::a9fe:a9fe",        // ::169.254.169.254
+            "::ffff:10.0.0.1",    // IPv4-mapped
+            "64:ff9b::a00:1",     // NAT64 well-known prefix
+            "64:ff9b:1::a00:1",   // NAT64 local-use prefix
+            "2002:a00:1::1",      // 6to4 of 10.0.0.1
+            "2001:0:4136:e378::", // Teredo
+            "fec0::1",            // site-local
+            "fd00::1",
+            "fe80::1",
+        ] {
+            let ip: IpAddr = private.parse().unwrap();
+            assert!(!is_public(ip), "{private}");
+        }
+        assert!(is_public("2001:4860:4860::8888".parse().unwrap()));
     }
 }

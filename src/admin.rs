@@ -1,7 +1,9 @@
 //! The admin listener: `/healthz` (the process serves) and `/readyz` (settings loaded, proxy
 //! ready to take traffic) for kubelet probes, `/metrics` (Prometheus text format) and
 //! `/circuits` (circuit-breaker state as JSON). Bound separately from the proxy so it can be
-//! exposed to the cluster while the proxy stays on the pod's loopback.
+//! exposed to the cluster while the proxy stays on the pod's loopback. `/circuits` names the
+//! upstreams and models a pod talks to and how they fail, which the cluster need not see: it
+//! answers only to loopback peers unless `admin_circuits_remote` is set.
 
 use crate::state::State;
 use async_trait::async_trait;
@@ -14,6 +16,11 @@ use std::sync::Arc;
 pub struct AdminApp {
     ready: Arc<AtomicBool>,
     state: Arc<State>,
+}
+
+/// Whether `/circuits` answers a peer: loopback always, others when the settings allow it.
+fn circuits_for(peer: Option<std::net::IpAddr>, remote: bool) -> bool {
+    remote || peer.is_some_and(|ip| ip.is_loopback())
 }
 
 impl AdminApp {
@@ -52,10 +59,39 @@ impl ServeHttp for AdminApp {
                 resp
             }
             "/circuits" => {
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
+                if !circuits_for(peer, self.state.settings.admin_circuits_remote) {
+                    return json(
+                        403,
+                        r#"{"message":"/circuits answers only on loopback (admin_circuits_remote)","ok":false}"#,
+                    );
+                }
                 let body = serde_json::json!({ "circuits": self.state.breakers.snapshot() });
                 json(200, &body.to_string())
             }
             _ => json(404, r#"{"message":"Not Found","ok":false}"#),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::circuits_for;
+
+    #[test]
+    fn circuits_answer_loopback_unless_allowed_for_all() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(circuits_for(ip("127.0.0.1"), false));
+        assert!(circuits_for(ip("::1"), false));
+        assert!(!circuits_for(ip("10.1.2.3"), false));
+        assert!(!circuits_for(ip("fd00::1"), false));
+        assert!(
+            !circuits_for(None, false),
+            "a peer of unknown address (a Unix socket)"
+        );
+        assert!(circuits_for(ip("10.1.2.3"), true));
     }
 }

@@ -25,8 +25,11 @@ pub use validate::{SettingsError, MAX_COOLDOWN_MS};
 pub struct Settings {
     /// Address of the proxy listener the application talks to.
     pub listen: String,
-    /// Address of the admin listener (`/healthz`, `/readyz`, later `/metrics`).
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`, `/circuits`).
     pub admin_listen: String,
+    /// Whether `/circuits` answers peers other than loopback (it names the upstreams and
+    /// models the pod uses and how they fail).
+    pub admin_circuits_remote: bool,
     /// Worker threads of the proxy service; 0 (the default) follows the CPU the process may
     /// use: the cgroup CPU quota, else the available cores, at least 1 (`cpu::available`).
     pub threads: usize,
@@ -262,6 +265,7 @@ impl Default for Settings {
         Settings {
             listen: "127.0.0.1:8787".into(),
             admin_listen: "127.0.0.1:8788".into(),
+            admin_circuits_remote: false,
             threads: 0,
             grace_period_seconds: 30,
             graceful_shutdown_timeout_seconds: 5,

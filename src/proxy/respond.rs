@@ -162,6 +162,12 @@ pub async fn send_error(
     session.write_response_body(Some(body), true).await
 }
 
+/// The response header could not be built: nothing is written yet, so the client gets the
+/// error as an answer (one place, so every path labels it alike).
+fn header_failed(e: Box<pingora::Error>) -> RelayError {
+    RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
+}
+
 /// Why relaying stopped before the end of the upstream body.
 #[derive(Debug)]
 pub enum RelayError {
@@ -411,18 +417,8 @@ async fn pump_whole(
     if let Some(c) = ctx.cache_capture.as_mut() {
         c.push(&body);
     }
-    let mut header = downstream_header(source, ctx, translator).map_err(|e| {
-        RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
-    })?;
-    let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
-    header
-        .insert_header(http::header::CONTENT_LENGTH, body.len())
-        .map_err(|e| {
-            RelayError::BeforeResponse(GatewayError::Internal(format!("response header: {e}")))
-        })?;
-    let now = std::time::Instant::now();
-    ctx.metered.first_chunk_at = Some(now);
-    ctx.metered.last_chunk_at = Some(now);
+    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
+    sized(&mut header, body.len(), ctx)?;
     if session
         .write_response_header(Box::new(header), false)
         .await
@@ -517,10 +513,7 @@ fn head(
     ctx: &mut RequestCtx,
     translator: &mut dyn Translator,
 ) -> Result<(Box<ResponseHeader>, Option<Whole>), RelayError> {
-    let internal = |e: Box<pingora::Error>| {
-        RelayError::Upstream(GatewayError::Internal(format!("response header: {e}")))
-    };
-    let mut header = downstream_header(source, ctx, translator).map_err(internal)?;
+    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
     if !source.read_ready(BATCH_LIMIT) {
         return Ok((Box::new(header), None));
     }
@@ -528,15 +521,22 @@ fn head(
     // An event too large to split goes out as the chunked relay sends it: the header as it
     // is, then the events before it and the reason.
     if let Whole::Body(body) = &whole {
-        let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
-        header
-            .insert_header(http::header::CONTENT_LENGTH, body.len())
-            .map_err(internal)?;
-        let now = std::time::Instant::now();
-        ctx.metered.first_chunk_at = Some(now);
-        ctx.metered.last_chunk_at = Some(now);
+        sized(&mut header, body.len(), ctx)?;
     }
     Ok((Box::new(header), Some(whole)))
+}
+
+/// A header for a body sent whole: its length instead of chunked framing, and the body's one
+/// write is both its first and its last chunk.
+fn sized(header: &mut ResponseHeader, len: usize, ctx: &mut RequestCtx) -> Result<(), RelayError> {
+    let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
+    header
+        .insert_header(http::header::CONTENT_LENGTH, len)
+        .map_err(header_failed)?;
+    let now = std::time::Instant::now();
+    ctx.metered.first_chunk_at = Some(now);
+    ctx.metered.last_chunk_at = Some(now);
+    Ok(())
 }
 
 /// Translates a body [`Source::read_ready`] found whole, as the chunked relay does chunk by
@@ -724,4 +724,21 @@ async fn pump(
         return Err(RelayError::ClientGone);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header that cannot be built leaves nothing written: the client gets the error as an
+    /// answer, on every path (one was labelled as a failure after the response had started,
+    /// which closes the connection without an answer).
+    #[test]
+    fn a_header_that_cannot_be_built_is_answered_not_cut() {
+        let e = pingora::Error::explain(pingora::ErrorType::InternalError, "no header");
+        assert!(matches!(
+            header_failed(e),
+            RelayError::BeforeResponse(GatewayError::Internal(m)) if m.contains("response header")
+        ));
+    }
 }

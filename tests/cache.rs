@@ -690,3 +690,98 @@ async fn anthropic_streams_replay_as_anthropic_events_and_as_openai_chunks() {
     .unwrap();
     assert!(saved >= 472.0, "saved input tokens: {saved}");
 }
+
+/// The key holds everything that changes the answer besides the body: two tenants behind one
+/// host (base paths), API versions and betas, and headers the request forwards upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_holds_base_path_versions_and_forwarded_headers() {
+    let mock = MockProvider::start().await;
+    let gw = gateway_for(&mock);
+    let origin = mock.base_url().trim_end_matches("/v1").to_string();
+    let tenant = |t: &str| {
+        json!({"provider": "openai", "api_key": "sk", "custom_host": format!("{origin}/{t}/v1"),
+               "cache": {"mode": "simple"}})
+        .to_string()
+    };
+    let (_, h, _) = ask(&gw, &tenant("a"), &[], body("hi")).await;
+    assert_eq!(status(&h), "MISS");
+    let (_, h, _) = ask(&gw, &tenant("b"), &[], body("hi")).await;
+    assert_eq!(status(&h), "MISS", "another tenant's base path");
+    let (_, h, _) = ask(&gw, &tenant("a"), &[], body("hi")).await;
+    assert_eq!(status(&h), "HIT");
+    assert_eq!(mock.request_count(), 2);
+    let paths: Vec<String> = mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/a/v1/chat/completions", "/b/v1/chat/completions"]);
+
+    let config = cached_config("sk");
+    let (_, h, _) = ask(&gw, &config, &[("openai-beta", "assistants=v2")], body("x")).await;
+    assert_eq!(status(&h), "MISS");
+    let (_, h, _) = ask(&gw, &config, &[("openai-beta", "assistants=v1")], body("x")).await;
+    assert_eq!(status(&h), "MISS", "another beta");
+    let (_, h, _) = ask(&gw, &config, &[("openai-beta", "assistants=v2")], body("x")).await;
+    assert_eq!(status(&h), "HIT");
+
+    let forward = [("x-portkey-forward-headers", "x-tenant")];
+    let (_, h, _) = ask(&gw, &config, &[forward[0], ("x-tenant", "t1")], body("y")).await;
+    assert_eq!(status(&h), "MISS");
+    let (_, h, _) = ask(&gw, &config, &[forward[0], ("x-tenant", "t2")], body("y")).await;
+    assert_eq!(status(&h), "MISS", "another value of a forwarded header");
+    assert_eq!(
+        mock.requests().last().unwrap().header("x-tenant"),
+        Some("t2")
+    );
+    let (_, h, _) = ask(&gw, &config, &[forward[0], ("x-tenant", "t1")], body("y")).await;
+    assert_eq!(status(&h), "HIT");
+}
+
+/// A fallback whose targets each have a semantic cache embeds the request's text once: the
+/// second target reuses the first one's vector (one call to the embedding model, not one per
+/// target tried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_embedding_per_request_whatever_the_targets_tried() {
+    let (a, b, _c, embedder, gw) = {
+        let embedder = MockProvider::start().await;
+        let url = embedder.base_url();
+        let (a, b, c, gw) = three_mocks(move |s| {
+            s.virtual_keys.insert(
+                "embedder".into(),
+                portgate::settings::VirtualKeyRow {
+                    provider: "openai".into(),
+                    api_key_env: None,
+                    api_key_file: None,
+                    custom_host: Some(url),
+                    options: Default::default(),
+                },
+            );
+            s.cache.semantic.virtual_key = Some("embedder".into());
+        })
+        .await;
+        (a, b, c, embedder, gw)
+    };
+    embedder.always(embedding(&[1.0, 0.0, 0.0]));
+    a.always(Reply::json(503, json!({"error": {"message": "down"}})));
+    let config = json!({
+        "strategy": {"mode": "fallback"},
+        "cache": {"mode": "semantic"},
+        "targets": [
+            {"provider": "openai", "api_key": "sk-a"},
+            {"provider": "groq", "api_key": "sk-b"}
+        ]
+    })
+    .to_string();
+    let (status, h, _) = ask(
+        &gw,
+        &config,
+        &[],
+        question("be brief", "capital of France?"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-portkey-provider"), "groq");
+    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+    assert_eq!(
+        embedder.request_count(),
+        1,
+        "one embedding for both targets"
+    );
+}

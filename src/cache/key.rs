@@ -17,12 +17,31 @@ use sha2::{Digest, Sha256};
 /// it (JSON, or the SSE events), so a streamed and a whole answer are separate entries.
 pub const EXCLUDED: &[&str] = &["user"];
 
+/// Request headers that change a provider's answer when the client sends them (API versions
+/// and betas, the OpenAI organisation and project a key acts for): part of the key whenever
+/// present, with every header the request forwards upstream.
+pub const ANSWER_HEADERS: &[&str] = &[
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+];
+
 /// What identifies an answer besides the body.
 pub struct Scope<'a> {
     /// The operation (`chat`, `messages`, ...).
     pub op: &'a str,
     /// Provider slug and upstream authority (`openai@api.openai.com:443`).
     pub target: &'a str,
+    /// The upstream's base path (`/tenantA/v1` and `/tenantB/v1` on one host are different
+    /// upstreams).
+    pub base_path: &'a str,
+    /// The query string sent upstream, empty when none.
+    pub query: &'a str,
+    /// Answer-changing request headers ([`ANSWER_HEADERS`] and forwarded ones), lower-case
+    /// names, sorted.
+    pub headers: Vec<(&'a str, &'a [u8])>,
     /// Digest of the credential and provider options ([`credential_digest`]).
     pub credential: [u8; 32],
     /// `x-portkey-cache-namespace`, empty when absent.
@@ -64,6 +83,13 @@ pub fn key(scope: &Scope<'_>, body: &[u8]) -> Option<[u8; 32]> {
     h.update(b"portgate-cache-v1\0");
     field(&mut h, scope.op.as_bytes());
     field(&mut h, scope.target.as_bytes());
+    field(&mut h, scope.base_path.as_bytes());
+    field(&mut h, scope.query.as_bytes());
+    h.update((scope.headers.len() as u64).to_le_bytes());
+    for (name, value) in &scope.headers {
+        field(&mut h, name.as_bytes());
+        field(&mut h, value);
+    }
     h.update(scope.credential);
     field(&mut h, scope.namespace.as_bytes());
     h.update([u8::from(scope.strict)]);
@@ -132,6 +158,9 @@ mod tests {
         Scope {
             op: "chat",
             target: "openai@api.openai.com:443",
+            base_path: "/v1",
+            query: "",
+            headers: Vec::new(),
             credential: cred,
             namespace: ns,
             strict: true,
@@ -175,5 +204,20 @@ mod tests {
             "model"
         );
         assert_eq!(key(&scope("", c1), b"[1]"), None, "not an object");
+        // The upstream's base path, the query sent upstream and answer-changing headers.
+        let with = |f: &dyn Fn(&mut Scope)| {
+            let mut s = scope("", c1);
+            f(&mut s);
+            key(&s, body)
+        };
+        assert_ne!(base, with(&|s| s.base_path = "/tenantB/v1"), "base path");
+        assert_ne!(base, with(&|s| s.query = "api-version=2024-10-21"), "query");
+        let beta = with(&|s| s.headers = vec![("anthropic-beta", b"tools-2024")]);
+        assert_ne!(base, beta, "a header");
+        assert_ne!(
+            beta,
+            with(&|s| s.headers = vec![("anthropic-beta", b"tools-2025")]),
+            "its value"
+        );
     }
 }

@@ -28,7 +28,8 @@ pub use metrics::CacheMetrics;
 pub use settings::{Backend, CacheSettings};
 
 use crate::dispatch::attempts::Request;
-use crate::portkey::config::{CacheMode, CacheSpec};
+use crate::portkey::config::CacheMode;
+use crate::routing::plan::Leaf;
 use crate::routing::target::Target;
 use crate::settings::SettingsError;
 use crate::state::State;
@@ -193,6 +194,18 @@ impl Note {
     }
 }
 
+/// The embedding a request already computed: the targets of one request (a fallback, each with
+/// a semantic cache) share it instead of each calling the embedding model for the same text.
+/// Boxed: it lives in every request's walk, and most requests never embed.
+#[derive(Default)]
+pub struct EmbeddingMemo(Option<Box<Embedded>>);
+
+struct Embedded {
+    text: String,
+    /// `None`: the embedding failed (not asked again for the same request).
+    vector: Option<Arc<[f32]>>,
+}
+
 pub enum Lookup {
     /// Served from the cache, with the note saying how (`HIT`, `SEMANTIC HIT`).
     Hit(Arc<Entry>, Note),
@@ -301,12 +314,13 @@ impl Cache {
     pub async fn lookup(
         &self,
         state: &State,
-        spec: Option<&CacheSpec>,
+        leaf: &Leaf,
         req: &Request<'_>,
         target: &Target,
         body: &[u8],
+        memo: &mut EmbeddingMemo,
     ) -> Lookup {
-        let Some(spec) = spec.filter(|_| self.settings.enabled) else {
+        let Some(spec) = leaf.cache.as_ref().filter(|_| self.settings.enabled) else {
             return Lookup::Go(Note::DISABLED);
         };
         let mode = mode_label(spec.mode);
@@ -318,9 +332,28 @@ impl Cache {
         };
         let refresh = header(FORCE_REFRESH_HEADER).eq_ignore_ascii_case("true");
         let target_key = target.key();
+        let mut headers: Vec<(&str, &[u8])> = key::ANSWER_HEADERS
+            .iter()
+            .copied()
+            .chain(
+                (leaf.forward_headers.as_ref())
+                    .unwrap_or(&req.headers.forward_headers)
+                    .iter()
+                    .map(String::as_str),
+            )
+            .filter_map(|name| {
+                let value = req.client_headers.get(name)?;
+                Some((name, value.as_bytes()))
+            })
+            .collect();
+        headers.sort_unstable();
+        headers.dedup();
         let scope = key::Scope {
             op: req.op.name(),
             target: target_key,
+            base_path: &target.upstream.base_path,
+            query: req.query.unwrap_or(""),
+            headers,
             credential: key::credential_digest(
                 target.api_key.as_ref().map(|k| k.expose()),
                 target.options.iter(),
@@ -344,7 +377,7 @@ impl Cache {
         if refresh {
             self.count(mode, "refresh");
             if semantic {
-                pending.semantic = self.embed(state, mode, &scope, body).await;
+                pending.semantic = self.embed(state, mode, &scope, body, memo).await;
             }
             return Lookup::Go(Note::go(REFRESH, Some(pending)));
         }
@@ -368,7 +401,7 @@ impl Cache {
             };
             return Lookup::Go(Note::go(status, Some(pending)));
         }
-        pending.semantic = self.embed(state, mode, &scope, body).await;
+        pending.semantic = self.embed(state, mode, &scope, body, memo).await;
         if let (Some(r), true) = (&self.redis, pending.semantic.is_some()) {
             // Vectors other replicas stored: follow them (started once; the first lookup
             // waits at most its bound for the initial load).
@@ -419,20 +452,36 @@ impl Cache {
         mode: &str,
         scope: &key::Scope<'_>,
         body: &[u8],
+        memo: &mut EmbeddingMemo,
     ) -> Option<([u8; 32], Arc<[f32]>)> {
         let s = &self.settings.semantic;
         let Some(q) = semantic::query(s, scope, body) else {
             self.count(mode, "semantic_skipped");
             return None;
         };
+        if let Some(known) = memo.0.as_deref().filter(|e| e.text == q.text) {
+            // This request embedded the same text for an earlier target (or failed to).
+            return known.vector.clone().map(|v| (q.scope, v));
+        }
+        let vector = self.embed_text(state, mode, &q.text).await;
+        let found = vector.clone().map(|v| (q.scope, v));
+        memo.0 = Some(Box::new(Embedded {
+            text: q.text,
+            vector,
+        }));
+        found
+    }
+
+    async fn embed_text(&self, state: &State, mode: &str, text: &str) -> Option<Arc<[f32]>> {
+        let s = &self.settings.semantic;
         let started = Instant::now();
-        let embedded = semantic::embed(state, s, &q.text).await;
+        let embedded = semantic::embed(state, s, text).await;
         self.metrics
             .lookup
             .with_label_values(&["embedding"])
             .observe(started.elapsed().as_secs_f64());
         match embedded {
-            Ok(v) => Some((q.scope, v)),
+            Ok(v) => Some(v),
             Err(e) => {
                 self.count(mode, "embedding_error");
                 tracing::warn!(target: "portgate::cache", error = %e, "semantic cache: embedding failed, exact match only");

@@ -113,6 +113,12 @@ pub fn query(s: &SemanticSettings, scope: &key::Scope<'_>, body: &[u8]) -> Optio
     if users == 0 || users > s.max_messages || text.len() > s.max_input_bytes {
         return None;
     }
+    // The embedding model and target are part of the scope: vectors of two models (replicas
+    // with different settings sharing one Redis) are never compared.
+    v.insert(
+        "\u{0}embedding".into(),
+        serde_json::json!([s.model, s.virtual_key]),
+    );
     let rest = serde_json::to_vec(&v).ok()?;
     let scope = key::key(scope, &rest)?;
     Some(Query { scope, text })
@@ -407,6 +413,9 @@ mod tests {
         key::Scope {
             op: "chat",
             target: "openai@x:443",
+            base_path: "",
+            query: "",
+            headers: Vec::new(),
             credential: [0; 32],
             namespace: "",
             strict: true,
@@ -437,6 +446,18 @@ mod tests {
         )
         .unwrap();
         assert_ne!(a.scope, c.scope, "another system prompt");
+        // Another embedding model or embedding target: another vector space, another scope.
+        let same = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"capital of France?"}]}"#;
+        let other_model = SemanticSettings {
+            model: "text-embedding-3-large".into(),
+            ..SemanticSettings::default()
+        };
+        assert_ne!(a.scope, query(&other_model, &scope(), same).unwrap().scope);
+        let other_key = SemanticSettings {
+            virtual_key: Some("embedder-2".into()),
+            ..SemanticSettings::default()
+        };
+        assert_ne!(a.scope, query(&other_key, &scope(), same).unwrap().scope);
         let many = serde_json::json!({"model": "m", "messages": (0..5).map(|i| serde_json::json!({"role": "user", "content": i.to_string()})).collect::<Vec<_>>()});
         assert!(query(&s, &scope(), many.to_string().as_bytes()).is_none());
     }

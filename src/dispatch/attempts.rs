@@ -147,6 +147,8 @@ pub struct Walk<'a> {
     /// When the whole request must have its answer (`upstream.request_deadline_ms`): a retry
     /// whose wait would pass it is not made.
     deadline: Instant,
+    /// The semantic cache's embedding of this request's text, shared by its targets.
+    embedding: crate::cache::EmbeddingMemo,
 }
 
 type NodeFuture<'f> = Pin<Box<dyn Future<Output = Answer> + Send + 'f>>;
@@ -163,6 +165,7 @@ impl<'a> Walk<'a> {
             retry_after_spent: Duration::ZERO,
             deadline: Instant::now()
                 + Duration::from_millis(state.settings.upstream.request_deadline_ms),
+            embedding: Default::default(),
         }
     }
 
@@ -339,7 +342,14 @@ impl<'a> Walk<'a> {
         // before-request mutator (see `cache/mod.rs`). Looked up after the before-request
         // hooks, as Portkey does: a denied request never reads the cache.
         let cache = match (self.state.cache)
-            .lookup(self.state, leaf.cache.as_ref(), self.req, &target, &body)
+            .lookup(
+                self.state,
+                leaf,
+                self.req,
+                &target,
+                &body,
+                &mut self.embedding,
+            )
             .await
         {
             crate::cache::Lookup::Go(note) => note,

@@ -691,3 +691,93 @@ async fn a_text_that_cannot_be_decoded_is_a_400_not_an_empty_text() {
     assert_eq!(v["status"], "failure", "{v}");
     assert_eq!(mock.request_count(), 0, "the provider was never called");
 }
+
+/// An answer stored by a config without output guardrails is judged by the hooks of the config
+/// it is served to: a deny is a 446 (the provider is not called again), a passing hook adds
+/// its `hook_results`; the answer is still a cache hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_still_passes_the_output_guardrails() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::chat("gpt-4o", "my SECRET plan"));
+    let gw = gateway_for(&mock);
+    let cache = json!({"mode": "simple"});
+    let plain = cfg(json!({"cache": cache}));
+    let (status, h, _) = with_config(&gw, &plain, body("q")).await;
+    assert_eq!(
+        (status, header(&h, "x-portkey-cache-status")),
+        (200, "MISS")
+    );
+    let guarded =
+        cfg(json!({"cache": cache, "after_request_hooks": [regex_hook("SECRET", true, true)]}));
+    let (status, h, v) = with_config(&gw, &guarded, body("q")).await;
+    assert_eq!(status, 446, "{v}");
+    assert_eq!(header(&h, "x-portkey-cache-status"), "HIT");
+    assert_eq!(v["hook_results"]["after_request_hooks"][0]["deny"], true);
+    assert_eq!(
+        mock.request_count(),
+        1,
+        "served from the cache, judged, denied"
+    );
+    // A hook the answer passes: the cached answer with its hook results.
+    let passing =
+        cfg(json!({"cache": cache, "after_request_hooks": [regex_hook("plan", false, true)]}));
+    let (status, h, v) = with_config(&gw, &passing, body("q")).await;
+    assert_eq!((status, header(&h, "x-portkey-cache-status")), (200, "HIT"));
+    assert_eq!(v["choices"][0]["message"]["content"], "my SECRET plan");
+    assert_eq!(v["hook_results"]["after_request_hooks"][0]["verdict"], true);
+    assert_eq!(mock.request_count(), 1);
+}
+
+/// The same for a stream: a cached stream is replayed through the config's stream guard,
+/// which ends it before the offending chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_stream_still_passes_the_output_guardrails() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::Sse {
+        events: chat_events("gpt-4o", &["Hello ", "my ", "SECRET ", "plan"]),
+        delay: Duration::ZERO,
+    });
+    let gw = gateway_for(&mock);
+    let cache = json!({"mode": "simple"});
+    let mut b = body("q");
+    b["stream"] = json!(true);
+    let send = |config: String| {
+        let b = b.clone();
+        let url = gw.url("/v1/chat/completions");
+        async move {
+            let resp = client()
+                .post(url)
+                .header("x-portkey-config", config)
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            let status = header(resp.headers(), "x-portkey-cache-status").to_string();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let (status, text) = send(cfg(json!({"cache": cache}))).await;
+    assert_eq!(status, "MISS");
+    assert!(text.contains("SECRET"));
+    let (status, text) = send(cfg(json!({"cache": cache}))).await;
+    assert_eq!(status, "HIT", "stored whole");
+    assert!(text.contains("SECRET"));
+    let guarded =
+        cfg(json!({"cache": cache, "after_request_hooks": [regex_hook("SECRET", true, true)]}));
+    let (status, text) = send(guarded).await;
+    assert_eq!(status, "HIT");
+    // The replay reaches the guard in one piece (an entry is read whole), so it stops before
+    // any content chunk with the offending text.
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("chat.completion.chunk") && l.contains("SECRET")),
+        "the offending chunk never reached the client: {text}"
+    );
+    assert!(
+        text.contains("event: error") && text.contains("hooks_failed"),
+        "{text}"
+    );
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(mock.request_count(), 1);
+}

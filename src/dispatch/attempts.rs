@@ -354,18 +354,28 @@ impl<'a> Walk<'a> {
         {
             crate::cache::Lookup::Go(note) => note,
             crate::cache::Lookup::Hit(entry, note) => {
+                // The target's output guardrails judge a cached answer as they would a live
+                // one (it was stored by a request whose hooks never saw it): a whole answer
+                // here, a stream as it is replayed. Boxed like the live answer's hooks.
+                let outcome = if guard.is_active() {
+                    let log = &mut self.guardrails;
+                    let (state, req) = (self.state, self.req);
+                    Box::pin(guard.after_cached(state, req, &provider, entry, log)).await
+                } else {
+                    Outcome::Cached(entry)
+                };
                 return Answer {
-                    outcome: Outcome::Cached(entry),
+                    outcome,
                     adapter: Some(target.provider.clone()),
                     leaf_path: path,
+                    guard: guard.for_stream(self.req, &provider),
                     provider: Some(provider),
                     retry_count: 0,
                     budget_exhausted: false,
                     skipped: false,
                     hide_usage,
-                    guard: None,
                     cache: note,
-                }
+                };
             }
         };
         let breaker = leaf

@@ -176,6 +176,14 @@ pub enum Before {
     Deny(Local),
 }
 
+/// A whole answer in the client's format, to be judged by the after-request hooks.
+struct Judged {
+    headers: http::HeaderMap,
+    body: Bytes,
+    usage: Option<crate::telemetry::usage::Usage>,
+    model: Option<String>,
+}
+
 impl LeafGuard {
     pub fn is_active(&self) -> bool {
         self.active
@@ -343,6 +351,59 @@ impl LeafGuard {
             }
         };
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
+        let answer = Judged {
+            headers,
+            body: translated,
+            usage,
+            model,
+        };
+        self.judge(state, req, provider, answer, log).await
+    }
+
+    /// Runs the after-request hooks on a whole answer served from the cache. Cached answers
+    /// were stored by requests whose own hooks (if any) never saw them, so each hit is judged
+    /// like a live answer: a deny is a 446, a failed check a 246 with `hook_results`. A cached
+    /// stream is judged as it is replayed (`for_stream`); anything else passes.
+    pub async fn after_cached(
+        &self,
+        state: &State,
+        req: &Request<'_>,
+        provider: &str,
+        entry: Arc<crate::cache::Entry>,
+        log: &mut Verdicts,
+    ) -> Outcome {
+        if !self.active
+            || req.view.stream
+            || entry.status != 200
+            || entry.content_type.starts_with("text/event-stream")
+        {
+            return Outcome::Cached(entry);
+        }
+        let answer = Judged {
+            headers: crate::cache::Cache::replay_headers(&entry),
+            body: entry.body.clone(),
+            usage: entry.usage,
+            model: entry.model.clone(),
+        };
+        self.judge(state, req, provider, answer, log).await
+    }
+
+    /// The after-request hooks on an answer in the client's format: the answer the client
+    /// gets (446, or the answer with `hook_results`, 200 or 246).
+    async fn judge(
+        &self,
+        state: &State,
+        req: &Request<'_>,
+        provider: &str,
+        answer: Judged,
+        log: &mut Verdicts,
+    ) -> Outcome {
+        let Judged {
+            headers,
+            body: translated,
+            usage,
+            model,
+        } = answer;
         // Hooks that only read the answer's text get just its content part (no document of
         // the whole answer is built); the others get the whole answer.
         let whole = self.hooks.after.iter().any(|h| h.reads_whole());

@@ -354,6 +354,30 @@ pub fn relay_whole<'a>(
     relay(session, source, translator, ctx, dispatcher, keep_body)
 }
 
+/// Relays an answer the gateway holds through a stream guard (the output guardrails of a
+/// cached stream), which may end it early with an error event; returns the guard's report.
+pub async fn relay_guarded(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    dispatcher: &Dispatcher,
+    keep_body: bool,
+    (status, headers, body, content_type): (u16, http::HeaderMap, Bytes, &str),
+    guard: Box<crate::guardrails::stream::StreamGuard>,
+) -> (
+    Result<(), RelayError>,
+    std::sync::Arc<std::sync::Mutex<crate::guardrails::stream::Report>>,
+) {
+    let meter = Box::new(Meter::for_response(status, content_type, false));
+    let (translator, report) = crate::guardrails::stream::wrap(meter, guard);
+    let source = Source::Local {
+        status,
+        headers,
+        body: Some(body),
+    };
+    let relayed = relay(session, source, translator, ctx, dispatcher, keep_body).await;
+    (relayed, report)
+}
+
 /// Streams an answer to the client chunk by chunk, as it arrives (SSE events are never held
 /// back), through the provider's translator, while watching for the client going away; what
 /// the translator reads about usage and model lands in `ctx.metered`.

@@ -5,7 +5,9 @@
 use super::admit;
 use super::body::read_body;
 use super::ctx::RequestCtx;
-use super::respond::{self, relay, relay_provider_error, relay_whole, RelayError, Source};
+use super::respond::{
+    self, relay, relay_guarded, relay_provider_error, relay_whole, RelayError, Source,
+};
 use super::Gateway;
 use crate::buffers::BufferLease;
 use crate::dispatch::attempts::{Answer, Outcome, Request, Walk};
@@ -131,7 +133,22 @@ pub async fn handle(
                 entry.body.clone(),
                 entry.content_type.as_str(),
             );
-            let relayed = relay_whole(session, ctx, dispatcher, keep_body, held).await;
+            let relayed = match guard {
+                // A cached stream passes the target's output guardrails as it is replayed,
+                // like a live one (a whole answer was judged in the walk).
+                Some(guard) => {
+                    let (relayed, report) =
+                        relay_guarded(session, ctx, dispatcher, keep_body, held, guard).await;
+                    crate::guardrails::stream::record(
+                        state,
+                        &ctx.trace_id,
+                        &report,
+                        &mut ctx.guardrails,
+                    );
+                    relayed
+                }
+                None => relay_whole(session, ctx, dispatcher, keep_body, held).await,
+            };
             ctx.metered.usage = entry.usage.or(ctx.metered.usage);
             ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
             relayed.map_err(Failed::Late)

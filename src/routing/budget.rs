@@ -1,7 +1,9 @@
-//! Retry budget: across requests, extra sends to a target (retries, and fallbacks that land on a
-//! target this request already tried) are limited to a share of that target's recent first
-//! sends plus a small floor per second — the scheme Linkerd and Envoy use — so a provider outage
-//! is not multiplied by every client's retry policy. No Portkey version has one.
+//! Retry budget: across requests, re-sends to an upstream resource (retries, and fallbacks that
+//! land on a resource this request already tried; see `Target::resource`) are limited to a
+//! share of that resource's recent first sends plus a small floor per second — the scheme
+//! Linkerd and Envoy use — so a provider outage is not multiplied by every client's retry
+//! policy. A fallback to another model or credential is a first send there. No Portkey version
+//! has one.
 //!
 //! The window is kept as per-second buckets, so the figures are exact over the last
 //! `window_seconds` and memory per target is constant.
@@ -70,13 +72,17 @@ impl RetryBudget {
         let now = self.now();
         let len = self.settings.window_seconds as usize;
         if let Ok(mut map) = self.windows.lock() {
-            if map.len() >= MAX_TARGETS && !map.contains_key(target) {
+            // A known resource (nearly every request) is found without copying its key.
+            if let Some(w) = map.get_mut(target) {
+                w.bucket(now).1 += 1;
+                return;
+            }
+            if map.len() >= MAX_TARGETS {
                 map.clear();
             }
-            let w = map
-                .entry(target.to_string())
-                .or_insert_with(|| Window::new(len));
+            let mut w = Window::new(len);
             w.bucket(now).1 += 1;
+            map.insert(target.to_string(), w);
         }
     }
 

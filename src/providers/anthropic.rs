@@ -620,7 +620,11 @@ fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, Counts, Stri
             continue;
         };
         match block.kind.as_ref() {
-            "text" => text.push_str(block.text.as_deref().unwrap_or("")),
+            "text" => {
+                text.push_str(block.text.as_deref().unwrap_or(""));
+                // Non-strict answers list every non-tool block, text included, as Portkey's do.
+                other_blocks.push(*raw);
+            }
             "tool_use" => tool_calls.push(OutToolCall {
                 id: block.id.unwrap_or_default(),
                 kind: "function",

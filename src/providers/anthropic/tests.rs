@@ -216,10 +216,12 @@ fn text_with_tool_calls_ends_with_tool_calls_and_raw_reasons_when_not_strict() {
         .is_none());
     let loose = translate(&msg, false);
     assert_eq!(loose["choices"][0]["finish_reason"], "max_tokens");
+    // Every non-tool block, text included, in the answer's order.
     assert_eq!(
-        loose["choices"][0]["message"]["content_blocks"][0]["type"],
-        "thinking"
+        loose["choices"][0]["message"]["content_blocks"],
+        json!([{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "x"}])
     );
+    assert_eq!(loose["choices"][0]["message"]["content"], "x");
 }
 
 /// The OpenAI chunks of a translated stream, and whether it ended with `[DONE]`.

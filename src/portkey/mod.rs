@@ -6,6 +6,7 @@ pub mod custom_host;
 pub mod headers;
 pub mod hop;
 pub mod metadata;
+pub mod patterns;
 pub mod provider_error;
 
 pub use custom_host::CustomHostPolicy;

@@ -10,8 +10,6 @@
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
-/// Compiled regexes are bounded so a config cannot make the gateway build a huge automaton.
-const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 const MAX_DEPTH: usize = 16;
 
 /// What a query is evaluated against.
@@ -154,8 +152,14 @@ fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) ->
             errors.push((p, "must be a string".into()));
             return None;
         };
+        use crate::portkey::patterns;
+        if let Err(e) = patterns::check_length(pattern) {
+            errors.push((p, e));
+            return None;
+        }
         return match RegexBuilder::new(pattern)
-            .size_limit(REGEX_SIZE_LIMIT)
+            .size_limit(patterns::SIZE_LIMIT)
+            .dfa_size_limit(patterns::DFA_SIZE_LIMIT)
             .build()
         {
             Ok(re) => Some(Test::Regex(re)),

@@ -52,8 +52,14 @@ pub fn compile_pattern(raw: &str, literal_allowed: bool) -> Result<fancy_regex::
     } else {
         format!("(?{inline}){pattern}")
     };
+    use crate::portkey::patterns;
+    patterns::check_length(&full)?;
+    // The same bounds as routing's patterns; the backtracking engine (look-around, back
+    // references) also gives up after a bounded number of steps.
     fancy_regex::RegexBuilder::new(&full)
         .backtrack_limit(100_000)
+        .delegate_size_limit(patterns::SIZE_LIMIT)
+        .delegate_dfa_size_limit(patterns::DFA_SIZE_LIMIT)
         .build()
         .map_err(|e| format!("the pattern does not compile: {e}"))
 }
@@ -507,4 +513,26 @@ pub fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
             .str("verdict", if verdict { "passed" } else { "failed" })
             .done(),
     )
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::compile_pattern;
+
+    /// Guardrail patterns have the routing patterns' bounds: compiled size, lazy-DFA cache,
+    /// length.
+    #[test]
+    fn patterns_are_bounded_in_size_and_length() {
+        let huge = compile_pattern(&r"\w{150}".repeat(20), false).unwrap_err();
+        assert!(huge.contains("does not compile"), "{huge}");
+        let long = "a".repeat(crate::portkey::patterns::MAX_PATTERN_BYTES + 1);
+        assert!(compile_pattern(&long, false)
+            .unwrap_err()
+            .contains("longer than"));
+        assert!(compile_pattern("/secret/i", true).is_ok());
+        assert!(
+            compile_pattern(r"(?<=a)b", false).is_ok(),
+            "look-behind still works"
+        );
+    }
 }

@@ -124,3 +124,18 @@ fn long_numeric_strings_convert_in_one_pass() {
     let q = json!({"metadata.n": {"$gt": 1}});
     assert!(eval(q, json!({"n": dotted}), json!({})));
 }
+
+/// A pattern whose automaton would be large, or a very long pattern, is refused when the
+/// config is read (the same bounds as the guardrails' patterns).
+#[test]
+fn regexes_are_bounded_in_size_and_length() {
+    let err = |pattern: String| {
+        compile(&json!({"metadata.x": {"$regex": pattern}}), "q")
+            .err()
+            .map(|e| format!("{e:?}"))
+    };
+    assert!(err(r"\w{150}".repeat(20)).is_some(), "a huge automaton");
+    let long = "a".repeat(crate::portkey::patterns::MAX_PATTERN_BYTES + 1);
+    assert!(err(long).unwrap().contains("longer than"));
+    assert!(err("^gpt-4o(-mini)?$".into()).is_none());
+}

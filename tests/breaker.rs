@@ -11,17 +11,6 @@ fn body() -> serde_json::Value {
     json!({"model": "m", "messages": []})
 }
 
-async fn circuits(gw: &TestGateway) -> serde_json::Value {
-    client()
-        .get(gw.admin_url("/circuits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_skips_half_opens_and_closes() {
     let (a, b, _c, gw) = three_mocks(|s| s.circuit_breaker.min_cooldown_ms = 100).await;

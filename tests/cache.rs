@@ -358,6 +358,39 @@ async fn settings_can_turn_the_cache_off() {
     assert_eq!(mock.request_count(), 2);
 }
 
+/// A gateway whose `openai` is `chat` and whose semantic cache embeds with `embedder`.
+async fn semantic_gateway(
+    tweak: impl FnOnce(&mut portgate::Settings),
+) -> (MockProvider, MockProvider, TestGateway) {
+    let (chat, embedder) = (MockProvider::start().await, MockProvider::start().await);
+    let mut s = test_settings();
+    route_to(&mut s, &chat, &["openai"]);
+    use_embedder(&mut s, &embedder);
+    tweak(&mut s);
+    (chat, embedder, TestGateway::start(s))
+}
+
+/// A semantic-cache config with its own threshold.
+fn semantic_config(threshold: f64) -> String {
+    json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic", "threshold": threshold}})
+        .to_string()
+}
+
+/// Makes `embedder` the semantic cache's embedding target (virtual key `embedder`).
+fn use_embedder(s: &mut portgate::Settings, embedder: &MockProvider) {
+    s.virtual_keys.insert(
+        "embedder".into(),
+        portgate::settings::VirtualKeyRow {
+            provider: "openai".into(),
+            api_key_env: None,
+            api_key_file: None,
+            custom_host: Some(embedder.base_url()),
+            options: Default::default(),
+        },
+    );
+    s.cache.semantic.virtual_key = Some("embedder".into());
+}
+
 fn embedding(v: &[f32]) -> Reply {
     Reply::json(
         200,
@@ -372,29 +405,13 @@ fn question(system: &str, user: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_sets_its_own_semantic_threshold() {
-    let chat_mock = MockProvider::start().await;
-    let embedder = MockProvider::start().await;
-    let mut s = test_settings();
-    // The operator lets configs loosen the threshold down to 0.7.
-    s.cache.semantic.min_threshold = Some(0.7);
-    route_to(&mut s, &chat_mock, &["openai"]);
-    s.virtual_keys.insert(
-        "embedder".into(),
-        portgate::settings::VirtualKeyRow {
-            provider: "openai".into(),
-            api_key_env: None,
-            api_key_file: None,
-            custom_host: Some(embedder.base_url()),
-            options: Default::default(),
-        },
-    );
-    s.cache.semantic.virtual_key = Some("embedder".into());
-    s.cache.semantic.model = "emb-model".into();
-    let gw = TestGateway::start(s);
-    let config = |t: f64| {
-        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic", "threshold": t}})
-            .to_string()
-    };
+    let (chat_mock, embedder, gw) = semantic_gateway(|s| {
+        // The operator lets configs loosen the threshold down to 0.7.
+        s.cache.semantic.min_threshold = Some(0.7);
+        s.cache.semantic.model = "emb-model".into();
+    })
+    .await;
+    let config = semantic_config;
     // Stored with [1, 0, 0]; each paraphrase is at cosine 0.8 from it (and 0.64 from each
     // other: the second, stored after its miss, is not the third's neighbour).
     embedder.script([
@@ -431,26 +448,8 @@ async fn a_config_sets_its_own_semantic_threshold() {
 /// prompt's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_cannot_lower_the_semantic_threshold_below_the_floor() {
-    let chat_mock = MockProvider::start().await;
-    let embedder = MockProvider::start().await;
-    let mut s = test_settings();
-    route_to(&mut s, &chat_mock, &["openai"]);
-    s.virtual_keys.insert(
-        "embedder".into(),
-        portgate::settings::VirtualKeyRow {
-            provider: "openai".into(),
-            api_key_env: None,
-            api_key_file: None,
-            custom_host: Some(embedder.base_url()),
-            options: Default::default(),
-        },
-    );
-    s.cache.semantic.virtual_key = Some("embedder".into());
-    let gw = TestGateway::start(s);
-    let config = |t: f64| {
-        json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic", "threshold": t}})
-            .to_string()
-    };
+    let (chat_mock, embedder, gw) = semantic_gateway(|_| {}).await;
+    let config = semantic_config;
     embedder.script([
         embedding(&[1.0, 0.0, 0.0]),
         // An unrelated prompt (cosine 0.1) with a config asking for 0.01.
@@ -471,23 +470,10 @@ async fn a_config_cannot_lower_the_semantic_threshold_below_the_floor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantic_hit_for_a_paraphrase_and_miss_below_the_threshold() {
-    let chat_mock = MockProvider::start().await;
-    let embedder = MockProvider::start().await;
-    let mut s = test_settings();
-    route_to(&mut s, &chat_mock, &["openai"]);
-    s.virtual_keys.insert(
-        "embedder".into(),
-        portgate::settings::VirtualKeyRow {
-            provider: "openai".into(),
-            api_key_env: None,
-            api_key_file: None,
-            custom_host: Some(embedder.base_url()),
-            options: Default::default(),
-        },
-    );
-    s.cache.semantic.virtual_key = Some("embedder".into());
-    s.cache.semantic.model = "emb-model".into();
-    let gw = TestGateway::start(s);
+    let (chat_mock, embedder, gw) = semantic_gateway(|s| {
+        s.cache.semantic.model = "emb-model".into();
+    })
+    .await;
     let config =
         json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic"}}).to_string();
     // The mock embedder's deterministic vectors, in request order.
@@ -564,22 +550,7 @@ async fn semantic_hit_for_a_paraphrase_and_miss_below_the_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_semantic_neighbour_in_another_scope_is_not_a_hit() {
-    let chat_mock = MockProvider::start().await;
-    let embedder = MockProvider::start().await;
-    let mut s = test_settings();
-    route_to(&mut s, &chat_mock, &["openai"]);
-    s.virtual_keys.insert(
-        "embedder".into(),
-        portgate::settings::VirtualKeyRow {
-            provider: "openai".into(),
-            api_key_env: None,
-            api_key_file: None,
-            custom_host: Some(embedder.base_url()),
-            options: Default::default(),
-        },
-    );
-    s.cache.semantic.virtual_key = Some("embedder".into());
-    let gw = TestGateway::start(s);
+    let (chat_mock, embedder, gw) = semantic_gateway(|_| {}).await;
     let config =
         json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic"}}).to_string();
     embedder.always(embedding(&[1.0, 0.0]));
@@ -739,25 +710,8 @@ async fn the_key_holds_base_path_versions_and_forwarded_headers() {
 /// target tried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_embedding_per_request_whatever_the_targets_tried() {
-    let (a, b, _c, embedder, gw) = {
-        let embedder = MockProvider::start().await;
-        let url = embedder.base_url();
-        let (a, b, c, gw) = three_mocks(move |s| {
-            s.virtual_keys.insert(
-                "embedder".into(),
-                portgate::settings::VirtualKeyRow {
-                    provider: "openai".into(),
-                    api_key_env: None,
-                    api_key_file: None,
-                    custom_host: Some(url),
-                    options: Default::default(),
-                },
-            );
-            s.cache.semantic.virtual_key = Some("embedder".into());
-        })
-        .await;
-        (a, b, c, embedder, gw)
-    };
+    let embedder = MockProvider::start().await;
+    let (a, b, _c, gw) = three_mocks(|s| use_embedder(s, &embedder)).await;
     embedder.always(embedding(&[1.0, 0.0, 0.0]));
     a.always(Reply::json(503, json!({"error": {"message": "down"}})));
     let config = json!({

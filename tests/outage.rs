@@ -74,21 +74,27 @@ async fn guide_request(gw: &TestGateway, config: &str, i: usize) -> (u16, String
     ask(&gw.url(""), config, i).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_guides_fallback_serves_every_request_of_a_sustained_outage() {
-    // Default budget settings: 20 % of first sends + 1/s over 10 s. Before the budget was
-    // kept per resource, three requests in four of this run failed with 503 once the
-    // fallbacks (counted as retries of `anyscale@host`) had used it up.
-    let (mock, gw) = outage(|_| {}).await;
-    let n = 300;
+/// Sends `n` guide requests one after another: each must be answered 200 by Mistral, without
+/// a spent budget.
+async fn all_served_by_mistral(gw: &TestGateway, config: &str, n: usize) {
     for i in 0..n {
-        let (status, model, budget) = guide_request(&gw, "CONFIG_KEY", i).await;
+        let (status, model, budget) = guide_request(gw, config, i).await;
         assert_eq!(
             (status, model.as_str(), budget.as_str()),
             (200, MISTRAL, ""),
             "request {i}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_fallback_serves_every_request_of_a_sustained_outage() {
+    // Default budget settings: 20 % of first sends + 1/s over 10 s. A budget kept per
+    // provider and host would count each fallback as a retry of `anyscale@host`, and refuse
+    // three requests in four of this run once it was used up.
+    let (mock, gw) = outage(|_| {}).await;
+    let n = 300;
+    all_served_by_mistral(&gw, "CONFIG_KEY", n).await;
     // Each request: one send to the failing model, one to the healthy one; nothing more.
     assert_eq!(mock.model_count(LLAMA), n);
     assert_eq!(mock.model_count(MISTRAL), n);
@@ -142,14 +148,7 @@ async fn the_budget_caps_retries_of_the_failing_model_and_the_fallback_still_ser
     config["options"][0]["retry"] = json!({"attempts": 3});
     let config = config.to_string();
     let n = 200;
-    for i in 0..n {
-        let (status, model, budget) = guide_request(&gw, &config, i).await;
-        assert_eq!(
-            (status, model.as_str(), budget.as_str()),
-            (200, MISTRAL, ""),
-            "request {i}"
-        );
-    }
+    all_served_by_mistral(&gw, &config, n).await;
     let llama = mock.model_count(LLAMA);
     // Unbudgeted, 4 sends a request (800). Budgeted: n first sends, at most 0.2 n + 10
     // retries (the run may span two windows: allow a second floor).
@@ -246,14 +245,7 @@ async fn a_load_balanced_pick_with_a_spent_budget_moves_on() {
         ]
     })
     .to_string();
-    for i in 0..40 {
-        let (status, model, budget) = guide_request(&gw, &config, i).await;
-        assert_eq!(
-            (status, model.as_str(), budget.as_str()),
-            (200, MISTRAL, ""),
-            "request {i}"
-        );
-    }
+    all_served_by_mistral(&gw, &config, 40).await;
     let llama = mock.model_count(LLAMA);
     assert!(
         llama > 0,
@@ -282,10 +274,7 @@ async fn a_breaker_takes_only_the_failing_model_out_of_the_path() {
     let config = config.to_string();
     let n = 150;
     let started = std::time::Instant::now();
-    for i in 0..n {
-        let (status, model, _) = guide_request(&gw, &config, i).await;
-        assert_eq!((status, model.as_str()), (200, MISTRAL), "request {i}");
-    }
+    all_served_by_mistral(&gw, &config, n).await;
     let probes_allowed = (started.elapsed().as_millis() / 300) as usize + 1;
     let llama = mock.model_count(LLAMA);
     assert!(
@@ -294,14 +283,7 @@ async fn a_breaker_takes_only_the_failing_model_out_of_the_path() {
     );
     assert_eq!(mock.model_count(MISTRAL), n);
 
-    let circuits: Value = client()
-        .get(gw.admin_url("/circuits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let circuits = circuits(&gw).await;
     let state_of = |model: &str| {
         circuits["circuits"]
             .as_array()

@@ -66,6 +66,18 @@ pub async fn with_config(
     .await
 }
 
+/// The admin listener's `/circuits`.
+pub async fn circuits(gw: &TestGateway) -> serde_json::Value {
+    client()
+        .get(gw.admin_url("/circuits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A header value as text ("" when absent).
 pub fn header<'h>(h: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")

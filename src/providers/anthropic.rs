@@ -689,6 +689,8 @@ fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, Counts, Stri
 struct ChatJson {
     opts: Opts,
     body: BytesMut,
+    /// Too large to translate: relayed as it came, in order.
+    raw: bool,
     /// The translated answer, for access logs with bodies.
     out: Option<Bytes>,
     counts: Option<Counts>,
@@ -703,6 +705,7 @@ impl ChatJson {
         ChatJson {
             opts,
             body: BytesMut::new(),
+            raw: false,
             out: None,
             counts: None,
             model: None,
@@ -712,14 +715,24 @@ impl ChatJson {
 
 impl Translator for ChatJson {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.body.len() + chunk.len() > MAX_BODY {
+        if self.raw {
             return Some(chunk);
+        }
+        if self.body.len() + chunk.len() > MAX_BODY {
+            // Give up translating: what is held, then this chunk, go out as they came.
+            self.raw = true;
+            let mut held = std::mem::take(&mut self.body);
+            held.extend_from_slice(&chunk);
+            return Some(held.freeze());
         }
         self.body.extend_from_slice(&chunk);
         None
     }
 
     fn finish(&mut self) -> Option<Bytes> {
+        if self.raw {
+            return None;
+        }
         let body = std::mem::take(&mut self.body);
         match to_chat_completion(&body, &self.opts) {
             Some((out, counts, model)) => {
@@ -750,7 +763,7 @@ impl Translator for ChatJson {
     }
 
     fn content_type(&self) -> Option<&'static str> {
-        Some("application/json")
+        (!self.raw).then_some("application/json")
     }
 
     fn json_body(&self) -> Option<Value> {

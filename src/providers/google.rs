@@ -34,7 +34,7 @@ pub const BASE_URL: &str = "https://generativelanguage.googleapis.com";
 /// The API version in the path; `v1beta` is the one that has system instructions, tools and
 /// JSON output.
 const VERSION: &str = "/v1beta";
-/// Largest JSON answer translated; a larger one cannot be rewritten and ends the response.
+/// Largest JSON answer translated; a larger one is relayed as Gemini sent it.
 const MAX_JSON: usize = 16 * 1024 * 1024;
 /// JSON-Schema keywords Gemini's OpenAPI-subset `Schema` rejects ("Unknown name ...: Cannot
 /// find field"), removed from response schemas and function parameters.
@@ -751,7 +751,6 @@ pub struct GeminiTranslator {
     /// Owned: the request's borrowed fields (`model`) are not kept.
     opts: ResponseOptions<'static>,
     body: BytesMut,
-    overflowed: bool,
     splitter: SseSplitter,
     usage: Option<Usage>,
     usage_json: Option<Value>,
@@ -784,7 +783,6 @@ impl GeminiTranslator {
                 model: None,
             },
             body: BytesMut::new(),
-            overflowed: false,
             splitter: SseSplitter::default(),
             usage: None,
             usage_json: None,
@@ -940,11 +938,14 @@ impl Translator for GeminiTranslator {
             Mode::Sse => self.push_sse(&chunk),
             Mode::Json => {
                 if self.body.len() + chunk.len() > MAX_JSON {
-                    self.overflowed = true;
-                    self.body.clear();
-                } else if !self.overflowed {
-                    self.body.extend_from_slice(&chunk);
+                    // Give up translating: what is held, then every chunk, go out as they
+                    // came (Gemini's own JSON, in order, under the JSON header already sent).
+                    self.mode = Mode::Other;
+                    let mut held = self.body.split();
+                    held.extend_from_slice(&chunk);
+                    return Some(held.freeze());
                 }
+                self.body.extend_from_slice(&chunk);
                 None
             }
         }
@@ -971,7 +972,7 @@ impl Translator for GeminiTranslator {
     }
 
     fn overflowed(&self) -> bool {
-        self.overflowed || (matches!(self.mode, Mode::Sse) && self.splitter.overflowed())
+        matches!(self.mode, Mode::Sse) && self.splitter.overflowed()
     }
 
     fn may_rewrite(&self) -> bool {
@@ -1519,13 +1520,17 @@ mod tests {
     }
 
     #[test]
-    fn a_json_answer_too_large_to_translate_overflows() {
+    fn a_json_answer_too_large_to_translate_is_relayed_as_it_came() {
         let mut t =
             GeminiTranslator::new(Operation::ChatCompletions, 200, "application/json", &OPTS);
         assert!(t.push(Bytes::from(vec![b' '; MAX_JSON])).is_none());
+        // Past the limit: what was held, then this chunk, in order; no SSE error in a JSON
+        // body, and every later chunk as it comes.
+        let out = t.push(Bytes::from_static(b"{}")).unwrap();
+        assert_eq!(out.len(), MAX_JSON + 2);
+        assert_eq!(out.get(MAX_JSON..), Some(&b"{}"[..]));
         assert!(!t.overflowed());
-        assert!(t.push(Bytes::from_static(b"{}")).is_none());
-        assert!(t.overflowed());
+        assert_eq!(t.push(Bytes::from_static(b"x")).as_deref(), Some(&b"x"[..]));
         assert!(t.finish().is_none());
     }
 

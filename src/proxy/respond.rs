@@ -417,27 +417,26 @@ pub fn relay<'a>(
 /// Relays an answer the translator makes whole (a non-streamed translated answer): reads the
 /// upstream body to its end, then sends the translation with its `Content-Length` — no chunked
 /// framing, and the client's first byte comes with the complete answer.
+///
+/// A translator that gives up (an answer past its size limit) hands back what it held and
+/// then each chunk as it is: from then on the answer is relayed as it comes, untranslated and
+/// in order, so an answer of any size costs a chunk of memory, not its size.
 async fn pump_whole(
     session: &mut Session,
     source: &mut Source,
     ctx: &mut RequestCtx,
     translator: &mut dyn Translator,
 ) -> Result<(), RelayError> {
-    let mut early = bytes::BytesMut::new();
     while let Some(chunk) = source
         .next_chunk()
         .await
         .map_err(RelayError::BeforeResponse)?
     {
-        // A translator past its size limit hands chunks back: they go out as they are.
         if let Some(out) = translator.push(chunk) {
-            early.extend_from_slice(&out);
+            return pump_given_up(session, source, ctx, translator, out).await;
         }
     }
-    if let Some(rest) = translator.finish() {
-        early.extend_from_slice(&rest);
-    }
-    let body = early.freeze();
+    let body = translator.finish().unwrap_or_default();
     if let Some(c) = ctx.cache_capture.as_mut() {
         c.push(&body);
     }
@@ -451,6 +450,55 @@ async fn pump_whole(
         return Err(RelayError::ClientGone);
     }
     if session.write_response_body(Some(body), true).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    Ok(())
+}
+
+/// The rest of an answer whose translator gave up: the header (the translator now says the
+/// body is the upstream's own), what it handed back, then each chunk as it arrives.
+async fn pump_given_up(
+    session: &mut Session,
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+    first: Bytes,
+) -> Result<(), RelayError> {
+    let header = downstream_header(source, ctx, translator).map_err(header_failed)?;
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return Err(RelayError::ClientGone);
+    }
+    ctx.metered.first_chunk_at = Some(std::time::Instant::now());
+    let mut out = Some(first);
+    loop {
+        if let Some(bytes) = out.take() {
+            if let Some(c) = ctx.cache_capture.as_mut() {
+                c.push(&bytes);
+            }
+            if session
+                .write_response_body(Some(bytes), false)
+                .await
+                .is_err()
+            {
+                return Err(RelayError::ClientGone);
+            }
+        }
+        match source.next_chunk().await {
+            Ok(Some(chunk)) => out = translator.push(chunk),
+            Ok(None) => break,
+            Err(err) => return Err(Box::pin(upstream_failed(session, err, false)).await),
+        }
+    }
+    ctx.metered.last_chunk_at = Some(std::time::Instant::now());
+    if session
+        .write_response_body(translator.finish(), true)
+        .await
+        .is_err()
+    {
         return Err(RelayError::ClientGone);
     }
     Ok(())

@@ -605,8 +605,9 @@ impl Translator for JsonAnswer {
         true
     }
 
+    /// JSON when translated; relayed as it came, the upstream's own type says what it is.
     fn content_type(&self) -> Option<&'static str> {
-        Some("application/json")
+        (!self.raw).then_some("application/json")
     }
 
     fn json_body(&self) -> Option<Value> {

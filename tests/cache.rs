@@ -723,10 +723,11 @@ async fn one_embedding_per_request_whatever_the_targets_tried() {
         ]
     })
     .to_string();
+    let client_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, h, _) = ask(
         &gw,
         &config,
-        &[],
+        &[("traceparent", client_trace)],
         question("be brief", "capital of France?"),
     )
     .await;
@@ -738,4 +739,20 @@ async fn one_embedding_per_request_whatever_the_targets_tried() {
         1,
         "one embedding for both targets"
     );
+    // Built like every provider request: the loop-detection hop and the trace context of the
+    // request it serves, never the client's headers.
+    let seen = &embedder.requests()[0];
+    assert!(seen.header("x-portgate-hop").is_some());
+    let trace = seen.header("traceparent").unwrap_or_default().to_string();
+    assert!(
+        trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "the client's trace: {trace}"
+    );
+    let provider_trace = a.requests()[0].header("traceparent").map(str::to_string);
+    assert_eq!(
+        trace.get(3..35),
+        provider_trace.as_deref().and_then(|t| t.get(3..35)),
+        "the same trace as the provider call"
+    );
+    assert!(seen.header("x-portkey-config").is_none());
 }

@@ -377,7 +377,7 @@ impl Cache {
         if refresh {
             self.count(mode, "refresh");
             if semantic {
-                pending.semantic = self.embed(state, mode, &scope, body, memo).await;
+                pending.semantic = self.embed(state, req, mode, &scope, body, memo).await;
             }
             return Lookup::Go(Note::go(REFRESH, Some(pending)));
         }
@@ -401,7 +401,7 @@ impl Cache {
             };
             return Lookup::Go(Note::go(status, Some(pending)));
         }
-        pending.semantic = self.embed(state, mode, &scope, body, memo).await;
+        pending.semantic = self.embed(state, req, mode, &scope, body, memo).await;
         if let (Some(r), true) = (&self.redis, pending.semantic.is_some()) {
             // Vectors other replicas stored: follow them (started once; the first lookup
             // waits at most its bound for the initial load).
@@ -449,6 +449,7 @@ impl Cache {
     async fn embed(
         &self,
         state: &State,
+        req: &Request<'_>,
         mode: &str,
         scope: &key::Scope<'_>,
         body: &[u8],
@@ -463,7 +464,7 @@ impl Cache {
             // This request embedded the same text for an earlier target (or failed to).
             return known.vector.clone().map(|v| (q.scope, v));
         }
-        let vector = self.embed_text(state, mode, &q.text).await;
+        let vector = self.embed_text(state, req, mode, &q.text).await;
         let found = vector.clone().map(|v| (q.scope, v));
         memo.0 = Some(Box::new(Embedded {
             text: q.text,
@@ -472,10 +473,16 @@ impl Cache {
         found
     }
 
-    async fn embed_text(&self, state: &State, mode: &str, text: &str) -> Option<Arc<[f32]>> {
+    async fn embed_text(
+        &self,
+        state: &State,
+        req: &Request<'_>,
+        mode: &str,
+        text: &str,
+    ) -> Option<Arc<[f32]>> {
         let s = &self.settings.semantic;
         let started = Instant::now();
-        let embedded = semantic::embed(state, s, text).await;
+        let embedded = semantic::embed(state, s, text, req).await;
         self.metrics
             .lookup
             .with_label_values(&["embedding"])

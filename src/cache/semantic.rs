@@ -15,13 +15,14 @@
 //! all replicas stored (`redis::vectors`).
 
 use super::key;
+use crate::dispatch::attempts::Request;
+use crate::dispatch::request::{provider_request, Carried};
 use crate::dispatch::Outbound;
-use crate::providers::{Operation, Prepare, ResponseOptions};
+use crate::providers::{Operation, ResponseOptions};
 use crate::routing::plan::Leaf;
 use crate::routing::target::Target;
 use crate::state::State;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -131,8 +132,16 @@ fn push_line(out: &mut String, s: &str) {
     out.push_str(s);
 }
 
-/// Asks the embedding target for the text's vector, normalised to unit length.
-pub async fn embed(state: &State, s: &SemanticSettings, text: &str) -> Result<Arc<[f32]>, String> {
+/// Asks the embedding target for the text's vector, normalised to unit length. The request is
+/// built like any provider request (signed where the provider signs, with the trace context
+/// and the loop-detection hop of the request it serves), never with the client's headers: the
+/// embedding target is the operator's.
+pub async fn embed(
+    state: &State,
+    s: &SemanticSettings,
+    text: &str,
+    from: &Request<'_>,
+) -> Result<Arc<[f32]>, String> {
     let vk = s.virtual_key.as_deref().ok_or("no embedding target")?;
     let mut leaf = Leaf::from_request();
     leaf.virtual_key = Some(vk.to_string());
@@ -140,39 +149,29 @@ pub async fn embed(state: &State, s: &SemanticSettings, text: &str) -> Result<Ar
     let body = serde_json::to_vec(&serde_json::json!({"model": s.model, "input": text}))
         .map_err(|e| e.to_string())?;
     let no_headers = http::HeaderMap::new();
-    let prepared = target
-        .provider
-        .prepare(Prepare {
+    let built = provider_request(
+        &target,
+        Bytes::from(body),
+        &Carried {
             op: Operation::Embeddings,
-            body: Bytes::from(body),
-            api_key: target.api_key.as_ref().map(|k| k.expose()),
             query: None,
             stream: false,
             client_headers: &no_headers,
-            options: &target.options,
-        })
-        .map_err(|e| e.to_string())?;
-    let mut headers: Vec<(HeaderName, HeaderValue)> = vec![
-        (
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
-        (
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        ),
-    ];
-    headers.extend(prepared.headers);
-    let path = format!("{}{}", target.upstream.base_path, prepared.path);
+            forward: &[],
+            traceparent: from.traceparent.as_deref(),
+            hop: from.hop,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let no_resend = || false;
     let out = Outbound {
         provider: target.provider.slug(),
         upstream: &target.upstream,
         public_only: target.public_only,
         method: "POST",
-        path: &path,
-        headers: &headers,
-        body: prepared.body,
+        path: &built.path,
+        headers: &built.headers,
+        body: built.body,
         may_resend: &no_resend,
     };
     let dispatcher = &state.dispatcher;

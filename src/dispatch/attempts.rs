@@ -12,7 +12,7 @@ use super::{Inbound, Outbound};
 use crate::error::GatewayError;
 use crate::portkey::config::Mode;
 use crate::portkey::PortkeyHeaders;
-use crate::providers::{Operation, Prepare, Provider};
+use crate::providers::{Operation, Provider};
 use crate::request::RequestView;
 use crate::routing::breaker::{circuit_key, Admit};
 use crate::routing::conditions::QueryContext;
@@ -22,7 +22,7 @@ use crate::routing::select;
 use crate::routing::target::Target;
 use crate::state::State;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -618,61 +618,23 @@ impl<'a> Walk<'a> {
         body: Bytes,
     ) -> Result<Inbound, GatewayError> {
         let req = self.req;
-        let prepared = target.provider.prepare(Prepare {
-            op: req.op,
-            body,
-            api_key: target.api_key.as_ref().map(|k| k.expose()),
-            query: req.query,
-            stream: req.view.stream,
-            client_headers: req.client_headers,
-            options: &target.options,
-        })?;
-        let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
-        headers.push((
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ));
-        let accept = req
-            .client_headers
-            .get(http::header::ACCEPT)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("application/json"));
-        headers.push((http::header::ACCEPT, accept));
-        if target.provider.slug() == "openai" {
-            crate::portkey::headers::openai_headers(req.client_headers, &mut headers);
-        }
         let forward = leaf
             .forward_headers
             .as_ref()
             .unwrap_or(&req.headers.forward_headers);
-        for name in forward {
-            if let (Ok(n), Some(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                req.client_headers.get(name),
-            ) {
-                headers.push((n, v.clone()));
-            }
-        }
-        if let Some(tp) = &req.traceparent {
-            if let Ok(v) = HeaderValue::from_str(tp) {
-                headers.push((HeaderName::from_static("traceparent"), v));
-            }
-            if let Some(ts) = req.client_headers.get("tracestate") {
-                headers.push((HeaderName::from_static("tracestate"), ts.clone()));
-            }
-        }
-        if let Ok(v) = HeaderValue::from_str(req.hop) {
-            headers.push((HeaderName::from_static(crate::portkey::hop::HEADER), v));
-        }
-        headers.extend(prepared.headers);
-        let path = format!("{}{}", target.upstream.base_path, prepared.path);
-        headers.extend(target.provider.sign(&crate::providers::Signing {
-            upstream: &target.upstream,
-            path: &path,
-            body: &prepared.body,
-            options: &target.options,
-            now: std::time::SystemTime::now(),
-        })?);
+        let built = super::request::provider_request(
+            target,
+            body,
+            &super::request::Carried {
+                op: req.op,
+                query: req.query,
+                stream: req.view.stream,
+                client_headers: req.client_headers,
+                forward,
+                traceparent: req.traceparent.as_deref(),
+                hop: req.hop,
+            },
+        )?;
         // A resend after a stale pooled connection draws on the resource's retry budget.
         let budget = &self.state.budget;
         let may_resend = || budget.withdraw(resource);
@@ -681,9 +643,9 @@ impl<'a> Walk<'a> {
             upstream: &target.upstream,
             public_only: target.public_only,
             method: "POST",
-            path: &path,
-            headers: &headers,
-            body: prepared.body,
+            path: &built.path,
+            headers: &built.headers,
+            body: built.body,
             may_resend: &may_resend,
         };
         let timeout = req.headers.request_timeout_ms.or(leaf.request_timeout_ms);

@@ -8,6 +8,7 @@
 pub mod attempts;
 mod dns;
 mod exchange;
+pub mod request;
 mod upstream;
 
 pub use dns::DnsCache;

@@ -2,7 +2,7 @@
 //! HTTP status and a JSON body.
 //!
 //! Two body shapes exist because Portkey's clients expect two: gateway validation failures use
-//! Portkey's `{"status":"failure","message":...}` (reference §7), while failures of the upstream
+//! Portkey's `{"status":"failure","message":...}`, while failures of the upstream
 //! exchange use the OpenAI error envelope `{"error":{"message","type","param","code"}}` so that
 //! OpenAI-style SDKs surface the message.
 

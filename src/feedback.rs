@@ -1,4 +1,4 @@
-//! The feedback API (Portkey's hosted `/v1/feedback`, reference §9): feedback is validated, given
+//! The feedback API (Portkey's hosted `/v1/feedback`): feedback is validated, given
 //! an id, counted in metrics and written as an access-log line joinable with the request's line
 //! by trace id. The gateway keeps no database: the log is the record. A bounded index of recent
 //! ids lets `PUT /v1/feedback/{id}` find the trace it belongs to.

@@ -1,6 +1,5 @@
 //! portgate: a Portkey-compatible AI gateway on Pingora, run as a sidecar next to an
-//! application. See `README.md` for what it does and `design.md` (shared) for why it is built
-//! this way.
+//! application. See `README.md` for what it does and how it is built.
 
 pub mod admin;
 pub mod buffers;

@@ -1,4 +1,4 @@
-//! Response caching (issue 11): answers stored by a key over everything that can change them
+//! Response caching: answers stored by a key over everything that can change them
 //! (see `key.rs`), in this process (`memory.rs`) or in a Redis every replica shares
 //! (`redis.rs`).
 //!

@@ -2,7 +2,7 @@
 //! choosing targets, sending, and retrying or falling back on failures — all before the first
 //! byte goes to the client, so the client only ever sees the answer that was kept.
 //!
-//! Semantics follow Portkey (reference §3.3-3.4): fallback moves on for any non-2xx unless
+//! Semantics follow Portkey: fallback moves on for any non-2xx unless
 //! `on_status_codes` says otherwise; a gateway error inside a target (unknown virtual key, no
 //! route) stops the chain; retries happen on the retry codes, connect failures and timeouts,
 //! with backoff or the provider's Retry-After. On top: per-target circuit breakers and a retry

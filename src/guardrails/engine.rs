@@ -1,4 +1,4 @@
-//! Runs hooks (Portkey's `HooksManager`, reference §5): the hooks of a list in parallel; a
+//! Runs hooks (Portkey's `HooksManager`): the hooks of a list in parallel; a
 //! hook's checks in parallel unless it is `sequential` or a mutator (then one after the other,
 //! each seeing the previous one's rewrite). A check that errors passes unless `failOnError`;
 //! a hook's verdict is the AND of its checks; the list denies when a failing hook has `deny`.

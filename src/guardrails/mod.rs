@@ -1,4 +1,4 @@
-//! Guardrails: Portkey's before- and after-request hooks (reference §5), run by the gateway
+//! Guardrails: Portkey's before- and after-request hooks, run by the gateway
 //! itself. A config's hooks are parsed into typed, validated [`Hook`]s when the config is first
 //! seen (regexes and JSON schemas compiled once per distinct config, cached with its plan);
 //! named guardrails come from the settings' `guardrails:` map and are compiled at start-up.
@@ -127,7 +127,7 @@ impl Hook {
     }
 }
 
-/// The hooks a target runs, after inheritance (reference §3.2). Shared by every leaf that
+/// The hooks a target runs, after inheritance. Shared by every leaf that
 /// inherits the same lists.
 #[derive(Debug, Default)]
 pub struct LeafHooks {

@@ -1,4 +1,4 @@
-//! Config forms of hooks (reference §5) into typed hooks, with the JSON path of every problem:
+//! Config forms of hooks into typed hooks, with the JSON path of every problem:
 //! the full form (`before_request_hooks` / `after_request_hooks`), the shorthand
 //! (`input_guardrails` / `output_guardrails`, and `input_mutators` / `output_mutators`, which
 //! Portkey's code reads too), and references to named guardrails from the settings (a hook with

@@ -1,4 +1,4 @@
-//! The Portkey config schema (reference §3), both forms, parsed from JSON into typed nodes with
+//! The Portkey config schema, both forms, parsed from JSON into typed nodes with
 //! the JSON path of every problem. The current form nests `strategy` + `targets`; the legacy
 //! form (`mode` + `options`, used by the Anyscale seed) is normalised into it here, so the rest
 //! of the gateway sees one shape.
@@ -300,7 +300,7 @@ fn has_other_credentials(obj: &Map<String, Value>, provider: Option<&str>) -> bo
 }
 
 /// Node-level rules: a strategy needs targets and targets need a strategy; a node must satisfy
-/// one alternative of Portkey's rule (reference §3.1) — `provider` with `api_key`, `strategy`
+/// one alternative of Portkey's rule — `provider` with `api_key`, `strategy`
 /// with `targets`, `cache`, `retry`, `request_timeout`, hooks, or a provider's own credential
 /// fields — or, portgate's addition, name a `virtual_key` from the settings. A `provider`
 /// without a key is refused: the client's `Authorization` is never handed to a provider that a

@@ -1,4 +1,4 @@
-//! `x-portkey-custom-host` validation, as Portkey does it (reference §2.1): http or https only,
+//! `x-portkey-custom-host` validation, as Portkey does it: http or https only,
 //! no credentials, no private, loopback, link-local, CGNAT or metadata addresses, no odd IP
 //! spellings, no internal-only names, unless the host is on the operator's trusted list (a
 //! sidecar legitimately calls model servers in its pod or cluster).

@@ -12,7 +12,7 @@ pub mod provider_error;
 pub use custom_host::CustomHostPolicy;
 pub use headers::PortkeyHeaders;
 
-/// Response header names (reference §2.2), as `HeaderName`s: built at compile time, so adding
+/// Response header names, as `HeaderName`s: built at compile time, so adding
 /// one to an answer parses nothing.
 pub mod response {
     use http::HeaderName;

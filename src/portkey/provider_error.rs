@@ -1,4 +1,4 @@
-//! Portkey's envelope for a provider's error answer (reference §7): whatever the provider said,
+//! Portkey's envelope for a provider's error answer: whatever the provider said,
 //! the client gets `{"error":{"message":"<slug> error: <message>","type","param","code"},
 //! "provider":"<slug>"}` with the provider's status, so one error handler serves every provider.
 //!

@@ -1,4 +1,4 @@
-//! Anthropic's Messages API (`anthropic`), reference §6.1: OpenAI chat requests are translated to
+//! Anthropic's Messages API (`anthropic`): OpenAI chat requests are translated to
 //! `/v1/messages` and the answers back, streams included; the native `/v1/messages` route
 //! passes the client's bytes through untouched and only reads usage.
 //!

@@ -1,5 +1,5 @@
-//! The checks Portkey's request validator makes before a request body is read (reference §2.1,
-//! §7), with its exact messages: the content type, and whether the headers say where the
+//! The checks Portkey's request validator makes before a request body is read, with its exact
+//! messages: the content type, and whether the headers say where the
 //! request goes.
 
 use super::State;

@@ -1,5 +1,5 @@
-//! Conditional routing queries (`strategy.mode: conditional`), as Portkey evaluates them
-//! (reference §3.3): keys are dotted paths into `metadata.*`, `params.*` or `url.pathname`; a
+//! Conditional routing queries (`strategy.mode: conditional`), as Portkey evaluates them: keys
+//! are dotted paths into `metadata.*`, `params.*` or `url.pathname`; a
 //! scalar means equality; an object applies `$eq $ne $gt $gte $lt $lte $in $nin $regex`, all of
 //! which must pass (`$regex` alone decides when present); `$and` / `$or` take lists of
 //! sub-queries and, when present, decide the whole query object.

@@ -1,4 +1,4 @@
-//! From a parsed config to a Plan: inheritance down nested targets applied (reference §3.2),
+//! From a parsed config to a Plan: inheritance down nested targets applied,
 //! provider slugs, virtual keys and custom hosts checked once, so a request only walks it.
 
 use super::breaker::{BreakerSpec, DEFAULT_FAILURE_CODES};
@@ -185,7 +185,7 @@ fn build_node(
     unknown_vk: &mut Option<String>,
 ) -> Node {
     let mut inherited = parent.apply(n);
-    // Hooks: the node's own lists replace the inherited ones (reference §3.2), with references
+    // Hooks: the node's own lists replace the inherited ones, with references
     // to named guardrails resolved (an unknown id is a problem naming it).
     inherited.hooks =
         crate::guardrails::parse::inherit(&parent.hooks, n.hooks.as_ref(), ctx.guardrails, p);

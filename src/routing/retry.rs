@@ -1,4 +1,4 @@
-//! Retry policy (reference §3.4): `attempts` retries (capped at 5, as Portkey's hosted gateway
+//! Retry policy: `attempts` retries (capped at 5, as Portkey's hosted gateway
 //! documents), on `on_status_codes` (default 429, 500, 502, 503, 504) and on connect failures and
 //! timeouts, with exponential backoff 1 s, 2 s, 4 s ... and, for 429 with
 //! `use_retry_after_header`, the provider's own `retry-after-ms`, `x-ms-retry-after-ms` or

@@ -2,7 +2,7 @@
 //! provider adapter, where it lives (its base URL, a virtual key's host or a validated custom
 //! host) and the credential to send.
 //!
-//! Credential precedence (reference §14.4): a config `api_key`, then a config `virtual_key`,
+//! Credential precedence: a config `api_key`, then a config `virtual_key`,
 //! then the `x-portkey-virtual-key` header; the client's `Authorization` only for the target
 //! that the request's own headers name (a config leaf without provider, or no config). The
 //! Portkey SDK sends the placeholder `Authorization: Bearer OPENAI_API_KEY`, which therefore

@@ -1,5 +1,5 @@
-//! The built-in checks: Portkey's `default.*` plugins (reference §5 table, parameters and
-//! defaults from its `manifest.json`) and portgate's local `portgate.pii`. Parameters are read
+//! The built-in checks: Portkey's `default.*` plugins (parameters and defaults from its
+//! `manifest.json`) and portgate's local `portgate.pii`. Parameters are read
 //! and validated once, when the config is parsed (a missing required parameter or a pattern
 //! that does not compile is a 400 naming its path); a check then only runs.
 //!

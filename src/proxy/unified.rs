@@ -135,10 +135,13 @@ pub async fn handle(
             );
             let relayed = match guard {
                 // A cached stream passes the target's output guardrails as it is replayed,
-                // like a live one (a whole answer was judged in the walk).
+                // like a live one (a whole answer was judged in the walk). Boxed: a rare path,
+                // whose future inline would size this handler's for every request.
                 Some(guard) => {
-                    let (relayed, report) =
-                        relay_guarded(session, ctx, dispatcher, keep_body, held, guard).await;
+                    let (relayed, report) = Box::pin(relay_guarded(
+                        session, ctx, dispatcher, keep_body, held, guard,
+                    ))
+                    .await;
                     crate::guardrails::stream::record(
                         state,
                         &ctx.trace_id,

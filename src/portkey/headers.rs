@@ -234,14 +234,20 @@ fn parse_mode(mode: &str) -> Result<String, GatewayError> {
 }
 
 /// Header names the gateway never forwards on request, whatever the client or a config asks:
-/// they would break framing, or carry a credential to a provider it was not meant for (the
-/// provider's own key is set by the gateway), or leak the gateway's own headers (every
-/// `x-portkey-*` name is refused too).
+/// they would carry a credential to a provider it was not meant for (the provider's own key
+/// is set by the gateway), besides the ones no outgoing request may set ([`NEVER_SET`]).
 const NEVER_FORWARD: &[&str] = &[
     "authorization",
     "x-api-key",
     "api-key",
     "proxy-authorization",
+    "x-portkey-forward-headers",
+];
+
+/// Header names no request the gateway sends may take from a client or a config (forwarded
+/// headers, a webhook's `headers`): they would break the request's framing or name another
+/// host, or forge the gateway's own headers (every `x-portkey-*` name is refused too).
+const NEVER_SET: &[&str] = &[
     "x-portgate-hop",
     "host",
     "content-length",
@@ -253,8 +259,13 @@ const NEVER_FORWARD: &[&str] = &[
     "trailer",
     "expect",
     "proxy-connection",
-    "x-portkey-forward-headers",
 ];
+
+/// Whether a header name (lower-case) is one no outgoing request may take from a client or a
+/// config: framing, `host`, the gateway's own headers.
+pub fn never_set(lower: &str) -> bool {
+    NEVER_SET.contains(&lower) || lower.starts_with("x-portkey-")
+}
 
 /// Checks one name of a forward list (`x-portkey-forward-headers` or a config's
 /// `forward_headers`: one rule for both) and returns it lower-cased.
@@ -263,7 +274,7 @@ pub fn forward_header_name(name: &str) -> Result<String, String> {
     if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
         return Err(format!("{name:?} is not a header name"));
     }
-    if NEVER_FORWARD.contains(&lower.as_str()) || lower.starts_with("x-portkey-") {
+    if NEVER_FORWARD.contains(&lower.as_str()) || never_set(&lower) {
         return Err(format!("{lower} cannot be forwarded"));
     }
     Ok(lower)

@@ -24,6 +24,9 @@ const MAX_URLS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub raw: String,
+    /// The URL as results and errors show it: without its query or fragment (a webhook's
+    /// token often rides in its query string). A URL with user:password is refused.
+    pub shown: String,
     pub upstream: Upstream,
     pub path: String,
     /// Checked against the custom-host rules at run time (it came from a request).
@@ -48,6 +51,7 @@ impl Endpoint {
         }
         Ok(Endpoint {
             raw: raw.to_string(),
+            shown: url.to_string(),
             upstream,
             path,
             untrusted: !trusted,
@@ -91,6 +95,12 @@ fn headers(q: &mut Params<'_>) -> Vec<(HeaderName, HeaderValue)> {
     };
     let mut out = Vec::new();
     for (k, v) in parsed {
+        // The webhook's own credentials may be set; framing, `host` and the gateway's own
+        // headers may not (they would break or redirect the request, or forge its origin).
+        if crate::portkey::headers::never_set(&k.to_ascii_lowercase()) {
+            q.problem("headers", format!("{k:?} cannot be set"));
+            continue;
+        }
         let value = v.as_str().map_or_else(|| v.to_string(), str::to_string);
         match (
             HeaderName::from_bytes(k.as_bytes()),
@@ -207,7 +217,7 @@ impl Webhook {
     }
 
     pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
-        let url = &self.endpoint.raw;
+        let url = &self.endpoint.shown;
         let request_context = json!({"timeout": self.timeout_ms});
         let body = Bytes::from(context_body(ctx).to_string());
         let sent = post(
@@ -297,7 +307,7 @@ impl Log {
         match post(ctx, &self.endpoint, &self.headers, body, timeout).await {
             Ok((status, _)) if (200..300).contains(&status) => Outcome::pass(
                 true,
-                json!({"message": format!("Logged the request to {}", self.endpoint.raw)}),
+                json!({"message": format!("Logged the request to {}", self.endpoint.shown)}),
             ),
             Ok((status, _)) => Outcome::error(format!("HTTP {status}"), Value::Null),
             Err(e) => Outcome::error(e, Value::Null),

@@ -681,6 +681,33 @@ fn unknown_and_unsupported_ids_are_refused() {
     assert!(compiled("default.log", json!({"logURL": "https://h.example/x"})).is_ok());
 }
 
+/// A webhook's `headers` may carry its own credentials, never framing, `host` or the
+/// gateway's own headers.
+#[test]
+fn webhook_headers_cannot_break_or_redirect_the_request() {
+    let hook = |headers: Value| {
+        compiled(
+            "default.webhook",
+            json!({"webhookURL": "https://h.example/x", "headers": headers}),
+        )
+    };
+    assert!(hook(json!({"Authorization": "Bearer t", "x-tenant": "a"})).is_ok());
+    for name in [
+        "Host",
+        "Content-Length",
+        "transfer-encoding",
+        "Connection",
+        "x-portkey-config",
+        "x-portgate-hop",
+    ] {
+        let errs = hook(json!({ name: "v" })).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains("cannot be set")),
+            "{name}: {errs:?}"
+        );
+    }
+}
+
 #[test]
 fn stream_modes() {
     let m = |id: &str, p: Value| compiled(id, p).unwrap().stream_mode();
@@ -708,4 +735,15 @@ fn stream_modes() {
         StreamMode::Never
     );
     assert_eq!(m("portgate.pii", json!({})), StreamMode::Incremental);
+}
+
+/// A webhook or log URL is shown in results and errors without its query (where a token
+/// often rides) or fragment; it is still called with its query. One with user:password is
+/// refused.
+#[test]
+fn endpoint_urls_are_shown_without_secrets() {
+    let e = super::remote::Endpoint::parse("https://h.example/hook?token=s3cr3t#f", true).unwrap();
+    assert_eq!(e.shown, "https://h.example/hook");
+    assert_eq!(e.path, "/hook?token=s3cr3t");
+    assert!(super::remote::Endpoint::parse("https://u:p@h.example/hook", true).is_err());
 }

@@ -38,6 +38,8 @@ pub struct State {
     pub guardrails: crate::guardrails::NamedGuardrails,
     /// Request bytes buffered by all in-flight requests (`limits.max_buffered_bytes`).
     pub buffers: std::sync::Arc<crate::buffers::BufferBudget>,
+    /// Guardrail checks that call out running at once (`limits.guardrails.concurrent_remote_checks`).
+    pub remote_checks: tokio::sync::Semaphore,
     /// This process's mark in `x-portgate-hop` (loop detection).
     pub instance_id: String,
     /// SHA-256 digests of the accepted gateway keys.
@@ -86,6 +88,7 @@ impl State {
                 min_cooldown,
                 from_settings: true,
                 guardrails: &guardrails,
+                limits: &settings.limits.guardrails,
             };
             ConfigStore::new(&settings, &ctx)?
         };
@@ -121,6 +124,9 @@ impl State {
             gateway_keys,
             instance_id: crate::portkey::hop::new_instance_id(),
             buffers: crate::buffers::BufferBudget::new(settings.limits.max_buffered_bytes),
+            remote_checks: tokio::sync::Semaphore::new(
+                settings.limits.guardrails.concurrent_remote_checks,
+            ),
             settings,
         })
     }
@@ -134,6 +140,7 @@ impl State {
             min_cooldown: Duration::from_millis(self.settings.circuit_breaker.min_cooldown_ms),
             from_settings: false,
             guardrails: &self.guardrails,
+            limits: &self.settings.limits.guardrails,
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Request<'a> {
     pub hop: &'a str,
     /// The request's trace id (guardrail feedback is recorded against it).
     pub trace_id: &'a str,
+    /// What the request's guardrails may still spend.
+    pub guardrails: crate::guardrails::Allowance,
 }
 
 /// Why a send happened, for logs and metrics.

@@ -216,6 +216,65 @@ pub struct Input<'a> {
     /// `None` on streams: checks that reach the network do not run there.
     pub env: Option<&'a Env<'a>>,
     pub mode: Mode,
+    /// Bytes of the document the checks examine: past [`OFFLOAD_BYTES`], checks that run on
+    /// the CPU are run where they cannot hold up other requests.
+    pub size: usize,
+    /// Time the list's checks that run on the CPU may take (`limits.guardrails.check_time_budget_ms`).
+    pub budget: Duration,
+    /// The hook context webhook and log checks post, built once for the list.
+    pub posted: std::sync::OnceLock<bytes::Bytes>,
+    /// Mid-stream: the counts of the whole text, the answer being only its newest window.
+    pub counted: Option<super::checks::text::Counted>,
+}
+
+/// Documents from this size on have their checks run off the async worker (see [`offload`]).
+pub const OFFLOAD_BYTES: usize = 256 * 1024;
+
+/// Runs `check` (work for the CPU only) where it cannot stall other requests when `heavy`:
+/// on the multi-threaded runtime the worker first hands its other tasks to another thread
+/// (`block_in_place`); elsewhere (a current-thread runtime in tests) it runs in place.
+fn offload<R>(heavy: bool, check: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if heavy && multi {
+        tokio::task::block_in_place(check)
+    } else {
+        check()
+    }
+}
+
+/// When a list's checks that run on the CPU must have started, and what a check that comes
+/// later answers.
+#[derive(Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+    millis: u64,
+    heavy: bool,
+}
+
+impl Budget {
+    fn of(input: &Input<'_>) -> Budget {
+        Budget {
+            deadline: Instant::now() + input.budget,
+            millis: millis(input.budget),
+            heavy: input.size >= OFFLOAD_BYTES,
+        }
+    }
+
+    /// The outcome of a check that may not start `now` any more, if the budget is spent.
+    fn spent(&self, now: Instant) -> Option<Outcome> {
+        (now >= self.deadline).then(|| {
+            Outcome::error(
+                format!(
+                    "not run: the list's checks used up their time budget of {} ms \
+                     (limits.guardrails.check_time_budget_ms)",
+                    self.millis
+                ),
+                Value::Null,
+            )
+        })
+    }
 }
 
 /// Which checks run.
@@ -258,15 +317,16 @@ pub async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
         }
         out.results.push(result);
     };
+    let budget = Budget::of(input);
     if hooks.iter().any(|h| waits(h)) {
-        for run in join_all(hooks.iter().map(|h| run_hook(h, input)).collect()).await {
+        for run in join_all(hooks.iter().map(|h| run_hook(h, input, budget)).collect()).await {
             take(run);
         }
     } else {
         // Hooks that never wait finish on their first poll, in order: joined, they would end
         // the same way, only with a boxed future per hook.
         for h in hooks {
-            take(run_hook(h, input).await);
+            take(run_hook(h, input, budget).await);
         }
     }
     out
@@ -274,7 +334,7 @@ pub async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
 
 type Rewrites = (Option<Map<String, Value>>, Option<Value>);
 
-async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
+async fn run_hook(hook: &Hook, input: &Input<'_>, budget: Budget) -> (HookResult, Rewrites) {
     if skipped(hook, input.op, input.event) {
         let r = HookResult {
             id: hook.id.clone(),
@@ -304,8 +364,15 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
             let ran = {
                 let now = request.as_ref().map_or(input.request, Req::Json);
                 let answer = response.as_ref().map(Resp::Json).or(input.response);
-                let ctx = ctx_of(input, now, answer);
-                run_check(spec, &ctx, input.mode).await
+                // A rewritten request or answer posts its own hook context.
+                let own = std::sync::OnceLock::new();
+                let posted = if request.is_some() || response.is_some() {
+                    &own
+                } else {
+                    &input.posted
+                };
+                let ctx = ctx_of(input, now, answer, posted);
+                run_check(spec, &ctx, input.mode, budget).await
             };
             let Some((result, transform)) = ran else {
                 continue;
@@ -318,10 +385,11 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
     } else if !waits(hook) {
         // Checks that never wait run in place, in order, each timed from where the one before
         // ended (one clock read per check).
-        let ctx = ctx_of(input, input.request, input.response);
+        let ctx = ctx_of(input, input.request, input.response, &input.posted);
         let mut at = clock.started;
         for spec in enabled() {
-            let Some((result, transform)) = run_check_now(spec, &ctx, input.mode, &clock, &mut at)
+            let Some((result, transform)) =
+                run_check_now(spec, &ctx, input.mode, &clock, &mut at, budget)
             else {
                 continue;
             };
@@ -331,7 +399,7 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
             }
         }
     } else {
-        let ctx = ctx_of(input, input.request, input.response);
+        let ctx = ctx_of(input, input.request, input.response, &input.posted);
         // Checks that wait on the network run together; the others run in place, in order
         // (they never wait, so running them as futures would only add allocations).
         let enabled: Vec<&CheckSpec> = enabled().collect();
@@ -343,7 +411,7 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
                 remote.push(i);
                 ran.push(None);
             } else {
-                ran.push(run_check_now(s, &ctx, input.mode, &clock, &mut at));
+                ran.push(run_check_now(s, &ctx, input.mode, &clock, &mut at, budget));
             }
         }
         if !remote.is_empty() {
@@ -351,7 +419,7 @@ async fn run_hook(hook: &Hook, input: &Input<'_>) -> (HookResult, Rewrites) {
                 remote
                     .iter()
                     .filter_map(|i| enabled.get(*i))
-                    .map(|s| run_check(s, &ctx, input.mode))
+                    .map(|s| run_check(s, &ctx, input.mode, budget))
                     .collect(),
             )
             .await;
@@ -428,7 +496,12 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn ctx_of<'a>(input: &'a Input<'a>, request: Req<'a>, response: Option<Resp<'a>>) -> Ctx<'a> {
+fn ctx_of<'a>(
+    input: &'a Input<'a>,
+    request: Req<'a>,
+    response: Option<Resp<'a>>,
+    posted: &'a std::sync::OnceLock<bytes::Bytes>,
+) -> Ctx<'a> {
     Ctx {
         event: input.event,
         op: input.op,
@@ -439,6 +512,8 @@ fn ctx_of<'a>(input: &'a Input<'a>, request: Req<'a>, response: Option<Resp<'a>>
         stream: input.stream,
         env: input.env,
         seen: Default::default(),
+        posted,
+        counted: input.counted,
     }
 }
 
@@ -463,12 +538,22 @@ async fn run_check(
     spec: &CheckSpec,
     ctx: &Ctx<'_>,
     mode: Mode,
+    budget: Budget,
 ) -> Option<(CheckResult, Option<Transform>)> {
     let started = Instant::now();
     let created_at = Stamp::now();
-    let out: Outcome = match pass_of(spec, mode)? {
-        Pass::Whole => spec.check.run(ctx).await,
-        Pass::Partial => spec.check.run_partial(ctx)?,
+    let pass = pass_of(spec, mode)?;
+    let out: Outcome = if spec.check.is_remote() {
+        // Bounded by its own timeout, not by the CPU budget.
+        spec.check.run(ctx).await
+    } else {
+        match (budget.spent(started), pass) {
+            (Some(spent), Pass::Whole) => spent,
+            // Mid-stream, the check waits for the stream's end instead.
+            (Some(_), Pass::Partial) => return None,
+            (None, Pass::Whole) => offload(budget.heavy, || spec.check.run_local(ctx)),
+            (None, Pass::Partial) => offload(budget.heavy, || spec.check.run_partial(ctx))?,
+        }
     };
     Some(check_result(spec, started.elapsed(), created_at, out))
 }
@@ -481,12 +566,15 @@ fn run_check_now(
     mode: Mode,
     clock: &Clock,
     at: &mut Instant,
+    budget: Budget,
 ) -> Option<(CheckResult, Option<Transform>)> {
     let pass = pass_of(spec, mode)?;
     let started = *at;
-    let out: Outcome = match pass {
-        Pass::Whole => spec.check.run_local(ctx),
-        Pass::Partial => spec.check.run_partial(ctx)?,
+    let out: Outcome = match (budget.spent(started), pass) {
+        (Some(spent), Pass::Whole) => spent,
+        (Some(_), Pass::Partial) => return None,
+        (None, Pass::Whole) => offload(budget.heavy, || spec.check.run_local(ctx)),
+        (None, Pass::Partial) => offload(budget.heavy, || spec.check.run_partial(ctx))?,
     };
     *at = Instant::now();
     let elapsed = at.saturating_duration_since(started);

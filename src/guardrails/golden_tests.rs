@@ -181,6 +181,10 @@ async fn render() -> String {
                 stream: false,
                 env: None,
                 mode: Mode::Full,
+                size: 0,
+                budget: std::time::Duration::from_secs(2),
+                posted: Default::default(),
+                counted: None,
             };
             let b = engine::run(&before, &input(Event::Before, None)).await;
             let a = engine::run(&after, &input(Event::After, Some(Resp::Json(&resp)))).await;
@@ -212,6 +216,10 @@ async fn render() -> String {
                     stream: true,
                     env: None,
                     mode,
+                    size: 0,
+                    budget: std::time::Duration::from_secs(2),
+                    posted: Default::default(),
+                    counted: None,
                 };
                 let s = engine::run(&after, &input).await;
                 out.push_str(&masked(&deny_body(&[], &s.results)));
@@ -294,6 +302,10 @@ fn checks_read_the_same_without_the_documents() {
                     stream: false,
                     env: None,
                     mode: Mode::Full,
+                    size: 0,
+                    budget: std::time::Duration::from_secs(2),
+                    posted: Default::default(),
+                    counted: None,
                 };
                 let run = rt.block_on(engine::run(hooks, &input));
                 masked(&hook_results(&run.results, &[]).to_vec())

@@ -31,6 +31,23 @@ use std::sync::Arc;
 
 pub use parse::{compile_named, NamedGuardrails, NodeHooks};
 
+/// What one request's guardrails may spend (`limits.guardrails`): remote checks started, and
+/// time for the checks of one list that run on the CPU.
+#[derive(Debug)]
+pub struct Allowance {
+    pub remote: checks::remote::Quota,
+    pub cpu: std::time::Duration,
+}
+
+impl Allowance {
+    pub fn new(limits: &crate::settings::GuardrailLimits) -> Allowance {
+        Allowance {
+            remote: checks::remote::Quota::new(limits.remote_checks_per_request),
+            cpu: std::time::Duration::from_millis(limits.check_time_budget_ms),
+        }
+    }
+}
+
 /// `guardrail` checks verdicts; a `mutator` rewrites the request or the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookType {

@@ -37,7 +37,11 @@ pub struct Overrides {
 /// A hook as a config writes it: compiled, or the id of a named guardrail.
 #[derive(Debug, Clone)]
 pub enum HookRef {
-    Inline(Arc<Hook>),
+    Inline {
+        hook: Arc<Hook>,
+        /// Where the hook was written (`config.before_request_hooks[0]`).
+        path: String,
+    },
     Named {
         id: String,
         /// Where the reference was written (`config.before_request_hooks[0]`).
@@ -150,7 +154,7 @@ pub fn inherit(
 
 fn resolve(r: &HookRef, named: &NamedGuardrails, p: &mut Problems) -> Option<Arc<Hook>> {
     match r {
-        HookRef::Inline(h) => Some(h.clone()),
+        HookRef::Inline { hook, .. } => Some(hook.clone()),
         HookRef::Named {
             id,
             path,
@@ -229,7 +233,10 @@ fn full_hook(
         return None;
     };
     if obj.contains_key("checks") {
-        return inline_hook(obj, path, event, trusted, p).map(|h| HookRef::Inline(Arc::new(h)));
+        return inline_hook(obj, path, event, trusted, p).map(|h| HookRef::Inline {
+            hook: Arc::new(h),
+            path: path.to_string(),
+        });
     }
     match obj.get("id") {
         Some(Value::String(id)) if !id.trim().is_empty() => Some(HookRef::Named {
@@ -271,8 +278,12 @@ fn shorthand(
                         overrides: overrides(obj, path, p),
                     })
                 }
-                _ => shorthand_inline(obj, path, event, kind, trusted, p)
-                    .map(|h| HookRef::Inline(Arc::new(h))),
+                _ => {
+                    shorthand_inline(obj, path, event, kind, trusted, p).map(|h| HookRef::Inline {
+                        hook: Arc::new(h),
+                        path: path.to_string(),
+                    })
+                }
             }
         }
         _ => {

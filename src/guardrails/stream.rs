@@ -15,9 +15,13 @@
 //! - checks that reach the network (webhook, log, validUrls), request checks and mutators do
 //!   not run on streams (what was streamed cannot be rewritten).
 //!
-//! Verdicts always reach the access log and metrics. At most `MAX_TEXT` bytes of text are
-//! examined.
+//! Mid-stream runs look at the new text plus the [`OVERLAP`] bytes before it, not the whole
+//! text again (which made a long answer cost quadratic time); counts are kept as the text
+//! grows. A match longer than the overlap is still found by the run at the end of the stream,
+//! on the whole text. Verdicts always reach the access log and metrics. At most `MAX_TEXT`
+//! bytes of text are examined.
 
+use super::checks::text::Counted;
 use super::checks::{Req, Resp};
 use super::content;
 use super::engine::{self, HookResult, Input, Mode};
@@ -37,6 +41,10 @@ use std::task::{Context, Poll, Wake, Waker};
 /// The most text kept for checks.
 pub const MAX_TEXT: usize = 1024 * 1024;
 
+/// Bytes of already checked text a mid-stream run looks at again, so that a match spanning
+/// two chunks is found.
+pub const OVERLAP: usize = 4 * 1024;
+
 /// What a stream's guard decided, read after the relay for telemetry.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -53,6 +61,8 @@ pub struct StreamGuard {
     op: Operation,
     provider: String,
     strict: bool,
+    /// The time the checks of one run may take.
+    budget: std::time::Duration,
 }
 
 impl StreamGuard {
@@ -71,6 +81,7 @@ impl StreamGuard {
             op: req.op,
             provider: provider.to_string(),
             strict: req.headers.strict_open_ai_compliance.unwrap_or(true),
+            budget: req.guardrails.cpu,
         }
     }
 }
@@ -109,6 +120,8 @@ pub fn wrap(
         guard,
         events: SseSplitter::default(),
         text: String::new(),
+        counted: Counted::default(),
+        checked: 0,
         held: BytesMut::new(),
         stopped: false,
         incremental,
@@ -122,6 +135,10 @@ struct GuardTranslator {
     guard: Box<StreamGuard>,
     events: SseSplitter,
     text: String,
+    /// Counts of `text`, kept as it grows.
+    counted: Counted,
+    /// How much of `text` the last mid-stream run saw.
+    checked: usize,
     /// `data: [DONE]` and what follows, held until the end-of-stream checks ran.
     held: BytesMut,
     stopped: bool,
@@ -148,6 +165,7 @@ impl GuardTranslator {
             if let Some(t) = piece.and_then(Value::as_str) {
                 if self.text.len() + t.len() <= MAX_TEXT && !t.is_empty() {
                     self.text.push_str(t);
+                    self.counted.add(t);
                     added = true;
                 }
             }
@@ -155,8 +173,19 @@ impl GuardTranslator {
         added
     }
 
-    fn run(&self, mode: Mode) -> engine::ListRun {
-        let response = content::synthetic_response(self.guard.op, &self.text);
+    fn run(&mut self, mode: Mode) -> engine::ListRun {
+        let (text, counted) = match mode {
+            Mode::Partial => {
+                let mut from = self.checked.saturating_sub(OVERLAP);
+                while !self.text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                self.checked = self.text.len();
+                (self.text.get(from..).unwrap_or(""), Some(self.counted))
+            }
+            Mode::Full | Mode::StreamEnd => (self.text.as_str(), None),
+        };
+        let response = content::synthetic_response(self.guard.op, text);
         let input = Input {
             event: Event::After,
             op: self.guard.op,
@@ -167,6 +196,10 @@ impl GuardTranslator {
             stream: true,
             env: None,
             mode,
+            size: text.len(),
+            budget: self.guard.budget,
+            posted: Default::default(),
+            counted,
         };
         poll_once(engine::run(&self.guard.hooks, &input)).unwrap_or_default()
     }

@@ -84,6 +84,16 @@ impl Local {
     }
 }
 
+/// What checks that call out borrow from the gateway and the request.
+fn env_of<'a>(state: &'a State, req: &'a Request<'_>) -> Env<'a> {
+    Env {
+        dispatcher: &state.dispatcher,
+        custom_hosts: &state.custom_hosts,
+        quota: &req.guardrails.remote,
+        slots: &state.remote_checks,
+    }
+}
+
 /// The `hook_results` object, in Portkey's field order.
 pub struct HookResults<'a> {
     pub before_request_hooks: &'a [HookResult],
@@ -233,10 +243,7 @@ impl LeafGuard {
                 // answers 400 for a body that is not valid after all).
                 (None, None) => Req::Json(req.view.params()?),
             };
-            let env = Env {
-                dispatcher: &state.dispatcher,
-                custom_hosts: &state.custom_hosts,
-            };
+            let env = env_of(state, req);
             let input = Input {
                 event: Event::Before,
                 op: req.op,
@@ -247,6 +254,10 @@ impl LeafGuard {
                 stream: req.view.stream,
                 env: Some(&env),
                 mode: Mode::Full,
+                size: req.view.body.len(),
+                budget: req.guardrails.cpu,
+                posted: Default::default(),
+                counted: None,
             };
             engine::run(&leaf.hooks.before, &input).await
         };
@@ -427,10 +438,7 @@ impl LeafGuard {
                 }
             },
         };
-        let env = Env {
-            dispatcher: &state.dispatcher,
-            custom_hosts: &state.custom_hosts,
-        };
+        let env = env_of(state, req);
         // After-request checks read the request's model, or the whole request (webhook, log):
         // never its content part.
         let no_part = content::Part::default();
@@ -458,6 +466,10 @@ impl LeafGuard {
                 stream: false,
                 env: Some(&env),
                 mode: Mode::Full,
+                size: translated.len(),
+                budget: req.guardrails.cpu,
+                posted: Default::default(),
+                counted: None,
             };
             engine::run(&self.hooks.after, &input).await
         };

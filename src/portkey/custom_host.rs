@@ -159,6 +159,17 @@ impl CustomHostPolicy {
 
     /// Validates a custom host URL from a request, such as `http://vllm.ml.svc:8000/v1`.
     pub fn check(&self, raw: &str) -> Result<CustomHost, GatewayError> {
+        self.check_with(raw, true)
+    }
+
+    /// Validates a URL found in a request's or an answer's text (a guardrail's URL check): the
+    /// rules of [`CustomHostPolicy::check`] without the trusted list, which is for hosts an
+    /// operator lets clients choose, not for URLs anyone can write into a prompt.
+    pub fn check_public(&self, raw: &str) -> Result<CustomHost, GatewayError> {
+        self.check_with(raw, false)
+    }
+
+    fn check_with(&self, raw: &str, use_trusted: bool) -> Result<CustomHost, GatewayError> {
         let invalid = |why: &str| GatewayError::InvalidCustomHost(why.to_string());
         if raw.contains('@') {
             return Err(invalid("credentials are not allowed"));
@@ -172,7 +183,7 @@ impl CustomHostPolicy {
         if self.is_self(&host, upstream.port) {
             return Err(invalid("the gateway's own ports are never an upstream"));
         }
-        if self.is_trusted(&upstream, &host) {
+        if use_trusted && self.is_trusted(&upstream, &host) {
             return Ok(CustomHost {
                 upstream,
                 public_only: false,

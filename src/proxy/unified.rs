@@ -292,6 +292,7 @@ async fn walk(
         traceparent,
         hop: &ctx.hop,
         trace_id: &ctx.trace_id,
+        guardrails: crate::guardrails::Allowance::new(&state.settings.limits.guardrails),
     };
     let mut walk = Walk::new(state, &request);
     // A span per request (debug level: free unless a subscriber wants it, e.g. an OTLP layer).

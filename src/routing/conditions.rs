@@ -37,7 +37,8 @@ pub enum FieldPath {
 #[derive(Debug, Clone)]
 pub enum Test {
     /// `$regex`: decides alone, other operators in the same object are ignored (as Portkey).
-    Regex(Regex),
+    /// With the memory its compiled form holds.
+    Regex(Regex, usize),
     /// All must pass.
     Ops(Vec<Op>),
 }
@@ -52,6 +53,25 @@ pub enum Op {
     Lte(f64),
     In(Vec<Value>),
     Nin(Vec<Value>),
+}
+
+impl Query {
+    /// The query's `$regex` patterns: how many, and the memory their compiled forms hold.
+    pub fn patterns(&self) -> (usize, usize) {
+        match self {
+            Query::And(qs) | Query::Or(qs) => qs
+                .iter()
+                .map(Query::patterns)
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+            Query::Fields(fields) => fields
+                .iter()
+                .filter_map(|(_, t)| match t {
+                    Test::Regex(_, bytes) => Some((1, *bytes)),
+                    Test::Ops(_) => None,
+                })
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        }
+    }
 }
 
 /// Compiles a query object; errors are `(path, message)` pairs.
@@ -162,7 +182,7 @@ fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) ->
             .dfa_size_limit(patterns::DFA_SIZE_LIMIT)
             .build()
         {
-            Ok(re) => Some(Test::Regex(re)),
+            Ok(re) => Some(Test::Regex(re, patterns::compiled_bytes(pattern))),
             Err(e) => {
                 errors.push((p, format!("invalid regular expression: {e}")));
                 None
@@ -289,7 +309,7 @@ fn as_text(v: &Value) -> String {
 impl Test {
     fn passes(&self, value: Option<&Value>) -> bool {
         match self {
-            Test::Regex(re) => value.is_some_and(|v| re.is_match(&as_text(v))),
+            Test::Regex(re, _) => value.is_some_and(|v| re.is_match(&as_text(v))),
             Test::Ops(ops) => ops.iter().all(|op| op.passes(value)),
         }
     }

@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod budget;
 pub mod conditions;
 pub mod configs;
+pub mod cost;
 pub mod plan;
 pub mod retry;
 pub mod select;

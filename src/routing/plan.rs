@@ -26,6 +26,8 @@ pub struct PlanContext<'a> {
     pub from_settings: bool,
     /// Named guardrails from the settings, which hooks may reference by id.
     pub guardrails: &'a NamedGuardrails,
+    /// Caps on what a config's guardrails may cost (`limits.guardrails`).
+    pub limits: &'a crate::settings::GuardrailLimits,
 }
 
 #[derive(Debug)]

@@ -180,6 +180,45 @@ pub struct Limits {
     /// Bytes of request bodies all in-flight LLM requests may hold buffered at once; a request
     /// that would pass it is answered 503 with `retry-after` instead of growing the process.
     pub max_buffered_bytes: usize,
+    /// Bounds on the guardrail checks a config may carry and run.
+    pub guardrails: GuardrailLimits,
+}
+
+/// What one config's guardrails may cost. Configs come from requests, so every dimension that
+/// grows with the config's text is capped; a config over a cap is a 400 naming it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardrailLimits {
+    /// Checks in one hook.
+    pub checks_per_hook: usize,
+    /// Checks in one config, every hook of every target counted.
+    pub checks_per_config: usize,
+    /// Regular expressions in one config: guardrail patterns and conditional routing's `$regex`.
+    pub patterns_per_config: usize,
+    /// Checks that call out (webhook, log, validUrls) in one config.
+    pub remote_checks_per_config: usize,
+    /// Checks that call out run for one request, across every target a fallback or retry
+    /// tries; further ones end with an error (which passes unless `failOnError`).
+    pub remote_checks_per_request: usize,
+    /// Checks that call out running at once in the process; more wait within their timeout.
+    pub concurrent_remote_checks: usize,
+    /// Time the checks of one list of hooks that run on the gateway's CPU (patterns, counts,
+    /// schemas, PII) may take; checks not yet started when it is spent end with an error.
+    pub check_time_budget_ms: u64,
+}
+
+impl Default for GuardrailLimits {
+    fn default() -> Self {
+        GuardrailLimits {
+            checks_per_hook: 32,
+            checks_per_config: 128,
+            patterns_per_config: 32,
+            remote_checks_per_config: 16,
+            remote_checks_per_request: 32,
+            concurrent_remote_checks: 64,
+            check_time_budget_ms: 2_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -295,6 +334,7 @@ impl Default for Limits {
         Limits {
             max_request_body_bytes: 8 * 1024 * 1024,
             max_buffered_bytes: 48 * 1024 * 1024,
+            guardrails: GuardrailLimits::default(),
         }
     }
 }

@@ -49,7 +49,9 @@ fn at_most(field: &str, value: u64, max: u64, unit: &str) -> Result<(), Settings
     if value > max {
         return Err(SettingsError::new(
             field,
-            format!("{value} is more than the maximum of {max} {unit}"),
+            format!("{value} is more than the maximum of {max} {unit}")
+                .trim_end()
+                .to_string(),
         ));
     }
     Ok(())
@@ -95,6 +97,40 @@ impl Settings {
                 "must be at least limits.max_request_body_bytes (one request must fit)",
             ));
         }
+        let g = &self.limits.guardrails;
+        for (field, value) in [
+            ("limits.guardrails.checks_per_hook", g.checks_per_hook),
+            ("limits.guardrails.checks_per_config", g.checks_per_config),
+            (
+                "limits.guardrails.patterns_per_config",
+                g.patterns_per_config,
+            ),
+            (
+                "limits.guardrails.remote_checks_per_config",
+                g.remote_checks_per_config,
+            ),
+            (
+                "limits.guardrails.remote_checks_per_request",
+                g.remote_checks_per_request,
+            ),
+            (
+                "limits.guardrails.concurrent_remote_checks",
+                g.concurrent_remote_checks,
+            ),
+        ] {
+            positive(field, value as u64)?;
+            at_most(field, value as u64, 100_000, "")?;
+        }
+        positive(
+            "limits.guardrails.check_time_budget_ms",
+            g.check_time_budget_ms,
+        )?;
+        at_most(
+            "limits.guardrails.check_time_budget_ms",
+            g.check_time_budget_ms,
+            MAX_TIMEOUT_MS,
+            "ms",
+        )?;
         let up = &self.upstream;
         positive("upstream.connect_timeout_ms", up.connect_timeout_ms)?;
         positive("upstream.read_timeout_ms", up.read_timeout_ms)?;

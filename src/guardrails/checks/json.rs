@@ -42,6 +42,30 @@ fn candidates(text: &str, spans_always: bool) -> Vec<String> {
 pub struct JsonSchema {
     pub validator: jsonschema::Validator,
     pub not: bool,
+    /// The schema's `pattern` and `patternProperties` patterns: how many, and the memory their
+    /// compiled forms hold.
+    pub patterns: (usize, usize),
+}
+
+/// The patterns a schema holds (`pattern` values, `patternProperties` keys), each within the
+/// pattern length bound.
+fn schema_patterns(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("pattern", Value::String(p)) => out.push(p.clone()),
+                    ("patternProperties", Value::Object(props)) => {
+                        out.extend(props.keys().cloned());
+                    }
+                    _ => {}
+                }
+                schema_patterns(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| schema_patterns(v, out)),
+        _ => {}
+    }
 }
 
 impl JsonSchema {
@@ -58,8 +82,30 @@ impl JsonSchema {
                 return None;
             }
         };
-        match jsonschema::validator_for(&schema) {
-            Ok(validator) => Some(JsonSchema { validator, not }),
+        use crate::portkey::patterns;
+        let mut found = Vec::new();
+        schema_patterns(&schema, &mut found);
+        for pattern in &found {
+            if let Err(e) = patterns::check_length(pattern) {
+                q.problem("schema", e);
+                return None;
+            }
+        }
+        let bytes = found.iter().map(|p| patterns::compiled_bytes(p)).sum();
+        // The schema's patterns get the bounds of every other pattern a config carries.
+        let engine = jsonschema::PatternOptions::fancy_regex()
+            .backtrack_limit(patterns::BACKTRACK_LIMIT)
+            .size_limit(patterns::SIZE_LIMIT)
+            .dfa_size_limit(patterns::DFA_SIZE_LIMIT);
+        match jsonschema::options()
+            .with_pattern_options(engine)
+            .build(&schema)
+        {
+            Ok(validator) => Some(JsonSchema {
+                validator,
+                not,
+                patterns: (found.len(), bytes),
+            }),
             Err(e) => {
                 q.problem("schema", format!("is not a valid JSON schema: {e}"));
                 None

@@ -27,6 +27,10 @@ use serde_json::{Map, Value};
 pub struct Env<'a> {
     pub dispatcher: &'a Dispatcher,
     pub custom_hosts: &'a CustomHostPolicy,
+    /// The remote checks the request may still start.
+    pub quota: &'a remote::Quota,
+    /// Remote checks running at once in the process (`limits.guardrails.concurrent_remote_checks`).
+    pub slots: &'a tokio::sync::Semaphore,
 }
 
 /// The request as checks read it.
@@ -68,6 +72,12 @@ pub struct Ctx<'a> {
     pub env: Option<&'a Env<'a>>,
     /// The content part and its text, read once for all the checks sharing this context.
     pub seen: Seen,
+    /// The hook context webhook and log checks post, built once for every such check that
+    /// sees the same request and answer.
+    pub posted: &'a std::sync::OnceLock<bytes::Bytes>,
+    /// Mid-stream: the counts of the whole text so far, the text itself being only its
+    /// newest window.
+    pub counted: Option<text::Counted>,
 }
 
 /// What the checks of one context have read of it.
@@ -276,7 +286,7 @@ impl Check {
     pub fn run_partial(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let out = match self {
             Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) => {
-                c.over_max(ctx.text(), self)?
+                c.over_max(ctx.text(), ctx.counted.as_ref(), self)?
             }
             other => other.run_sync(ctx)?,
         };
@@ -309,6 +319,17 @@ impl Check {
             }
             Check::Pii(p) => p.redact,
             _ => false,
+        }
+    }
+
+    /// The regular expressions the check holds: how many, and the memory their compiled forms
+    /// hold (the config's pattern cap and its cache's byte budget count them).
+    pub fn patterns(&self) -> (usize, usize) {
+        match self {
+            Check::RegexMatch(r) => (1, r.compiled_bytes),
+            Check::RegexReplace(r) => (1, r.compiled_bytes),
+            Check::JsonSchema(s) => s.patterns,
+            _ => (0, 0),
         }
     }
 

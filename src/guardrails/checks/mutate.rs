@@ -148,6 +148,8 @@ impl AddPrefix {
 pub struct RegexReplace {
     pub rule: String,
     pub regex: fancy_regex::Regex,
+    /// Memory the compiled pattern holds.
+    pub compiled_bytes: usize,
     pub redact_text: String,
     pub fail_on_detection: bool,
 }
@@ -161,9 +163,10 @@ impl RegexReplace {
             .unwrap_or_else(|| "[REDACTED]".into());
         let fail_on_detection = q.bool("failOnDetection", false);
         match compile_pattern(&rule, true) {
-            Ok(regex) => Some(RegexReplace {
+            Ok((regex, compiled_bytes)) => Some(RegexReplace {
                 rule,
                 regex,
+                compiled_bytes,
                 redact_text,
                 fail_on_detection,
             }),

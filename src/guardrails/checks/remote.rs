@@ -5,7 +5,7 @@
 //! named guardrail in the settings is trusted as written. URLs found in model output
 //! (validUrls) are only ever fetched on public addresses.
 
-use super::{Ctx, Outcome, Params, Transform};
+use super::{Ctx, Env, Outcome, Params, Transform};
 use crate::dispatch::{Outbound, Upstream};
 use crate::guardrails::content;
 use crate::guardrails::Event;
@@ -13,12 +13,59 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use once_cell::sync::Lazy;
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::sync::SemaphorePermit;
 
 /// The largest webhook answer read.
 const MAX_ANSWER: usize = 1024 * 1024;
 /// The most URLs one validUrls check fetches or resolves.
 const MAX_URLS: usize = 16;
+/// How long one URL of a validUrls check is waited for.
+const URL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The remote checks one request may still start, across every target it tries
+/// (`limits.guardrails.remote_checks_per_request`).
+#[derive(Debug)]
+pub struct Quota {
+    left: AtomicUsize,
+    limit: usize,
+}
+
+impl Quota {
+    pub fn new(limit: usize) -> Quota {
+        Quota {
+            left: AtomicUsize::new(limit),
+            limit,
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Lets a remote check start: one of the request's quota, then a process-wide slot, waited
+/// for within `wait` (the check's own timeout).
+async fn admit<'e>(env: &'e Env<'_>, wait: Duration) -> Result<SemaphorePermit<'e>, String> {
+    if !env.quota.take() {
+        return Err(format!(
+            "the request already ran {} webhook, log and validUrls checks \
+             (limits.guardrails.remote_checks_per_request)",
+            env.quota.limit
+        ));
+    }
+    match tokio::time::timeout(wait, env.slots.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(format!(
+            "no remote check could start within {} ms: too many run at once \
+             (limits.guardrails.concurrent_remote_checks)",
+            wait.as_millis()
+        )),
+    }
+}
 
 /// A URL split into the dispatcher's upstream and the path (with query) to send.
 #[derive(Debug, Clone)]
@@ -133,7 +180,15 @@ fn context_body(ctx: &Ctx<'_>) -> Value {
     })
 }
 
-/// POSTs `body` and reads the answer, within `timeout`.
+/// The hook context to post, built once per request and answer (a shared buffer: every
+/// webhook and log check of the list sends the same bytes).
+fn posted(ctx: &Ctx<'_>) -> Bytes {
+    ctx.posted
+        .get_or_init(|| Bytes::from(context_body(ctx).to_string()))
+        .clone()
+}
+
+/// POSTs `body` and reads the answer, within `timeout` (the wait for a slot included).
 async fn post(
     ctx: &Ctx<'_>,
     endpoint: &Endpoint,
@@ -142,6 +197,9 @@ async fn post(
     timeout: Duration,
 ) -> Result<(u16, Bytes), String> {
     let (upstream, public_only) = endpoint.target(ctx)?;
+    let env = ctx
+        .env
+        .ok_or_else(|| "not available on streams".to_string())?;
     let mut headers = Vec::with_capacity(extra.len() + 1);
     headers.push((
         http::header::CONTENT_TYPE,
@@ -159,10 +217,9 @@ async fn post(
         body,
         may_resend: &no_resend,
     };
-    let dispatcher = ctx
-        .env
-        .ok_or_else(|| "not available on streams".to_string())?
-        .dispatcher;
+    let dispatcher = env.dispatcher;
+    let started = std::time::Instant::now();
+    let _slot = admit(env, timeout).await?;
     let exchange = async {
         let mut inbound = dispatcher.send(&out).await.map_err(|e| e.to_string())?;
         let status = inbound.status();
@@ -177,7 +234,7 @@ async fn post(
             }
         }
     };
-    tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout.saturating_sub(started.elapsed()), exchange)
         .await
         .map_err(|_| format!("Request timed out after {} ms", timeout.as_millis()))?
 }
@@ -219,7 +276,7 @@ impl Webhook {
     pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let url = &self.endpoint.shown;
         let request_context = json!({"timeout": self.timeout_ms});
-        let body = Bytes::from(context_body(ctx).to_string());
+        let body = posted(ctx);
         let sent = post(
             ctx,
             &self.endpoint,
@@ -302,7 +359,7 @@ impl Log {
     }
 
     pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
-        let body = Bytes::from(context_body(ctx).to_string());
+        let body = posted(ctx);
         let timeout = Duration::from_millis(self.timeout_ms);
         match post(ctx, &self.endpoint, &self.headers, body, timeout).await {
             Ok((status, _)) if (200..300).contains(&status) => Outcome::pass(
@@ -319,17 +376,22 @@ static URLS: Lazy<Option<regex::Regex>> =
     Lazy::new(|| regex::Regex::new(r#"https?://[^\s,"'{}\[\]]+"#).ok());
 
 async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
-    let Ok(endpoint) = Endpoint::parse(raw, false) else {
+    let Some(env) = ctx.env else {
         return false;
     };
-    let Some(env) = ctx.env else {
+    // A URL anyone can write into a prompt is checked by the custom-host rules without the
+    // trusted list: an internal name, a private or metadata address, the gateway's own port
+    // is invalid without being looked up or contacted.
+    let Ok(host) = env.custom_hosts.check_public(raw) else {
+        return false;
+    };
+    let Ok(endpoint) = Endpoint::parse(raw, false) else {
         return false;
     };
     if only_dns {
         return env
             .dispatcher
-            .dns()
-            .resolve(&endpoint.upstream.host, endpoint.upstream.port)
+            .resolve(&host.upstream, true)
             .await
             .is_ok_and(|a| !a.is_empty());
     }
@@ -340,7 +402,7 @@ async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
     let no_resend = || false;
     let out = Outbound {
         provider: "validUrls",
-        upstream: &endpoint.upstream,
+        upstream: &host.upstream,
         // URLs in model output are never fetched on private addresses.
         public_only: true,
         method: "HEAD",
@@ -350,7 +412,7 @@ async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
         may_resend: &no_resend,
     };
     let dispatcher = env.dispatcher;
-    let sent = tokio::time::timeout(Duration::from_secs(3), async {
+    let sent = tokio::time::timeout(URL_TIMEOUT, async {
         let inbound = dispatcher.send(&out).await.ok()?;
         let status = inbound.status();
         inbound.abort();
@@ -386,6 +448,13 @@ pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
                    "not": not, "textExcerpt": content::excerpt(text)}),
         );
     }
+    let Some(env) = ctx.env else {
+        return Outcome::error("not available on streams", Value::Null);
+    };
+    let _slot = match admit(env, URL_TIMEOUT).await {
+        Ok(slot) => slot,
+        Err(e) => return Outcome::error(e, Value::Null),
+    };
     let checks: Vec<_> = urls.iter().map(|u| url_ok(ctx, u, only_dns)).collect();
     let results = crate::guardrails::engine::join_all(checks).await;
     type Checked<'u> = Vec<(&'u String, bool)>;

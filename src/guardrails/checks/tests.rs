@@ -37,6 +37,8 @@ fn env_less<'a>(
         stream: false,
         env: None,
         seen: Default::default(),
+        posted: Box::leak(Box::default()),
+        counted: None,
     }
 }
 

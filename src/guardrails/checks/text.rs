@@ -36,8 +36,12 @@ impl Operator {
 /// Compiles a JavaScript-style pattern: `fancy-regex` adds look-around and back-references to
 /// the `regex` crate's syntax, so the patterns Portkey's users write (JS `RegExp`) mostly
 /// compile unchanged. A `/pattern/flags` literal is accepted with flags `i`, `m`, `s`
-/// (`g` is implied: every match is replaced).
-pub fn compile_pattern(raw: &str, literal_allowed: bool) -> Result<fancy_regex::Regex, String> {
+/// (`g` is implied: every match is replaced). Also answers the memory the compiled pattern
+/// holds ([`patterns::compiled_bytes`](crate::portkey::patterns::compiled_bytes)).
+pub fn compile_pattern(
+    raw: &str,
+    literal_allowed: bool,
+) -> Result<(fancy_regex::Regex, usize), String> {
     let (pattern, flags) = match raw.strip_prefix('/').and_then(|r| r.rsplit_once('/')) {
         Some((p, f))
             if literal_allowed && f.chars().all(|c| "gimsuyd".contains(c)) && !p.is_empty() =>
@@ -57,10 +61,11 @@ pub fn compile_pattern(raw: &str, literal_allowed: bool) -> Result<fancy_regex::
     // The same bounds as routing's patterns; the backtracking engine (look-around, back
     // references) also gives up after a bounded number of steps.
     fancy_regex::RegexBuilder::new(&full)
-        .backtrack_limit(100_000)
+        .backtrack_limit(patterns::BACKTRACK_LIMIT)
         .delegate_size_limit(patterns::SIZE_LIMIT)
         .delegate_dfa_size_limit(patterns::DFA_SIZE_LIMIT)
         .build()
+        .map(|re| (re, patterns::compiled_bytes(&full)))
         .map_err(|e| format!("the pattern does not compile: {e}"))
 }
 
@@ -68,6 +73,8 @@ pub fn compile_pattern(raw: &str, literal_allowed: bool) -> Result<fancy_regex::
 pub struct RegexMatch {
     pub rule: String,
     pub regex: fancy_regex::Regex,
+    /// Memory the compiled pattern holds.
+    pub compiled_bytes: usize,
     pub not: bool,
 }
 
@@ -76,7 +83,12 @@ impl RegexMatch {
         let rule = q.required_str("rule")?;
         let not = q.not();
         match compile_pattern(&rule, false) {
-            Ok(regex) => Some(RegexMatch { rule, regex, not }),
+            Ok((regex, compiled_bytes)) => Some(RegexMatch {
+                rule,
+                regex,
+                compiled_bytes,
+                not,
+            }),
             Err(e) => {
                 q.problem("rule", e);
                 None
@@ -237,13 +249,23 @@ impl Count {
     }
 
     /// Mid-stream: fails only when the count is already over the maximum (it only grows).
-    pub fn over_max(&self, text: &str, check: &Check) -> Option<Outcome> {
+    /// `counted` is the whole text's count kept by the stream (the text given is then only
+    /// its newest window).
+    pub fn over_max(
+        &self,
+        text: &str,
+        counted: Option<&Counted>,
+        check: &Check,
+    ) -> Option<Outcome> {
         let unit = match check {
             Check::SentenceCount(_) => Unit::Sentences,
             Check::WordCount(_) => Unit::Words,
             _ => Unit::Characters,
         };
-        let n = Count::count(text, unit);
+        let n = match counted {
+            Some(c) => c.get(unit),
+            None => Count::count(text, unit),
+        };
         (n > self.max).then(|| {
             let (mut b1, mut b2) = (itoa::Buffer::new(), itoa::Buffer::new());
             Outcome::pass(
@@ -266,6 +288,43 @@ impl Count {
                     .done(),
             )
         })
+    }
+}
+
+/// Sentence, word and character counts of a text that grows by appending, kept without
+/// reading it again (each count adds up over pieces; words joined across a piece boundary are
+/// counted once).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    sentences: i64,
+    words: i64,
+    characters: i64,
+    /// The text so far ends inside a word.
+    in_word: bool,
+}
+
+impl Counted {
+    pub fn add(&mut self, piece: &str) {
+        if piece.is_empty() {
+            return;
+        }
+        self.sentences += Count::count(piece, Unit::Sentences);
+        self.characters += Count::count(piece, Unit::Characters);
+        let words = Count::count(piece, Unit::Words);
+        let starts_in_word = piece.chars().next().is_some_and(|c| !c.is_whitespace());
+        self.words += words - i64::from(self.in_word && starts_in_word);
+        self.in_word = piece
+            .chars()
+            .next_back()
+            .is_some_and(|c| !c.is_whitespace());
+    }
+
+    pub fn get(&self, unit: Unit) -> i64 {
+        match unit {
+            Unit::Sentences => self.sentences,
+            Unit::Words => self.words,
+            Unit::Characters => self.characters,
+        }
     }
 }
 
@@ -513,6 +572,27 @@ pub fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
             .str("verdict", if verdict { "passed" } else { "failed" })
             .done(),
     )
+}
+
+#[cfg(test)]
+mod counted {
+    use super::{Count, Counted, Unit};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Counting piece by piece gives the counts of the whole text, wherever it is cut.
+        #[test]
+        fn pieces_add_up_to_the_whole(pieces in proptest::collection::vec("[a-z .!?\\n é]{0,12}", 0..24)) {
+            let mut c = Counted::default();
+            for p in &pieces {
+                c.add(p);
+            }
+            let whole: String = pieces.concat();
+            for unit in [Unit::Sentences, Unit::Words, Unit::Characters] {
+                prop_assert_eq!(c.get(unit), Count::count(&whole, unit));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>
         min_cooldown: Duration::from_secs(30),
         from_settings: false,
         guardrails: &guardrails,
+        limits: &Default::default(),
     };
     let node = parse(&v).unwrap();
     f(build(&node, &ctx))
@@ -307,6 +308,7 @@ proptest! {
                 min_cooldown: Duration::from_secs(30),
                 from_settings: false,
                 guardrails: &guardrails,
+                limits: &Default::default(),
             };
             let _ = build(&node, &ctx);
         }

@@ -146,8 +146,45 @@ fn every_provider_answers_in_openai_shape() {
         assert!(u.input > 0 && u.output > 0, "{slug}: {u:?}");
         assert_eq!(v["usage"]["prompt_tokens"], u.input, "{slug}");
         assert_eq!(v["usage"]["completion_tokens"], u.output, "{slug}");
+        assert_usage_shape(&slug, &v["usage"]);
         assert!(t.model().is_some(), "{slug}: model read");
     }
+}
+
+/// The one `usage` shape of every translated answer: OpenAI's fields and both detail objects,
+/// the total their sum; only Anthropic adds its prompt-cache counts. OpenAI and Azure OpenAI
+/// answer in OpenAI's format already: their `usage` is relayed as it came.
+fn assert_usage_shape(slug: &str, u: &Value) {
+    if slug == "openai" || slug == "azure-openai" {
+        return;
+    }
+    let mut keys: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.retain(|k| !(slug == "anthropic" && k.starts_with("cache_")));
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "completion_tokens",
+            "completion_tokens_details",
+            "prompt_tokens",
+            "prompt_tokens_details",
+            "total_tokens"
+        ],
+        "{slug}: {u}"
+    );
+    assert!(
+        u["prompt_tokens_details"]["cached_tokens"].is_u64(),
+        "{slug}: {u}"
+    );
+    assert!(
+        u["completion_tokens_details"]["reasoning_tokens"].is_u64(),
+        "{slug}: {u}"
+    );
+    assert_eq!(
+        u["total_tokens"].as_u64(),
+        Some(u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()),
+        "{slug}: {u}"
+    );
 }
 
 #[test]
@@ -212,6 +249,12 @@ fn every_provider_streams_in_openai_shape_at_any_chunk_boundary() {
         );
         let u = usage.unwrap_or_else(|| panic!("{slug}: stream usage read"));
         assert!(u.input > 0 && u.output > 0, "{slug}: {u:?}");
+        let sent = chunks
+            .iter()
+            .rev()
+            .find(|c| c["usage"].is_object())
+            .unwrap_or_else(|| panic!("{slug}: a chunk with usage"));
+        assert_usage_shape(&slug, &sent["usage"]);
     }
 }
 

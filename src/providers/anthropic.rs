@@ -470,19 +470,7 @@ impl Counts {
 
     fn openai(&self) -> Value {
         let u = self.usage();
-        let mut v = json!({
-            "prompt_tokens": u.input,
-            "completion_tokens": u.output,
-            "total_tokens": u.input + u.output,
-            "prompt_tokens_details": {"cached_tokens": u.cached_input},
-        });
-        if self.cache_read > 0 {
-            v["cache_read_input_tokens"] = json!(self.cache_read);
-        }
-        if self.cache_creation > 0 {
-            v["cache_creation_input_tokens"] = json!(self.cache_creation);
-        }
-        v
+        serde_json::to_value(u.openai().with_cache_counts(&u)).unwrap_or_default()
     }
 }
 
@@ -555,7 +543,7 @@ struct OutCompletion<'a> {
     model: &'a str,
     provider: &'static str,
     choices: [OutChoice<'a>; 1],
-    usage: OutUsage,
+    usage: crate::telemetry::usage::OpenAiUsage,
 }
 
 #[derive(Serialize)]
@@ -589,23 +577,6 @@ struct OutFunction<'a> {
     name: Cow<'a, str>,
     /// The tool input's JSON text, as a string.
     arguments: &'a str,
-}
-
-#[derive(Serialize)]
-struct OutUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: OutCached,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_read_input_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_creation_input_tokens: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct OutCached {
-    cached_tokens: u64,
 }
 
 /// Translates a whole Anthropic message (its JSON text) into a `chat.completion`, serialised
@@ -669,17 +640,7 @@ fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, Counts, Stri
             logprobs: None,
             finish_reason: finish,
         }],
-        usage: OutUsage {
-            prompt_tokens: usage.input,
-            completion_tokens: usage.output,
-            total_tokens: usage.input + usage.output,
-            prompt_tokens_details: OutCached {
-                cached_tokens: usage.cached_input,
-            },
-            cache_read_input_tokens: (counts.cache_read > 0).then_some(counts.cache_read),
-            cache_creation_input_tokens: (counts.cache_creation > 0)
-                .then_some(counts.cache_creation),
-        },
+        usage: usage.openai().with_cache_counts(&usage),
     };
     let bytes = serde_json::to_vec(&out).ok()?;
     Some((bytes, counts, msg.model.into_owned()))

@@ -576,18 +576,7 @@ fn usage_of(meta: &Value) -> Usage {
 
 /// `usageMetadata` → OpenAI's `usage` object.
 fn usage_json(meta: &Value) -> Value {
-    let u = usage_of(meta);
-    let total = meta
-        .get("totalTokenCount")
-        .and_then(Value::as_u64)
-        .unwrap_or(u.input + u.output);
-    json!({
-        "prompt_tokens": u.input,
-        "completion_tokens": u.output,
-        "total_tokens": total,
-        "prompt_tokens_details": {"cached_tokens": u.cached_input},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning},
-    })
+    usage_of(meta).openai_json()
 }
 
 /// What one candidate's parts say: visible text (thought summaries are not the answer) and

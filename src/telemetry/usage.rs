@@ -20,6 +20,67 @@ pub struct Usage {
     pub reasoning: u64,
 }
 
+/// OpenAI's `usage` object of a chat answer, the one shape every translated answer carries
+/// whatever the provider: both detail objects always (zeros where the provider reports
+/// nothing) and `total_tokens` = prompt + completion. Anthropic answers also carry the
+/// prompt-cache counts under Anthropic's names when not zero, as Portkey's do
+/// ([`OpenAiUsage::with_cache_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OpenAiUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedDetails,
+    completion_tokens_details: ReasoningDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+struct CachedDetails {
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+struct ReasoningDetails {
+    reasoning_tokens: u64,
+}
+
+impl OpenAiUsage {
+    /// Adds `cache_read_input_tokens` and `cache_creation_input_tokens` where not zero.
+    pub fn with_cache_counts(mut self, usage: &Usage) -> OpenAiUsage {
+        self.cache_read_input_tokens = (usage.cached_input > 0).then_some(usage.cached_input);
+        self.cache_creation_input_tokens = (usage.cache_write > 0).then_some(usage.cache_write);
+        self
+    }
+}
+
+impl Usage {
+    /// The answer's `usage` object ([`OpenAiUsage`]).
+    pub fn openai(&self) -> OpenAiUsage {
+        OpenAiUsage {
+            prompt_tokens: self.input,
+            completion_tokens: self.output,
+            total_tokens: self.input.saturating_add(self.output),
+            prompt_tokens_details: CachedDetails {
+                cached_tokens: self.cached_input,
+            },
+            completion_tokens_details: ReasoningDetails {
+                reasoning_tokens: self.reasoning,
+            },
+            cache_read_input_tokens: None,
+            cache_creation_input_tokens: None,
+        }
+    }
+
+    /// [`Usage::openai`] as a JSON value, for answers built as documents.
+    pub fn openai_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.openai()).unwrap_or_default()
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct WireDetails {
     #[serde(default)]

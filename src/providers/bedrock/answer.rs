@@ -34,12 +34,7 @@ pub fn usage(u: Option<&Value>) -> Option<Usage> {
 }
 
 fn usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input,
-        "completion_tokens": u.output,
-        "total_tokens": u.input + u.output,
-        "prompt_tokens_details": {"cached_tokens": u.cached_input},
-    })
+    u.openai_json()
 }
 
 /// Converse `stopReason` → OpenAI `finish_reason` (the raw reason when not strict, as Portkey

@@ -405,11 +405,7 @@ pub fn usage(u: Option<&Value>) -> Option<Usage> {
 }
 
 fn usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input,
-        "completion_tokens": u.output,
-        "total_tokens": u.input + u.output,
-    })
+    u.openai_json()
 }
 
 /// A whole Cohere chat answer → an OpenAI `chat.completion`.

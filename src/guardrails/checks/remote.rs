@@ -275,7 +275,6 @@ impl Webhook {
 
     pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let url = &self.endpoint.shown;
-        let request_context = json!({"timeout": self.timeout_ms});
         let body = posted(ctx);
         let sent = post(
             ctx,
@@ -285,50 +284,63 @@ impl Webhook {
             Duration::from_millis(self.timeout_ms),
         )
         .await;
-        let failed = |message: String, response: Option<Value>| {
-            let mut data = json!({"explanation": format!("Webhook error: {message}"),
-                                  "webhookUrl": url, "requestContext": request_context});
-            if let (Some(r), Some(o)) = (response, data.as_object_mut()) {
-                o.insert("responseData".into(), r);
-            }
-            Outcome::error(message, data)
-        };
-        let (status, answer) = match sent {
-            Ok(x) => x,
-            Err(e) => return failed(e, None),
-        };
-        let parsed: Option<Value> = serde_json::from_slice(&answer).ok();
-        if !(200..300).contains(&status) {
-            return failed(format!("HTTP {status}"), parsed);
+        judge(sent, ctx.event, url, self.timeout_ms)
+    }
+}
+
+/// A webhook's verdict from what it answered (anything at all: the webhook is another
+/// service): a 2xx JSON object's `verdict` (false when missing or not a boolean), and its
+/// `transformedData` when it rewrites; any other answer is an error naming why.
+pub fn judge(
+    sent: Result<(u16, Bytes), String>,
+    event: Event,
+    url: &str,
+    timeout_ms: u64,
+) -> Outcome {
+    let request_context = json!({"timeout": timeout_ms});
+    let failed = |message: String, response: Option<Value>| {
+        let mut data = json!({"explanation": format!("Webhook error: {message}"),
+                              "webhookUrl": url, "requestContext": request_context});
+        if let (Some(r), Some(o)) = (response, data.as_object_mut()) {
+            o.insert("responseData".into(), r);
         }
-        let Some(answer) = parsed.filter(Value::is_object) else {
-            return failed("the webhook did not answer a JSON object".into(), None);
-        };
-        let verdict = answer
-            .get("verdict")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let transformed = answer.get("transformedData");
-        let transform = match ctx.event {
-            Event::Before => transformed
-                .and_then(|t| t.pointer("/request/json"))
-                .and_then(Value::as_object)
-                .map(|j| Transform::Request(j.clone())),
-            Event::After => transformed
-                .and_then(|t| t.pointer("/response/json"))
-                .filter(|j| j.is_object())
-                .map(|j| Transform::Response(j.clone())),
-        };
-        Outcome {
-            verdict,
-            data: json!({"verdict": verdict,
-                         "explanation": if verdict { "Webhook request succeeded" } else { "Webhook request failed" },
-                         "webhookUrl": url, "responseData": answer.get("data").cloned().unwrap_or(Value::Null),
-                         "requestContext": request_context})
-            .into(),
-            error: None,
-            transform,
-        }
+        Outcome::error(message, data)
+    };
+    let (status, answer) = match sent {
+        Ok(x) => x,
+        Err(e) => return failed(e, None),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&answer).ok();
+    if !(200..300).contains(&status) {
+        return failed(format!("HTTP {status}"), parsed);
+    }
+    let Some(answer) = parsed.filter(Value::is_object) else {
+        return failed("the webhook did not answer a JSON object".into(), None);
+    };
+    let verdict = answer
+        .get("verdict")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let transformed = answer.get("transformedData");
+    let transform = match event {
+        Event::Before => transformed
+            .and_then(|t| t.pointer("/request/json"))
+            .and_then(Value::as_object)
+            .map(|j| Transform::Request(j.clone())),
+        Event::After => transformed
+            .and_then(|t| t.pointer("/response/json"))
+            .filter(|j| j.is_object())
+            .map(|j| Transform::Response(j.clone())),
+    };
+    Outcome {
+        verdict,
+        data: json!({"verdict": verdict,
+                     "explanation": if verdict { "Webhook request succeeded" } else { "Webhook request failed" },
+                     "webhookUrl": url, "responseData": answer.get("data").cloned().unwrap_or(Value::Null),
+                     "requestContext": request_context})
+        .into(),
+        error: None,
+        transform,
     }
 }
 

@@ -293,3 +293,27 @@ fn the_semantic_threshold_has_a_floor() {
     let err = s.validate().unwrap_err();
     assert_eq!(err.field, "cache.semantic.min_threshold");
 }
+
+#[test]
+fn guardrail_limits_must_be_positive_and_bounded() {
+    for (yaml, field) in [
+        (
+            "limits:\n  guardrails:\n    checks_per_hook: 0\n",
+            "limits.guardrails.checks_per_hook",
+        ),
+        (
+            "limits:\n  guardrails:\n    concurrent_remote_checks: 100001\n",
+            "limits.guardrails.concurrent_remote_checks",
+        ),
+        (
+            "limits:\n  guardrails:\n    check_time_budget_ms: 0\n",
+            "limits.guardrails.check_time_budget_ms",
+        ),
+    ] {
+        let err = Settings::from_yaml(yaml)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+    }
+}

@@ -237,6 +237,24 @@ async fn checks_past_the_time_budget_are_not_run() {
     assert_eq!(mock.request_count(), 1);
 }
 
+/// A streamed request through a gateway for `mock` whose config has one deny hook of `checks`
+/// on the output; the body the client received.
+async fn streamed(mock: &MockProvider, checks: Value) -> String {
+    let gw = gateway_for(mock);
+    let config = json!({"provider": "openai", "api_key": "sk-a",
+                        "after_request_hooks": [{"deny": true, "checks": checks}]});
+    let mut b = body("go");
+    b["stream"] = json!(true);
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-portkey-config", config.to_string())
+        .json(&b)
+        .send()
+        .await
+        .unwrap();
+    resp.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_stream_is_checked_window_by_window_and_still_denied_mid_way() {
     let mock = MockProvider::start().await;
@@ -253,21 +271,10 @@ async fn a_long_stream_is_checked_window_by_window_and_still_denied_mid_way() {
         events: chat_events("gpt-4o", &refs),
         delay: Duration::from_millis(3),
     });
-    let gw = gateway_for(&mock);
-    let config = json!({"provider": "openai", "api_key": "sk-a", "after_request_hooks": [
-        {"deny": true, "checks": [
-            {"id": "default.regexMatch", "parameters": {"rule": "BEGIN (RSA )?PRIVATE KEY", "not": true}},
-            {"id": "default.wordCount", "parameters": {"maxWords": 100000}}]}]});
-    let mut b = body("go");
-    b["stream"] = json!(true);
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("x-portkey-config", config.to_string())
-        .json(&b)
-        .send()
-        .await
-        .unwrap();
-    let text = resp.text().await.unwrap();
+    let text = streamed(&mock, json!([
+        {"id": "default.regexMatch", "parameters": {"rule": "BEGIN (RSA )?PRIVATE KEY", "not": true}},
+        {"id": "default.wordCount", "parameters": {"maxWords": 100000}}]))
+    .await;
     assert!(text.contains("event: error"), "denied mid-stream");
     assert!(text.contains("w2999"), "the text before was relayed");
     assert!(
@@ -286,19 +293,11 @@ async fn a_stream_over_a_word_maximum_is_cut_when_it_passes_it() {
         events: chat_events("gpt-4o", &refs),
         delay: Duration::from_millis(2),
     });
-    let gw = gateway_for(&mock);
-    let config = json!({"provider": "openai", "api_key": "sk-a", "after_request_hooks": [
-        {"deny": true, "checks": [{"id": "default.wordCount", "parameters": {"maxWords": 300}}]}]});
-    let mut b = body("go");
-    b["stream"] = json!(true);
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .header("x-portkey-config", config.to_string())
-        .json(&b)
-        .send()
-        .await
-        .unwrap();
-    let text = resp.text().await.unwrap();
+    let text = streamed(
+        &mock,
+        json!([{"id": "default.wordCount", "parameters": {"maxWords": 300}}]),
+    )
+    .await;
     assert!(text.contains("event: error"), "{text}");
     assert!(
         text.contains("\"w250 \""),

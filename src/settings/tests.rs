@@ -310,10 +310,7 @@ fn guardrail_limits_must_be_positive_and_bounded() {
             "limits.guardrails.check_time_budget_ms",
         ),
     ] {
-        let err = Settings::from_yaml(yaml)
-            .unwrap()
-            .validate()
-            .unwrap_err();
+        let err = Settings::from_yaml(yaml).unwrap().validate().unwrap_err();
         assert_eq!(err.field, field, "{err}");
     }
 }

@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache
+.PHONY: run test deps build release lint layers fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -20,6 +20,7 @@ run: release
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/layers.py
 	$(CARGO) run -q --bin portgate -- --check --config conf/portgate.yaml > /dev/null
 	./scripts/validate-deploy.sh
 	./scripts/run-tests.sh
@@ -27,6 +28,11 @@ test: deps
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/layers.py
+
+# The module graph of src/, its cycles and the upward imports left.
+layers:
+	python3 scripts/layers.py --graph
 
 fmt:
 	$(CARGO) fmt --all

@@ -22,7 +22,7 @@ KNOWN = os.path.join(ROOT, "scripts", "layers-known.txt")
 
 # Bottom up. Each layer may import itself and everything below.
 LAYERS = [
-    ["error", "request", "buffers"],  # types shared by every layer
+    ["types", "error", "request", "buffers"],  # types shared by every layer
     ["settings"],  # plain, validated settings data
     ["dispatch"],  # upstream: addresses, DNS, connections, one exchange
     ["stream"],  # SSE framing and the translator contract

@@ -19,6 +19,7 @@ pub mod shutdown;
 pub mod state;
 pub mod stream;
 pub mod telemetry;
+pub mod types;
 
 pub use error::GatewayError;
 pub use server::{build_server, Portgate};

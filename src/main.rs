@@ -55,6 +55,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        if let Err(e) = portgate::state::check_settings(&settings) {
+            eprintln!("portgate: {e}");
+            return ExitCode::from(2);
+        }
         // Names and sources only: virtual keys show where their key comes from, configs'
         // credential fields and gateway key digests are not shown.
         println!("{}", settings.check_report());

@@ -57,6 +57,7 @@ impl State {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
         settings.validate()?;
+        check_links(&settings)?;
         let providers = Providers::from_settings(&settings)?;
         let own_ports: Vec<u16> = [&settings.listen, &settings.admin_listen]
             .iter()
@@ -162,6 +163,43 @@ impl State {
                     == 0)
         })
     }
+}
+
+/// Every check of the settings, as `portgate --check` runs them: the settings' own
+/// ([`Settings::validate`]), those that need the layers that read them (URLs, custom-host
+/// entries, provider names), and the named guardrails compiled. Building the [`State`] runs the
+/// same checks once, compiling the guardrails for use.
+pub fn check_settings(settings: &Settings) -> Result<(), SettingsError> {
+    settings.validate()?;
+    check_links(settings)?;
+    crate::guardrails::compile_named(&settings.guardrails)
+        .map_err(|(field, reason)| SettingsError::new(&field, reason))?;
+    Ok(())
+}
+
+/// The checks of values that another layer parses.
+fn check_links(settings: &Settings) -> Result<(), SettingsError> {
+    for (i, host) in settings.custom_hosts.trusted.iter().enumerate() {
+        CustomHostPolicy::check_entry(host)
+            .map_err(|e| SettingsError::new(&format!("custom_hosts.trusted[{i}]"), e))?;
+    }
+    crate::dispatch::Upstream::parse(&settings.anthropic.base_url)
+        .map_err(|e| SettingsError::new("anthropic.base_url", e))?;
+    for (slug, row) in &settings.providers {
+        crate::dispatch::Upstream::parse(&row.base_url)
+            .map_err(|e| SettingsError::new(&format!("providers.{slug}.base_url"), e))?;
+    }
+    for (id, row) in &settings.virtual_keys {
+        if !settings.providers.contains_key(&row.provider)
+            && !crate::providers::is_built_in(&row.provider)
+        {
+            return Err(SettingsError::new(
+                &format!("virtual_keys.{id}.provider"),
+                format!("unknown provider {:?}", row.provider),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn decode_hex(hex: &str) -> Option<[u8; 32]> {

@@ -10,7 +10,7 @@ use portgate::cache::Entry;
 use portgate::guardrails::checks::remote::judge;
 use portgate::guardrails::Event;
 use portgate::providers::{Operation, Providers, ResponseOptions};
-use portgate::telemetry::usage::Usage;
+use portgate::types::usage::Usage;
 use portgate::Settings;
 use proptest::prelude::*;
 use serde_json::{json, Value};

@@ -22,10 +22,9 @@ pub mod memory;
 pub mod metrics;
 pub mod redis;
 pub mod semantic;
-pub mod settings;
 
+pub use crate::settings::cache::{Backend, CacheSettings};
 pub use metrics::CacheMetrics;
-pub use settings::{Backend, CacheSettings};
 
 use crate::dispatch::attempts::Request;
 use crate::portkey::config::CacheMode;
@@ -33,7 +32,7 @@ use crate::routing::plan::Leaf;
 use crate::routing::target::Target;
 use crate::settings::SettingsError;
 use crate::state::State;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Instant;

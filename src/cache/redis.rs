@@ -8,8 +8,8 @@
 //! once per `reconnect_interval_ms`; once made, `redis`'s `ConnectionManager` reconnects by
 //! itself.
 
-use super::settings::RedisSettings;
 use super::Entry;
+use crate::settings::cache::RedisSettings;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

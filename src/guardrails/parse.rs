@@ -530,29 +530,6 @@ fn feedback(
     })
 }
 
-/// Replaces the values of every `headers` object (webhook and log checks) with `[redacted]`:
-/// they carry credentials whatever their names (`portgate --check`, `Debug`).
-pub fn redact_headers(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map.iter_mut() {
-                if k == "headers" {
-                    match child {
-                        Value::Object(h) => h
-                            .values_mut()
-                            .for_each(|x| *x = Value::String("[redacted]".into())),
-                        other => *other = Value::String("[redacted]".into()),
-                    }
-                } else {
-                    redact_headers(child);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_headers),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,12 +554,5 @@ mod tests {
         let (field, reason) = compile_named(&defs).unwrap_err();
         assert_eq!(field, "guardrails.bad");
         assert!(reason.contains("checks,0,parameters,rule"), "{reason}");
-    }
-
-    #[test]
-    fn headers_are_redacted() {
-        let mut v = json!({"g": {"checks": [{"parameters": {"headers": {"x-key": "s3cret"}}}]}});
-        redact_headers(&mut v);
-        assert!(!v.to_string().contains("s3cret"));
     }
 }

@@ -31,7 +31,7 @@ use crate::dispatch::attempts::Request;
 use crate::providers::Operation;
 use crate::stream::sse::{self, SseSplitter};
 use crate::stream::Translator;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 use std::future::Future;

@@ -41,16 +41,12 @@ pub struct Local {
     /// Usage and model read from the provider's answer before the hooks ran (the provider was
     /// called: its tokens count even when the answer is denied), so the relay does not parse
     /// the body, `hook_results` and all, again to find them.
-    pub usage: Option<crate::telemetry::usage::Usage>,
+    pub usage: Option<crate::types::usage::Usage>,
     pub model: Option<String>,
 }
 
 impl Local {
-    fn metered(
-        mut self,
-        usage: Option<crate::telemetry::usage::Usage>,
-        model: Option<String>,
-    ) -> Self {
+    fn metered(mut self, usage: Option<crate::types::usage::Usage>, model: Option<String>) -> Self {
         self.usage = usage;
         self.model = model;
         self
@@ -190,7 +186,7 @@ pub enum Before {
 struct Judged {
     headers: http::HeaderMap,
     body: Bytes,
-    usage: Option<crate::telemetry::usage::Usage>,
+    usage: Option<crate::types::usage::Usage>,
     model: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::stream::sse::{data, SseSplitter};
 use crate::stream::Translator;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -543,7 +543,7 @@ struct OutCompletion<'a> {
     model: &'a str,
     provider: &'static str,
     choices: [OutChoice<'a>; 1],
-    usage: crate::telemetry::usage::OpenAiUsage,
+    usage: crate::types::usage::OpenAiUsage,
 }
 
 #[derive(Serialize)]

@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::portkey::provider_error;
 use crate::stream::sse::{data, SseSplitter};
 use crate::stream::Translator;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};

@@ -6,7 +6,7 @@ use crate::dispatch::attempts::AttemptRecord;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::telemetry::trace::TraceContext;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use prometheus::IntGauge;

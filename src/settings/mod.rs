@@ -5,6 +5,7 @@
 //! Precedence (lowest to highest): built-in defaults, the YAML file, `PORTGATE_*` environment
 //! variables, command-line flags.
 
+pub mod cache;
 pub mod cpu;
 mod env;
 mod report;
@@ -63,7 +64,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub anthropic: AnthropicSettings,
     /// Response caching (`cache.rs`: backend, bounds, `max_age` limits, Redis).
-    pub cache: crate::cache::CacheSettings,
+    pub cache: cache::CacheSettings,
 }
 
 /// The Anthropic adapter (`anthropic`).
@@ -111,7 +112,20 @@ pub struct PricingSettings {
     /// A pricing file replacing the built-in `conf/pricing.yaml`.
     pub file: Option<String>,
     /// Prices added to (or replacing rows of) the table: provider → model → price.
-    pub overrides: BTreeMap<String, BTreeMap<String, crate::telemetry::pricing::Price>>,
+    pub overrides: BTreeMap<String, BTreeMap<String, Price>>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Prompt tokens written to the provider's cache (defaults to `input`).
+    #[serde(default)]
+    pub cache_write: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -324,7 +338,7 @@ impl Default for Settings {
             pricing: PricingSettings::default(),
             log: LogSettings::default(),
             anthropic: AnthropicSettings::default(),
-            cache: crate::cache::CacheSettings::default(),
+            cache: cache::CacheSettings::default(),
         }
     }
 }

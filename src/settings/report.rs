@@ -20,7 +20,7 @@ impl Settings {
         redact_tree(&mut v);
         if let Some(g) = v.get_mut("guardrails") {
             // Webhook and log headers are credentials whatever their names.
-            crate::guardrails::parse::redact_headers(g);
+            crate::types::redact::redact_headers(g);
         }
         // Inserted after the generic pass: these descriptions are already safe, and the pass
         // would take a described custom host for a malformed URL.
@@ -79,7 +79,7 @@ fn describe_virtual_key(row: &VirtualKeyRow) -> String {
 /// Credential-like fields at any depth become `[redacted]` (the access log's list of names);
 /// every string loses a URL's user:password part.
 fn redact_tree(v: &mut Value) {
-    crate::telemetry::access_log::redact(v);
+    crate::types::redact::redact(v);
     strip_urls(v);
 }
 

@@ -85,7 +85,7 @@ fn validation_names_field_and_reason() {
     ];
     for (yaml, field) in cases {
         let err = Settings::from_yaml(yaml)
-            .and_then(|s| s.validate().map(|_| s))
+            .and_then(|s| crate::state::check_settings(&s).map(|_| s))
             .unwrap_err();
         assert_eq!(err.field, field, "{yaml}");
         assert!(!err.reason.is_empty());
@@ -205,12 +205,12 @@ fn virtual_keys_may_name_translating_providers() {
     let ok = Settings::from_yaml(
         "virtual_keys:\n  gemini-vk:\n    provider: google\n    custom_host: http://localhost:9000\n",
     )
-    .and_then(|s| s.validate());
+    .and_then(|s| crate::state::check_settings(&s));
     assert!(ok.is_ok(), "{:?}", ok.err());
     let err = Settings::from_yaml(
         "virtual_keys:\n  x:\n    provider: no-such-provider\n    custom_host: http://localhost:9000\n",
     )
-    .and_then(|s| s.validate());
+    .and_then(|s| crate::state::check_settings(&s));
     assert!(err.is_err());
 }
 

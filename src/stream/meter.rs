@@ -8,7 +8,7 @@
 //!   other chunk is removed, so the client sees exactly the stream it would have seen.
 
 use super::sse::{payload, SseSplitter};
-use crate::telemetry::usage::{self, Usage};
+use crate::types::usage::{self, Usage};
 use bytes::{Bytes, BytesMut};
 use memchr::memmem::Finder;
 use once_cell::sync::Lazy;

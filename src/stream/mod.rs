@@ -8,7 +8,7 @@ pub mod sse;
 
 pub use meter::Meter;
 
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::Bytes;
 
 /// Turns a provider's answer into what the client receives, chunk by chunk, and tells

@@ -11,7 +11,6 @@
 use crate::settings::{LogSettings, SettingsError};
 use prometheus::IntCounter;
 use serde::Serialize;
-use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -208,43 +207,6 @@ fn flush_loop(sink: &Sink, mut out: Box<dyn Write + Send>) {
     }
 }
 
-/// Field names whose values are credentials, compared case-insensitively.
-const SECRET_FIELDS: &[&str] = &[
-    "api_key",
-    "apikey",
-    "api-key",
-    "x-api-key",
-    "key",
-    "authorization",
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "secret",
-    "client_secret",
-    "password",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "vertex_service_account_json",
-];
-
-/// Replaces the values of credential-like fields, at any depth, with `[redacted]`.
-pub fn redact(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, val) in map.iter_mut() {
-                if SECRET_FIELDS.iter().any(|s| s.eq_ignore_ascii_case(k)) {
-                    *val = Value::String("[redacted]".into());
-                } else {
-                    redact(val);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
-    }
-}
-
 /// The current time as RFC 3339 with milliseconds (UTC).
 pub fn now_rfc3339() -> String {
     rfc3339_millis(std::time::SystemTime::now())
@@ -326,16 +288,6 @@ mod tests {
             }
         }
         assert_eq!(now_rfc3339().len(), 24);
-    }
-
-    #[test]
-    fn redacts_credentials_but_not_token_counts() {
-        let mut v = json!({"api_key": "sk-1", "max_tokens": 5, "nested": [{"Authorization": "Bearer x", "token": "t"}]});
-        redact(&mut v);
-        assert_eq!(
-            v,
-            json!({"api_key": "[redacted]", "max_tokens": 5, "nested": [{"Authorization": "[redacted]", "token": "[redacted]"}]})
-        );
     }
 
     #[test]

@@ -1,15 +1,13 @@
 //! Observability: diagnostics logging (one `tracing` stack, with Pingora's `log` output bridged
-//! into it), Prometheus metrics, cost from pricing, token usage, W3C trace context, and the
+//! into it), Prometheus metrics, cost from pricing, W3C trace context, and the
 //! access log written once per request.
 
 pub mod access_log;
-pub mod json;
 pub mod labels;
 pub mod metrics;
 pub mod pricing;
 pub mod record;
 pub mod trace;
-pub mod usage;
 pub mod usage_series;
 
 use crate::settings::LogSettings;

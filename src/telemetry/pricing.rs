@@ -2,23 +2,12 @@
 //! and date; replaceable by a file and extendable from the settings). A model with no price
 //! costs nothing and is counted as unpriced: cost is never guessed.
 
-use super::usage::Usage;
 use crate::settings::{PricingSettings, SettingsError};
-use serde::{Deserialize, Serialize};
+use crate::types::usage::Usage;
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
-/// USD per million tokens.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-    #[serde(default)]
-    pub cached_input: Option<f64>,
-    /// Prompt tokens written to the provider's cache (defaults to `input`).
-    #[serde(default)]
-    pub cache_write: Option<f64>,
-}
+pub use crate::settings::Price;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

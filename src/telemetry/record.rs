@@ -2,13 +2,14 @@
 //! line, from what the request context collected. Runs in Pingora's `logging` hook, which is
 //! called exactly once per request, success or failure.
 
-use super::access_log::{now_rfc3339, redact};
-use super::json::Object;
+use super::access_log::now_rfc3339;
 use super::metrics::status_class;
-use super::usage::Usage;
 use crate::dispatch::attempts::AttemptRecord;
 use crate::proxy::{RequestCtx, Route};
 use crate::state::State;
+use crate::types::json::Object;
+use crate::types::redact::redact;
+use crate::types::usage::Usage;
 use pingora::protocols::l4::socket::SocketAddr as ClientAddr;
 #[cfg(test)]
 use serde::{Serialize, Serializer};
@@ -240,7 +241,7 @@ fn client_addr(out: &mut Vec<u8>, addr: &ClientAddr) {
             out.extend_from_slice(digits.format(v4.port()).as_bytes());
             out.push(b'"');
         }
-        _ => super::json::string(out, &addr.to_string()),
+        _ => crate::types::json::string(out, &addr.to_string()),
     }
 }
 
@@ -343,7 +344,7 @@ struct AttemptLine<'a> {
 }
 
 impl RequestLine<'_> {
-    /// Writes the line as serde_json would serialise it (see [`super::json`]).
+    /// Writes the line as serde_json would serialise it (see [`crate::types::json`]).
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
         o.str("timestamp", &self.timestamp);

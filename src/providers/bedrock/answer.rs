@@ -6,7 +6,7 @@
 use crate::portkey::provider_error;
 use crate::providers::ResponseOptions;
 use crate::stream::Translator;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message;
 use bytes::{Bytes, BytesMut};

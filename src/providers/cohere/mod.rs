@@ -15,7 +15,7 @@ use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::stream::{Meter, Translator};
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};

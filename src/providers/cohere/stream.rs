@@ -13,7 +13,7 @@ use super::{finish_reason, usage, usage_json};
 use crate::providers::ResponseOptions;
 use crate::stream::sse::{data, SseSplitter};
 use crate::stream::Translator;
-use crate::telemetry::usage::Usage;
+use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 

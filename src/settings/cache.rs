@@ -35,7 +35,7 @@ pub struct CacheSettings {
     pub max_max_age_seconds: u64,
     pub redis: RedisSettings,
     /// The semantic cache's embedding target and index (`semantic.rs`).
-    pub semantic: super::semantic::SemanticSettings,
+    pub semantic: SemanticSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -177,5 +177,54 @@ impl CacheSettings {
         max_age
             .unwrap_or(self.default_max_age_seconds)
             .clamp(self.min_max_age_seconds, self.max_max_age_seconds)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SemanticSettings {
+    /// Virtual key (from `virtual_keys`) of the embedding target. Unset: semantic mode does
+    /// exact matching only.
+    pub virtual_key: Option<String>,
+    /// Embedding model asked for.
+    pub model: String,
+    /// Smallest cosine similarity that is a hit.
+    pub threshold: f32,
+    /// The lowest threshold a config's `cache.threshold` may ask for (`null`: `threshold`, so
+    /// a config may only raise it). A client that could lower it would be served answers to
+    /// other prompts.
+    pub min_threshold: Option<f32>,
+    /// Most entries indexed (all scopes together). Memory is entries × dimensions × 4 bytes:
+    /// 10 000 vectors of 1536 dimensions hold 59 MiB.
+    pub max_entries: usize,
+    /// Requests with more user messages are not looked up semantically (Portkey: 4).
+    pub max_messages: usize,
+    /// Requests whose user text is longer (bytes) are not looked up semantically.
+    pub max_input_bytes: usize,
+    /// Longest the embedding call may take; past it the request goes on without it.
+    pub timeout_ms: u64,
+}
+
+impl Default for SemanticSettings {
+    fn default() -> Self {
+        SemanticSettings {
+            virtual_key: None,
+            model: "text-embedding-3-small".into(),
+            threshold: 0.95,
+            min_threshold: None,
+            max_entries: 10_000,
+            max_messages: 4,
+            max_input_bytes: 32 * 1024,
+            timeout_ms: 2000,
+        }
+    }
+}
+
+impl SemanticSettings {
+    /// The threshold a lookup uses: a config's own, never below the floor
+    /// (`min_threshold`, else `threshold`).
+    pub fn threshold_for(&self, asked: Option<f32>) -> f32 {
+        let floor = self.min_threshold.unwrap_or(self.threshold);
+        asked.unwrap_or(self.threshold).max(floor)
     }
 }

@@ -1,0 +1,7 @@
+//! Types every layer shares and that depend on no other part of the gateway: token usage (as
+//! read from answers and as written into OpenAI's shape) the JSON writing helpers,
+//! and the redaction of credentials in documents that are shown or logged.
+
+pub mod json;
+pub mod redact;
+pub mod usage;

@@ -1,5 +1,5 @@
 //! The cache's Prometheus families, registered into the gateway's registry with the others
-//! (documented in README). Labels are bounded: `mode` is simple or semantic, `result` one of
+//! (documented in docs/caching.md and docs/observability.md). Labels are bounded: `mode` is simple or semantic, `result` one of
 //! [`Result`]'s names, `backend` memory or redis.
 
 use prometheus::{

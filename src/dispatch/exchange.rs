@@ -241,7 +241,7 @@ impl Dispatcher {
     /// for room in a full socket buffer). Polled once here, such a wait is dropped with the
     /// connection, which then closes without the alert. Awaited, its ~4.4 KB future sat in
     /// every request's future, which Pingora copies into a box per request and which every
-    /// open stream holds (see README › Performance).
+    /// open stream holds (see docs/performance.md).
     pub fn release(&self, inbound: Inbound) {
         let idle = Some(Duration::from_millis(self.timeouts.idle_timeout_ms));
         // `try_once` only makes HTTP/1 sessions; anything else would just be closed.

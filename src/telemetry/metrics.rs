@@ -1,7 +1,7 @@
 //! Prometheus metric families, in one struct registered into the gateway's own registry (the
 //! `prometheus` crate version Pingora's Prometheus service uses), served on the admin listener's
 //! `/metrics`. Names follow the OpenTelemetry GenAI conventions rendered for Prometheus, plus
-//! one `portgate_` family; every family is documented in README.
+//! one `portgate_` family; every family is named in README and documented in docs/observability.md.
 //!
 //! Labels are bounded (see `labels.rs` for the caps and why): providers come from the provider
 //! table; model labels are the priced models plus at most `metrics.max_model_labels` others of

@@ -24,16 +24,17 @@ KNOWN = os.path.join(ROOT, "scripts", "layers-known.txt")
 LAYERS = [
     ["types", "error", "request", "buffers"],  # types shared by every layer
     ["settings"],  # plain, validated settings data
-    ["dispatch"],  # upstream: addresses, DNS, connections, one exchange
+    ["dispatch"],  # upstream: URLs, custom-host rules, DNS, connections, one exchange
     ["stream"],  # SSE framing and the translator contract
     ["providers"],  # translators to and from each provider's API
+    ["telemetry"],  # metric families, cost, the access-log writer
     ["guardrails"],  # hooks and checks
-    ["portkey"],  # the Portkey interface: headers, config schema, custom hosts
+    ["portkey"],  # the Portkey interface: headers, config schema, routing queries
     ["routing"],  # plans, targets, breaker, retry budget
     ["cache"],  # response cache, simple and semantic
     ["feedback"],
-    ["telemetry"],  # metrics, cost, access log
     ["state"],  # what the process holds, built from the settings
+    ["pipeline"],  # a request's walk: guardrails, cache, breakers, budget, each send
     ["proxy"],  # the Pingora phases and the request handler
     ["admin", "shutdown", "server"],  # the process: listeners, signals, start-up
 ]

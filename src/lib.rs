@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod error;
 pub mod feedback;
 pub mod guardrails;
+pub mod pipeline;
 pub mod portkey;
 pub mod providers;
 pub mod proxy;

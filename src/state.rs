@@ -2,9 +2,9 @@
 //! keys, named and cached configs, connection pools, retry budget and circuit breakers. Built
 //! and checked once at start-up; a request only reads it.
 
+use crate::dispatch::CustomHostPolicy;
 use crate::dispatch::Dispatcher;
 use crate::portkey::config;
-use crate::portkey::CustomHostPolicy;
 use crate::providers::Providers;
 use crate::routing::breaker::{BreakerSpec, Breakers};
 use crate::routing::budget::RetryBudget;
@@ -130,6 +130,15 @@ impl State {
             ),
             settings,
         })
+    }
+
+    /// What resolving a target reads.
+    pub fn resolver(&self) -> crate::routing::target::Resolver<'_> {
+        crate::routing::target::Resolver {
+            providers: &self.providers,
+            virtual_keys: &self.virtual_keys,
+            custom_hosts: &self.custom_hosts,
+        }
     }
 
     /// What building a plan from an inline config checks references against.

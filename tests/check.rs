@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! `portgate --check` never prints key material (issue 9, item 9): virtual keys show names and
+//! `portgate --check` never prints key material: virtual keys show names and
 //! sources, configs' inline keys and URL credentials are redacted, and a key pasted into the
 //! wrong field is not echoed in the error either.
 

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Portkey wire conformance (reference §2, §3.1, §7): the exact statuses, messages, envelopes,
+//! Portkey wire conformance: the exact statuses, messages, envelopes,
 //! headers and routes of Portkey's gateway, asserted on both sides of the proxy.
 
 mod support;

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Every failure gets the right status and a JSON body (reference §7), and none hangs.
+//! Every failure gets the right status and a JSON body (Portkey's error envelope), and none hangs.
 
 mod support;
 

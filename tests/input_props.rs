@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Client input never panics the parsers it reaches (issue 9, item 5): the `x-portkey-*`
+//! Client input never panics the parsers it reaches: the `x-portkey-*`
 //! headers, the custom-host validator, `x-portkey-metadata`, and conditional-routing queries,
 //! compiled and evaluated against arbitrary metadata and parameters. Each property feeds
 //! arbitrary Unicode and also text from an alphabet biased towards what the parsers look at
@@ -7,8 +7,9 @@
 //! deeper branches are reached, not only the first rejection.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use portgate::portkey::{config, metadata, CustomHostPolicy, PortkeyHeaders};
-use portgate::routing::conditions::{compile, QueryContext};
+use portgate::dispatch::CustomHostPolicy;
+use portgate::portkey::conditions::{compile, QueryContext};
+use portgate::portkey::{config, metadata, PortkeyHeaders};
 use proptest::prelude::*;
 use serde_json::Value;
 

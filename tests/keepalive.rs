@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Keep-alive connections are never dropped between requests (issue 9, item 0): many clients,
+//! Keep-alive connections are never dropped between requests: many clients,
 //! each on one raw HTTP/1.1 connection, send requests back to back the moment the previous
 //! response is complete. A client that sends its next request while the gateway is still
 //! finishing the previous one must get its answer, not a closed connection.

@@ -262,7 +262,7 @@ fn every_provider_streams_in_openai_shape_at_any_chunk_boundary() {
 fn every_providers_error_fits_portkeys_envelope() {
     for slug in providers() {
         let raw = fixture(&slug, "matrix_error.json");
-        let v: Value = serde_json::from_slice(&portgate::portkey::provider_error::envelope(
+        let v: Value = serde_json::from_slice(&portgate::providers::error_envelope::envelope(
             &slug, 400, &raw,
         ))
         .unwrap();

@@ -1,9 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The examples of the Portkey Anthropic integration guide (`shared/seeds/002_*`), each run
-//! through the gateway as the guide writes it, with virtual keys from the settings pointing at
-//! mock providers. The guide's virtual keys name Anthropic; until Anthropic translation lands
-//! (providers issue), `anthropic-virtual-key` names an OpenAI-compatible provider on its own
-//! mock, so what is tested here is the routing the guide describes. The Anyscale guide's
+//! The examples of Portkey's Anthropic integration guide, each run through the gateway as the
+//! guide writes it, with virtual keys from the settings pointing at mock providers.
+//! `anthropic-virtual-key` names an OpenAI-compatible provider on its own mock, so what is
+//! tested here is the routing the guide describes (Anthropic's own translation is tested in
+//! `provider_anthropic.rs`). The Anyscale guide's
 //! examples are in `chat.rs` (legacy mode header) and `routing.rs` (legacy config).
 
 mod support;

@@ -19,14 +19,13 @@
 
 pub mod key;
 pub mod memory;
-pub mod metrics;
 pub mod redis;
 pub mod semantic;
 
 pub use crate::settings::cache::{Backend, CacheSettings};
-pub use metrics::CacheMetrics;
+pub use crate::telemetry::cache::CacheMetrics;
 
-use crate::dispatch::attempts::Request;
+use crate::pipeline::attempts::Request;
 use crate::portkey::config::CacheMode;
 use crate::routing::plan::Leaf;
 use crate::routing::target::Target;

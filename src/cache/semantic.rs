@@ -15,9 +15,9 @@
 //! all replicas stored (`redis::vectors`).
 
 use super::key;
-use crate::dispatch::attempts::Request;
-use crate::dispatch::request::{provider_request, Carried};
 use crate::dispatch::Outbound;
+use crate::pipeline::attempts::Request;
+use crate::pipeline::request::{provider_request, Carried};
 use crate::providers::{Operation, ResponseOptions};
 use crate::routing::plan::Leaf;
 use crate::routing::target::Target;
@@ -98,7 +98,8 @@ pub async fn embed(
     let vk = s.virtual_key.as_deref().ok_or("no embedding target")?;
     let mut leaf = Leaf::from_request();
     leaf.virtual_key = Some(vk.to_string());
-    let target = Target::from_leaf(state, &leaf, &Default::default()).map_err(|e| e.to_string())?;
+    let target = Target::from_leaf(state.resolver(), &leaf, &Default::default())
+        .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(&serde_json::json!({"model": s.model, "input": text}))
         .map_err(|e| e.to_string())?;
     let no_headers = http::HeaderMap::new();

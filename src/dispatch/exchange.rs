@@ -1,8 +1,8 @@
 //! One request/response exchange with an upstream over a pooled connection.
 
+use super::custom_host::is_public;
 use super::{DnsCache, Upstream};
 use crate::error::GatewayError;
-use crate::portkey::custom_host::is_public;
 use crate::settings::UpstreamSettings;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;

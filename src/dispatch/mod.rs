@@ -1,16 +1,16 @@
-//! The upstream exchange: DNS, peers, Pingora's pooled `Connector`, timeouts.
+//! The upstream exchange: upstream URLs and the custom-host rules, DNS, peers, Pingora's
+//! pooled `Connector`, timeouts.
 //!
 //! The LLM routes do their upstream exchange here, from inside `request_filter`, rather than on
 //! Pingora's proxy path: Pingora 0.9 replays a pre-read body on retry only up to 64 KiB, while an
-//! LLM request must be sent whole, of any size, and possibly rewritten for each target
-//! (`reference/pingora.md` §3.3).
+//! LLM request must be sent whole, of any size, and possibly rewritten for each target.
 
-pub mod attempts;
+pub mod custom_host;
 mod dns;
 mod exchange;
-pub mod request;
 mod upstream;
 
+pub use custom_host::{is_public, CustomHostPolicy};
 pub use dns::DnsCache;
 pub use exchange::{classify, Dispatcher, Inbound, Outbound};
-pub use upstream::Upstream;
+pub use upstream::{never_set, Upstream};

@@ -88,6 +88,29 @@ impl Upstream {
     }
 }
 
+/// Header names no request the gateway sends may take from a client or a config (forwarded
+/// headers, a webhook's `headers`): they would break the request's framing or name another
+/// host, or forge the gateway's own headers (every `x-portkey-*` name is refused too).
+const NEVER_SET: &[&str] = &[
+    "x-portgate-hop",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-connection",
+];
+
+/// Whether a header name (lower-case) is one no outgoing request may take from a client or a
+/// config: framing, `host`, the gateway's own headers.
+pub fn never_set(lower: &str) -> bool {
+    NEVER_SET.contains(&lower) || lower.starts_with("x-portkey-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

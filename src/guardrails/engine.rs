@@ -63,7 +63,7 @@ pub struct CheckResult {
     /// For the latency histogram (seconds).
     pub seconds: f64,
     /// The check's metric series (shared with its spec).
-    pub handles: Arc<super::telemetry::CheckHandles>,
+    pub handles: Arc<crate::telemetry::guardrails::CheckHandles>,
 }
 
 #[derive(Debug, Clone, Serialize)]

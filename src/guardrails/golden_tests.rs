@@ -7,7 +7,7 @@ use super::checks::{Req, Resp};
 use super::content;
 use super::engine::{self, Input, Mode};
 use super::parse::compile_named;
-use super::wire::{deny_body, hook_results, splice_results};
+use super::results::{deny_body, hook_results, splice_results};
 use super::{Event, Hook};
 use crate::providers::Operation;
 use serde_json::{json, Map, Value};

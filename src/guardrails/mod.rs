@@ -9,17 +9,15 @@
 //! - `content`: the text a check examines and how mutators write it back.
 //! - `engine`: runs hooks (checks in parallel unless `sequential`), verdicts and the
 //!   hook-result JSON of the reference.
-//! - `wire`: the request path: 446/246/200 bodies, request and response rewriting.
-//! - `stream`: after-request hooks on a streamed answer, as its text accumulates.
+//! - `results`: the 446 body, `hook_results` spliced into answers, the held answer.
 //! - `telemetry`: metrics, access-log verdicts and `on_fail`/`on_success` feedback.
 
 pub mod checks;
 pub mod content;
 pub mod engine;
 pub mod parse;
-pub mod stream;
+pub mod results;
 pub mod telemetry;
-pub mod wire;
 pub mod write;
 
 #[cfg(test)]
@@ -109,7 +107,7 @@ pub struct CheckSpec {
     pub fail_on_error: bool,
     pub check: Check,
     /// The check's metric series, looked up on its first run and reused after.
-    pub handles: Arc<telemetry::CheckHandles>,
+    pub handles: Arc<crate::telemetry::guardrails::CheckHandles>,
 }
 
 /// One hook, compiled.

@@ -7,7 +7,7 @@
 
 use super::checks;
 use super::{CheckSpec, Event, FeedbackSpec, Hook, HookType, LeafHooks};
-use crate::portkey::config::Problems;
+use crate::types::problems::Problems;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! Unknown keys are ignored, as Portkey's schema ignores them (provider-specific credential
 //! fields vary by provider).
 
-use crate::routing::conditions::{self, Query};
+use crate::portkey::conditions::{self, Query};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -109,32 +109,10 @@ pub struct ConfigNode {
     pub provider_options: BTreeMap<String, String>,
 }
 
-/// `path: <path>, message: <why>` strings, as Portkey's `errors` array. Paths are written the
-/// way Portkey's schema validator (zod) prints them: the keys and indices below the root joined
-/// by commas (`targets,0,strategy,mode`), empty for the root itself.
-#[derive(Debug, Default)]
-pub struct Problems(pub Vec<String>);
+pub use crate::types::problems::{wire_path, Problems};
 
-impl Problems {
-    /// `path` is the node's own notation (`config.targets[0].strategy.mode`).
-    pub fn push(&mut self, path: &str, message: impl std::fmt::Display) {
-        self.0
-            .push(format!("path: {}, message: {message}", wire_path(path)));
-    }
-}
-
-/// `config.targets[0].strategy.mode` → `targets,0,strategy,mode`; `config` → ``.
-pub fn wire_path(path: &str) -> String {
-    let rest = path.strip_prefix("config").unwrap_or(path);
-    let mut out = String::with_capacity(rest.len());
-    for part in rest.split(['.', '[', ']']).filter(|p| !p.is_empty()) {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(part);
-    }
-    out
-}
+/// The most retry attempts a config may ask for (more are capped, as Portkey does).
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Portkey's message for a node that does nothing it recognises (its schema's root rule).
 pub const NODE_RULE_MESSAGE: &str = "Invalid configuration. It must have either 'provider' and \
@@ -569,7 +547,7 @@ fn retry(v: &Value, path: &str, p: &mut Problems) -> Option<RetrySpec> {
     let attempts = match obj.get("attempts") {
         None => 0,
         Some(a) => match a.as_u64() {
-            Some(n) => n.min(u64::from(crate::routing::retry::MAX_ATTEMPTS)) as u32,
+            Some(n) => n.min(u64::from(MAX_ATTEMPTS)) as u32,
             None => {
                 p.push(&format!("{path}.attempts"), "must be a whole number ≥ 0");
                 0

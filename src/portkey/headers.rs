@@ -1,5 +1,6 @@
 //! Reading the `x-portkey-*` request headers into one typed value, once per request.
 
+use crate::dispatch::never_set;
 use crate::error::GatewayError;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::BTreeMap;
@@ -243,29 +244,6 @@ const NEVER_FORWARD: &[&str] = &[
     "proxy-authorization",
     "x-portkey-forward-headers",
 ];
-
-/// Header names no request the gateway sends may take from a client or a config (forwarded
-/// headers, a webhook's `headers`): they would break the request's framing or name another
-/// host, or forge the gateway's own headers (every `x-portkey-*` name is refused too).
-const NEVER_SET: &[&str] = &[
-    "x-portgate-hop",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "expect",
-    "proxy-connection",
-];
-
-/// Whether a header name (lower-case) is one no outgoing request may take from a client or a
-/// config: framing, `host`, the gateway's own headers.
-pub fn never_set(lower: &str) -> bool {
-    NEVER_SET.contains(&lower) || lower.starts_with("x-portkey-")
-}
 
 /// Checks one name of a forward list (`x-portkey-forward-headers` or a config's
 /// `forward_headers`: one rule for both) and returns it lower-cased.

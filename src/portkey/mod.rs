@@ -1,15 +1,12 @@
-//! Portkey's wire contract: the `x-portkey-*` request headers, custom-host rules, and the
+//! Portkey's wire contract: the `x-portkey-*` request headers, the config schema, and the
 //! response headers the SDKs read.
 
+pub mod conditions;
 pub mod config;
-pub mod custom_host;
 pub mod headers;
 pub mod hop;
 pub mod metadata;
-pub mod patterns;
-pub mod provider_error;
 
-pub use custom_host::CustomHostPolicy;
 pub use headers::PortkeyHeaders;
 
 /// Response header names, as `HeaderName`s: built at compile time, so adding

@@ -901,7 +901,7 @@ impl ChatStream {
             "error" => {
                 self.done = true;
                 // The event's JSON is Anthropic's error body: the shared envelope reads it.
-                let body = crate::portkey::provider_error::envelope(
+                let body = crate::providers::error_envelope::envelope(
                     SLUG,
                     500,
                     event.to_string().as_bytes(),

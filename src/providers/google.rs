@@ -5,7 +5,7 @@
 //! array), embeddings become `embedContent` / `batchEmbedContents`. Answers are translated back
 //! to OpenAI's `chat.completion`, `chat.completion.chunk` and embedding-list shapes, and usage
 //! is read from Gemini's `usageMetadata`. Error answers are not seen here: the relay wraps them
-//! in Portkey's envelope (`portkey::provider_error`), which already reads Gemini's
+//! in Portkey's envelope (`providers::error_envelope`), which already reads Gemini's
 //! `{"error":{"code","message","status"}}`.
 //!
 //! `/v1/completions` is answered with a 400: Gemini has no text-completion API, and a mapping
@@ -17,7 +17,7 @@
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
-use crate::portkey::provider_error;
+use crate::providers::error_envelope as provider_error;
 use crate::stream::sse::{data, SseSplitter};
 use crate::stream::Translator;
 use crate::types::usage::Usage;

@@ -2,9 +2,9 @@
 
 use super::routes::Route;
 use crate::buffers::BufferLease;
-use crate::dispatch::attempts::AttemptRecord;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
+use crate::pipeline::attempts::AttemptRecord;
 use crate::telemetry::trace::TraceContext;
 use crate::types::usage::Usage;
 use bytes::Bytes;

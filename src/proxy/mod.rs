@@ -6,6 +6,7 @@ mod body;
 mod ctx;
 mod feedback;
 mod passthrough;
+mod record;
 mod respond;
 mod routes;
 mod timer_anchor;
@@ -283,7 +284,7 @@ impl ProxyHttp for Gateway {
         let client = session.client_addr();
         let req = session.req_header();
         let (method, path) = (req.method.as_str(), req.uri.path());
-        crate::telemetry::record::record(&self.state, ctx, status, client, method, path);
+        record::record(&self.state, ctx, status, client, method, path);
         if let Some(e) = &ctx.error {
             tracing::debug!(
                 trace_id = %ctx.trace_id,

@@ -29,9 +29,15 @@ pub fn plan(
         Some(plan) => {
             let leaf = select::first_leaf(&plan.root, metadata, pathname)
                 .ok_or_else(|| GatewayError::NoRouteMatched("config".into()))?;
-            (Target::from_leaf(state, leaf, headers)?, leaf.path.clone())
+            (
+                Target::from_leaf(state.resolver(), leaf, headers)?,
+                leaf.path.clone(),
+            )
         }
-        None => (Target::from_headers(state, headers)?, "config".to_string()),
+        None => (
+            Target::from_headers(state.resolver(), headers)?,
+            "config".to_string(),
+        ),
     };
     let auth = match target.api_key.as_ref().map(|k| k.expose()) {
         Some(key) => target.provider.auth_headers(key)?,

@@ -4,7 +4,8 @@
 use super::ctx::RequestCtx;
 use crate::dispatch::{Dispatcher, Inbound};
 use crate::error::GatewayError;
-use crate::portkey::{provider_error, response};
+use crate::portkey::response;
+use crate::providers::error_envelope as provider_error;
 use crate::stream::{Meter, Translator};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -291,7 +292,7 @@ fn downstream_header(
 /// The largest provider error body read whole to be wrapped in Portkey's envelope.
 const ERROR_BODY_LIMIT: usize = 256 * 1024;
 
-/// Answers a provider's error (non-2xx) in Portkey's envelope (`portkey::provider_error`):
+/// Answers a provider's error (non-2xx) in Portkey's envelope (`providers::error_envelope`):
 /// status and headers kept (`retry-after`, rate-limit headers), the body read whole, rewritten
 /// as JSON and relayed as a local body. Also for a `stream: true` request, whose failure is
 /// JSON, not SSE.
@@ -362,13 +363,13 @@ pub async fn relay_guarded(
     dispatcher: &Dispatcher,
     keep_body: bool,
     (status, headers, body, content_type): (u16, http::HeaderMap, Bytes, &str),
-    guard: Box<crate::guardrails::stream::StreamGuard>,
+    guard: Box<crate::pipeline::guard_stream::StreamGuard>,
 ) -> (
     Result<(), RelayError>,
-    std::sync::Arc<std::sync::Mutex<crate::guardrails::stream::Report>>,
+    std::sync::Arc<std::sync::Mutex<crate::pipeline::guard_stream::Report>>,
 ) {
     let meter = Box::new(Meter::for_response(status, content_type, false));
-    let (translator, report) = crate::guardrails::stream::wrap(meter, guard);
+    let (translator, report) = crate::pipeline::guard_stream::wrap(meter, guard);
     let source = Source::Local {
         status,
         headers,

@@ -10,9 +10,10 @@ use super::respond::{
 };
 use super::Gateway;
 use crate::buffers::BufferLease;
-use crate::dispatch::attempts::{Answer, Outcome, Request, Walk};
 use crate::error::GatewayError;
-use crate::portkey::{provider_error, PortkeyHeaders};
+use crate::pipeline::attempts::{Answer, Outcome, Request, Walk};
+use crate::portkey::PortkeyHeaders;
+use crate::providers::error_envelope as provider_error;
 use crate::providers::{Operation, ResponseOptions};
 use crate::request::RequestView;
 use crate::stream::Meter;
@@ -102,7 +103,7 @@ pub async fn handle(
         Outcome::Local(local) => {
             // A guardrail's answer (446, or a whole answer with `hook_results`), already in
             // the client's format.
-            let crate::guardrails::wire::Local {
+            let crate::guardrails::results::Local {
                 status,
                 headers,
                 body,
@@ -142,7 +143,7 @@ pub async fn handle(
                         session, ctx, dispatcher, keep_body, held, guard,
                     ))
                     .await;
-                    crate::guardrails::stream::record(
+                    crate::pipeline::guard_stream::record(
                         state,
                         &ctx.trace_id,
                         &report,
@@ -203,7 +204,7 @@ pub async fn handle(
                 }
                 let translator = match guard {
                     Some(g) => {
-                        let (t, report) = crate::guardrails::stream::wrap(translator, g);
+                        let (t, report) = crate::pipeline::guard_stream::wrap(translator, g);
                         guarded = Some(report);
                         t
                     }
@@ -213,7 +214,7 @@ pub async fn handle(
             }
             .await;
             if let Some(report) = guarded {
-                crate::guardrails::stream::record(
+                crate::pipeline::guard_stream::record(
                     state,
                     &ctx.trace_id,
                     &report,

@@ -165,7 +165,7 @@ fn describe(e: &GatewayError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::portkey::CustomHostPolicy;
+    use crate::dispatch::CustomHostPolicy;
     use crate::providers::Providers;
     use crate::settings::VirtualKeys;
     use serde_json::json;

@@ -4,7 +4,6 @@
 
 pub mod breaker;
 pub mod budget;
-pub mod conditions;
 pub mod configs;
 pub mod cost;
 pub mod plan;

@@ -2,12 +2,12 @@
 //! provider slugs, virtual keys and custom hosts checked once, so a request only walks it.
 
 use super::breaker::{BreakerSpec, DEFAULT_FAILURE_CODES};
-use super::conditions::Query;
 use super::retry::{RetryPolicy, DEFAULT_RETRY_CODES};
+use crate::dispatch::custom_host::CustomHost;
+use crate::dispatch::CustomHostPolicy;
 use crate::guardrails::{LeafHooks, NamedGuardrails};
+use crate::portkey::conditions::Query;
 use crate::portkey::config::{BreakerConfig, CacheSpec, ConfigNode, Mode, Problems, RetrySpec};
-use crate::portkey::custom_host::CustomHost;
-use crate::portkey::CustomHostPolicy;
 use crate::providers::Providers;
 use crate::settings::VirtualKeys;
 use serde_json::{Map, Value};

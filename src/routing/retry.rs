@@ -10,7 +10,7 @@
 use http::HeaderMap;
 use std::time::Duration;
 
-pub const MAX_ATTEMPTS: u32 = 5;
+pub use crate::portkey::config::MAX_ATTEMPTS;
 pub const DEFAULT_RETRY_CODES: &[u16] = &[429, 500, 502, 503, 504];
 /// Total time a request may spend waiting on `Retry-After` values.
 pub const RETRY_AFTER_BUDGET: Duration = Duration::from_secs(60);

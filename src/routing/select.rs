@@ -2,8 +2,8 @@
 //! missing weight = 1, weight 0 never chosen, weights not normalised) and conditions for
 //! conditional routing.
 
-use super::conditions::QueryContext;
 use super::plan::{Group, Leaf, Node};
+use crate::portkey::conditions::QueryContext;
 use crate::portkey::config::Mode;
 use serde_json::{Map, Value};
 

@@ -9,14 +9,22 @@
 //! never overrides a configured key nor reaches a provider a config chose.
 
 use super::plan::Leaf;
+use crate::dispatch::custom_host::CustomHost;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
-use crate::portkey::custom_host::CustomHost;
 use crate::portkey::PortkeyHeaders;
 use crate::providers::{Provider, ProviderOptions};
 use crate::settings::Secret;
-use crate::state::State;
 use std::sync::Arc;
+
+/// What resolving a target reads: the provider table, the virtual keys and the custom-host
+/// rules (the state holds them; routing takes only these).
+#[derive(Clone, Copy)]
+pub struct Resolver<'a> {
+    pub providers: &'a crate::providers::Providers,
+    pub virtual_keys: &'a crate::settings::VirtualKeys,
+    pub custom_hosts: &'a crate::dispatch::CustomHostPolicy,
+}
 
 pub struct Target {
     pub provider: Arc<dyn Provider>,
@@ -80,14 +88,17 @@ impl Target {
     /// The target named by the request's headers: `x-portkey-virtual-key`, else
     /// `x-portkey-provider` (or legacy `x-portkey-mode`) with `Authorization` as the key;
     /// `x-portkey-custom-host` may replace the base URL.
-    pub fn from_headers(state: &State, headers: &PortkeyHeaders) -> Result<Target, GatewayError> {
+    pub fn from_headers(
+        state: Resolver<'_>,
+        headers: &PortkeyHeaders,
+    ) -> Result<Target, GatewayError> {
         request_target(state, headers, None, &Arc::default())
     }
 
     /// The target of a plan leaf; a leaf that names neither provider nor virtual key uses the
     /// request's headers.
     pub fn from_leaf(
-        state: &State,
+        state: Resolver<'_>,
         leaf: &Leaf,
         headers: &PortkeyHeaders,
     ) -> Result<Target, GatewayError> {
@@ -152,7 +163,7 @@ impl Target {
 /// The target the request's headers name, optionally under a config leaf's custom host and
 /// options (a leaf without provider).
 fn request_target(
-    state: &State,
+    state: Resolver<'_>,
     headers: &PortkeyHeaders,
     leaf_host: Option<&CustomHost>,
     leaf_options: &Arc<ProviderOptions>,
@@ -239,7 +250,7 @@ enum Host<'a> {
 }
 
 fn build(
-    state: &State,
+    state: Resolver<'_>,
     slug: &str,
     api_key: Option<Secret>,
     custom_host: Option<Host<'_>>,
@@ -284,6 +295,7 @@ fn build(
 mod tests {
     use super::*;
     use crate::settings::Settings;
+    use crate::state::State;
 
     /// The key breakers and budgets file a target under: `provider@authority`.
     #[test]
@@ -293,14 +305,14 @@ mod tests {
             provider: Some("openai".into()),
             ..PortkeyHeaders::default()
         };
-        let t = Target::from_headers(&state, &headers).unwrap();
+        let t = Target::from_headers(state.resolver(), &headers).unwrap();
         assert_eq!(t.key(), "openai@api.openai.com");
         let headers = PortkeyHeaders {
             provider: Some("anthropic".into()),
             custom_host: Some("https://llm.example.com:8443/v1".into()),
             ..PortkeyHeaders::default()
         };
-        let t = Target::from_headers(&state, &headers).unwrap();
+        let t = Target::from_headers(state.resolver(), &headers).unwrap();
         assert_eq!(t.key(), "anthropic@llm.example.com:8443");
     }
 
@@ -315,7 +327,7 @@ mod tests {
                 .collect(),
             ..PortkeyHeaders::default()
         };
-        Target::from_headers(&state, &headers).unwrap()
+        Target::from_headers(state.resolver(), &headers).unwrap()
     }
 
     /// The resource a send reaches: the same provider, host, model and credential are one

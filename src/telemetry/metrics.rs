@@ -17,7 +17,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// OTel GenAI bucket boundaries (reference `peers.md` §4.1).
+/// The bucket boundaries OpenTelemetry's GenAI semantic conventions advise for token counts
+/// (powers of 4 from 1 to 4^13).
 const TOKEN_BUCKETS: &[f64] = &[
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
     16777216.0, 67108864.0,
@@ -65,9 +66,9 @@ pub struct Metrics {
     /// for a request they sent in good order, so any rate here is worth a look.
     pub closed_without_response: IntCounter,
     /// Guardrail checks, latencies and denials (`guardrails::telemetry`).
-    pub guardrails: crate::guardrails::telemetry::GuardMetrics,
+    pub guardrails: crate::telemetry::guardrails::GuardMetrics,
     /// The response cache's families (`cache/metrics.rs`).
-    pub cache: crate::cache::CacheMetrics,
+    pub cache: crate::telemetry::cache::CacheMetrics,
     metadata_labels: Vec<String>,
     /// Requested and served model names (one set: both name the same models).
     models: LabelGuard,
@@ -205,8 +206,8 @@ impl Metrics {
                 "portgate_downstream_closed_without_response_total",
                 "Client connections closed after a request without any response written.",
             )?,
-            guardrails: crate::guardrails::telemetry::GuardMetrics::new()?,
-            cache: crate::cache::CacheMetrics::new()?,
+            guardrails: crate::telemetry::guardrails::GuardMetrics::new()?,
+            cache: crate::telemetry::cache::CacheMetrics::new()?,
             metadata_labels: metadata_labels.to_vec(),
             models: LabelGuard::new(max_models, MAX_MODEL_LEN),
             targets: LabelGuard::new(MAX_TARGETS, MAX_TARGET_LEN),

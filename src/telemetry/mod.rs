@@ -3,10 +3,11 @@
 //! access log written once per request.
 
 pub mod access_log;
+pub mod cache;
+pub mod guardrails;
 pub mod labels;
 pub mod metrics;
 pub mod pricing;
-pub mod record;
 pub mod trace;
 pub mod usage_series;
 

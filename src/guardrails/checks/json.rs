@@ -82,7 +82,7 @@ impl JsonSchema {
                 return None;
             }
         };
-        use crate::portkey::patterns;
+        use crate::types::patterns;
         let mut found = Vec::new();
         schema_patterns(&schema, &mut found);
         for pattern in &found {

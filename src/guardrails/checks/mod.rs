@@ -17,10 +17,10 @@ pub mod text;
 use super::content::{self, Part};
 use super::write::{Data, Obj};
 use super::Event;
+use crate::dispatch::CustomHostPolicy;
 use crate::dispatch::Dispatcher;
-use crate::portkey::config::Problems;
-use crate::portkey::CustomHostPolicy;
 use crate::providers::Operation;
+use crate::types::problems::Problems;
 use serde_json::{Map, Value};
 
 /// What the gateway lends checks that reach the network (webhook, log, validUrls).

@@ -144,7 +144,7 @@ fn headers(q: &mut Params<'_>) -> Vec<(HeaderName, HeaderValue)> {
     for (k, v) in parsed {
         // The webhook's own credentials may be set; framing, `host` and the gateway's own
         // headers may not (they would break or redirect the request, or forge its origin).
-        if crate::portkey::headers::never_set(&k.to_ascii_lowercase()) {
+        if crate::dispatch::never_set(&k.to_ascii_lowercase()) {
             q.problem("headers", format!("{k:?} cannot be set"));
             continue;
         }

@@ -37,7 +37,7 @@ impl Operator {
 /// the `regex` crate's syntax, so the patterns Portkey's users write (JS `RegExp`) mostly
 /// compile unchanged. A `/pattern/flags` literal is accepted with flags `i`, `m`, `s`
 /// (`g` is implied: every match is replaced). Also answers the memory the compiled pattern
-/// holds ([`patterns::compiled_bytes`](crate::portkey::patterns::compiled_bytes)).
+/// holds ([`patterns::compiled_bytes`](crate::types::patterns::compiled_bytes)).
 pub fn compile_pattern(
     raw: &str,
     literal_allowed: bool,
@@ -56,7 +56,7 @@ pub fn compile_pattern(
     } else {
         format!("(?{inline}){pattern}")
     };
-    use crate::portkey::patterns;
+    use crate::types::patterns;
     patterns::check_length(&full)?;
     // The same bounds as routing's patterns; the backtracking engine (look-around, back
     // references) also gives up after a bounded number of steps.
@@ -605,7 +605,7 @@ mod bounds {
     fn patterns_are_bounded_in_size_and_length() {
         let huge = compile_pattern(&r"\w{150}".repeat(20), false).unwrap_err();
         assert!(huge.contains("does not compile"), "{huge}");
-        let long = "a".repeat(crate::portkey::patterns::MAX_PATTERN_BYTES + 1);
+        let long = "a".repeat(crate::types::patterns::MAX_PATTERN_BYTES + 1);
         assert!(compile_pattern(&long, false)
             .unwrap_err()
             .contains("longer than"));

@@ -1,5 +1,5 @@
 use super::*;
-use crate::portkey::CustomHostPolicy;
+use crate::dispatch::CustomHostPolicy;
 use crate::providers::Providers;
 use crate::routing::plan::{build, Node, PlanContext, PlanError};
 use crate::settings::{Settings, VirtualKey, VirtualKeys};

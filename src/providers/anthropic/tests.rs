@@ -361,7 +361,7 @@ fn the_native_route_relays_bytes_and_reads_usage() {
 
 #[test]
 fn anthropic_errors_fit_portkeys_envelope() {
-    let v: Value = serde_json::from_slice(&crate::portkey::provider_error::envelope(
+    let v: Value = serde_json::from_slice(&crate::providers::error_envelope::envelope(
         SLUG,
         400,
         ERROR.as_bytes(),

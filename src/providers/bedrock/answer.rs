@@ -3,7 +3,7 @@
 //! SSE events as the frames complete (`ConverseStream`). Frames are decoded by
 //! `aws-smithy-eventstream` (prelude and message CRCs checked), fed arbitrary chunks.
 
-use crate::portkey::provider_error;
+use crate::providers::error_envelope as provider_error;
 use crate::providers::ResponseOptions;
 use crate::stream::Translator;
 use crate::types::usage::Usage;

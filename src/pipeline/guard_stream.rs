@@ -21,13 +21,13 @@
 //! on the whole text. Verdicts always reach the access log and metrics. At most `MAX_TEXT`
 //! bytes of text are examined.
 
-use super::checks::text::Counted;
-use super::checks::{Req, Resp};
-use super::content;
-use super::engine::{self, HookResult, Input, Mode};
-use super::wire::{deny_body, hook_results};
-use super::{Event, Hook};
-use crate::dispatch::attempts::Request;
+use super::attempts::Request;
+use crate::guardrails::checks::text::Counted;
+use crate::guardrails::checks::{Req, Resp};
+use crate::guardrails::content;
+use crate::guardrails::engine::{self, HookResult, Input, Mode};
+use crate::guardrails::results::{deny_body, hook_results};
+use crate::guardrails::{Event, Hook};
 use crate::providers::Operation;
 use crate::stream::sse::{self, SseSplitter};
 use crate::stream::Translator;
@@ -113,7 +113,7 @@ pub fn wrap(
     let incremental = guard.hooks.iter().any(|h| {
         h.checks
             .iter()
-            .any(|c| c.check.stream_mode() == super::checks::StreamMode::Incremental)
+            .any(|c| c.check.stream_mode() == crate::guardrails::checks::StreamMode::Incremental)
     });
     let t = GuardTranslator {
         inner,
@@ -313,8 +313,8 @@ pub fn record(
     state: &crate::state::State,
     trace_id: &str,
     report: &Mutex<Report>,
-    log: &mut super::telemetry::Verdicts,
+    log: &mut crate::guardrails::telemetry::Verdicts,
 ) {
     let Ok(r) = report.lock() else { return };
-    super::telemetry::record(state, trace_id, Event::After, &r.after, log);
+    crate::pipeline::verdicts::record(state, trace_id, Event::After, &r.after, log);
 }

@@ -172,7 +172,7 @@ fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) ->
             errors.push((p, "must be a string".into()));
             return None;
         };
-        use crate::portkey::patterns;
+        use crate::types::patterns;
         if let Err(e) = patterns::check_length(pattern) {
             errors.push((p, e));
             return None;

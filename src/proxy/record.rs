@@ -2,11 +2,11 @@
 //! line, from what the request context collected. Runs in Pingora's `logging` hook, which is
 //! called exactly once per request, success or failure.
 
-use super::access_log::now_rfc3339;
-use super::metrics::status_class;
-use crate::dispatch::attempts::AttemptRecord;
-use crate::proxy::{RequestCtx, Route};
+use super::{RequestCtx, Route};
+use crate::pipeline::attempts::AttemptRecord;
 use crate::state::State;
+use crate::telemetry::access_log::now_rfc3339;
+use crate::telemetry::metrics::status_class;
 use crate::types::json::Object;
 use crate::types::redact::redact;
 use crate::types::usage::Usage;
@@ -161,7 +161,7 @@ pub fn record(
         .attempts
         .iter()
         .filter(|a| {
-            a.kind == crate::dispatch::attempts::AttemptKind::Retry
+            a.kind == crate::pipeline::attempts::AttemptKind::Retry
                 && a.error != Some("retry_budget_exhausted")
         })
         .count();
@@ -436,8 +436,8 @@ impl RequestLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::attempts::AttemptKind;
     use crate::guardrails::telemetry::{CheckLine, VerdictLine, Verdicts};
+    use crate::pipeline::attempts::AttemptKind;
 
     fn attempt(
         path: Option<&str>,

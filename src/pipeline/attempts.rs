@@ -8,14 +8,14 @@
 //! with backoff or the provider's Retry-After. On top: per-target circuit breakers and a retry
 //! budget.
 
-use super::{Inbound, Outbound};
+use crate::dispatch::{Inbound, Outbound};
 use crate::error::GatewayError;
+use crate::portkey::conditions::QueryContext;
 use crate::portkey::config::Mode;
 use crate::portkey::PortkeyHeaders;
 use crate::providers::{Operation, Provider};
 use crate::request::RequestView;
 use crate::routing::breaker::{circuit_key, Admit};
-use crate::routing::conditions::QueryContext;
 use crate::routing::plan::{Group, Leaf, Node, Plan};
 use crate::routing::retry::{retry_after, RetryPolicy, RETRY_AFTER_BUDGET};
 use crate::routing::select;
@@ -95,7 +95,7 @@ pub enum Outcome {
     Failed(GatewayError),
     /// An answer the gateway holds whole (a guardrail's 446, or an answer with
     /// `hook_results`); it counts for retries and fallbacks by its status like a live one.
-    Local(Box<crate::guardrails::wire::Local>),
+    Local(Box<crate::guardrails::results::Local>),
 }
 
 impl Outcome {
@@ -126,7 +126,7 @@ pub struct Answer {
     /// chunk must be hidden from the client.
     pub hide_usage: bool,
     /// The after-request hooks of a streamed answer, run as it is relayed.
-    pub guard: Option<Box<crate::guardrails::stream::StreamGuard>>,
+    pub guard: Option<Box<crate::pipeline::guard_stream::StreamGuard>>,
     /// What the response cache decided for this target (`x-portkey-cache-status`, and whether
     /// the answer is to be stored).
     pub cache: crate::cache::Note,
@@ -296,7 +296,7 @@ impl<'a> Walk<'a> {
             return false;
         };
         let model = leaf.model(self.req.view.model.as_deref());
-        Target::from_leaf(self.state, leaf, self.req.headers).is_ok_and(|t| {
+        Target::from_leaf(self.state.resolver(), leaf, self.req.headers).is_ok_and(|t| {
             let circuit = circuit_key(&t.resource(model), spec);
             self.state.breakers.is_open(&circuit)
         })
@@ -304,7 +304,7 @@ impl<'a> Walk<'a> {
 
     async fn leaf(&mut self, leaf: &Leaf) -> Answer {
         let path = Some(leaf.path.clone()).filter(|p| !p.is_empty());
-        let target = match Target::from_leaf(self.state, leaf, self.req.headers) {
+        let target = match Target::from_leaf(self.state.resolver(), leaf, self.req.headers) {
             Ok(t) => t,
             Err(e) => return failed(e),
         };
@@ -324,7 +324,7 @@ impl<'a> Walk<'a> {
         // Guardrails: the target's before-request hooks may deny (446, the provider is never
         // called) or rewrite the body. Boxed, and only for a target with hooks: the hooks'
         // future is large, and inline it would grow (and be copied with) every request's walk.
-        use crate::guardrails::wire::{Before, LeafGuard};
+        use crate::pipeline::guard::{Before, LeafGuard};
         let (guard, body) = if leaf.hooks.is_empty() {
             (LeafGuard::default(), body)
         } else {
@@ -705,7 +705,11 @@ fn failed(e: GatewayError) -> Answer {
 }
 
 /// A target's before-request guardrails denied the request: its 446, the provider not called.
-fn denied(local: crate::guardrails::wire::Local, target: &Target, path: Option<String>) -> Answer {
+fn denied(
+    local: crate::guardrails::results::Local,
+    target: &Target,
+    path: Option<String>,
+) -> Answer {
     Answer {
         outcome: Outcome::Local(Box::new(local)),
         adapter: Some(target.provider.clone()),

@@ -6,7 +6,7 @@
 //! A public name can still resolve to a private address (DNS rebinding), so an untrusted custom
 //! host also carries `public_only`, which the dispatcher applies to the resolved addresses.
 
-use crate::dispatch::Upstream;
+use super::Upstream;
 use crate::error::GatewayError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -135,7 +135,7 @@ fn regexes_are_bounded_in_size_and_length() {
             .map(|e| format!("{e:?}"))
     };
     assert!(err(r"\w{150}".repeat(20)).is_some(), "a huge automaton");
-    let long = "a".repeat(crate::portkey::patterns::MAX_PATTERN_BYTES + 1);
+    let long = "a".repeat(crate::types::patterns::MAX_PATTERN_BYTES + 1);
     assert!(err(long).unwrap().contains("longer than"));
     assert!(err("^gpt-4o(-mini)?$".into()).is_none());
 }

@@ -1,0 +1,29 @@
+//! Problems found in a document a client sent (a config, its hooks), each with the JSON path
+//! of the value at fault, in the form Portkey's validation errors take.
+
+/// `path: <path>, message: <why>` strings, as Portkey's `errors` array. Paths are written the
+/// way Portkey's schema validator (zod) prints them: the keys and indices below the root joined
+/// by commas (`targets,0,strategy,mode`), empty for the root itself.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    /// `path` is the node's own notation (`config.targets[0].strategy.mode`).
+    pub fn push(&mut self, path: &str, message: impl std::fmt::Display) {
+        self.0
+            .push(format!("path: {}, message: {message}", wire_path(path)));
+    }
+}
+
+/// `config.targets[0].strategy.mode` → `targets,0,strategy,mode`; `config` → ``.
+pub fn wire_path(path: &str) -> String {
+    let rest = path.strip_prefix("config").unwrap_or(path);
+    let mut out = String::with_capacity(rest.len());
+    for part in rest.split(['.', '[', ']']).filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(part);
+    }
+    out
+}

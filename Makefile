@@ -20,6 +20,7 @@ run: release
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/layers.py --self-test
 	python3 scripts/layers.py
 	$(CARGO) run -q --bin portgate -- --check --config conf/portgate.yaml > /dev/null
 	./scripts/validate-deploy.sh

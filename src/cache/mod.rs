@@ -25,12 +25,10 @@ pub mod semantic;
 pub use crate::settings::cache::{Backend, CacheSettings};
 pub use crate::telemetry::cache::CacheMetrics;
 
-use crate::pipeline::attempts::Request;
 use crate::portkey::config::CacheMode;
 use crate::routing::plan::Leaf;
 use crate::routing::target::Target;
 use crate::settings::SettingsError;
-use crate::state::State;
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -42,6 +40,31 @@ pub const MISS: &str = "MISS";
 pub const SEMANTIC_MISS: &str = "SEMANTIC MISS";
 pub const REFRESH: &str = "REFRESH";
 pub const DISABLED: &str = "DISABLED";
+
+/// A unit vector being computed: the embedding call's future.
+pub type EmbedFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<[f32]>, String>> + Send + 'a>>;
+
+/// Computes the vector of a text for the semantic cache (the request pipeline calls the
+/// embedding target named in the settings).
+pub trait Embedder: Sync {
+    fn embed<'a>(
+        &'a self,
+        s: &'a crate::settings::cache::SemanticSettings,
+        text: &'a str,
+    ) -> EmbedFuture<'a>;
+}
+
+/// What a lookup reads of the request besides its body.
+pub struct Asked<'a> {
+    pub op: crate::providers::Operation,
+    pub client_headers: &'a http::HeaderMap,
+    /// `x-portkey-forward-headers` (a target's own `forward_headers` replace them).
+    pub forward_headers: &'a [String],
+    pub query: Option<&'a str>,
+    /// `x-portkey-strict-open-ai-compliance` (answers differ with it).
+    pub strict: bool,
+}
 
 /// Request headers (Portkey's).
 pub const NAMESPACE_HEADER: &str = "x-portkey-cache-namespace";
@@ -311,9 +334,9 @@ impl Cache {
     /// Looks the request up for one target (`body` is its body after `override_params`).
     pub async fn lookup(
         &self,
-        state: &State,
+        embedder: &dyn Embedder,
         leaf: &Leaf,
-        req: &Request<'_>,
+        req: &Asked<'_>,
         target: &Target,
         body: &[u8],
         memo: &mut EmbeddingMemo,
@@ -335,7 +358,7 @@ impl Cache {
             .copied()
             .chain(
                 (leaf.forward_headers.as_ref())
-                    .unwrap_or(&req.headers.forward_headers)
+                    .map_or(req.forward_headers, Vec::as_slice)
                     .iter()
                     .map(String::as_str),
             )
@@ -357,7 +380,7 @@ impl Cache {
                 target.options.iter(),
             ),
             namespace: header(NAMESPACE_HEADER),
-            strict: req.headers.strict_open_ai_compliance.unwrap_or(true),
+            strict: req.strict,
         };
         let Some(key) = key::key(&scope, body) else {
             // Not a JSON object: the provider will refuse it; nothing to cache.
@@ -375,7 +398,7 @@ impl Cache {
         if refresh {
             self.count(mode, "refresh");
             if semantic {
-                pending.semantic = self.embed(state, req, mode, &scope, body, memo).await;
+                pending.semantic = self.embed(embedder, mode, &scope, body, memo).await;
             }
             return Lookup::Go(Note::go(REFRESH, Some(pending)));
         }
@@ -399,7 +422,7 @@ impl Cache {
             };
             return Lookup::Go(Note::go(status, Some(pending)));
         }
-        pending.semantic = self.embed(state, req, mode, &scope, body, memo).await;
+        pending.semantic = self.embed(embedder, mode, &scope, body, memo).await;
         if let (Some(r), true) = (&self.redis, pending.semantic.is_some()) {
             // Vectors other replicas stored: follow them (started once; the first lookup
             // waits at most its bound for the initial load).
@@ -446,8 +469,7 @@ impl Cache {
     /// not qualify or the embedding failed: the request then goes on with the exact cache only.
     async fn embed(
         &self,
-        state: &State,
-        req: &Request<'_>,
+        embedder: &dyn Embedder,
         mode: &str,
         scope: &key::Scope<'_>,
         body: &[u8],
@@ -462,7 +484,7 @@ impl Cache {
             // This request embedded the same text for an earlier target (or failed to).
             return known.vector.clone().map(|v| (q.scope, v));
         }
-        let vector = self.embed_text(state, req, mode, &q.text).await;
+        let vector = self.embed_text(embedder, mode, &q.text).await;
         let found = vector.clone().map(|v| (q.scope, v));
         memo.0 = Some(Box::new(Embedded {
             text: q.text,
@@ -473,14 +495,13 @@ impl Cache {
 
     async fn embed_text(
         &self,
-        state: &State,
-        req: &Request<'_>,
+        embedder: &dyn Embedder,
         mode: &str,
         text: &str,
     ) -> Option<Arc<[f32]>> {
         let s = &self.settings.semantic;
         let started = Instant::now();
-        let embedded = semantic::embed(state, s, text, req).await;
+        let embedded = embedder.embed(s, text).await;
         self.metrics
             .lookup
             .with_label_values(&["embedding"])

@@ -343,15 +343,19 @@ impl<'a> Walk<'a> {
         // The target's own cache config, credential and body after overrides and any
         // before-request mutator (see `cache/mod.rs`). Looked up after the before-request
         // hooks, as Portkey does: a denied request never reads the cache.
+        let embedder = super::embed::Embedding {
+            state: self.state,
+            req: self.req,
+        };
+        let asked = crate::cache::Asked {
+            op: self.req.op,
+            client_headers: self.req.client_headers,
+            forward_headers: &self.req.headers.forward_headers,
+            query: self.req.query,
+            strict: self.req.headers.strict_open_ai_compliance.unwrap_or(true),
+        };
         let cache = match (self.state.cache)
-            .lookup(
-                self.state,
-                leaf,
-                self.req,
-                &target,
-                &body,
-                &mut self.embedding,
-            )
+            .lookup(&embedder, leaf, &asked, &target, &body, &mut self.embedding)
             .await
         {
             crate::cache::Lookup::Go(note) => note,

@@ -5,6 +5,7 @@
 //! streamed answer as it is relayed).
 
 pub mod attempts;
+pub mod embed;
 pub mod guard;
 pub mod guard_stream;
 pub mod request;

@@ -24,7 +24,7 @@ pub struct Embedding<'a> {
 }
 
 impl Embedder for Embedding<'_> {
-    fn embed<'a>(&'a self, s: &'a SemanticSettings, text: &'a str) -> Pending<'a> {
+    fn embed<'a>(&'a self, s: &'a SemanticSettings, text: &'a str) -> EmbedFuture<'a> {
         Box::pin(embed(self.state, s, text, self.req))
     }
 }

@@ -2,7 +2,7 @@
 """Validates deploy/: core Kubernetes manifests with kubernetes-validate (strict, offline),
 the Prometheus Operator objects against deploy/schemas/, the Grafana dashboard's shape, and the
 ConfigMap's portgate.yaml with `portgate --check`. Which metric names the dashboard and alerts
-may use is checked by tests/deploy.rs against a live /metrics."""
+may use is checked by tests/it/deploy.rs against a live /metrics."""
 import json
 import pathlib
 import subprocess

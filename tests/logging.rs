@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The `log` bridge (Pingora logs through `log`) runs at the subscriber's level, not `Trace`:
 //! `log`'s macros build their arguments before a subscriber can drop the record, and Pingora's
 //! chunked-body reader formats its whole buffer in a trace line on every chunk.

@@ -75,16 +75,19 @@ fn push_line(out: &mut String, s: &str) {
     out.push_str(s);
 }
 
-/// The vector scaled to unit length (`None` for an empty or zero vector).
-pub fn normalise(mut v: Vec<f32>) -> Option<Arc<[f32]>> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if v.is_empty() || norm == 0.0 || !norm.is_finite() {
+/// The vector scaled to unit length (`None` for an empty or zero vector, or one with an
+/// element that is not finite). The length is computed in `f64`: squares of `f32` values
+/// neither overflow nor lose precision there (in `f32`, the square of an element below about
+/// 1e-19 is subnormal, and the "unit" vector came out up to a percent too long).
+pub fn normalise(v: Vec<f32>) -> Option<Arc<[f32]>> {
+    if v.is_empty() || !v.iter().all(|x| x.is_finite()) {
         return None;
     }
-    for x in &mut v {
-        *x /= norm;
+    let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return None;
     }
-    Some(v.into())
+    Some(v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
 }
 
 /// Dot product in eight independent lanes: the compiler turns the lanes into SIMD (a plain

@@ -71,12 +71,8 @@ fn config() -> String {
     json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "simple"}}).to_string()
 }
 
-fn body(content: &str) -> serde_json::Value {
-    json!({"model": "m", "messages": [{"role": "user", "content": content}]})
-}
-
 async fn ask(gw: &TestGateway, content: &str) -> (u16, String) {
-    let (s, h, _) = with_config(gw, &config(), body(content)).await;
+    let (s, h, _) = with_config(gw, &config(), user_chat("m", content)).await;
     (s, header(&h, "x-portkey-cache-status").to_string())
 }
 
@@ -215,7 +211,7 @@ fn semantic_gateway(chat: &MockProvider, embedder: &MockProvider, url: &str) -> 
 async fn ask_semantic(gw: &TestGateway, content: &str) -> String {
     let config =
         json!({"provider": "openai", "api_key": "sk", "cache": {"mode": "semantic"}}).to_string();
-    let (s, h, _) = with_config(gw, &config, body(content)).await;
+    let (s, h, _) = with_config(gw, &config, user_chat("m", content)).await;
     assert_eq!(s, 200);
     header(&h, "x-portkey-cache-status").to_string()
 }
@@ -246,7 +242,7 @@ async fn semantic_entries_reach_every_replica_including_later_ones() {
     // b follows the vectors from its first semantic lookup on (a miss in its own scope).
     let config_b =
         json!({"provider": "openai", "api_key": "sk-b", "cache": {"mode": "semantic"}}).to_string();
-    let (_, h, _) = with_config(&b, &config_b, body("warm-up")).await;
+    let (_, h, _) = with_config(&b, &config_b, user_chat("m", "warm-up")).await;
     assert_eq!(header(&h, "x-portkey-cache-status"), "SEMANTIC MISS");
 
     assert_eq!(

@@ -7,10 +7,6 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn body() -> serde_json::Value {
-    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-}
-
 fn retrying(attempts: u32) -> String {
     json!({"provider": "openai", "api_key": "sk",
            "retry": {"attempts": attempts, "on_status_codes": [500]}})
@@ -27,7 +23,7 @@ async fn a_client_that_leaves_during_backoff_stops_the_retries() {
         .unwrap()
         .post(gw.url("/v1/chat/completions"))
         .header("x-portkey-config", retrying(5))
-        .json(&body())
+        .json(&user_chat("m", "hi"))
         .send()
         .await;
     assert!(gone.is_err(), "the client gave up");
@@ -49,7 +45,7 @@ async fn the_whole_request_has_a_deadline() {
     .await;
     // A retry whose wait would end past the deadline is not made: the last answer is.
     a.always(Reply::json(500, json!({"error": {"message": "down"}})));
-    let (status, h, _) = with_config(&gw, &retrying(5), body()).await;
+    let (status, h, _) = with_config(&gw, &retrying(5), user_chat("m", "hi")).await;
     assert_eq!(status, 500);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "-1");
     assert_eq!(
@@ -67,7 +63,7 @@ async fn the_whole_request_has_a_deadline() {
         &gw,
         "/v1/chat/completions",
         &[("x-portkey-provider", "openai")],
-        body(),
+        user_chat("m", "hi"),
     )
     .await;
     assert_eq!(status, 504, "{v}");

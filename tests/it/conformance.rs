@@ -4,10 +4,6 @@
 use crate::support::*;
 use serde_json::{json, Value};
 
-fn body() -> Value {
-    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
-}
-
 /// Sends a raw body with the given headers to `path`.
 async fn send(
     gw: &TestGateway,
@@ -43,7 +39,7 @@ fn failure(message: &str) -> Value {
 async fn validation_messages_are_portkeys_byte_for_byte() {
     let mock = MockProvider::start().await;
     let gw = gateway_for(&mock);
-    let ok = body().to_string();
+    let ok = user_chat("gpt-4o", "hi").to_string();
     let openai = ("x-portkey-provider", "openai");
     let missing_provider = "Either x-portkey-provider needs to be passed. Or the x-portkey-config \
                             header should have a valid config with provider details in it.";
@@ -104,7 +100,7 @@ async fn config_schema_rules_are_portkeys() {
     let no_key = json!({"strategy": {"mode": "fallback"},
         "targets": [{"provider": "openai", "api_key": "sk-a"}, {"provider": "groq"}]})
     .to_string();
-    let (status, _, v) = with_config(&gw, &no_key, body()).await;
+    let (status, _, v) = with_config(&gw, &no_key, user_chat("gpt-4o", "hi")).await;
     assert_eq!(status, 400);
     assert_eq!(
         v,
@@ -115,7 +111,7 @@ async fn config_schema_rules_are_portkeys() {
     let mode = json!({"strategy": {"mode": "round-robin"},
         "targets": [{"provider": "openai", "api_key": "sk-a"}]})
     .to_string();
-    let (status, _, v) = with_config(&gw, &mode, body()).await;
+    let (status, _, v) = with_config(&gw, &mode, user_chat("gpt-4o", "hi")).await;
     assert_eq!(status, 400);
     assert!(v["errors"][0]
         .as_str()
@@ -132,7 +128,7 @@ async fn config_schema_rules_are_portkeys() {
             ),
             ("x-portkey-provider", "openai"),
         ],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(
@@ -150,7 +146,7 @@ async fn config_schema_rules_are_portkeys() {
             ("x-portkey-provider", "openai"),
             ("authorization", "Bearer sk-own"),
         ],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(status, 200);
@@ -177,7 +173,7 @@ async fn the_clients_key_never_reaches_a_provider_a_config_names() {
             ("x-portkey-config", &config),
             ("authorization", "Bearer sk-openai-client"),
         ],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(status, 200);
@@ -202,7 +198,7 @@ async fn conditional_routing_without_a_match_or_default() {
             ("x-portkey-config", &config),
             ("x-portkey-metadata", r#"{"plan":"free"}"#),
         ],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(
@@ -227,7 +223,13 @@ async fn provider_errors_keep_status_and_headers_in_portkeys_envelope() {
     )
     .with_header("retry-after", "7")
     .with_header("x-ratelimit-remaining-requests", "0")]);
-    let (status, h, v) = chat(&gw, "/v1/chat/completions", &openai, body()).await;
+    let (status, h, v) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &openai,
+        user_chat("gpt-4o", "hi"),
+    )
+    .await;
     assert_eq!(status, 429);
     assert_eq!(
         v,
@@ -247,7 +249,13 @@ async fn provider_errors_keep_status_and_headers_in_portkeys_envelope() {
         body: "upstream exploded".into(),
         headers: vec![],
     }]);
-    let (status, _, v) = chat(&gw, "/v1/chat/completions", &openai, body()).await;
+    let (status, _, v) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &openai,
+        user_chat("gpt-4o", "hi"),
+    )
+    .await;
     assert_eq!(status, 500);
     assert_eq!(v["error"]["message"], "openai error: upstream exploded");
     assert_eq!(v["error"]["type"], Value::Null);
@@ -256,7 +264,7 @@ async fn provider_errors_keep_status_and_headers_in_portkeys_envelope() {
         503,
         json!({"error": {"message": "overloaded"}}),
     )]);
-    let mut streamed = body();
+    let mut streamed = user_chat("gpt-4o", "hi");
     streamed["stream"] = json!(true);
     let (status, h, v) = chat(&gw, "/v1/chat/completions", &openai, streamed).await;
     assert_eq!(status, 503);
@@ -271,7 +279,7 @@ async fn provider_errors_keep_status_and_headers_in_portkeys_envelope() {
     let config = json!({"strategy": {"mode": "fallback"}, "targets": [
         {"provider": "openai", "api_key": "sk-a"}, {"provider": "groq", "api_key": "sk-b"}]})
     .to_string();
-    let (status, h, v) = with_config(&gw, &config, body()).await;
+    let (status, h, v) = with_config(&gw, &config, user_chat("gpt-4o", "hi")).await;
     assert_eq!(status, 502);
     assert_eq!(
         v,
@@ -292,7 +300,7 @@ async fn every_unified_answer_carries_the_routing_headers() {
         &gw,
         "/v1/chat/completions",
         &[("x-portkey-provider", "openai")],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(status, 200);
@@ -317,7 +325,13 @@ async fn portkey_sdk_openai_headers_reach_openai_only() {
     for provider in ["openai", "groq"] {
         let mut headers = vec![("x-portkey-provider", provider)];
         headers.extend(sdk);
-        let (status, _, _) = chat(&gw, "/v1/chat/completions", &headers, body()).await;
+        let (status, _, _) = chat(
+            &gw,
+            "/v1/chat/completions",
+            &headers,
+            user_chat("gpt-4o", "hi"),
+        )
+        .await;
         assert_eq!(status, 200);
     }
     let to_openai = &a.requests()[0];
@@ -337,7 +351,7 @@ async fn deprecated_proxy_route_strips_its_segment() {
         &gw,
         "/v1/proxy/chat/completions?x=1",
         &[("x-portkey-provider", "openai")],
-        &body().to_string(),
+        &user_chat("gpt-4o", "hi").to_string(),
     )
     .await;
     assert_eq!(status, 200);

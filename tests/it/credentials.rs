@@ -4,12 +4,8 @@
 
 use crate::support::*;
 use portgate::settings::VirtualKeyRow;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn body() -> Value {
-    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
-}
 
 /// A gateway with the virtual key `vault` (provider openai, key from a file) on mock A.
 async fn vault_gateway(
@@ -51,14 +47,14 @@ async fn a_vault_key_never_goes_to_a_host_the_request_chose() {
             ("x-portkey-virtual-key", "vault"),
             ("x-portkey-custom-host", &elsewhere),
         ],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(status, 400, "{v}");
     assert!(v["message"].as_str().unwrap().contains("virtual key"));
     // An inline config pairing a virtual key with a custom host.
     let inline = json!({"virtual_key": "vault", "custom_host": elsewhere}).to_string();
-    let (status, _, v) = with_config(&gw, &inline, body()).await;
+    let (status, _, v) = with_config(&gw, &inline, user_chat("gpt-4o", "hi")).await;
     assert_eq!(status, 400);
     assert_eq!(v["message"], "Invalid config passed");
     assert!(v["errors"][0].as_str().unwrap().contains("virtual_key"));
@@ -71,7 +67,7 @@ async fn a_vault_key_never_goes_to_a_host_the_request_chose() {
             ("x-portkey-config", &borrowed),
             ("x-portkey-virtual-key", "vault"),
         ],
-        body(),
+        user_chat("gpt-4o", "hi"),
     )
     .await;
     assert_eq!(status, 400);
@@ -79,7 +75,7 @@ async fn a_vault_key_never_goes_to_a_host_the_request_chose() {
     // The request's own key may go to the request's own host.
     let own =
         json!({"provider": "openai", "api_key": "sk-mine", "custom_host": elsewhere}).to_string();
-    let (status, _, _) = with_config(&gw, &own, body()).await;
+    let (status, _, _) = with_config(&gw, &own, user_chat("gpt-4o", "hi")).await;
     assert_eq!(status, 200);
     assert_eq!(
         b.requests()[0].header("authorization"),
@@ -96,7 +92,7 @@ async fn a_named_config_may_send_a_vault_key_to_its_custom_host() {
         );
     })
     .await;
-    let (status, _, _) = with_config(&gw, "pc-local", body()).await;
+    let (status, _, _) = with_config(&gw, "pc-local", user_chat("gpt-4o", "hi")).await;
     assert_eq!(status, 200);
     assert_eq!(a.request_count(), 0);
     assert_eq!(
@@ -123,13 +119,13 @@ async fn forward_lists_cannot_carry_credentials() {
                 ("x-portkey-provider", "openai"),
                 ("x-portkey-forward-headers", name),
             ],
-            body(),
+            user_chat("gpt-4o", "hi"),
         )
         .await;
         assert_eq!(status, 400, "header list {name}");
         let config =
             json!({"provider": "openai", "api_key": "k", "forward_headers": [name]}).to_string();
-        let (status, _, v) = with_config(&gw, &config, body()).await;
+        let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hi")).await;
         assert_eq!(status, 400, "config list {name}");
         assert!(
             v["errors"][0].as_str().unwrap().contains("forward_headers"),

@@ -8,10 +8,6 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn body(text: &str) -> Value {
-    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
-}
-
 fn cfg(hooks: Value) -> String {
     json!({"provider": "openai", "api_key": "sk-a", "before_request_hooks": hooks}).to_string()
 }
@@ -67,7 +63,7 @@ async fn configs_over_a_cap_are_400_naming_it_and_the_provider_is_never_called()
         ),
     ];
     for (config, want) in cases {
-        let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+        let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
         assert_eq!(status, 400, "{v}");
         assert!(messages(&v).contains(want), "{v}");
     }
@@ -77,7 +73,7 @@ async fn configs_over_a_cap_are_400_naming_it_and_the_provider_is_never_called()
         .collect();
     let config = json!({"strategy": {"mode": "conditional", "conditions": conditions, "default": "a"},
                         "targets": [{"name": "a", "provider": "openai", "api_key": "sk-a"}]});
-    let (status, _, v) = with_config(&gw, &config.to_string(), body("hello")).await;
+    let (status, _, v) = with_config(&gw, &config.to_string(), user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 400, "{v}");
     assert!(messages(&v).contains("33 regular expressions"), "{v}");
     assert_eq!(mock.request_count(), 0);
@@ -91,7 +87,7 @@ async fn configs_over_a_cap_are_400_naming_it_and_the_provider_is_never_called()
             .map(|i| json!({"id": "default.wordCount", "parameters": {"maxWords": 100 + i}}))
             .collect()
     )]));
-    let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 200, "{v}");
 }
 
@@ -108,7 +104,7 @@ async fn a_request_starts_at_most_its_quota_of_remote_checks() {
     let config = cfg(json!([
         {"sequential": true, "checks": [webhook(&url, 2000), webhook(&url, 2000), webhook(&url, 2000)]}
     ]));
-    let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     // The third check errors (and so passes: no failOnError).
     assert_eq!(status, 200, "{v}");
     assert_eq!(hook.request_count(), 2, "two webhook calls, not three");
@@ -122,7 +118,7 @@ async fn a_request_starts_at_most_its_quota_of_remote_checks() {
         "{checks}"
     );
     // The quota is per request: the next one gets its own.
-    let (status, _, _) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, _) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 200);
     assert_eq!(hook.request_count(), 4);
 }
@@ -141,7 +137,7 @@ async fn remote_checks_beyond_the_process_limit_wait_within_their_timeout() {
     let gw = TestGateway::start(s);
     let url = format!("{}/guard", hook.base_url());
     let config = cfg(json!([{"checks": [webhook(&url, 1500), webhook(&url, 200)]}]));
-    let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 200, "{v}");
     let checks = &v["hook_results"]["before_request_hooks"][0]["checks"];
     let errors: Vec<&str> = checks
@@ -169,7 +165,7 @@ async fn the_webhooks_of_a_request_post_one_shared_context() {
         {"checks": [webhook(&url, 2000), webhook(&url, 2000)]},
         {"checks": [webhook(&url, 2000), {"id": "default.log", "parameters": {"logURL": url}}]}
     ]));
-    let (status, _, v) = with_config(&gw, &config, body("hello there")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello there")).await;
     assert_eq!(status, 200, "{v}");
     let posted = hook.requests();
     assert_eq!(posted.len(), 4);
@@ -194,7 +190,7 @@ async fn urls_in_text_follow_the_custom_host_rules_without_the_trusted_list() {
     for only_dns in [true, false] {
         let config = cfg(json!([{"checks": [
             {"id": "default.validUrls", "parameters": {"onlyDNS": only_dns}}]}]));
-        let (status, _, v) = with_config(&gw, &config, body(&text)).await;
+        let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", &text)).await;
         assert_eq!(status, 246, "a failing hook without deny: {v}");
         let data = &v["hook_results"]["before_request_hooks"][0]["checks"][0]["data"];
         assert_eq!(data["validUrls"], json!([]), "{data}");
@@ -214,7 +210,7 @@ async fn checks_past_the_time_budget_are_not_run() {
     let text = "lorem ipsum dolor sit amet ".repeat(80_000);
     let checks: Vec<Value> = (0..8).map(|i| regex(&format!(r"\b\w+q{i}\b"))).collect();
     let config = cfg(json!([{"deny": true, "checks": checks}]));
-    let (status, _, v) = with_config(&gw, &config, body(&text)).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", &text)).await;
     // The checks that did not run errored, and errors pass without failOnError.
     assert_eq!(status, 200, "{v}");
     let checks = v["hook_results"]["before_request_hooks"][0]["checks"]
@@ -240,7 +236,7 @@ async fn streamed(mock: &MockProvider, checks: Value) -> String {
     let gw = gateway_for(mock);
     let config = json!({"provider": "openai", "api_key": "sk-a",
                         "after_request_hooks": [{"deny": true, "checks": checks}]});
-    let mut b = body("go");
+    let mut b = user_chat("gpt-4o", "go");
     b["stream"] = json!(true);
     let resp = client()
         .post(gw.url("/v1/chat/completions"))

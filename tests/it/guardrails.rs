@@ -7,10 +7,6 @@ use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn body(text: &str) -> Value {
-    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
-}
-
 fn cfg(extra: Value) -> String {
     let mut c = json!({"provider": "openai", "api_key": "sk-a"});
     for (k, v) in extra.as_object().unwrap() {
@@ -29,7 +25,8 @@ async fn a_failing_before_deny_hook_is_446_and_the_provider_is_never_called() {
     let mock = MockProvider::start().await;
     let gw = gateway_for(&mock);
     let config = cfg(json!({"before_request_hooks": [regex_hook("password", true, true)]}));
-    let (status, h, v) = with_config(&gw, &config, body("my password is hunter2")).await;
+    let (status, h, v) =
+        with_config(&gw, &config, user_chat("gpt-4o", "my password is hunter2")).await;
     assert_eq!(status, 446, "{v}");
     assert_eq!(mock.request_count(), 0, "the provider was never called");
     assert_eq!(v["error"]["type"], "hooks_failed");
@@ -51,7 +48,7 @@ async fn a_failing_before_deny_hook_is_446_and_the_provider_is_never_called() {
     }
     assert!(header(&h, "x-portkey-trace-id").len() > 4);
     // The same config with a clean prompt goes through, and carries the hook results.
-    let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(mock.request_count(), 1);
     assert_eq!(
@@ -70,7 +67,7 @@ async fn a_failing_hook_without_deny_is_246_with_the_body_and_hook_results() {
         "type": "guardrail", "id": "out", "deny": false,
         "checks": [{"id": "default.endsWith", "parameters": {"suffix": "thanks"}},
                    {"id": "default.wordCount", "parameters": {"minWords": 1, "maxWords": 10}}]}]}));
-    let (status, _, v) = with_config(&gw, &config, body("q")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 246, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "The answer is 42");
     let hook = &v["hook_results"]["after_request_hooks"][0];
@@ -83,7 +80,7 @@ async fn a_failing_hook_without_deny_is_246_with_the_body_and_hook_results() {
     let config = cfg(json!({"after_request_hooks": [{
         "type": "guardrail", "deny": true,
         "checks": [{"id": "default.endsWith", "parameters": {"suffix": "thanks"}}]}]}));
-    let (status, _, v) = with_config(&gw, &config, body("q")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 446);
     assert_eq!(v["error"]["type"], "hooks_failed");
     assert!(v.get("choices").is_none());
@@ -112,7 +109,7 @@ async fn passing_hooks_answer_200_with_hook_results_and_shorthand_works() {
         "output_guardrails": [{"default.jsonSchema": {"schema": {"type": "object", "required": ["name"]}},
                                "jsonKeys": {"keys": ["age"], "operator": "all"}}]
     }));
-    let (status, _, v) = with_config(&gw, &config, body("short")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "short")).await;
     assert_eq!(status, 200, "{v}");
     let before = &v["hook_results"]["before_request_hooks"][0];
     assert!(before["id"]
@@ -128,7 +125,7 @@ async fn passing_hooks_answer_200_with_hook_results_and_shorthand_works() {
     assert_eq!(after["verdict"], true, "{after}");
     assert_eq!(after["checks"].as_array().unwrap().len(), 2);
     // Without hooks, no hook_results.
-    let (status, _, v) = with_config(&gw, &cfg(json!({})), body("short")).await;
+    let (status, _, v) = with_config(&gw, &cfg(json!({})), user_chat("gpt-4o", "short")).await;
     assert_eq!(status, 200);
     assert!(v.get("hook_results").is_none());
 }
@@ -146,7 +143,7 @@ async fn a_fallback_moves_on_from_a_446() {
         "targets": [{"provider": "openai", "api_key": "sk-a"}, {"provider": "groq", "api_key": "sk-b"}]
     })
     .to_string();
-    let (status, h, v) = with_config(&gw, &config, body("q")).await;
+    let (status, h, v) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "clean answer");
     assert_eq!(
@@ -161,7 +158,7 @@ async fn a_fallback_moves_on_from_a_446() {
         "targets": [{"provider": "openai", "api_key": "sk-a"}, {"provider": "groq", "api_key": "sk-b"}]
     })
     .to_string();
-    let (status, _, _) = with_config(&gw, &config, body("q")).await;
+    let (status, _, _) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 446);
     assert_eq!(b.request_count(), 1, "no fallback");
 }
@@ -179,7 +176,7 @@ async fn retry_on_446_reruns_the_call_and_the_hooks() {
         "after_request_hooks": [{"deny": true, "checks": [{"id": "default.regexMatch",
             "parameters": {"rule": "SECRET", "not": true}}]}]
     }));
-    let (status, h, v) = with_config(&gw, &config, body("q")).await;
+    let (status, h, v) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "fine");
     assert_eq!(a.request_count(), 3);
@@ -191,7 +188,7 @@ async fn retry_on_446_reruns_the_call_and_the_hooks() {
             "parameters": {"rule": "fine", "not": true}}]}]
     }));
     let before = a.request_count();
-    let (status, _, _) = with_config(&gw, &config, body("q")).await;
+    let (status, _, _) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 446);
     assert_eq!(a.request_count(), before + 1);
 }
@@ -208,7 +205,7 @@ async fn mutators_rewrite_the_request_sent_upstream_and_the_answer() {
         "after_request_hooks": [{"type": "mutator", "checks": [
             {"id": "portgate.pii", "parameters": {"redact": true}}]}]
     }));
-    let (status, _, v) = with_config(&gw, &config, body("call 555-1234 now")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "call 555-1234 now")).await;
     assert_eq!(status, 200, "{v}");
     let sent = mock.requests()[0].json();
     assert_eq!(sent["messages"][0]["content"], "Be brief. call [PHONE] now");
@@ -236,7 +233,7 @@ async fn a_webhook_check_posts_the_context_and_takes_its_verdict() {
         {"id": "default.webhook", "parameters": {
             "webhookURL": format!("{}/guard?k=1", hook.base_url()),
             "headers": {"x-hook-key": "k1"}, "timeout": 2000}}]}]}));
-    let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 446, "{v}");
     assert_eq!(mock.request_count(), 0);
     let got = &hook.requests()[0];
@@ -250,7 +247,7 @@ async fn a_webhook_check_posts_the_context_and_takes_its_verdict() {
     let check = &v["hook_results"]["before_request_hooks"][0]["checks"][0];
     assert_eq!(check["data"]["responseData"]["reason"], "nope");
     // The webhook passes and rewrites the request.
-    let (status, _, _) = with_config(&gw, &config, body("hello")).await;
+    let (status, _, _) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 200);
     assert_eq!(
         mock.requests()[0].json()["messages"][0]["content"],
@@ -272,7 +269,7 @@ async fn a_webhook_that_times_out_passes_unless_fail_on_error() {
         let config = cfg(json!({"before_request_hooks": [{"deny": true, "checks": [
             {"id": "default.webhook", "parameters": {"webhookURL": url, "timeout": 100,
              "failOnError": fail_on_error}}]}]}));
-        let (status, _, v) = with_config(&gw, &config, body("hello")).await;
+        let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
         assert_eq!(status, want, "{v}");
         let check = &v["hook_results"]["before_request_hooks"][0]["checks"][0];
         assert!(
@@ -309,7 +306,7 @@ async fn named_guardrails_from_settings_work_as_the_seed_shows() {
         "before_request_hooks": [{"id": "input-guardrail-id-xx"}],
         "after_request_hooks": [{"id": "output-guardrail-id-xx"}]
     }));
-    let (status, _, v) = with_config(&gw, &config, body("q")).await;
+    let (status, _, v) = with_config(&gw, &config, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 246, "{v}");
     assert_eq!(
         v["hook_results"]["before_request_hooks"][0]["id"],
@@ -319,7 +316,7 @@ async fn named_guardrails_from_settings_work_as_the_seed_shows() {
     assert_eq!(after["id"], "output-guardrail-id-xx");
     assert_eq!(after["checks"][0]["data"]["detected"]["credit_card"], 1);
     // A model off the list is denied by the named input guardrail, with its feedback.
-    let mut b = body("q");
+    let mut b = user_chat("gpt-4o", "q");
     b["model"] = json!("gpt-3.5-turbo");
     let (status, _, v) = with_config(&gw, &config, b).await;
     assert_eq!(status, 446, "{v}");
@@ -354,7 +351,7 @@ async fn named_guardrails_from_settings_work_as_the_seed_shows() {
     );
     // An unknown id is a 400 naming it.
     let bad = cfg(json!({"before_request_hooks": [{"id": "nope-guardrail"}]}));
-    let (status, _, v) = with_config(&gw, &bad, body("q")).await;
+    let (status, _, v) = with_config(&gw, &bad, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 400);
     assert!(v.to_string().contains("nope-guardrail"), "{v}");
 }
@@ -382,7 +379,7 @@ async fn bad_hook_configs_are_400_naming_the_path() {
         ),
     ];
     for (extra, path) in cases {
-        let (status, _, v) = with_config(&gw, &cfg(extra.clone()), body("q")).await;
+        let (status, _, v) = with_config(&gw, &cfg(extra.clone()), user_chat("gpt-4o", "q")).await;
         assert_eq!(status, 400, "{extra}");
         assert_eq!(v["status"], "failure");
         let errors = v["errors"].to_string();
@@ -404,7 +401,7 @@ async fn a_deny_hook_ends_a_stream_mid_way() {
     let gw = gateway_for(&mock);
     let config = cfg(json!({"after_request_hooks": [{"deny": true, "checks": [
         {"id": "default.regexMatch", "parameters": {"rule": "SECRET", "not": true}}]}]}));
-    let mut b = body("q");
+    let mut b = user_chat("gpt-4o", "q");
     b["stream"] = json!(true);
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
@@ -456,7 +453,7 @@ async fn a_stream_reports_a_failing_non_deny_hook_at_the_end_when_not_strict() {
     ]);
     let gw = gateway_for(&mock);
     let config = cfg(json!({"output_guardrails": [{"jsonKeys": {"keys": ["a"]}}]}));
-    let mut b = body("q");
+    let mut b = user_chat("gpt-4o", "q");
     b["stream"] = json!(true);
     for (strict, reported) in [("false", true), ("true", false)] {
         let text = client()
@@ -509,7 +506,7 @@ async fn hooks_are_inherited_and_replaced_down_nested_targets() {
         ]
     })
     .to_string();
-    let (status, h, v) = with_config(&gw, &config, body("hello")).await;
+    let (status, h, v) = with_config(&gw, &config, user_chat("gpt-4o", "hello")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         a.request_count(),
@@ -548,7 +545,7 @@ async fn the_access_log_carries_verdicts_and_guardrail_feedback_never_the_text()
             ("x-portkey-config", &config),
             ("x-portkey-trace-id", "trace-guard-1"),
         ],
-        body("my card is 4111 1111 1111 1111"),
+        user_chat("gpt-4o", "my card is 4111 1111 1111 1111"),
     )
     .await;
     assert_eq!(status, 446);
@@ -699,14 +696,14 @@ async fn a_cached_answer_still_passes_the_output_guardrails() {
     let gw = gateway_for(&mock);
     let cache = json!({"mode": "simple"});
     let plain = cfg(json!({"cache": cache}));
-    let (status, h, _) = with_config(&gw, &plain, body("q")).await;
+    let (status, h, _) = with_config(&gw, &plain, user_chat("gpt-4o", "q")).await;
     assert_eq!(
         (status, header(&h, "x-portkey-cache-status")),
         (200, "MISS")
     );
     let guarded =
         cfg(json!({"cache": cache, "after_request_hooks": [regex_hook("SECRET", true, true)]}));
-    let (status, h, v) = with_config(&gw, &guarded, body("q")).await;
+    let (status, h, v) = with_config(&gw, &guarded, user_chat("gpt-4o", "q")).await;
     assert_eq!(status, 446, "{v}");
     assert_eq!(header(&h, "x-portkey-cache-status"), "HIT");
     assert_eq!(v["hook_results"]["after_request_hooks"][0]["deny"], true);
@@ -718,7 +715,7 @@ async fn a_cached_answer_still_passes_the_output_guardrails() {
     // A hook the answer passes: the cached answer with its hook results.
     let passing =
         cfg(json!({"cache": cache, "after_request_hooks": [regex_hook("plan", false, true)]}));
-    let (status, h, v) = with_config(&gw, &passing, body("q")).await;
+    let (status, h, v) = with_config(&gw, &passing, user_chat("gpt-4o", "q")).await;
     assert_eq!((status, header(&h, "x-portkey-cache-status")), (200, "HIT"));
     assert_eq!(v["choices"][0]["message"]["content"], "my SECRET plan");
     assert_eq!(v["hook_results"]["after_request_hooks"][0]["verdict"], true);
@@ -736,7 +733,7 @@ async fn a_cached_stream_still_passes_the_output_guardrails() {
     });
     let gw = gateway_for(&mock);
     let cache = json!({"mode": "simple"});
-    let mut b = body("q");
+    let mut b = user_chat("gpt-4o", "q");
     b["stream"] = json!(true);
     let send = |config: String| {
         let b = b.clone();

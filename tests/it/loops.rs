@@ -5,10 +5,6 @@ use crate::support::*;
 use portgate::settings::ProviderRow;
 use serde_json::json;
 
-fn body() -> serde_json::Value {
-    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_pointing_back_at_the_gateway_is_a_508_not_a_storm() {
     let mut s = test_settings();
@@ -26,7 +22,7 @@ async fn a_provider_pointing_back_at_the_gateway_is_a_508_not_a_storm() {
         &gw,
         "/v1/chat/completions",
         &[("x-portkey-provider", "loopy")],
-        body(),
+        user_chat("m", "hi"),
     )
     .await;
     // The inner pass refused the request; the outer one relays that answer as the provider's.
@@ -56,7 +52,7 @@ async fn marks_are_sent_upstream_and_other_gateways_pass() {
             ("x-portkey-provider", "openai"),
             ("x-portgate-hop", "0123456789abcdef"),
         ],
-        body(),
+        user_chat("m", "hi"),
     )
     .await;
     assert_eq!(status, 200);
@@ -72,7 +68,7 @@ async fn marks_are_sent_upstream_and_other_gateways_pass() {
         &gw,
         "/v1/chat/completions",
         &[("x-portkey-provider", "openai"), ("x-portgate-hop", own)],
-        body(),
+        user_chat("m", "hi"),
     )
     .await;
     assert_eq!(status, 508);
@@ -94,7 +90,7 @@ async fn the_gateways_own_ports_are_never_a_custom_host() {
                 ("x-portkey-provider", "openai"),
                 ("x-portkey-custom-host", &host),
             ],
-            body(),
+            user_chat("m", "hi"),
         )
         .await;
         assert_eq!(

@@ -4,10 +4,6 @@ use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn body() -> serde_json::Value {
-    json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-}
-
 fn retry_config(retry: serde_json::Value) -> String {
     json!({"provider": "openai", "api_key": "sk-openai", "retry": retry}).to_string()
 }
@@ -25,7 +21,7 @@ async fn retries_until_success_and_reports_the_count() {
         Reply::json(503, json!({})),
     ]);
     let config = retry_config(json!({"attempts": 3}));
-    let (status, h, _) = with_config(&gw, &config, body()).await;
+    let (status, h, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "2");
     assert_eq!(a.request_count(), 3);
@@ -36,14 +32,14 @@ async fn exhausted_retries_return_the_last_failure_with_minus_one() {
     let (a, _b, _c, gw) = three_mocks(|_| {}).await;
     a.always(Reply::json(500, json!({"error": {"message": "down"}})));
     let config = retry_config(json!({"attempts": 2}));
-    let (status, h, v) = with_config(&gw, &config, body()).await;
+    let (status, h, v) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 500);
     assert_eq!(v["error"]["message"], "openai error: down");
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "-1");
     assert_eq!(a.request_count(), 3, "first call + 2 retries");
     // A status outside the retry codes is returned at once.
     a.script([Reply::json(400, json!({"error": {"message": "bad"}}))]);
-    let (status, h, _) = with_config(&gw, &config, body()).await;
+    let (status, h, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 400);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "0");
     assert_eq!(a.request_count(), 4);
@@ -54,7 +50,7 @@ async fn backoff_doubles_between_retries() {
     let (a, _b, _c, gw) = three_mocks(|s| s.retry.backoff_base_ms = 150).await;
     a.script([Reply::json(500, json!({})), Reply::json(500, json!({}))]);
     let config = retry_config(json!({"attempts": 2}));
-    let (status, _, _) = with_config(&gw, &config, body()).await;
+    let (status, _, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 200);
     let g = gaps(&a);
     assert!(
@@ -73,7 +69,7 @@ async fn retry_after_is_honoured_for_429() {
     let (a, _b, _c, gw) = three_mocks(|s| s.retry.backoff_base_ms = 5_000).await;
     a.script([Reply::json(429, json!({})).with_header("retry-after-ms", "300")]);
     let config = retry_config(json!({"attempts": 1, "use_retry_after_header": true}));
-    let (status, _, _) = with_config(&gw, &config, body()).await;
+    let (status, _, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 200);
     let g = gaps(&a)[0];
     assert!(
@@ -83,7 +79,7 @@ async fn retry_after_is_honoured_for_429() {
 
     // A Retry-After beyond the 60 s budget stops retrying at once, with count -1.
     a.script([Reply::json(429, json!({})).with_header("retry-after", "120")]);
-    let (status, h, _) = with_config(&gw, &config, body()).await;
+    let (status, h, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 429);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "-1");
     assert_eq!(a.request_count(), 3);
@@ -94,7 +90,7 @@ async fn connection_failures_are_retried() {
     let (a, _b, _c, gw) = three_mocks(|_| {}).await;
     a.script([Reply::Reset]);
     let config = retry_config(json!({"attempts": 1}));
-    let (status, h, _) = with_config(&gw, &config, body()).await;
+    let (status, h, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-portkey-retry-attempt-count"), "1");
     assert_eq!(a.request_count(), 2);
@@ -109,7 +105,7 @@ async fn request_timeout_is_a_408_that_falls_back() {
     });
     let single =
         json!({"provider": "openai", "api_key": "sk-openai", "request_timeout": 200}).to_string();
-    let (status, _, v) = with_config(&gw, &single, body()).await;
+    let (status, _, v) = with_config(&gw, &single, user_chat("m", "hi")).await;
     assert_eq!(status, 408);
     assert_eq!(v["error"]["type"], "timeout_error");
     assert_eq!(
@@ -123,7 +119,7 @@ async fn request_timeout_is_a_408_that_falls_back() {
         "targets": [{"provider": "openai", "api_key": "sk-openai"}, {"provider": "groq", "api_key": "sk-groq"}]
     })
     .to_string();
-    let (status, h, _) = with_config(&gw, &fallback, body()).await;
+    let (status, h, _) = with_config(&gw, &fallback, user_chat("m", "hi")).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "x-portkey-provider"), "groq");
     assert_eq!(b.request_count(), 1);
@@ -138,7 +134,7 @@ async fn request_timeout_is_a_408_that_falls_back() {
             ("x-portkey-config", &long),
             ("x-portkey-request-timeout", "150"),
         ],
-        body(),
+        user_chat("m", "hi"),
     )
     .await;
     assert_eq!(status, 408);
@@ -155,7 +151,7 @@ async fn retry_budget_stops_retry_storms() {
     .await;
     a.always(Reply::json(503, json!({"error": {"message": "outage"}})));
     let config = retry_config(json!({"attempts": 3}));
-    let (status, h, _) = with_config(&gw, &config, body()).await;
+    let (status, h, _) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 503);
     assert_eq!(
         a.request_count(),
@@ -163,7 +159,7 @@ async fn retry_budget_stops_retry_storms() {
         "first call + the 2 retries the budget allows"
     );
     assert_eq!(header(&h, "x-portgate-retry-budget"), "exhausted");
-    let (status, h, v) = with_config(&gw, &config, body()).await;
+    let (status, h, v) = with_config(&gw, &config, user_chat("m", "hi")).await;
     assert_eq!(status, 503);
     assert_eq!(
         v["error"]["message"], "openai error: outage",

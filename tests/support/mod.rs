@@ -11,6 +11,11 @@ pub use mock::{chat_body, chat_events, MockProvider, Recorded, Reply};
 use portgate::settings::ProviderRow;
 use portgate::Settings;
 
+/// A chat request with one user message.
+pub fn user_chat(model: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
 /// Points the given provider slugs at the mock.
 pub fn route_to(settings: &mut Settings, mock: &MockProvider, slugs: &[&str]) {
     for slug in slugs {

@@ -13,7 +13,7 @@ use crate::error::GatewayError;
 use crate::portkey::conditions::QueryContext;
 use crate::portkey::config::Mode;
 use crate::portkey::PortkeyHeaders;
-use crate::providers::{Operation, Provider};
+use crate::providers::Operation;
 use crate::request::RequestView;
 use crate::routing::breaker::{circuit_key, Admit};
 use crate::routing::plan::{Group, Leaf, Node, Plan};
@@ -26,9 +26,10 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+pub use super::answer::{Answer, AttemptKind, AttemptRecord, Outcome};
 
 /// The largest non-streamed answer read whole within its attempt.
 const READ_AHEAD_LIMIT: usize = 4 * 1024 * 1024;
@@ -52,84 +53,6 @@ pub struct Request<'a> {
     pub trace_id: &'a str,
     /// What the request's guardrails may still spend.
     pub guardrails: crate::guardrails::Allowance,
-}
-
-/// Why a send happened, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptKind {
-    First,
-    Retry,
-    Fallback,
-}
-
-impl AttemptKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            AttemptKind::First => "first",
-            AttemptKind::Retry => "retry",
-            AttemptKind::Fallback => "fallback",
-        }
-    }
-}
-
-/// One upstream send (or a target skipped by its breaker or budget).
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    pub path: Option<String>,
-    pub provider: String,
-    pub target: String,
-    pub kind: AttemptKind,
-    /// Upstream status, or the gateway's for failures without one.
-    pub status: u16,
-    /// Error kind for failures without an upstream answer.
-    pub error: Option<&'static str>,
-    pub duration: Duration,
-}
-
-/// What the walk ended with.
-pub enum Outcome {
-    /// An upstream response whose header is read; the body is still to be relayed.
-    Response(Box<Inbound>),
-    /// An answer from the response cache (the target was not sent to).
-    Cached(Arc<crate::cache::Entry>),
-    Failed(GatewayError),
-    /// An answer the gateway holds whole (a guardrail's 446, or an answer with
-    /// `hook_results`); it counts for retries and fallbacks by its status like a live one.
-    Local(Box<crate::guardrails::results::Local>),
-}
-
-impl Outcome {
-    pub fn status(&self) -> u16 {
-        match self {
-            Outcome::Response(r) => r.status(),
-            Outcome::Cached(e) => e.status,
-            Outcome::Failed(e) => e.status(),
-            Outcome::Local(l) => l.status,
-        }
-    }
-}
-
-pub struct Answer {
-    pub outcome: Outcome,
-    /// The adapter of the target that answered: it translates the answer for the client.
-    pub adapter: Option<Arc<dyn Provider>>,
-    /// JSON path of the target that answered (config requests only).
-    pub leaf_path: Option<String>,
-    pub provider: Option<String>,
-    /// Retries made by the answering target; -1 when they ran out on retriable failures.
-    pub retry_count: i64,
-    pub budget_exhausted: bool,
-    /// The target was not tried (breaker open, budget spent): a fallback keeps the answer it
-    /// already has instead of this one.
-    pub skipped: bool,
-    /// The gateway added `stream_options.include_usage` to this target's request: the usage
-    /// chunk must be hidden from the client.
-    pub hide_usage: bool,
-    /// The after-request hooks of a streamed answer, run as it is relayed.
-    pub guard: Option<Box<crate::pipeline::guard_stream::StreamGuard>>,
-    /// What the response cache decided for this target (`x-portkey-cache-status`, and whether
-    /// the answer is to be stored).
-    pub cache: crate::cache::Note,
 }
 
 /// The walk's per-request state.

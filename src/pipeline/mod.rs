@@ -4,6 +4,7 @@
 //! the guardrails on that path (`guard`: before and after each attempt; `guard_stream`: on a
 //! streamed answer as it is relayed).
 
+pub mod answer;
 pub mod attempts;
 pub mod embed;
 pub mod guard;

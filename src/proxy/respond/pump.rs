@@ -1,0 +1,392 @@
+//! Moving an upstream body to the client: chunk by chunk through the translator, batched into
+//! few writes, or whole when it arrived whole; what happens when the translator gives up or the
+//! upstream fails mid-way.
+
+use super::*;
+
+/// Relays an answer the translator makes whole (a non-streamed translated answer): reads the
+/// upstream body to its end, then sends the translation with its `Content-Length` — no chunked
+/// framing, and the client's first byte comes with the complete answer.
+///
+/// A translator that gives up (an answer past its size limit) hands back what it held and
+/// then each chunk as it is: from then on the answer is relayed as it comes, untranslated and
+/// in order, so an answer of any size costs a chunk of memory, not its size.
+pub(super) async fn pump_whole(
+    session: &mut Session,
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+) -> Result<(), RelayError> {
+    while let Some(chunk) = source
+        .next_chunk()
+        .await
+        .map_err(RelayError::BeforeResponse)?
+    {
+        if let Some(out) = translator.push(chunk) {
+            return pump_given_up(session, source, ctx, translator, out).await;
+        }
+    }
+    let body = translator.finish().unwrap_or_default();
+    if let Some(c) = ctx.cache_capture.as_mut() {
+        c.push(&body);
+    }
+    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
+    sized(&mut header, body.len(), ctx)?;
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return Err(RelayError::ClientGone);
+    }
+    if session.write_response_body(Some(body), true).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    Ok(())
+}
+
+/// The rest of an answer whose translator gave up: the header (the translator now says the
+/// body is the upstream's own), what it handed back, then each chunk as it arrives.
+pub(super) async fn pump_given_up(
+    session: &mut Session,
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+    first: Bytes,
+) -> Result<(), RelayError> {
+    let header = downstream_header(source, ctx, translator).map_err(header_failed)?;
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_err()
+    {
+        return Err(RelayError::ClientGone);
+    }
+    ctx.metered.first_chunk_at = Some(std::time::Instant::now());
+    let mut out = Some(first);
+    loop {
+        if let Some(bytes) = out.take() {
+            if let Some(c) = ctx.cache_capture.as_mut() {
+                c.push(&bytes);
+            }
+            if session
+                .write_response_body(Some(bytes), false)
+                .await
+                .is_err()
+            {
+                return Err(RelayError::ClientGone);
+            }
+        }
+        match source.next_chunk().await {
+            Ok(Some(chunk)) => out = translator.push(chunk),
+            Ok(None) => break,
+            Err(err) => return Err(Box::pin(upstream_failed(session, err, false)).await),
+        }
+    }
+    ctx.metered.last_chunk_at = Some(std::time::Instant::now());
+    if session
+        .write_response_body(translator.finish(), true)
+        .await
+        .is_err()
+    {
+        return Err(RelayError::ClientGone);
+    }
+    Ok(())
+}
+
+/// The most bytes of ready chunks joined into one downstream write.
+pub(super) const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Chunks for one downstream write: the first kept as it is (no copy when it is alone).
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) first: Option<Bytes>,
+    pub(super) joined: Option<bytes::BytesMut>,
+}
+
+impl Batch {
+    pub(super) fn add(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        match (&self.first, &mut self.joined) {
+            (None, _) => self.first = Some(chunk),
+            (Some(first), None) => {
+                let mut joined = bytes::BytesMut::with_capacity((first.len() + chunk.len()) * 2);
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&chunk);
+                self.joined = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match (&self.first, &self.joined) {
+            (_, Some(joined)) => joined.len(),
+            (Some(first), None) => first.len(),
+            (None, None) => 0,
+        }
+    }
+
+    pub(super) fn take(&mut self) -> Option<Bytes> {
+        let first = self.first.take();
+        self.joined.take().map(bytes::BytesMut::freeze).or(first)
+    }
+}
+
+/// An upstream failure after the response started: an SSE client is told in-band (best
+/// effort: it may be gone too).
+pub(super) async fn upstream_failed(
+    session: &mut Session,
+    err: GatewayError,
+    sse: bool,
+) -> RelayError {
+    if sse {
+        let _ = session
+            .write_response_body(Some(err.sse_event()), false)
+            .await;
+    }
+    RelayError::Upstream(err)
+}
+
+/// What a body read whole becomes: its translation, or the part before an event too large to
+/// split.
+pub(super) enum Whole {
+    Body(Bytes),
+    /// Boxed: this rare case would otherwise widen the relay's future.
+    Overflowed(Box<Batch>),
+}
+
+/// The response header, and the body too when it is all read already.
+///
+/// An answer read to its end by the time its header is due (a short stream that came in one
+/// burst, an answer the gateway holds) goes out with its length: header and body in one write.
+/// Sent chunked, Pingora flushes the header on its own, then the body, then the last-chunk
+/// mark: three system calls, three segments and three wake-ups of the client. A function of
+/// its own, so that the header being built takes no room in the relay's future.
+pub(super) fn head(
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+) -> Result<(Box<ResponseHeader>, Option<Whole>), RelayError> {
+    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
+    if !source.read_ready(BATCH_LIMIT) {
+        return Ok((Box::new(header), None));
+    }
+    let whole = translate_whole(source, ctx, translator);
+    // An event too large to split goes out as the chunked relay sends it: the header as it
+    // is, then the events before it and the reason.
+    if let Whole::Body(body) = &whole {
+        sized(&mut header, body.len(), ctx)?;
+    }
+    Ok((Box::new(header), Some(whole)))
+}
+
+/// A header for a body sent whole: its length instead of chunked framing, and the body's one
+/// write is both its first and its last chunk.
+pub(super) fn sized(
+    header: &mut ResponseHeader,
+    len: usize,
+    ctx: &mut RequestCtx,
+) -> Result<(), RelayError> {
+    let _ = header.remove_header(&http::header::TRANSFER_ENCODING);
+    header
+        .insert_header(http::header::CONTENT_LENGTH, len)
+        .map_err(header_failed)?;
+    let now = std::time::Instant::now();
+    ctx.metered.first_chunk_at = Some(now);
+    ctx.metered.last_chunk_at = Some(now);
+    Ok(())
+}
+
+/// Translates a body [`Source::read_ready`] found whole, as the chunked relay does chunk by
+/// chunk: the same captures for the cache, the same stop when a guardrail ends the stream, the
+/// translator's last words.
+pub(super) fn translate_whole(
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+) -> Whole {
+    let mut out = Batch::default();
+    while let Some(chunk) = source.take_ready() {
+        match feed(translator, ctx, &mut out, chunk) {
+            Fed::More => {}
+            Fed::Stopped => break,
+            Fed::Overflowed => return Whole::Overflowed(Box::new(out)),
+        }
+    }
+    if let Some(rest) = finish(translator, ctx) {
+        out.add(rest);
+    }
+    Whole::Body(out.take().unwrap_or_default())
+}
+
+/// What feeding one chunk to the translator leaves the relay to do.
+pub(super) enum Fed {
+    More,
+    /// A guardrail ended the stream: nothing more from upstream reaches the client.
+    Stopped,
+    /// An event grew past the splitter's limit (see [`overflowed`]).
+    Overflowed,
+}
+
+/// Feeds one upstream chunk to the translator; what it releases goes into `out` and into the
+/// response cache's capture (a completed stream is stored as the client got it).
+pub(super) fn feed(
+    translator: &mut dyn Translator,
+    ctx: &mut RequestCtx,
+    out: &mut Batch,
+    chunk: Bytes,
+) -> Fed {
+    let pushed = translator.push(chunk);
+    if translator.overflowed() {
+        return Fed::Overflowed;
+    }
+    if let Some(pushed) = pushed {
+        if let Some(c) = ctx.cache_capture.as_mut() {
+            c.push(&pushed);
+        }
+        out.add(pushed);
+    }
+    if translator.stopped() {
+        Fed::Stopped
+    } else {
+        Fed::More
+    }
+}
+
+/// The translator's last words (the end of a translated stream), captured like the rest.
+pub(super) fn finish(translator: &mut dyn Translator, ctx: &mut RequestCtx) -> Option<Bytes> {
+    let rest = translator.finish();
+    if let (Some(c), Some(rest)) = (ctx.cache_capture.as_mut(), rest.as_ref()) {
+        c.push(rest);
+    }
+    rest
+}
+
+/// An SSE event grew past the splitter's limit: the event cut short is ended and the client
+/// told why the stream ends, after the events of `out` (the response header is written).
+pub(super) async fn overflowed(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut out: Batch,
+) -> RelayError {
+    let err = GatewayError::UpstreamIo {
+        provider: ctx.provider.clone().unwrap_or_default(),
+        detail: format!(
+            "an SSE event is larger than {} bytes",
+            crate::stream::sse::MAX_EVENT
+        ),
+    };
+    out.add(Bytes::from_static(b"\n\n"));
+    out.add(err.sse_event());
+    if let Some(out) = out.take() {
+        let _ = session.write_response_body(Some(out), false).await;
+    }
+    RelayError::Upstream(err)
+}
+
+pub(super) async fn pump(
+    session: &mut Session,
+    source: &mut Source,
+    ctx: &mut RequestCtx,
+    translator: &mut dyn Translator,
+    sse: bool,
+) -> Result<(), RelayError> {
+    if translator.buffers_whole() {
+        // Boxed, like the failure paths below: inline, these rarer paths' futures would size
+        // this one, and with it the handler's, which every open stream holds.
+        return Box::pin(pump_whole(session, source, ctx, translator)).await;
+    }
+    let (header, whole) = head(source, ctx, translator)?;
+    if session.write_response_header(header, false).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    match whole {
+        None => {}
+        Some(Whole::Body(body)) => {
+            return match session.write_response_body(Some(body), true).await {
+                Ok(()) => Ok(()),
+                Err(_) => Err(RelayError::ClientGone),
+            }
+        }
+        Some(Whole::Overflowed(out)) => return Err(Box::pin(overflowed(session, ctx, *out)).await),
+    }
+    let mut client_watch = true;
+    loop {
+        // `biased`: the upstream branch is polled first, so a finished upstream body always
+        // ends the loop before the downstream is read. The downstream branch only watches for
+        // the client leaving; with pipelining enabled on the session (see `request_filter`),
+        // bytes of the client's next request that arrive meanwhile are kept for it by Pingora
+        // and the branch just stays pending.
+        let next = tokio::select! {
+            biased;
+            chunk = source.next_chunk() => chunk,
+            gone = session.downstream_session.read_body_or_idle(true), if client_watch => {
+                match gone {
+                    Ok(_) => { client_watch = false; continue; }
+                    Err(e) if client_left(&e) => return Err(RelayError::ClientGone),
+                    Err(_) => {
+                        // Not a close: the connection state is unknown, so finish this
+                        // response and close afterwards rather than guess.
+                        client_watch = false;
+                        session.set_keepalive(None);
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut chunk = match next {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(err) => return Err(Box::pin(upstream_failed(session, err, sse)).await),
+        };
+        // Chunks that are already read (a burst of events in one read) go out in one write:
+        // each downstream write costs a syscall and a chunk header. Only what is ready now is
+        // taken, so nothing is held back waiting for more.
+        let mut out = Batch::default();
+        let mut ended = None;
+        loop {
+            match feed(translator, ctx, &mut out, chunk) {
+                Fed::More => {}
+                Fed::Stopped => {
+                    ended = Some(Ok(None));
+                    break;
+                }
+                Fed::Overflowed => return Err(Box::pin(overflowed(session, ctx, out)).await),
+            }
+            if out.len() >= BATCH_LIMIT {
+                break;
+            }
+            // Polls once: a chunk ready now, else `None` (the future is dropped; body reads are
+            // cancel-safe, which the `select!` above relies on already).
+            match futures_util::FutureExt::now_or_never(source.next_chunk()) {
+                Some(Ok(Some(next))) => chunk = next,
+                Some(end) => {
+                    ended = Some(end);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if let Some(out) = out.take() {
+            let now = std::time::Instant::now();
+            ctx.metered.first_chunk_at.get_or_insert(now);
+            ctx.metered.last_chunk_at = Some(now);
+            if session.write_response_body(Some(out), false).await.is_err() {
+                return Err(RelayError::ClientGone);
+            }
+        }
+        match ended {
+            None => {}
+            Some(Ok(_)) => break,
+            Some(Err(err)) => return Err(Box::pin(upstream_failed(session, err, sse)).await),
+        }
+    }
+    let rest = finish(translator, ctx);
+    if session.write_response_body(rest, true).await.is_err() {
+        return Err(RelayError::ClientGone);
+    }
+    Ok(())
+}

@@ -63,7 +63,7 @@ pub struct Settings {
     pub pricing: PricingSettings,
     pub log: LogSettings,
     pub anthropic: AnthropicSettings,
-    /// Response caching (`cache.rs`: backend, bounds, `max_age` limits, Redis).
+    /// Response caching (`settings/cache.rs`: backend, bounds, `max_age` limits, Redis, semantic).
     pub cache: cache::CacheSettings,
 }
 

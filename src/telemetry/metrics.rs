@@ -67,7 +67,7 @@ pub struct Metrics {
     pub closed_without_response: IntCounter,
     /// Guardrail checks, latencies and denials (`guardrails::telemetry`).
     pub guardrails: crate::telemetry::guardrails::GuardMetrics,
-    /// The response cache's families (`cache/metrics.rs`).
+    /// The response cache's families (`telemetry/cache.rs`).
     pub cache: crate::telemetry::cache::CacheMetrics,
     metadata_labels: Vec<String>,
     /// Requested and served model names (one set: both name the same models).

@@ -13,7 +13,7 @@ use pingora::protocols::http::ServerSession;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     ready: Arc<AtomicBool>,
     state: Arc<State>,
 }
@@ -24,7 +24,7 @@ fn circuits_for(peer: Option<std::net::IpAddr>, remote: bool) -> bool {
 }
 
 impl AdminApp {
-    pub fn new(ready: Arc<AtomicBool>, state: Arc<State>) -> Self {
+    pub(crate) fn new(ready: Arc<AtomicBool>, state: Arc<State>) -> Self {
         AdminApp { ready, state }
     }
 }

@@ -17,7 +17,7 @@ pub struct BufferBudget {
 }
 
 impl BufferBudget {
-    pub fn new(cap: usize) -> Arc<Self> {
+    pub(crate) fn new(cap: usize) -> Arc<Self> {
         Arc::new(BufferBudget {
             used: AtomicUsize::new(0),
             cap,
@@ -25,7 +25,8 @@ impl BufferBudget {
     }
 
     /// Bytes held now (for tests and the admin view).
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 }
@@ -33,13 +34,13 @@ impl BufferBudget {
 /// A request's share of the budget, returned when the request ends (the lease is dropped with
 /// the request context).
 #[derive(Debug)]
-pub struct BufferLease {
+pub(crate) struct BufferLease {
     budget: Arc<BufferBudget>,
     bytes: usize,
 }
 
 impl BufferLease {
-    pub fn new(budget: &Arc<BufferBudget>) -> Self {
+    pub(crate) fn new(budget: &Arc<BufferBudget>) -> Self {
         BufferLease {
             budget: budget.clone(),
             bytes: 0,
@@ -47,7 +48,7 @@ impl BufferLease {
     }
 
     /// Takes `more` bytes from the budget, or refuses (nothing taken) when it would pass the cap.
-    pub fn grow(&mut self, more: usize) -> Result<(), GatewayError> {
+    pub(crate) fn grow(&mut self, more: usize) -> Result<(), GatewayError> {
         let b = &self.budget;
         let mut used = b.used.load(Ordering::Relaxed);
         loop {

@@ -11,15 +11,16 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Portkey's answer when a request carries neither `x-portkey-provider` nor `x-portkey-config`.
-pub const MISSING_HEADERS_MESSAGE: &str =
+pub(crate) const MISSING_HEADERS_MESSAGE: &str =
     "Either x-portkey-config or x-portkey-provider header is required";
 
 /// Portkey's answer when a config names no provider and the headers name none either.
-pub const MISSING_PROVIDER_MESSAGE: &str = "Either x-portkey-provider needs to be passed. Or the \
+pub(crate) const MISSING_PROVIDER_MESSAGE: &str =
+    "Either x-portkey-provider needs to be passed. Or the \
      x-portkey-config header should have a valid config with provider details in it.";
 
 /// Portkey's answer when a conditional strategy matches no condition and has no default.
-pub const NO_ROUTE_MESSAGE: &str = "Query router did not resolve to any valid target";
+pub(crate) const NO_ROUTE_MESSAGE: &str = "Query router did not resolve to any valid target";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -149,14 +150,14 @@ struct Failure<'a> {
 /// The OpenAI error envelope in Portkey's field order: `{"error":{"message","type","param",
 /// "code"},"provider"}` (`provider` on provider errors only).
 #[derive(Serialize)]
-pub struct ErrorEnvelope {
+pub(crate) struct ErrorEnvelope {
     pub error: ErrorObject,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
 }
 
 #[derive(Serialize)]
-pub struct ErrorObject {
+pub(crate) struct ErrorObject {
     pub message: String,
     #[serde(rename = "type")]
     pub kind: Value,
@@ -166,7 +167,7 @@ pub struct ErrorObject {
 
 impl ErrorObject {
     /// An error with no `param` or `code`.
-    pub fn new(message: String, kind: Value) -> Self {
+    pub(crate) fn new(message: String, kind: Value) -> Self {
         ErrorObject {
             message,
             kind,
@@ -188,7 +189,7 @@ enum Shape {
 
 impl GatewayError {
     /// The HTTP status this error is answered with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Self::InvalidJson(_)
             | Self::InvalidBody(_)
@@ -223,7 +224,7 @@ impl GatewayError {
     }
 
     /// A short, fixed label for logs and metrics (never contains request data).
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidBody(_) => "invalid_body",
@@ -265,7 +266,7 @@ impl GatewayError {
     /// What the client-facing message leaves out on purpose (Portkey's messages are fixed
     /// strings), for the log line: the unknown slug, why a custom host was refused, the JSON
     /// parser's complaint, the strategy that matched nothing. Never holds credentials.
-    pub fn detail(&self) -> Option<&str> {
+    pub(crate) fn detail(&self) -> Option<&str> {
         match self {
             Self::UnknownProvider(d)
             | Self::InvalidCustomHost(d)
@@ -279,7 +280,7 @@ impl GatewayError {
     /// circuit, a spent retry budget, an internal fault), marked with
     /// `x-portkey-gateway-exception: true` as Portkey marks its gateway errors. A provider's
     /// failure (timeout, refused connection) is not: Portkey answers those without the mark.
-    pub fn is_gateway_exception(&self) -> bool {
+    pub(crate) fn is_gateway_exception(&self) -> bool {
         matches!(
             self,
             Self::CircuitOpen(_)
@@ -292,7 +293,7 @@ impl GatewayError {
 
     /// Whether the failure happened in the upstream exchange (the target may be retried or
     /// fallen back from) rather than in the client's request.
-    pub fn is_upstream(&self) -> bool {
+    pub(crate) fn is_upstream(&self) -> bool {
         matches!(
             self,
             Self::RequestTimeout(_)
@@ -325,7 +326,7 @@ impl GatewayError {
     }
 
     /// The JSON body sent to the client.
-    pub fn body(&self) -> Bytes {
+    pub(crate) fn body(&self) -> Bytes {
         let message = self.to_string();
         let written = match self.shape() {
             Shape::Portkey => serde_json::to_vec(&Failure {
@@ -347,7 +348,7 @@ impl GatewayError {
 
     /// The same error as an SSE event, for failures after a stream has started: the client
     /// sees the failure instead of a stream that merely ends.
-    pub fn sse_event(&self) -> Bytes {
+    pub(crate) fn sse_event(&self) -> Bytes {
         let envelope = ErrorEnvelope {
             error: ErrorObject::new(self.to_string(), Value::from(self.kind())),
             provider: None,

@@ -14,7 +14,7 @@ const INDEX_SIZE: usize = 10_000;
 const MAX_ITEMS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Feedback {
+pub(crate) struct Feedback {
     pub trace_id: String,
     pub value: i64,
     pub weight: f64,
@@ -22,7 +22,7 @@ pub struct Feedback {
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Update {
+pub(crate) struct Update {
     pub value: Option<i64>,
     pub weight: Option<f64>,
     pub metadata: Option<Map<String, Value>>,
@@ -98,7 +98,7 @@ fn one(v: &Value, prefix: &str) -> Result<Feedback, GatewayError> {
 }
 
 /// `POST /v1/feedback`: one object or an array of them.
-pub fn parse_create(body: &[u8]) -> Result<Vec<Feedback>, GatewayError> {
+pub(crate) fn parse_create(body: &[u8]) -> Result<Vec<Feedback>, GatewayError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
     match &v {
@@ -117,7 +117,7 @@ pub fn parse_create(body: &[u8]) -> Result<Vec<Feedback>, GatewayError> {
 }
 
 /// `PUT /v1/feedback/{id}`: any of value, weight, metadata.
-pub fn parse_update(body: &[u8]) -> Result<Update, GatewayError> {
+pub(crate) fn parse_update(body: &[u8]) -> Result<Update, GatewayError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
     let Some(obj) = v.as_object() else {
@@ -147,7 +147,7 @@ pub struct FeedbackIndex {
 }
 
 impl FeedbackIndex {
-    pub fn insert(&self, id: &str, trace_id: &str) {
+    pub(crate) fn insert(&self, id: &str, trace_id: &str) {
         if let Ok(mut g) = self.inner.lock() {
             let (map, order) = &mut *g;
             if map.len() >= INDEX_SIZE {
@@ -160,7 +160,7 @@ impl FeedbackIndex {
         }
     }
 
-    pub fn trace_of(&self, id: &str) -> Option<String> {
+    pub(crate) fn trace_of(&self, id: &str) -> Option<String> {
         self.inner.lock().ok()?.0.get(id).cloned()
     }
 }

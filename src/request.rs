@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 /// The unified-API body of one request.
 #[derive(Debug)]
-pub struct RequestView {
+pub(crate) struct RequestView {
     /// The JSON body to forward (the inner `params` for a wrapped legacy request).
     pub body: Bytes,
     /// `model`, as the client asked.
@@ -40,7 +40,7 @@ pub struct RequestView {
 /// by parsing just that value instead of the whole body. Empty for a view built from an
 /// already parsed object.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ContentAt {
+pub(crate) struct ContentAt {
     /// The ranges were recorded (false for a view of a parsed object).
     pub scanned: bool,
     pub messages: Option<Range<usize>>,
@@ -92,7 +92,7 @@ fn expect_object(body: &[u8]) -> Result<(), GatewayError> {
 
 impl RequestView {
     /// The view of a plain unified-API body: validated as one JSON object and scanned once.
-    pub fn parse(body: Bytes) -> Result<RequestView, GatewayError> {
+    pub(crate) fn parse(body: Bytes) -> Result<RequestView, GatewayError> {
         expect_object(&body)?;
         let peek: Peek<'_> = serde_json::from_slice(&body).map_err(json_error)?;
         // The raw values borrow from `body`: their offsets in it.
@@ -130,7 +130,7 @@ impl RequestView {
     /// `{"config": ..., "params": {...}}`; returns the view of the inner request and the config
     /// it carries. The wrapper must be parsed whole anyway, so the inner object is kept as the
     /// parsed params (no second parse).
-    pub fn parse_legacy(body: Bytes) -> Result<(RequestView, Option<String>), GatewayError> {
+    pub(crate) fn parse_legacy(body: Bytes) -> Result<(RequestView, Option<String>), GatewayError> {
         expect_object(&body)?;
         let mut outer: Map<String, Value> = serde_json::from_slice(&body).map_err(json_error)?;
         let Some(Value::Object(params)) = outer.remove("params") else {
@@ -175,14 +175,14 @@ impl RequestView {
     }
 
     /// The raw JSON text of a member the scan recorded (see [`ContentAt`]).
-    pub fn raw(&self, at: &Option<Range<usize>>) -> Option<&[u8]> {
+    pub(crate) fn raw(&self, at: &Option<Range<usize>>) -> Option<&[u8]> {
         at.as_ref().and_then(|r| self.body.get(r.clone()))
     }
 
     /// The body as a JSON object, parsed once. A body the scan accepted but a full parse
     /// refuses (a lone UTF-16 surrogate escape, which a skipping scan does not decode) is a
     /// 400, never silently replaced by an empty object.
-    pub fn params(&self) -> Result<&Map<String, Value>, GatewayError> {
+    pub(crate) fn params(&self) -> Result<&Map<String, Value>, GatewayError> {
         self.params
             .get_or_init(|| serde_json::from_slice(&self.body).map_err(|e| e.to_string()))
             .as_ref()
@@ -193,7 +193,7 @@ impl RequestView {
     /// `override_params` merged over them and/or `stream_options.include_usage` added so stream
     /// tokens are counted exactly. Adding the option alone to a body without `stream_options`
     /// splices it into the bytes instead of re-serialising the document.
-    pub fn body_for(
+    pub(crate) fn body_for(
         &self,
         overrides: Option<&Map<String, Value>>,
         ask_usage: bool,

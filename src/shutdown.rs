@@ -44,7 +44,7 @@ const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What a graceful shutdown acts on: readiness, the proxy listener, the in-flight requests and
 /// the access log.
-pub struct Drain {
+pub(crate) struct Drain {
     ready: Arc<AtomicBool>,
     stop_accepting: watch::Sender<bool>,
     state: Arc<State>,
@@ -53,7 +53,7 @@ pub struct Drain {
 
 impl Drain {
     /// `ready` is the flag `/readyz` answers from.
-    pub fn new(ready: Arc<AtomicBool>, state: Arc<State>, grace: Duration) -> Drain {
+    pub(crate) fn new(ready: Arc<AtomicBool>, state: Arc<State>, grace: Duration) -> Drain {
         let (stop_accepting, _) = watch::channel(false);
         Drain {
             ready,
@@ -64,7 +64,7 @@ impl Drain {
     }
 
     /// Wraps the proxy service so that `run` can close its listener.
-    pub fn guard<S: Service>(&self, service: S) -> StopAccepting<S> {
+    pub(crate) fn guard<S: Service>(&self, service: S) -> StopAccepting<S> {
         StopAccepting {
             inner: service,
             stop: self.stop_accepting.subscribe(),
@@ -73,7 +73,7 @@ impl Drain {
 
     /// Steps 2 to 5 of the module doc. Returns the requests still in flight when it gave up
     /// (0 when everything finished within the grace period).
-    pub async fn run(&self) -> i64 {
+    pub(crate) async fn run(&self) -> i64 {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop_accepting.send(true);
         tracing::info!(
@@ -110,7 +110,7 @@ impl Drain {
 
 /// A Pingora service whose listeners stop accepting when either Pingora shuts down or the
 /// drain starts, whichever comes first.
-pub struct StopAccepting<S> {
+pub(crate) struct StopAccepting<S> {
     inner: S,
     stop: watch::Receiver<bool>,
 }
@@ -175,13 +175,13 @@ impl<S: Service> Service for StopAccepting<S> {
 
 /// The shutdown watch Pingora runs with: the real signal source (Unix signals in the binary, a
 /// test's notifier in tests) with the drain in front of a graceful terminate.
-pub struct GracefulShutdown<W> {
+pub(crate) struct GracefulShutdown<W> {
     signals: W,
     drain: Drain,
 }
 
 impl<W> GracefulShutdown<W> {
-    pub fn new(signals: W, drain: Drain) -> Self {
+    pub(crate) fn new(signals: W, drain: Drain) -> Self {
         GracefulShutdown { signals, drain }
     }
 }

@@ -47,7 +47,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+    pub(crate) fn new(settings: Settings) -> Result<Self, SettingsError> {
         Self::with_env(settings, &|name| std::env::var(name).ok())
     }
 
@@ -133,7 +133,7 @@ impl State {
     }
 
     /// What resolving a target reads.
-    pub fn resolver(&self) -> crate::routing::target::Resolver<'_> {
+    pub(crate) fn resolver(&self) -> crate::routing::target::Resolver<'_> {
         crate::routing::target::Resolver {
             providers: &self.providers,
             virtual_keys: &self.virtual_keys,
@@ -142,7 +142,7 @@ impl State {
     }
 
     /// What building a plan from an inline config checks references against.
-    pub fn plan_context(&self) -> PlanContext<'_> {
+    pub(crate) fn plan_context(&self) -> PlanContext<'_> {
         PlanContext {
             providers: &self.providers,
             virtual_keys: &self.virtual_keys,
@@ -155,7 +155,7 @@ impl State {
     }
 
     /// Checks `x-portkey-api-key` when gateway keys are configured (off by default).
-    pub fn gateway_key_ok(&self, presented: Option<&str>) -> bool {
+    pub(crate) fn gateway_key_ok(&self, presented: Option<&str>) -> bool {
         if self.gateway_keys.is_empty() {
             return true;
         }

@@ -22,7 +22,7 @@ pub(super) const MAGIC: &[u8; 4] = b"PGC1";
 
 impl Entry {
     /// What the entry counts against `cache.max_bytes`.
-    pub fn weight(&self) -> usize {
+    pub(crate) fn weight(&self) -> usize {
         self.body.len()
             + self.content_type.len()
             + self.model.as_ref().map_or(0, String::len)

@@ -15,12 +15,12 @@ use sha2::{Digest, Sha256};
 /// `user` is an end-user id the provider uses for abuse monitoring only. Everything else stays
 /// in, `stream` and `stream_options` included: an entry is the answer as the client received
 /// it (JSON, or the SSE events), so a streamed and a whole answer are separate entries.
-pub const EXCLUDED: &[&str] = &["user"];
+pub(crate) const EXCLUDED: &[&str] = &["user"];
 
 /// Request headers that change a provider's answer when the client sends them (API versions
 /// and betas, the OpenAI organisation and project a key acts for): part of the key whenever
 /// present, with every header the request forwards upstream.
-pub const ANSWER_HEADERS: &[&str] = &[
+pub(crate) const ANSWER_HEADERS: &[&str] = &[
     "anthropic-version",
     "anthropic-beta",
     "openai-organization",
@@ -29,7 +29,7 @@ pub const ANSWER_HEADERS: &[&str] = &[
 ];
 
 /// What identifies an answer besides the body.
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     /// The operation (`chat`, `messages`, ...).
     pub op: &'a str,
     /// Provider slug and upstream authority (`openai@api.openai.com:443`).
@@ -52,7 +52,7 @@ pub struct Scope<'a> {
 
 /// SHA-256 of the provider key and options (both may hold credentials: an Azure AD token, AWS
 /// keys). Only this digest is hashed into the key; the credential is never stored.
-pub fn credential_digest<'o>(
+pub(crate) fn credential_digest<'o>(
     api_key: Option<&str>,
     options: impl Iterator<Item = (&'o String, &'o String)>,
 ) -> [u8; 32] {
@@ -74,7 +74,7 @@ pub fn credential_digest<'o>(
 
 /// The key of a request whose (override-applied) body is `body`; `None` when the body is not
 /// a JSON object (it is then not cached).
-pub fn key(scope: &Scope<'_>, body: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn key(scope: &Scope<'_>, body: &[u8]) -> Option<[u8; 32]> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let Value::Object(map) = &v else {
         return None;

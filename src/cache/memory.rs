@@ -15,7 +15,7 @@ struct Shard {
     bytes: usize,
 }
 
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     max_entries: usize,
     max_bytes: usize,
@@ -24,7 +24,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn new(
+    pub(crate) fn new(
         max_entries: usize,
         max_bytes: usize,
         entries_gauge: IntGauge,
@@ -52,7 +52,7 @@ impl MemoryStore {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 
-    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<Entry>> {
         let mut s = self.shard(key).lock().ok()?;
         let entry = s.lru.get(key)?.clone();
         if entry.expires_at > now {
@@ -66,7 +66,7 @@ impl MemoryStore {
         None
     }
 
-    pub fn put(&self, key: [u8; 32], entry: Arc<Entry>) {
+    pub(crate) fn put(&self, key: [u8; 32], entry: Arc<Entry>) {
         let weight = entry.weight();
         if weight > self.max_bytes {
             return;

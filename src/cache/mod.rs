@@ -23,7 +23,7 @@ pub mod redis;
 pub mod semantic;
 
 pub use crate::settings::cache::{Backend, CacheSettings};
-pub use crate::telemetry::cache::CacheMetrics;
+pub(crate) use crate::telemetry::cache::CacheMetrics;
 
 use crate::portkey::config::CacheMode;
 use crate::routing::plan::Leaf;
@@ -38,15 +38,15 @@ mod entry;
 
 pub use entry::Entry;
 
-pub const HIT: &str = "HIT";
-pub const SEMANTIC_HIT: &str = "SEMANTIC HIT";
-pub const MISS: &str = "MISS";
-pub const SEMANTIC_MISS: &str = "SEMANTIC MISS";
-pub const REFRESH: &str = "REFRESH";
-pub const DISABLED: &str = "DISABLED";
+pub(crate) const HIT: &str = "HIT";
+pub(crate) const SEMANTIC_HIT: &str = "SEMANTIC HIT";
+pub(crate) const MISS: &str = "MISS";
+pub(crate) const SEMANTIC_MISS: &str = "SEMANTIC MISS";
+pub(crate) const REFRESH: &str = "REFRESH";
+pub(crate) const DISABLED: &str = "DISABLED";
 
 /// A unit vector being computed: the embedding call's future.
-pub type EmbedFuture<'a> =
+pub(crate) type EmbedFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<[f32]>, String>> + Send + 'a>>;
 
 /// Computes the vector of a text for the semantic cache (the request pipeline calls the
@@ -60,7 +60,7 @@ pub trait Embedder: Sync {
 }
 
 /// What a lookup reads of the request besides its body.
-pub struct Asked<'a> {
+pub(crate) struct Asked<'a> {
     pub op: crate::providers::Operation,
     pub client_headers: &'a http::HeaderMap,
     /// `x-portkey-forward-headers` (a target's own `forward_headers` replace them).
@@ -71,14 +71,14 @@ pub struct Asked<'a> {
 }
 
 /// Request headers (Portkey's).
-pub const NAMESPACE_HEADER: &str = "x-portkey-cache-namespace";
-pub const FORCE_REFRESH_HEADER: &str = "x-portkey-cache-force-refresh";
+pub(crate) const NAMESPACE_HEADER: &str = "x-portkey-cache-namespace";
+pub(crate) const FORCE_REFRESH_HEADER: &str = "x-portkey-cache-force-refresh";
 
 /// What the lookup decided for a request: the `x-portkey-cache-status` it gets, and whether
 /// its answer is to be stored (and under which key, for how long). Small: it travels in every
 /// walk's answer.
 #[derive(Debug, Clone)]
-pub struct Note {
+pub(crate) struct Note {
     pub status: &'static str,
     pending: Option<Box<Pending>>,
 }
@@ -93,7 +93,7 @@ struct Pending {
 
 impl Note {
     /// No cache applies.
-    pub const DISABLED: Note = Note {
+    pub(crate) const DISABLED: Note = Note {
         status: DISABLED,
         pending: None,
     };
@@ -103,7 +103,7 @@ impl Note {
     }
 
     /// Whether the answer is to be captured and stored.
-    pub fn stores(&self) -> bool {
+    pub(crate) fn stores(&self) -> bool {
         self.pending.is_some()
     }
 }
@@ -112,7 +112,7 @@ impl Note {
 /// a semantic cache) share it instead of each calling the embedding model for the same text.
 /// Boxed: it lives in every request's walk, and most requests never embed.
 #[derive(Default)]
-pub struct EmbeddingMemo(Option<Box<Embedded>>);
+pub(crate) struct EmbeddingMemo(Option<Box<Embedded>>);
 
 struct Embedded {
     text: String,
@@ -120,7 +120,7 @@ struct Embedded {
     vector: Option<Arc<[f32]>>,
 }
 
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Served from the cache, with the note saying how (`HIT`, `SEMANTIC HIT`).
     Hit(Arc<Entry>, Note),
     Go(Note),
@@ -128,14 +128,14 @@ pub enum Lookup {
 
 /// The answer as sent to the client, collected while it is relayed (bounded by
 /// `cache.max_entry_bytes`: a larger answer is sent whole but not stored).
-pub struct Capture {
+pub(crate) struct Capture {
     buf: BytesMut,
     limit: usize,
     overflow: bool,
 }
 
 impl Capture {
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         if self.overflow {
             return;
         }
@@ -170,7 +170,7 @@ fn mode_label(mode: CacheMode) -> &'static str {
 }
 
 impl Cache {
-    pub fn new(
+    pub(crate) fn new(
         settings: &CacheSettings,
         metrics: CacheMetrics,
         env: &dyn Fn(&str) -> Option<String>,
@@ -225,7 +225,7 @@ impl Cache {
     }
 
     /// Looks the request up for one target (`body` is its body after `override_params`).
-    pub async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         embedder: &dyn Embedder,
         leaf: &Leaf,
@@ -417,7 +417,7 @@ impl Cache {
     }
 
     /// A capture for an answer the note says to store.
-    pub fn capture(&self, note: &Note) -> Option<Capture> {
+    pub(crate) fn capture(&self, note: &Note) -> Option<Capture> {
         note.stores().then(|| Capture {
             buf: BytesMut::new(),
             limit: self.settings.max_entry_bytes,
@@ -427,7 +427,7 @@ impl Cache {
 
     /// Stores a relayed answer that completed: only a 2xx, only when captured whole. The Redis
     /// write runs in the background (the client already has its answer).
-    pub fn store(
+    pub(crate) fn store(
         &self,
         note: &Note,
         capture: Capture,
@@ -485,7 +485,7 @@ impl Cache {
 
     /// The headers of a replayed entry: its content type, and its length unless it is a stream
     /// (sent chunked, like a live one).
-    pub fn replay_headers(entry: &Entry) -> http::HeaderMap {
+    pub(crate) fn replay_headers(entry: &Entry) -> http::HeaderMap {
         let mut h = http::HeaderMap::with_capacity(2);
         if let Ok(v) = http::HeaderValue::from_str(&entry.content_type) {
             h.insert(http::header::CONTENT_TYPE, v);

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, OnceCell};
 
 /// Why Redis did not answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RedisError {
+pub(crate) enum RedisError {
     #[error("not connected")]
     NotConnected,
     #[error("timed out")]
@@ -45,12 +45,12 @@ struct Inner {
     loaded: Notify,
 }
 
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     inner: Arc<Inner>,
 }
 
 impl RedisStore {
-    pub fn new(url: &str, settings: &RedisSettings) -> Result<Self, String> {
+    pub(crate) fn new(url: &str, settings: &RedisSettings) -> Result<Self, String> {
         // The message of a bad URL may echo it: it is not included.
         let client = redis::Client::open(url).map_err(|_| "not a valid Redis URL".to_string())?;
         Ok(RedisStore {
@@ -97,7 +97,7 @@ impl RedisStore {
             .ok_or(RedisError::NotConnected)
     }
 
-    pub async fn get(&self, key: &[u8; 32]) -> Result<Option<Entry>, RedisError> {
+    pub(crate) async fn get(&self, key: &[u8; 32]) -> Result<Option<Entry>, RedisError> {
         let bound = Duration::from_millis(self.inner.settings.lookup_timeout_ms);
         let started = Instant::now();
         let mut conn = self.conn(bound).await?;
@@ -109,7 +109,12 @@ impl RedisStore {
         Ok(got.and_then(|raw| Entry::decode(&raw)))
     }
 
-    pub async fn put(&self, key: &[u8; 32], entry: &Entry, ttl: u64) -> Result<(), RedisError> {
+    pub(crate) async fn put(
+        &self,
+        key: &[u8; 32],
+        entry: &Entry,
+        ttl: u64,
+    ) -> Result<(), RedisError> {
         let bound = Duration::from_millis(self.inner.settings.store_timeout_ms);
         let mut conn = self.conn(bound).await?;
         let cmd = redis::cmd("SET")
@@ -126,7 +131,7 @@ impl RedisStore {
 
     /// Logs a Redis failure, at most once per reconnect interval (a down Redis would otherwise
     /// log every request). The URL, which may hold a password, is never logged.
-    pub fn log_failure(&self, op: &str, e: &RedisError) {
+    pub(crate) fn log_failure(&self, op: &str, e: &RedisError) {
         let now = self.inner.now_ms();
         let last = self.inner.last_log_ms.load(Ordering::Relaxed);
         let every = self.inner.settings.reconnect_interval_ms;
@@ -253,7 +258,7 @@ pub mod vectors {
 
     impl RedisStore {
         /// Stores a vector record and announces it to every replica.
-        pub async fn put_vector(
+        pub(crate) async fn put_vector(
             &self,
             record: Vec<u8>,
             key: &[u8; 32],
@@ -289,7 +294,7 @@ pub mod vectors {
         }
 
         /// Starts (once) the task that keeps `index` in step with the vectors in Redis.
-        pub fn follow_vectors(&self, index: Arc<Index>) {
+        pub(crate) fn follow_vectors(&self, index: Arc<Index>) {
             if self.inner.following.swap(true, Ordering::AcqRel) {
                 return;
             }
@@ -306,7 +311,7 @@ pub mod vectors {
         }
 
         /// Waits at most `bound` for the first full load of the vectors.
-        pub async fn vectors_loaded(&self, bound: Duration) {
+        pub(crate) async fn vectors_loaded(&self, bound: Duration) {
             let notified = self.inner.loaded.notified();
             if self.inner.is_loaded.load(Ordering::Acquire) {
                 return;

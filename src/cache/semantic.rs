@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-pub use crate::settings::cache::SemanticSettings;
+pub(crate) use crate::settings::cache::SemanticSettings;
 
 /// The user text and scope of a request, when it can be looked up semantically.
 pub struct Query {
@@ -29,7 +29,7 @@ pub struct Query {
 
 /// Splits a (chat) body into its user text and scope; `None` when it has no user message,
 /// too many, or too much text.
-pub fn query(s: &SemanticSettings, scope: &key::Scope<'_>, body: &[u8]) -> Option<Query> {
+pub(crate) fn query(s: &SemanticSettings, scope: &key::Scope<'_>, body: &[u8]) -> Option<Query> {
     let mut v: Map<String, Value> = serde_json::from_slice(body).ok()?;
     let messages = v.get_mut("messages")?.as_array_mut()?;
     let mut text = String::new();
@@ -107,7 +107,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// One scope's vectors, contiguous, and the exact keys they stand for.
 #[derive(Default)]
-pub struct Slab {
+pub(crate) struct Slab {
     dim: usize,
     vectors: Vec<f32>,
     keys: Vec<[u8; 32]>,
@@ -116,7 +116,7 @@ pub struct Slab {
 
 impl Slab {
     /// The most similar live entry: its key and similarity.
-    pub fn nearest(&self, v: &[f32], now: u64) -> Option<([u8; 32], f32)> {
+    pub(crate) fn nearest(&self, v: &[f32], now: u64) -> Option<([u8; 32], f32)> {
         if v.len() != self.dim || self.dim == 0 {
             return None;
         }
@@ -137,7 +137,7 @@ impl Slab {
     /// Adds a vector; `false` (nothing added) for an empty or non-finite one, or one of
     /// another dimension than the slab's. Every row is `dim` long, so `vectors` is always
     /// `keys.len() × dim`.
-    pub fn push(&mut self, v: &[f32], key: [u8; 32], expires: u64) -> bool {
+    pub(crate) fn push(&mut self, v: &[f32], key: [u8; 32], expires: u64) -> bool {
         if v.is_empty() || !v.iter().all(|x| x.is_finite()) {
             return false;
         }
@@ -168,11 +168,12 @@ impl Slab {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 }
@@ -218,7 +219,7 @@ impl Index {
     }
 
     /// Counts a vector refused before it reached the index (a record that did not decode).
-    pub fn reject(&self) {
+    pub(crate) fn reject(&self) {
         self.rejected.inc();
     }
 

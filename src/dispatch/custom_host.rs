@@ -165,7 +165,7 @@ impl CustomHostPolicy {
     /// Validates a URL found in a request's or an answer's text (a guardrail's URL check): the
     /// rules of [`CustomHostPolicy::check`] without the trusted list, which is for hosts an
     /// operator lets clients choose, not for URLs anyone can write into a prompt.
-    pub fn check_public(&self, raw: &str) -> Result<CustomHost, GatewayError> {
+    pub(crate) fn check_public(&self, raw: &str) -> Result<CustomHost, GatewayError> {
         self.check_with(raw, false)
     }
 

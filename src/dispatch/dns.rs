@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 
 /// Cached addresses of one `host:port`.
-pub type Addrs = Arc<[SocketAddr]>;
+pub(crate) type Addrs = Arc<[SocketAddr]>;
 
 /// A cached answer and when it expires.
 type Entry = (Instant, Result<Addrs, String>);
@@ -32,7 +32,7 @@ type Key = (String, u16);
 /// A lookup in flight, shared by every request asking for the same name meanwhile.
 type Pending = Arc<OnceCell<Result<Addrs, String>>>;
 
-pub struct DnsCache {
+pub(crate) struct DnsCache {
     ttl: Duration,
     timeout: Duration,
     entries: Mutex<LruCache<Key, Entry>>,
@@ -43,17 +43,17 @@ pub struct DnsCache {
 }
 
 /// How long a failed lookup is answered from the cache.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
 /// Upper bound on cached names: a sidecar talks to a handful of providers, so a bound this size
 /// is only reached by abuse of custom hosts; the least recently used names go first.
-pub const MAX_ENTRIES: usize = 1024;
+pub(crate) const MAX_ENTRIES: usize = 1024;
 
 /// Lookups in flight at once in the process; more wait (within the lookup's timeout).
-pub const MAX_CONCURRENT_LOOKUPS: usize = 32;
+pub(crate) const MAX_CONCURRENT_LOOKUPS: usize = 32;
 
 impl DnsCache {
-    pub fn new(ttl: Duration, timeout: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, timeout: Duration) -> Self {
         DnsCache {
             ttl,
             timeout,
@@ -67,7 +67,7 @@ impl DnsCache {
     }
 
     /// Resolves `host:port`, from the cache when fresh. IP literals never touch the resolver.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Addrs, String> {
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> Result<Addrs, String> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Arc::from([SocketAddr::new(ip, port)]));
         }
@@ -143,7 +143,8 @@ impl DnsCache {
     }
 
     /// Lookups sent to the resolver since start.
-    pub fn asked(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn asked(&self) -> u64 {
         self.asked.load(Ordering::Relaxed)
     }
 

@@ -30,7 +30,7 @@ const MAX_ADDRESSES: usize = 3;
 const MAX_STALE_RETRIES: usize = 3;
 
 /// The request to send, already rewritten for its target.
-pub struct Outbound<'a> {
+pub(crate) struct Outbound<'a> {
     /// Provider slug, for error messages.
     pub provider: &'a str,
     pub upstream: &'a Upstream,
@@ -83,7 +83,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(timeouts: &UpstreamSettings) -> Self {
+    pub(crate) fn new(timeouts: &UpstreamSettings) -> Self {
         Dispatcher {
             transport: TransportConnector::new(Some(ConnectorOptions::new(timeouts.pool_size))),
             dns: DnsCache::new(
@@ -94,12 +94,8 @@ impl Dispatcher {
         }
     }
 
-    pub fn dns(&self) -> &DnsCache {
-        &self.dns
-    }
-
     /// Resolves the upstream host and applies the public-only rule.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         upstream: &Upstream,
         public_only: bool,
@@ -129,7 +125,7 @@ impl Dispatcher {
 
     /// Sends the request and reads the response header. Connect failures move on to the next
     /// resolved address; a stale pooled connection is replaced; anything else is reported.
-    pub async fn send(&self, out: &Outbound<'_>) -> Result<Inbound, GatewayError> {
+    pub(crate) async fn send(&self, out: &Outbound<'_>) -> Result<Inbound, GatewayError> {
         let addrs = self.resolve(out.upstream, out.public_only).await?;
         let mut last: Option<Box<Error>> = None;
         for addr in addrs {
@@ -215,7 +211,7 @@ impl Dispatcher {
 
     /// Disposes of a response the gateway will not relay (a failure before a retry or fallback):
     /// a small body is read so the connection can be pooled, anything else is closed.
-    pub async fn discard(&self, mut inbound: Inbound) {
+    pub(crate) async fn discard(&self, mut inbound: Inbound) {
         const DRAIN_LIMIT: usize = 64 * 1024;
         let drained =
             tokio::time::timeout(Duration::from_secs(1), inbound.read_to_end(DRAIN_LIMIT)).await;
@@ -226,7 +222,7 @@ impl Dispatcher {
     }
 
     /// Pools the connection of a response read to its end, and closes any other.
-    pub fn finish(&self, mut inbound: Inbound) {
+    pub(crate) fn finish(&self, mut inbound: Inbound) {
         if inbound.is_done() {
             self.release(inbound);
         } else {
@@ -242,7 +238,7 @@ impl Dispatcher {
     /// connection, which then closes without the alert. Awaited, its ~4.4 KB future sat in
     /// every request's future, which Pingora copies into a box per request and which every
     /// open stream holds (see docs/performance.md).
-    pub fn release(&self, inbound: Inbound) {
+    pub(crate) fn release(&self, inbound: Inbound) {
         let idle = Some(Duration::from_millis(self.timeouts.idle_timeout_ms));
         // `try_once` only makes HTTP/1 sessions; anything else would just be closed.
         if let HttpSession::H1(mut session) = inbound.session {
@@ -320,7 +316,7 @@ fn build_request_header(out: &Outbound<'_>) -> pingora::Result<RequestHeader> {
 }
 
 /// Maps a Pingora client error to the gateway's: connect problems are 502, stalls are 504.
-pub fn classify(provider: &str, e: &Error) -> GatewayError {
+pub(crate) fn classify(provider: &str, e: &Error) -> GatewayError {
     use ErrorType::*;
     let provider = provider.to_string();
     let detail = e.to_string();
@@ -334,16 +330,16 @@ pub fn classify(provider: &str, e: &Error) -> GatewayError {
 }
 
 impl Inbound {
-    pub fn header(&self) -> Option<&ResponseHeader> {
+    pub(crate) fn header(&self) -> Option<&ResponseHeader> {
         self.session.response_header()
     }
 
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.header().map_or(0, |h| h.status.as_u16())
     }
 
     /// The next body chunk; `None` at the end. A stall past the read timeout is an error.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
         if let Some(chunk) = self.peeked.pop_front() {
             return Ok(Some(chunk));
         }
@@ -356,7 +352,7 @@ impl Inbound {
     /// Reads ahead, without waiting, the body chunks that have already arrived, until more
     /// than `limit` bytes are held; `next_chunk` hands them out first. `true` when they are the
     /// whole body (the answer is complete and can be sent with its length).
-    pub fn read_ready(&mut self, limit: usize) -> bool {
+    pub(crate) fn read_ready(&mut self, limit: usize) -> bool {
         let mut held: usize = self.peeked.iter().map(Bytes::len).sum();
         while held <= limit && self.failed.is_none() {
             // Polled once and dropped when nothing is ready: body reads are cancel-safe.
@@ -375,7 +371,7 @@ impl Inbound {
 
     /// The next chunk read ahead, if any (after [`Inbound::read_ready`] found the body whole,
     /// the rest of it).
-    pub fn take_ready(&mut self) -> Option<Bytes> {
+    pub(crate) fn take_ready(&mut self) -> Option<Bytes> {
         self.peeked.pop_front()
     }
 
@@ -388,7 +384,7 @@ impl Inbound {
 
     /// Reads the first body chunk ahead, so it can be checked before the response is committed
     /// to the client; `next_chunk` returns it first.
-    pub async fn peek_chunk(&mut self) -> Result<(), GatewayError> {
+    pub(crate) async fn peek_chunk(&mut self) -> Result<(), GatewayError> {
         if self.peeked.is_empty() {
             if let Some(chunk) = self.read_chunk().await? {
                 self.peeked.push_back(chunk);
@@ -400,7 +396,7 @@ impl Inbound {
     /// Reads the body ahead, whole, up to `limit` bytes (a larger one is then relayed as it
     /// comes, starting with what was read). A provider that fails mid-body therefore fails the
     /// attempt — which retries and fallbacks act on — instead of cutting the client's answer.
-    pub async fn read_ahead(&mut self, limit: usize) -> Result<(), GatewayError> {
+    pub(crate) async fn read_ahead(&mut self, limit: usize) -> Result<(), GatewayError> {
         let mut held: usize = self.peeked.iter().map(Bytes::len).sum();
         while held <= limit {
             match self.read_chunk().await? {
@@ -415,13 +411,13 @@ impl Inbound {
     }
 
     /// Whether the whole response was read (so the connection can be pooled).
-    pub fn is_done(&mut self) -> bool {
+    pub(crate) fn is_done(&mut self) -> bool {
         self.peeked.is_empty() && self.session.response_done()
     }
 
     /// Reads the rest of the body into memory, up to `limit` bytes (for error bodies and
     /// responses that must be inspected whole).
-    pub async fn read_to_end(&mut self, limit: usize) -> Result<Bytes, GatewayError> {
+    pub(crate) async fn read_to_end(&mut self, limit: usize) -> Result<Bytes, GatewayError> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = self.next_chunk().await? {
             if buf.len() + chunk.len() > limit {
@@ -439,7 +435,7 @@ impl Inbound {
     ///
     /// Not `async`, like [`Dispatcher::release`]: a TCP shutdown is done at once, and a TLS
     /// `close_notify` that cannot be written at once is dropped with the connection.
-    pub fn abort(mut self) {
+    pub(crate) fn abort(mut self) {
         let _ = self.session.shutdown().now_or_never();
     }
 }

@@ -11,6 +11,6 @@ mod exchange;
 mod upstream;
 
 pub use custom_host::{is_public, CustomHostPolicy};
-pub use dns::DnsCache;
-pub use exchange::{classify, Dispatcher, Inbound, Outbound};
-pub use upstream::{never_set, Upstream};
+pub(crate) use dns::DnsCache;
+pub(crate) use exchange::{classify, Dispatcher, Inbound, Outbound};
+pub(crate) use upstream::{never_set, Upstream};

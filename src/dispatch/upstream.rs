@@ -22,7 +22,7 @@ pub struct Upstream {
 impl Upstream {
     /// Parses an http(s) base URL. Query strings, fragments and credentials are refused: a base
     /// URL only says where the API lives.
-    pub fn parse(base_url: &str) -> Result<Upstream, String> {
+    pub(crate) fn parse(base_url: &str) -> Result<Upstream, String> {
         let url = url::Url::parse(base_url).map_err(|e| format!("{base_url:?}: {e}"))?;
         let tls = match url.scheme() {
             "https" => true,
@@ -48,7 +48,7 @@ impl Upstream {
     }
 
     /// An upstream at `host` (an IPv6 literal without brackets) and `port`.
-    pub fn new(tls: bool, host: String, port: u16, base_path: String) -> Upstream {
+    pub(crate) fn new(tls: bool, host: String, port: u16, base_path: String) -> Upstream {
         let bracketed = if host.contains(':') {
             format!("[{host}]")
         } else {
@@ -70,13 +70,13 @@ impl Upstream {
     }
 
     /// The value of the `Host` header: the host, plus the port when it is not the default.
-    pub fn authority(&self) -> &str {
+    pub(crate) fn authority(&self) -> &str {
         &self.authority
     }
 
     /// Builds the peer for one resolved address, with SNI set to the host name and the
     /// configured timeouts. No DNS happens here (Pingora's `HttpPeer::new` would block).
-    pub fn peer(&self, addr: SocketAddr, timeouts: &UpstreamSettings) -> HttpPeer {
+    pub(crate) fn peer(&self, addr: SocketAddr, timeouts: &UpstreamSettings) -> HttpPeer {
         let mut peer = HttpPeer::new(addr, self.tls, self.host.clone());
         let o = &mut peer.options;
         o.connection_timeout = Some(Duration::from_millis(timeouts.connect_timeout_ms));
@@ -107,7 +107,7 @@ const NEVER_SET: &[&str] = &[
 
 /// Whether a header name (lower-case) is one no outgoing request may take from a client or a
 /// config: framing, `host`, the gateway's own headers.
-pub fn never_set(lower: &str) -> bool {
+pub(crate) fn never_set(lower: &str) -> bool {
     NEVER_SET.contains(&lower) || lower.starts_with("x-portkey-")
 }
 

@@ -12,14 +12,14 @@ use serde_json::{Map, Value};
 /// The content part: whether there is content at all, and its texts (one per text part;
 /// `None` for a part without text).
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Part {
+pub(crate) struct Part {
     pub present: bool,
     pub texts: Vec<Option<String>>,
 }
 
 impl Part {
     /// The texts that are not empty, joined by newlines (Portkey's `getText`).
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         for t in self.texts.iter().flatten().filter(|t| !t.is_empty()) {
             if !out.is_empty() {
@@ -73,7 +73,7 @@ fn texts_of(content: &Value) -> Part {
 }
 
 /// The request's content part.
-pub fn request_part(json: &Map<String, Value>, op: Operation) -> Part {
+pub(crate) fn request_part(json: &Map<String, Value>, op: Operation) -> Part {
     match op {
         Operation::ChatCompletions | Operation::Messages => json
             .get("messages")
@@ -130,7 +130,7 @@ fn opens(raw: &[u8]) -> Option<u8> {
 /// place the gateway's scan recorded. `None` when the view has no such record (it was built
 /// from a parsed object) or a value is one the borrowing parse refuses (a repeated key, an
 /// escape it cannot decode): the caller then reads the parsed document.
-pub fn request_part_raw(view: &RequestView, op: Operation) -> Option<Part> {
+pub(crate) fn request_part_raw(view: &RequestView, op: Operation) -> Option<Part> {
     let at = &view.content_at;
     if !at.scanned {
         return None;
@@ -178,7 +178,7 @@ pub fn request_part_raw(view: &RequestView, op: Operation) -> Option<Part> {
 }
 
 /// The response's content part (as the client receives it).
-pub fn response_part(json: &Value, op: Operation) -> Part {
+pub(crate) fn response_part(json: &Value, op: Operation) -> Part {
     let first = || json.get("choices").and_then(|c| c.get(0));
     match op {
         Operation::ChatCompletions => first()
@@ -220,7 +220,7 @@ struct Message {
 /// [`response_part`] read from an answer's bytes for hooks that only read its text: just
 /// the content is parsed (no document of the whole answer is built). `None` when the answer
 /// does not have the expected shape (the caller then parses it whole).
-pub fn answer_part(body: &[u8], op: Operation) -> Option<Part> {
+pub(crate) fn answer_part(body: &[u8], op: Operation) -> Option<Part> {
     let answer: Answer = serde_json::from_slice(body).ok()?;
     let first = || answer.choices.and_then(|c| c.into_iter().next());
     let content = match op {
@@ -261,7 +261,7 @@ fn replace(content: &mut Value, texts: &[Option<String>]) {
 }
 
 /// A copy of the request with its content part's texts replaced.
-pub fn set_request_texts(
+pub(crate) fn set_request_texts(
     json: &Map<String, Value>,
     op: Operation,
     texts: &[Option<String>],
@@ -283,7 +283,7 @@ pub fn set_request_texts(
 }
 
 /// A copy of the response with its content part's texts replaced.
-pub fn set_response_texts(json: &Value, op: Operation, texts: &[Option<String>]) -> Value {
+pub(crate) fn set_response_texts(json: &Value, op: Operation, texts: &[Option<String>]) -> Value {
     let mut out = json.clone();
     let slot = match op {
         Operation::ChatCompletions => out
@@ -305,7 +305,7 @@ pub fn set_response_texts(json: &Value, op: Operation, texts: &[Option<String>])
 }
 
 /// A response holding `text` as its content, for checks on a stream's accumulated text.
-pub fn synthetic_response(op: Operation, text: &str) -> Value {
+pub(crate) fn synthetic_response(op: Operation, text: &str) -> Value {
     match op {
         Operation::Messages => serde_json::json!({"content": [{"type": "text", "text": text}]}),
         Operation::Completions => serde_json::json!({"choices": [{"index": 0, "text": text}]}),
@@ -316,12 +316,12 @@ pub fn synthetic_response(op: Operation, text: &str) -> Value {
 }
 
 /// At most 100 characters of the text, then `...` (Portkey's `textExcerpt`).
-pub fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     excerpt_parts(text).concat()
 }
 
 /// The excerpt as two parts to write one after the other (no copy of the text).
-pub fn excerpt_parts(text: &str) -> [&str; 2] {
+pub(crate) fn excerpt_parts(text: &str) -> [&str; 2] {
     match text.char_indices().nth(100) {
         Some((i, _)) => [text.get(..i).unwrap_or(""), "..."],
         None => [text, ""],

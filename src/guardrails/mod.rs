@@ -27,18 +27,18 @@ use checks::Check;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-pub use parse::{compile_named, NamedGuardrails, NodeHooks};
+pub(crate) use parse::{compile_named, NamedGuardrails, NodeHooks};
 
 /// What one request's guardrails may spend (`limits.guardrails`): remote checks started, and
 /// time for the checks of one list that run on the CPU.
 #[derive(Debug)]
-pub struct Allowance {
+pub(crate) struct Allowance {
     pub remote: checks::remote::Quota,
     pub cpu: std::time::Duration,
 }
 
 impl Allowance {
-    pub fn new(limits: &crate::settings::GuardrailLimits) -> Allowance {
+    pub(crate) fn new(limits: &crate::settings::GuardrailLimits) -> Allowance {
         Allowance {
             remote: checks::remote::Quota::new(limits.remote_checks_per_request),
             cpu: std::time::Duration::from_millis(limits.check_time_budget_ms),
@@ -54,7 +54,7 @@ pub enum HookType {
 }
 
 impl HookType {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HookType::Guardrail => "guardrail",
             HookType::Mutator => "mutator",
@@ -70,16 +70,8 @@ pub enum Event {
 }
 
 impl Event {
-    /// The key of the hook list in configs and `hook_results`.
-    pub fn list_key(self) -> &'static str {
-        match self {
-            Event::Before => "before_request_hooks",
-            Event::After => "after_request_hooks",
-        }
-    }
-
     /// The metric label of hooks defined inline in a config.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Event::Before => "before_request",
             Event::After => "after_request",
@@ -105,9 +97,9 @@ pub struct CheckSpec {
     pub enabled: bool,
     /// `parameters.failOnError`: an erroring check fails the hook instead of passing.
     pub fail_on_error: bool,
-    pub check: Check,
+    pub(crate) check: Check,
     /// The check's metric series, looked up on its first run and reused after.
-    pub handles: Arc<crate::telemetry::guardrails::CheckHandles>,
+    pub(crate) handles: Arc<crate::telemetry::guardrails::CheckHandles>,
 }
 
 /// One hook, compiled.
@@ -133,7 +125,7 @@ pub struct Hook {
 impl Hook {
     /// Whether a check of the hook reads the request or answer as a whole document
     /// ([`checks::Check::reads_whole`]); a mutator's checks all may.
-    pub fn reads_whole(&self) -> bool {
+    pub(crate) fn reads_whole(&self) -> bool {
         self.kind == HookType::Mutator
             || self
                 .checks
@@ -145,13 +137,13 @@ impl Hook {
 /// The hooks a target runs, after inheritance. Shared by every leaf that
 /// inherits the same lists.
 #[derive(Debug, Default)]
-pub struct LeafHooks {
+pub(crate) struct LeafHooks {
     pub before: Vec<Arc<Hook>>,
     pub after: Vec<Arc<Hook>>,
 }
 
 impl LeafHooks {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.before.is_empty() && self.after.is_empty()
     }
 }

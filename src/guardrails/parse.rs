@@ -63,7 +63,11 @@ pub struct NodeHooks {
 pub struct NamedGuardrails(pub HashMap<String, Arc<Hook>>);
 
 /// Reads a node's hook fields; `None` when it has none.
-pub fn node_hooks(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<NodeHooks> {
+pub(crate) fn node_hooks(
+    obj: &Map<String, Value>,
+    path: &str,
+    p: &mut Problems,
+) -> Option<NodeHooks> {
     let mut out = NodeHooks::default();
     let mut any = false;
     for (event, full, guardrails, mutators) in [
@@ -128,7 +132,7 @@ pub fn node_hooks(obj: &Map<String, Value>, path: &str, p: &mut Problems) -> Opt
 
 /// The hooks of a target: its own lists where it sets them, else its parent's (shared, not
 /// copied), with references to named guardrails resolved.
-pub fn inherit(
+pub(crate) fn inherit(
     parent: &Arc<LeafHooks>,
     own: Option<&NodeHooks>,
     named: &NamedGuardrails,
@@ -194,7 +198,9 @@ fn resolve(r: &HookRef, named: &NamedGuardrails, p: &mut Problems) -> Option<Arc
 }
 
 /// Compiles the settings' `guardrails:` map. Errors name the field (`guardrails.<id>...`).
-pub fn compile_named(defs: &BTreeMap<String, Value>) -> Result<NamedGuardrails, (String, String)> {
+pub(crate) fn compile_named(
+    defs: &BTreeMap<String, Value>,
+) -> Result<NamedGuardrails, (String, String)> {
     let mut out = HashMap::new();
     for (id, v) in defs {
         let mut p = Problems::default();

@@ -6,7 +6,7 @@ use super::engine::HookResult;
 use bytes::Bytes;
 
 /// Portkey's message for a denial.
-pub const DENY_MESSAGE: &str = "The guardrail checks defined in the config failed. You can find more information in the `hook_results` object.";
+pub(crate) const DENY_MESSAGE: &str = "The guardrail checks defined in the config failed. You can find more information in the `hook_results` object.";
 
 /// An answer the gateway holds whole: relayed through `Source::Local`.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn metered(
+    pub(crate) fn metered(
         mut self,
         usage: Option<crate::types::usage::Usage>,
         model: Option<String>,
@@ -34,7 +34,7 @@ impl Local {
 }
 
 impl Local {
-    pub fn json(status: u16, mut headers: http::HeaderMap, body: Bytes) -> Local {
+    pub(crate) fn json(status: u16, mut headers: http::HeaderMap, body: Bytes) -> Local {
         for h in [
             http::header::CONTENT_LENGTH,
             http::header::TRANSFER_ENCODING,
@@ -61,14 +61,14 @@ impl Local {
 }
 
 /// The `hook_results` object, in Portkey's field order.
-pub struct HookResults<'a> {
+pub(crate) struct HookResults<'a> {
     pub before_request_hooks: &'a [HookResult],
     pub after_request_hooks: &'a [HookResult],
 }
 
 impl HookResults<'_> {
     /// Appends `{"before_request_hooks":[...],"after_request_hooks":[...]}`.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         let list = |out: &mut Vec<u8>, hooks: &[HookResult]| {
             out.push(b'[');
             for (i, h) in hooks.iter().enumerate() {
@@ -86,14 +86,17 @@ impl HookResults<'_> {
         out.push(b'}');
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4096);
         self.write(&mut out);
         out
     }
 }
 
-pub fn hook_results<'a>(before: &'a [HookResult], after: &'a [HookResult]) -> HookResults<'a> {
+pub(crate) fn hook_results<'a>(
+    before: &'a [HookResult],
+    after: &'a [HookResult],
+) -> HookResults<'a> {
     HookResults {
         before_request_hooks: before,
         after_request_hooks: after,
@@ -101,7 +104,7 @@ pub fn hook_results<'a>(before: &'a [HookResult], after: &'a [HookResult]) -> Ho
 }
 
 /// The 446 body: Portkey's error object and both hook lists (byte for byte in its order).
-pub fn deny_body(before: &[HookResult], after: &[HookResult]) -> Bytes {
+pub(crate) fn deny_body(before: &[HookResult], after: &[HookResult]) -> Bytes {
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"{\"error\":{\"message\":");
     super::write::string(&mut out, DENY_MESSAGE);
@@ -114,7 +117,7 @@ pub fn deny_body(before: &[HookResult], after: &[HookResult]) -> Bytes {
 }
 
 /// Adds `"hook_results":{...}` as the last member of a JSON object, without re-serialising it.
-pub fn splice_results(body: &[u8], results: &HookResults<'_>) -> Option<Bytes> {
+pub(crate) fn splice_results(body: &[u8], results: &HookResults<'_>) -> Option<Bytes> {
     let close = body.iter().rposition(|b| *b == b'}')?;
     let (head, _) = body.split_at(close);
     let empty = head

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// One check's verdict, for the access log.
 #[derive(Debug, Clone, Serialize)]
-pub struct CheckLine {
+pub(crate) struct CheckLine {
     pub id: Arc<str>,
     pub verdict: bool,
     pub errored: bool,
@@ -16,7 +16,7 @@ pub struct CheckLine {
 
 /// One hook's verdict, for the access log.
 #[derive(Debug, Clone, Serialize)]
-pub struct VerdictLine {
+pub(crate) struct VerdictLine {
     pub event: &'static str,
     pub hook: Arc<str>,
     pub verdict: bool,
@@ -29,10 +29,10 @@ pub struct VerdictLine {
 /// Every hook run of a request, in order (each attempt's after-request hooks included).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
-pub struct Verdicts(pub Vec<VerdictLine>);
+pub(crate) struct Verdicts(pub Vec<VerdictLine>);
 
 impl Verdicts {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

@@ -42,7 +42,7 @@ fn needs_escape(chunk: u64) -> bool {
 
 /// Appends `s` escaped, without the quotes. Text that needs no escape (most of it) is found
 /// eight bytes at a time and copied with one append.
-pub fn fragment(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn fragment(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut clean = 0;
     for chunk in bytes.chunks_exact(8) {
@@ -82,23 +82,23 @@ pub fn fragment(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `s` as a JSON string.
-pub fn string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     fragment(out, s);
     out.push(b'"');
 }
 
-pub fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+pub(crate) fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-pub fn bool(out: &mut Vec<u8>, b: bool) {
+pub(crate) fn bool(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
 /// Appends any serialisable value as `serde_json` does (for the rare parts: feedback, a
 /// webhook's answer).
-pub fn serde(out: &mut Vec<u8>, v: &impl serde::Serialize) {
+pub(crate) fn serde(out: &mut Vec<u8>, v: &impl serde::Serialize) {
     if serde_json::to_writer(&mut *out, v).is_err() {
         out.extend_from_slice(b"null");
     }
@@ -111,22 +111,19 @@ pub fn serde(out: &mut Vec<u8>, v: &impl serde::Serialize) {
 pub struct Data(Vec<u8>);
 
 impl Data {
-    pub fn null() -> Data {
-        Data(b"null".to_vec())
-    }
-
     /// The JSON text.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// The JSON text as a string (tests and diagnostics).
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("null")
     }
 
     /// The data as a JSON document (tests, and readers that want one).
-    pub fn value(&self) -> Value {
+    #[cfg(test)]
+    pub(crate) fn value(&self) -> Value {
         serde_json::from_slice(&self.0).unwrap_or(Value::Null)
     }
 }
@@ -153,7 +150,7 @@ impl std::fmt::Display for Data {
 
 /// Writes one JSON object, member by member. Keys must come in `serde_json::Map`'s order
 /// (sorted by bytes), as `json!` objects are written; debug builds check it.
-pub struct Obj {
+pub(crate) struct Obj {
     out: Vec<u8>,
     #[cfg(debug_assertions)]
     last: &'static str,
@@ -166,7 +163,7 @@ impl Default for Obj {
 }
 
 impl Obj {
-    pub fn new() -> Obj {
+    pub(crate) fn new() -> Obj {
         let mut out = Vec::with_capacity(256);
         out.push(b'{');
         Obj {
@@ -177,7 +174,7 @@ impl Obj {
     }
 
     /// Writes `"key":`; the key is written as is (it needs no escape).
-    pub fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
+    pub(crate) fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
         #[cfg(debug_assertions)]
         {
             debug_assert!(self.last < key, "{key:?} after {:?}", self.last);
@@ -192,13 +189,13 @@ impl Obj {
         &mut self.out
     }
 
-    pub fn str(mut self, key: &'static str, v: &str) -> Obj {
+    pub(crate) fn str(mut self, key: &'static str, v: &str) -> Obj {
         string(self.key(key), v);
         self
     }
 
     /// A string whose inside is already escaped.
-    pub fn escaped(mut self, key: &'static str, inside: &[u8]) -> Obj {
+    pub(crate) fn escaped(mut self, key: &'static str, inside: &[u8]) -> Obj {
         let out = self.key(key);
         out.reserve(inside.len() + 2);
         out.push(b'"');
@@ -209,7 +206,7 @@ impl Obj {
 
     /// A string made of `parts` that need no escape: literals and numbers (debug builds
     /// check it).
-    pub fn plain(mut self, key: &'static str, parts: &[&str]) -> Obj {
+    pub(crate) fn plain(mut self, key: &'static str, parts: &[&str]) -> Obj {
         let out = self.key(key);
         out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
         out.push(b'"');
@@ -222,7 +219,7 @@ impl Obj {
     }
 
     /// A string made of `parts` (each escaped).
-    pub fn text(mut self, key: &'static str, parts: &[&str]) -> Obj {
+    pub(crate) fn text(mut self, key: &'static str, parts: &[&str]) -> Obj {
         let out = self.key(key);
         out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
         out.push(b'"');
@@ -233,23 +230,27 @@ impl Obj {
         self
     }
 
-    pub fn bool(mut self, key: &'static str, v: bool) -> Obj {
+    pub(crate) fn bool(mut self, key: &'static str, v: bool) -> Obj {
         bool(self.key(key), v);
         self
     }
 
-    pub fn int(mut self, key: &'static str, v: impl itoa::Integer) -> Obj {
+    pub(crate) fn int(mut self, key: &'static str, v: impl itoa::Integer) -> Obj {
         int(self.key(key), v);
         self
     }
 
-    pub fn null(mut self, key: &'static str) -> Obj {
+    pub(crate) fn null(mut self, key: &'static str) -> Obj {
         self.key(key).extend_from_slice(b"null");
         self
     }
 
     /// An array of strings.
-    pub fn strs<'s>(mut self, key: &'static str, items: impl IntoIterator<Item = &'s str>) -> Obj {
+    pub(crate) fn strs<'s>(
+        mut self,
+        key: &'static str,
+        items: impl IntoIterator<Item = &'s str>,
+    ) -> Obj {
         let out = self.key(key);
         out.push(b'[');
         for (i, s) in items.into_iter().enumerate() {
@@ -263,18 +264,18 @@ impl Obj {
     }
 
     /// Any serialisable value, as `serde_json` writes it.
-    pub fn serde(mut self, key: &'static str, v: &impl serde::Serialize) -> Obj {
+    pub(crate) fn serde(mut self, key: &'static str, v: &impl serde::Serialize) -> Obj {
         serde(self.key(key), v);
         self
     }
 
     /// Already written JSON.
-    pub fn raw(mut self, key: &'static str, json: &[u8]) -> Obj {
+    pub(crate) fn raw(mut self, key: &'static str, json: &[u8]) -> Obj {
         self.key(key).extend_from_slice(json);
         self
     }
 
-    pub fn done(mut self) -> Data {
+    pub(crate) fn done(mut self) -> Data {
         self.out.push(b'}');
         Data(self.out)
     }
@@ -283,18 +284,18 @@ impl Obj {
 /// `created_at`: an RFC 3339 timestamp with milliseconds, as `now_rfc3339` writes it, formatted
 /// at most once per millisecond per thread (each check and hook takes one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     len: u8,
     bytes: [u8; 32],
 }
 
 impl Stamp {
-    pub fn now() -> Stamp {
+    pub(crate) fn now() -> Stamp {
         Stamp::at(std::time::SystemTime::now())
     }
 
     /// The stamp of a wall-clock time.
-    pub fn at(now: std::time::SystemTime) -> Stamp {
+    pub(crate) fn at(now: std::time::SystemTime) -> Stamp {
         thread_local! {
             static LAST: RefCell<(u128, Stamp)> = const {
                 RefCell::new((u128::MAX, Stamp { len: 0, bytes: [0; 32] }))
@@ -322,16 +323,17 @@ impl Stamp {
     }
 
     /// The timestamp's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 
-    pub fn as_str(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 
     /// Appends the timestamp as a JSON string (its characters need no escape).
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.push(b'"');
         out.extend_from_slice(self.as_bytes());
         out.push(b'"');

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 /// Why a send happened, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptKind {
+pub(crate) enum AttemptKind {
     First,
     Retry,
     Fallback,
 }
 
 impl AttemptKind {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             AttemptKind::First => "first",
             AttemptKind::Retry => "retry",
@@ -27,7 +27,7 @@ impl AttemptKind {
 
 /// One upstream send (or a target skipped by its breaker or budget).
 #[derive(Debug, Clone)]
-pub struct AttemptRecord {
+pub(crate) struct AttemptRecord {
     pub path: Option<String>,
     pub provider: String,
     pub target: String,
@@ -52,7 +52,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Outcome::Response(r) => r.status(),
             Outcome::Cached(e) => e.status,
@@ -62,7 +62,7 @@ impl Outcome {
     }
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub outcome: Outcome,
     /// The adapter of the target that answered: it translates the answer for the client.
     pub adapter: Option<Arc<dyn Provider>>,

@@ -29,13 +29,13 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-pub use super::answer::{Answer, AttemptKind, AttemptRecord, Outcome};
+pub(crate) use super::answer::{Answer, AttemptKind, AttemptRecord, Outcome};
 
 /// The largest non-streamed answer read whole within its attempt.
 const READ_AHEAD_LIMIT: usize = 4 * 1024 * 1024;
 
 /// The request as the attempt loop needs it.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub op: Operation,
     /// The client's body, read once.
     pub view: &'a RequestView,
@@ -56,7 +56,7 @@ pub struct Request<'a> {
 }
 
 /// The walk's per-request state.
-pub struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     state: &'a State,
     req: &'a Request<'a>,
     /// Targets this request already sent to (extra sends draw on the retry budget). A list:
@@ -79,7 +79,7 @@ pub struct Walk<'a> {
 type NodeFuture<'f> = Pin<Box<dyn Future<Output = Answer> + Send + 'f>>;
 
 impl<'a> Walk<'a> {
-    pub fn new(state: &'a State, req: &'a Request<'a>) -> Self {
+    pub(crate) fn new(state: &'a State, req: &'a Request<'a>) -> Self {
         Walk {
             state,
             req,
@@ -95,7 +95,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Runs the whole request: the plan when there is one, else the headers' single target.
-    pub async fn run(&mut self, plan: Option<&Plan>) -> Answer {
+    pub(crate) async fn run(&mut self, plan: Option<&Plan>) -> Answer {
         match plan {
             Some(p) => self.node(&p.root).await,
             None => {
@@ -661,7 +661,7 @@ fn node_path(n: &Node) -> &str {
 impl Leaf {
     /// The implicit leaf of a request without a config: its headers name the target, no
     /// retries, no overrides.
-    pub fn from_request() -> Leaf {
+    pub(crate) fn from_request() -> Leaf {
         Leaf {
             path: String::new(),
             provider: None,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Embeds for the cache on behalf of one request.
-pub struct Embedding<'a> {
+pub(crate) struct Embedding<'a> {
     pub state: &'a State,
     pub req: &'a Request<'a>,
 }
@@ -33,7 +33,7 @@ impl Embedder for Embedding<'_> {
 /// built like any provider request (signed where the provider signs, with the trace context
 /// and the loop-detection hop of the request it serves), never with the client's headers: the
 /// embedding target is the operator's.
-pub async fn embed(
+pub(crate) async fn embed(
     state: &State,
     s: &SemanticSettings,
     text: &str,

@@ -43,7 +43,7 @@ fn env_of<'a>(state: &'a State, req: &'a Request<'_>) -> Env<'a> {
 
 /// The guardrail state of one target's attempts.
 #[derive(Default)]
-pub struct LeafGuard {
+pub(crate) struct LeafGuard {
     hooks: Arc<LeafHooks>,
     /// The request as the checks see it when it differs from the client's body (the target's
     /// overrides, mutators); `None`: the client's parsed body, read in place (no copy).
@@ -53,7 +53,7 @@ pub struct LeafGuard {
 }
 
 /// What the before-request hooks decided.
-pub enum Before {
+pub(crate) enum Before {
     /// Send `body` (rewritten when a mutator changed the request).
     Send(LeafGuard, Bytes),
     /// A deny hook failed: answer this, without calling the provider.
@@ -69,12 +69,12 @@ struct Judged {
 }
 
 impl LeafGuard {
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active
     }
 
     /// Runs the target's before-request hooks.
-    pub async fn before(
+    pub(crate) async fn before(
         state: &State,
         req: &Request<'_>,
         leaf: &Leaf,
@@ -176,7 +176,7 @@ impl LeafGuard {
     /// Runs the after-request hooks on a whole 200 answer and turns it into the answer the
     /// client gets (see the module doc). Anything else passes through untouched.
     #[allow(clippy::too_many_arguments)]
-    pub async fn after(
+    pub(crate) async fn after(
         &self,
         state: &State,
         req: &Request<'_>,
@@ -249,7 +249,7 @@ impl LeafGuard {
     /// were stored by requests whose own hooks (if any) never saw them, so each hit is judged
     /// like a live answer: a deny is a 446, a failed check a 246 with `hook_results`. A cached
     /// stream is judged as it is replayed (`for_stream`); anything else passes.
-    pub async fn after_cached(
+    pub(crate) async fn after_cached(
         &self,
         state: &State,
         req: &Request<'_>,
@@ -367,7 +367,7 @@ impl LeafGuard {
     }
 
     /// The guard of a streamed answer: its after-request hooks and the before results.
-    pub fn for_stream(&self, req: &Request<'_>, provider: &str) -> Option<Box<StreamGuard>> {
+    pub(crate) fn for_stream(&self, req: &Request<'_>, provider: &str) -> Option<Box<StreamGuard>> {
         if !self.active || !req.view.stream {
             return None;
         }

@@ -39,21 +39,21 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 /// The most text kept for checks.
-pub const MAX_TEXT: usize = 1024 * 1024;
+pub(crate) const MAX_TEXT: usize = 1024 * 1024;
 
 /// Bytes of already checked text a mid-stream run looks at again, so that a match spanning
 /// two chunks is found.
-pub const OVERLAP: usize = 4 * 1024;
+pub(crate) const OVERLAP: usize = 4 * 1024;
 
 /// What a stream's guard decided, read after the relay for telemetry.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub after: Vec<HookResult>,
     pub denied: bool,
 }
 
 /// The hooks of a streamed answer.
-pub struct StreamGuard {
+pub(crate) struct StreamGuard {
     hooks: Vec<Arc<Hook>>,
     before: Vec<HookResult>,
     request: Arc<Map<String, Value>>,
@@ -66,7 +66,7 @@ pub struct StreamGuard {
 }
 
 impl StreamGuard {
-    pub fn new(
+    pub(crate) fn new(
         hooks: Vec<Arc<Hook>>,
         before: Vec<HookResult>,
         request: Arc<Map<String, Value>>,
@@ -105,7 +105,7 @@ fn poll_once<F: Future>(f: F) -> Option<F::Output> {
 }
 
 /// Wraps `inner` with the guard; the report is filled as the stream is relayed.
-pub fn wrap(
+pub(crate) fn wrap(
     inner: Box<dyn Translator>,
     guard: Box<StreamGuard>,
 ) -> (Box<dyn Translator>, Arc<Mutex<Report>>) {
@@ -309,7 +309,7 @@ impl Translator for GuardTranslator {
 }
 
 /// Telemetry of a relayed stream's after-request hooks.
-pub fn record(
+pub(crate) fn record(
     state: &crate::state::State,
     trace_id: &str,
     report: &Mutex<Report>,

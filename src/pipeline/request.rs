@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// What a provider request carries from the request that caused it.
-pub struct Carried<'a> {
+pub(crate) struct Carried<'a> {
     pub op: Operation,
     pub query: Option<&'a str>,
     pub stream: bool,
@@ -27,13 +27,13 @@ pub struct Carried<'a> {
 }
 
 /// A provider request ready for the dispatcher.
-pub struct Built {
+pub(crate) struct Built {
     pub path: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
 }
 
-pub fn provider_request(
+pub(crate) fn provider_request(
     target: &Target,
     body: Bytes,
     c: &Carried<'_>,

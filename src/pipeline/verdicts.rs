@@ -11,7 +11,7 @@ use crate::telemetry::access_log::now_rfc3339;
 use serde_json::json;
 
 /// Records one list's results: metrics, verdicts, feedback.
-pub fn record(
+pub(crate) fn record(
     state: &State,
     trace_id: &str,
     event: Event,

@@ -57,7 +57,7 @@ pub enum Op {
 
 impl Query {
     /// The query's `$regex` patterns: how many, and the memory their compiled forms hold.
-    pub fn patterns(&self) -> (usize, usize) {
+    pub(crate) fn patterns(&self) -> (usize, usize) {
         match self {
             Query::And(qs) | Query::Or(qs) => qs
                 .iter()

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// virtual key's `options` use them too. API keys are not options: they stay in `Secret`s.
 /// AWS's key pair is the exception (SigV4 signs with it per target, like Azure's Entra token
 /// from headers): these values are never logged, and options never reach metrics or logs.
-pub const PROVIDER_OPTION_FIELDS: &[&str] = &[
+pub(crate) const PROVIDER_OPTION_FIELDS: &[&str] = &[
     "azure_resource_name",
     "azure_deployment_id",
     "azure_api_version",
@@ -82,7 +82,7 @@ pub struct BreakerConfig {
 }
 
 /// A node's guardrail hooks, typed and compiled (`guardrails::parse`).
-pub use crate::guardrails::NodeHooks as Hooks;
+pub(crate) use crate::guardrails::NodeHooks as Hooks;
 
 /// One node of a config: the root or any target.
 #[derive(Debug, Clone, Default)]
@@ -109,26 +109,27 @@ pub struct ConfigNode {
     pub provider_options: BTreeMap<String, String>,
 }
 
-pub use crate::types::problems::{wire_path, Problems};
+pub(crate) use crate::types::problems::Problems;
 
 /// The most retry attempts a config may ask for (more are capped, as Portkey does).
-pub const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
 /// Portkey's message for a node that does nothing it recognises (its schema's root rule).
-pub const NODE_RULE_MESSAGE: &str = "Invalid configuration. It must have either 'provider' and \
+pub(crate) const NODE_RULE_MESSAGE: &str =
+    "Invalid configuration. It must have either 'provider' and \
      'api_key', or 'strategy' and 'targets', or 'cache', or 'retry', or 'request_timeout'";
 
 /// Portkey's message for an unknown `strategy.mode`.
-pub const MODE_MESSAGE: &str =
+pub(crate) const MODE_MESSAGE: &str =
     "Invalid 'mode' value. Must be one of: single, loadbalance, fallback, conditional";
 
 const MAX_DEPTH: usize = 8;
 const MAX_TARGETS: usize = 64;
 /// The most nodes (root and targets, at every depth) one config may have: depth and width caps
 /// alone would allow 64^8 leaves.
-pub const MAX_NODES: usize = 256;
+pub(crate) const MAX_NODES: usize = 256;
 /// The longest config document accepted, in bytes of JSON.
-pub const MAX_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BYTES: usize = 64 * 1024;
 
 /// Parses a config document (already JSON) into its root node.
 pub fn parse(value: &Value) -> Result<ConfigNode, Problems> {
@@ -625,7 +626,7 @@ fn cache(v: &Value, path: &str, p: &mut Problems) -> Option<CacheSpec> {
 }
 
 /// Parses a standalone `cb_config` (the settings' default breaker).
-pub fn parse_breaker(v: &Value, path: &str) -> Result<BreakerConfig, Problems> {
+pub(crate) fn parse_breaker(v: &Value, path: &str) -> Result<BreakerConfig, Problems> {
     let mut p = Problems::default();
     match breaker(v, path, &mut p) {
         Some(cfg) if p.0.is_empty() => Ok(cfg),

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 /// The longest trace id accepted; longer ones are refused rather than truncated, so logs and the
 /// echoed header always agree with what the client sent.
-pub const MAX_TRACE_ID_LEN: usize = 256;
+pub(crate) const MAX_TRACE_ID_LEN: usize = 256;
 
 /// OpenAI's account-scoping and beta headers, sent to `openai` when the client gives them:
 /// plainly (what the OpenAI SDK sends) or with Portkey's prefix (what the Portkey SDK sends for
 /// `openai_organization=`, `openai_project=`, `openai_beta=`); the prefixed form wins. Other
 /// providers never see an OpenAI account id.
-pub const OPENAI_HEADERS: &[(&str, &str)] = &[
+pub(crate) const OPENAI_HEADERS: &[(&str, &str)] = &[
     ("x-portkey-openai-organization", "openai-organization"),
     ("x-portkey-openai-project", "openai-project"),
     ("x-portkey-openai-beta", "openai-beta"),
@@ -23,7 +23,7 @@ pub const OPENAI_HEADERS: &[(&str, &str)] = &[
 /// `x-portkey-openai-*` header when present, else from the plain one (the first value of
 /// either). One pass over the client's headers: six `HeaderMap::get` by `&str` parsed and
 /// hashed a name each, ~2.5k instructions per request.
-pub fn openai_headers(client: &HeaderMap, out: &mut Vec<(HeaderName, HeaderValue)>) {
+pub(crate) fn openai_headers(client: &HeaderMap, out: &mut Vec<(HeaderName, HeaderValue)>) {
     let mut prefixed: [Option<&HeaderValue>; OPENAI_HEADERS.len()] = [None; OPENAI_HEADERS.len()];
     let mut plain: [Option<&HeaderValue>; OPENAI_HEADERS.len()] = [None; OPENAI_HEADERS.len()];
     for (name, value) in client {
@@ -247,7 +247,7 @@ const NEVER_FORWARD: &[&str] = &[
 
 /// Checks one name of a forward list (`x-portkey-forward-headers` or a config's
 /// `forward_headers`: one rule for both) and returns it lower-cased.
-pub fn forward_header_name(name: &str) -> Result<String, String> {
+pub(crate) fn forward_header_name(name: &str) -> Result<String, String> {
     let lower = name.trim().to_ascii_lowercase();
     if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
         return Err(format!("{name:?} is not a header name"));

@@ -8,18 +8,18 @@
 use crate::error::GatewayError;
 use http::HeaderMap;
 
-pub const HEADER: &str = "x-portgate-hop";
+pub(crate) const HEADER: &str = "x-portgate-hop";
 
 /// The most gateways one request may pass through.
-pub const MAX_HOPS: usize = 8;
+pub(crate) const MAX_HOPS: usize = 8;
 
 /// A new random id for this process.
-pub fn new_instance_id() -> String {
+pub(crate) fn new_instance_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
 /// Checks the incoming marks and returns them, to be sent on with this instance's id added.
-pub fn check(headers: &HeaderMap, own_id: &str) -> Result<Option<String>, GatewayError> {
+pub(crate) fn check(headers: &HeaderMap, own_id: &str) -> Result<Option<String>, GatewayError> {
     let mut marks = Vec::new();
     for value in headers.get_all(HEADER) {
         let text = value.to_str().map_err(|_| GatewayError::InvalidHeader {
@@ -38,7 +38,7 @@ pub fn check(headers: &HeaderMap, own_id: &str) -> Result<Option<String>, Gatewa
 }
 
 /// The value to send upstream: the incoming marks, then this instance's id.
-pub fn outgoing(incoming: Option<&str>, own_id: &str) -> String {
+pub(crate) fn outgoing(incoming: Option<&str>, own_id: &str) -> String {
     match incoming {
         Some(marks) => format!("{marks},{own_id}"),
         None => own_id.to_string(),

@@ -5,8 +5,8 @@
 use crate::error::GatewayError;
 use serde_json::{Map, Value};
 
-pub const MAX_VALUE_CHARS: usize = 128;
-pub const MAX_KEYS: usize = 64;
+pub(crate) const MAX_VALUE_CHARS: usize = 128;
+pub(crate) const MAX_KEYS: usize = 64;
 
 fn invalid(reason: String) -> GatewayError {
     GatewayError::InvalidHeader {

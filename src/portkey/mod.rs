@@ -13,15 +13,15 @@ pub use headers::PortkeyHeaders;
 /// one to an answer parses nothing.
 pub mod response {
     use http::HeaderName;
-    pub const TRACE_ID: HeaderName = HeaderName::from_static("x-portkey-trace-id");
-    pub const PROVIDER: HeaderName = HeaderName::from_static("x-portkey-provider");
-    pub const GATEWAY_EXCEPTION: HeaderName =
+    pub(crate) const TRACE_ID: HeaderName = HeaderName::from_static("x-portkey-trace-id");
+    pub(crate) const PROVIDER: HeaderName = HeaderName::from_static("x-portkey-provider");
+    pub(crate) const GATEWAY_EXCEPTION: HeaderName =
         HeaderName::from_static("x-portkey-gateway-exception");
-    pub const LAST_USED_OPTION_INDEX: HeaderName =
+    pub(crate) const LAST_USED_OPTION_INDEX: HeaderName =
         HeaderName::from_static("x-portkey-last-used-option-index");
-    pub const RETRY_ATTEMPT_COUNT: HeaderName =
+    pub(crate) const RETRY_ATTEMPT_COUNT: HeaderName =
         HeaderName::from_static("x-portkey-retry-attempt-count");
-    pub const CACHE_STATUS: HeaderName = HeaderName::from_static("x-portkey-cache-status");
+    pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("x-portkey-cache-status");
     /// portgate's own: `exhausted` when the retry budget stopped a retry or fallback.
-    pub const RETRY_BUDGET: HeaderName = HeaderName::from_static("x-portgate-retry-budget");
+    pub(crate) const RETRY_BUDGET: HeaderName = HeaderName::from_static("x-portgate-retry-budget");
 }

@@ -20,22 +20,22 @@ use http::{HeaderName, HeaderValue};
 
 /// The api-version sent when none is configured: the newest GA data-plane version when this
 /// adapter was written (it accepts `stream_options`).
-pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+pub(crate) const DEFAULT_API_VERSION: &str = "2024-10-21";
 
 /// The first api-version whose chat completions accept `stream_options.include_usage`
 /// (2024-08-01-preview; GA from 2024-10-21). Older versions refuse the field, so the gateway
 /// asks for usage only from this version on; dated versions compare as strings, and the
 /// undated ones (`preview`, `latest`, `v1`) are newer.
-pub const STREAM_USAGE_SINCE: &str = "2024-08-01";
+pub(crate) const STREAM_USAGE_SINCE: &str = "2024-08-01";
 
-pub struct AzureOpenAi {
+pub(crate) struct AzureOpenAi {
     /// Never dialled: what `upstream()` reports when no resource is known (documentation,
     /// errors). Targets get their host from `upstream_for`.
     placeholder: Upstream,
 }
 
 impl AzureOpenAi {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AzureOpenAi {
             placeholder: Upstream::new(true, "openai.azure.com".into(), 443, "/openai".into()),
         }

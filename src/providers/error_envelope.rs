@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 /// Statuses Portkey passes through untouched instead of wrapping: its own request-timeout and
 /// budget answers (408, 412) must reach the client as the provider or a nested gateway wrote
 /// them.
-pub fn wraps_status(status: u16) -> bool {
+pub(crate) fn wraps_status(status: u16) -> bool {
     !(200..300).contains(&status) && status != 408 && status != 412
 }
 

@@ -21,10 +21,10 @@ use http::{HeaderName, HeaderValue};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-pub use azure::AzureOpenAi;
-pub use cohere::Cohere;
-pub use google::{GeminiTranslator, Google};
-pub use openai_compat::{OpenAiCompat, BUILT_IN};
+pub(crate) use azure::AzureOpenAi;
+pub(crate) use cohere::Cohere;
+pub(crate) use google::Google;
+pub(crate) use openai_compat::{OpenAiCompat, BUILT_IN};
 
 /// Provider-specific settings of one target (`azure_resource_name`, ...), keyed by Portkey's
 /// snake_case config field names. Filled, lowest precedence first, from the request's
@@ -35,7 +35,7 @@ pub use openai_compat::{OpenAiCompat, BUILT_IN};
 pub type ProviderOptions = BTreeMap<String, String>;
 
 /// Built-in providers with an adapter of their own (not rows of the OpenAI-compatible table).
-pub const CODED: &[&str] = &[
+pub(crate) const CODED: &[&str] = &[
     anthropic::SLUG,
     "azure-openai",
     bedrock::SLUG,
@@ -45,7 +45,7 @@ pub const CODED: &[&str] = &[
 
 /// Whether `slug` is a built-in provider (a table row or a coded adapter), for settings
 /// validation before the registry exists.
-pub fn is_built_in(slug: &str) -> bool {
+pub(crate) fn is_built_in(slug: &str) -> bool {
     CODED.contains(&slug) || BUILT_IN.iter().any(|r| r.slug == slug)
 }
 
@@ -61,7 +61,7 @@ pub enum Operation {
 
 impl Operation {
     /// The OpenAI path of the operation below the API's base URL.
-    pub fn openai_path(self) -> &'static str {
+    pub(crate) fn openai_path(self) -> &'static str {
         match self {
             Operation::ChatCompletions => "/chat/completions",
             Operation::Completions => "/completions",
@@ -72,7 +72,7 @@ impl Operation {
 
     /// Portkey's name of the operation (`chatComplete`, `embed`, ...), as its error messages
     /// say it ("embed is not supported by anthropic").
-    pub fn fn_name(self) -> &'static str {
+    pub(crate) fn fn_name(self) -> &'static str {
         match self {
             Operation::ChatCompletions => "chatComplete",
             Operation::Completions => "complete",
@@ -82,7 +82,7 @@ impl Operation {
     }
 
     /// The OpenTelemetry `gen_ai.operation.name` of the operation.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Operation::ChatCompletions => "chat",
             Operation::Completions => "text_completion",
@@ -231,7 +231,8 @@ impl Providers {
     }
 
     /// Every slug, sorted (for documentation and errors).
-    pub fn slugs(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn slugs(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.by_slug.keys().map(String::as_str).collect();
         v.sort_unstable();
         v

@@ -8,7 +8,7 @@ use crate::error::GatewayError;
 use http::{HeaderName, HeaderValue};
 
 /// One row of the built-in table.
-pub struct Row {
+pub(crate) struct Row {
     pub slug: &'static str,
     pub base_url: &'static str,
     /// `authorization` for `Bearer <key>`; any other name carries the bare key.
@@ -24,7 +24,7 @@ const fn row(slug: &'static str, base_url: &'static str) -> Row {
 }
 
 /// Built-in OpenAI-compatible providers (slugs as Portkey names them).
-pub const BUILT_IN: &[Row] = &[
+pub(crate) const BUILT_IN: &[Row] = &[
     row("openai", "https://api.openai.com/v1"),
     row("anyscale", "https://api.endpoints.anyscale.com/v1"),
     row("together-ai", "https://api.together.xyz/v1"),
@@ -49,7 +49,7 @@ pub const BUILT_IN: &[Row] = &[
 ];
 
 /// An OpenAI-compatible API at a base URL.
-pub struct OpenAiCompat {
+pub(crate) struct OpenAiCompat {
     slug: String,
     upstream: Upstream,
     auth_header: HeaderName,
@@ -58,11 +58,11 @@ pub struct OpenAiCompat {
 }
 
 impl OpenAiCompat {
-    pub fn new(slug: &str, base_url: &str, auth_header: &str) -> Result<Self, String> {
+    pub(crate) fn new(slug: &str, base_url: &str, auth_header: &str) -> Result<Self, String> {
         Self::with_options(slug, base_url, auth_header, true)
     }
 
-    pub fn with_options(
+    pub(crate) fn with_options(
         slug: &str,
         base_url: &str,
         auth_header: &str,

@@ -9,7 +9,7 @@ use http::HeaderMap;
 
 /// A `Content-Type`, when present, must be JSON, multipart form data or audio (the types the
 /// routes of Portkey's gateway accept); parameters such as `charset` are ignored.
-pub fn content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+pub(crate) fn content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -34,7 +34,7 @@ pub fn content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
 /// The request must name a target somehow: `x-portkey-provider` (or legacy `x-portkey-mode`),
 /// `x-portkey-config`, a virtual key (portgate resolves them locally), or the settings'
 /// `default_config`. A provider header must name a known provider, whatever the config says.
-pub fn target_headers(state: &State, headers: &PortkeyHeaders) -> Result<(), GatewayError> {
+pub(crate) fn target_headers(state: &State, headers: &PortkeyHeaders) -> Result<(), GatewayError> {
     if headers.provider.is_none()
         && headers.config.is_none()
         && headers.virtual_key.is_none()

@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 /// when the process-wide buffer budget is spent (the bytes are held in `lease`). A declared
 /// `Content-Length` over the limit is refused before reading anything, and a declared length
 /// is reserved at once.
-pub async fn read_body(
+pub(crate) async fn read_body(
     session: &mut Session,
     limit: usize,
     lease: &mut BufferLease,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Where a passthrough request goes, decided in `request_filter` and used by the proxy-path
 /// hooks (`upstream_peer`, `upstream_request_filter`).
-pub struct PassthroughTarget {
+pub(crate) struct PassthroughTarget {
     pub provider: String,
     pub upstream: Upstream,
     pub public_only: bool,
@@ -28,10 +28,10 @@ pub struct PassthroughTarget {
 }
 
 /// Counts the request in `portgate_inflight_requests` for exactly as long as it lives.
-pub struct Inflight(IntGauge);
+pub(crate) struct Inflight(IntGauge);
 
 impl Inflight {
-    pub fn new(gauge: &IntGauge) -> Self {
+    pub(crate) fn new(gauge: &IntGauge) -> Self {
         gauge.inc();
         Inflight(gauge.clone())
     }
@@ -45,7 +45,7 @@ impl Drop for Inflight {
 
 /// What the response body told the meter.
 #[derive(Default)]
-pub struct Metered {
+pub(crate) struct Metered {
     pub usage: Option<Usage>,
     /// The model the provider says served the request.
     pub model: Option<String>,
@@ -58,9 +58,9 @@ pub struct Metered {
 }
 
 /// `x-portkey-cache-status` when no cache applies to the request.
-pub const CACHE_DISABLED: &str = "DISABLED";
+pub(crate) const CACHE_DISABLED: &str = "DISABLED";
 
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     pub started: Instant,
     pub route: Route,
     pub trace_id: String,
@@ -104,7 +104,7 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn new(inflight: Option<Inflight>) -> Self {
+    pub(crate) fn new(inflight: Option<Inflight>) -> Self {
         RequestCtx {
             started: Instant::now(),
             route: Route::NotFound,

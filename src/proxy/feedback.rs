@@ -33,7 +33,7 @@ async fn respond(
     .map_err(|e| GatewayError::ClientClosed(e.to_string()))
 }
 
-pub async fn create(
+pub(crate) async fn create(
     state: &State,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -57,7 +57,7 @@ pub async fn create(
     respond(session, ctx, "feedback recorded").await
 }
 
-pub async fn update(
+pub(crate) async fn update(
     state: &State,
     session: &mut Session,
     ctx: &mut RequestCtx,

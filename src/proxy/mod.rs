@@ -12,13 +12,13 @@ mod routes;
 mod timer_anchor;
 mod unified;
 
-pub use ctx::RequestCtx;
-pub use routes::Route;
+pub(crate) use ctx::RequestCtx;
+pub(crate) use routes::Route;
 
 use crate::error::GatewayError;
 use crate::portkey::{hop, metadata, PortkeyHeaders};
 use crate::providers::Operation;
-pub use crate::state::State;
+pub(crate) use crate::state::State;
 use crate::telemetry::trace::TraceContext;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,12 +29,12 @@ use pingora::{Error, ErrorType};
 use std::sync::Arc;
 
 /// The gateway service.
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub state: Arc<State>,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Gateway { state }
     }
 }

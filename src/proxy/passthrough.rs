@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 /// Decides the passthrough target in `request_filter`, so errors are answered before any
 /// upstream work. With a config, the target is the one its strategy picks first (no retries:
 /// a streamed body cannot be sent twice).
-pub fn plan(
+pub(crate) fn plan(
     state: &State,
     headers: &PortkeyHeaders,
     metadata: &Map<String, Value>,
@@ -54,7 +54,10 @@ pub fn plan(
 }
 
 /// The peer for `upstream_peer`: resolved asynchronously, never with Pingora's blocking DNS.
-pub async fn peer(state: &State, target: &PassthroughTarget) -> Result<HttpPeer, GatewayError> {
+pub(crate) async fn peer(
+    state: &State,
+    target: &PassthroughTarget,
+) -> Result<HttpPeer, GatewayError> {
     let addrs = state
         .dispatcher
         .resolve(&target.upstream, target.public_only)
@@ -68,7 +71,7 @@ pub async fn peer(state: &State, target: &PassthroughTarget) -> Result<HttpPeer,
 
 /// The path below the gateway's `/v1`, also for the deprecated `/v1/proxy/*` form, which
 /// Portkey serves as the same proxy route with the `/proxy` segment removed.
-pub fn below_v1(path: &str) -> &str {
+pub(crate) fn below_v1(path: &str) -> &str {
     let rest = path.strip_prefix("/v1").unwrap_or(path);
     match rest.strip_prefix("/proxy") {
         Some(inner) if inner.is_empty() || inner.starts_with('/') => inner,
@@ -79,7 +82,7 @@ pub fn below_v1(path: &str) -> &str {
 /// Resolves the dot segments of a path below the provider's base path — also percent-encoded
 /// ones (`%2e%2e`), which a server may decode before resolving — and refuses one that would
 /// climb above it, or that hides a separator (`%2f`, `%5c`, `\\`) a server might decode.
-pub fn normalise(rest: &str) -> Result<String, GatewayError> {
+pub(crate) fn normalise(rest: &str) -> Result<String, GatewayError> {
     let mut kept: Vec<&str> = Vec::new();
     for seg in rest.split('/').filter(|s| !s.is_empty()) {
         let lower = seg.to_ascii_lowercase();
@@ -113,7 +116,7 @@ pub fn normalise(rest: &str) -> Result<String, GatewayError> {
 
 /// Rewrites the request for the provider: path below its base URL, `Host`, credentials; the
 /// gateway's own `x-portkey-*` headers are not forwarded.
-pub fn rewrite(
+pub(crate) fn rewrite(
     target: &PassthroughTarget,
     req: &mut RequestHeader,
     trace: Option<&TraceContext>,

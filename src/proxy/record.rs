@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// Records the request. `status` is what the client got (0: nothing was sent).
-pub fn record(
+pub(crate) fn record(
     state: &State,
     ctx: &RequestCtx,
     status: u16,
@@ -456,7 +456,10 @@ mod tests {
     }
 
     /// How serde writes the client's address: its `Display`.
-    pub fn display<S: Serializer>(addr: &Option<&ClientAddr>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn display<S: Serializer>(
+        addr: &Option<&ClientAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match addr {
             Some(a) => s.collect_str(a),
             None => s.serialize_none(),

@@ -3,7 +3,7 @@
 use crate::providers::Operation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `GET /`: Portkey's health check.
     Health,
     /// An LLM route of the unified API: body read, planned, dispatched by the gateway.
@@ -20,7 +20,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub fn classify(method: &http::Method, path: &str) -> Route {
+    pub(crate) fn classify(method: &http::Method, path: &str) -> Route {
         let path = path.split('?').next().unwrap_or(path);
         let path = if path.len() > 1 {
             path.trim_end_matches('/')
@@ -53,7 +53,7 @@ impl Route {
     }
 
     /// A short label for logs and metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Route::Health => "health",
             Route::Unified(Operation::ChatCompletions) => "chat_completions",

@@ -23,7 +23,7 @@ thread_local! {
 /// Starts the anchor on the current runtime unless this thread has one: called on a request's
 /// path before it arms a deadline of `deadline` (the shortest it arms; the anchor then always
 /// wakes no later than a deadline armed after it).
-pub fn ensure(deadline: Duration) {
+pub(crate) fn ensure(deadline: Duration) {
     if ANCHORED.with(|a| a.replace(true)) {
         return;
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 /// How a unified request ended when it did not end well.
-pub enum Failed {
+pub(crate) enum Failed {
     /// Nothing was written yet: answer with this error.
     Early(GatewayError),
     /// The response had started: the connection must be closed without a clean end.
@@ -57,7 +57,7 @@ async fn client_gone(session: &mut Session) {
 /// relayed. The two phases are separate futures so that an open stream, whose handler sits in
 /// the relay for minutes, holds no room for the walk's locals: Pingora boxes this future (inside
 /// `request_filter`'s) per request, and every byte of it is written and stays resident.
-pub async fn handle(
+pub(crate) async fn handle(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,

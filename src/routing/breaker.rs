@@ -30,11 +30,11 @@ pub struct BreakerSpec {
     pub on_status_codes: Vec<u16>,
 }
 
-pub const DEFAULT_FAILURE_CODES: &[u16] = &[429, 500, 502, 503, 504];
+pub(crate) const DEFAULT_FAILURE_CODES: &[u16] = &[429, 500, 502, 503, 504];
 
 /// The circuit of `target` under `spec`: the target key plus a short fingerprint of the
 /// breaker configuration.
-pub fn circuit_key(target: &str, spec: &BreakerSpec) -> String {
+pub(crate) fn circuit_key(target: &str, spec: &BreakerSpec) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     spec.failure_threshold.hash(&mut h);
@@ -49,14 +49,14 @@ pub fn circuit_key(target: &str, spec: &BreakerSpec) -> String {
 
 impl BreakerSpec {
     /// Whether an answer with `status` counts as a failure (only a provider's own trouble can).
-    pub fn fails_on(&self, status: u16) -> bool {
+    pub(crate) fn fails_on(&self, status: u16) -> bool {
         (status == 429 || status >= 500) && self.on_status_codes.contains(&status)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub(crate) enum State {
     Closed,
     Open,
     HalfOpen,
@@ -64,7 +64,7 @@ pub enum State {
 
 impl State {
     /// The value of `portgate_circuit_state` (0 closed, 1 half-open, 2 open).
-    pub fn gauge(self) -> i64 {
+    pub(crate) fn gauge(self) -> i64 {
         match self {
             State::Closed => 0,
             State::HalfOpen => 1,
@@ -75,7 +75,7 @@ impl State {
 
 /// Whether a request may be sent to a target now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     Yes,
     /// Half-open: this request is the probe.
     Probe,
@@ -116,7 +116,7 @@ impl Circuit {
 
 /// A snapshot of one circuit, for the admin endpoint.
 #[derive(Debug, Serialize)]
-pub struct CircuitView {
+pub(crate) struct CircuitView {
     pub target: String,
     pub state: State,
     pub failures: u32,
@@ -133,12 +133,12 @@ pub struct Breakers {
 }
 
 impl Breakers {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Asks whether `target` may be sent a request now.
-    pub fn admit(&self, target: &str) -> Admit {
+    pub(crate) fn admit(&self, target: &str) -> Admit {
         let now = Instant::now();
         let Ok(mut map) = self.circuits.lock() else {
             return Admit::Yes;
@@ -163,7 +163,7 @@ impl Breakers {
     }
 
     /// Whether `target` is open now (skipped by load balancing), without claiming a probe.
-    pub fn is_open(&self, target: &str) -> bool {
+    pub(crate) fn is_open(&self, target: &str) -> bool {
         let now = Instant::now();
         self.circuits.lock().ok().is_some_and(|map| {
             map.get(target).is_some_and(|c| match c.state {
@@ -177,7 +177,7 @@ impl Breakers {
     /// Records the outcome of a request to `target`; `failed` as decided by the caller from
     /// `spec.on_status_codes` or a connect/timeout error.
     /// Returns the circuit's state afterwards.
-    pub fn record(&self, target: &str, spec: &BreakerSpec, failed: bool) -> State {
+    pub(crate) fn record(&self, target: &str, spec: &BreakerSpec, failed: bool) -> State {
         let now = Instant::now();
         let Ok(mut map) = self.circuits.lock() else {
             return State::Closed;
@@ -224,7 +224,7 @@ impl Breakers {
     }
 
     /// Every known circuit, sorted by target.
-    pub fn snapshot(&self) -> Vec<CircuitView> {
+    pub(crate) fn snapshot(&self) -> Vec<CircuitView> {
         let now = Instant::now();
         let mut v: Vec<CircuitView> = self
             .circuits

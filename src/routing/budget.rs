@@ -55,7 +55,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    pub fn new(settings: &RetryBudgetSettings) -> Self {
+    pub(crate) fn new(settings: &RetryBudgetSettings) -> Self {
         RetryBudget {
             settings: settings.clone(),
             started: Instant::now(),
@@ -68,7 +68,7 @@ impl RetryBudget {
     }
 
     /// Records a first send to `target`.
-    pub fn deposit(&self, target: &str) {
+    pub(crate) fn deposit(&self, target: &str) {
         let now = self.now();
         let len = self.settings.window_seconds as usize;
         if let Ok(mut map) = self.windows.lock() {
@@ -88,7 +88,7 @@ impl RetryBudget {
 
     /// Asks for one extra send to `target`; `false` when the budget is spent (the caller then
     /// returns the failure it has instead of sending again).
-    pub fn withdraw(&self, target: &str) -> bool {
+    pub(crate) fn withdraw(&self, target: &str) -> bool {
         if !self.settings.enabled {
             return true;
         }

@@ -32,10 +32,10 @@ struct InlineCache {
 }
 
 /// The most bytes of inline configs (text and compiled patterns) kept parsed at once.
-pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Parses and builds one config document; also answers its cost.
-pub fn build(
+pub(crate) fn build(
     value: &serde_json::Value,
     ctx: &PlanContext<'_>,
 ) -> Result<(Plan, Cost), GatewayError> {
@@ -49,7 +49,7 @@ pub fn build(
 }
 
 impl ConfigStore {
-    pub fn new(settings: &Settings, ctx: &PlanContext<'_>) -> Result<Self, SettingsError> {
+    pub(crate) fn new(settings: &Settings, ctx: &PlanContext<'_>) -> Result<Self, SettingsError> {
         let mut named = HashMap::new();
         for (id, value) in &settings.configs {
             let (plan, _) = build(value, ctx)
@@ -77,7 +77,7 @@ impl ConfigStore {
     }
 
     /// The plan for a request: from the header when present, else the default (if any).
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         header: Option<&str>,
         ctx: &PlanContext<'_>,
@@ -120,17 +120,19 @@ impl ConfigStore {
     }
 
     /// Whether requests without `x-portkey-config` get the settings' `default_config`.
-    pub fn has_default(&self) -> bool {
+    pub(crate) fn has_default(&self) -> bool {
         self.default.is_some()
     }
 
     /// How many inline configs are cached (for tests and the admin view).
-    pub fn cached(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> usize {
         self.cache.lock().map(|c| c.plans.len()).unwrap_or(0)
     }
 
     /// Bytes the cached inline configs weigh (text and compiled patterns).
-    pub fn cached_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn cached_bytes(&self) -> usize {
         self.cache.lock().map(|c| c.bytes).unwrap_or(0)
     }
 }

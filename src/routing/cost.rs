@@ -10,7 +10,7 @@ use crate::settings::GuardrailLimits;
 
 /// A config's guardrail checks and patterns, counted over every node.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Cost {
+pub(crate) struct Cost {
     pub checks: usize,
     /// Checks that call out (webhook, log, validUrls).
     pub remote: usize,
@@ -21,7 +21,7 @@ pub struct Cost {
 }
 
 /// Counts `node`'s cost and checks it against `limits`; a problem names the cap it passes.
-pub fn check(node: &ConfigNode, limits: &GuardrailLimits) -> Result<Cost, Problems> {
+pub(crate) fn check(node: &ConfigNode, limits: &GuardrailLimits) -> Result<Cost, Problems> {
     let mut cost = Cost::default();
     let mut p = Problems::default();
     add(node, limits, &mut cost, &mut p);

@@ -10,5 +10,3 @@ pub mod plan;
 pub mod retry;
 pub mod select;
 pub mod target;
-
-pub use plan::{Group, Leaf, Node, Plan};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What plan building checks references against.
-pub struct PlanContext<'a> {
+pub(crate) struct PlanContext<'a> {
     pub providers: &'a Providers,
     pub virtual_keys: &'a VirtualKeys,
     pub custom_hosts: &'a CustomHostPolicy,
@@ -31,20 +31,18 @@ pub struct PlanContext<'a> {
 }
 
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub root: Node,
-    /// The root node's settings that apply to the whole request (cache, hooks).
-    pub cache: Option<CacheSpec>,
 }
 
 #[derive(Debug)]
-pub enum Node {
+pub(crate) enum Node {
     Leaf(Arc<Leaf>),
     Group(Group),
 }
 
 #[derive(Debug)]
-pub struct Group {
+pub(crate) struct Group {
     pub path: String,
     pub mode: Mode,
     pub on_status_codes: Option<Vec<u16>>,
@@ -58,7 +56,7 @@ pub struct Group {
 
 /// A target with everything it inherited.
 #[derive(Debug)]
-pub struct Leaf {
+pub(crate) struct Leaf {
     /// JSON path, reported in `x-portkey-last-used-option-index`.
     pub path: String,
     /// Provider slug from the config; `None` means the request's own provider headers.
@@ -86,7 +84,7 @@ pub struct Leaf {
 impl Leaf {
     /// The model this target is sent: its `override_params` model, else the one the client
     /// asked for.
-    pub fn model<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+    pub(crate) fn model<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
         self.override_params
             .as_ref()
             .and_then(|o| o.get("model"))
@@ -151,13 +149,13 @@ impl Inherited {
 
 /// Errors that are not the config's shape but its references.
 #[derive(Debug)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     Invalid(Problems),
     /// A virtual key id that settings do not define (answered 401).
     UnknownVirtualKey(String),
 }
 
-pub fn build(root: &ConfigNode, ctx: &PlanContext<'_>) -> Result<Plan, PlanError> {
+pub(crate) fn build(root: &ConfigNode, ctx: &PlanContext<'_>) -> Result<Plan, PlanError> {
     let mut problems = Problems::default();
     let mut unknown_vk = None;
     let node = build_node(
@@ -173,10 +171,7 @@ pub fn build(root: &ConfigNode, ctx: &PlanContext<'_>) -> Result<Plan, PlanError
     if !problems.0.is_empty() {
         return Err(PlanError::Invalid(problems));
     }
-    Ok(Plan {
-        root: node,
-        cache: root.cache.clone(),
-    })
+    Ok(Plan { root: node })
 }
 
 fn build_node(
@@ -282,7 +277,10 @@ fn build_node(
 }
 
 /// Turns a `cb_config` into a breaker; its cooldown must be at least `min_cooldown`.
-pub fn breaker_spec(cb: &BreakerConfig, min_cooldown: Duration) -> Result<BreakerSpec, String> {
+pub(crate) fn breaker_spec(
+    cb: &BreakerConfig,
+    min_cooldown: Duration,
+) -> Result<BreakerSpec, String> {
     let ms = cb.cooldown_interval.unwrap_or(30_000);
     // A config is client input: an absurd cooldown would overflow `Instant + cooldown` when
     // the circuit opens, so it is refused here, like the settings bound.

@@ -10,13 +10,12 @@
 use http::HeaderMap;
 use std::time::Duration;
 
-pub use crate::portkey::config::MAX_ATTEMPTS;
-pub const DEFAULT_RETRY_CODES: &[u16] = &[429, 500, 502, 503, 504];
+pub(crate) const DEFAULT_RETRY_CODES: &[u16] = &[429, 500, 502, 503, 504];
 /// Total time a request may spend waiting on `Retry-After` values.
-pub const RETRY_AFTER_BUDGET: Duration = Duration::from_secs(60);
+pub(crate) const RETRY_AFTER_BUDGET: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first call (0 = none).
     pub attempts: u32,
     pub on_status_codes: Vec<u16>,
@@ -34,14 +33,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn retries_status(&self, status: u16) -> bool {
+    pub(crate) fn retries_status(&self, status: u16) -> bool {
         self.on_status_codes.contains(&status)
     }
 
     /// The wait before retry number `n` (1-based): `base × 2^(n-1)`, ±20 % jitter.
     /// `Duration::mul_f64` panics on overflow, so the jittered value is computed fallibly and
     /// falls back to the unjittered one (only reachable with an absurd base).
-    pub fn backoff(&self, n: u32, base: Duration) -> Duration {
+    pub(crate) fn backoff(&self, n: u32, base: Duration) -> Duration {
         let exp = base.saturating_mul(1u32 << (n.saturating_sub(1)).min(16));
         let jitter: f64 = rand::random_range(0.8..1.2);
         Duration::try_from_secs_f64(exp.as_secs_f64() * jitter).unwrap_or(exp)
@@ -50,11 +49,11 @@ impl RetryPolicy {
 
 /// The longest wait a provider's retry-after header is read as. Anything longer overruns the
 /// 60 s wait budget either way; the clamp keeps later arithmetic on the value far from overflow.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The wait a 429 asks for: `retry-after-ms`, then `x-ms-retry-after-ms` (milliseconds), then
 /// `retry-after` (seconds). HTTP-date values are not used.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = |name: &str| {
         headers
             .get(name)

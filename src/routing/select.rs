@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 /// Weighted random pick among the children whose `usable` is true. `None` when no usable child
 /// has a weight above 0.
-pub fn weighted(weights: &[f64], usable: &[bool], r: f64) -> Option<usize> {
+pub(crate) fn weighted(weights: &[f64], usable: &[bool], r: f64) -> Option<usize> {
     let total: f64 = weights
         .iter()
         .zip(usable)
@@ -35,7 +35,7 @@ pub fn weighted(weights: &[f64], usable: &[bool], r: f64) -> Option<usize> {
 }
 
 /// The first condition that matches, else the default; `None` when neither applies.
-pub fn conditional(group: &Group, ctx: &QueryContext<'_>) -> Option<usize> {
+pub(crate) fn conditional(group: &Group, ctx: &QueryContext<'_>) -> Option<usize> {
     group
         .conditions
         .iter()
@@ -47,7 +47,7 @@ pub fn conditional(group: &Group, ctx: &QueryContext<'_>) -> Option<usize> {
 /// The leaf a plan picks first without sending anything: the first target of single and
 /// fallback, a weighted pick for load balancing, the matching condition (on metadata and the
 /// path; a streamed body has no params) for conditional routing.
-pub fn first_leaf<'p>(
+pub(crate) fn first_leaf<'p>(
     node: &'p Node,
     metadata: &Map<String, Value>,
     pathname: &str,

@@ -20,13 +20,13 @@ use std::sync::Arc;
 /// What resolving a target reads: the provider table, the virtual keys and the custom-host
 /// rules (the state holds them; routing takes only these).
 #[derive(Clone, Copy)]
-pub struct Resolver<'a> {
+pub(crate) struct Resolver<'a> {
     pub providers: &'a crate::providers::Providers,
     pub virtual_keys: &'a crate::settings::VirtualKeys,
     pub custom_hosts: &'a crate::dispatch::CustomHostPolicy,
 }
 
-pub struct Target {
+pub(crate) struct Target {
     pub provider: Arc<dyn Provider>,
     pub upstream: Upstream,
     /// Resolved addresses must be public (untrusted custom host).
@@ -43,7 +43,7 @@ pub struct Target {
 impl Target {
     /// The physical target: provider and authority (metric labels, the access log's attempts,
     /// the cache's scope).
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
@@ -55,7 +55,7 @@ impl Target {
     ///
     /// The fingerprint is a hash keyed per process, so the key (shown by the admin endpoint)
     /// cannot be used to test a guessed credential.
-    pub fn resource(&self, model: Option<&str>) -> String {
+    pub(crate) fn resource(&self, model: Option<&str>) -> String {
         use std::hash::{BuildHasher, Hash, Hasher};
         static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
             std::sync::OnceLock::new();
@@ -88,7 +88,7 @@ impl Target {
     /// The target named by the request's headers: `x-portkey-virtual-key`, else
     /// `x-portkey-provider` (or legacy `x-portkey-mode`) with `Authorization` as the key;
     /// `x-portkey-custom-host` may replace the base URL.
-    pub fn from_headers(
+    pub(crate) fn from_headers(
         state: Resolver<'_>,
         headers: &PortkeyHeaders,
     ) -> Result<Target, GatewayError> {
@@ -97,7 +97,7 @@ impl Target {
 
     /// The target of a plan leaf; a leaf that names neither provider nor virtual key uses the
     /// request's headers.
-    pub fn from_leaf(
+    pub(crate) fn from_leaf(
         state: Resolver<'_>,
         leaf: &Leaf,
         headers: &PortkeyHeaders,

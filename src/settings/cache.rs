@@ -90,7 +90,10 @@ impl Default for RedisSettings {
 }
 
 impl CacheSettings {
-    pub fn validate(&self, has_virtual_key: &dyn Fn(&str) -> bool) -> Result<(), SettingsError> {
+    pub(crate) fn validate(
+        &self,
+        has_virtual_key: &dyn Fn(&str) -> bool,
+    ) -> Result<(), SettingsError> {
         let err = |f: &str, m: &str| Err(SettingsError::new(&format!("cache.{f}"), m));
         if self.max_entries == 0 {
             return err("max_entries", "must be at least 1");
@@ -173,7 +176,7 @@ impl CacheSettings {
     }
 
     /// The TTL of an entry whose config says `max_age` (seconds), clamped to the bounds.
-    pub fn ttl(&self, max_age: Option<u64>) -> u64 {
+    pub(crate) fn ttl(&self, max_age: Option<u64>) -> u64 {
         max_age
             .unwrap_or(self.default_max_age_seconds)
             .clamp(self.min_max_age_seconds, self.max_max_age_seconds)
@@ -223,7 +226,7 @@ impl Default for SemanticSettings {
 impl SemanticSettings {
     /// The threshold a lookup uses: a config's own, never below the floor
     /// (`min_threshold`, else `threshold`).
-    pub fn threshold_for(&self, asked: Option<f32>) -> f32 {
+    pub(crate) fn threshold_for(&self, asked: Option<f32>) -> f32 {
         let floor = self.min_threshold.unwrap_or(self.threshold);
         asked.unwrap_or(self.threshold).max(floor)
     }

@@ -3,7 +3,7 @@
 //! thus runs one worker thread instead of one per core of the node.
 
 /// The worker threads to run when the settings say `threads: 0` (auto).
-pub fn available() -> usize {
+pub(crate) fn available() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let quota = read("/sys/fs/cgroup/cpu.max")
         .and_then(|s| quota_v2(&s))

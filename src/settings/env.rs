@@ -4,7 +4,7 @@
 use super::{Settings, SettingsError};
 
 /// Every variable understood, with the setting it overrides.
-pub const ENV_VARS: &[(&str, &str)] = &[
+pub(crate) const ENV_VARS: &[(&str, &str)] = &[
     ("PORTGATE_LISTEN", "listen"),
     ("PORTGATE_ADMIN_LISTEN", "admin_listen"),
     ("PORTGATE_THREADS", "threads"),
@@ -30,7 +30,7 @@ fn number<T: std::str::FromStr>(field: &str, var: &str, value: &str) -> Result<T
 
 /// Applies the `PORTGATE_*` variables found in `env`; other variables are ignored, and an
 /// unknown `PORTGATE_*` variable is an error so a typo does not pass silently.
-pub fn apply_env(
+pub(crate) fn apply_env(
     settings: &mut Settings,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), SettingsError> {

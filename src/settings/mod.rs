@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use env::apply_env;
+pub(crate) use env::apply_env;
 pub use secrets::{resolve_virtual_keys, Secret, VirtualKey, VirtualKeyRow, VirtualKeys};
 pub use validate::{SettingsError, MAX_COOLDOWN_MS};
 
@@ -391,7 +391,7 @@ impl Default for LogSettings {
 
 impl Settings {
     /// Parses YAML settings; unknown keys are errors naming their path.
-    pub fn from_yaml(text: &str) -> Result<Settings, SettingsError> {
+    pub(crate) fn from_yaml(text: &str) -> Result<Settings, SettingsError> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -401,7 +401,7 @@ impl Settings {
     }
 
     /// Loads a settings file (defaults for everything it leaves out).
-    pub fn from_file(path: &Path) -> Result<Settings, SettingsError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Settings, SettingsError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SettingsError::new("--config", format!("{}: {e}", path.display())))?;
         Self::from_yaml(&text)

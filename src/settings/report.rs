@@ -12,7 +12,7 @@ const REDACTED: &str = "[redacted]";
 
 impl Settings {
     /// The settings as a JSON value with every secret replaced (see the module docs).
-    pub fn redacted(&self) -> Value {
+    pub(crate) fn redacted(&self) -> Value {
         let mut v = match serde_json::to_value(self) {
             Ok(v) => v,
             Err(e) => return Value::String(format!("settings not representable: {e}")),

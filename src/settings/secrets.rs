@@ -16,11 +16,11 @@ use std::sync::Arc;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: String) -> Self {
+    pub(crate) fn new(value: String) -> Self {
         Secret(value)
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -76,13 +76,13 @@ impl VirtualKey {
     /// Whether the key carries a credential of the vault's: its key, or a credential option
     /// (AWS keys and session token, an Entra token). Such a key is never sent to a host the
     /// request chose, whatever its kind.
-    pub fn carries_credential(&self) -> bool {
+    pub(crate) fn carries_credential(&self) -> bool {
         self.api_key.is_some() || self.has_credential_options()
     }
 
     /// Whether its options hold a credential (they go with every request that uses the key,
     /// even one with a key of its own).
-    pub fn has_credential_options(&self) -> bool {
+    pub(crate) fn has_credential_options(&self) -> bool {
         self.options.keys().any(|k| is_credential_option(k))
     }
 }
@@ -114,7 +114,7 @@ impl fmt::Debug for VirtualKey {
 /// Whether a provider option is a credential (its value is secret): AWS's key pair and session
 /// token, an Entra (Azure AD) token, and any option whose name says secret, token, password,
 /// key or credential.
-pub fn is_credential_option(name: &str) -> bool {
+pub(crate) fn is_credential_option(name: &str) -> bool {
     const MARKS: &[&str] = &[
         "secret",
         "token",
@@ -174,7 +174,7 @@ pub fn resolve_virtual_keys(
 /// Refuses a credential option written in the settings themselves (`--check` and start-up):
 /// the settings file is a ConfigMap, readable by whoever can read the pod's spec. The value is
 /// never part of the message.
-pub fn no_inline_credentials(
+pub(crate) fn no_inline_credentials(
     field: &str,
     options: &BTreeMap<String, String>,
 ) -> Result<(), SettingsError> {

@@ -12,7 +12,7 @@ pub struct SettingsError {
 }
 
 impl SettingsError {
-    pub fn new(field: &str, reason: impl fmt::Display) -> Self {
+    pub(crate) fn new(field: &str, reason: impl fmt::Display) -> Self {
         SettingsError {
             field: field.to_string(),
             reason: reason.to_string(),
@@ -38,12 +38,12 @@ fn positive(field: &str, value: u64) -> Result<(), SettingsError> {
 /// Upper bounds checked at load. Values beyond them are mistakes (a unit mix-up, a stray digit)
 /// and, left in, overflow the `Instant`/`Duration` arithmetic they feed (a cache expiry, a
 /// deadline), which panics on a request path.
-pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
-pub const MAX_CONNECT_TIMEOUT_MS: u64 = 600_000;
-pub const MAX_DNS_TTL_SECONDS: u64 = 86_400;
-pub const MAX_BACKOFF_BASE_MS: u64 = 60_000;
+pub(crate) const MAX_TIMEOUT_MS: u64 = 3_600_000;
+pub(crate) const MAX_CONNECT_TIMEOUT_MS: u64 = 600_000;
+pub(crate) const MAX_DNS_TTL_SECONDS: u64 = 86_400;
+pub(crate) const MAX_BACKOFF_BASE_MS: u64 = 60_000;
 pub const MAX_COOLDOWN_MS: u64 = 86_400_000;
-pub const MAX_SHUTDOWN_SECONDS: u64 = 3_600;
+pub(crate) const MAX_SHUTDOWN_SECONDS: u64 = 3_600;
 
 fn at_most(field: &str, value: u64, max: u64, unit: &str) -> Result<(), SettingsError> {
     if value > max {

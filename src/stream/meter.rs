@@ -48,13 +48,13 @@ fn usage_field(event: &[u8]) -> UsageField {
     }
 }
 
-pub enum Kind {
+pub(crate) enum Kind {
     Json,
     Sse { hide_usage: bool },
     Other,
 }
 
-pub struct Meter {
+pub(crate) struct Meter {
     kind: Kind,
     chunks: Vec<Bytes>,
     size: usize,
@@ -73,7 +73,7 @@ struct Seen {
 }
 
 impl Meter {
-    pub fn new(kind: Kind) -> Meter {
+    pub(crate) fn new(kind: Kind) -> Meter {
         Meter {
             kind,
             chunks: Vec::new(),
@@ -84,7 +84,7 @@ impl Meter {
     }
 
     /// Chooses the meter for a response from its status and content type.
-    pub fn for_response(status: u16, content_type: &str, hide_usage: bool) -> Meter {
+    pub(crate) fn for_response(status: u16, content_type: &str, hide_usage: bool) -> Meter {
         let kind = if !(200..300).contains(&status) {
             Kind::Other
         } else if content_type.starts_with("text/event-stream") {
@@ -98,7 +98,7 @@ impl Meter {
     }
 
     /// Takes one upstream chunk and returns what to send to the client.
-    pub fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+    pub(crate) fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
         match self.kind {
             Kind::Other => Some(chunk),
             Kind::Json => {
@@ -130,7 +130,7 @@ impl Meter {
     }
 
     /// The end of the body: anything still held back, and the usage read from a JSON body.
-    pub fn finish(&mut self) -> Option<Bytes> {
+    pub(crate) fn finish(&mut self) -> Option<Bytes> {
         if let Kind::Json = self.kind {
             if let Some((usage, model)) = usage::from_chunks(&self.chunks) {
                 self.seen.usage = usage;
@@ -145,34 +145,34 @@ impl Meter {
 
     /// Whether an SSE event grew past `sse::MAX_EVENT`: the stream cannot be split (nor usage
     /// hidden) any more, and is ended with an error event rather than relayed corrupted.
-    pub fn overflowed(&self) -> bool {
+    pub(crate) fn overflowed(&self) -> bool {
         matches!(self.kind, Kind::Sse { .. }) && self.splitter.overflowed()
     }
 
     /// Whether the meter may change the bytes (so a declared length cannot be kept).
-    pub fn may_rewrite(&self) -> bool {
+    pub(crate) fn may_rewrite(&self) -> bool {
         matches!(self.kind, Kind::Sse { hide_usage: true })
     }
 
     /// The whole JSON body, after `finish` (for access logs with bodies on).
-    pub fn json_body(&self) -> Option<serde_json::Value> {
+    pub(crate) fn json_body(&self) -> Option<serde_json::Value> {
         match self.kind {
             Kind::Json => usage::value_from_chunks(&self.chunks),
             _ => None,
         }
     }
 
-    pub fn usage(&self) -> Option<Usage> {
+    pub(crate) fn usage(&self) -> Option<Usage> {
         self.seen.usage
     }
 
     /// The model the provider says served the request.
-    pub fn model(&self) -> Option<&str> {
+    pub(crate) fn model(&self) -> Option<&str> {
         self.seen.model.as_deref()
     }
 
     /// Content events of a stream relayed so far (not the usage chunk, not `[DONE]`).
-    pub fn events(&self) -> u32 {
+    pub(crate) fn events(&self) -> u32 {
         self.seen.events
     }
 }

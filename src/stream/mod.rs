@@ -6,7 +6,7 @@
 pub mod meter;
 pub mod sse;
 
-pub use meter::Meter;
+pub(crate) use meter::Meter;
 
 use crate::types::usage::Usage;
 use bytes::Bytes;

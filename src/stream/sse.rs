@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 /// Upper bound on one buffered partial event; a stream that never ends an event is not parsed
 /// past this (its bytes still flow to the client).
-pub const MAX_EVENT: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_EVENT: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct SseSplitter {
@@ -32,7 +32,7 @@ impl SseSplitter {
     /// Feeds a chunk and calls `f` with each event it completes, in order. An event is a slice
     /// of the chunk, or of the splitter's buffer when it began in an earlier chunk: nothing is
     /// allocated or reference-counted for a chunk of whole events, the usual case.
-    pub fn each(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
+    pub(crate) fn each(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
         if self.buf.is_empty() {
             let mut rest = chunk;
             while let Some(end) = event_end(rest) {
@@ -88,7 +88,7 @@ impl SseSplitter {
     }
 
     /// Whether an event grew past the size limit (the stream can no longer be split).
-    pub fn overflowed(&self) -> bool {
+    pub(crate) fn overflowed(&self) -> bool {
         self.overflowed
     }
 
@@ -101,7 +101,7 @@ impl SseSplitter {
 
 /// The payload of an event's `data:` lines, joined with `\n`. Most events have one line, which
 /// is returned as a slice of the event, without copying or allocating.
-pub fn payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
+pub(crate) fn payload(event: &[u8]) -> Option<Cow<'_, [u8]>> {
     let mut out: Option<Cow<'_, [u8]>> = None;
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', event).chain(std::iter::once(event.len()));

@@ -56,7 +56,10 @@ impl Sink {
 impl AccessLog {
     /// Opens the output named by `log.access_log` and starts the flusher; `dropped` counts
     /// lines lost to a stalled output.
-    pub fn new(settings: &LogSettings, dropped: IntCounter) -> Result<AccessLog, SettingsError> {
+    pub(crate) fn new(
+        settings: &LogSettings,
+        dropped: IntCounter,
+    ) -> Result<AccessLog, SettingsError> {
         let out: Box<dyn Write + Send> = match settings.access_log.trim() {
             "off" => {
                 return Ok(AccessLog {
@@ -105,13 +108,13 @@ impl AccessLog {
     }
 
     /// Appends one line (the value serialised on one line, then `\n`).
-    pub fn write<T: Serialize + ?Sized>(&self, line: &T) {
+    pub(crate) fn write<T: Serialize + ?Sized>(&self, line: &T) {
         self.write_with(|out| serde_json::to_writer(out, line).is_ok());
     }
 
     /// Appends one line that `write` puts at the end of the buffer (without the `\n`); a line
     /// it says `false` about is taken back.
-    pub fn write_with(&self, write: impl FnOnce(&mut Vec<u8>) -> bool) {
+    pub(crate) fn write_with(&self, write: impl FnOnce(&mut Vec<u8>) -> bool) {
         let Some(sink) = &self.sink else {
             return;
         };
@@ -137,7 +140,7 @@ impl AccessLog {
     /// Writes out every line buffered so far and returns once it is written, or `false` after
     /// `within`. The graceful shutdown calls it after the last request finished: the process
     /// exits right after, and the flusher's 100 ms tick would otherwise lose the last lines.
-    pub fn flush(&self, within: Duration) -> bool {
+    pub(crate) fn flush(&self, within: Duration) -> bool {
         let Some(sink) = &self.sink else {
             return true;
         };
@@ -208,7 +211,7 @@ fn flush_loop(sink: &Sink, mut out: Box<dyn Write + Send>) {
 }
 
 /// The current time as RFC 3339 with milliseconds (UTC).
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     rfc3339_millis(std::time::SystemTime::now())
 }
 

@@ -33,7 +33,7 @@ pub struct CacheMetrics {
 }
 
 impl CacheMetrics {
-    pub fn new() -> prometheus::Result<CacheMetrics> {
+    pub(crate) fn new() -> prometheus::Result<CacheMetrics> {
         Ok(CacheMetrics {
             requests: IntCounterVec::new(
                 Opts::new(
@@ -87,7 +87,7 @@ impl CacheMetrics {
         })
     }
 
-    pub fn register(&self, r: &Registry) -> prometheus::Result<()> {
+    pub(crate) fn register(&self, r: &Registry) -> prometheus::Result<()> {
         r.register(Box::new(self.requests.clone()))?;
         r.register(Box::new(self.lookup.clone()))?;
         r.register(Box::new(self.saved_tokens.clone()))?;

@@ -31,7 +31,7 @@ static NEXT_METRICS_ID: AtomicU64 = AtomicU64::new(1);
 /// labels and takes a lock on every call (~800 instructions; ten of them per request with ten
 /// checks). Kept with the compiled check, so they live as long as the config that holds it.
 #[derive(Debug, Default)]
-pub struct CheckHandles(OnceLock<Cached>);
+pub(crate) struct CheckHandles(OnceLock<Cached>);
 
 #[derive(Debug)]
 struct Cached {
@@ -46,7 +46,7 @@ const VERDICTS: [&str; 3] = ["pass", "fail", "error"];
 
 impl CheckHandles {
     /// Counts one run of the check (`verdict` indexes `VERDICTS`) and its latency.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         m: &GuardMetrics,
         hook: &Arc<str>,
@@ -77,7 +77,7 @@ impl CheckHandles {
 }
 
 impl GuardMetrics {
-    pub fn new() -> prometheus::Result<GuardMetrics> {
+    pub(crate) fn new() -> prometheus::Result<GuardMetrics> {
         Ok(GuardMetrics {
             id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
             checks: IntCounterVec::new(
@@ -105,7 +105,7 @@ impl GuardMetrics {
         })
     }
 
-    pub fn register(&self, r: &Registry) -> prometheus::Result<()> {
+    pub(crate) fn register(&self, r: &Registry) -> prometheus::Result<()> {
         r.register(Box::new(self.checks.clone()))?;
         r.register(Box::new(self.latency.clone()))?;
         r.register(Box::new(self.denials.clone()))

@@ -19,23 +19,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 /// The value reported for everything a guard does not admit.
-pub const OTHER: &str = "other";
+pub(crate) const OTHER: &str = "other";
 
 /// Longest model name used as a label (bytes). Longer names are `other`. Model names of
 /// the providers we know are under 64 bytes (Bedrock ids and Fireworks paths are the longest).
-pub const MAX_MODEL_LEN: usize = 64;
+pub(crate) const MAX_MODEL_LEN: usize = 64;
 /// Distinct target keys (`provider@host:port`) used as labels of `portgate_circuit_state` and
 /// `portgate_retry_budget_exhausted_total`.
-pub const MAX_TARGETS: usize = 100;
+pub(crate) const MAX_TARGETS: usize = 100;
 /// Longest target key used as a label (bytes): a provider slug and a host name with port.
-pub const MAX_TARGET_LEN: usize = 128;
+pub(crate) const MAX_TARGET_LEN: usize = 128;
 /// Distinct values per `x-portkey-metadata` key that is a label (`metrics.metadata_labels`).
-pub const MAX_METADATA_VALUES: usize = 50;
+pub(crate) const MAX_METADATA_VALUES: usize = 50;
 /// Longest metadata value used as a label (bytes).
-pub const MAX_METADATA_LEN: usize = 64;
+pub(crate) const MAX_METADATA_LEN: usize = 64;
 
 /// The admitted values of one label.
-pub struct LabelGuard {
+pub(crate) struct LabelGuard {
     max_values: usize,
     max_len: usize,
     admitted: RwLock<HashSet<Box<str>>>,
@@ -44,7 +44,7 @@ pub struct LabelGuard {
 }
 
 impl LabelGuard {
-    pub fn new(max_values: usize, max_len: usize) -> LabelGuard {
+    pub(crate) fn new(max_values: usize, max_len: usize) -> LabelGuard {
         LabelGuard {
             max_values,
             max_len,
@@ -55,7 +55,7 @@ impl LabelGuard {
 
     /// `value` when it is admitted (already, or now while there is room), else `other`. The
     /// empty value (label not applicable) is always itself.
-    pub fn label<'a>(&self, value: &'a str) -> &'a str {
+    pub(crate) fn label<'a>(&self, value: &'a str) -> &'a str {
         if value.is_empty() {
             return value;
         }
@@ -91,15 +91,12 @@ impl LabelGuard {
     }
 
     /// How many values are admitted.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.admitted
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -39,7 +39,7 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 ];
 const FEEDBACK_BUCKETS: &[f64] = &[-10.0, -7.5, -5.0, -2.5, -1.0, 0.0, 1.0, 2.5, 5.0, 7.5, 10.0];
 
-pub use super::labels::OTHER;
+pub(crate) use super::labels::OTHER;
 
 pub struct Metrics {
     registry: Registry,
@@ -103,7 +103,10 @@ const GEN_AI: &[&str] = &[
 ];
 
 impl Metrics {
-    pub fn new(metadata_labels: &[String], max_models: usize) -> prometheus::Result<Metrics> {
+    pub(crate) fn new(
+        metadata_labels: &[String],
+        max_models: usize,
+    ) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         let mut request_labels = vec!["route", "provider", "model", "status_class", "cache_status"];
         let meta_names: Vec<String> = metadata_labels
@@ -245,7 +248,7 @@ impl Metrics {
     /// The model label: priced models always (the pricing table is the operator's, so they
     /// are bounded by it), others while fewer than `max_model_labels` distinct ones were seen
     /// and at most `MAX_MODEL_LEN` bytes long, else `other`.
-    pub fn model_label<'a>(&self, model: &'a str, priced: bool) -> &'a str {
+    pub(crate) fn model_label<'a>(&self, model: &'a str, priced: bool) -> &'a str {
         if priced {
             return model;
         }
@@ -255,13 +258,13 @@ impl Metrics {
     /// The `target` label of `portgate_circuit_state` and
     /// `portgate_retry_budget_exhausted_total`: a custom host from the request is part of the
     /// key, so at most `MAX_TARGETS` keys of `MAX_TARGET_LEN` bytes, else `other`.
-    pub fn target_label<'a>(&self, key: &'a str) -> &'a str {
+    pub(crate) fn target_label<'a>(&self, key: &'a str) -> &'a str {
         self.targets.label(key)
     }
 
     /// The value of the `i`-th metadata label (`metadata_labels()[i]`): at most
     /// `MAX_METADATA_VALUES` distinct values of `MAX_METADATA_LEN` bytes per key, else `other`.
-    pub fn metadata_value<'a>(&self, i: usize, value: &'a str) -> &'a str {
+    pub(crate) fn metadata_value<'a>(&self, i: usize, value: &'a str) -> &'a str {
         match self.metadata_values.get(i) {
             Some(guard) => guard.label(value),
             None => OTHER,
@@ -269,12 +272,12 @@ impl Metrics {
     }
 
     /// The metadata keys that are labels, in label order.
-    pub fn metadata_labels(&self) -> &[String] {
+    pub(crate) fn metadata_labels(&self) -> &[String] {
         &self.metadata_labels
     }
 
     /// Prometheus text format of every family.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
@@ -282,7 +285,7 @@ impl Metrics {
 }
 
 /// `2xx`, `4xx`, `5xx` ...; `0xx` for a request that got no response.
-pub fn status_class(status: u16) -> &'static str {
+pub(crate) fn status_class(status: u16) -> &'static str {
     match status / 100 {
         1 => "1xx",
         2 => "2xx",

@@ -7,7 +7,7 @@ use crate::types::usage::Usage;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
-pub use crate::settings::Price;
+pub(crate) use crate::settings::Price;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +32,7 @@ pub struct Pricing {
 }
 
 impl Pricing {
-    pub fn from_settings(s: &PricingSettings) -> Result<Pricing, SettingsError> {
+    pub(crate) fn from_settings(s: &PricingSettings) -> Result<Pricing, SettingsError> {
         let text = match &s.file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|e| SettingsError::new("pricing.file", format!("{path}: {e}")))?,
@@ -62,7 +62,7 @@ impl Pricing {
     }
 
     /// The price of a model: exact name, then without a trailing `-YYYY-MM-DD` snapshot date.
-    pub fn price(&self, provider: &str, model: &str) -> Option<&Price> {
+    pub(crate) fn price(&self, provider: &str, model: &str) -> Option<&Price> {
         let models = self.prices.get(provider)?;
         models.get(model).or_else(|| models.get(strip_date(model)))
     }
@@ -70,7 +70,7 @@ impl Pricing {
 
 impl Price {
     /// USD for the usage at this price.
-    pub fn cost(&self, usage: &Usage) -> f64 {
+    pub(crate) fn cost(&self, usage: &Usage) -> f64 {
         let p = self;
         // Each input token is priced once, at its own rate: cache reads and cache writes are
         // subsets of `input`, never billed twice, never missed.

@@ -5,7 +5,7 @@
 
 /// A parsed `traceparent`, plus the span id of the gateway's hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     /// 32 lowercase hex digits.
     pub trace_id: String,
     /// The caller's span (16 hex digits).
@@ -25,7 +25,7 @@ fn is_hex(s: &str, len: usize) -> bool {
 impl TraceContext {
     /// Parses `version-traceid-parentid-flags`; invalid or all-zero ids are ignored (`None`),
     /// as the W3C spec asks.
-    pub fn parse(header: &str) -> Option<TraceContext> {
+    pub(crate) fn parse(header: &str) -> Option<TraceContext> {
         let mut parts = header.trim().split('-');
         let (version, trace, parent, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -47,7 +47,7 @@ impl TraceContext {
     }
 
     /// The `traceparent` sent upstream: same trace, the gateway's span as parent.
-    pub fn outgoing(&self) -> String {
+    pub(crate) fn outgoing(&self) -> String {
         format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
     }
 }

@@ -23,7 +23,7 @@ const KINDS: [&str; 5] = [
 
 /// The series of one (operation, provider, model, served model) label set. Each is created on
 /// first use, so a kind or a cost never recorded has no series, as with `with_label_values`.
-pub struct UsageSeries {
+pub(crate) struct UsageSeries {
     /// operation, provider, model, served model.
     labels: [Box<str>; 4],
     /// `portgate_tokens_total`, by kind.
@@ -48,7 +48,7 @@ impl UsageSeries {
     }
 
     /// Counts `n` tokens of kind `KINDS[kind]`.
-    pub fn count(&self, m: &Metrics, kind: usize, n: u64) {
+    pub(crate) fn count(&self, m: &Metrics, kind: usize, n: u64) {
         self.tokens[kind]
             .get_or_init(|| {
                 m.tokens
@@ -58,7 +58,7 @@ impl UsageSeries {
     }
 
     /// Observes `n` tokens of kind `KINDS[kind]` in the histogram.
-    pub fn observe(&self, m: &Metrics, kind: usize, n: u64) {
+    pub(crate) fn observe(&self, m: &Metrics, kind: usize, n: u64) {
         self.usage[kind]
             .get_or_init(|| {
                 let [op, provider, model, served] = &self.labels;
@@ -68,13 +68,13 @@ impl UsageSeries {
             .observe(n as f64);
     }
 
-    pub fn cost(&self, m: &Metrics, usd: f64) {
+    pub(crate) fn cost(&self, m: &Metrics, usd: f64) {
         self.cost
             .get_or_init(|| m.cost.with_label_values(&[self.provider(), self.model()]))
             .inc_by(usd);
     }
 
-    pub fn unpriced(&self, m: &Metrics) {
+    pub(crate) fn unpriced(&self, m: &Metrics) {
         self.unpriced
             .get_or_init(|| {
                 m.unpriced
@@ -93,7 +93,7 @@ pub struct UsageSeriesCache {
 impl UsageSeriesCache {
     /// The series of `[operation, provider, model, served model]`. Two label sets with the same
     /// hash take turns in the slot: each lookup still answers with its own series.
-    pub fn get(&self, labels: [&str; 4]) -> Arc<UsageSeries> {
+    pub(crate) fn get(&self, labels: [&str; 4]) -> Arc<UsageSeries> {
         // FNV: a tenth of SipHash's cost on these short names. A collision, chosen or not,
         // only makes two label sets take turns in one slot.
         let mut h = fnv::FnvHasher::default();

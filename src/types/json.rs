@@ -9,20 +9,20 @@
 use serde::Serialize;
 
 /// An object being written into `out`: `{` on creation, `}` on [`Object::end`].
-pub struct Object<'a> {
+pub(crate) struct Object<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
 }
 
 impl<'a> Object<'a> {
-    pub fn new(out: &'a mut Vec<u8>) -> Self {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         Object { out, first: true }
     }
 
     /// Writes `"key":` (after a comma unless first) and hands back the output for the value.
     /// Keys are the code's own constants: they never need escaping.
-    pub fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
+    pub(crate) fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
         debug_assert!(!needs_escape(key.as_bytes()), "key {key:?} needs escaping");
         if self.first {
             self.first = false;
@@ -35,28 +35,28 @@ impl<'a> Object<'a> {
         self.out
     }
 
-    pub fn str(&mut self, key: &'static str, value: &str) {
+    pub(crate) fn str(&mut self, key: &'static str, value: &str) {
         string(self.key(key), value);
     }
 
     /// The string, or `null`.
-    pub fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+    pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(v) => self.str(key, v),
             None => self.null(key),
         }
     }
 
-    pub fn null(&mut self, key: &'static str) {
+    pub(crate) fn null(&mut self, key: &'static str) {
         self.key(key).extend_from_slice(b"null");
     }
 
-    pub fn bool(&mut self, key: &'static str, value: bool) {
+    pub(crate) fn bool(&mut self, key: &'static str, value: bool) {
         let text: &[u8] = if value { b"true" } else { b"false" };
         self.key(key).extend_from_slice(text);
     }
 
-    pub fn uint(&mut self, key: &'static str, value: u64) {
+    pub(crate) fn uint(&mut self, key: &'static str, value: u64) {
         let mut buf = itoa::Buffer::new();
         self.key(key)
             .extend_from_slice(buf.format(value).as_bytes());
@@ -64,7 +64,7 @@ impl<'a> Object<'a> {
 
     /// A float as serde_json writes it: the shortest form that reads back, by the formatter
     /// serde_json calls, or `null` if not finite.
-    pub fn float(&mut self, key: &'static str, value: f64) {
+    pub(crate) fn float(&mut self, key: &'static str, value: f64) {
         let out = self.key(key);
         if value.is_finite() {
             out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
@@ -74,7 +74,7 @@ impl<'a> Object<'a> {
     }
 
     /// The float, or `null`.
-    pub fn opt_float(&mut self, key: &'static str, value: Option<f64>) {
+    pub(crate) fn opt_float(&mut self, key: &'static str, value: Option<f64>) {
         match value {
             Some(v) => self.float(key, v),
             None => self.null(key),
@@ -84,7 +84,7 @@ impl<'a> Object<'a> {
     /// Any other value, through serde_json. Writing into a `Vec` cannot fail; serialising
     /// can only for values JSON cannot hold (a map with non-string keys), which none of the
     /// callers' are: such a value is written as `null` rather than leaving the line cut.
-    pub fn value<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+    pub(crate) fn value<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
         let out = self.key(key);
         let start = out.len();
         if serde_json::to_writer(&mut *out, value).is_err() {
@@ -94,11 +94,11 @@ impl<'a> Object<'a> {
     }
 
     /// A nested object under `key`; the caller ends it.
-    pub fn object(&mut self, key: &'static str) -> Object<'_> {
+    pub(crate) fn object(&mut self, key: &'static str) -> Object<'_> {
         Object::new(self.key(key))
     }
 
-    pub fn end(self) {
+    pub(crate) fn end(self) {
         self.out.push(b'}');
     }
 }
@@ -143,7 +143,7 @@ pub(super) fn equal_bytes(x: u64, b: u8) -> u64 {
 /// Writes `s` as a JSON string, escaped exactly as serde_json escapes it: the short forms of
 /// `\b \t \n \f \r`, `\"`, `\\`, and `\u00xx` (lower-case hex) for other control characters;
 /// everything else, non-ASCII included, as it is.
-pub fn string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.push(b'"');
     if !needs_escape(bytes) {

@@ -6,17 +6,17 @@
 
 /// Largest compiled program of one pattern (the `regex` crate's default is 10 MiB). Unicode
 /// classes are large: `\w{10}` compiles to about 550 KiB, `\w{40}` is refused.
-pub const SIZE_LIMIT: usize = 1024 * 1024;
+pub(crate) const SIZE_LIMIT: usize = 1024 * 1024;
 /// Largest lazy-DFA cache of one pattern (the default is 2 MiB).
-pub const DFA_SIZE_LIMIT: usize = 256 * 1024;
+pub(crate) const DFA_SIZE_LIMIT: usize = 256 * 1024;
 /// Most backtracking steps of one match by the backtracking engine (look-around and
 /// back-references): past it, the match ends with an error instead of running on.
-pub const BACKTRACK_LIMIT: usize = 100_000;
+pub(crate) const BACKTRACK_LIMIT: usize = 100_000;
 /// Longest pattern accepted, in bytes.
-pub const MAX_PATTERN_BYTES: usize = 4096;
+pub(crate) const MAX_PATTERN_BYTES: usize = 4096;
 
 /// Refuses a pattern longer than [`MAX_PATTERN_BYTES`].
-pub fn check_length(pattern: &str) -> Result<(), String> {
+pub(crate) fn check_length(pattern: &str) -> Result<(), String> {
     if pattern.len() > MAX_PATTERN_BYTES {
         return Err(format!(
             "the pattern is longer than {MAX_PATTERN_BYTES} bytes"
@@ -28,7 +28,7 @@ pub fn check_length(pattern: &str) -> Result<(), String> {
 /// Memory a compiled pattern holds, for the config cache's byte budget: measured on the
 /// `regex` crate's engine with the same bounds; a pattern only the backtracking engine takes
 /// (look-around, back-references) is charged the bound of its compiled parts.
-pub fn compiled_bytes(pattern: &str) -> usize {
+pub(crate) fn compiled_bytes(pattern: &str) -> usize {
     use regex_automata::meta;
     meta::Builder::new()
         .configure(meta::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))

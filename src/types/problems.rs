@@ -9,14 +9,14 @@ pub struct Problems(pub Vec<String>);
 
 impl Problems {
     /// `path` is the node's own notation (`config.targets[0].strategy.mode`).
-    pub fn push(&mut self, path: &str, message: impl std::fmt::Display) {
+    pub(crate) fn push(&mut self, path: &str, message: impl std::fmt::Display) {
         self.0
             .push(format!("path: {}, message: {message}", wire_path(path)));
     }
 }
 
 /// `config.targets[0].strategy.mode` → `targets,0,strategy,mode`; `config` → ``.
-pub fn wire_path(path: &str) -> String {
+pub(crate) fn wire_path(path: &str) -> String {
     let rest = path.strip_prefix("config").unwrap_or(path);
     let mut out = String::with_capacity(rest.len());
     for part in rest.split(['.', '[', ']']).filter(|p| !p.is_empty()) {

@@ -24,7 +24,7 @@ const SECRET_FIELDS: &[&str] = &[
 ];
 
 /// Replaces the values of credential-like fields, at any depth, with `[redacted]`.
-pub fn redact(v: &mut Value) {
+pub(crate) fn redact(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
@@ -42,7 +42,7 @@ pub fn redact(v: &mut Value) {
 
 /// Replaces the values of every `headers` object (webhook and log checks) with `[redacted]`:
 /// they carry credentials whatever their names (`portgate --check`, `Debug`).
-pub fn redact_headers(v: &mut Value) {
+pub(crate) fn redact_headers(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Reads one check's parameters, pushing a problem (with its path) for each bad one.
-pub struct Params<'a> {
+pub(crate) struct Params<'a> {
     pub map: &'a Map<String, Value>,
     pub path: &'a str,
     pub p: &'a mut Problems,
@@ -14,7 +14,7 @@ impl Params<'_> {
         format!("{}.{key}", self.path)
     }
 
-    pub fn bool(&mut self, key: &str, default: bool) -> bool {
+    pub(crate) fn bool(&mut self, key: &str, default: bool) -> bool {
         match self.map.get(key) {
             None | Some(Value::Null) => default,
             Some(Value::Bool(b)) => *b,
@@ -26,11 +26,11 @@ impl Params<'_> {
         }
     }
 
-    pub fn not(&mut self) -> bool {
+    pub(crate) fn not(&mut self) -> bool {
         self.bool("not", false)
     }
 
-    pub fn required_str(&mut self, key: &str) -> Option<String> {
+    pub(crate) fn required_str(&mut self, key: &str) -> Option<String> {
         match self.map.get(key) {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             None | Some(Value::Null) => {
@@ -46,7 +46,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn opt_str(&mut self, key: &str) -> Option<String> {
+    pub(crate) fn opt_str(&mut self, key: &str) -> Option<String> {
         match self.map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -58,7 +58,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn int(&mut self, key: &str, default: i64) -> i64 {
+    pub(crate) fn int(&mut self, key: &str, default: i64) -> i64 {
         match self.map.get(key) {
             None | Some(Value::Null) => default,
             Some(v) => match v.as_i64() {
@@ -73,7 +73,7 @@ impl Params<'_> {
     }
 
     /// An array of strings; `required` pushes a problem when it is missing or empty.
-    pub fn strings(&mut self, key: &str, required: bool) -> Option<Vec<String>> {
+    pub(crate) fn strings(&mut self, key: &str, required: bool) -> Option<Vec<String>> {
         match self.map.get(key) {
             None | Some(Value::Null) => {
                 if required {
@@ -102,7 +102,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn operator(&mut self, default: text::Operator) -> text::Operator {
+    pub(crate) fn operator(&mut self, default: text::Operator) -> text::Operator {
         match self.map.get("operator") {
             None | Some(Value::Null) => default,
             Some(Value::String(s)) if s == "any" => text::Operator::Any,
@@ -116,7 +116,7 @@ impl Params<'_> {
         }
     }
 
-    pub fn problem(&mut self, key: &str, message: impl std::fmt::Display) {
+    pub(crate) fn problem(&mut self, key: &str, message: impl std::fmt::Display) {
         let at = self.at(key);
         self.p.push(&at, message);
     }
@@ -124,7 +124,7 @@ impl Params<'_> {
 
 /// Compiles check `id` with its parameters. `trusted`: the check comes from the settings (a
 /// webhook may then reach private hosts; from a request it follows the custom-host rules).
-pub fn compile(
+pub(crate) fn compile(
     id: &str,
     params: &Map<String, Value>,
     id_path: &str,

@@ -39,7 +39,7 @@ fn candidates(text: &str, spans_always: bool) -> Vec<String> {
 }
 
 #[derive(Debug)]
-pub struct JsonSchema {
+pub(crate) struct JsonSchema {
     pub validator: jsonschema::Validator,
     pub not: bool,
     /// The schema's `pattern` and `patternProperties` patterns: how many, and the memory their
@@ -69,7 +69,7 @@ fn schema_patterns(schema: &Value, out: &mut Vec<String>) {
 }
 
 impl JsonSchema {
-    pub fn compile(q: &mut Params<'_>) -> Option<JsonSchema> {
+    pub(crate) fn compile(q: &mut Params<'_>) -> Option<JsonSchema> {
         let not = q.not();
         let schema = match q.map.get("schema") {
             Some(s @ Value::Object(_)) => s.clone(),
@@ -113,7 +113,7 @@ impl JsonSchema {
         }
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let text = ctx.text();
         let not = self.not;
         let mut best: Option<(Value, Vec<Value>, bool)> = None;
@@ -156,13 +156,13 @@ impl JsonSchema {
 }
 
 #[derive(Debug)]
-pub struct JsonKeys {
+pub(crate) struct JsonKeys {
     pub keys: Vec<String>,
     pub operator: Operator,
 }
 
 impl JsonKeys {
-    pub fn read(q: &mut Params<'_>) -> Option<JsonKeys> {
+    pub(crate) fn read(q: &mut Params<'_>) -> Option<JsonKeys> {
         let keys = q.strings("keys", true);
         let operator = q.operator(Operator::Any);
         Some(JsonKeys {
@@ -171,7 +171,7 @@ impl JsonKeys {
         })
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let text = ctx.text();
         let op = self.operator.name();
         if text.is_empty() {

@@ -25,10 +25,10 @@ use serde_json::{Map, Value};
 
 mod compile;
 
-pub use compile::{compile, Params};
+pub(crate) use compile::{compile, Params};
 
 /// What the gateway lends checks that reach the network (webhook, log, validUrls).
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     pub dispatcher: &'a Dispatcher,
     pub custom_hosts: &'a CustomHostPolicy,
     /// The remote checks the request may still start.
@@ -39,7 +39,7 @@ pub struct Env<'a> {
 
 /// The request as checks read it.
 #[derive(Debug, Clone, Copy)]
-pub enum Req<'a> {
+pub(crate) enum Req<'a> {
     /// A JSON object: the body as parsed, or as a target's overrides or a mutator rewrote it.
     Json(&'a Map<String, Value>),
     /// The client's body, not parsed whole, for hooks none of whose checks read the request
@@ -53,7 +53,7 @@ pub enum Req<'a> {
 
 /// The answer as after-request checks read it.
 #[derive(Debug, Clone, Copy)]
-pub enum Resp<'a> {
+pub(crate) enum Resp<'a> {
     /// The answer as the client receives it (after any earlier mutator).
     Json(&'a Value),
     /// Only its content part, for hooks none of whose checks read it whole
@@ -62,7 +62,7 @@ pub enum Resp<'a> {
 }
 
 /// What a check sees (Portkey's plugin context).
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub event: Event,
     pub op: Operation,
     /// The request (after any earlier mutator).
@@ -86,7 +86,7 @@ pub struct Ctx<'a> {
 
 /// What the checks of one context have read of it.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     part: std::sync::OnceLock<Part>,
     joined: std::sync::OnceLock<String>,
     /// The text's `textExcerpt`, escaped as a JSON string's inside.
@@ -95,7 +95,7 @@ pub struct Seen {
 
 impl Ctx<'_> {
     /// The content part the check examines.
-    pub fn part(&self) -> &Part {
+    pub(crate) fn part(&self) -> &Part {
         match (self.event, self.request, self.response) {
             (Event::Before, Req::Body { part, .. }, _)
             | (Event::After, _, Some(Resp::Part(part))) => {
@@ -114,7 +114,7 @@ impl Ctx<'_> {
 
     /// The answer as a JSON document, for the checks that read it whole (they never get a
     /// [`Resp::Part`]); `None` before the request.
-    pub fn response_json(&self) -> Option<&Value> {
+    pub(crate) fn response_json(&self) -> Option<&Value> {
         match self.response {
             Some(Resp::Json(r)) => Some(r),
             Some(Resp::Part(_)) | None => None,
@@ -122,7 +122,7 @@ impl Ctx<'_> {
     }
 
     /// The request's `model`, when it is a string that is not empty.
-    pub fn model(&self) -> Option<&str> {
+    pub(crate) fn model(&self) -> Option<&str> {
         match self.request {
             Req::Json(r) => r.get("model").and_then(Value::as_str),
             Req::Body { model, .. } => model,
@@ -132,7 +132,7 @@ impl Ctx<'_> {
 
     /// The request as a JSON object, for the checks that read it whole (a [`Req::Body`] is
     /// only given to hooks without them; it reads as an empty object).
-    pub fn request_json(&self) -> &Map<String, Value> {
+    pub(crate) fn request_json(&self) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         match self.request {
             Req::Json(r) => r,
@@ -142,7 +142,7 @@ impl Ctx<'_> {
 
     /// The part's texts that are not empty, joined by newlines (borrowed from the part when
     /// there is only one).
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         let part = self.part();
         let mut texts = part.texts.iter().flatten().filter(|t| !t.is_empty());
         match (texts.next(), texts.next()) {
@@ -155,7 +155,7 @@ impl Ctx<'_> {
     /// `"textExcerpt"` of `text` written into `data`: the escaped excerpt of the context's
     /// text is made once and copied by every check that reports it; another text (a trimmed
     /// one) is escaped on its own.
-    pub fn excerpt(&self, data: Obj, text: &str) -> Obj {
+    pub(crate) fn excerpt(&self, data: Obj, text: &str) -> Obj {
         let own = self.text();
         if text.as_ptr() != own.as_ptr() || text.len() != own.len() {
             return data.text("textExcerpt", &content::excerpt_parts(text));
@@ -171,7 +171,7 @@ impl Ctx<'_> {
     }
 
     /// Portkey's request type names.
-    pub fn request_type(&self) -> &'static str {
+    pub(crate) fn request_type(&self) -> &'static str {
         match self.op {
             Operation::ChatCompletions => "chatComplete",
             Operation::Completions => "complete",
@@ -199,7 +199,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn pass(verdict: bool, data: impl Into<Data>) -> Outcome {
+    pub(crate) fn pass(verdict: bool, data: impl Into<Data>) -> Outcome {
         Outcome {
             verdict,
             data: data.into(),
@@ -208,7 +208,7 @@ impl Outcome {
         }
     }
 
-    pub fn error(message: impl Into<String>, data: impl Into<Data>) -> Outcome {
+    pub(crate) fn error(message: impl Into<String>, data: impl Into<Data>) -> Outcome {
         Outcome {
             verdict: false,
             data: data.into(),
@@ -219,13 +219,13 @@ impl Outcome {
 }
 
 /// `verdict = not ? !holds : holds`.
-pub fn invert(holds: bool, not: bool) -> bool {
+pub(crate) fn invert(holds: bool, not: bool) -> bool {
     holds != not
 }
 
 /// A compiled check.
 #[derive(Debug)]
-pub enum Check {
+pub(crate) enum Check {
     RegexMatch(text::RegexMatch),
     SentenceCount(text::Count),
     WordCount(text::Count),
@@ -251,7 +251,7 @@ pub enum Check {
 
 /// When a check can decide on a stream before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamMode {
+pub(crate) enum StreamMode {
     /// Its failure on a prefix of the text is final (a forbidden pattern, word or PII has
     /// appeared, a maximum is passed): it runs as the text accumulates.
     Incremental,
@@ -263,7 +263,7 @@ pub enum StreamMode {
 }
 
 impl Check {
-    pub fn stream_mode(&self) -> StreamMode {
+    pub(crate) fn stream_mode(&self) -> StreamMode {
         match self {
             Check::RegexMatch(r) if r.not => StreamMode::Incremental,
             Check::Contains(c) if c.operator == text::Operator::None => StreamMode::Incremental,
@@ -287,7 +287,7 @@ impl Check {
 
     /// A mid-stream run: only a failure that no later text can undo counts (for counts, being
     /// over the maximum); anything else waits for the end.
-    pub fn run_partial(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+    pub(crate) fn run_partial(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let out = match self {
             Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) => {
                 c.over_max(ctx.text(), ctx.counted.as_ref(), self)?
@@ -298,7 +298,7 @@ impl Check {
     }
 
     /// Runs the check.
-    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         match self {
             // Boxed: network futures are large, and inline they would size every check's.
             Check::Webhook(w) => Box::pin(w.run(ctx)).await,
@@ -316,7 +316,7 @@ impl Check {
     /// whole document is sent (webhook, log) or rewritten (mutators, PII redaction). The
     /// others get only those parts, read without parsing the document (see [`Req`],
     /// [`content::answer_part`]).
-    pub fn reads_whole(&self) -> bool {
+    pub(crate) fn reads_whole(&self) -> bool {
         match self {
             Check::Webhook(_) | Check::Log(_) | Check::AddPrefix(_) | Check::RegexReplace(_) => {
                 true
@@ -328,7 +328,7 @@ impl Check {
 
     /// The regular expressions the check holds: how many, and the memory their compiled forms
     /// hold (the config's pattern cap and its cache's byte budget count them).
-    pub fn patterns(&self) -> (usize, usize) {
+    pub(crate) fn patterns(&self) -> (usize, usize) {
         match self {
             Check::RegexMatch(r) => (1, r.compiled_bytes),
             Check::RegexReplace(r) => (1, r.compiled_bytes),
@@ -338,7 +338,7 @@ impl Check {
     }
 
     /// Whether the check waits on the network (webhook, log, validUrls).
-    pub fn is_remote(&self) -> bool {
+    pub(crate) fn is_remote(&self) -> bool {
         matches!(
             self,
             Check::Webhook(_) | Check::Log(_) | Check::ValidUrls { .. }
@@ -346,7 +346,7 @@ impl Check {
     }
 
     /// Runs a check that does not wait on the network ([`Check::is_remote`] is false).
-    pub fn run_local(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run_local(&self, ctx: &Ctx<'_>) -> Outcome {
         self.run_sync(ctx)
             .unwrap_or_else(|| Outcome::error("the check cannot run here", Value::Null))
     }
@@ -378,7 +378,7 @@ impl Check {
 }
 
 /// Data of a check that could not run for lack of text.
-pub fn no_text(what: &str) -> Outcome {
+pub(crate) fn no_text(what: &str) -> Outcome {
     Outcome::error(
         format!("Missing text to {what}"),
         Obj::new()

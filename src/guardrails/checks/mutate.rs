@@ -10,7 +10,7 @@ use crate::providers::Operation;
 use serde_json::{json, Value};
 
 /// Where a mutator's new texts go.
-pub fn write_back(ctx: &Ctx<'_>, texts: &[Option<String>]) -> Option<Transform> {
+pub(crate) fn write_back(ctx: &Ctx<'_>, texts: &[Option<String>]) -> Option<Transform> {
     match (ctx.event, ctx.response_json()) {
         (Event::Before, _) => Some(Transform::Request(content::set_request_texts(
             ctx.request_json(),
@@ -25,7 +25,7 @@ pub fn write_back(ctx: &Ctx<'_>, texts: &[Option<String>]) -> Option<Transform> 
 }
 
 #[derive(Debug)]
-pub struct AddPrefix {
+pub(crate) struct AddPrefix {
     pub prefix: String,
     pub role: String,
     pub add_to_existing: bool,
@@ -33,7 +33,7 @@ pub struct AddPrefix {
 }
 
 impl AddPrefix {
-    pub fn read(q: &mut Params<'_>) -> Option<AddPrefix> {
+    pub(crate) fn read(q: &mut Params<'_>) -> Option<AddPrefix> {
         let prefix = q.required_str("prefix");
         let role = q.opt_str("applyToRole").unwrap_or_else(|| "user".into());
         if !matches!(role.as_str(), "user" | "system" | "assistant") {
@@ -75,7 +75,7 @@ impl AddPrefix {
         }
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let untouched = Outcome::pass(true, Value::Null);
         if ctx.event != Event::Before || ctx.op == Operation::Embeddings {
             return untouched;
@@ -145,7 +145,7 @@ impl AddPrefix {
 }
 
 #[derive(Debug)]
-pub struct RegexReplace {
+pub(crate) struct RegexReplace {
     pub rule: String,
     pub regex: fancy_regex::Regex,
     /// Memory the compiled pattern holds.
@@ -155,7 +155,7 @@ pub struct RegexReplace {
 }
 
 impl RegexReplace {
-    pub fn compile(q: &mut Params<'_>) -> Option<RegexReplace> {
+    pub(crate) fn compile(q: &mut Params<'_>) -> Option<RegexReplace> {
         let rule = q.required_str("rule")?;
         let redact_text = q
             .opt_str("redactText")
@@ -177,7 +177,7 @@ impl RegexReplace {
         }
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let part = ctx.part();
         if !part.present {
             return Outcome::error(

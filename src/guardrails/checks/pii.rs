@@ -16,7 +16,7 @@ use once_cell::sync::Lazy;
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
+pub(crate) enum Category {
     Secret,
     CreditCard,
     Iban,
@@ -51,7 +51,7 @@ impl Category {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Category::Secret => "secret",
             Category::CreditCard => "credit_card",
@@ -97,7 +97,7 @@ static PATTERNS: Lazy<Vec<(Category, Option<regex::Regex>)>> = Lazy::new(|| {
 });
 
 /// The Luhn checksum of card numbers.
-pub fn luhn(digits: &[u32]) -> bool {
+pub(crate) fn luhn(digits: &[u32]) -> bool {
     let sum: u32 = digits
         .iter()
         .rev()
@@ -119,7 +119,7 @@ pub fn luhn(digits: &[u32]) -> bool {
 }
 
 /// ISO 13616: move the first four characters to the end, letters to 10..35, mod 97 == 1.
-pub fn iban_ok(raw: &str) -> bool {
+pub(crate) fn iban_ok(raw: &str) -> bool {
     let s: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
     if !(15..=34).contains(&s.len()) {
         return false;
@@ -141,7 +141,7 @@ pub fn iban_ok(raw: &str) -> bool {
 }
 
 /// The findings in `text`: (category, byte range), not overlapping, in text order.
-pub fn find(text: &str, categories: &[Category]) -> Vec<(Category, Range<usize>)> {
+pub(crate) fn find(text: &str, categories: &[Category]) -> Vec<(Category, Range<usize>)> {
     let mut out: Vec<(Category, Range<usize>)> = Vec::new();
     for (cat, re) in PATTERNS.iter() {
         let (Some(re), true) = (re, categories.contains(cat)) else {
@@ -162,7 +162,7 @@ pub fn find(text: &str, categories: &[Category]) -> Vec<(Category, Range<usize>)
 }
 
 #[derive(Debug)]
-pub struct Pii {
+pub(crate) struct Pii {
     pub categories: Vec<Category>,
     pub redact: bool,
     pub redact_text: Option<String>,
@@ -170,7 +170,7 @@ pub struct Pii {
 }
 
 impl Pii {
-    pub fn read(q: &mut Params<'_>) -> Option<Pii> {
+    pub(crate) fn read(q: &mut Params<'_>) -> Option<Pii> {
         let categories = match q.strings("categories", false) {
             None => ALL.to_vec(),
             Some(names) => {
@@ -214,7 +214,7 @@ impl Pii {
         out
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let part = ctx.part();
         // Counts by category, in the order of their names (as `data.detected` lists them).
         let mut counts = [0u64; 6];

@@ -27,13 +27,13 @@ const URL_TIMEOUT: Duration = Duration::from_secs(3);
 /// The remote checks one request may still start, across every target it tries
 /// (`limits.guardrails.remote_checks_per_request`).
 #[derive(Debug)]
-pub struct Quota {
+pub(crate) struct Quota {
     left: AtomicUsize,
     limit: usize,
 }
 
 impl Quota {
-    pub fn new(limit: usize) -> Quota {
+    pub(crate) fn new(limit: usize) -> Quota {
         Quota {
             left: AtomicUsize::new(limit),
             limit,
@@ -69,7 +69,7 @@ async fn admit<'e>(env: &'e Env<'_>, wait: Duration) -> Result<SemaphorePermit<'
 
 /// A URL split into the dispatcher's upstream and the path (with query) to send.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub raw: String,
     /// The URL as results and errors show it: without its query or fragment (a webhook's
     /// token often rides in its query string). A URL with user:password is refused.
@@ -81,7 +81,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(raw: &str, trusted: bool) -> Result<Endpoint, String> {
+    pub(crate) fn parse(raw: &str, trusted: bool) -> Result<Endpoint, String> {
         let mut url = url::Url::parse(raw).map_err(|e| format!("Invalid URL format: {e}"))?;
         let query = url.query().map(str::to_string);
         url.set_query(None);
@@ -240,7 +240,7 @@ async fn post(
 }
 
 #[derive(Debug)]
-pub struct Webhook {
+pub(crate) struct Webhook {
     pub endpoint: Endpoint,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub timeout_ms: u64,
@@ -255,7 +255,7 @@ fn timeout(q: &mut Params<'_>) -> u64 {
 }
 
 impl Webhook {
-    pub fn read(q: &mut Params<'_>, trusted: bool) -> Option<Webhook> {
+    pub(crate) fn read(q: &mut Params<'_>, trusted: bool) -> Option<Webhook> {
         let url = q.required_str("webhookURL");
         let headers = headers(q);
         let timeout_ms = timeout(q);
@@ -273,7 +273,7 @@ impl Webhook {
         })
     }
 
-    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let url = &self.endpoint.shown;
         let body = posted(ctx);
         let sent = post(
@@ -345,14 +345,14 @@ pub fn judge(
 }
 
 #[derive(Debug)]
-pub struct Log {
+pub(crate) struct Log {
     pub endpoint: Endpoint,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub timeout_ms: u64,
 }
 
 impl Log {
-    pub fn read(q: &mut Params<'_>, trusted: bool) -> Option<Log> {
+    pub(crate) fn read(q: &mut Params<'_>, trusted: bool) -> Option<Log> {
         let url = q.required_str("logURL");
         let headers = headers(q);
         let timeout_ms = timeout(q);
@@ -370,7 +370,7 @@ impl Log {
         })
     }
 
-    pub async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let body = posted(ctx);
         let timeout = Duration::from_millis(self.timeout_ms);
         match post(ctx, &self.endpoint, &self.headers, body, timeout).await {
@@ -434,7 +434,7 @@ async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
     matches!(sent, Ok(Some(s)) if (200..300).contains(&s))
 }
 
-pub async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
+pub(crate) async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
     let text = ctx.text();
     if text.is_empty() {
         return super::no_text("analyze");

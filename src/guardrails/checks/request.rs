@@ -11,7 +11,7 @@ fn model<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
     ctx.model()
 }
 
-pub fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Outcome {
+pub(crate) fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Outcome {
     let Some(m) = model(ctx) else {
         return Outcome::error(
             "Missing model in request",
@@ -48,14 +48,14 @@ pub fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Outcome {
 /// `rules: {defaults: [models], metadata: {key: {value: [models]}}}`: the models allowed for
 /// the request's metadata values, else the defaults.
 #[derive(Debug)]
-pub struct ModelRules {
+pub(crate) struct ModelRules {
     pub defaults: Vec<String>,
     pub metadata: Map<String, Value>,
     pub not: bool,
 }
 
 impl ModelRules {
-    pub fn read(q: &mut Params<'_>) -> Option<ModelRules> {
+    pub(crate) fn read(q: &mut Params<'_>) -> Option<ModelRules> {
         let not = q.not();
         let Some(Value::Object(rules)) = q.map.get("rules") else {
             q.problem(
@@ -85,7 +85,7 @@ impl ModelRules {
         })
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let Some(m) = model(ctx) else {
             return Outcome::error(
                 "Missing model in request",
@@ -154,20 +154,20 @@ fn list_of(v: Option<&Value>) -> Vec<String> {
 }
 
 #[derive(Debug)]
-pub struct AllowedTypes {
+pub(crate) struct AllowedTypes {
     pub allowed: Vec<String>,
     pub blocked: Vec<String>,
 }
 
 impl AllowedTypes {
-    pub fn read(q: &mut Params<'_>) -> AllowedTypes {
+    pub(crate) fn read(q: &mut Params<'_>) -> AllowedTypes {
         AllowedTypes {
             allowed: list_of(q.map.get("allowedTypes")),
             blocked: list_of(q.map.get("blockedTypes")),
         }
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let mut allowed = self.allowed.clone();
         let mut blocked = self.blocked.clone();
         let from_params = !allowed.is_empty() || !blocked.is_empty();
@@ -241,13 +241,13 @@ impl AllowedTypes {
 }
 
 #[derive(Debug)]
-pub struct MetadataKeys {
+pub(crate) struct MetadataKeys {
     pub keys: Vec<String>,
     pub operator: Operator,
 }
 
 impl MetadataKeys {
-    pub fn read(q: &mut Params<'_>) -> Option<MetadataKeys> {
+    pub(crate) fn read(q: &mut Params<'_>) -> Option<MetadataKeys> {
         let keys = q.strings("metadataKeys", true);
         let operator = q.operator(Operator::All);
         Some(MetadataKeys {
@@ -256,7 +256,7 @@ impl MetadataKeys {
         })
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         if ctx.event != Event::Before {
             let mut o = Outcome::error(
                 "This plugin only works for before_request_hooks",

@@ -8,14 +8,14 @@ use crate::guardrails::write::Obj;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operator {
+pub(crate) enum Operator {
     Any,
     All,
     None,
 }
 
 impl Operator {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Operator::Any => "any",
             Operator::All => "all",
@@ -24,7 +24,7 @@ impl Operator {
     }
 
     /// The verdict for `found` of `total` items present.
-    pub fn holds(self, found: usize, total: usize) -> bool {
+    pub(crate) fn holds(self, found: usize, total: usize) -> bool {
         match self {
             Operator::Any => found > 0,
             Operator::All => found == total,
@@ -38,7 +38,7 @@ impl Operator {
 /// compile unchanged. A `/pattern/flags` literal is accepted with flags `i`, `m`, `s`
 /// (`g` is implied: every match is replaced). Also answers the memory the compiled pattern
 /// holds ([`patterns::compiled_bytes`](crate::types::patterns::compiled_bytes)).
-pub fn compile_pattern(
+pub(crate) fn compile_pattern(
     raw: &str,
     literal_allowed: bool,
 ) -> Result<(fancy_regex::Regex, usize), String> {
@@ -70,7 +70,7 @@ pub fn compile_pattern(
 }
 
 #[derive(Debug)]
-pub struct RegexMatch {
+pub(crate) struct RegexMatch {
     pub rule: String,
     pub regex: fancy_regex::Regex,
     /// Memory the compiled pattern holds.
@@ -79,7 +79,7 @@ pub struct RegexMatch {
 }
 
 impl RegexMatch {
-    pub fn compile(q: &mut Params<'_>) -> Option<RegexMatch> {
+    pub(crate) fn compile(q: &mut Params<'_>) -> Option<RegexMatch> {
         let rule = q.required_str("rule")?;
         let not = q.not();
         match compile_pattern(&rule, false) {
@@ -96,7 +96,7 @@ impl RegexMatch {
         }
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let text = ctx.text();
         if text.is_empty() {
             return no_text("match");
@@ -148,7 +148,7 @@ impl RegexMatch {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     Sentences,
     Words,
     Characters,
@@ -156,7 +156,7 @@ pub enum Unit {
 
 /// A count range (`min*`/`max*` with the manifest's defaults).
 #[derive(Debug)]
-pub struct Count {
+pub(crate) struct Count {
     pub min: i64,
     pub max: i64,
     pub not: bool,
@@ -164,7 +164,11 @@ pub struct Count {
 }
 
 impl Count {
-    pub fn read(q: &mut Params<'_>, min: (&'static str, i64), max: (&'static str, i64)) -> Count {
+    pub(crate) fn read(
+        q: &mut Params<'_>,
+        min: (&'static str, i64),
+        max: (&'static str, i64),
+    ) -> Count {
         Count {
             min: q.int(min.0, min.1),
             max: q.int(max.0, max.1),
@@ -190,7 +194,7 @@ impl Count {
         i64::try_from(n).unwrap_or(i64::MAX)
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> Outcome {
         let raw = ctx.text();
         let text = if unit == Unit::Words { raw.trim() } else { raw };
         // Portkey's sentenceCount takes an empty text as 0 sentences; the others refuse it.
@@ -251,7 +255,7 @@ impl Count {
     /// Mid-stream: fails only when the count is already over the maximum (it only grows).
     /// `counted` is the whole text's count kept by the stream (the text given is then only
     /// its newest window).
-    pub fn over_max(
+    pub(crate) fn over_max(
         &self,
         text: &str,
         counted: Option<&Counted>,
@@ -295,7 +299,7 @@ impl Count {
 /// reading it again (each count adds up over pieces; words joined across a piece boundary are
 /// counted once).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counted {
+pub(crate) struct Counted {
     sentences: i64,
     words: i64,
     characters: i64,
@@ -304,7 +308,7 @@ pub struct Counted {
 }
 
 impl Counted {
-    pub fn add(&mut self, piece: &str) {
+    pub(crate) fn add(&mut self, piece: &str) {
         if piece.is_empty() {
             return;
         }
@@ -319,7 +323,7 @@ impl Counted {
             .is_some_and(|c| !c.is_whitespace());
     }
 
-    pub fn get(&self, unit: Unit) -> i64 {
+    pub(crate) fn get(&self, unit: Unit) -> i64 {
         match unit {
             Unit::Sentences => self.sentences,
             Unit::Words => self.words,
@@ -328,7 +332,7 @@ impl Counted {
     }
 }
 
-pub fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
+pub(crate) fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
     let text = ctx.text();
     if text.is_empty() {
         return no_text("analyze");
@@ -368,7 +372,7 @@ pub fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
     )
 }
 
-pub fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
+pub(crate) fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
     let text = ctx.text();
     if text.is_empty() {
         return no_text("analyze");
@@ -405,13 +409,13 @@ pub fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
 }
 
 #[derive(Debug)]
-pub struct Contains {
+pub(crate) struct Contains {
     pub words: Vec<String>,
     pub operator: Operator,
 }
 
 impl Contains {
-    pub fn read(q: &mut Params<'_>) -> Option<Contains> {
+    pub(crate) fn read(q: &mut Params<'_>) -> Option<Contains> {
         let words = q.strings("words", true);
         let operator = q.operator(Operator::Any);
         Some(Contains {
@@ -420,7 +424,7 @@ impl Contains {
         })
     }
 
-    pub fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
         let text = ctx.text();
         let (found, missing): (Vec<&String>, Vec<&String>) =
             self.words.iter().partition(|w| text.contains(w.as_str()));
@@ -515,7 +519,7 @@ fn fenced_languages(text: &str) -> Vec<String> {
     out
 }
 
-pub fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
+pub(crate) fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
     let text = ctx.text();
     if text.is_empty() {
         return Outcome::error(
@@ -547,7 +551,7 @@ pub fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
     )
 }
 
-pub fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
+pub(crate) fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
     let part = ctx.part();
     let is_null = !part.present
         || part.texts.is_empty()

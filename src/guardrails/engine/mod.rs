@@ -18,11 +18,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod report;
 
-pub use report::{CheckError, CheckResult, FeedbackOut, HookResult, ListRun, Ran, RanTail};
+pub(crate) use report::{CheckError, CheckResult, FeedbackOut, HookResult, ListRun, Ran, RanTail};
 
 /// Polls futures together until all are done (checks and hooks in parallel on one task: the
 /// gateway's futures borrow the request, so they are not spawned).
-pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -46,17 +46,17 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 }
 
 impl HookResult {
-    pub fn verdict(&self) -> bool {
+    pub(crate) fn verdict(&self) -> bool {
         self.ran.as_ref().map_or(true, |r| r.verdict)
     }
 
-    pub fn denies(&self) -> bool {
+    pub(crate) fn denies(&self) -> bool {
         self.ran.as_ref().is_some_and(|r| r.deny)
     }
 }
 
 /// The input of a list of hooks.
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub event: Event,
     pub op: Operation,
     pub request: Req<'a>,
@@ -79,7 +79,7 @@ pub struct Input<'a> {
 }
 
 /// Documents from this size on have their checks run off the async worker (see [`offload`]).
-pub const OFFLOAD_BYTES: usize = 256 * 1024;
+pub(crate) const OFFLOAD_BYTES: usize = 256 * 1024;
 
 /// Runs `check` (work for the CPU only) where it cannot stall other requests when `heavy`:
 /// on the multi-threaded runtime the worker first hands its other tasks to another thread
@@ -130,7 +130,7 @@ impl Budget {
 
 /// Which checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Every enabled check, fully.
     Full,
     /// Mid-stream: the incremental checks, and only a final failure counts.
@@ -153,7 +153,7 @@ fn waits(hook: &Hook) -> bool {
 }
 
 /// Runs a list of hooks.
-pub async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
+pub(crate) async fn run(hooks: &[Arc<Hook>], input: &Input<'_>) -> ListRun {
     let mut out = ListRun {
         results: Vec::with_capacity(hooks.len()),
         ..ListRun::default()

@@ -4,7 +4,7 @@
 use super::*;
 
 #[derive(Debug, Clone)]
-pub struct CheckError {
+pub(crate) struct CheckError {
     pub name: &'static str,
     pub message: String,
 }
@@ -12,7 +12,7 @@ pub struct CheckError {
 /// One check's result: `{id, verdict, data, error?, execution_time, created_at, transformed,
 /// log, fail_on_error}`.
 #[derive(Debug, Clone)]
-pub struct CheckResult {
+pub(crate) struct CheckResult {
     pub id: Arc<str>,
     pub verdict: bool,
     pub data: Data,
@@ -29,7 +29,7 @@ pub struct CheckResult {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct FeedbackOut {
+pub(crate) struct FeedbackOut {
     pub value: i64,
     pub weight: f64,
     pub metadata: Map<String, Value>,
@@ -37,7 +37,7 @@ pub struct FeedbackOut {
 
 /// The fields of a hook that ran (absent for a skipped one).
 #[derive(Debug, Clone)]
-pub struct Ran {
+pub(crate) struct Ran {
     pub verdict: bool,
     pub deny: bool,
     pub is_async: bool,
@@ -45,7 +45,7 @@ pub struct Ran {
 }
 
 #[derive(Debug, Clone)]
-pub struct RanTail {
+pub(crate) struct RanTail {
     pub execution_time: u64,
     pub created_at: Stamp,
     pub feedback: Option<FeedbackOut>,
@@ -55,7 +55,7 @@ pub struct RanTail {
 /// One hook's result: `{id, type, verdict, deny, async, transformed, skipped?,
 /// execution_time, created_at, feedback, checks}`; a skipped hook is `{id, type, skipped}`.
 #[derive(Debug, Clone)]
-pub struct HookResult {
+pub(crate) struct HookResult {
     pub id: Arc<str>,
     pub kind: &'static str,
     pub ran: Option<Ran>,
@@ -67,7 +67,7 @@ pub struct HookResult {
 
 impl CheckResult {
     /// Appends the result's JSON (the reference's field order).
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"id\":");
         write::string(out, &self.id);
         out.extend_from_slice(b",\"verdict\":");
@@ -95,7 +95,7 @@ impl CheckResult {
 
 impl HookResult {
     /// Appends the result's JSON (the reference's field order).
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"id\":");
         write::string(out, &self.id);
         out.extend_from_slice(b",\"type\":");
@@ -139,7 +139,7 @@ impl HookResult {
 
 /// What one list of hooks decided.
 #[derive(Debug, Default)]
-pub struct ListRun {
+pub(crate) struct ListRun {
     pub results: Vec<HookResult>,
     /// A failing hook has `deny`.
     pub deny: bool,
@@ -151,7 +151,7 @@ pub struct ListRun {
 
 impl ListRun {
     /// Whether every hook that ran passed.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.results.iter().all(HookResult::verdict)
     }
 }

@@ -3,6 +3,7 @@ use crate::dispatch::CustomHostPolicy;
 use crate::providers::Providers;
 use crate::routing::plan::{build, Node, PlanContext, PlanError};
 use crate::settings::{Settings, VirtualKey, VirtualKeys};
+use crate::types::problems::wire_path;
 use proptest::prelude::*;
 use serde_json::json;
 use std::time::Duration;
@@ -11,7 +12,7 @@ fn problems(v: Value) -> Vec<String> {
     parse(&v).err().map(|p| p.0).unwrap_or_default()
 }
 
-fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::Plan, PlanError>) -> T) -> T {
+fn with_plan<T>(v: Value, f: impl FnOnce(Result<crate::routing::plan::Plan, PlanError>) -> T) -> T {
     let providers = Providers::from_settings(&Settings::default()).unwrap();
     let mut vks = VirtualKeys::new();
     vks.insert(

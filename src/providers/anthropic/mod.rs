@@ -17,11 +17,11 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
-pub const SLUG: &str = "anthropic";
+pub(crate) const SLUG: &str = "anthropic";
 /// Sent when the client names no `anthropic-version`.
-pub const DEFAULT_VERSION: &str = "2023-06-01";
+pub(crate) const DEFAULT_VERSION: &str = "2023-06-01";
 
-pub struct Anthropic {
+pub(crate) struct Anthropic {
     upstream: Upstream,
     /// `max_tokens` sent when the client gives neither `max_tokens` nor
     /// `max_completion_tokens` (Anthropic requires one).
@@ -29,7 +29,7 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
-    pub fn new(base_url: &str, default_max_tokens: u64) -> Result<Self, String> {
+    pub(crate) fn new(base_url: &str, default_max_tokens: u64) -> Result<Self, String> {
         Ok(Anthropic {
             upstream: Upstream::parse(base_url)?,
             default_max_tokens,
@@ -121,9 +121,9 @@ mod request;
 mod response;
 mod stream;
 
-pub use request::to_messages;
+pub(crate) use request::to_messages;
 use response::*;
-pub use stream::native_meter;
+pub(crate) use stream::native_meter;
 use stream::*;
 
 #[cfg(test)]

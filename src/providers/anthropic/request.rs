@@ -3,7 +3,7 @@
 use super::*;
 
 /// Translates an OpenAI chat request into an Anthropic Messages request.
-pub fn to_messages(req: &Value, default_max_tokens: u64) -> Result<Value, GatewayError> {
+pub(crate) fn to_messages(req: &Value, default_max_tokens: u64) -> Result<Value, GatewayError> {
     let obj = req
         .as_object()
         .ok_or_else(|| invalid("the body must be a JSON object"))?;

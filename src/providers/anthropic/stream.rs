@@ -240,7 +240,7 @@ impl Translator for ChatStream {
 
 /// The meter of a native `/v1/messages` answer (JSON or Anthropic SSE), passed through as it
 /// is; Bedrock's Anthropic models feed it the events they unwrap.
-pub fn native_meter(sse: bool) -> Box<dyn Translator> {
+pub(crate) fn native_meter(sse: bool) -> Box<dyn Translator> {
     Box::new(Native::new(sse))
 }
 

@@ -20,7 +20,7 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// Bedrock's token counts. `inputTokens` excludes cached ones (as Anthropic's do); normalised,
 /// input includes the cache reads and writes, which are also reported on their own.
-pub fn usage(u: Option<&Value>) -> Option<Usage> {
+pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
     let u = u?;
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
@@ -39,7 +39,7 @@ fn usage_json(u: &Usage) -> Value {
 
 /// Converse `stopReason` → OpenAI `finish_reason` (the raw reason when not strict, as Portkey
 /// keeps provider fields for the Portkey SDK).
-pub fn finish_reason(raw: &str, strict: bool) -> Value {
+pub(crate) fn finish_reason(raw: &str, strict: bool) -> Value {
     if !strict {
         return json!(raw);
     }
@@ -56,7 +56,7 @@ fn answer_id(created: u64) -> String {
 }
 
 /// A whole Converse answer → a `chat.completion`.
-pub fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+pub(crate) fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
     let content = v
         .get("output")
         .and_then(|o| o.get("message"))
@@ -108,7 +108,7 @@ pub fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
 }
 
 /// A non-streamed Converse answer, read whole and translated at its end.
-pub struct ConverseAnswer {
+pub(crate) struct ConverseAnswer {
     created: u64,
     strict: bool,
     model: Option<String>,
@@ -121,7 +121,7 @@ pub struct ConverseAnswer {
 }
 
 impl ConverseAnswer {
-    pub fn new(opts: &ResponseOptions<'_>) -> Self {
+    pub(crate) fn new(opts: &ResponseOptions<'_>) -> Self {
         ConverseAnswer {
             created: opts.created,
             strict: opts.strict,
@@ -243,7 +243,7 @@ impl Frames {
 /// `metadata` the usage chunk (when the client asked for it) and `[DONE]`. An exception frame
 /// ends the stream with an error event in Portkey's envelope; a stream cut before its end gets
 /// no `[DONE]`, so the client can tell.
-pub struct ConverseStream {
+pub(crate) struct ConverseStream {
     frames: Frames,
     created: u64,
     strict: bool,
@@ -259,7 +259,7 @@ pub struct ConverseStream {
 }
 
 impl ConverseStream {
-    pub fn new(opts: &ResponseOptions<'_>) -> Self {
+    pub(crate) fn new(opts: &ResponseOptions<'_>) -> Self {
         ConverseStream {
             frames: Frames::default(),
             created: opts.created,
@@ -472,14 +472,14 @@ impl Translator for ConverseStream {
 /// Anthropic event, base64-encoded, which goes to the client as Anthropic's own SSE event
 /// (`event: <type>` and `data: <json>`), metered by the native Anthropic meter. An exception
 /// frame becomes Anthropic's `error` event.
-pub struct MessagesStream {
+pub(crate) struct MessagesStream {
     frames: Frames,
     meter: Box<dyn Translator>,
     done: bool,
 }
 
 impl MessagesStream {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         MessagesStream {
             frames: Frames::default(),
             meter: crate::providers::anthropic::native_meter(true),

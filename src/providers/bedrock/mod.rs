@@ -30,20 +30,20 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
-pub use answer::{ConverseAnswer, ConverseStream, MessagesStream};
+pub(crate) use answer::{ConverseAnswer, ConverseStream, MessagesStream};
 
-pub const SLUG: &str = "bedrock";
+pub(crate) const SLUG: &str = "bedrock";
 /// The region when a target names none (AWS's own default).
-pub const DEFAULT_REGION: &str = "us-east-1";
+pub(crate) const DEFAULT_REGION: &str = "us-east-1";
 /// The event-stream content type of `converse-stream` answers.
-pub const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+pub(crate) const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 
-pub struct Bedrock {
+pub(crate) struct Bedrock {
     upstream: Upstream,
 }
 
 impl Bedrock {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Bedrock {
             upstream: runtime_host(DEFAULT_REGION),
         }
@@ -66,7 +66,7 @@ fn runtime_host(region: &str) -> Upstream {
 }
 
 /// The target's region, checked: it becomes part of a host name.
-pub fn region(options: &ProviderOptions) -> Result<&str, GatewayError> {
+pub(crate) fn region(options: &ProviderOptions) -> Result<&str, GatewayError> {
     let region = options
         .get("aws_region")
         .map(String::as_str)
@@ -214,7 +214,7 @@ impl Provider for Bedrock {
 /// A model id or ARN as one path segment (`anthropic.claude-3-5-sonnet-20240620-v1:0`,
 /// `arn:aws:bedrock:...:inference-profile/...`): everything but unreserved characters is
 /// percent-encoded, as AWS's SDKs do.
-pub fn encode_model(model: &str) -> String {
+pub(crate) fn encode_model(model: &str) -> String {
     let mut out = String::with_capacity(model.len() + 8);
     for b in model.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -250,7 +250,7 @@ fn invoke_body(body: &mut Map<String, Value>) -> Value {
 }
 
 /// OpenAI chat completion request → Converse request.
-pub fn converse_request(body: &Map<String, Value>) -> Result<Value, GatewayError> {
+pub(crate) fn converse_request(body: &Map<String, Value>) -> Result<Value, GatewayError> {
     let messages = body
         .get("messages")
         .and_then(Value::as_array)

@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue};
 const SERVICE: &str = "bedrock";
 
 /// A target's AWS access keys.
-pub struct Keys<'a> {
+pub(crate) struct Keys<'a> {
     pub access_key_id: &'a str,
     pub secret_access_key: &'a str,
     pub session_token: Option<&'a str>,
@@ -23,7 +23,9 @@ pub struct Keys<'a> {
 impl<'a> Keys<'a> {
     /// The target's keys; `None` when it has none (a Bedrock API key may then authenticate),
     /// an error when only half a pair is given.
-    pub fn from_options(options: &'a ProviderOptions) -> Result<Option<Keys<'a>>, GatewayError> {
+    pub(crate) fn from_options(
+        options: &'a ProviderOptions,
+    ) -> Result<Option<Keys<'a>>, GatewayError> {
         let get = |k: &str| options.get(k).map(String::as_str).filter(|v| !v.is_empty());
         match (get("aws_access_key_id"), get("aws_secret_access_key")) {
             (Some(access_key_id), Some(secret_access_key)) => Ok(Some(Keys {
@@ -47,7 +49,7 @@ fn failed(e: impl std::fmt::Display) -> GatewayError {
 }
 
 /// The headers that sign `req` for `region`.
-pub fn sign(
+pub(crate) fn sign(
     keys: &Keys<'_>,
     region: &str,
     req: &Signing<'_>,

@@ -20,17 +20,17 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
-pub use stream::CohereStream;
+pub(crate) use stream::CohereStream;
 
 /// Largest whole answer kept for translation; a larger one is relayed as Cohere sent it.
 const MAX_JSON: usize = 8 * 1024 * 1024;
 
-pub struct Cohere {
+pub(crate) struct Cohere {
     upstream: Upstream,
 }
 
 impl Cohere {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Cohere {
             upstream: Upstream::new(true, "api.cohere.com".into(), 443, String::new()),
         }
@@ -128,7 +128,7 @@ fn bad(message: impl Into<String>) -> GatewayError {
 }
 
 /// OpenAI chat completion request → Cohere v2 chat request.
-pub fn chat_request(body: &Map<String, Value>, stream: bool) -> Result<Value, GatewayError> {
+pub(crate) fn chat_request(body: &Map<String, Value>, stream: bool) -> Result<Value, GatewayError> {
     let mut out = Map::new();
     if let Some(model) = body.get("model") {
         out.insert("model".into(), model.clone());
@@ -345,7 +345,7 @@ fn tool(t: &Value) -> Result<Value, GatewayError> {
 
 /// OpenAI embeddings request → Cohere v2 embed request. Cohere needs an `input_type`; a
 /// client may pass Cohere's own field, else documents are embedded (`search_document`).
-pub fn embed_request(body: &Map<String, Value>) -> Result<Value, GatewayError> {
+pub(crate) fn embed_request(body: &Map<String, Value>) -> Result<Value, GatewayError> {
     let texts = match body.get("input") {
         Some(Value::String(s)) => vec![Value::String(s.clone())],
         Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.clone(),
@@ -371,7 +371,7 @@ pub fn embed_request(body: &Map<String, Value>) -> Result<Value, GatewayError> {
 }
 
 /// Cohere's finish reason in OpenAI's words (the raw value when not strict).
-pub fn finish_reason(reason: &str, strict: bool) -> Value {
+pub(crate) fn finish_reason(reason: &str, strict: bool) -> Value {
     if !strict {
         return json!(reason);
     }
@@ -384,7 +384,7 @@ pub fn finish_reason(reason: &str, strict: bool) -> Value {
 }
 
 /// `usage` of a Cohere answer (or of `message-end`): billed units, else tokens.
-pub fn usage(u: Option<&Value>) -> Option<Usage> {
+pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
     let u = u?;
     let pick = |k: &str| {
         let n = |o: Option<&Value>| o.and_then(|o| o.get(k)).and_then(Value::as_f64);
@@ -409,7 +409,7 @@ fn usage_json(u: &Usage) -> Value {
 }
 
 /// A whole Cohere chat answer → an OpenAI `chat.completion`.
-pub fn chat_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+pub(crate) fn chat_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
     let msg = v.get("message");
     let text: String = msg
         .and_then(|m| m.get("content"))
@@ -483,7 +483,7 @@ pub fn chat_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
 }
 
 /// A whole Cohere embed answer → an OpenAI embedding list.
-pub fn embed_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+pub(crate) fn embed_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
     let vectors = match v.get("embeddings") {
         Some(Value::Object(by_type)) => by_type.get("float").and_then(Value::as_array),
         Some(Value::Array(a)) => Some(a),
@@ -511,7 +511,7 @@ pub fn embed_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
 
 /// Translates a whole JSON answer at its end: it is held back (bounded by `MAX_JSON`), then
 /// sent as one OpenAI-format body.
-pub struct JsonAnswer {
+pub(crate) struct JsonAnswer {
     op: Operation,
     created: u64,
     strict: bool,
@@ -525,7 +525,7 @@ pub struct JsonAnswer {
 }
 
 impl JsonAnswer {
-    pub fn new(op: Operation, opts: &ResponseOptions<'_>) -> Self {
+    pub(crate) fn new(op: Operation, opts: &ResponseOptions<'_>) -> Self {
         JsonAnswer {
             op,
             created: opts.created,

@@ -17,7 +17,7 @@ use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
-pub struct CohereStream {
+pub(crate) struct CohereStream {
     splitter: SseSplitter,
     created: u64,
     strict: bool,
@@ -34,7 +34,7 @@ pub struct CohereStream {
 }
 
 impl CohereStream {
-    pub fn new(opts: &ResponseOptions<'_>) -> Self {
+    pub(crate) fn new(opts: &ResponseOptions<'_>) -> Self {
         CohereStream {
             splitter: SseSplitter::default(),
             created: opts.created,

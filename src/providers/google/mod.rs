@@ -28,9 +28,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// The Portkey slug.
-pub const SLUG: &str = "google";
+pub(crate) const SLUG: &str = "google";
 /// Where the Gemini API lives unless a custom host overrides it.
-pub const BASE_URL: &str = "https://generativelanguage.googleapis.com";
+pub(crate) const BASE_URL: &str = "https://generativelanguage.googleapis.com";
 /// The API version in the path; `v1beta` is the one that has system instructions, tools and
 /// JSON output.
 const VERSION: &str = "/v1beta";
@@ -41,12 +41,12 @@ const MAX_JSON: usize = 16 * 1024 * 1024;
 const UNSUPPORTED_SCHEMA_KEYS: &[&str] = &["$schema", "$id", "$comment", "additionalProperties"];
 
 /// The Gemini adapter.
-pub struct Google {
+pub(crate) struct Google {
     upstream: Upstream,
 }
 
 impl Google {
-    pub fn new(base_url: &str) -> Result<Self, String> {
+    pub(crate) fn new(base_url: &str) -> Result<Self, String> {
         Ok(Google {
             upstream: Upstream::parse(base_url)?,
         })
@@ -168,4 +168,4 @@ mod tests;
 
 use request::*;
 use response::*;
-pub use stream::GeminiTranslator;
+pub(crate) use stream::GeminiTranslator;

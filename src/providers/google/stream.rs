@@ -20,7 +20,7 @@ pub(super) struct Choice {
 }
 
 /// Translates one Gemini answer to OpenAI's format (see the module doc).
-pub struct GeminiTranslator {
+pub(crate) struct GeminiTranslator {
     pub(super) op: Operation,
     pub(super) mode: Mode,
     /// Owned: the request's borrowed fields (`model`) are not kept.
@@ -38,7 +38,12 @@ pub struct GeminiTranslator {
 }
 
 impl GeminiTranslator {
-    pub fn new(op: Operation, status: u16, content_type: &str, opts: &ResponseOptions) -> Self {
+    pub(crate) fn new(
+        op: Operation,
+        status: u16,
+        content_type: &str,
+        opts: &ResponseOptions,
+    ) -> Self {
         let mode = if !(200..300).contains(&status) {
             Mode::Other
         } else if content_type.starts_with("text/event-stream") {

@@ -76,7 +76,7 @@ pub(super) fn gateway_headers(
 
 /// Adds the gateway's headers to a response Pingora parsed from upstream (a passthrough),
 /// through its case-keeping insert (the gateway's own answers get them in [`own_header`]).
-pub fn add_gateway_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+pub(crate) fn add_gateway_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     gateway_headers(ctx, |name, value| h.insert_header(name, value))
 }
 

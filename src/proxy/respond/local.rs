@@ -4,7 +4,7 @@
 use super::*;
 
 /// Answers locally with a complete body.
-pub async fn send_local(
+pub(crate) async fn send_local(
     session: &mut Session,
     ctx: &RequestCtx,
     status: u16,
@@ -50,7 +50,7 @@ pub(super) async fn discard_body(session: &mut Session) -> bool {
 
 /// Answers with the error's status and JSON body. Body-size errors also close the connection
 /// so the unread remainder of the body is not drained.
-pub async fn send_error(
+pub(crate) async fn send_error(
     session: &mut Session,
     ctx: &RequestCtx,
     err: &GatewayError,

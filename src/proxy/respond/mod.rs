@@ -16,15 +16,15 @@ mod headers;
 mod local;
 mod pump;
 
-pub use headers::add_gateway_headers;
+pub(crate) use headers::add_gateway_headers;
 use headers::*;
 use local::*;
-pub use local::{send_error, send_local};
+pub(crate) use local::{send_error, send_local};
 use pump::*;
 
 /// Why relaying stopped before the end of the upstream body.
 #[derive(Debug)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// Nothing was written yet: the client gets this error as a normal answer.
     BeforeResponse(GatewayError),
     /// The client went away; the upstream exchange was aborted.
@@ -38,7 +38,7 @@ pub enum RelayError {
 /// provider error rewritten into Portkey's envelope; later a cache hit or a guardrail's
 /// answer). Both go through the same writer, translator and meter, so headers, metrics, the
 /// access log and stream framing are the same whatever the source.
-pub enum Source {
+pub(crate) enum Source {
     Live(Box<Inbound>),
     Local {
         status: u16,
@@ -49,7 +49,7 @@ pub enum Source {
 
 impl Source {
     /// The answer's status.
-    pub fn status_code(&self) -> u16 {
+    pub(crate) fn status_code(&self) -> u16 {
         match self {
             Source::Live(inbound) => inbound.status(),
             Source::Local { status, .. } => *status,
@@ -64,7 +64,7 @@ impl Source {
     }
 
     /// The provider's content type.
-    pub fn content_type(&self) -> &str {
+    pub(crate) fn content_type(&self) -> &str {
         self.headers()
             .and_then(|h| h.get(http::header::CONTENT_TYPE))
             .and_then(|v| v.to_str().ok())
@@ -116,7 +116,7 @@ const ERROR_BODY_LIMIT: usize = 256 * 1024;
 /// status and headers kept (`retry-after`, rate-limit headers), the body read whole, rewritten
 /// as JSON and relayed as a local body. Also for a `stream: true` request, whose failure is
 /// JSON, not SSE.
-pub async fn relay_provider_error(
+pub(crate) async fn relay_provider_error(
     session: &mut Session,
     mut inbound: Inbound,
     ctx: &mut RequestCtx,
@@ -159,7 +159,7 @@ pub async fn relay_provider_error(
 /// envelope, a guardrail's answer, one from the cache) through the meter, told the body is of
 /// the content type given (`""`: no need to read it). A plain function: what it builds is
 /// moved into the relay's future, not kept beside it.
-pub fn relay_whole<'a>(
+pub(crate) fn relay_whole<'a>(
     session: &'a mut Session,
     ctx: &'a mut RequestCtx,
     dispatcher: &'a Dispatcher,
@@ -177,7 +177,7 @@ pub fn relay_whole<'a>(
 
 /// Relays an answer the gateway holds through a stream guard (the output guardrails of a
 /// cached stream), which may end it early with an error event; returns the guard's report.
-pub async fn relay_guarded(
+pub(crate) async fn relay_guarded(
     session: &mut Session,
     ctx: &mut RequestCtx,
     dispatcher: &Dispatcher,
@@ -207,7 +207,7 @@ pub async fn relay_guarded(
 /// moves its arguments into locals, so its future held the 136-byte `Source` twice; the block
 /// uses what it captured in place. Every open stream holds this future.
 #[allow(clippy::manual_async_fn)]
-pub fn relay<'a>(
+pub(crate) fn relay<'a>(
     session: &'a mut Session,
     mut source: Source,
     mut translator: Box<dyn Translator>,
@@ -237,7 +237,7 @@ pub fn relay<'a>(
 
 /// Whether an idle read on the client connection means the client went away (FIN or reset),
 /// as opposed to anything else, which must not abort a response the client is waiting for.
-pub fn client_left(e: &pingora::Error) -> bool {
+pub(crate) fn client_left(e: &pingora::Error) -> bool {
     matches!(
         e.etype(),
         pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError

@@ -30,7 +30,7 @@ pub struct Usage {
 /// prompt-cache counts under Anthropic's names when not zero, as Portkey's do
 /// ([`OpenAiUsage::with_cache_counts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct OpenAiUsage {
+pub(crate) struct OpenAiUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
@@ -54,7 +54,7 @@ struct ReasoningDetails {
 
 impl OpenAiUsage {
     /// Adds `cache_read_input_tokens` and `cache_creation_input_tokens` where not zero.
-    pub fn with_cache_counts(mut self, usage: &Usage) -> OpenAiUsage {
+    pub(crate) fn with_cache_counts(mut self, usage: &Usage) -> OpenAiUsage {
         self.cache_read_input_tokens = (usage.cached_input > 0).then_some(usage.cached_input);
         self.cache_creation_input_tokens = (usage.cache_write > 0).then_some(usage.cache_write);
         self
@@ -63,7 +63,7 @@ impl OpenAiUsage {
 
 impl Usage {
     /// The answer's `usage` object ([`OpenAiUsage`]).
-    pub fn openai(&self) -> OpenAiUsage {
+    pub(crate) fn openai(&self) -> OpenAiUsage {
         OpenAiUsage {
             prompt_tokens: self.input,
             completion_tokens: self.output,
@@ -80,7 +80,7 @@ impl Usage {
     }
 
     /// [`Usage::openai`] as a JSON value, for answers built as documents.
-    pub fn openai_json(&self) -> serde_json::Value {
+    pub(crate) fn openai_json(&self) -> serde_json::Value {
         serde_json::to_value(self.openai()).unwrap_or_default()
     }
 }
@@ -108,7 +108,7 @@ struct WireUsage {
 /// The fields of a response (or stream chunk) the meter reads: `usage`, `model`, and whether
 /// `choices` is an empty list. `model` is borrowed from the text unless it holds escapes.
 #[derive(Default)]
-pub struct Metered<'a> {
+pub(crate) struct Metered<'a> {
     usage: Option<WireUsage>,
     pub model: Option<Cow<'a, str>>,
     choices_empty: bool,
@@ -138,11 +138,11 @@ impl<'a> From<WireMetered<'a>> for Metered<'a> {
 
 impl Metered<'_> {
     /// Whether `choices` is present and empty (OpenAI's usage-only stream chunk).
-    pub fn choices_empty(&self) -> bool {
+    pub(crate) fn choices_empty(&self) -> bool {
         self.choices_empty
     }
 
-    pub fn usage(&self) -> Option<Usage> {
+    pub(crate) fn usage(&self) -> Option<Usage> {
         let u = self.usage.as_ref()?;
         Some(Usage {
             input: u.prompt_tokens.unwrap_or(0),
@@ -164,20 +164,20 @@ impl Metered<'_> {
 
 /// Reads `usage` and `model` from a JSON document given as chunks; the model is owned, as the
 /// chunks may have been joined into a copy.
-pub fn from_chunks(chunks: &[Bytes]) -> Option<(Option<Usage>, Option<String>)> {
+pub(crate) fn from_chunks(chunks: &[Bytes]) -> Option<(Option<Usage>, Option<String>)> {
     with_contiguous(chunks, |json| {
         from_slice(json).map(|m| (m.usage(), m.model.map(Cow::into_owned)))
     })
 }
 
 /// Parses a whole JSON document given as chunks.
-pub fn value_from_chunks(chunks: &[Bytes]) -> Option<serde_json::Value> {
+pub(crate) fn value_from_chunks(chunks: &[Bytes]) -> Option<serde_json::Value> {
     with_contiguous(chunks, |json| serde_json::from_slice(json).ok())
 }
 
 /// Reads `usage`, `model` and `choices` from one JSON text: by [`scan`] when it can, else by
 /// serde_json.
-pub fn from_slice(json: &[u8]) -> Option<Metered<'_>> {
+pub(crate) fn from_slice(json: &[u8]) -> Option<Metered<'_>> {
     scan(json).or_else(|| {
         serde_json::from_slice::<WireMetered>(json)
             .ok()

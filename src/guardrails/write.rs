@@ -5,88 +5,8 @@
 //! copied out ([`crate::guardrails::engine::HookResult::write`]).
 
 use serde_json::Value;
-use std::cell::RefCell;
 
-/// What `serde_json` writes for each byte: 0 for the byte itself, else the escape's letter
-/// (`u` for `\u00XX`).
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Whether any of the eight bytes needs an escape: below 0x20, `"` or `\`.
-fn needs_escape(chunk: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let below_space = chunk.wrapping_sub(ONES * 0x20) & !chunk & HIGH;
-    below_space
-        | zero_in(chunk ^ (ONES * u64::from(b'"')))
-        | zero_in(chunk ^ (ONES * u64::from(b'\\')))
-        != 0
-}
-
-/// Appends `s` escaped, without the quotes. Text that needs no escape (most of it) is found
-/// eight bytes at a time and copied with one append.
-pub(crate) fn fragment(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let mut clean = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if needs_escape(u64::from_le_bytes(word)) {
-            break;
-        }
-        clean += 8;
-    }
-    let rest = bytes.get(clean..).unwrap_or_default();
-    let Some(first) = rest.iter().position(|&b| ESCAPE[usize::from(b)] != 0) else {
-        out.extend_from_slice(bytes);
-        return;
-    };
-    let first = clean + first;
-    out.extend_from_slice(bytes.get(..first).unwrap_or_default());
-    let bytes = bytes.get(first..).unwrap_or_default();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[usize::from(b)];
-        if esc == 0 {
-            continue;
-        }
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if esc == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.push(b'\\');
-            out.push(esc);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-}
-
-/// Appends `s` as a JSON string.
-pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    fragment(out, s);
-    out.push(b'"');
-}
+pub(crate) use crate::types::json::{fragment, string};
 
 pub(crate) fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -211,7 +131,7 @@ impl Obj {
         out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
         out.push(b'"');
         for p in parts {
-            debug_assert!(p.bytes().all(|b| ESCAPE[usize::from(b)] == 0), "{p:?}");
+            debug_assert!(!crate::types::json::needs_escape(p.as_bytes()), "{p:?}");
             out.extend_from_slice(p.as_bytes());
         }
         out.push(b'"');
@@ -281,76 +201,7 @@ impl Obj {
     }
 }
 
-/// `created_at`: an RFC 3339 timestamp with milliseconds, as `now_rfc3339` writes it, formatted
-/// at most once per millisecond per thread (each check and hook takes one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    len: u8,
-    bytes: [u8; 32],
-}
-
-impl Stamp {
-    pub(crate) fn now() -> Stamp {
-        Stamp::at(std::time::SystemTime::now())
-    }
-
-    /// The stamp of a wall-clock time.
-    pub(crate) fn at(now: std::time::SystemTime) -> Stamp {
-        thread_local! {
-            static LAST: RefCell<(u128, Stamp)> = const {
-                RefCell::new((u128::MAX, Stamp { len: 0, bytes: [0; 32] }))
-            };
-        }
-        let ms = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        LAST.with(|last| {
-            let mut last = last.borrow_mut();
-            if last.0 != ms {
-                // Formatted in place (no String): 24 bytes, `2026-01-02T03:04:05.678Z`.
-                let mut stamp = Stamp {
-                    len: 0,
-                    bytes: [0; 32],
-                };
-                use std::fmt::Write;
-                if write!(stamp, "{}", humantime::format_rfc3339_millis(now)).is_err() {
-                    stamp.len = 0;
-                }
-                *last = (ms, stamp);
-            }
-            last.1
-        })
-    }
-
-    /// The timestamp's bytes.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).unwrap_or("")
-    }
-
-    /// Appends the timestamp as a JSON string (its characters need no escape).
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        out.push(b'"');
-        out.extend_from_slice(self.as_bytes());
-        out.push(b'"');
-    }
-}
-
-/// Formatting into the stamp's bytes; text past them is an error.
-impl std::fmt::Write for Stamp {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let start = usize::from(self.len);
-        let end = start + s.len();
-        let slot = self.bytes.get_mut(start..end).ok_or(std::fmt::Error)?;
-        slot.copy_from_slice(s.as_bytes());
-        self.len = u8::try_from(end).map_err(|_| std::fmt::Error)?;
-        Ok(())
-    }
-}
+pub(crate) use crate::types::time::Stamp;
 
 #[cfg(test)]
 mod tests {
@@ -408,13 +259,5 @@ mod tests {
         assert_eq!(d.value(), want);
         assert_eq!(Data::from(&want).as_str(), d.as_str());
         assert_eq!(Obj::new().done().as_str(), "{}");
-    }
-
-    #[test]
-    fn stamps_are_rfc3339_millis() {
-        let s = Stamp::now();
-        assert_eq!(s.as_str().len(), 24, "{}", s.as_str());
-        assert!(s.as_str().ends_with('Z'));
-        assert!(humantime::parse_rfc3339(s.as_str()).is_ok());
     }
 }

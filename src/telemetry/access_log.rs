@@ -210,49 +210,7 @@ fn flush_loop(sink: &Sink, mut out: Box<dyn Write + Send>) {
     }
 }
 
-/// The current time as RFC 3339 with milliseconds (UTC).
-pub(crate) fn now_rfc3339() -> String {
-    rfc3339_millis(std::time::SystemTime::now())
-}
-
-/// `t` as humantime's `format_rfc3339_millis` writes it (milliseconds truncated), with the
-/// date and time of day formatted once per second per thread: formatting them for every
-/// request took ~600 instructions, a twentieth of the access-log line.
-fn rfc3339_millis(t: std::time::SystemTime) -> String {
-    thread_local! {
-        /// The last second formatted: seconds since the epoch, and `YYYY-MM-DDTHH:MM:SS`.
-        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((0, [0; 19])) };
-    }
-    let Ok(since) = t.duration_since(std::time::UNIX_EPOCH) else {
-        return humantime::format_rfc3339_millis(t).to_string();
-    };
-    let secs = since.as_secs();
-    let prefix = SECOND.with(|second| match second.get() {
-        (s, prefix) if s == secs && prefix[0] != 0 => Some(prefix),
-        _ => {
-            let whole = humantime::format_rfc3339_seconds(t).to_string();
-            // `YYYY-MM-DDTHH:MM:SSZ`: any other shape is left to humantime whole.
-            let prefix: [u8; 19] = whole.as_bytes().get(..19)?.try_into().ok()?;
-            (whole.len() == 20).then_some(())?;
-            second.set((secs, prefix));
-            Some(prefix)
-        }
-    });
-    let Some(prefix) = prefix else {
-        return humantime::format_rfc3339_millis(t).to_string();
-    };
-    let millis = since.subsec_millis();
-    let mut out = Vec::with_capacity(24);
-    out.extend_from_slice(&prefix);
-    out.extend_from_slice(&[
-        b'.',
-        b'0' + (millis / 100) as u8,
-        b'0' + (millis / 10 % 10) as u8,
-        b'0' + (millis % 10) as u8,
-        b'Z',
-    ]);
-    String::from_utf8(out).unwrap_or_else(|_| humantime::format_rfc3339_millis(t).to_string())
-}
+pub(crate) use crate::types::time::now_rfc3339;
 
 #[cfg(test)]
 mod tests {
@@ -261,38 +219,6 @@ mod tests {
 
     /// The once-a-second prefix writes what humantime writes, across seconds, days, leap days
     /// and the epoch itself, milliseconds truncated.
-    #[test]
-    fn timestamps_are_humantimes() {
-        use std::time::{Duration, UNIX_EPOCH};
-        let instants: [u128; 10] = [
-            0,
-            999_999_999,
-            1_000_000_000,
-            1_709_164_799_999_999_999,
-            1_709_164_800_000_000_000,
-            1_796_000_000_123_456_789,
-            1_796_000_000_999_000_000,
-            1_796_000_001_000_999_999,
-            1_796_000_001_001_000_000,
-            253_402_300_799_999_999_999,
-        ];
-        for nanos in instants {
-            let t = UNIX_EPOCH
-                + Duration::new(
-                    (nanos / 1_000_000_000) as u64,
-                    (nanos % 1_000_000_000) as u32,
-                );
-            // Twice: formatting, then from the cached second.
-            for _ in 0..2 {
-                assert_eq!(
-                    rfc3339_millis(t),
-                    humantime::format_rfc3339_millis(t).to_string()
-                );
-            }
-        }
-        assert_eq!(now_rfc3339().len(), 24);
-    }
-
     #[test]
     fn writes_lines_to_a_file() {
         let path = std::env::temp_dir().join(format!("pg-access-{}.log", std::process::id()));

@@ -104,9 +104,8 @@ impl<'a> Object<'a> {
 }
 
 /// Whether a string needs escaping in JSON: a control character, `"` or `\`. Eight bytes at
-/// a time (the strings of a log line are short: a byte loop, vectorised or not, spent ~3
-/// instructions a byte on them); the last few are padded with a byte that needs none.
-fn needs_escape(bytes: &[u8]) -> bool {
+/// a time; the last few are padded with a byte that needs none.
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
         let mut word = [0u8; 8];
@@ -140,42 +139,74 @@ pub(super) fn equal_bytes(x: u64, b: u8) -> u64 {
     y.wrapping_sub(ONES) & !y & HIGH
 }
 
-/// Writes `s` as a JSON string, escaped exactly as serde_json escapes it: the short forms of
-/// `\b \t \n \f \r`, `\"`, `\\`, and `\u00xx` (lower-case hex) for other control characters;
-/// everything else, non-ASCII included, as it is.
-pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.push(b'"');
-    if !needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
+/// What `serde_json` writes for each byte: 0 for the byte itself, else the escape's letter
+/// (`u` for `\u00XX`).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
     }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `s` escaped, without the quotes. Text that needs no escape (most of it) is found
+/// eight bytes at a time and copied with one append.
+pub(crate) fn fragment(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut clean = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        clean += 8;
+    }
+    let rest = bytes.get(clean..).unwrap_or_default();
+    let Some(first) = rest.iter().position(|&b| ESCAPE[usize::from(b)] != 0) else {
+        out.extend_from_slice(bytes);
+        return;
+    };
+    let first = clean + first;
+    out.extend_from_slice(bytes.get(..first).unwrap_or_default());
+    let bytes = bytes.get(first..).unwrap_or_default();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x09 => b"\\t",
-            0x0a => b"\\n",
-            0x0c => b"\\f",
-            0x0d => b"\\r",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        if short.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
+        let esc = ESCAPE[usize::from(b)];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if esc == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
         } else {
-            out.extend_from_slice(short);
+            out.push(b'\\');
+            out.push(esc);
         }
+        start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+}
+
+/// Writes `s` as a JSON string, escaped exactly as serde_json escapes it: the short forms of
+/// `\b \t \n \f \r`, `\"`, `\\`, and `\u00xx` (lower-case hex) for other control characters;
+/// everything else, non-ASCII included, as it is.
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    fragment(out, s);
     out.push(b'"');
 }
 

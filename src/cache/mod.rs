@@ -4,7 +4,7 @@
 //!
 //! Where: the lookup runs in the attempt walk, per target, with that target's own cache config,
 //! resolved provider, credential and `override_params` (Portkey looks up per target too). A
-//! hit ends the walk like an answer from that target; a miss carries a [`Note`] to the relay,
+//! hit ends the walk like an answer from that target; a miss carries a [`CacheDecision`] to the relay,
 //! which captures what the client is sent and stores it once the answer completed.
 //!
 //! What is stored: the answer exactly as the client received it (status 2xx only, never an
@@ -78,7 +78,7 @@ pub(crate) const FORCE_REFRESH_HEADER: &str = "x-portkey-cache-force-refresh";
 /// its answer is to be stored (and under which key, for how long). Small: it travels in every
 /// walk's answer.
 #[derive(Debug, Clone)]
-pub(crate) struct Note {
+pub(crate) struct CacheDecision {
     pub status: &'static str,
     pending: Option<Box<Pending>>,
 }
@@ -91,15 +91,15 @@ struct Pending {
     semantic: Option<([u8; 32], Arc<[f32]>)>,
 }
 
-impl Note {
+impl CacheDecision {
     /// No cache applies.
-    pub(crate) const DISABLED: Note = Note {
+    pub(crate) const DISABLED: CacheDecision = CacheDecision {
         status: DISABLED,
         pending: None,
     };
 
-    fn go(status: &'static str, pending: Option<Box<Pending>>) -> Note {
-        Note { status, pending }
+    fn go(status: &'static str, pending: Option<Box<Pending>>) -> CacheDecision {
+        CacheDecision { status, pending }
     }
 
     /// Whether the answer is to be captured and stored.
@@ -121,9 +121,11 @@ struct Embedded {
 }
 
 pub(crate) enum Lookup {
-    /// Served from the cache, with the note saying how (`HIT`, `SEMANTIC HIT`).
-    Hit(Arc<Entry>, Note),
-    Go(Note),
+    /// Served from the cache, with the decision saying how (`HIT`, `SEMANTIC HIT`).
+    Hit(Arc<Entry>, CacheDecision),
+    /// Not served from the cache: the request goes to the provider (`MISS`, `REFRESH`,
+    /// `DISABLED`), its answer stored when the decision says so.
+    Fetch(CacheDecision),
 }
 
 /// The answer as sent to the client, collected while it is relayed (bounded by
@@ -235,7 +237,7 @@ impl Cache {
         memo: &mut EmbeddingMemo,
     ) -> Lookup {
         let Some(spec) = leaf.cache.as_ref().filter(|_| self.settings.enabled) else {
-            return Lookup::Go(Note::DISABLED);
+            return Lookup::Fetch(CacheDecision::DISABLED);
         };
         let mode = mode_label(spec.mode);
         let header = |name: &str| {
@@ -278,7 +280,7 @@ impl Cache {
         let Some(key) = key::key(&scope, body) else {
             // Not a JSON object: the provider will refuse it; nothing to cache.
             self.count(mode, "uncacheable");
-            return Lookup::Go(Note::DISABLED);
+            return Lookup::Fetch(CacheDecision::DISABLED);
         };
         let mut pending = Box::new(Pending {
             key,
@@ -293,18 +295,18 @@ impl Cache {
             if semantic {
                 pending.semantic = self.embed(embedder, mode, &scope, body, memo).await;
             }
-            return Lookup::Go(Note::go(REFRESH, Some(pending)));
+            return Lookup::Fetch(CacheDecision::go(REFRESH, Some(pending)));
         }
         match self.get(&key).await {
             Ok(Some(entry)) => {
                 self.count(mode, "hit");
-                return Lookup::Hit(entry, Note::go(HIT, None));
+                return Lookup::Hit(entry, CacheDecision::go(HIT, None));
             }
             Ok(None) => {}
             Err(()) => {
                 // Redis is down or slow: go on uncached, and do not try to store either.
                 self.count(mode, "error");
-                return Lookup::Go(Note::DISABLED);
+                return Lookup::Fetch(CacheDecision::DISABLED);
             }
         }
         if !semantic {
@@ -313,7 +315,7 @@ impl Cache {
                 CacheMode::Simple => MISS,
                 CacheMode::Semantic => SEMANTIC_MISS,
             };
-            return Lookup::Go(Note::go(status, Some(pending)));
+            return Lookup::Fetch(CacheDecision::go(status, Some(pending)));
         }
         pending.semantic = self.embed(embedder, mode, &scope, body, memo).await;
         if let (Some(r), true) = (&self.redis, pending.semantic.is_some()) {
@@ -330,12 +332,12 @@ impl Cache {
             if let Some((near_key, _)) = near.filter(|(_, sim)| *sim >= threshold) {
                 if let Ok(Some(entry)) = self.get(&near_key).await {
                     self.count(mode, "semantic_hit");
-                    return Lookup::Hit(entry, Note::go(SEMANTIC_HIT, None));
+                    return Lookup::Hit(entry, CacheDecision::go(SEMANTIC_HIT, None));
                 }
             }
         }
         self.count(mode, "miss");
-        Lookup::Go(Note::go(SEMANTIC_MISS, Some(pending)))
+        Lookup::Fetch(CacheDecision::go(SEMANTIC_MISS, Some(pending)))
     }
 
     /// The entry under `key`, from the backend (`Err` when Redis failed or timed out).
@@ -417,7 +419,7 @@ impl Cache {
     }
 
     /// A capture for an answer the note says to store.
-    pub(crate) fn capture(&self, note: &Note) -> Option<Capture> {
+    pub(crate) fn capture(&self, note: &CacheDecision) -> Option<Capture> {
         note.stores().then(|| Capture {
             buf: BytesMut::new(),
             limit: self.settings.max_entry_bytes,
@@ -429,7 +431,7 @@ impl Cache {
     /// write runs in the background (the client already has its answer).
     pub(crate) fn store(
         &self,
-        note: &Note,
+        note: &CacheDecision,
         capture: Capture,
         status: u16,
         content_type: &str,

@@ -5,7 +5,7 @@
 
 use super::checks::{Req, Resp};
 use super::content;
-use super::engine::{self, Input, Mode};
+use super::engine::{self, Input, RunMode};
 use super::parse::compile_named;
 use super::results::{deny_body, hook_results, splice_results};
 use super::{Event, Hook};
@@ -180,7 +180,7 @@ async fn render() -> String {
                 provider: "openai",
                 stream: false,
                 env: None,
-                mode: Mode::Full,
+                mode: RunMode::Full,
                 size: 0,
                 budget: std::time::Duration::from_secs(2),
                 posted: Default::default(),
@@ -205,7 +205,7 @@ async fn render() -> String {
         for text in TEXTS {
             let resp = response(op, text);
             let req = request(op, text);
-            for mode in [Mode::Partial, Mode::StreamEnd] {
+            for mode in [RunMode::Partial, RunMode::StreamEnd] {
                 let input = Input {
                     event: Event::After,
                     op,
@@ -301,7 +301,7 @@ fn checks_read_the_same_without_the_documents() {
                     provider: "openai",
                     stream: false,
                     env: None,
-                    mode: Mode::Full,
+                    mode: RunMode::Full,
                     size: 0,
                     budget: std::time::Duration::from_secs(2),
                     posted: Default::default(),

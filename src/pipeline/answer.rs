@@ -69,8 +69,8 @@ pub(crate) struct Answer {
     /// JSON path of the target that answered (config requests only).
     pub leaf_path: Option<String>,
     pub provider: Option<String>,
-    /// Retries made by the answering target; -1 when they ran out on retriable failures.
-    pub retry_count: i64,
+    /// Retries made by the answering target.
+    pub retry_count: Retries,
     pub budget_exhausted: bool,
     /// The target was not tried (breaker open, budget spent): a fallback keeps the answer it
     /// already has instead of this one.
@@ -82,5 +82,24 @@ pub(crate) struct Answer {
     pub guard: Option<Box<crate::pipeline::guard_stream::StreamGuard>>,
     /// What the response cache decided for this target (`x-portkey-cache-status`, and whether
     /// the answer is to be stored).
-    pub cache: crate::cache::Note,
+    pub cache: crate::cache::CacheDecision,
+}
+
+/// The retries a target made, as `x-portkey-retry-attempt-count` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// This many retries, the last of them answered (or the failure was not retriable).
+    Made(u32),
+    /// Every allowed retry was made and failed, or no wait was left for another.
+    RanOut,
+}
+
+impl Retries {
+    /// The header's value: the count, or Portkey's `-1` when retries ran out.
+    pub(crate) fn header_value(self) -> i64 {
+        match self {
+            Retries::Made(n) => i64::from(n),
+            Retries::RanOut => -1,
+        }
+    }
 }

@@ -29,7 +29,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-pub(crate) use super::answer::{Answer, AttemptKind, AttemptRecord, Outcome};
+pub(crate) use super::answer::{Answer, AttemptKind, AttemptRecord, Outcome, Retries};
 
 /// The largest non-streamed answer read whole within its attempt.
 const READ_AHEAD_LIMIT: usize = 4 * 1024 * 1024;
@@ -281,7 +281,7 @@ impl<'a> Walk<'a> {
             .lookup(&embedder, leaf, &asked, &target, &body, &mut self.embedding)
             .await
         {
-            crate::cache::Lookup::Go(note) => note,
+            crate::cache::Lookup::Fetch(note) => note,
             crate::cache::Lookup::Hit(entry, note) => {
                 // The target's output guardrails judge a cached answer as they would a live
                 // one (it was stored by a request whose hooks never saw it): a whole answer
@@ -299,7 +299,7 @@ impl<'a> Walk<'a> {
                     leaf_path: path,
                     guard: guard.for_stream(self.req, &provider),
                     provider: Some(provider),
-                    retry_count: 0,
+                    retry_count: Retries::Made(0),
                     budget_exhausted: false,
                     skipped: false,
                     hide_usage,
@@ -336,7 +336,7 @@ impl<'a> Walk<'a> {
         if !self.admit_send(&resource) {
             self.skip(&leaf.path, &provider, key, kind, "retry_budget_exhausted");
             let e = GatewayError::RetryBudgetExhausted(key.to_string());
-            return answer(Outcome::Failed(e), 0, true, true);
+            return answer(Outcome::Failed(e), Retries::Made(0), true, true);
         }
         let mut n: u32 = 0;
         loop {
@@ -347,7 +347,7 @@ impl<'a> Walk<'a> {
             {
                 self.skip(&leaf.path, &provider, key, kind, "circuit_open");
                 let e = GatewayError::CircuitOpen(key.to_string());
-                return answer(Outcome::Failed(e), i64::from(n), false, n == 0);
+                return answer(Outcome::Failed(e), Retries::Made(n), false, n == 0);
             }
             let started = Instant::now();
             let mut outcome = self.send(&target, &resource, leaf, body.clone()).await;
@@ -397,13 +397,13 @@ impl<'a> Walk<'a> {
                 started.elapsed(),
             );
             if !retriable || leaf.retry.attempts == 0 {
-                return answer(outcome, i64::from(n), false, false);
+                return answer(outcome, Retries::Made(n), false, false);
             }
             if n >= leaf.retry.attempts {
-                return answer(outcome, -1, false, false);
+                return answer(outcome, Retries::RanOut, false, false);
             }
             let Some(wait) = self.retry_wait(&leaf.retry, &outcome, n + 1, base) else {
-                return answer(outcome, -1, false, false);
+                return answer(outcome, Retries::RanOut, false, false);
             };
             if !self.admit_send(&resource) {
                 tracing::warn!(target: "portgate::routing", target = %key, "retry budget exhausted");
@@ -414,7 +414,7 @@ impl<'a> Walk<'a> {
                     AttemptKind::Retry,
                     "retry_budget_exhausted",
                 );
-                return answer(outcome, i64::from(n), true, false);
+                return answer(outcome, Retries::Made(n), true, false);
             }
             self.dispose(outcome).await;
             tokio::time::sleep(wait).await;
@@ -622,12 +622,12 @@ fn failed(e: GatewayError) -> Answer {
         adapter: None,
         leaf_path: None,
         provider: None,
-        retry_count: 0,
+        retry_count: Retries::Made(0),
         budget_exhausted: false,
         skipped: false,
         hide_usage: false,
         guard: None,
-        cache: crate::cache::Note::DISABLED,
+        cache: crate::cache::CacheDecision::DISABLED,
     }
 }
 
@@ -642,12 +642,12 @@ fn denied(
         adapter: Some(target.provider.clone()),
         leaf_path: path,
         provider: Some(target.provider.slug().to_string()),
-        retry_count: 0,
+        retry_count: Retries::Made(0),
         budget_exhausted: false,
         skipped: false,
         hide_usage: false,
         guard: None,
-        cache: crate::cache::Note::DISABLED,
+        cache: crate::cache::CacheDecision::DISABLED,
     }
 }
 

@@ -17,7 +17,7 @@ use super::verdicts;
 use crate::error::GatewayError;
 use crate::guardrails::checks::{Env, Req, Resp};
 use crate::guardrails::content;
-use crate::guardrails::engine::{self, HookResult, Input, ListRun, Mode};
+use crate::guardrails::engine::{self, HookResult, Input, ListRun, RunMode};
 use crate::guardrails::results::{deny_body, hook_results, splice_results, Local};
 use crate::guardrails::telemetry::Verdicts;
 use crate::guardrails::{Event, LeafHooks};
@@ -127,7 +127,7 @@ impl LeafGuard {
                 provider,
                 stream: req.view.stream,
                 env: Some(&env),
-                mode: Mode::Full,
+                mode: RunMode::Full,
                 size: req.view.body.len(),
                 budget: req.guardrails.cpu,
                 posted: Default::default(),
@@ -339,7 +339,7 @@ impl LeafGuard {
                 provider,
                 stream: false,
                 env: Some(&env),
-                mode: Mode::Full,
+                mode: RunMode::Full,
                 size: translated.len(),
                 budget: req.guardrails.cpu,
                 posted: Default::default(),

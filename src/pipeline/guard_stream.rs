@@ -25,7 +25,7 @@ use super::attempts::Request;
 use crate::guardrails::checks::text::Counted;
 use crate::guardrails::checks::{Req, Resp};
 use crate::guardrails::content;
-use crate::guardrails::engine::{self, HookResult, Input, Mode};
+use crate::guardrails::engine::{self, HookResult, Input, RunMode};
 use crate::guardrails::results::{deny_body, hook_results};
 use crate::guardrails::{Event, Hook};
 use crate::providers::Operation;
@@ -173,9 +173,9 @@ impl GuardTranslator {
         added
     }
 
-    fn run(&mut self, mode: Mode) -> engine::ListRun {
+    fn run(&mut self, mode: RunMode) -> engine::ListRun {
         let (text, counted) = match mode {
-            Mode::Partial => {
+            RunMode::Partial => {
                 let mut from = self.checked.saturating_sub(OVERLAP);
                 while !self.text.is_char_boundary(from) {
                     from -= 1;
@@ -183,7 +183,7 @@ impl GuardTranslator {
                 self.checked = self.text.len();
                 (self.text.get(from..).unwrap_or(""), Some(self.counted))
             }
-            Mode::Full | Mode::StreamEnd => (self.text.as_str(), None),
+            RunMode::Full | RunMode::StreamEnd => (self.text.as_str(), None),
         };
         let response = content::synthetic_response(self.guard.op, text);
         let input = Input {
@@ -242,7 +242,7 @@ impl Translator for GuardTranslator {
         let out = self.inner.push(chunk)?;
         let added = self.scan(&out);
         if added && self.incremental {
-            let run = self.run(Mode::Partial);
+            let run = self.run(RunMode::Partial);
             if run.deny {
                 return Some(self.deny(run.results));
             }
@@ -263,7 +263,7 @@ impl Translator for GuardTranslator {
         if self.guard.hooks.is_empty() {
             return (!tail.is_empty()).then(|| tail.freeze());
         }
-        let run = self.run(Mode::StreamEnd);
+        let run = self.run(RunMode::StreamEnd);
         if run.deny {
             return Some(self.deny(run.results));
         }

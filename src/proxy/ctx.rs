@@ -45,7 +45,7 @@ impl Drop for Inflight {
 
 /// What the response body told the meter.
 #[derive(Default)]
-pub(crate) struct Metered {
+pub(crate) struct Relayed {
     pub usage: Option<Usage>,
     /// The model the provider says served the request.
     pub model: Option<String>,
@@ -79,7 +79,7 @@ pub(crate) struct RequestCtx {
     /// JSON path of the config target that answered.
     pub last_used: Option<String>,
     /// Retries made by the answering target (-1: they ran out).
-    pub retry_count: Option<i64>,
+    pub retry_count: Option<crate::pipeline::answer::Retries>,
     /// `x-portkey-cache-status` of an answer that went through the attempt loop.
     pub cache_status: Option<&'static str>,
     /// The answer as sent to the client, collected for the cache (a miss to be stored).
@@ -89,7 +89,7 @@ pub(crate) struct RequestCtx {
     pub attempts: Vec<AttemptRecord>,
     /// Time spent waiting on providers (attempts, backoff, relaying the body).
     pub upstream_time: Duration,
-    pub metered: Metered,
+    pub metered: Relayed,
     /// The request body, kept only when `log.log_bodies` is on.
     pub request_body: Option<Bytes>,
     /// The failure that decided the response, if any (logged once in `logging`).
@@ -123,7 +123,7 @@ impl RequestCtx {
             budget_exhausted: false,
             attempts: Vec::new(),
             upstream_time: Duration::ZERO,
-            metered: Metered::default(),
+            metered: Relayed::default(),
             request_body: None,
             error: None,
             feedback_ids: Vec::new(),

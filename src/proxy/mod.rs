@@ -186,7 +186,7 @@ impl ProxyHttp for Gateway {
                         // Portkey's routing headers, as on the unified routes (one send, no
                         // retries, no cache on this route).
                         ctx.last_used = Some(target.option_path.clone());
-                        ctx.retry_count = Some(0);
+                        ctx.retry_count = Some(crate::pipeline::answer::Retries::Made(0));
                         ctx.cache_status = Some(ctx::CACHE_DISABLED);
                         ctx.passthrough = Some(target);
                         Ok(false)

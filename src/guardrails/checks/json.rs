@@ -4,7 +4,7 @@
 //! shortest-span search alone misses nested objects).
 
 use super::text::Operator;
-use super::{Ctx, Outcome, Params};
+use super::{CheckOutcome, Ctx, Params};
 use crate::guardrails::content::excerpt;
 use once_cell::sync::Lazy;
 use serde_json::{json, Value};
@@ -113,7 +113,7 @@ impl JsonSchema {
         }
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let text = ctx.text();
         let not = self.not;
         let mut best: Option<(Value, Vec<Value>, bool)> = None;
@@ -135,7 +135,7 @@ impl JsonSchema {
             }
         }
         let Some((doc, errors, valid)) = best else {
-            return Outcome::pass(
+            return CheckOutcome::pass(
                 false,
                 json!({"explanation": "No valid JSON found in the response.", "not": not}),
             );
@@ -147,7 +147,7 @@ impl JsonSchema {
             (false, true) => "JSON matches the schema when it should not.",
             (false, false) => "Failed to validate JSON against the provided schema.",
         };
-        Outcome::pass(
+        CheckOutcome::pass(
             verdict,
             json!({"matchedJson": doc, "not": not, "explanation": explanation,
                    "validationErrors": errors}),
@@ -171,7 +171,7 @@ impl JsonKeys {
         })
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let text = ctx.text();
         let op = self.operator.name();
         if text.is_empty() {
@@ -202,7 +202,7 @@ impl JsonKeys {
             }
         }
         let Some((doc, present, missing, verdict)) = best.filter(|_| parsed_any) else {
-            return Outcome::pass(
+            return CheckOutcome::pass(
                 false,
                 json!({"explanation": "No valid JSON found in the text.", "requiredKeys": self.keys,
                        "operator": op, "textExcerpt": excerpt(text)}),
@@ -232,7 +232,7 @@ impl JsonKeys {
                 format!("Found some keys that should not be present. {found}.")
             }
         };
-        Outcome::pass(
+        CheckOutcome::pass(
             verdict,
             json!({"matchedJson": doc, "verdict": verdict, "explanation": explanation,
                    "presentKeys": present, "missingKeys": missing, "operator": op,

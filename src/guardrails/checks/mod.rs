@@ -190,7 +190,7 @@ pub enum Transform {
 
 /// A check's result.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct CheckOutcome {
     pub verdict: bool,
     pub data: Data,
     /// The check could not decide (it then passes unless `failOnError`).
@@ -198,9 +198,9 @@ pub struct Outcome {
     pub transform: Option<Transform>,
 }
 
-impl Outcome {
-    pub(crate) fn pass(verdict: bool, data: impl Into<Data>) -> Outcome {
-        Outcome {
+impl CheckOutcome {
+    pub(crate) fn pass(verdict: bool, data: impl Into<Data>) -> CheckOutcome {
+        CheckOutcome {
             verdict,
             data: data.into(),
             error: None,
@@ -208,8 +208,8 @@ impl Outcome {
         }
     }
 
-    pub(crate) fn error(message: impl Into<String>, data: impl Into<Data>) -> Outcome {
-        Outcome {
+    pub(crate) fn error(message: impl Into<String>, data: impl Into<Data>) -> CheckOutcome {
+        CheckOutcome {
             verdict: false,
             data: data.into(),
             error: Some(message.into()),
@@ -287,7 +287,7 @@ impl Check {
 
     /// A mid-stream run: only a failure that no later text can undo counts (for counts, being
     /// over the maximum); anything else waits for the end.
-    pub(crate) fn run_partial(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+    pub(crate) fn run_partial(&self, ctx: &Ctx<'_>) -> Option<CheckOutcome> {
         let out = match self {
             Check::SentenceCount(c) | Check::WordCount(c) | Check::CharacterCount(c) => {
                 c.over_max(ctx.text(), ctx.counted.as_ref(), self)?
@@ -298,7 +298,7 @@ impl Check {
     }
 
     /// Runs the check.
-    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         match self {
             // Boxed: network futures are large, and inline they would size every check's.
             Check::Webhook(w) => Box::pin(w.run(ctx)).await,
@@ -308,7 +308,7 @@ impl Check {
             }
             other => other
                 .run_sync(ctx)
-                .unwrap_or_else(|| Outcome::error("the check cannot run here", Value::Null)),
+                .unwrap_or_else(|| CheckOutcome::error("the check cannot run here", Value::Null)),
         }
     }
 
@@ -346,13 +346,13 @@ impl Check {
     }
 
     /// Runs a check that does not wait on the network ([`Check::is_remote`] is false).
-    pub(crate) fn run_local(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run_local(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         self.run_sync(ctx)
-            .unwrap_or_else(|| Outcome::error("the check cannot run here", Value::Null))
+            .unwrap_or_else(|| CheckOutcome::error("the check cannot run here", Value::Null))
     }
 
     /// The checks that need no network, run in place.
-    fn run_sync(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
+    fn run_sync(&self, ctx: &Ctx<'_>) -> Option<CheckOutcome> {
         Some(match self {
             Check::RegexMatch(r) => r.run(ctx),
             Check::SentenceCount(c) => c.run(ctx, text::Unit::Sentences),
@@ -378,8 +378,8 @@ impl Check {
 }
 
 /// Data of a check that could not run for lack of text.
-pub(crate) fn no_text(what: &str) -> Outcome {
-    Outcome::error(
+pub(crate) fn no_text(what: &str) -> CheckOutcome {
+    CheckOutcome::error(
         format!("Missing text to {what}"),
         Obj::new()
             .text(

@@ -3,7 +3,7 @@
 //! the request sent upstream or to the answer the client receives.
 
 use super::text::compile_pattern;
-use super::{Ctx, Outcome, Params, Transform};
+use super::{CheckOutcome, Ctx, Params, Transform};
 use crate::guardrails::content;
 use crate::guardrails::Event;
 use crate::providers::Operation;
@@ -75,8 +75,8 @@ impl AddPrefix {
         }
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
-        let untouched = Outcome::pass(true, Value::Null);
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
+        let untouched = CheckOutcome::pass(true, Value::Null);
         if ctx.event != Event::Before || ctx.op == Operation::Embeddings {
             return untouched;
         }
@@ -132,7 +132,7 @@ impl AddPrefix {
             }
             json.insert("messages".into(), Value::Array(messages));
         }
-        Outcome {
+        CheckOutcome {
             verdict: true,
             data: json!({"prefix": self.prefix, "requestType": ctx.request_type(),
                          "applyToRole": self.role, "addToExisting": self.add_to_existing,
@@ -177,10 +177,10 @@ impl RegexReplace {
         }
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let part = ctx.part();
         if !part.present {
-            return Outcome::error(
+            return CheckOutcome::error(
                 "Missing text to match",
                 json!({"explanation": "An error occurred while processing the regex: Missing text to match",
                        "regexPattern": self.rule}),
@@ -208,7 +208,7 @@ impl RegexReplace {
         } else {
             format!("The regex pattern '{}' did not match any text.", self.rule)
         };
-        Outcome {
+        CheckOutcome {
             verdict,
             data:
                 json!({"regexPattern": self.rule, "verdict": verdict, "explanation": explanation})

@@ -10,7 +10,7 @@
 //! values found.
 
 use super::mutate::write_back;
-use super::{Ctx, Outcome, Params};
+use super::{CheckOutcome, Ctx, Params};
 use crate::guardrails::write::{self, Obj};
 use once_cell::sync::Lazy;
 use std::ops::Range;
@@ -214,7 +214,7 @@ impl Pii {
         out
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let part = ctx.part();
         // Counts by category, in the order of their names (as `data.detected` lists them).
         let mut counts = [0u64; 6];
@@ -272,7 +272,7 @@ impl Pii {
         } else {
             None
         };
-        Outcome {
+        CheckOutcome {
             verdict,
             data: Obj::new()
                 .raw("detected", &detected)

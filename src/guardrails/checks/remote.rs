@@ -5,7 +5,7 @@
 //! named guardrail in the settings is trusted as written. URLs found in model output
 //! (validUrls) are only ever fetched on public addresses.
 
-use super::{Ctx, Env, Outcome, Params, Transform};
+use super::{CheckOutcome, Ctx, Env, Params, Transform};
 use crate::dispatch::{Outbound, Upstream};
 use crate::guardrails::content;
 use crate::guardrails::Event;
@@ -273,7 +273,7 @@ impl Webhook {
         })
     }
 
-    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let url = &self.endpoint.shown;
         let body = posted(ctx);
         let sent = post(
@@ -296,7 +296,7 @@ pub fn judge(
     event: Event,
     url: &str,
     timeout_ms: u64,
-) -> Outcome {
+) -> CheckOutcome {
     let request_context = json!({"timeout": timeout_ms});
     let failed = |message: String, response: Option<Value>| {
         let mut data = json!({"explanation": format!("Webhook error: {message}"),
@@ -304,7 +304,7 @@ pub fn judge(
         if let (Some(r), Some(o)) = (response, data.as_object_mut()) {
             o.insert("responseData".into(), r);
         }
-        Outcome::error(message, data)
+        CheckOutcome::error(message, data)
     };
     let (status, answer) = match sent {
         Ok(x) => x,
@@ -332,7 +332,7 @@ pub fn judge(
             .filter(|j| j.is_object())
             .map(|j| Transform::Response(j.clone())),
     };
-    Outcome {
+    CheckOutcome {
         verdict,
         data: json!({"verdict": verdict,
                      "explanation": if verdict { "Webhook request succeeded" } else { "Webhook request failed" },
@@ -370,16 +370,16 @@ impl Log {
         })
     }
 
-    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) async fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let body = posted(ctx);
         let timeout = Duration::from_millis(self.timeout_ms);
         match post(ctx, &self.endpoint, &self.headers, body, timeout).await {
-            Ok((status, _)) if (200..300).contains(&status) => Outcome::pass(
+            Ok((status, _)) if (200..300).contains(&status) => CheckOutcome::pass(
                 true,
                 json!({"message": format!("Logged the request to {}", self.endpoint.shown)}),
             ),
-            Ok((status, _)) => Outcome::error(format!("HTTP {status}"), Value::Null),
-            Err(e) => Outcome::error(e, Value::Null),
+            Ok((status, _)) => CheckOutcome::error(format!("HTTP {status}"), Value::Null),
+            Err(e) => CheckOutcome::error(e, Value::Null),
         }
     }
 }
@@ -434,7 +434,7 @@ async fn url_ok(ctx: &Ctx<'_>, raw: &str, only_dns: bool) -> bool {
     matches!(sent, Ok(Some(s)) if (200..300).contains(&s))
 }
 
-pub(crate) async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outcome {
+pub(crate) async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> CheckOutcome {
     let text = ctx.text();
     if text.is_empty() {
         return super::no_text("analyze");
@@ -454,18 +454,18 @@ pub(crate) async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outc
         })
         .unwrap_or_default();
     if urls.is_empty() {
-        return Outcome::pass(
+        return CheckOutcome::pass(
             false,
             json!({"explanation": "No URLs found in the text.", "urls": [], "validationMethod": method,
                    "not": not, "textExcerpt": content::excerpt(text)}),
         );
     }
     let Some(env) = ctx.env else {
-        return Outcome::error("not available on streams", Value::Null);
+        return CheckOutcome::error("not available on streams", Value::Null);
     };
     let _slot = match admit(env, URL_TIMEOUT).await {
         Ok(slot) => slot,
-        Err(e) => return Outcome::error(e, Value::Null),
+        Err(e) => return CheckOutcome::error(e, Value::Null),
     };
     let checks: Vec<_> = urls.iter().map(|u| url_ok(ctx, u, only_dns)).collect();
     let results = crate::guardrails::engine::join_all(checks).await;
@@ -484,7 +484,7 @@ pub(crate) async fn valid_urls(ctx: &Ctx<'_>, only_dns: bool, not: bool) -> Outc
         (false, false) => format!("Some URLs are invalid ({ni} of {n} failed)."),
     };
     let list = |l: &[(&String, bool)]| l.iter().map(|(u, _)| u.to_string()).collect::<Vec<_>>();
-    Outcome::pass(
+    CheckOutcome::pass(
         verdict,
         json!({"verdict": verdict, "not": not, "explanation": explanation,
                "validUrls": list(&valid), "invalidUrls": list(&invalid),

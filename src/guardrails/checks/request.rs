@@ -2,7 +2,7 @@
 //! allowedRequestTypes, requiredMetadataKeys (before-request hooks).
 
 use super::text::Operator;
-use super::{invert, Ctx, Outcome, Params};
+use super::{invert, CheckOutcome, Ctx, Params};
 use crate::guardrails::write::Obj;
 use crate::guardrails::Event;
 use serde_json::{json, Map, Value};
@@ -11,9 +11,9 @@ fn model<'a>(ctx: &'a Ctx<'_>) -> Option<&'a str> {
     ctx.model()
 }
 
-pub(crate) fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Outcome {
+pub(crate) fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> CheckOutcome {
     let Some(m) = model(ctx) else {
-        return Outcome::error(
+        return CheckOutcome::error(
             "Missing model in request",
             Obj::new()
                 .strs("allowedModels", models.iter().map(String::as_str))
@@ -33,7 +33,7 @@ pub(crate) fn model_whitelist(ctx: &Ctx<'_>, models: &[String], not: bool) -> Ou
         (false, true) => "\" is in the allowed list when it should not be.",
         (false, false) => "\" is not in the allowed list.",
     };
-    Outcome::pass(
+    CheckOutcome::pass(
         verdict,
         Obj::new()
             .strs("allowedModels", models.iter().map(String::as_str))
@@ -85,9 +85,9 @@ impl ModelRules {
         })
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let Some(m) = model(ctx) else {
-            return Outcome::error(
+            return CheckOutcome::error(
                 "Missing model in request",
                 json!({"explanation": "An error occurred while checking model rules: Missing model in request"}),
             );
@@ -116,7 +116,7 @@ impl ModelRules {
             allowed = self.defaults.clone();
         }
         if allowed.is_empty() {
-            return Outcome::error(
+            return CheckOutcome::error(
                 "No allowed models resolved from rules",
                 json!({"explanation": "An error occurred while checking model rules: No allowed models resolved from rules"}),
             );
@@ -134,7 +134,7 @@ impl ModelRules {
         } else if verdict && using_defaults {
             explanation.push_str(" (using default models)");
         }
-        Outcome::pass(verdict, json!({"explanation": explanation}))
+        CheckOutcome::pass(verdict, json!({"explanation": explanation}))
     }
 }
 
@@ -167,7 +167,7 @@ impl AllowedTypes {
         }
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let mut allowed = self.allowed.clone();
         let mut blocked = self.blocked.clone();
         let from_params = !allowed.is_empty() || !blocked.is_empty();
@@ -182,7 +182,7 @@ impl AllowedTypes {
         if !conflicts.is_empty() {
             let list: Vec<&str> = conflicts.iter().map(|s| s.as_str()).collect();
             let msg = format!("Conflict detected: The following types appear in both allowedTypes and blockedTypes: {}. Please remove them from one list.", list.join(", "));
-            return Outcome::error(
+            return CheckOutcome::error(
                 msg.clone(),
                 json!({"explanation": format!("An error occurred while checking allowed request types: {msg}"),
                        "currentRequestType": current, "allowedTypes": allowed, "blockedTypes": blocked}),
@@ -236,7 +236,7 @@ impl AllowedTypes {
         };
         data.insert("source".into(), json!(source));
         data.insert("mode".into(), json!(mode));
-        Outcome::pass(verdict, Value::Object(data))
+        CheckOutcome::pass(verdict, Value::Object(data))
     }
 }
 
@@ -256,9 +256,9 @@ impl MetadataKeys {
         })
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         if ctx.event != Event::Before {
-            let mut o = Outcome::error(
+            let mut o = CheckOutcome::error(
                 "This plugin only works for before_request_hooks",
                 Value::Null,
             );
@@ -280,7 +280,7 @@ impl MetadataKeys {
             (false, Operator::None) => "Some metadata keys were found.",
         };
         let status = if verdict { "passed" } else { "failed" };
-        Outcome::pass(
+        CheckOutcome::pass(
             verdict,
             json!({"explanation": format!("Check {status} for '{op}' metadata keys. {tail}"),
                    "missing_metadata_keys": missing, "found_metadata_keys": found, "operator": op}),

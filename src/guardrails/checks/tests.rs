@@ -51,7 +51,7 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// Runs check `id` on a chat response whose text is `text`.
-fn on_text(id: &str, params: Value, text: &str) -> Outcome {
+fn on_text(id: &str, params: Value, text: &str) -> CheckOutcome {
     let check = compiled(id, params).unwrap();
     let response = json!({"choices": [{"message": {"role": "assistant", "content": text}}]});
     let request = Map::new();
@@ -67,7 +67,13 @@ fn on_text(id: &str, params: Value, text: &str) -> Outcome {
 }
 
 /// Runs check `id` before a request.
-fn on_request(id: &str, params: Value, request: Value, metadata: Value, op: Operation) -> Outcome {
+fn on_request(
+    id: &str,
+    params: Value,
+    request: Value,
+    metadata: Value,
+    op: Operation,
+) -> CheckOutcome {
     let check = compiled(id, params).unwrap();
     let request = request.as_object().cloned().unwrap();
     let metadata = metadata.as_object().cloned().unwrap();

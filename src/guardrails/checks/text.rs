@@ -2,7 +2,7 @@
 //! alluppercase/alllowercase, endsWith, contains, containsCode, notNull. Verdicts, counting
 //! rules and `data` fields follow Portkey's plugins.
 
-use super::{invert, no_text, Check, Ctx, Outcome, Params};
+use super::{invert, no_text, Check, CheckOutcome, Ctx, Params};
 use crate::guardrails::content::excerpt;
 use crate::guardrails::write::Obj;
 use serde_json::{json, Value};
@@ -96,7 +96,7 @@ impl RegexMatch {
         }
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let text = ctx.text();
         if text.is_empty() {
             return no_text("match");
@@ -109,7 +109,7 @@ impl RegexMatch {
         };
         let found = match found {
             Ok(c) => c,
-            Err(e) => return Outcome::error(format!("regex: {e}"), Value::Null),
+            Err(e) => return CheckOutcome::error(format!("regex: {e}"), Value::Null),
         };
         let verdict = invert(found.is_some(), self.not);
         let rule = self.rule.as_str();
@@ -138,7 +138,7 @@ impl RegexMatch {
             Some(d) => data.serde("matchDetails", d),
             None => data.null("matchDetails"),
         };
-        Outcome::pass(
+        CheckOutcome::pass(
             verdict,
             ctx.excerpt(data.bool("not", self.not).str("regexPattern", rule), text)
                 .bool("verdict", verdict)
@@ -194,7 +194,7 @@ impl Count {
         i64::try_from(n).unwrap_or(i64::MAX)
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>, unit: Unit) -> CheckOutcome {
         let raw = ctx.text();
         let text = if unit == Unit::Words { raw.trim() } else { raw };
         // Portkey's sentenceCount takes an empty text as 0 sentences; the others refuse it.
@@ -249,7 +249,7 @@ impl Count {
         if unit == Unit::Words {
             data = data.int("wordCount", n);
         }
-        Outcome::pass(verdict, data.done())
+        CheckOutcome::pass(verdict, data.done())
     }
 
     /// Mid-stream: fails only when the count is already over the maximum (it only grows).
@@ -260,7 +260,7 @@ impl Count {
         text: &str,
         counted: Option<&Counted>,
         check: &Check,
-    ) -> Option<Outcome> {
+    ) -> Option<CheckOutcome> {
         let unit = match check {
             Check::SentenceCount(_) => Unit::Sentences,
             Check::WordCount(_) => Unit::Words,
@@ -272,7 +272,7 @@ impl Count {
         };
         (n > self.max).then(|| {
             let (mut b1, mut b2) = (itoa::Buffer::new(), itoa::Buffer::new());
-            Outcome::pass(
+            CheckOutcome::pass(
                 false,
                 Obj::new()
                     .int("count", n)
@@ -332,7 +332,7 @@ impl Counted {
     }
 }
 
-pub(crate) fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
+pub(crate) fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> CheckOutcome {
     let text = ctx.text();
     if text.is_empty() {
         return no_text("analyze");
@@ -359,7 +359,7 @@ pub(crate) fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
         ],
         (false, false) => ["The text contains ", other, " characters."],
     };
-    Outcome::pass(
+    CheckOutcome::pass(
         verdict,
         ctx.excerpt(
             Obj::new()
@@ -372,7 +372,7 @@ pub(crate) fn case(ctx: &Ctx<'_>, upper: bool, not: bool) -> Outcome {
     )
 }
 
-pub(crate) fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
+pub(crate) fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> CheckOutcome {
     let text = ctx.text();
     if text.is_empty() {
         return no_text("analyze");
@@ -394,7 +394,7 @@ pub(crate) fn ends_with(ctx: &Ctx<'_>, suffix: &str, not: bool) -> Outcome {
         (false, true) => ["The text ends with \"", suffix, "\" when it should not."],
         (false, false) => ["The text does not end with \"", suffix, "\"."],
     };
-    Outcome::pass(
+    CheckOutcome::pass(
         verdict,
         ctx.excerpt(
             Obj::new()
@@ -424,7 +424,7 @@ impl Contains {
         })
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx<'_>) -> CheckOutcome {
         let text = ctx.text();
         let (found, missing): (Vec<&String>, Vec<&String>) =
             self.words.iter().partition(|w| text.contains(w.as_str()));
@@ -439,7 +439,7 @@ impl Contains {
             (false, Operator::None) => "Some words were found.",
         };
         let status = if verdict { "passed" } else { "failed" };
-        Outcome::pass(
+        CheckOutcome::pass(
             verdict,
             Obj::new()
                 .plain(
@@ -519,10 +519,10 @@ fn fenced_languages(text: &str) -> Vec<String> {
     out
 }
 
-pub(crate) fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
+pub(crate) fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> CheckOutcome {
     let text = ctx.text();
     if text.is_empty() {
-        return Outcome::error(
+        return CheckOutcome::error(
             "No text content to analyze",
             json!({"explanation": "Error while checking for code blocks: No text content to analyze",
                    "searchedFormat": format, "not": not, "textExcerpt": "No text available"}),
@@ -530,7 +530,7 @@ pub(crate) fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
     }
     let found = fenced_languages(text);
     if found.is_empty() {
-        return Outcome::pass(
+        return CheckOutcome::pass(
             not,
             json!({"explanation": "No code blocks found in the text", "searchedFormat": format,
                    "not": not, "foundFormats": [], "textExcerpt": excerpt(text)}),
@@ -544,14 +544,14 @@ pub(crate) fn contains_code(ctx: &Ctx<'_>, format: &str, not: bool) -> Outcome {
         (false, true) => format!("Found code block(s) in {format} format when none were expected"),
         (false, false) => format!("No code blocks in {format} format found"),
     };
-    Outcome::pass(
+    CheckOutcome::pass(
         verdict,
         json!({"explanation": explanation, "searchedFormat": format, "not": not,
                "foundFormats": found, "textExcerpt": excerpt(text)}),
     )
 }
 
-pub(crate) fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
+pub(crate) fn not_null(ctx: &Ctx<'_>, not: bool) -> CheckOutcome {
     let part = ctx.part();
     let is_null = !part.present
         || part.texts.is_empty()
@@ -560,7 +560,7 @@ pub(crate) fn not_null(ctx: &Ctx<'_>, not: bool) -> Outcome {
             .iter()
             .all(|t| t.as_deref().map_or(true, |t| t.trim().is_empty()));
     let verdict = invert(!is_null, not);
-    Outcome::pass(
+    CheckOutcome::pass(
         verdict,
         Obj::new()
             .str(

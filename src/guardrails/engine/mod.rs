@@ -4,7 +4,7 @@
 //! a hook's verdict is the AND of its checks; the list denies when a failing hook has `deny`.
 //! Results have the hook-result shape of the reference, field for field.
 
-use super::checks::{Ctx, Env, Outcome, Req, Resp, StreamMode, Transform};
+use super::checks::{CheckOutcome, Ctx, Env, Req, Resp, StreamMode, Transform};
 use super::write::{self, Data, Stamp};
 use super::{CheckSpec, Event, Hook, HookType};
 use crate::providers::Operation;
@@ -66,7 +66,7 @@ pub(crate) struct Input<'a> {
     pub stream: bool,
     /// `None` on streams: checks that reach the network do not run there.
     pub env: Option<&'a Env<'a>>,
-    pub mode: Mode,
+    pub mode: RunMode,
     /// Bytes of the document the checks examine: past [`OFFLOAD_BYTES`], checks that run on
     /// the CPU are run where they cannot hold up other requests.
     pub size: usize,
@@ -114,9 +114,9 @@ impl Budget {
     }
 
     /// The outcome of a check that may not start `now` any more, if the budget is spent.
-    fn spent(&self, now: Instant) -> Option<Outcome> {
+    fn spent(&self, now: Instant) -> Option<CheckOutcome> {
         (now >= self.deadline).then(|| {
-            Outcome::error(
+            CheckOutcome::error(
                 format!(
                     "not run: the list's checks used up their time budget of {} ms \
                      (limits.guardrails.check_time_budget_ms)",
@@ -130,7 +130,7 @@ impl Budget {
 
 /// Which checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub(crate) enum RunMode {
     /// Every enabled check, fully.
     Full,
     /// Mid-stream: the incremental checks, and only a final failure counts.
@@ -375,12 +375,12 @@ enum Pass {
     Partial,
 }
 
-fn pass_of(spec: &CheckSpec, mode: Mode) -> Option<Pass> {
+fn pass_of(spec: &CheckSpec, mode: RunMode) -> Option<Pass> {
     match (mode, spec.check.stream_mode()) {
-        (Mode::Full, _) | (Mode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => {
+        (RunMode::Full, _) | (RunMode::StreamEnd, StreamMode::Incremental | StreamMode::AtEnd) => {
             Some(Pass::Whole)
         }
-        (Mode::Partial, StreamMode::Incremental) => Some(Pass::Partial),
+        (RunMode::Partial, StreamMode::Incremental) => Some(Pass::Partial),
         _ => None,
     }
 }
@@ -388,13 +388,13 @@ fn pass_of(spec: &CheckSpec, mode: Mode) -> Option<Pass> {
 async fn run_check(
     spec: &CheckSpec,
     ctx: &Ctx<'_>,
-    mode: Mode,
+    mode: RunMode,
     budget: Budget,
 ) -> Option<(CheckResult, Option<Transform>)> {
     let started = Instant::now();
     let created_at = Stamp::now();
     let pass = pass_of(spec, mode)?;
-    let out: Outcome = if spec.check.is_remote() {
+    let out: CheckOutcome = if spec.check.is_remote() {
         // Bounded by its own timeout, not by the CPU budget.
         spec.check.run(ctx).await
     } else {
@@ -414,14 +414,14 @@ async fn run_check(
 fn run_check_now(
     spec: &CheckSpec,
     ctx: &Ctx<'_>,
-    mode: Mode,
+    mode: RunMode,
     clock: &Clock,
     at: &mut Instant,
     budget: Budget,
 ) -> Option<(CheckResult, Option<Transform>)> {
     let pass = pass_of(spec, mode)?;
     let started = *at;
-    let out: Outcome = match (budget.spent(started), pass) {
+    let out: CheckOutcome = match (budget.spent(started), pass) {
         (Some(spent), Pass::Whole) => spent,
         (Some(_), Pass::Partial) => return None,
         (None, Pass::Whole) => offload(budget.heavy, || spec.check.run_local(ctx)),
@@ -436,7 +436,7 @@ fn check_result(
     spec: &CheckSpec,
     elapsed: Duration,
     created_at: Stamp,
-    out: Outcome,
+    out: CheckOutcome,
 ) -> (CheckResult, Option<Transform>) {
     let result = CheckResult {
         id: spec.id.clone(),

@@ -42,12 +42,12 @@ pub(super) fn usage_json(meta: &Value) -> Value {
 
 /// What one candidate's parts say: visible text (thought summaries are not the answer) and
 /// function calls, numbered from `next_call` so ids are deterministic across a response.
-pub(super) struct Said {
+pub(super) struct Parts {
     pub(super) text: Option<String>,
     pub(super) calls: Vec<Value>,
 }
 
-pub(super) fn read_parts(candidate: &Value, next_call: &mut u64) -> Said {
+pub(super) fn read_parts(candidate: &Value, next_call: &mut u64) -> Parts {
     let mut text: Option<String> = None;
     let mut calls = Vec::new();
     let parts = candidate
@@ -72,7 +72,7 @@ pub(super) fn read_parts(candidate: &Value, next_call: &mut u64) -> Said {
             *next_call += 1;
         }
     }
-    Said { text, calls }
+    Parts { text, calls }
 }
 
 /// The candidates of an answer; a prompt Gemini blocked outright has none, only

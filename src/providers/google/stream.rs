@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) enum Mode {
+pub(super) enum Shape {
     /// A whole JSON answer, held until the end and rewritten.
     Json,
     /// Gemini SSE, rewritten event by event.
@@ -22,7 +22,7 @@ pub(super) struct Choice {
 /// Translates one Gemini answer to OpenAI's format (see the module doc).
 pub(crate) struct GeminiTranslator {
     pub(super) op: Operation,
-    pub(super) mode: Mode,
+    pub(super) mode: Shape,
     /// Owned: the request's borrowed fields (`model`) are not kept.
     pub(super) opts: ResponseOptions<'static>,
     pub(super) body: BytesMut,
@@ -45,13 +45,13 @@ impl GeminiTranslator {
         opts: &ResponseOptions,
     ) -> Self {
         let mode = if !(200..300).contains(&status) {
-            Mode::Other
+            Shape::Other
         } else if content_type.starts_with("text/event-stream") {
-            Mode::Sse
+            Shape::Sse
         } else if content_type.contains("json") {
-            Mode::Json
+            Shape::Json
         } else {
-            Mode::Other
+            Shape::Other
         };
         GeminiTranslator {
             op,
@@ -214,13 +214,13 @@ impl GeminiTranslator {
 impl Translator for GeminiTranslator {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
         match self.mode {
-            Mode::Other => Some(chunk),
-            Mode::Sse => self.push_sse(&chunk),
-            Mode::Json => {
+            Shape::Other => Some(chunk),
+            Shape::Sse => self.push_sse(&chunk),
+            Shape::Json => {
                 if self.body.len() + chunk.len() > MAX_JSON {
                     // Give up translating: what is held, then every chunk, go out as they
                     // came (Gemini's own JSON, in order, under the JSON header already sent).
-                    self.mode = Mode::Other;
+                    self.mode = Shape::Other;
                     let mut held = self.body.split();
                     held.extend_from_slice(&chunk);
                     return Some(held.freeze());
@@ -233,9 +233,9 @@ impl Translator for GeminiTranslator {
 
     fn finish(&mut self) -> Option<Bytes> {
         match self.mode {
-            Mode::Other => None,
-            Mode::Sse => self.finish_sse(),
-            Mode::Json => self.finish_json(),
+            Shape::Other => None,
+            Shape::Sse => self.finish_sse(),
+            Shape::Json => self.finish_json(),
         }
     }
 
@@ -252,18 +252,18 @@ impl Translator for GeminiTranslator {
     }
 
     fn overflowed(&self) -> bool {
-        matches!(self.mode, Mode::Sse) && self.splitter.overflowed()
+        matches!(self.mode, Shape::Sse) && self.splitter.overflowed()
     }
 
     fn may_rewrite(&self) -> bool {
-        !matches!(self.mode, Mode::Other)
+        !matches!(self.mode, Shape::Other)
     }
 
     fn content_type(&self) -> Option<&'static str> {
         match self.mode {
-            Mode::Sse => Some("text/event-stream"),
-            Mode::Json => Some("application/json"),
-            Mode::Other => None,
+            Shape::Sse => Some("text/event-stream"),
+            Shape::Json => Some("application/json"),
+            Shape::Other => None,
         }
     }
 

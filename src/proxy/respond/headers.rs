@@ -60,7 +60,10 @@ pub(super) fn gateway_headers(
         put(response::LAST_USED_OPTION_INDEX, text_value(path)?)?;
     }
     if let Some(n) = ctx.retry_count {
-        put(response::RETRY_ATTEMPT_COUNT, HeaderValue::from(n))?;
+        put(
+            response::RETRY_ATTEMPT_COUNT,
+            HeaderValue::from(n.header_value()),
+        )?;
     }
     if let Some(status) = ctx.cache_status {
         put(response::CACHE_STATUS, HeaderValue::from_static(status))?;

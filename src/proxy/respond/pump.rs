@@ -211,7 +211,7 @@ pub(super) fn translate_whole(
     let mut out = Batch::default();
     while let Some(chunk) = source.take_ready() {
         match feed(translator, ctx, &mut out, chunk) {
-            Fed::More => {}
+            Fed::Going => {}
             Fed::Stopped => break,
             Fed::Overflowed => return Whole::Overflowed(Box::new(out)),
         }
@@ -224,7 +224,8 @@ pub(super) fn translate_whole(
 
 /// What feeding one chunk to the translator leaves the relay to do.
 pub(super) enum Fed {
-    More,
+    /// The relay goes on with the next chunk.
+    Going,
     /// A guardrail ended the stream: nothing more from upstream reaches the client.
     Stopped,
     /// An event grew past the splitter's limit (see [`overflowed`]).
@@ -252,7 +253,7 @@ pub(super) fn feed(
     if translator.stopped() {
         Fed::Stopped
     } else {
-        Fed::More
+        Fed::Going
     }
 }
 
@@ -349,7 +350,7 @@ pub(super) async fn pump(
         let mut ended = None;
         loop {
             match feed(translator, ctx, &mut out, chunk) {
-                Fed::More => {}
+                Fed::Going => {}
                 Fed::Stopped => {
                     ended = Some(Ok(None));
                     break;

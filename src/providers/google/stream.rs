@@ -22,7 +22,7 @@ pub(super) struct Choice {
 /// Translates one Gemini answer to OpenAI's format (see the module doc).
 pub(crate) struct GeminiTranslator {
     pub(super) op: Operation,
-    pub(super) mode: Shape,
+    pub(super) shape: Shape,
     /// Owned: the request's borrowed fields (`model`) are not kept.
     pub(super) opts: ResponseOptions<'static>,
     pub(super) body: BytesMut,
@@ -44,7 +44,7 @@ impl GeminiTranslator {
         content_type: &str,
         opts: &ResponseOptions,
     ) -> Self {
-        let mode = if !(200..300).contains(&status) {
+        let shape = if !(200..300).contains(&status) {
             Shape::Other
         } else if content_type.starts_with("text/event-stream") {
             Shape::Sse
@@ -55,7 +55,7 @@ impl GeminiTranslator {
         };
         GeminiTranslator {
             op,
-            mode,
+            shape,
             opts: ResponseOptions {
                 hide_usage: opts.hide_usage,
                 strict: opts.strict,
@@ -213,14 +213,14 @@ impl GeminiTranslator {
 
 impl Translator for GeminiTranslator {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        match self.mode {
+        match self.shape {
             Shape::Other => Some(chunk),
             Shape::Sse => self.push_sse(&chunk),
             Shape::Json => {
                 if self.body.len() + chunk.len() > MAX_JSON {
                     // Give up translating: what is held, then every chunk, go out as they
                     // came (Gemini's own JSON, in order, under the JSON header already sent).
-                    self.mode = Shape::Other;
+                    self.shape = Shape::Other;
                     let mut held = self.body.split();
                     held.extend_from_slice(&chunk);
                     return Some(held.freeze());
@@ -232,7 +232,7 @@ impl Translator for GeminiTranslator {
     }
 
     fn finish(&mut self) -> Option<Bytes> {
-        match self.mode {
+        match self.shape {
             Shape::Other => None,
             Shape::Sse => self.finish_sse(),
             Shape::Json => self.finish_json(),
@@ -252,15 +252,15 @@ impl Translator for GeminiTranslator {
     }
 
     fn overflowed(&self) -> bool {
-        matches!(self.mode, Shape::Sse) && self.splitter.overflowed()
+        matches!(self.shape, Shape::Sse) && self.splitter.overflowed()
     }
 
     fn may_rewrite(&self) -> bool {
-        !matches!(self.mode, Shape::Other)
+        !matches!(self.shape, Shape::Other)
     }
 
     fn content_type(&self) -> Option<&'static str> {
-        match self.mode {
+        match self.shape {
             Shape::Sse => Some("text/event-stream"),
             Shape::Json => Some("application/json"),
             Shape::Other => None,

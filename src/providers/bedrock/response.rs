@@ -1,0 +1,193 @@
+//! Converse answers → OpenAI: a whole JSON answer at its end (`ConverseAnswer`), and a
+//! `converse-stream` answer — AWS event-stream binary frames — into `chat.completion.chunk`
+//! SSE events as the frames complete (`ConverseStream`). Frames are decoded by
+//! `aws-smithy-eventstream` (prelude and message CRCs checked), fed arbitrary chunks.
+
+use crate::providers::ResponseOptions;
+use crate::stream::Translator;
+use crate::types::usage::Usage;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+/// Largest whole answer kept for translation; a larger one is relayed as Bedrock sent it.
+const MAX_JSON: usize = 8 * 1024 * 1024;
+/// Bedrock's token counts. `inputTokens` excludes cached ones (as Anthropic's do); normalised,
+/// input includes the cache reads and writes, which are also reported on their own.
+pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
+    let u = u?;
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
+    Some(Usage {
+        input: n("inputTokens") + read + write,
+        output: n("outputTokens"),
+        cached_input: read,
+        cache_write: write,
+        reasoning: 0,
+    })
+}
+
+pub(super) fn usage_json(u: &Usage) -> Value {
+    u.openai_json()
+}
+
+/// Converse `stopReason` → OpenAI `finish_reason` (the raw reason when not strict, as Portkey
+/// keeps provider fields for the Portkey SDK).
+pub(crate) fn finish_reason(raw: &str, strict: bool) -> Value {
+    if !strict {
+        return json!(raw);
+    }
+    json!(match raw {
+        "tool_use" => "tool_calls",
+        "max_tokens" => "length",
+        "content_filtered" | "guardrail_intervened" => "content_filter",
+        _ => "stop",
+    })
+}
+
+pub(super) fn answer_id(created: u64) -> String {
+    format!("chatcmpl-bedrock-{created}")
+}
+
+/// A whole Converse answer → a `chat.completion`.
+pub(crate) fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+    let content = v
+        .get("output")
+        .and_then(|o| o.get("message"))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array);
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for block in content.into_iter().flatten() {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        } else if let Some(tool) = block.get("toolUse") {
+            calls.push(json!({
+                "id": tool.get("toolUseId").cloned().unwrap_or(Value::Null),
+                "type": "function",
+                "function": {
+                    "name": tool.get("name").cloned().unwrap_or(Value::Null),
+                    "arguments": tool.get("input").map_or_else(|| "{}".to_string(), Value::to_string),
+                },
+            }));
+        }
+    }
+    let raw = v
+        .get("stopReason")
+        .and_then(Value::as_str)
+        .unwrap_or("end_turn");
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
+    });
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let mut out = json!({
+        "id": answer_id(opts.created),
+        "object": "chat.completion",
+        "created": opts.created,
+        "model": opts.model.unwrap_or(""),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(raw, opts.strict),
+        }],
+    });
+    if let Some(u) = usage(v.get("usage")) {
+        out["usage"] = usage_json(&u);
+    }
+    out
+}
+
+/// A non-streamed Converse answer, read whole and translated at its end.
+pub(crate) struct ConverseAnswer {
+    created: u64,
+    strict: bool,
+    model: Option<String>,
+    chunks: Vec<Bytes>,
+    size: usize,
+    /// Too large, or not a Converse answer: relayed as it came.
+    raw: bool,
+    usage: Option<Usage>,
+    body: Option<Value>,
+}
+
+impl ConverseAnswer {
+    pub(crate) fn new(opts: &ResponseOptions<'_>) -> Self {
+        ConverseAnswer {
+            created: opts.created,
+            strict: opts.strict,
+            model: opts.model.map(str::to_string),
+            chunks: Vec::new(),
+            size: 0,
+            raw: false,
+            usage: None,
+            body: None,
+        }
+    }
+}
+
+impl Translator for ConverseAnswer {
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.raw {
+            return Some(chunk);
+        }
+        self.size += chunk.len();
+        self.chunks.push(chunk);
+        if self.size > MAX_JSON {
+            self.raw = true;
+            return Some(Bytes::from(std::mem::take(&mut self.chunks).concat()));
+        }
+        None
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        if self.raw {
+            return None;
+        }
+        let whole = std::mem::take(&mut self.chunks).concat();
+        let parsed = serde_json::from_slice::<Value>(&whole)
+            .ok()
+            .filter(|v| v.get("output").is_some());
+        let Some(v) = parsed else {
+            self.raw = true;
+            return (!whole.is_empty()).then(|| Bytes::from(whole));
+        };
+        let opts = ResponseOptions {
+            hide_usage: false,
+            strict: self.strict,
+            created: self.created,
+            model: self.model.as_deref(),
+        };
+        let out = chat_completion(&v, &opts);
+        self.usage = usage(v.get("usage"));
+        let bytes = Bytes::from(out.to_string());
+        self.body = Some(out);
+        Some(bytes)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn may_rewrite(&self) -> bool {
+        true
+    }
+
+    fn content_type(&self) -> Option<&'static str> {
+        (!self.raw).then_some("application/json")
+    }
+
+    fn buffers_whole(&self) -> bool {
+        true
+    }
+
+    fn json_body(&self) -> Option<Value> {
+        self.body.clone()
+    }
+}

@@ -1,0 +1,245 @@
+//! Cohere's whole answers into OpenAI's: chat completions, embeddings, usage (billed units
+//! first), finish reasons.
+
+use super::*;
+
+/// Cohere's finish reason in OpenAI's words (the raw value when not strict).
+pub(crate) fn finish_reason(reason: &str, strict: bool) -> Value {
+    if !strict {
+        return json!(reason);
+    }
+    json!(match reason {
+        "MAX_TOKENS" => "length",
+        "TOOL_CALL" => "tool_calls",
+        // COMPLETE, STOP_SEQUENCE, ERROR and anything new.
+        _ => "stop",
+    })
+}
+
+/// `usage` of a Cohere answer (or of `message-end`): billed units, else tokens.
+pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
+    let u = u?;
+    let pick = |k: &str| {
+        let n = |o: Option<&Value>| o.and_then(|o| o.get(k)).and_then(Value::as_f64);
+        n(u.get("billed_units")).or_else(|| n(u.get("tokens")))
+    };
+    let input = pick("input_tokens");
+    let output = pick("output_tokens");
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    // Counts are whole numbers (Cohere writes them as floats at times: 12.0).
+    let whole = |n: Option<f64>| n.map_or(0, |n| n.max(0.0) as u64);
+    Some(Usage {
+        input: whole(input),
+        output: whole(output),
+        ..Usage::default()
+    })
+}
+
+pub(super) fn usage_json(u: &Usage) -> Value {
+    u.openai_json()
+}
+
+/// A whole Cohere chat answer → an OpenAI `chat.completion`.
+pub(crate) fn chat_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+    let msg = v.get("message");
+    let text: String = msg
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let calls: Vec<Value> = msg
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| {
+                    let f = c.get("function");
+                    json!({
+                        "id": c.get("id").cloned().unwrap_or(Value::Null),
+                        "type": "function",
+                        "function": {
+                            "name": f.and_then(|f| f.get("name")).cloned().unwrap_or(json!("")),
+                            "arguments": f
+                                .and_then(|f| f.get("arguments"))
+                                .cloned()
+                                .unwrap_or(json!("{}")),
+                        }
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert(
+        "content".into(),
+        if text.is_empty() && !calls.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text)
+        },
+    );
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    let reason = v
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("COMPLETE");
+    let mut out = json!({
+        "id": v.get("id").cloned().unwrap_or(json!("")),
+        "object": "chat.completion",
+        "created": opts.created,
+        "model": opts.model.unwrap_or(""),
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(reason, opts.strict),
+        }],
+    });
+    if let (Some(u), Value::Object(o)) = (usage(v.get("usage")), &mut out) {
+        o.insert("usage".into(), usage_json(&u));
+    }
+    if let (false, Value::Object(o)) = (opts.strict, &mut out) {
+        o.insert("provider".into(), json!("cohere"));
+    }
+    out
+}
+
+/// A whole Cohere embed answer → an OpenAI embedding list.
+pub(crate) fn embed_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
+    let vectors = match v.get("embeddings") {
+        Some(Value::Object(by_type)) => by_type.get("float").and_then(Value::as_array),
+        Some(Value::Array(a)) => Some(a),
+        _ => None,
+    };
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "embedding": e, "index": i}))
+        .collect();
+    let input = v
+        .get("meta")
+        .and_then(|m| m.get("billed_units"))
+        .and_then(|b| b.get("input_tokens"))
+        .and_then(Value::as_f64)
+        .map_or(0, |n| n.max(0.0) as u64);
+    json!({
+        "object": "list",
+        "data": data,
+        "model": opts.model.unwrap_or(""),
+        "usage": {"prompt_tokens": input, "total_tokens": input},
+    })
+}
+
+/// Translates a whole JSON answer at its end: it is held back (bounded by `MAX_JSON`), then
+/// sent as one OpenAI-format body.
+pub(crate) struct JsonAnswer {
+    op: Operation,
+    created: u64,
+    strict: bool,
+    model: Option<String>,
+    chunks: Vec<Bytes>,
+    size: usize,
+    /// Too large, or not a Cohere answer: relayed as it came.
+    raw: bool,
+    usage: Option<Usage>,
+    body: Option<Value>,
+}
+
+impl JsonAnswer {
+    pub(crate) fn new(op: Operation, opts: &ResponseOptions<'_>) -> Self {
+        JsonAnswer {
+            op,
+            created: opts.created,
+            strict: opts.strict,
+            model: opts.model.map(str::to_string),
+            chunks: Vec::new(),
+            size: 0,
+            raw: false,
+            usage: None,
+            body: None,
+        }
+    }
+
+    pub(super) fn opts(&self) -> ResponseOptions<'_> {
+        ResponseOptions {
+            hide_usage: false,
+            strict: self.strict,
+            created: self.created,
+            model: self.model.as_deref(),
+        }
+    }
+}
+
+impl Translator for JsonAnswer {
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.raw {
+            return Some(chunk);
+        }
+        self.size += chunk.len();
+        self.chunks.push(chunk);
+        if self.size > MAX_JSON {
+            // Give up translating; what is held goes out as it came.
+            self.raw = true;
+            return Some(Bytes::from(std::mem::take(&mut self.chunks).concat()));
+        }
+        None
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        if self.raw {
+            return None;
+        }
+        let whole = std::mem::take(&mut self.chunks).concat();
+        let Ok(v) = serde_json::from_slice::<Value>(&whole) else {
+            self.raw = true;
+            return (!whole.is_empty()).then(|| Bytes::from(whole));
+        };
+        let out = match self.op {
+            Operation::Embeddings => embed_response(&v, &self.opts()),
+            _ => chat_response(&v, &self.opts()),
+        };
+        self.usage = match self.op {
+            Operation::Embeddings => v
+                .get("meta")
+                .and_then(|m| m.get("billed_units"))
+                .and_then(|b| usage(Some(&json!({ "billed_units": b })))),
+            _ => usage(v.get("usage")),
+        };
+        let bytes = Bytes::from(out.to_string());
+        self.body = Some(out);
+        Some(bytes)
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn may_rewrite(&self) -> bool {
+        true
+    }
+
+    /// JSON when translated; relayed as it came, the upstream's own type says what it is.
+    fn content_type(&self) -> Option<&'static str> {
+        (!self.raw).then_some("application/json")
+    }
+
+    fn json_body(&self) -> Option<Value> {
+        self.body.clone()
+    }
+}

@@ -27,8 +27,26 @@ async fn a_client_that_leaves_during_backoff_stops_the_retries() {
         .send()
         .await;
     assert!(gone.is_err(), "the client gave up");
-    // Retries would have gone out at ~300 ms and ~900 ms.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The request is recorded once its walk has ended (dropped with the client): from then on
+    // no retry can go out. Unended, retries would have gone out at ~300 ms and ~900 ms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(&gw).await;
+        if sample(
+            &text,
+            "portgate_requests_total",
+            &[("status_class", "none")],
+        )
+        .is_some()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         a.request_count(),
         1,

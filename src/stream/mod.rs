@@ -3,9 +3,11 @@
 //! that reads usage from a response as it is relayed (and hides the usage chunk the gateway
 //! asked for itself).
 
+pub(crate) mod held;
 pub mod meter;
 pub mod sse;
 
+pub(crate) use held::Held;
 pub(crate) use meter::Meter;
 
 use crate::types::usage::Usage;

@@ -86,9 +86,10 @@ pub(crate) const OFFLOAD_BYTES: usize = 256 * 1024;
 /// (`block_in_place`); elsewhere (a current-thread runtime in tests) it runs in place.
 fn offload<R>(heavy: bool, check: impl FnOnce() -> R) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    let multi =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if heavy && multi {
+    // The runtime is asked only for a heavy document: most checks run in place at no cost.
+    if heavy
+        && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+    {
         tokio::task::block_in_place(check)
     } else {
         check()
@@ -100,7 +101,7 @@ fn offload<R>(heavy: bool, check: impl FnOnce() -> R) -> R {
 #[derive(Clone, Copy)]
 struct Budget {
     deadline: Instant,
-    millis: u64,
+    limit: Duration,
     heavy: bool,
 }
 
@@ -108,7 +109,7 @@ impl Budget {
     fn of(input: &Input<'_>) -> Budget {
         Budget {
             deadline: Instant::now() + input.budget,
-            millis: millis(input.budget),
+            limit: input.budget,
             heavy: input.size >= OFFLOAD_BYTES,
         }
     }
@@ -120,7 +121,7 @@ impl Budget {
                 format!(
                     "not run: the list's checks used up their time budget of {} ms \
                      (limits.guardrails.check_time_budget_ms)",
-                    self.millis
+                    millis(self.limit)
                 ),
                 Value::Null,
             )

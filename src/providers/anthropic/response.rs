@@ -236,9 +236,8 @@ pub(super) fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, C
 /// A non-streamed chat answer: held until complete, then translated whole.
 pub(super) struct ChatJson {
     pub(super) opts: Opts,
-    pub(super) body: BytesMut,
-    /// Too large to translate: relayed as it came, in order.
-    pub(super) raw: bool,
+    /// The answer until its end (relayed as it came when too large to translate).
+    pub(super) held: crate::stream::Held,
     /// The translated answer, for access logs with bodies.
     pub(super) out: Option<Bytes>,
     pub(super) counts: Option<Counts>,
@@ -252,8 +251,7 @@ impl ChatJson {
     pub(super) fn new(opts: Opts) -> Self {
         ChatJson {
             opts,
-            body: BytesMut::new(),
-            raw: false,
+            held: Default::default(),
             out: None,
             counts: None,
             model: None,
@@ -263,25 +261,11 @@ impl ChatJson {
 
 impl Translator for ChatJson {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.raw {
-            return Some(chunk);
-        }
-        if self.body.len() + chunk.len() > MAX_BODY {
-            // Give up translating: what is held, then this chunk, go out as they came.
-            self.raw = true;
-            let mut held = std::mem::take(&mut self.body);
-            held.extend_from_slice(&chunk);
-            return Some(held.freeze());
-        }
-        self.body.extend_from_slice(&chunk);
-        None
+        self.held.push(chunk, MAX_BODY)
     }
 
     fn finish(&mut self) -> Option<Bytes> {
-        if self.raw {
-            return None;
-        }
-        let body = std::mem::take(&mut self.body);
+        let body = self.held.take()?;
         match to_chat_completion(&body, &self.opts) {
             Some((out, counts, model)) => {
                 self.model = Some(model);
@@ -311,7 +295,7 @@ impl Translator for ChatJson {
     }
 
     fn content_type(&self) -> Option<&'static str> {
-        (!self.raw).then_some("application/json")
+        (!self.held.is_raw()).then_some("application/json")
     }
 
     fn json_body(&self) -> Option<Value> {

@@ -26,10 +26,6 @@ pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
     })
 }
 
-pub(super) fn usage_json(u: &Usage) -> Value {
-    u.openai_json()
-}
-
 /// Converse `stopReason` → OpenAI `finish_reason` (the raw reason when not strict, as Portkey
 /// keeps provider fields for the Portkey SDK).
 pub(crate) fn finish_reason(raw: &str, strict: bool) -> Value {
@@ -95,7 +91,7 @@ pub(crate) fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
         }],
     });
     if let Some(u) = usage(v.get("usage")) {
-        out["usage"] = usage_json(&u);
+        out["usage"] = u.openai_json();
     }
     out
 }
@@ -105,10 +101,8 @@ pub(crate) struct ConverseAnswer {
     created: u64,
     strict: bool,
     model: Option<String>,
-    chunks: Vec<Bytes>,
-    size: usize,
-    /// Too large, or not a Converse answer: relayed as it came.
-    raw: bool,
+    /// The answer until its end (relayed as it came when too large, or not a Converse answer).
+    held: crate::stream::Held,
     usage: Option<Usage>,
     body: Option<Value>,
 }
@@ -119,9 +113,7 @@ impl ConverseAnswer {
             created: opts.created,
             strict: opts.strict,
             model: opts.model.map(str::to_string),
-            chunks: Vec::new(),
-            size: 0,
-            raw: false,
+            held: Default::default(),
             usage: None,
             body: None,
         }
@@ -130,29 +122,16 @@ impl ConverseAnswer {
 
 impl Translator for ConverseAnswer {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.raw {
-            return Some(chunk);
-        }
-        self.size += chunk.len();
-        self.chunks.push(chunk);
-        if self.size > MAX_JSON {
-            self.raw = true;
-            return Some(Bytes::from(std::mem::take(&mut self.chunks).concat()));
-        }
-        None
+        self.held.push(chunk, MAX_JSON)
     }
 
     fn finish(&mut self) -> Option<Bytes> {
-        if self.raw {
-            return None;
-        }
-        let whole = std::mem::take(&mut self.chunks).concat();
+        let whole = self.held.take()?;
         let parsed = serde_json::from_slice::<Value>(&whole)
             .ok()
             .filter(|v| v.get("output").is_some());
         let Some(v) = parsed else {
-            self.raw = true;
-            return (!whole.is_empty()).then(|| Bytes::from(whole));
+            return self.held.relay(whole);
         };
         let opts = ResponseOptions {
             hide_usage: false,
@@ -180,7 +159,7 @@ impl Translator for ConverseAnswer {
     }
 
     fn content_type(&self) -> Option<&'static str> {
-        (!self.raw).then_some("application/json")
+        (!self.held.is_raw()).then_some("application/json")
     }
 
     fn buffers_whole(&self) -> bool {

@@ -222,7 +222,7 @@ impl ConverseStream {
                 "created": self.created,
                 "model": self.model.as_deref().unwrap_or(""),
                 "choices": [],
-                "usage": usage_json(u),
+                "usage": u.openai_json(),
             });
             Self::write(out, &c);
         }

@@ -37,10 +37,6 @@ pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
     })
 }
 
-pub(super) fn usage_json(u: &Usage) -> Value {
-    u.openai_json()
-}
-
 /// A whole Cohere chat answer → an OpenAI `chat.completion`.
 pub(crate) fn chat_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
     let msg = v.get("message");
@@ -107,7 +103,7 @@ pub(crate) fn chat_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
         }],
     });
     if let (Some(u), Value::Object(o)) = (usage(v.get("usage")), &mut out) {
-        o.insert("usage".into(), usage_json(&u));
+        o.insert("usage".into(), u.openai_json());
     }
     if let (false, Value::Object(o)) = (opts.strict, &mut out) {
         o.insert("provider".into(), json!("cohere"));
@@ -149,10 +145,8 @@ pub(crate) struct JsonAnswer {
     created: u64,
     strict: bool,
     model: Option<String>,
-    chunks: Vec<Bytes>,
-    size: usize,
-    /// Too large, or not a Cohere answer: relayed as it came.
-    raw: bool,
+    /// The answer until its end (relayed as it came when too large, or not a Cohere answer).
+    held: crate::stream::Held,
     usage: Option<Usage>,
     body: Option<Value>,
 }
@@ -164,9 +158,7 @@ impl JsonAnswer {
             created: opts.created,
             strict: opts.strict,
             model: opts.model.map(str::to_string),
-            chunks: Vec::new(),
-            size: 0,
-            raw: false,
+            held: Default::default(),
             usage: None,
             body: None,
         }
@@ -184,27 +176,13 @@ impl JsonAnswer {
 
 impl Translator for JsonAnswer {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.raw {
-            return Some(chunk);
-        }
-        self.size += chunk.len();
-        self.chunks.push(chunk);
-        if self.size > MAX_JSON {
-            // Give up translating; what is held goes out as it came.
-            self.raw = true;
-            return Some(Bytes::from(std::mem::take(&mut self.chunks).concat()));
-        }
-        None
+        self.held.push(chunk, MAX_JSON)
     }
 
     fn finish(&mut self) -> Option<Bytes> {
-        if self.raw {
-            return None;
-        }
-        let whole = std::mem::take(&mut self.chunks).concat();
+        let whole = self.held.take()?;
         let Ok(v) = serde_json::from_slice::<Value>(&whole) else {
-            self.raw = true;
-            return (!whole.is_empty()).then(|| Bytes::from(whole));
+            return self.held.relay(whole);
         };
         let out = match self.op {
             Operation::Embeddings => embed_response(&v, &self.opts()),
@@ -236,7 +214,7 @@ impl Translator for JsonAnswer {
 
     /// JSON when translated; relayed as it came, the upstream's own type says what it is.
     fn content_type(&self) -> Option<&'static str> {
-        (!self.raw).then_some("application/json")
+        (!self.held.is_raw()).then_some("application/json")
     }
 
     fn json_body(&self) -> Option<Value> {

@@ -9,7 +9,7 @@
 //! (`stream_options.include_usage`) and `[DONE]`. A stream that ends without `message-end`
 //! (cut upstream) gets no `[DONE]`: the client sees it was cut rather than a clean end.
 
-use super::{finish_reason, usage, usage_json};
+use super::{finish_reason, usage};
 use crate::providers::ResponseOptions;
 use crate::stream::sse::{data, SseSplitter};
 use crate::stream::Translator;
@@ -151,7 +151,7 @@ impl CohereStream {
                         "created": self.created,
                         "model": self.model.as_deref().unwrap_or(""),
                         "choices": [],
-                        "usage": usage_json(u),
+                        "usage": u.openai_json(),
                     });
                     write(out, &c);
                 }

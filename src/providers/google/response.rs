@@ -35,11 +35,6 @@ pub(super) fn usage_of(meta: &Value) -> Usage {
     }
 }
 
-/// `usageMetadata` → OpenAI's `usage` object.
-pub(super) fn usage_json(meta: &Value) -> Value {
-    usage_of(meta).openai_json()
-}
-
 /// What one candidate's parts say: visible text (thought summaries are not the answer) and
 /// function calls, numbered from `next_call` so ids are deterministic across a response.
 pub(super) struct Parts {
@@ -145,7 +140,7 @@ pub(super) fn chat_completion(v: &Value, opts: &ResponseOptions) -> Value {
         "choices": choices,
     });
     if let Some(meta) = v.get("usageMetadata") {
-        out["usage"] = usage_json(meta);
+        out["usage"] = usage_of(meta).openai_json();
     }
     out
 }

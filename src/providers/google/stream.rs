@@ -28,7 +28,6 @@ pub(crate) struct GeminiTranslator {
     pub(super) body: BytesMut,
     pub(super) splitter: SseSplitter,
     pub(super) usage: Option<Usage>,
-    pub(super) usage_json: Option<Value>,
     pub(super) model: Option<String>,
     pub(super) id: Option<String>,
     pub(super) events: u32,
@@ -65,7 +64,6 @@ impl GeminiTranslator {
             body: BytesMut::new(),
             splitter: SseSplitter::default(),
             usage: None,
-            usage_json: None,
             model: None,
             id: None,
             events: 0,
@@ -115,7 +113,6 @@ impl GeminiTranslator {
         }
         if let Some(meta) = v.get("usageMetadata") {
             self.usage = Some(usage_of(meta));
-            self.usage_json = Some(usage_json(meta));
         }
         let mut choices = Vec::new();
         for (i, c) in candidates(&v).iter().enumerate() {
@@ -177,7 +174,7 @@ impl GeminiTranslator {
             self.event(&rest, &mut out);
         }
         if !self.opts.hide_usage {
-            if let Some(u) = self.usage_json.clone() {
+            if let Some(u) = self.usage.map(|u| u.openai_json()) {
                 out.extend_from_slice(&self.chunk(Vec::new(), Some(u)));
             }
         }

@@ -97,11 +97,7 @@ pub(crate) async fn embed(
             &ct,
             &ResponseOptions::default(),
         );
-        let mut json = t.push(raw).map(|b| b.to_vec()).unwrap_or_default();
-        if let Some(rest) = t.finish() {
-            json.extend_from_slice(&rest);
-        }
-        Ok::<Vec<u8>, String>(json)
+        Ok::<Bytes, String>(crate::stream::translate_whole(t.as_mut(), raw))
     };
     let json = tokio::time::timeout(Duration::from_millis(s.timeout_ms), exchange)
         .await

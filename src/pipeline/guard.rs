@@ -24,7 +24,7 @@ use crate::guardrails::{Event, LeafHooks};
 use crate::providers::{Provider, ResponseOptions};
 use crate::routing::plan::Leaf;
 use crate::state::State;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -224,17 +224,7 @@ impl LeafGuard {
             model: req.view.model.as_deref(),
         };
         let mut translator = adapter.response(req.op, 200, &content_type, &opts);
-        // One piece (a passthrough translator hands the answer back) is used as it is.
-        let translated = match (translator.push(raw), translator.finish()) {
-            (Some(out), None) | (None, Some(out)) => out,
-            (None, None) => Bytes::new(),
-            (Some(head), Some(tail)) => {
-                let mut joined = BytesMut::with_capacity(head.len() + tail.len());
-                joined.extend_from_slice(&head);
-                joined.extend_from_slice(&tail);
-                joined.freeze()
-            }
-        };
+        let translated = crate::stream::translate_whole(translator.as_mut(), raw);
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
         let answer = Judged {
             headers,

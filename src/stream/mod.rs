@@ -3,11 +3,11 @@
 //! that reads usage from a response as it is relayed (and hides the usage chunk the gateway
 //! asked for itself).
 
-pub(crate) mod held;
+pub(crate) mod holder;
 pub mod meter;
 pub mod sse;
 
-pub(crate) use held::Held;
+pub(crate) use holder::{Convert, Converted, WholeJson};
 pub(crate) use meter::Meter;
 
 use crate::types::usage::Usage;
@@ -55,6 +55,21 @@ pub trait Translator: Send {
     /// sends what it returned last, then `finish`, and reads no further upstream bytes.
     fn stopped(&self) -> bool {
         false
+    }
+}
+
+/// A body read whole, through a translator: what `push` and `finish` give, joined (one piece is
+/// used as it is, without a copy).
+pub(crate) fn translate_whole(translator: &mut dyn Translator, body: Bytes) -> Bytes {
+    match (translator.push(body), translator.finish()) {
+        (Some(out), None) | (None, Some(out)) => out,
+        (None, None) => Bytes::new(),
+        (Some(head), Some(tail)) => {
+            let mut joined = bytes::BytesMut::with_capacity(head.len() + tail.len());
+            joined.extend_from_slice(&head);
+            joined.extend_from_slice(&tail);
+            joined.freeze()
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::stream::sse::{data, SseSplitter};
-use crate::stream::Translator;
+use crate::stream::{Convert, Converted, Translator, WholeJson};
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
@@ -108,7 +108,7 @@ impl Provider for Anthropic {
         match (op, sse) {
             (Operation::Messages, _) => Box::new(Native::new(sse)),
             (_, true) => Box::new(ChatStream::new(Opts::from(opts))),
-            (_, false) => Box::new(ChatJson::new(Opts::from(opts))),
+            (_, false) => Box::new(ChatJson::translator(Opts::from(opts))),
         }
     }
 }

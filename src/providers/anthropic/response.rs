@@ -233,74 +233,27 @@ pub(super) fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, C
     Some((bytes, counts, msg.model.into_owned()))
 }
 
-/// A non-streamed chat answer: held until complete, then translated whole.
-pub(super) struct ChatJson {
-    pub(super) opts: Opts,
-    /// The answer until its end (relayed as it came when too large to translate).
-    pub(super) held: crate::stream::Held,
-    /// The translated answer, for access logs with bodies.
-    pub(super) out: Option<Bytes>,
-    pub(super) counts: Option<Counts>,
-    pub(super) model: Option<String>,
-}
-
 /// The longest answer held for translation (larger ones are relayed as they are).
 pub(super) const MAX_BODY: usize = 8 * 1024 * 1024;
 
+/// A whole Messages answer as a chat completion, for [`WholeJson`].
+pub(super) struct ChatJson(pub(super) Opts);
+
 impl ChatJson {
-    pub(super) fn new(opts: Opts) -> Self {
-        ChatJson {
-            opts,
-            held: Default::default(),
-            out: None,
-            counts: None,
-            model: None,
-        }
+    /// The translator of a non-streamed chat answer: held (up to `MAX_BODY`), converted at
+    /// its end.
+    pub(super) fn translator(opts: Opts) -> WholeJson<Self> {
+        WholeJson::new(ChatJson(opts), MAX_BODY)
     }
 }
 
-impl Translator for ChatJson {
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.held.push(chunk, MAX_BODY)
-    }
-
-    fn finish(&mut self) -> Option<Bytes> {
-        let body = self.held.take()?;
-        match to_chat_completion(&body, &self.opts) {
-            Some((out, counts, model)) => {
-                self.model = Some(model);
-                self.counts = Some(counts);
-                let bytes = Bytes::from(out);
-                self.out = Some(bytes.clone());
-                Some(bytes)
-            }
-            None => (!body.is_empty()).then(|| body.freeze()),
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.counts.map(|c| c.usage())
-    }
-
-    fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    fn may_rewrite(&self) -> bool {
-        true
-    }
-
-    fn buffers_whole(&self) -> bool {
-        true
-    }
-
-    fn content_type(&self) -> Option<&'static str> {
-        (!self.held.is_raw()).then_some("application/json")
-    }
-
-    fn json_body(&self) -> Option<Value> {
-        self.out
-            .as_ref()
-            .and_then(|b| serde_json::from_slice(b).ok())
+impl Convert for ChatJson {
+    fn convert(&mut self, body: &[u8]) -> Option<Converted> {
+        let (out, counts, model) = to_chat_completion(body, &self.0)?;
+        Some(Converted {
+            body: Bytes::from(out),
+            usage: Some(counts.usage()),
+            model: Some(model),
+        })
     }
 }

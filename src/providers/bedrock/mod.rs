@@ -212,7 +212,7 @@ impl Provider for Bedrock {
             return Box::new(ConverseStream::new(opts));
         }
         if content_type.contains("json") {
-            return Box::new(ConverseAnswer::new(opts));
+            return Box::new(ConverseAnswer::translator(opts));
         }
         Box::new(Meter::for_response(status, content_type, false))
     }

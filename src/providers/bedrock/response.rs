@@ -1,16 +1,17 @@
-//! Converse answers → OpenAI: a whole JSON answer at its end (`ConverseAnswer`), and a
-//! `converse-stream` answer — AWS event-stream binary frames — into `chat.completion.chunk`
+//! Converse answers → OpenAI: a whole JSON answer at its end (`ConverseAnswer`, in a
+//! `WholeJson`), and a `converse-stream` answer — AWS event-stream binary frames — into `chat.completion.chunk`
 //! SSE events as the frames complete (`ConverseStream`). Frames are decoded by
 //! `aws-smithy-eventstream` (prelude and message CRCs checked), fed arbitrary chunks.
 
 use crate::providers::ResponseOptions;
-use crate::stream::Translator;
+use crate::stream::{Convert, Converted, WholeJson};
 use crate::types::usage::Usage;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 /// Largest whole answer kept for translation; a larger one is relayed as Bedrock sent it.
 const MAX_JSON: usize = 8 * 1024 * 1024;
+
 /// Bedrock's token counts. `inputTokens` excludes cached ones (as Anthropic's do); normalised,
 /// input includes the cache reads and writes, which are also reported on their own.
 pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
@@ -96,77 +97,40 @@ pub(crate) fn chat_completion(v: &Value, opts: &ResponseOptions<'_>) -> Value {
     out
 }
 
-/// A non-streamed Converse answer, read whole and translated at its end.
+/// A whole Converse answer in OpenAI's form, for [`WholeJson`].
 pub(crate) struct ConverseAnswer {
     created: u64,
     strict: bool,
     model: Option<String>,
-    /// The answer until its end (relayed as it came when too large, or not a Converse answer).
-    held: crate::stream::Held,
-    usage: Option<Usage>,
-    body: Option<Value>,
 }
 
 impl ConverseAnswer {
-    pub(crate) fn new(opts: &ResponseOptions<'_>) -> Self {
-        ConverseAnswer {
+    /// The translator of a non-streamed answer: held (up to `MAX_JSON`), converted at its end.
+    pub(crate) fn translator(opts: &ResponseOptions<'_>) -> WholeJson<Self> {
+        let answer = ConverseAnswer {
             created: opts.created,
             strict: opts.strict,
             model: opts.model.map(str::to_string),
-            held: Default::default(),
-            usage: None,
-            body: None,
-        }
+        };
+        WholeJson::new(answer, MAX_JSON)
     }
 }
 
-impl Translator for ConverseAnswer {
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.held.push(chunk, MAX_JSON)
-    }
-
-    fn finish(&mut self) -> Option<Bytes> {
-        let whole = self.held.take()?;
-        let parsed = serde_json::from_slice::<Value>(&whole)
+impl Convert for ConverseAnswer {
+    fn convert(&mut self, body: &[u8]) -> Option<Converted> {
+        let v = serde_json::from_slice::<Value>(body)
             .ok()
-            .filter(|v| v.get("output").is_some());
-        let Some(v) = parsed else {
-            return self.held.relay(whole);
-        };
+            .filter(|v| v.get("output").is_some())?;
         let opts = ResponseOptions {
             hide_usage: false,
             strict: self.strict,
             created: self.created,
             model: self.model.as_deref(),
         };
-        let out = chat_completion(&v, &opts);
-        self.usage = usage(v.get("usage"));
-        let bytes = Bytes::from(out.to_string());
-        self.body = Some(out);
-        Some(bytes)
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    fn may_rewrite(&self) -> bool {
-        true
-    }
-
-    fn content_type(&self) -> Option<&'static str> {
-        (!self.held.is_raw()).then_some("application/json")
-    }
-
-    fn buffers_whole(&self) -> bool {
-        true
-    }
-
-    fn json_body(&self) -> Option<Value> {
-        self.body.clone()
+        Some(Converted {
+            body: Bytes::from(chat_completion(&v, &opts).to_string()),
+            usage: usage(v.get("usage")),
+            model: self.model.clone(),
+        })
     }
 }

@@ -270,7 +270,7 @@ fn requests_are_signed_with_sigv4_deterministically() {
 
 #[test]
 fn a_whole_answer_with_tools_and_cache_tokens() {
-    let mut t = ConverseAnswer::new(&opts(true, false));
+    let mut t = ConverseAnswer::translator(&opts(true, false));
     let out = run(&mut t, &[&fixture("tools_response.json")]);
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["object"], "chat.completion");
@@ -292,7 +292,7 @@ fn a_whole_answer_with_tools_and_cache_tokens() {
         (1220, 30, 1000, 200)
     );
     // Not strict: Bedrock's own stop reason.
-    let mut raw = ConverseAnswer::new(&opts(false, false));
+    let mut raw = ConverseAnswer::translator(&opts(false, false));
     let v: Value =
         serde_json::from_slice(&run(&mut raw, &[&fixture("tools_response.json")])).unwrap();
     assert_eq!(v["choices"][0]["finish_reason"], "tool_use");
@@ -539,7 +539,7 @@ proptest! {
     #[test]
     fn translators_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         run(&mut ConverseStream::new(&opts(true, false)), &[&bytes]);
-        run(&mut ConverseAnswer::new(&opts(true, false)), &[&bytes]);
+        run(&mut ConverseAnswer::translator(&opts(true, false)), &[&bytes]);
         run(&mut MessagesStream::new(), &[&bytes]);
     }
 }

@@ -14,7 +14,7 @@ mod stream;
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
-use crate::stream::{Meter, Translator};
+use crate::stream::{Convert, Converted, Meter, Translator, WholeJson};
 use crate::types::usage::Usage;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -123,7 +123,7 @@ impl Provider for Cohere {
             return Box::new(CohereStream::new(opts));
         }
         if content_type.contains("json") {
-            return Box::new(JsonAnswer::new(op, opts));
+            return Box::new(CohereAnswer::translator(op, opts));
         }
         Box::new(Meter::for_response(status, content_type, false))
     }

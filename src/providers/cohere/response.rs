@@ -138,86 +138,51 @@ pub(crate) fn embed_response(v: &Value, opts: &ResponseOptions<'_>) -> Value {
     })
 }
 
-/// Translates a whole JSON answer at its end: it is held back (bounded by `MAX_JSON`), then
-/// sent as one OpenAI-format body.
-pub(crate) struct JsonAnswer {
+/// A whole Cohere answer (chat or embeddings) in OpenAI's form, for [`WholeJson`].
+pub(crate) struct CohereAnswer {
     op: Operation,
     created: u64,
     strict: bool,
     model: Option<String>,
-    /// The answer until its end (relayed as it came when too large, or not a Cohere answer).
-    held: crate::stream::Held,
-    usage: Option<Usage>,
-    body: Option<Value>,
 }
 
-impl JsonAnswer {
-    pub(crate) fn new(op: Operation, opts: &ResponseOptions<'_>) -> Self {
-        JsonAnswer {
+impl CohereAnswer {
+    /// The translator of a non-streamed answer: held (up to `MAX_JSON`), converted at its end.
+    pub(crate) fn translator(op: Operation, opts: &ResponseOptions<'_>) -> WholeJson<Self> {
+        let answer = CohereAnswer {
             op,
             created: opts.created,
             strict: opts.strict,
             model: opts.model.map(str::to_string),
-            held: Default::default(),
-            usage: None,
-            body: None,
-        }
+        };
+        WholeJson::new(answer, MAX_JSON)
     }
+}
 
-    pub(super) fn opts(&self) -> ResponseOptions<'_> {
-        ResponseOptions {
+impl Convert for CohereAnswer {
+    fn convert(&mut self, body: &[u8]) -> Option<Converted> {
+        let v = serde_json::from_slice::<Value>(body).ok()?;
+        let opts = ResponseOptions {
             hide_usage: false,
             strict: self.strict,
             created: self.created,
             model: self.model.as_deref(),
-        }
-    }
-}
-
-impl Translator for JsonAnswer {
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.held.push(chunk, MAX_JSON)
-    }
-
-    fn finish(&mut self) -> Option<Bytes> {
-        let whole = self.held.take()?;
-        let Ok(v) = serde_json::from_slice::<Value>(&whole) else {
-            return self.held.relay(whole);
         };
         let out = match self.op {
-            Operation::Embeddings => embed_response(&v, &self.opts()),
-            _ => chat_response(&v, &self.opts()),
+            Operation::Embeddings => embed_response(&v, &opts),
+            _ => chat_response(&v, &opts),
         };
-        self.usage = match self.op {
+        let usage = match self.op {
             Operation::Embeddings => v
                 .get("meta")
                 .and_then(|m| m.get("billed_units"))
                 .and_then(|b| usage(Some(&json!({ "billed_units": b })))),
             _ => usage(v.get("usage")),
         };
-        let bytes = Bytes::from(out.to_string());
-        self.body = Some(out);
-        Some(bytes)
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    fn may_rewrite(&self) -> bool {
-        true
-    }
-
-    /// JSON when translated; relayed as it came, the upstream's own type says what it is.
-    fn content_type(&self) -> Option<&'static str> {
-        (!self.held.is_raw()).then_some("application/json")
-    }
-
-    fn json_body(&self) -> Option<Value> {
-        self.body.clone()
+        Some(Converted {
+            body: Bytes::from(out.to_string()),
+            usage,
+            model: self.model.clone(),
+        })
     }
 }

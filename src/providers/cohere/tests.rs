@@ -346,7 +346,7 @@ proptest! {
     fn translators_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let mut t = CohereStream::new(&opts(true, false));
         run(&mut t, &[&bytes]);
-        let mut j = JsonAnswer::new(Operation::ChatCompletions, &opts(true, false));
+        let mut j = CohereAnswer::translator(Operation::ChatCompletions, &opts(true, false));
         run(&mut j, &[&bytes]);
     }
 }

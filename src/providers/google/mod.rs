@@ -19,7 +19,7 @@ use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::providers::error_envelope as provider_error;
 use crate::stream::sse::{data, SseSplitter};
-use crate::stream::Translator;
+use crate::stream::{Convert, Converted, Meter, Translator, WholeJson};
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
@@ -132,7 +132,7 @@ impl Provider for Google {
         content_type: &str,
         opts: &ResponseOptions,
     ) -> Box<dyn Translator> {
-        Box::new(GeminiTranslator::new(op, status, content_type, opts))
+        stream::translator(op, status, content_type, opts)
     }
 }
 
@@ -168,4 +168,3 @@ mod tests;
 
 use request::*;
 use response::*;
-pub(crate) use stream::GeminiTranslator;

@@ -1,15 +1,7 @@
-//! Gemini's answers as they arrive (SSE events, or a whole JSON body) into OpenAI's chunks.
+//! Gemini's answers into OpenAI's: SSE events as they arrive into chunks, a whole JSON body at
+//! its end.
 
 use super::*;
-
-pub(super) enum Shape {
-    /// A whole JSON answer, held until the end and rewritten.
-    Json,
-    /// Gemini SSE, rewritten event by event.
-    Sse,
-    /// Anything else (not expected from Gemini): relayed as it is.
-    Other,
-}
 
 /// Per-candidate state of a stream.
 #[derive(Default)]
@@ -19,13 +11,65 @@ pub(super) struct Choice {
     pub(super) has_calls: bool,
 }
 
-/// Translates one Gemini answer to OpenAI's format (see the module doc).
-pub(crate) struct GeminiTranslator {
-    pub(super) op: Operation,
-    pub(super) shape: Shape,
+/// The translator of one Gemini answer: a whole JSON answer is held and converted at its end
+/// ([`GeminiAnswer`]); SSE is rewritten event by event; anything else (an error, a type Gemini
+/// does not send) is relayed as it is.
+pub(crate) fn translator(
+    op: Operation,
+    status: u16,
+    content_type: &str,
+    opts: &ResponseOptions,
+) -> Box<dyn Translator> {
+    let ok = (200..300).contains(&status);
+    let opts = ResponseOptions {
+        hide_usage: opts.hide_usage,
+        strict: opts.strict,
+        created: opts.created,
+        model: None,
+    };
+    if ok && content_type.starts_with("text/event-stream") {
+        Box::new(GeminiStream::new(opts))
+    } else if ok && content_type.contains("json") {
+        Box::new(WholeJson::new(GeminiAnswer { op, opts }, MAX_JSON))
+    } else {
+        Box::new(Meter::new(crate::stream::meter::Kind::Other))
+    }
+}
+
+/// A whole `GenerateContentResponse` (or embeddings answer) in OpenAI's form.
+pub(crate) struct GeminiAnswer {
+    op: Operation,
+    /// Owned: the request's borrowed fields (`model`) are not kept.
+    opts: ResponseOptions<'static>,
+}
+
+impl Convert for GeminiAnswer {
+    fn convert(&mut self, body: &[u8]) -> Option<Converted> {
+        let v = serde_json::from_slice::<Value>(body).ok()?;
+        let (out, usage) = match self.op {
+            Operation::Embeddings => (embedding_list(&v), None),
+            _ => (
+                chat_completion(&v, &self.opts),
+                v.get("usageMetadata").map(usage_of),
+            ),
+        };
+        let model = out
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
+        Some(Converted {
+            body: Bytes::from(out.to_string()),
+            usage,
+            model,
+        })
+    }
+}
+
+/// Translates a Gemini SSE stream into OpenAI's chunks, event by event.
+pub(crate) struct GeminiStream {
     /// Owned: the request's borrowed fields (`model`) are not kept.
     pub(super) opts: ResponseOptions<'static>,
-    pub(super) body: BytesMut,
     pub(super) splitter: SseSplitter,
     pub(super) usage: Option<Usage>,
     pub(super) model: Option<String>,
@@ -33,35 +77,12 @@ pub(crate) struct GeminiTranslator {
     pub(super) events: u32,
     pub(super) choices: BTreeMap<u64, Choice>,
     pub(super) next_call: u64,
-    pub(super) json_out: Option<Value>,
 }
 
-impl GeminiTranslator {
-    pub(crate) fn new(
-        op: Operation,
-        status: u16,
-        content_type: &str,
-        opts: &ResponseOptions,
-    ) -> Self {
-        let shape = if !(200..300).contains(&status) {
-            Shape::Other
-        } else if content_type.starts_with("text/event-stream") {
-            Shape::Sse
-        } else if content_type.contains("json") {
-            Shape::Json
-        } else {
-            Shape::Other
-        };
-        GeminiTranslator {
-            op,
-            shape,
-            opts: ResponseOptions {
-                hide_usage: opts.hide_usage,
-                strict: opts.strict,
-                created: opts.created,
-                model: None,
-            },
-            body: BytesMut::new(),
+impl GeminiStream {
+    fn new(opts: ResponseOptions<'static>) -> Self {
+        GeminiStream {
+            opts,
             splitter: SseSplitter::default(),
             usage: None,
             model: None,
@@ -69,7 +90,6 @@ impl GeminiTranslator {
             events: 0,
             choices: BTreeMap::new(),
             next_call: 0,
-            json_out: None,
         }
     }
 
@@ -181,59 +201,15 @@ impl GeminiTranslator {
         out.extend_from_slice(b"data: [DONE]\n\n");
         Some(out.freeze())
     }
-
-    fn finish_json(&mut self) -> Option<Bytes> {
-        let raw = self.body.split().freeze();
-        let Ok(v) = serde_json::from_slice::<Value>(&raw) else {
-            // Not JSON after all: the client gets what Gemini said.
-            return (!raw.is_empty()).then_some(raw);
-        };
-        let out = match self.op {
-            Operation::Embeddings => embedding_list(&v),
-            _ => {
-                if let Some(meta) = v.get("usageMetadata") {
-                    self.usage = Some(usage_of(meta));
-                }
-                chat_completion(&v, &self.opts)
-            }
-        };
-        self.model = out
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.is_empty())
-            .map(str::to_string);
-        let bytes = Bytes::from(out.to_string());
-        self.json_out = Some(out);
-        Some(bytes)
-    }
 }
 
-impl Translator for GeminiTranslator {
+impl Translator for GeminiStream {
     fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        match self.shape {
-            Shape::Other => Some(chunk),
-            Shape::Sse => self.push_sse(&chunk),
-            Shape::Json => {
-                if self.body.len() + chunk.len() > MAX_JSON {
-                    // Give up translating: what is held, then every chunk, go out as they
-                    // came (Gemini's own JSON, in order, under the JSON header already sent).
-                    self.shape = Shape::Other;
-                    let mut held = self.body.split();
-                    held.extend_from_slice(&chunk);
-                    return Some(held.freeze());
-                }
-                self.body.extend_from_slice(&chunk);
-                None
-            }
-        }
+        self.push_sse(&chunk)
     }
 
     fn finish(&mut self) -> Option<Bytes> {
-        match self.shape {
-            Shape::Other => None,
-            Shape::Sse => self.finish_sse(),
-            Shape::Json => self.finish_json(),
-        }
+        self.finish_sse()
     }
 
     fn usage(&self) -> Option<Usage> {
@@ -249,22 +225,14 @@ impl Translator for GeminiTranslator {
     }
 
     fn overflowed(&self) -> bool {
-        matches!(self.shape, Shape::Sse) && self.splitter.overflowed()
+        self.splitter.overflowed()
     }
 
     fn may_rewrite(&self) -> bool {
-        !matches!(self.shape, Shape::Other)
+        true
     }
 
     fn content_type(&self) -> Option<&'static str> {
-        match self.shape {
-            Shape::Sse => Some("text/event-stream"),
-            Shape::Json => Some("application/json"),
-            Shape::Other => None,
-        }
-    }
-
-    fn json_body(&self) -> Option<Value> {
-        self.json_out.clone()
+        Some("text/event-stream")
     }
 }

@@ -48,7 +48,7 @@ fn parse(s: &str) -> Value {
 }
 
 /// Runs a whole answer through a translator fed in the given pieces.
-fn run(t: &mut GeminiTranslator, pieces: &[&[u8]]) -> Vec<u8> {
+fn run(t: &mut dyn Translator, pieces: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for p in pieces {
         out.extend(t.push(Bytes::copy_from_slice(p)).unwrap_or_default());
@@ -62,9 +62,9 @@ fn translate(
     ct: &str,
     opts: &ResponseOptions,
     body: &str,
-) -> (Vec<u8>, GeminiTranslator) {
-    let mut t = GeminiTranslator::new(op, 200, ct, opts);
-    let out = run(&mut t, &[body.as_bytes()]);
+) -> (Vec<u8>, Box<dyn Translator>) {
+    let mut t = stream::translator(op, 200, ct, opts);
+    let out = run(t.as_mut(), &[body.as_bytes()]);
     (out, t)
 }
 
@@ -307,9 +307,12 @@ fn json_answer_split_anywhere_gives_the_same_body() {
     .0;
     let b = CHAT_RESPONSE.as_bytes();
     for at in 0..=b.len() {
-        let mut t =
-            GeminiTranslator::new(Operation::ChatCompletions, 200, "application/json", &OPTS);
-        assert_eq!(run(&mut t, &[&b[..at], &b[at..]]), whole, "split at {at}");
+        let mut t = stream::translator(Operation::ChatCompletions, 200, "application/json", &OPTS);
+        assert_eq!(
+            run(t.as_mut(), &[&b[..at], &b[at..]]),
+            whole,
+            "split at {at}"
+        );
     }
 }
 
@@ -381,8 +384,8 @@ fn a_body_that_is_not_json_is_relayed_as_is() {
     assert_eq!(out, b"plain");
     assert!(!t.may_rewrite());
     assert!(t.content_type().is_none());
-    let mut err = GeminiTranslator::new(Operation::ChatCompletions, 500, "application/json", &OPTS);
-    assert_eq!(run(&mut err, &[b"{}"]), b"{}");
+    let mut err = stream::translator(Operation::ChatCompletions, 500, "application/json", &OPTS);
+    assert_eq!(run(err.as_mut(), &[b"{}"]), b"{}");
 }
 
 #[test]
@@ -411,8 +414,8 @@ fn embeddings_answers() {
 
 #[test]
 fn stream_matches_the_recorded_openai_events() {
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
-    let out = run(&mut t, &[STREAM.as_bytes()]);
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+    let out = run(t.as_mut(), &[STREAM.as_bytes()]);
     assert_eq!(events(&out), events(STREAM_OPENAI.as_bytes()));
     assert_eq!(
         t.usage(),
@@ -433,14 +436,12 @@ fn stream_matches_the_recorded_openai_events() {
 #[test]
 fn stream_split_at_every_byte_gives_identical_output() {
     let b = STREAM.as_bytes();
-    let mut whole =
-        GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
-    let expected = run(&mut whole, &[b]);
+    let mut whole = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+    let expected = run(whole.as_mut(), &[b]);
     for at in 0..=b.len() {
-        let mut t =
-            GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+        let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
         assert_eq!(
-            run(&mut t, &[&b[..at], &b[at..]]),
+            run(t.as_mut(), &[&b[..at], &b[at..]]),
             expected,
             "split at {at}"
         );
@@ -448,20 +449,19 @@ fn stream_split_at_every_byte_gives_identical_output() {
     }
     // And one byte at a time.
     let pieces: Vec<&[u8]> = b.chunks(1).collect();
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
-    assert_eq!(run(&mut t, &pieces), expected);
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+    assert_eq!(run(t.as_mut(), &pieces), expected);
 }
 
 #[test]
 fn crlf_events_and_an_unterminated_last_event() {
     let crlf = STREAM.replace("\n\n", "\r\n\r\n");
     let cut = STREAM.trim_end();
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
-    let expected = run(&mut t, &[STREAM.as_bytes()]);
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+    let expected = run(t.as_mut(), &[STREAM.as_bytes()]);
     for s in [crlf.as_str(), cut] {
-        let mut t =
-            GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
-        assert_eq!(run(&mut t, &[s.as_bytes()]), expected);
+        let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+        assert_eq!(run(t.as_mut(), &[s.as_bytes()]), expected);
     }
 }
 
@@ -471,8 +471,8 @@ fn hidden_usage_is_read_but_not_sent() {
         hide_usage: true,
         ..OPTS
     };
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &opts);
-    let out = run(&mut t, &[STREAM.as_bytes()]);
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &opts);
+    let out = run(t.as_mut(), &[STREAM.as_bytes()]);
     let got = events(&out);
     let mut expected = events(STREAM_OPENAI.as_bytes());
     expected.remove(expected.len() - 2);
@@ -495,8 +495,8 @@ fn stream_with_two_candidates_an_error_and_raw_finish_reasons() {
         hide_usage: true,
         ..OPTS
     };
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &lax);
-    let got = events(&run(&mut t, &[s.as_bytes()]));
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &lax);
+    let got = events(&run(t.as_mut(), &[s.as_bytes()]));
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(
         got[0]["choices"][0]["delta"],
@@ -519,7 +519,7 @@ fn stream_with_two_candidates_an_error_and_raw_finish_reasons() {
 
 #[test]
 fn a_json_answer_too_large_to_translate_is_relayed_as_it_came() {
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "application/json", &OPTS);
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "application/json", &OPTS);
     assert!(t.push(Bytes::from(vec![b' '; MAX_JSON])).is_none());
     // Past the limit: what was held, then this chunk, in order; no SSE error in a JSON
     // body, and every later chunk as it comes.
@@ -555,8 +555,8 @@ fn registered_as_a_built_in_and_replaced_by_a_settings_row() {
 
 #[test]
 fn an_empty_stream_still_ends_with_done() {
-    let mut t = GeminiTranslator::new(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
-    assert_eq!(run(&mut t, &[]), b"data: [DONE]\n\n");
+    let mut t = stream::translator(Operation::ChatCompletions, 200, "text/event-stream", &OPTS);
+    assert_eq!(run(t.as_mut(), &[]), b"data: [DONE]\n\n");
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod anthropic;
 mod azure;
 pub mod bedrock;
 mod cohere;
+mod common;
 pub mod error_envelope;
 mod google;
 mod openai_compat;

@@ -138,6 +138,29 @@ pub fn data(event: &Bytes) -> Option<Bytes> {
     })
 }
 
+/// The end of an OpenAI stream.
+pub(crate) const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Writes one SSE event: `event: <name>` when named, then one `data:` line (the payload must
+/// hold no newline: JSON as serde writes it never does).
+pub(crate) fn write_event(out: &mut BytesMut, name: Option<&str>, payload: &[u8]) {
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// One unnamed event carrying a JSON value (an OpenAI chunk).
+pub(crate) fn json_event(v: &serde_json::Value) -> Bytes {
+    let mut out = BytesMut::new();
+    write_event(&mut out, None, v.to_string().as_bytes());
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,11 @@
 //!
 //! Pure translation: bytes in, bytes out; the only outside input is `ResponseOptions.created`.
 
+use super::common::{self, DataUrl};
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
-use crate::stream::sse::{data, SseSplitter};
+use crate::stream::sse::{self, data, SseSplitter};
 use crate::stream::{Convert, Converted, Translator, WholeJson};
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};

@@ -245,19 +245,18 @@ pub(super) fn user_part(p: &Value) -> Option<Value> {
 
 /// A data URL becomes a base64 source, any other URL a url source; PDFs are documents.
 pub(super) fn media_block(url: &str, kind: Option<&str>) -> Value {
-    if let Some(rest) = url.strip_prefix("data:") {
-        if let Some((meta, payload)) = rest.split_once(',') {
-            let media_type = meta.split(';').next().unwrap_or("application/octet-stream");
-            let kind = kind.unwrap_or(if media_type == "application/pdf" {
-                "document"
-            } else {
-                "image"
-            });
-            if media_type == "text/plain" && !meta.contains("base64") {
-                return json!({"type": kind, "source": {"type": "text", "media_type": media_type, "data": payload}});
-            }
-            return json!({"type": kind, "source": {"type": "base64", "media_type": media_type, "data": payload}});
-        }
+    if let Some(d) = DataUrl::parse(url) {
+        let kind = kind.unwrap_or(if d.mime == "application/pdf" {
+            "document"
+        } else {
+            "image"
+        });
+        let source = if d.mime == "text/plain" && !d.base64 {
+            "text"
+        } else {
+            "base64"
+        };
+        return json!({"type": kind, "source": {"type": source, "media_type": d.mime, "data": d.payload}});
     }
     let pdf = url
         .split(['?', '#'])

@@ -3,18 +3,18 @@
 
 use super::*;
 
-/// Anthropic's stop reason as an OpenAI finish reason (strict mode), or as it is.
+/// Anthropic's stop reason as the client's finish reason (see `common::finish_reason`).
 pub(super) fn finish_reason(raw: &str, strict: bool) -> String {
-    if !strict {
-        return raw.to_string();
-    }
+    common::finish_reason(raw, strict, openai_finish).to_string()
+}
+
+fn openai_finish(raw: &str) -> &'static str {
     match raw {
         "tool_use" => "tool_calls",
         "max_tokens" => "length",
         "refusal" => "content_filter",
         _ => "stop",
     }
-    .to_string()
 }
 
 /// Token counts as Anthropic reports them.

@@ -56,7 +56,7 @@ impl ChatStream {
         if let Some(u) = usage {
             c["usage"] = u;
         }
-        Bytes::from(format!("data: {c}\n\n"))
+        sse::json_event(&c)
     }
 
     /// Translates one Anthropic event; appends what the client gets to `out`.
@@ -170,7 +170,7 @@ impl ChatStream {
             }
             "message_stop" => {
                 self.done = true;
-                out.extend_from_slice(b"data: [DONE]\n\n");
+                out.extend_from_slice(sse::DONE);
             }
             "error" => {
                 self.done = true;
@@ -180,9 +180,7 @@ impl ChatStream {
                     500,
                     event.to_string().as_bytes(),
                 );
-                out.extend_from_slice(b"event: error\ndata: ");
-                out.extend_from_slice(&body);
-                out.extend_from_slice(b"\n\n");
+                sse::write_event(out, Some("error"), &body);
             }
             _ => {}
         }

@@ -137,10 +137,13 @@ pub(super) fn user_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value
 /// A data URL → a Converse image block (its base64 is passed as it is). Converse cannot fetch
 /// an http(s) URL: that is refused with a clear message rather than fetched by the gateway.
 pub(super) fn image_block(url: &str, i: usize) -> Result<Value, GatewayError> {
-    let parsed = url
-        .strip_prefix("data:")
-        .and_then(|rest| rest.split_once(";base64,"));
-    let Some((mime, data)) = parsed else {
+    let parsed = crate::providers::common::DataUrl::parse(url).filter(|d| d.base64);
+    let Some(crate::providers::common::DataUrl {
+        mime,
+        payload: data,
+        ..
+    }) = parsed
+    else {
         return Err(bad(format!(
             "messages[{i}]: bedrock takes images as base64 data URLs (data:image/png;base64,...)"
         )));

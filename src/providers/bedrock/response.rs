@@ -27,18 +27,22 @@ pub(crate) fn usage(u: Option<&Value>) -> Option<Usage> {
     })
 }
 
-/// Converse `stopReason` → OpenAI `finish_reason` (the raw reason when not strict, as Portkey
-/// keeps provider fields for the Portkey SDK).
+/// Converse `stopReason` as the client's `finish_reason` (see `common::finish_reason`).
 pub(crate) fn finish_reason(raw: &str, strict: bool) -> Value {
-    if !strict {
-        return json!(raw);
-    }
-    json!(match raw {
+    json!(crate::providers::common::finish_reason(
+        raw,
+        strict,
+        openai_finish
+    ))
+}
+
+fn openai_finish(raw: &str) -> &'static str {
+    match raw {
         "tool_use" => "tool_calls",
         "max_tokens" => "length",
         "content_filtered" | "guardrail_intervened" => "content_filter",
         _ => "stop",
-    })
+    }
 }
 
 pub(super) fn answer_id(created: u64) -> String {

@@ -5,7 +5,7 @@
 use super::response::*;
 use crate::providers::error_envelope as provider_error;
 use crate::providers::ResponseOptions;
-use crate::stream::Translator;
+use crate::stream::{sse, Translator};
 use crate::types::usage::Usage;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::Message;
@@ -93,9 +93,7 @@ impl ConverseStream {
     }
 
     pub(super) fn write(out: &mut BytesMut, v: &Value) {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(v.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        sse::write_event(out, None, v.to_string().as_bytes());
     }
 
     pub(super) fn chunk(&mut self, mut delta: Value, finish: Value, out: &mut BytesMut) {
@@ -138,9 +136,7 @@ impl ConverseStream {
                 _ => 500,
             };
             let body = provider_error::envelope(super::SLUG, status, message.payload());
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&body);
-            out.extend_from_slice(b"\n\n");
+            sse::write_event(out, None, &body);
             self.done = true;
             return;
         }
@@ -226,7 +222,7 @@ impl ConverseStream {
             });
             Self::write(out, &c);
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(sse::DONE);
         self.done = true;
     }
 }
@@ -239,9 +235,7 @@ impl Translator for ConverseStream {
             Ok(message) => self.frame(&message, &mut out),
             Err(why) if !self.done => {
                 let body = provider_error::envelope(super::SLUG, 502, why.as_bytes());
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(&body);
-                out.extend_from_slice(b"\n\n");
+                sse::write_event(&mut out, None, &body);
                 self.done = true;
             }
             Err(_) => {}
@@ -306,9 +300,7 @@ impl MessagesStream {
 
     pub(super) fn error_event(kind: &str, message: &str, out: &mut BytesMut) {
         let v = json!({"type": "error", "error": {"type": kind, "message": message}});
-        out.extend_from_slice(b"event: error\ndata: ");
-        out.extend_from_slice(v.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        sse::write_event(out, Some("error"), v.to_string().as_bytes());
     }
 
     pub(super) fn frame(&mut self, message: &Message, out: &mut BytesMut) {
@@ -344,11 +336,7 @@ impl MessagesStream {
             o.remove("amazon-bedrock-invocationMetrics");
         }
         let start = out.len();
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(event.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        sse::write_event(out, Some(kind), event.to_string().as_bytes());
         let written = Bytes::copy_from_slice(&out[start..]);
         let _ = self.meter.push(written);
         if kind == "message_stop" {

@@ -3,17 +3,22 @@
 
 use super::*;
 
-/// Cohere's finish reason in OpenAI's words (the raw value when not strict).
+/// Cohere's finish reason as the client sees it (see `common::finish_reason`).
 pub(crate) fn finish_reason(reason: &str, strict: bool) -> Value {
-    if !strict {
-        return json!(reason);
-    }
-    json!(match reason {
+    json!(crate::providers::common::finish_reason(
+        reason,
+        strict,
+        openai_finish
+    ))
+}
+
+fn openai_finish(reason: &str) -> &'static str {
+    match reason {
         "MAX_TOKENS" => "length",
         "TOOL_CALL" => "tool_calls",
         // COMPLETE, STOP_SEQUENCE, ERROR and anything new.
         _ => "stop",
-    })
+    }
 }
 
 /// `usage` of a Cohere answer (or of `message-end`): billed units, else tokens.

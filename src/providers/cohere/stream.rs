@@ -11,7 +11,7 @@
 
 use super::{finish_reason, usage};
 use crate::providers::ResponseOptions;
-use crate::stream::sse::{data, SseSplitter};
+use crate::stream::sse::{self, data, SseSplitter};
 use crate::stream::Translator;
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
@@ -155,7 +155,7 @@ impl CohereStream {
                     });
                     write(out, &c);
                 }
-                out.extend_from_slice(b"data: [DONE]\n\n");
+                out.extend_from_slice(sse::DONE);
                 self.done = true;
             }
             _ => {}
@@ -164,9 +164,7 @@ impl CohereStream {
 }
 
 fn write(out: &mut BytesMut, v: &Value) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
+    sse::write_event(out, None, v.to_string().as_bytes());
 }
 
 impl Translator for CohereStream {

@@ -14,11 +14,12 @@
 //! Pure like every adapter: no sockets, clocks or globals (`ResponseOptions.created` is the
 //! timestamp).
 
+use super::common::{self, DataUrl};
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::providers::error_envelope as provider_error;
-use crate::stream::sse::{data, SseSplitter};
+use crate::stream::sse::{self, data, SseSplitter};
 use crate::stream::{Convert, Converted, Meter, Translator, WholeJson};
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};

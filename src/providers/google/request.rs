@@ -171,11 +171,13 @@ pub(super) fn part(item: &Value) -> Option<Value> {
 /// A data URL → `inlineData` (its base64 as is); any other URL → `fileData` with a MIME type
 /// guessed from the extension (Gemini requires one).
 pub(super) fn media_part(url: &str) -> Value {
-    if let Some(rest) = url.strip_prefix("data:") {
-        if let Some((meta, payload)) = rest.split_once(',') {
-            let mime = meta.split(';').next().filter(|m| !m.is_empty());
-            return json!({"inlineData": {"mimeType": mime.unwrap_or("image/jpeg"), "data": payload}});
-        }
+    if let Some(d) = DataUrl::parse(url) {
+        let mime = if d.mime.is_empty() {
+            "image/jpeg"
+        } else {
+            d.mime
+        };
+        return json!({"inlineData": {"mimeType": mime, "data": d.payload}});
     }
     json!({"fileData": {"mimeType": guess_mime(url), "fileUri": url}})
 }

@@ -2,20 +2,24 @@
 
 use super::*;
 
-/// Gemini's `finishReason` as OpenAI's; with strict compliance off the raw value is kept.
+/// Gemini's `finishReason` as the client sees it (see `common::finish_reason`).
 pub(super) fn finish_reason(raw: &str, has_tool_calls: bool, strict: bool) -> Value {
-    if !strict {
-        return json!(raw);
-    }
-    let mapped = match raw {
+    json!(common::finish_reason(raw, strict, |raw| openai_finish(
+        raw,
+        has_tool_calls
+    )))
+}
+
+/// Gemini's `finishReason` in OpenAI's words.
+fn openai_finish(raw: &str, has_tool_calls: bool) -> &'static str {
+    match raw {
         "STOP" if has_tool_calls => "tool_calls",
         "MAX_TOKENS" => "length",
         "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
             "content_filter"
         }
         _ => "stop",
-    };
-    json!(mapped)
+    }
 }
 
 pub(super) fn count(meta: &Value, key: &str) -> u64 {

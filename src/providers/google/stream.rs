@@ -104,7 +104,7 @@ impl GeminiStream {
         if let Some(u) = usage {
             c["usage"] = u;
         }
-        Bytes::from(format!("data: {c}\n\n"))
+        sse::json_event(&c)
     }
 
     /// One Gemini stream event → at most one OpenAI chunk.
@@ -117,9 +117,7 @@ impl GeminiStream {
         };
         if v.get("error").is_some() {
             let wrapped = provider_error::envelope(SLUG, 500, &payload);
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&wrapped);
-            out.extend_from_slice(b"\n\n");
+            sse::write_event(out, None, &wrapped);
             return;
         }
         if self.id.is_none() {
@@ -198,7 +196,7 @@ impl GeminiStream {
                 out.extend_from_slice(&self.chunk(Vec::new(), Some(u)));
             }
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(sse::DONE);
         Some(out.freeze())
     }
 }

@@ -2,6 +2,7 @@
 //! model, usage and the body): read back, anything else is a miss, never an error.
 
 use super::*;
+use crate::types::held::HeldAnswer;
 
 /// One cached answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,28 @@ pub(super) const ENTRY_OVERHEAD: usize = 160;
 pub(super) const MAGIC: &[u8; 4] = b"PGC1";
 
 impl Entry {
+    /// The entry as an answer to replay: its content type, and its length unless it is a
+    /// stream (a replayed stream is sent as one, chunked).
+    pub(crate) fn answer(&self) -> HeldAnswer {
+        let mut headers = http::HeaderMap::with_capacity(2);
+        if let Ok(v) = http::HeaderValue::from_str(&self.content_type) {
+            headers.insert(http::header::CONTENT_TYPE, v);
+        }
+        if !self.content_type.starts_with("text/event-stream") {
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(self.body.len()),
+            );
+        }
+        HeldAnswer {
+            status: self.status,
+            headers,
+            body: self.body.clone(),
+            usage: self.usage,
+            model: self.model.clone(),
+        }
+    }
+
     /// What the entry counts against `cache.max_bytes`.
     pub(crate) fn weight(&self) -> usize {
         self.body.len()

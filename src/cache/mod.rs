@@ -10,7 +10,7 @@
 //! What is stored: the answer exactly as the client received it (status 2xx only, never an
 //! error), its content type, and the usage and model the meter read. A streamed answer is
 //! stored as its SSE events once the stream ended cleanly and is replayed as those events; a
-//! whole answer as its JSON. A hit is written through the same relay (`Source::Local`) as a
+//! whole answer as its JSON. A hit is written through the same relay (`Source::Held`) as a
 //! live answer, so headers, metrics, the access log and framing are the same.
 //!
 //! Failure: the cache never fails or holds up a request. A Redis error or timeout (bounded by
@@ -483,22 +483,6 @@ impl Cache {
                 }
             });
         }
-    }
-
-    /// The headers of a replayed entry: its content type, and its length unless it is a stream
-    /// (sent chunked, like a live one).
-    pub(crate) fn replay_headers(entry: &Entry) -> http::HeaderMap {
-        let mut h = http::HeaderMap::with_capacity(2);
-        if let Ok(v) = http::HeaderValue::from_str(&entry.content_type) {
-            h.insert(http::header::CONTENT_TYPE, v);
-        }
-        if !entry.content_type.starts_with("text/event-stream") {
-            h.insert(
-                http::header::CONTENT_LENGTH,
-                http::HeaderValue::from(entry.body.len()),
-            );
-        }
-        h
     }
 }
 

@@ -1,64 +1,11 @@
 //! What guardrails answer with: Portkey's 446 body (`hooks_failed` with both hook lists),
-//! `hook_results` spliced into an answer, and the held answer (`Local`) a guarded attempt ends
-//! with, in the field order Portkey writes them.
+//! and `hook_results` spliced into an answer, in the field order Portkey writes them.
 
 use super::engine::HookResult;
 use bytes::Bytes;
 
 /// Portkey's message for a denial.
 pub(crate) const DENY_MESSAGE: &str = "The guardrail checks defined in the config failed. You can find more information in the `hook_results` object.";
-
-/// An answer the gateway holds whole: relayed through `Source::Local`.
-#[derive(Debug)]
-pub struct Local {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-    /// Usage and model read from the provider's answer before the hooks ran (the provider was
-    /// called: its tokens count even when the answer is denied), so the relay does not parse
-    /// the body, `hook_results` and all, again to find them.
-    pub usage: Option<crate::types::usage::Usage>,
-    pub model: Option<String>,
-}
-
-impl Local {
-    pub(crate) fn metered(
-        mut self,
-        usage: Option<crate::types::usage::Usage>,
-        model: Option<String>,
-    ) -> Self {
-        self.usage = usage;
-        self.model = model;
-        self
-    }
-}
-
-impl Local {
-    pub(crate) fn json(status: u16, mut headers: http::HeaderMap, body: Bytes) -> Local {
-        for h in [
-            http::header::CONTENT_LENGTH,
-            http::header::TRANSFER_ENCODING,
-            http::header::CONTENT_ENCODING,
-        ] {
-            headers.remove(h);
-        }
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from(body.len()),
-        );
-        Local {
-            status,
-            headers,
-            body,
-            usage: None,
-            model: None,
-        }
-    }
-}
 
 /// The `hook_results` object, in Portkey's field order.
 pub(crate) struct HookResults<'a> {

@@ -48,7 +48,7 @@ pub enum Outcome {
     Failed(GatewayError),
     /// An answer the gateway holds whole (a guardrail's 446, or an answer with
     /// `hook_results`); it counts for retries and fallbacks by its status like a live one.
-    Local(Box<crate::guardrails::results::Local>),
+    Held(Box<crate::types::held::HeldAnswer>),
 }
 
 impl Outcome {
@@ -57,7 +57,7 @@ impl Outcome {
             Outcome::Response(r) => r.status(),
             Outcome::Cached(e) => e.status,
             Outcome::Failed(e) => e.status(),
-            Outcome::Local(l) => l.status,
+            Outcome::Held(h) => h.status,
         }
     }
 }

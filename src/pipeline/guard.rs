@@ -18,12 +18,13 @@ use crate::error::GatewayError;
 use crate::guardrails::checks::{Env, Req, Resp};
 use crate::guardrails::content;
 use crate::guardrails::engine::{self, HookResult, Input, ListRun, RunMode};
-use crate::guardrails::results::{deny_body, hook_results, splice_results, Local};
+use crate::guardrails::results::{deny_body, hook_results, splice_results};
 use crate::guardrails::telemetry::Verdicts;
 use crate::guardrails::{Event, LeafHooks};
 use crate::providers::{Provider, ResponseOptions};
 use crate::routing::plan::Leaf;
 use crate::state::State;
+use crate::types::held::HeldAnswer;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -57,15 +58,7 @@ pub(crate) enum Before {
     /// Send `body` (rewritten when a mutator changed the request).
     Send(LeafGuard, Bytes),
     /// A deny hook failed: answer this, without calling the provider.
-    Deny(Local),
-}
-
-/// A whole answer in the client's format, to be judged by the after-request hooks.
-struct Judged {
-    headers: http::HeaderMap,
-    body: Bytes,
-    usage: Option<crate::types::usage::Usage>,
-    model: Option<String>,
+    Deny(HeldAnswer),
 }
 
 impl LeafGuard {
@@ -138,7 +131,11 @@ impl LeafGuard {
         verdicts::record(state, req.trace_id, Event::Before, &run.results, log);
         if run.deny {
             let body = deny_body(&run.results, &[]);
-            return Ok(Before::Deny(Local::json(446, http::HeaderMap::new(), body)));
+            return Ok(Before::Deny(HeldAnswer::json(
+                446,
+                http::HeaderMap::new(),
+                body,
+            )));
         }
         let rewrote = run.request.is_some();
         let rewritten = run.request.or(merged);
@@ -226,7 +223,8 @@ impl LeafGuard {
         let mut translator = adapter.response(req.op, 200, &content_type, &opts);
         let translated = crate::stream::translate_whole(translator.as_mut(), raw);
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
-        let answer = Judged {
+        let answer = HeldAnswer {
+            status: 200,
             headers,
             body: translated,
             usage,
@@ -254,12 +252,7 @@ impl LeafGuard {
         {
             return Outcome::Cached(entry);
         }
-        let answer = Judged {
-            headers: crate::cache::Cache::replay_headers(&entry),
-            body: entry.body.clone(),
-            usage: entry.usage,
-            model: entry.model.clone(),
-        };
+        let answer = entry.answer();
         self.judge(state, req, provider, answer, log).await
     }
 
@@ -270,14 +263,15 @@ impl LeafGuard {
         state: &State,
         req: &Request<'_>,
         provider: &str,
-        answer: Judged,
+        answer: HeldAnswer,
         log: &mut Verdicts,
     ) -> Outcome {
-        let Judged {
+        let HeldAnswer {
             headers,
             body: translated,
             usage,
             model,
+            ..
         } = answer;
         // Hooks that only read the answer's text get just its content part (no document of
         // the whole answer is built); the others get the whole answer.
@@ -297,8 +291,8 @@ impl LeafGuard {
                 }
                 // Not JSON: no hook can read it; it goes back as it came.
                 Err(_) => {
-                    let local = Local::json(200, headers, translated).metered(usage, model);
-                    return Outcome::Local(Box::new(local));
+                    let local = HeldAnswer::json(200, headers, translated).metered(usage, model);
+                    return Outcome::Held(Box::new(local));
                 }
             },
         };
@@ -340,8 +334,8 @@ impl LeafGuard {
         verdicts::record(state, req.trace_id, Event::After, &run.results, log);
         if run.deny {
             let body = deny_body(&self.before, &run.results);
-            let local = Local::json(446, headers, body).metered(usage, model);
-            return Outcome::Local(Box::new(local));
+            let local = HeldAnswer::json(446, headers, body).metered(usage, model);
+            return Outcome::Held(Box::new(local));
         }
         let passed = run.passed() && self.before.iter().all(HookResult::verdict);
         let results = hook_results(&self.before, &run.results);
@@ -351,8 +345,8 @@ impl LeafGuard {
         };
         let body = splice_results(&base, &results).unwrap_or(base);
         let status = if passed { 200 } else { 246 };
-        Outcome::Local(Box::new(
-            Local::json(status, headers, body).metered(usage, model),
+        Outcome::Held(Box::new(
+            HeldAnswer::json(status, headers, body).metered(usage, model),
         ))
     }
 

@@ -4,11 +4,11 @@
 /// A provider's finish reason as the client sees it: in OpenAI's words (`openai` maps the
 /// provider's) under strict compliance, else as the provider said it — Portkey keeps provider
 /// fields for its SDK when strict OpenAI compliance is off.
-pub(crate) fn finish_reason<'a>(
-    raw: &'a str,
+pub(crate) fn finish_reason(
+    raw: &str,
     strict: bool,
     openai: impl FnOnce(&str) -> &'static str,
-) -> &'a str {
+) -> &str {
     if strict {
         openai(raw)
     } else {

@@ -6,7 +6,7 @@ use super::admit;
 use super::body::read_body;
 use super::ctx::RequestCtx;
 use super::respond::{
-    self, relay, relay_guarded, relay_provider_error, relay_whole, RelayError, Source,
+    self, relay, relay_held, relay_held_guarded, relay_provider_error, RelayError, Source,
 };
 use super::Gateway;
 use crate::buffers::BufferLease;
@@ -84,7 +84,7 @@ pub(crate) async fn handle(
     // routing headers. A gateway error (unknown provider, no route) is answered like a
     // validation error, without them.
     let exchanged = match &outcome {
-        Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => true,
+        Outcome::Response(_) | Outcome::Held(_) | Outcome::Cached(_) => true,
         Outcome::Failed(e) => e.is_upstream(),
     };
     if exchanged {
@@ -100,46 +100,21 @@ pub(crate) async fn handle(
     // its own in this future while the relay runs.
     match outcome {
         Outcome::Failed(e) => Err(Failed::Early(e)),
-        Outcome::Local(local) => {
-            // A guardrail's answer (446, or a whole answer with `hook_results`), already in
-            // the client's format.
-            let crate::guardrails::results::Local {
-                status,
-                headers,
-                body,
-                usage,
-                model,
-            } = *local;
-            // Usage read before the hooks ran: the body (with `hook_results`) is not parsed
-            // again, unless it is to be logged.
-            let content_type = if usage.is_some() && !keep_body {
-                ""
-            } else {
-                "application/json"
-            };
-            let held = (status, headers, body, content_type);
-            let relayed = relay_whole(session, ctx, dispatcher, keep_body, held).await;
-            if usage.is_some() {
-                ctx.metered.usage = usage;
-                ctx.metered.model = model.or(ctx.metered.model.take());
-            }
-            relayed.map_err(Failed::Late)
-        }
+        // A guardrail's answer (446, or a whole answer with `hook_results`), already in the
+        // client's format.
+        Outcome::Held(held) => relay_held(session, ctx, dispatcher, keep_body, *held)
+            .await
+            .map_err(Failed::Late),
         Outcome::Cached(entry) => {
             // Replayed through the same relay and meter as a live answer; usage and model are
             // the ones read when the answer was stored (the meter reads OpenAI's format only).
-            let held = (
-                entry.status,
-                crate::cache::Cache::replay_headers(&entry),
-                entry.body.clone(),
-                entry.content_type.as_str(),
-            );
+            let held = entry.answer();
             let relayed = match guard {
                 // A cached stream passes the target's output guardrails as it is replayed,
                 // like a live one (a whole answer was judged in the walk). Boxed: a rare path,
                 // whose future inline would size this handler's for every request.
                 Some(guard) => {
-                    let (relayed, report) = Box::pin(relay_guarded(
+                    let (relayed, report) = Box::pin(relay_held_guarded(
                         session, ctx, dispatcher, keep_body, held, guard,
                     ))
                     .await;
@@ -151,10 +126,8 @@ pub(crate) async fn handle(
                     );
                     relayed
                 }
-                None => relay_whole(session, ctx, dispatcher, keep_body, held).await,
+                None => relay_held(session, ctx, dispatcher, keep_body, held).await,
             };
-            ctx.metered.usage = entry.usage.or(ctx.metered.usage);
-            ctx.metered.model = entry.model.clone().or(ctx.metered.model.take());
             relayed.map_err(Failed::Late)
         }
         Outcome::Response(inbound) if provider_error::wraps_status(inbound.status()) => {

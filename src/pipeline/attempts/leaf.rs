@@ -141,13 +141,13 @@ impl Walk<'_> {
             }
             let status = outcome.status();
             let retriable = match &outcome {
-                Outcome::Response(_) | Outcome::Local(_) => leaf.retry.retries_status(status),
+                Outcome::Response(_) | Outcome::Held(_) => leaf.retry.retries_status(status),
                 Outcome::Cached(_) => false,
                 Outcome::Failed(e) => e.is_upstream(),
             };
             if let (Some(spec), Some(circuit)) = (breaker, circuit.as_deref()) {
                 let failed = match &outcome {
-                    Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => {
+                    Outcome::Response(_) | Outcome::Held(_) | Outcome::Cached(_) => {
                         spec.fails_on(status)
                     }
                     Outcome::Failed(e) => e.is_upstream(),
@@ -164,7 +164,7 @@ impl Walk<'_> {
             }
             let err = match &outcome {
                 Outcome::Failed(e) => Err(e.kind()),
-                Outcome::Response(_) | Outcome::Local(_) | Outcome::Cached(_) => Ok(()),
+                Outcome::Response(_) | Outcome::Held(_) | Outcome::Cached(_) => Ok(()),
             };
             self.record(
                 &leaf.path,

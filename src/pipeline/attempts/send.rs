@@ -220,12 +220,12 @@ pub(super) fn failed(e: GatewayError) -> Answer {
 
 /// A target's before-request guardrails denied the request: its 446, the provider not called.
 pub(super) fn denied(
-    local: crate::guardrails::results::Local,
+    local: crate::types::held::HeldAnswer,
     target: &Target,
     path: Option<String>,
 ) -> Answer {
     Answer {
-        outcome: Outcome::Local(Box::new(local)),
+        outcome: Outcome::Held(Box::new(local)),
         adapter: Some(target.provider.clone()),
         leaf_path: path,
         provider: Some(target.provider.slug().to_string()),

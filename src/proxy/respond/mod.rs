@@ -7,6 +7,7 @@ use crate::error::GatewayError;
 use crate::portkey::response;
 use crate::providers::error_envelope as provider_error;
 use crate::stream::{Meter, Translator};
+use crate::types::held::HeldAnswer;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
@@ -34,17 +35,14 @@ pub(crate) enum RelayError {
     Upstream(GatewayError),
 }
 
-/// Where an answer's body comes from: a live upstream response, or bytes the gateway holds (a
-/// provider error rewritten into Portkey's envelope; later a cache hit or a guardrail's
-/// answer). Both go through the same writer, translator and meter, so headers, metrics, the
-/// access log and stream framing are the same whatever the source.
+/// Where an answer's body comes from: a live upstream response, or an answer the gateway holds
+/// (a provider error rewritten into Portkey's envelope, a cache hit, a guardrail's answer).
+/// Both go through the same writer, translator and meter, so headers, metrics, the access log
+/// and stream framing are the same whatever the source.
 pub(crate) enum Source {
     Live(Box<Inbound>),
-    Local {
-        status: u16,
-        headers: http::HeaderMap,
-        body: Option<Bytes>,
-    },
+    /// Its body is handed out once (an empty body is no chunk at all).
+    Held(Box<HeldAnswer>),
 }
 
 impl Source {
@@ -52,14 +50,14 @@ impl Source {
     pub(crate) fn status_code(&self) -> u16 {
         match self {
             Source::Live(inbound) => inbound.status(),
-            Source::Local { status, .. } => *status,
+            Source::Held(held) => held.status,
         }
     }
 
     fn headers(&self) -> Option<&http::HeaderMap> {
         match self {
             Source::Live(inbound) => inbound.header().map(|h| &h.headers),
-            Source::Local { headers, .. } => Some(headers),
+            Source::Held(held) => Some(&held.headers),
         }
     }
 
@@ -74,7 +72,7 @@ impl Source {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, GatewayError> {
         match self {
             Source::Live(inbound) => inbound.next_chunk().await,
-            Source::Local { body, .. } => Ok(body.take()),
+            Source::Held(held) => Ok(held.take_body()),
         }
     }
 
@@ -83,7 +81,7 @@ impl Source {
     fn read_ready(&mut self, limit: usize) -> bool {
         match self {
             Source::Live(inbound) => inbound.read_ready(limit),
-            Source::Local { .. } => true,
+            Source::Held(_) => true,
         }
     }
 
@@ -91,7 +89,15 @@ impl Source {
     fn take_ready(&mut self) -> Option<Bytes> {
         match self {
             Source::Live(inbound) => inbound.take_ready(),
-            Source::Local { body, .. } => body.take(),
+            Source::Held(held) => held.take_body(),
+        }
+    }
+
+    /// Usage and model an answer the gateway holds is known to carry.
+    fn known_usage(&mut self) -> Option<(crate::types::usage::Usage, Option<String>)> {
+        match self {
+            Source::Live(_) => None,
+            Source::Held(held) => held.usage.take().map(|u| (u, held.model.take())),
         }
     }
 
@@ -136,65 +142,61 @@ pub(crate) async fn relay_provider_error(
     let provider = ctx.provider.as_deref().unwrap_or("unknown");
     let status = inbound.status();
     let body = Bytes::from(provider_error::envelope(provider, status, &raw));
-    let mut headers = inbound
+    let headers = inbound
         .header()
         .map(|h| h.headers.clone())
         .unwrap_or_default();
     dispatcher.finish(inbound);
-    headers.remove(http::header::TRANSFER_ENCODING);
-    headers.remove(http::header::CONTENT_ENCODING);
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(body.len()),
-    );
-    let whole = (status, headers, body, "application/json");
-    relay_whole(session, ctx, dispatcher, keep_body, whole).await
+    let held = HeldAnswer::json(status, headers, body);
+    relay_held(session, ctx, dispatcher, keep_body, held).await
 }
 
-/// Relays an answer held whole (status, headers, body: a provider's error in Portkey's
-/// envelope, a guardrail's answer, one from the cache) through the meter, told the body is of
-/// the content type given (`""`: no need to read it). A plain function: what it builds is
+/// Relays an answer the gateway holds through the meter. A plain function: what it builds is
 /// moved into the relay's future, not kept beside it.
-pub(crate) fn relay_whole<'a>(
+pub(crate) fn relay_held<'a>(
     session: &'a mut Session,
     ctx: &'a mut RequestCtx,
     dispatcher: &'a Dispatcher,
     keep_body: bool,
-    (status, headers, body, content_type): (u16, http::HeaderMap, Bytes, &str),
+    held: HeldAnswer,
 ) -> impl std::future::Future<Output = Result<(), RelayError>> + Send + 'a {
-    let translator = Box::new(Meter::for_response(status, content_type, false));
-    let source = Source::Local {
-        status,
-        headers,
-        body: Some(body),
-    };
-    relay(session, source, translator, ctx, dispatcher, keep_body)
+    let translator = Box::new(held_meter(&held, keep_body));
+    relay(
+        session,
+        Source::Held(Box::new(held)),
+        translator,
+        ctx,
+        dispatcher,
+        keep_body,
+    )
+}
+
+/// The meter of an answer the gateway holds: a JSON answer whose usage is known is not read
+/// again (unless its body is logged); a stream is, for its events.
+fn held_meter(held: &HeldAnswer, keep_body: bool) -> Meter {
+    if held.usage.is_some() && !keep_body && !held.is_sse() {
+        Meter::new(crate::stream::meter::Kind::Other)
+    } else {
+        Meter::for_response(held.status, held.content_type(), false)
+    }
 }
 
 /// Relays an answer the gateway holds through a stream guard (the output guardrails of a
 /// cached stream), which may end it early with an error event; returns the guard's report.
-pub(crate) async fn relay_guarded(
+pub(crate) async fn relay_held_guarded(
     session: &mut Session,
     ctx: &mut RequestCtx,
     dispatcher: &Dispatcher,
     keep_body: bool,
-    (status, headers, body, content_type): (u16, http::HeaderMap, Bytes, &str),
+    held: HeldAnswer,
     guard: Box<crate::pipeline::guard_stream::StreamGuard>,
 ) -> (
     Result<(), RelayError>,
     std::sync::Arc<std::sync::Mutex<crate::pipeline::guard_stream::Report>>,
 ) {
-    let meter = Box::new(Meter::for_response(status, content_type, false));
+    let meter = Box::new(held_meter(&held, keep_body));
     let (translator, report) = crate::pipeline::guard_stream::wrap(meter, guard);
-    let source = Source::Local {
-        status,
-        headers,
-        body: Some(body),
-    };
+    let source = Source::Held(Box::new(held));
     let relayed = relay(session, source, translator, ctx, dispatcher, keep_body).await;
     (relayed, report)
 }
@@ -227,6 +229,10 @@ pub(crate) fn relay<'a>(
         m.usage = translator.usage();
         m.model = translator.model().map(str::to_string);
         m.events = translator.events();
+        if let Some((usage, model)) = source.known_usage() {
+            m.usage = Some(usage);
+            m.model = model.or(m.model.take());
+        }
         if keep_body {
             m.body = translator.json_body();
         }

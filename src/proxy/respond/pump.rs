@@ -1,98 +1,9 @@
-//! Moving an upstream body to the client: chunk by chunk through the translator, batched into
-//! few writes, or whole when it arrived whole; what happens when the translator gives up or the
-//! upstream fails mid-way.
+//! Moving an upstream body to the client: whole with its length when it can be (one path for a
+//! translator that holds the answer and for a body that arrived whole), else chunk by chunk
+//! through the translator, batched into few writes; what happens when the translator gives up
+//! or the upstream fails mid-way.
 
 use super::*;
-
-/// Relays an answer the translator makes whole (a non-streamed translated answer): reads the
-/// upstream body to its end, then sends the translation with its `Content-Length` — no chunked
-/// framing, and the client's first byte comes with the complete answer.
-///
-/// A translator that gives up (an answer past its size limit) hands back what it held and
-/// then each chunk as it is: from then on the answer is relayed as it comes, untranslated and
-/// in order, so an answer of any size costs a chunk of memory, not its size.
-pub(super) async fn pump_whole(
-    session: &mut Session,
-    source: &mut Source,
-    ctx: &mut RequestCtx,
-    translator: &mut dyn Translator,
-) -> Result<(), RelayError> {
-    while let Some(chunk) = source
-        .next_chunk()
-        .await
-        .map_err(RelayError::BeforeResponse)?
-    {
-        if let Some(out) = translator.push(chunk) {
-            return pump_given_up(session, source, ctx, translator, out).await;
-        }
-    }
-    let body = translator.finish().unwrap_or_default();
-    if let Some(c) = ctx.cache_capture.as_mut() {
-        c.push(&body);
-    }
-    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
-    sized(&mut header, body.len(), ctx)?;
-    if session
-        .write_response_header(Box::new(header), false)
-        .await
-        .is_err()
-    {
-        return Err(RelayError::ClientGone);
-    }
-    if session.write_response_body(Some(body), true).await.is_err() {
-        return Err(RelayError::ClientGone);
-    }
-    Ok(())
-}
-
-/// The rest of an answer whose translator gave up: the header (the translator now says the
-/// body is the upstream's own), what it handed back, then each chunk as it arrives.
-pub(super) async fn pump_given_up(
-    session: &mut Session,
-    source: &mut Source,
-    ctx: &mut RequestCtx,
-    translator: &mut dyn Translator,
-    first: Bytes,
-) -> Result<(), RelayError> {
-    let header = downstream_header(source, ctx, translator).map_err(header_failed)?;
-    if session
-        .write_response_header(Box::new(header), false)
-        .await
-        .is_err()
-    {
-        return Err(RelayError::ClientGone);
-    }
-    ctx.metered.first_chunk_at = Some(std::time::Instant::now());
-    let mut out = Some(first);
-    loop {
-        if let Some(bytes) = out.take() {
-            if let Some(c) = ctx.cache_capture.as_mut() {
-                c.push(&bytes);
-            }
-            if session
-                .write_response_body(Some(bytes), false)
-                .await
-                .is_err()
-            {
-                return Err(RelayError::ClientGone);
-            }
-        }
-        match source.next_chunk().await {
-            Ok(Some(chunk)) => out = translator.push(chunk),
-            Ok(None) => break,
-            Err(err) => return Err(Box::pin(upstream_failed(session, err, false)).await),
-        }
-    }
-    ctx.metered.last_chunk_at = Some(std::time::Instant::now());
-    if session
-        .write_response_body(translator.finish(), true)
-        .await
-        .is_err()
-    {
-        return Err(RelayError::ClientGone);
-    }
-    Ok(())
-}
 
 /// The most bytes of ready chunks joined into one downstream write.
 pub(super) const BATCH_LIMIT: usize = 64 * 1024;
@@ -150,37 +61,69 @@ pub(super) async fn upstream_failed(
     RelayError::Upstream(err)
 }
 
-/// What a body read whole becomes: its translation, or the part before an event too large to
-/// split.
+/// What a body read whole becomes.
 pub(super) enum Whole {
+    /// Its translation, sent with its length in one write.
     Body(Bytes),
-    /// Boxed: this rare case would otherwise widen the relay's future.
+    /// The part before an event too large to split. Boxed: this rare case would otherwise
+    /// widen the relay's future.
     Overflowed(Box<Batch>),
+    /// The translator gave up holding the answer (past its size limit): what it handed back
+    /// starts a chunked relay of the rest, untranslated and in order, so an answer of any size
+    /// costs a chunk of memory, not its size.
+    GaveUp(Bytes),
 }
 
-/// The response header, and the body too when it is all read already.
+/// The body, when it goes out whole: all of it for a translator that can only translate at the
+/// end (a non-streamed translated answer), else what has already arrived if that is all of it
+/// (a short stream that came in one burst, an answer the gateway holds). `None`: relay it
+/// chunk by chunk.
 ///
-/// An answer read to its end by the time its header is due (a short stream that came in one
-/// burst, an answer the gateway holds) goes out with its length: header and body in one write.
-/// Sent chunked, Pingora flushes the header on its own, then the body, then the last-chunk
-/// mark: three system calls, three segments and three wake-ups of the client. A function of
-/// its own, so that the header being built takes no room in the relay's future.
-pub(super) fn head(
+/// Sent whole, the answer goes out with its length, header and body in one write; sent chunked,
+/// Pingora flushes the header on its own, then the body, then the last-chunk mark: three system
+/// calls, three segments and three wake-ups of the client.
+pub(super) async fn read_whole(
     source: &mut Source,
     ctx: &mut RequestCtx,
     translator: &mut dyn Translator,
-) -> Result<(Box<ResponseHeader>, Option<Whole>), RelayError> {
-    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
-    if !source.read_ready(BATCH_LIMIT) {
-        return Ok((Box::new(header), None));
+) -> Result<Option<Whole>, RelayError> {
+    if !translator.buffers_whole() {
+        return Ok(source
+            .read_ready(BATCH_LIMIT)
+            .then(|| translate_ready(source, ctx, translator)));
     }
-    let whole = translate_whole(source, ctx, translator);
+    while let Some(chunk) = source
+        .next_chunk()
+        .await
+        .map_err(RelayError::BeforeResponse)?
+    {
+        if let Some(out) = translator.push(chunk) {
+            if let Some(c) = ctx.cache_capture.as_mut() {
+                c.push(&out);
+            }
+            return Ok(Some(Whole::GaveUp(out)));
+        }
+    }
+    Ok(Some(Whole::Body(
+        finish(translator, ctx).unwrap_or_default(),
+    )))
+}
+
+/// The response header, sized when the body goes out whole. A function of its own, so that
+/// the header being built takes no room in the relay's future.
+pub(super) fn head(
+    source: &Source,
+    ctx: &mut RequestCtx,
+    translator: &dyn Translator,
+    whole: Option<&Whole>,
+) -> Result<Box<ResponseHeader>, RelayError> {
+    let mut header = downstream_header(source, ctx, translator).map_err(header_failed)?;
     // An event too large to split goes out as the chunked relay sends it: the header as it
     // is, then the events before it and the reason.
-    if let Whole::Body(body) = &whole {
+    if let Some(Whole::Body(body)) = whole {
         sized(&mut header, body.len(), ctx)?;
     }
-    Ok((Box::new(header), Some(whole)))
+    Ok(Box::new(header))
 }
 
 /// A header for a body sent whole: its length instead of chunked framing, and the body's one
@@ -203,7 +146,7 @@ pub(super) fn sized(
 /// Translates a body [`Source::read_ready`] found whole, as the chunked relay does chunk by
 /// chunk: the same captures for the cache, the same stop when a guardrail ends the stream, the
 /// translator's last words.
-pub(super) fn translate_whole(
+fn translate_ready(
     source: &mut Source,
     ctx: &mut RequestCtx,
     translator: &mut dyn Translator,
@@ -295,12 +238,10 @@ pub(super) async fn pump(
     translator: &mut dyn Translator,
     sse: bool,
 ) -> Result<(), RelayError> {
-    if translator.buffers_whole() {
-        // Boxed, like the failure paths below: inline, these rarer paths' futures would size
-        // this one, and with it the handler's, which every open stream holds.
-        return Box::pin(pump_whole(session, source, ctx, translator)).await;
-    }
-    let (header, whole) = head(source, ctx, translator)?;
+    // Boxed, like the failure paths below: inline, the wait for a whole body would size this
+    // future, and with it the handler's, which every open stream holds.
+    let whole = Box::pin(read_whole(source, ctx, translator)).await?;
+    let header = head(source, ctx, translator, whole.as_ref())?;
     if session.write_response_header(header, false).await.is_err() {
         return Err(RelayError::ClientGone);
     }
@@ -313,6 +254,18 @@ pub(super) async fn pump(
             }
         }
         Some(Whole::Overflowed(out)) => return Err(Box::pin(overflowed(session, ctx, *out)).await),
+        Some(Whole::GaveUp(first)) => {
+            let now = std::time::Instant::now();
+            ctx.metered.first_chunk_at = Some(now);
+            ctx.metered.last_chunk_at = Some(now);
+            if session
+                .write_response_body(Some(first), false)
+                .await
+                .is_err()
+            {
+                return Err(RelayError::ClientGone);
+            }
+        }
     }
     let mut client_watch = true;
     loop {

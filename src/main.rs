@@ -6,12 +6,11 @@ use portgate::{build_server, settings::SettingsError, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc's malloc: a proxied chat request makes ~150 allocations, and
-/// glibc's malloc/free were ~19% of its instructions (201.3k -> 173.1k per request, callgrind).
+/// mimalloc instead of glibc's malloc: a proxied chat request makes many small allocations,
+/// and glibc's malloc/free were a large share of its instructions (see `docs/performance.md`).
 /// Built with `no_thp`: by default mimalloc asks for transparent huge pages on its arenas
 /// (`madvise`), and where THP is on for `madvise` (Debian's default) memory then becomes
-/// resident in 2 MiB steps: 20.7 MiB idle and 220 KiB per open idle stream, against
-/// 10.7-11.6 MiB and 83-85 KiB with glibc, and 11.3-12.6 MiB and 87-91 KiB with `no_thp`.
+/// resident in 2 MiB steps, doubling the idle footprint and the memory per open stream.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

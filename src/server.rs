@@ -41,8 +41,8 @@ impl Portgate {
 
 /// The write buffer of client connections. With Pingora's default (1,460 bytes, one segment)
 /// an answer whose header and body do not fit together goes out in two writes (two system
-/// calls, two segments, two wake-ups of the client): an answer with `hook_results` (~4 KB for
-/// ten checks) or most real completions. With 16 KiB they go out in one. Nothing waits in it:
+/// calls, two segments, two wake-ups of the client): an answer with `hook_results` or most real
+/// completions. With 16 KiB they go out in one. Nothing waits in it:
 /// Pingora flushes a stream's body on every write (chunked bodies) and a whole body when it is
 /// complete, and writes larger than the buffer go straight through.
 const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
@@ -50,10 +50,10 @@ const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 /// No read buffer on client connections (Pingora's default is 64 KiB). Pingora's HTTP/1 code
 /// reads a request header into its own 4 KiB buffer and a body into its own 64 KiB one, so a
 /// buffer under them only adds a copy of every byte read. And it is tokio's `BufReader`,
-/// which zero-fills its 64 KiB when a connection opens: ~6 KiB more resident per open
-/// connection (81-84 against 89 KiB per idle stream, three alternating runs of 1,000), and CPU
-/// per chat request 0.94x (`make bench-ab`, 11 rounds, quartiles 0.82-0.98x). It mattered for
-/// TLS (16 KiB records read in small pieces); the sidecar's client side is plain HTTP.
+/// which zero-fills its 64 KiB when a connection opens: more memory resident per open
+/// connection and more CPU per request for nothing (measured in `docs/performance.md`). It
+/// mattered for TLS (16 KiB records read in small pieces); the sidecar's client side is plain
+/// HTTP.
 const CLIENT_READ_BUFFER: usize = 0;
 
 /// Builds a ready-to-run server from validated settings.

@@ -165,9 +165,9 @@ impl Dispatcher {
     }
 
     async fn try_once(&self, peer: &HttpPeer, out: &Outbound<'_>) -> Result<HttpSession, Failure> {
-        // A pooled connection first, through a future of ~200 bytes; only without one the
-        // connect future (~8.8 KB: TCP, TLS, their timeouts) runs, boxed. Awaited inline, it
-        // made every future above it ~8.8 KB larger, and each request copies two of them
+        // A pooled connection first, through a small future; only without one the connect
+        // future (TCP, TLS, their timeouts: kilobytes) runs, boxed. Awaited inline, it made
+        // every future above it that much larger, and each request copies two of them
         // whole when they are boxed (Pingora's `request_filter` and the walk).
         let (stream, reused) = match self.transport.reused_stream(peer).await {
             Some(stream) => (stream, true),

@@ -21,8 +21,8 @@ pub(crate) const OPENAI_HEADERS: &[(&str, &str)] = &[
 
 /// Appends OpenAI's own headers found among the client's: each under its plain name, from the
 /// `x-portkey-openai-*` header when present, else from the plain one (the first value of
-/// either). One pass over the client's headers: six `HeaderMap::get` by `&str` parsed and
-/// hashed a name each, ~2.5k instructions per request.
+/// either). One pass over the client's headers: six `HeaderMap::get` by `&str` would parse
+/// and hash a name each.
 pub(crate) fn openai_headers(client: &HeaderMap, out: &mut Vec<(HeaderName, HeaderValue)>) {
     let mut prefixed: [Option<&HeaderValue>; OPENAI_HEADERS.len()] = [None; OPENAI_HEADERS.len()];
     let mut plain: [Option<&HeaderValue>; OPENAI_HEADERS.len()] = [None; OPENAI_HEADERS.len()];
@@ -75,8 +75,8 @@ pub struct PortkeyHeaders {
 }
 
 /// The first value of each header `PortkeyHeaders::parse` reads, found in one pass over the
-/// request's headers (a handful): a `HeaderMap::get` by `&str` parses and hashes the name, ~400
-/// instructions each, and there are twelve to look for.
+/// request's headers (a handful): a `HeaderMap::get` by `&str` parses and hashes the name, and
+/// there are twelve to look for.
 #[derive(Default)]
 struct Found<'a> {
     provider: Option<&'a HeaderValue>,

@@ -228,8 +228,8 @@ pub(crate) fn record(
 }
 
 /// The client's address as a JSON string, `ip:port` as `Display` writes it. An IPv4 address
-/// is written by hand: through `fmt` it took ~1.7k instructions, more than the rest of the
-/// line's strings together.
+/// is written by hand: through `fmt` it cost more than the rest of the line's strings
+/// together.
 fn client_addr(out: &mut Vec<u8>, addr: &ClientAddr) {
     match addr.as_inet() {
         Some(std::net::SocketAddr::V4(v4)) => {

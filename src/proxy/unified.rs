@@ -281,7 +281,7 @@ async fn walk(
     super::timer_anchor::ensure(Duration::from_millis(deadline_ms));
     let walked = {
         // Boxed once: the walk's future is large, and wrapping it by value in `timeout` and
-        // `select!` copied it several times per request (~50k instructions of memcpy).
+        // `select!` copied it several times per request.
         let run = Box::pin(async {
             // In place unless the span is recorded (see `Walk::send`).
             if span.is_disabled() {

@@ -28,8 +28,7 @@ pub struct GuardMetrics {
 static NEXT_METRICS_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One check's metric series, looked up on its first run: `with_label_values` hashes the
-/// labels and takes a lock on every call (~800 instructions; ten of them per request with ten
-/// checks). Kept with the compiled check, so they live as long as the config that holds it.
+/// labels and takes a lock on every call, once per check per request. Kept with the compiled check, so they live as long as the config that holds it.
 #[derive(Debug, Default)]
 pub(crate) struct CheckHandles(OnceLock<Cached>);
 

@@ -20,7 +20,7 @@ use tracing_subscriber::EnvFilter;
 /// The bridge's max level must be the subscriber's, never `Trace`: `log`'s macros build their
 /// arguments before any subscriber can drop the record, and some of Pingora's trace lines
 /// format whole buffers (its chunked-body reader formats everything still buffered on every
-/// chunk: quadratic in the length of a stream, 91% of the instructions of a 200-event stream).
+/// chunk: quadratic in the length of a stream, and most of a long stream's cost).
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -1,7 +1,7 @@
 //! The usage series of one label set, resolved once and kept.
 //!
 //! `prometheus`'s `with_label_values` hashes its label values, takes a read lock and looks the
-//! hash up on every call (~290 instructions), and a request with usage made up to twelve such
+//! hash up on every call, and a request with usage made up to twelve such
 //! calls for the same provider and model: token counts and histograms by kind, then cost.
 //! Here one lookup finds them all. The label values are bounded as the families' are (the
 //! model labels are capped before they get here), so the cache is too.

@@ -16,8 +16,8 @@ pub(super) const HOP_BY_HOP: &[&str] = &[
 
 /// The header of an answer the gateway writes itself: `headers` filled directly, plus the
 /// headers every gateway response carries. Pingora's own `insert_header` parses each name
-/// again and, on a header built with its case map, copies the name and inserts twice: ~1.6k
-/// instructions per header, with 6-10 headers per answer (callgrind). A header without a case
+/// again and, on a header built with its case map, copies the name and inserts twice, for
+/// each of the 6-10 headers of an answer. A header without a case
 /// map sends the same bytes (Pingora title-cases the standard names and writes the others as
 /// stored; every name here is a lower-case `HeaderName`).
 pub(super) fn own_header(

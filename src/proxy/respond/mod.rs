@@ -206,7 +206,7 @@ pub(crate) async fn relay_held_guarded(
 /// the translator reads about usage and model lands in `ctx.metered`.
 ///
 /// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
-/// moves its arguments into locals, so its future held the 136-byte `Source` twice; the block
+/// moves its arguments into locals, so its future would hold the `Source` twice; the block
 /// uses what it captured in place. Every open stream holds this future.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn relay<'a>(

@@ -4,8 +4,9 @@
 use super::*;
 
 /// Reads the three fields from the top level of a JSON object by scanning it, without
-/// deserialising the values it skips (serde_json spent ~6k instructions on a 300-byte chat
-/// answer, most of them walking `choices` and building `usage` through its derive).
+/// deserialising the values it skips: serde_json spends most of its work on a chat answer
+/// walking `choices` and building `usage` through its derive (measured in
+/// `docs/performance.md`).
 ///
 /// On a well-formed document it reads what serde_json reads (the tests compare the two). It
 /// answers `None` whenever the text is not plainly what it expects, and the caller asks
@@ -131,7 +132,7 @@ impl<'a> Scanner<'a> {
 
     /// The index of the next `"` or `\` from `self.i`: looked for eight bytes at a time in
     /// the first 32 (keys and short values, where a vectorised search costs more to start
-    /// than it saves, and a byte loop ~12 instructions a byte), then by `memchr2` (long
+    /// than it saves, and a byte loop is slow), then by `memchr2` (long
     /// content).
     pub(super) fn string_stop(&self) -> Option<usize> {
         let rest = self.b.get(self.i..)?;

@@ -89,7 +89,7 @@ pub(crate) struct RequestCtx {
     pub attempts: Vec<AttemptRecord>,
     /// Time spent waiting on providers (attempts, backoff, relaying the body).
     pub upstream_time: Duration,
-    pub metered: Relayed,
+    pub relayed: Relayed,
     /// The request body, kept only when `log.log_bodies` is on.
     pub request_body: Option<Bytes>,
     /// The failure that decided the response, if any (logged once in `logging`).
@@ -123,7 +123,7 @@ impl RequestCtx {
             budget_exhausted: false,
             attempts: Vec::new(),
             upstream_time: Duration::ZERO,
-            metered: Relayed::default(),
+            relayed: Relayed::default(),
             request_body: None,
             error: None,
             feedback_ids: Vec::new(),

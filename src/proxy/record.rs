@@ -33,7 +33,7 @@ pub(crate) fn record(
     let m = &state.metrics;
     let provider = ctx.provider.as_deref().unwrap_or("");
     let requested = ctx.model.as_deref().unwrap_or("");
-    let served = ctx.metered.model.as_deref().unwrap_or(requested);
+    let served = ctx.relayed.model.as_deref().unwrap_or(requested);
     // Each name is a label without the cap only when it is itself priced: a custom host that
     // answers every request with a priced model's name must not turn each requested name into
     // a new series. The price is the served model's, else the requested one's.
@@ -98,7 +98,7 @@ pub(crate) fn record(
             .observe(a.duration.as_secs_f64());
     }
 
-    let usage = ctx.metered.usage;
+    let usage = ctx.relayed.usage;
     let mut cost = None;
     if let (Some(u), true) = (usage, cache_hit) {
         cost = price.map(|p| p.cost(&u));
@@ -134,7 +134,7 @@ pub(crate) fn record(
         }
     }
 
-    let ttft = match (ctx.stream, ctx.metered.first_chunk_at) {
+    let ttft = match (ctx.stream, ctx.relayed.first_chunk_at) {
         (true, Some(first)) => Some(first.duration_since(ctx.started)),
         _ => None,
     };
@@ -142,10 +142,10 @@ pub(crate) fn record(
         m.time_to_first_token
             .with_label_values(&[op, provider, model])
             .observe(t.as_secs_f64());
-        let outputs = usage.map_or(u64::from(ctx.metered.events), |u| u.output);
+        let outputs = usage.map_or(u64::from(ctx.relayed.events), |u| u.output);
         if let (Some(first), Some(last), true) = (
-            ctx.metered.first_chunk_at,
-            ctx.metered.last_chunk_at,
+            ctx.relayed.first_chunk_at,
+            ctx.relayed.last_chunk_at,
             outputs > 1,
         ) {
             let per = last.duration_since(first).as_secs_f64() / (outputs - 1) as f64;
@@ -176,7 +176,7 @@ pub(crate) fn record(
             .and_then(|b| serde_json::from_slice::<Value>(b).ok())
             .unwrap_or(Value::Null);
         redact(&mut req);
-        let mut resp = ctx.metered.body.clone().unwrap_or(Value::Null);
+        let mut resp = ctx.relayed.body.clone().unwrap_or(Value::Null);
         redact(&mut resp);
         (Some(req), Some(resp))
     } else {
@@ -196,7 +196,7 @@ pub(crate) fn record(
         status,
         provider: ctx.provider.as_deref(),
         model_requested: ctx.model.as_deref(),
-        model_served: ctx.metered.model.as_deref(),
+        model_served: ctx.relayed.model.as_deref(),
         stream: ctx.stream,
         target: ctx.last_used.as_deref(),
         attempts: Attempts(&ctx.attempts),

@@ -197,7 +197,7 @@ pub(crate) async fn handle(
             if let (Ok(()), Some(ct), Some(capture)) =
                 (&relayed, stored_type, ctx.cache_capture.take())
             {
-                let (usage, model) = (ctx.metered.usage, ctx.metered.model.clone());
+                let (usage, model) = (ctx.relayed.usage, ctx.relayed.model.clone());
                 state
                     .cache
                     .store(&cache_note, capture, status, &ct, usage, model);

@@ -201,7 +201,10 @@ async fn entries_expire_after_max_age() {
         if status(&h) != "HIT" {
             break status(&h).to_string();
         }
-        assert!(stored.elapsed().as_secs() < 3, "still served after its max_age");
+        assert!(
+            stored.elapsed().as_secs() < 3,
+            "still served after its max_age"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(expired, "MISS", "expired");

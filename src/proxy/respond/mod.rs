@@ -203,7 +203,7 @@ pub(crate) async fn relay_held_guarded(
 
 /// Streams an answer to the client chunk by chunk, as it arrives (SSE events are never held
 /// back), through the provider's translator, while watching for the client going away; what
-/// the translator reads about usage and model lands in `ctx.metered`.
+/// the translator reads about usage and model lands in `ctx.relayed`.
 ///
 /// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
 /// moves its arguments into locals, so its future would hold the `Source` twice; the block
@@ -225,7 +225,7 @@ pub(crate) fn relay<'a>(
             .starts_with("text/event-stream");
         let result = pump(session, &mut source, ctx, translator.as_mut(), sse).await;
         ctx.upstream_time += started.elapsed();
-        let m = &mut ctx.metered;
+        let m = &mut ctx.relayed;
         m.usage = translator.usage();
         m.model = translator.model().map(str::to_string);
         m.events = translator.events();

@@ -74,24 +74,13 @@ pub(super) enum Whole {
     GaveUp(Bytes),
 }
 
-/// The body, when it goes out whole: all of it for a translator that can only translate at the
-/// end (a non-streamed translated answer), else what has already arrived if that is all of it
-/// (a short stream that came in one burst, an answer the gateway holds). `None`: relay it
-/// chunk by chunk.
-///
-/// Sent whole, the answer goes out with its length, header and body in one write; sent chunked,
-/// Pingora flushes the header on its own, then the body, then the last-chunk mark: three system
-/// calls, three segments and three wake-ups of the client.
-pub(super) async fn read_whole(
+/// The body of a translator that can only translate at the end (a non-streamed translated
+/// answer): all of it, read to its end, or what the translator handed back when it gave up.
+pub(super) async fn read_to_end(
     source: &mut Source,
     ctx: &mut RequestCtx,
     translator: &mut dyn Translator,
-) -> Result<Option<Whole>, RelayError> {
-    if !translator.buffers_whole() {
-        return Ok(source
-            .read_ready(BATCH_LIMIT)
-            .then(|| translate_ready(source, ctx, translator)));
-    }
+) -> Result<Whole, RelayError> {
     while let Some(chunk) = source
         .next_chunk()
         .await
@@ -101,12 +90,10 @@ pub(super) async fn read_whole(
             if let Some(c) = ctx.cache_capture.as_mut() {
                 c.push(&out);
             }
-            return Ok(Some(Whole::GaveUp(out)));
+            return Ok(Whole::GaveUp(out));
         }
     }
-    Ok(Some(Whole::Body(
-        finish(translator, ctx).unwrap_or_default(),
-    )))
+    Ok(Whole::Body(finish(translator, ctx).unwrap_or_default()))
 }
 
 /// The response header, sized when the body goes out whole. A function of its own, so that
@@ -138,8 +125,8 @@ pub(super) fn sized(
         .insert_header(http::header::CONTENT_LENGTH, len)
         .map_err(header_failed)?;
     let now = std::time::Instant::now();
-    ctx.metered.first_chunk_at = Some(now);
-    ctx.metered.last_chunk_at = Some(now);
+    ctx.relayed.first_chunk_at = Some(now);
+    ctx.relayed.last_chunk_at = Some(now);
     Ok(())
 }
 
@@ -238,9 +225,21 @@ pub(super) async fn pump(
     translator: &mut dyn Translator,
     sse: bool,
 ) -> Result<(), RelayError> {
-    // Boxed, like the failure paths below: inline, the wait for a whole body would size this
-    // future, and with it the handler's, which every open stream holds.
-    let whole = Box::pin(read_whole(source, ctx, translator)).await?;
+    // The one whole-body path: the body goes out whole, with its length, when the translator
+    // can only translate at the end (all of it is read first), or when what has already
+    // arrived is all of it (a short stream in one burst, an answer the gateway holds). Sent
+    // whole, header and body go out in one write; sent chunked, Pingora flushes the header on
+    // its own, then the body, then the last-chunk mark: three system calls, three segments and
+    // three wake-ups of the client.
+    let whole = if translator.buffers_whole() {
+        // Boxed, like the failure paths below: inline, this wait would size this future, and
+        // with it the handler's, which every open stream holds.
+        Some(Box::pin(read_to_end(source, ctx, translator)).await?)
+    } else if source.read_ready(BATCH_LIMIT) {
+        Some(translate_ready(source, ctx, translator))
+    } else {
+        None
+    };
     let header = head(source, ctx, translator, whole.as_ref())?;
     if session.write_response_header(header, false).await.is_err() {
         return Err(RelayError::ClientGone);
@@ -256,8 +255,8 @@ pub(super) async fn pump(
         Some(Whole::Overflowed(out)) => return Err(Box::pin(overflowed(session, ctx, *out)).await),
         Some(Whole::GaveUp(first)) => {
             let now = std::time::Instant::now();
-            ctx.metered.first_chunk_at = Some(now);
-            ctx.metered.last_chunk_at = Some(now);
+            ctx.relayed.first_chunk_at = Some(now);
+            ctx.relayed.last_chunk_at = Some(now);
             if session
                 .write_response_body(Some(first), false)
                 .await
@@ -326,8 +325,8 @@ pub(super) async fn pump(
         }
         if let Some(out) = out.take() {
             let now = std::time::Instant::now();
-            ctx.metered.first_chunk_at.get_or_insert(now);
-            ctx.metered.last_chunk_at = Some(now);
+            ctx.relayed.first_chunk_at.get_or_insert(now);
+            ctx.relayed.last_chunk_at = Some(now);
             if session.write_response_body(Some(out), false).await.is_err() {
                 return Err(RelayError::ClientGone);
             }

@@ -101,6 +101,10 @@ pub enum GatewayError {
     UnknownVirtualKey(String),
     #[error("Invalid or missing x-portkey-api-key")]
     Unauthorized,
+    /// Portkey's conditional router refused the config (an unknown operator or target name,
+    /// no conditions): its own message.
+    #[error("{0}")]
+    Router(String),
     /// Conditional routing found no matching condition and no default (the strategy's path
     /// goes to the log line).
     #[error("{NO_ROUTE_MESSAGE}")]
@@ -205,6 +209,7 @@ impl GatewayError {
             | Self::InvalidConfig(_)
             | Self::UnknownConfig(_)
             | Self::NoRouteMatched(_)
+            | Self::Router(_)
             | Self::InvalidFeedback(_)
             | Self::ProviderRequest(_) => 400,
             Self::FeedbackNotFound(_) => 404,
@@ -250,6 +255,7 @@ impl GatewayError {
             Self::UnknownVirtualKey(_) => "unknown_virtual_key",
             Self::Unauthorized => "unauthorized",
             Self::NoRouteMatched(_) => "no_route_matched",
+            Self::Router(_) => "router",
             Self::RequestTimeout(_) => "request_timeout",
             Self::FirstTokenTimeout(_) => "first_token_timeout",
             Self::DeadlineExceeded(_) => "deadline_exceeded",

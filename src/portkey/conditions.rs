@@ -1,8 +1,13 @@
 //! Conditional routing queries (`strategy.mode: conditional`), as Portkey evaluates them: keys
 //! are dotted paths into `metadata.*`, `params.*` or `url.pathname`; a
-//! scalar means equality; an object applies `$eq $ne $gt $gte $lt $lte $in $nin $regex`, all of
-//! which must pass (`$regex` alone decides when present); `$and` / `$or` take lists of
-//! sub-queries and, when present, decide the whole query object.
+//! scalar means equality; an object applies `$eq $ne $gt $gte $lt $lte $in $nin $regex
+//! $length`, all of which must pass (`$regex` alone decides when present); `$and` / `$or`
+//! take lists of sub-queries and, when present, decide the whole query object.
+//!
+//! Operands that Portkey evaluates to "no match" rather than refusing (a comparison with
+//! something that is not a number, `$in` with something that is not a list) match nothing
+//! here too; an operator Portkey does not know is its router error
+//! (`Unsupported operator used in the query router: $op`), found when the config is parsed.
 //!
 //! Queries are compiled once when the config is parsed: regexes are built there with a size
 //! bound, so a bad or huge pattern is a 400 for that config, never a crash or a slow request.
@@ -47,12 +52,31 @@ pub enum Test {
 pub enum Op {
     Eq(Value),
     Ne(Value),
+    /// A comparison with what JavaScript's `parseFloat` makes of the operand (NaN, which no
+    /// value passes, when it is not a number).
     Gt(f64),
     Gte(f64),
     Lt(f64),
     Lte(f64),
-    In(Vec<Value>),
-    Nin(Vec<Value>),
+    /// `None`: the operand is not a list, and neither `$in` nor `$nin` passes.
+    In(Option<Vec<Value>>),
+    Nin(Option<Vec<Value>>),
+    /// `$length`: the value is a list whose length passes the test (a number: equal to it;
+    /// an object: its operators; anything else: no test).
+    Length(Option<Box<Test>>),
+}
+
+/// The message of a query with an operator Portkey's router does not know.
+pub(crate) fn unsupported(op: &str) -> String {
+    format!("Unsupported operator used in the query router: {op}")
+}
+
+/// What compiling a query found wrong: a problem of the config's schema (its path and why),
+/// or an error of Portkey's router (answered with the router's own message).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Schema(String, String),
+    Router(String),
 }
 
 impl Query {
@@ -65,17 +89,29 @@ impl Query {
                 .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
             Query::Fields(fields) => fields
                 .iter()
-                .filter_map(|(_, t)| match t {
-                    Test::Regex(_, bytes) => Some((1, *bytes)),
-                    Test::Ops(_) => None,
+                .map(|(_, t)| t.patterns())
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        }
+    }
+}
+
+impl Test {
+    fn patterns(&self) -> (usize, usize) {
+        match self {
+            Test::Regex(_, bytes) => (1, *bytes),
+            Test::Ops(ops) => ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Length(Some(t)) => Some(t.patterns()),
+                    _ => None,
                 })
                 .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
         }
     }
 }
 
-/// Compiles a query object; errors are `(path, message)` pairs.
-pub fn compile(value: &Value, path: &str) -> Result<Query, Vec<(String, String)>> {
+/// Compiles a query object.
+pub fn compile(value: &Value, path: &str) -> Result<Query, Vec<Fault>> {
     let mut errors = Vec::new();
     let q = compile_at(value, path, 0, &mut errors);
     match q {
@@ -84,21 +120,16 @@ pub fn compile(value: &Value, path: &str) -> Result<Query, Vec<(String, String)>
     }
 }
 
-fn compile_at(
-    value: &Value,
-    path: &str,
-    depth: usize,
-    errors: &mut Vec<(String, String)>,
-) -> Option<Query> {
+fn compile_at(value: &Value, path: &str, depth: usize, errors: &mut Vec<Fault>) -> Option<Query> {
     if depth > MAX_DEPTH {
-        errors.push((
+        errors.push(Fault::Schema(
             path.into(),
             format!("queries nest at most {MAX_DEPTH} levels"),
         ));
         return None;
     }
     let Some(obj) = value.as_object() else {
-        errors.push((path.into(), "a query is an object".into()));
+        errors.push(Fault::Schema(path.into(), "a query is an object".into()));
         return None;
     };
     for (key, ctor) in [
@@ -108,7 +139,7 @@ fn compile_at(
         if let Some(list) = obj.get(key) {
             let p = format!("{path}.{key}");
             let Some(items) = list.as_array() else {
-                errors.push((p, "must be an array of queries".into()));
+                errors.push(Fault::Schema(p, "must be an array of queries".into()));
                 return None;
             };
             let subs: Vec<Query> = items
@@ -123,7 +154,7 @@ fn compile_at(
     for (key, cond) in obj {
         let p = format!("{path}.{key}");
         let Some(field) = field_path(key) else {
-            errors.push((
+            errors.push(Fault::Schema(
                 p,
                 "keys are metadata.<key>, params.<key> or url.pathname".into(),
             ));
@@ -152,29 +183,24 @@ fn field_path(key: &str) -> Option<FieldPath> {
     }
 }
 
-fn number(v: &Value, path: &str, errors: &mut Vec<(String, String)>) -> Option<f64> {
-    match to_number(v) {
-        Some(n) => Some(n),
-        None => {
-            errors.push((path.into(), "must be a number".into()));
-            None
-        }
-    }
+/// A comparison's operand as Portkey reads it: `parseFloat`, NaN when it is not a number.
+fn number(v: &Value) -> f64 {
+    to_number(v).unwrap_or(f64::NAN)
 }
 
-fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) -> Option<Test> {
+fn compile_test(cond: &Value, path: &str, errors: &mut Vec<Fault>) -> Option<Test> {
     let Some(obj) = cond.as_object() else {
         return Some(Test::Ops(vec![Op::Eq(cond.clone())]));
     };
     if let Some(pattern) = obj.get("$regex") {
         let p = format!("{path}.$regex");
         let Some(pattern) = pattern.as_str() else {
-            errors.push((p, "must be a string".into()));
+            errors.push(Fault::Schema(p, "must be a string".into()));
             return None;
         };
         use crate::types::patterns;
         if let Err(e) = patterns::check_length(pattern) {
-            errors.push((p, e));
+            errors.push(Fault::Schema(p, e));
             return None;
         }
         return match RegexBuilder::new(pattern)
@@ -184,7 +210,7 @@ fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) ->
         {
             Ok(re) => Some(Test::Regex(re, patterns::compiled_bytes(pattern))),
             Err(e) => {
-                errors.push((p, format!("invalid regular expression: {e}")));
+                errors.push(Fault::Schema(p, format!("invalid regular expression: {e}")));
                 None
             }
         };
@@ -195,20 +221,23 @@ fn compile_test(cond: &Value, path: &str, errors: &mut Vec<(String, String)>) ->
         let compiled = match op.as_str() {
             "$eq" => Some(Op::Eq(arg.clone())),
             "$ne" => Some(Op::Ne(arg.clone())),
-            "$gt" => number(arg, &p, errors).map(Op::Gt),
-            "$gte" => number(arg, &p, errors).map(Op::Gte),
-            "$lt" => number(arg, &p, errors).map(Op::Lt),
-            "$lte" => number(arg, &p, errors).map(Op::Lte),
-            "$in" | "$nin" => match arg.as_array() {
-                Some(list) if op == "$in" => Some(Op::In(list.clone())),
-                Some(list) => Some(Op::Nin(list.clone())),
-                None => {
-                    errors.push((p, "must be an array".into()));
-                    None
+            "$gt" => Some(Op::Gt(number(arg))),
+            "$gte" => Some(Op::Gte(number(arg))),
+            "$lt" => Some(Op::Lt(number(arg))),
+            "$lte" => Some(Op::Lte(number(arg))),
+            "$in" => Some(Op::In(arg.as_array().cloned())),
+            "$nin" => Some(Op::Nin(arg.as_array().cloned())),
+            "$length" => match arg {
+                Value::Number(_) => Some(Op::Length(Some(Box::new(Test::Ops(vec![Op::Eq(
+                    arg.clone(),
+                )]))))),
+                Value::Object(_) => {
+                    compile_test(arg, &p, errors).map(|t| Op::Length(Some(Box::new(t))))
                 }
+                _ => Some(Op::Length(None)),
             },
             _ => {
-                errors.push((p, format!("unknown operator {op}")));
+                errors.push(Fault::Router(unsupported(op)));
                 None
             }
         };
@@ -335,8 +364,18 @@ impl Op {
             Op::Gte(n) => num().is_some_and(|x| x >= *n),
             Op::Lt(n) => num().is_some_and(|x| x < *n),
             Op::Lte(n) => num().is_some_and(|x| x <= *n),
-            Op::In(list) => list.iter().any(|v| strict_eq(value, v)),
-            Op::Nin(list) => !list.iter().any(|v| strict_eq(value, v)),
+            Op::In(list) => list
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|v| strict_eq(value, v))),
+            Op::Nin(list) => list
+                .as_ref()
+                .is_some_and(|l| !l.iter().any(|v| strict_eq(value, v))),
+            Op::Length(test) => match value {
+                Some(Value::Array(items)) => test
+                    .as_ref()
+                    .map_or(true, |t| t.passes(Some(&Value::from(items.len())))),
+                _ => false,
+            },
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct StrategySpec {
     pub on_status_codes: Option<Vec<u16>>,
     pub conditions: Vec<Condition>,
     pub default: Option<String>,
+    /// Whether `conditions` was given (an empty list is allowed: the default answers).
+    pub has_conditions: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +153,7 @@ pub fn parse(value: &Value) -> Result<ConfigNode, Problems> {
     }
     let node = parse_node(value, "config", 0, &mut problems);
     match node {
-        Some(n) if problems.0.is_empty() => Ok(n),
+        Some(n) if problems.is_empty() => Ok(n),
         _ => Err(problems),
     }
 }
@@ -311,27 +313,21 @@ fn check_shape(node: &ConfigNode, other_credentials: bool, p: &mut Problems) {
                 .iter()
                 .filter_map(|t| t.name.as_deref())
                 .collect();
-            for (i, c) in s.conditions.iter().enumerate() {
-                if !names.contains(&c.then.as_str()) {
-                    p.push(
-                        &format!("{path}.strategy.conditions[{i}].then"),
-                        format!("no target is named {:?}", c.then),
-                    );
-                }
+            // Portkey's router errors, found up front: a `then` or `default` naming no target
+            // (Portkey finds it when the condition matches, or the default is used).
+            let unknown = s
+                .conditions
+                .iter()
+                .map(|c| c.then.as_str())
+                .chain(s.default.as_deref())
+                .find(|name| !names.contains(name));
+            if let Some(name) = unknown {
+                p.push_router(format!(
+                    "Invalid target name found in the query router: {name}"
+                ));
             }
-            if let Some(d) = &s.default {
-                if !names.contains(&d.as_str()) {
-                    p.push(
-                        &format!("{path}.strategy.default"),
-                        format!("no target is named {d:?}"),
-                    );
-                }
-            }
-            if s.conditions.is_empty() {
-                p.push(
-                    &format!("{path}.strategy.conditions"),
-                    "conditional routing needs conditions",
-                );
+            if !s.has_conditions {
+                p.push_router("No conditions passed in the query router".into());
             }
         }
         if s.mode == Some(Mode::Loadbalance)

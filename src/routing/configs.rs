@@ -12,6 +12,7 @@ use super::plan::{self, Plan, PlanContext, PlanError};
 use crate::error::GatewayError;
 use crate::portkey::config;
 use crate::settings::{Settings, SettingsError};
+use crate::types::problems::Problems;
 use lru::LruCache;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,15 +35,24 @@ struct InlineCache {
 /// The most bytes of inline configs (text and compiled patterns) kept parsed at once.
 pub(crate) const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
+/// A config's problems as the client's error: Portkey's router error when that is all there
+/// is, else the schema problems.
+fn invalid(p: Problems) -> GatewayError {
+    match p.router_error() {
+        Some(message) => GatewayError::Router(message.to_string()),
+        None => GatewayError::InvalidConfig(p.0),
+    }
+}
+
 /// Parses and builds one config document; also answers its cost.
 pub(crate) fn build(
     value: &serde_json::Value,
     ctx: &PlanContext<'_>,
 ) -> Result<(Plan, Cost), GatewayError> {
-    let node = config::parse(value).map_err(|p| GatewayError::InvalidConfig(p.0))?;
-    let cost = cost::check(&node, ctx.limits).map_err(|p| GatewayError::InvalidConfig(p.0))?;
+    let node = config::parse(value).map_err(invalid)?;
+    let cost = cost::check(&node, ctx.limits).map_err(invalid)?;
     let plan = plan::build(&node, ctx).map_err(|e| match e {
-        PlanError::Invalid(p) => GatewayError::InvalidConfig(p.0),
+        PlanError::Invalid(p) => invalid(p),
         PlanError::UnknownVirtualKey(id) => GatewayError::UnknownVirtualKey(id),
     })?;
     Ok((plan, cost))

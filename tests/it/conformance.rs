@@ -211,6 +211,79 @@ async fn conditional_routing_without_a_match_or_default() {
     assert_eq!(a.request_count(), 0);
 }
 
+/// Portkey's conditional router: `$length` routes on the length of a list, and its own
+/// messages (400, `status: failure`) for an operator it does not know, a target name that no
+/// target has, and a strategy without conditions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_router_length_and_its_errors() {
+    let (a, b, _c, gw) = three_mocks(|_| {}).await;
+    let config = |query: Value, then: &str| {
+        json!({
+            "strategy": {"mode": "conditional",
+                "conditions": [{"query": query, "then": then}], "default": "short"},
+            "targets": [{"name": "long", "provider": "openai", "api_key": "sk-a"},
+                        {"name": "short", "provider": "groq", "api_key": "sk-b"}]
+        })
+        .to_string()
+    };
+    let long = config(json!({"params.messages": {"$length": {"$gt": 2}}}), "long");
+    let three = json!({"model": "m", "messages": [
+        {"role": "user", "content": "1"}, {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "3"}]});
+    let (status, h, _) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-portkey-config", &long)],
+        three,
+    )
+    .await;
+    assert_eq!((status, header(&h, "x-portkey-provider")), (200, "openai"));
+    let (status, h, _) = chat(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-portkey-config", &long)],
+        user_chat("m", "one"),
+    )
+    .await;
+    assert_eq!((status, header(&h, "x-portkey-provider")), (200, "groq"));
+    assert_eq!((a.request_count(), b.request_count()), (1, 1));
+
+    let cases = [
+        (
+            config(json!({"metadata.plan": {"$like": "paid"}}), "long"),
+            "Unsupported operator used in the query router: $like",
+        ),
+        (
+            config(json!({"metadata.plan": "paid"}), "nobody"),
+            "Invalid target name found in the query router: nobody",
+        ),
+        (
+            json!({"strategy": {"mode": "conditional", "default": "a"},
+                   "targets": [{"name": "a", "provider": "openai", "api_key": "sk-a"}]})
+            .to_string(),
+            "No conditions passed in the query router",
+        ),
+    ];
+    for (config, message) in cases {
+        for path in ["/v1/chat/completions", "/v1/embeddings"] {
+            let (status, h, v) = chat(
+                &gw,
+                path,
+                &[("x-portkey-config", &config)],
+                user_chat("m", "hi"),
+            )
+            .await;
+            assert_eq!((status, v), (400, failure(message)), "{path} {config}");
+            assert_eq!(header(&h, "content-type"), "application/json");
+        }
+    }
+    assert_eq!(
+        (a.request_count(), b.request_count()),
+        (1, 1),
+        "nothing was sent"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_errors_keep_status_and_headers_in_portkeys_envelope() {
     let (a, b, _c, gw) = three_mocks(|_| {}).await;

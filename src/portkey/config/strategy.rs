@@ -30,6 +30,7 @@ pub(super) fn strategy(v: &Value, path: &str, p: &mut Problems) -> Option<Strate
         s.on_status_codes = status_codes(c, &format!("{path}.on_status_codes"), p);
     }
     s.default = string(obj, "default", path, p);
+    s.has_conditions = obj.get("conditions").is_some_and(|c| !c.is_null());
     if let Some(list) = obj.get("conditions") {
         let lp = format!("{path}.conditions");
         match list.as_array() {
@@ -47,9 +48,12 @@ pub(super) fn strategy(v: &Value, path: &str, p: &mut Problems) -> Option<Strate
                     let query = match co.get("query") {
                         Some(q) => match conditions::compile(q, &format!("{cp}.query")) {
                             Ok(q) => Some(q),
-                            Err(errs) => {
-                                for (ep, m) in errs {
-                                    p.push(&ep, m);
+                            Err(faults) => {
+                                for fault in faults {
+                                    match fault {
+                                        conditions::Fault::Schema(ep, m) => p.push(&ep, m),
+                                        conditions::Fault::Router(m) => p.push_router(m),
+                                    }
                                 }
                                 None
                             }

@@ -143,14 +143,52 @@ fn shape_rules() {
         "targets": [{"provider": "openai", "api_key": "k", "weight": 0}, {"provider": "groq", "api_key": "k", "weight": 0}]
     }));
     assert!(zero[0].contains("every weight is 0"), "{zero:?}");
-    let cond = problems(json!({
+    // Portkey's router errors: its own message for the first unknown target name, and for
+    // a strategy without conditions (an empty list is allowed: the default answers).
+    let router = |v: Value| {
+        parse(&v)
+            .err()
+            .and_then(|p| p.router_error().map(str::to_string))
+    };
+    let cond = router(json!({
         "strategy": {"mode": "conditional", "conditions": [{"query": {"metadata.plan": "paid"}, "then": "nope"}], "default": "also-nope"},
         "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]
     }));
-    assert!(cond
-        .iter()
-        .any(|e| e.contains("path: strategy,conditions,0,then")));
-    assert!(cond.iter().any(|e| e.contains("path: strategy,default")));
+    assert_eq!(
+        cond.as_deref(),
+        Some("Invalid target name found in the query router: nope")
+    );
+    let default = router(json!({
+        "strategy": {"mode": "conditional", "conditions": [{"query": {"metadata.plan": "paid"}, "then": "a"}], "default": "also-nope"},
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]
+    }));
+    assert_eq!(
+        default.as_deref(),
+        Some("Invalid target name found in the query router: also-nope")
+    );
+    let none = router(json!({
+        "strategy": {"mode": "conditional", "default": "a"},
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]
+    }));
+    assert_eq!(
+        none.as_deref(),
+        Some("No conditions passed in the query router")
+    );
+    let empty = json!({
+        "strategy": {"mode": "conditional", "conditions": [], "default": "a"},
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]
+    });
+    assert!(parse(&empty).is_ok());
+    // A schema problem comes first, as Portkey validates the config before routing.
+    let both = parse(&json!({
+        "strategy": {"mode": "conditional", "conditions": [{"query": {"metadata.plan": {"$nope": 1}}, "then": "a"}]},
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k", "weight": "x"}]
+    }))
+    .unwrap_err();
+    assert!(
+        both.router_error().is_none() && !both.0.is_empty(),
+        "{both:?}"
+    );
     let re = problems(json!({
         "strategy": {"mode": "conditional", "conditions": [{"query": {"params.model": {"$regex": "(["}}, "then": "a"}]},
         "targets": [{"name": "a", "provider": "openai", "api_key": "k"}]

@@ -54,13 +54,20 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        if let Err(e) = portgate::state::check_settings(&settings) {
-            eprintln!("portgate: {e}");
-            return ExitCode::from(2);
-        }
+        let notes = match portgate::state::check_settings(&settings) {
+            Ok(notes) => notes,
+            Err(e) => {
+                eprintln!("portgate: {e}");
+                return ExitCode::from(2);
+            }
+        };
         // Names and sources only: virtual keys show where their key comes from, configs'
         // credential fields and gateway key digests are not shown.
         println!("{}", settings.check_report());
+        // What the settings lead to (where prices come from), as YAML comments.
+        for note in notes {
+            println!("# {note}");
+        }
         return ExitCode::SUCCESS;
     }
     portgate::telemetry::init(&settings.log);

@@ -105,6 +105,9 @@ impl State {
         )
         .map_err(|e| SettingsError::new("metrics", e))?;
         let pricing = Pricing::from_settings(&settings.pricing)?;
+        for line in pricing.summary.lines() {
+            tracing::info!("{line}");
+        }
         let cache = crate::cache::Cache::new(&settings.cache, metrics.cache.clone(), env)?;
         let access_log = AccessLog::new(&settings.log, metrics.access_log_dropped.clone())?;
         Ok(State {
@@ -178,12 +181,13 @@ impl State {
 /// ([`Settings::validate`]), those that need the layers that read them (URLs, custom-host
 /// entries, provider names), and the named guardrails compiled. Building the [`State`] runs the
 /// same checks once, compiling the guardrails for use.
-pub fn check_settings(settings: &Settings) -> Result<(), SettingsError> {
+pub fn check_settings(settings: &Settings) -> Result<Vec<String>, SettingsError> {
     settings.validate()?;
     check_links(settings)?;
     crate::guardrails::compile_named(&settings.guardrails)
         .map_err(|(field, reason)| SettingsError::new(&field, reason))?;
-    Ok(())
+    let pricing = Pricing::from_settings(&settings.pricing)?;
+    Ok(pricing.summary.lines())
 }
 
 /// The checks of values that another layer parses.

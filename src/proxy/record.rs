@@ -8,6 +8,7 @@ use crate::state::State;
 use crate::telemetry::access_log::now_rfc3339;
 use crate::telemetry::metrics::status_class;
 use crate::types::json::Object;
+use crate::types::money::Picos;
 use crate::types::redact::redact;
 use crate::types::usage::Usage;
 use pingora::protocols::l4::socket::SocketAddr as ClientAddr;
@@ -37,11 +38,13 @@ pub(crate) fn record(
     // Each name is a label without the cap only when it is itself priced: a custom host that
     // answers every request with a priced model's name must not turn each requested name into
     // a new series. The price is the served model's, else the requested one's.
-    let served_price = state.pricing.price(provider, served);
+    // A model priced by prompt size takes the tier of this prompt.
+    let prompt = ctx.relayed.usage.map_or(0, |u| u.input);
+    let served_price = state.pricing.price(provider, served, prompt);
     let requested_price = if served == requested {
         served_price
     } else {
-        state.pricing.price(provider, requested)
+        state.pricing.price(provider, requested, prompt)
     };
     let price = served_price.or(requested_price);
     let model = m.model_label(requested, requested_price.is_some());
@@ -107,8 +110,9 @@ pub(crate) fn record(
         c.saved_tokens
             .with_label_values(&["output"])
             .inc_by(u.output);
-        if let Some(usd) = cost {
-            c.saved_cost.inc_by(usd);
+        if let Some(cost) = cost {
+            c.saved_cost
+                .inc_by(u64::try_from(cost.0).unwrap_or(u64::MAX));
         }
     } else if let Some(u) = usage {
         let served_label = m.model_label(served, served_price.is_some());
@@ -204,7 +208,7 @@ pub(crate) fn record(
         retry_budget_exhausted: ctx.budget_exhausted,
         cache_status,
         tokens: usage,
-        cost_usd: cost,
+        cost_usd: cost.map(Picos::usd),
         latency_ms: Latency {
             total: ms(total),
             upstream: ms(ctx.upstream_time),

@@ -19,6 +19,7 @@ pub(crate) const ENV_VARS: &[(&str, &str)] = &[
     ("PORTGATE_TRUSTED_CUSTOM_HOSTS", "custom_hosts.trusted"),
     ("PORTGATE_LOG_LEVEL", "log.level"),
     ("PORTGATE_LOG_FORMAT", "log.format"),
+    ("PORTGATE_PRICING_CATALOG_DIR", "pricing.catalog_dir"),
 ];
 
 fn number<T: std::str::FromStr>(field: &str, var: &str, value: &str) -> Result<T, SettingsError> {
@@ -44,6 +45,7 @@ pub(crate) fn apply_env(
         };
         match *field {
             "listen" => settings.listen = value,
+            "pricing.catalog_dir" => settings.pricing.catalog_dir = Some(value),
             "admin_listen" => settings.admin_listen = value,
             "threads" => settings.threads = number(field, &var, &value)?,
             "grace_period_seconds" => settings.grace_period_seconds = number(field, &var, &value)?,

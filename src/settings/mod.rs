@@ -109,7 +109,11 @@ impl Default for MetricsSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingSettings {
-    /// A pricing file replacing the built-in `conf/pricing.yaml`.
+    /// A directory of price files in the catalog's format (`{provider}.json`, or a checkout
+    /// of the catalog with its `pricing/` folder) replacing the built-in snapshot.
+    pub catalog_dir: Option<String>,
+    /// A price table in portgate's own YAML form (`conf/examples/pricing.yaml`) replacing the
+    /// built-in snapshot; with `catalog_dir` too, its prices come first.
     pub file: Option<String>,
     /// Prices added to (or replacing rows of) the table: provider → model → price.
     pub overrides: BTreeMap<String, BTreeMap<String, Price>>,
@@ -126,6 +130,9 @@ pub struct Price {
     /// Prompt tokens written to the provider's cache (defaults to `input`).
     #[serde(default)]
     pub cache_write: Option<f64>,
+    /// Reasoning tokens, when priced apart from output (they count as output otherwise).
+    #[serde(default)]
+    pub reasoning: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

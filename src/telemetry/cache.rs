@@ -3,7 +3,7 @@
 //! [`Result`]'s names, `backend` memory or redis.
 
 use prometheus::{
-    Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 /// Lookups take microseconds in memory and about a round trip in Redis.
@@ -20,7 +20,8 @@ pub struct CacheMetrics {
     pub lookup: HistogramVec,
     /// `portgate_cache_saved_tokens_total{type}` (input, output).
     pub saved_tokens: IntCounterVec,
-    pub saved_cost: Counter,
+    /// In picodollars (`usd.rs`).
+    pub saved_cost: IntCounter,
     pub entries: IntGauge,
     pub bytes: IntGauge,
     /// Vectors in this process's semantic index.
@@ -57,9 +58,9 @@ impl CacheMetrics {
                 ),
                 &["type"],
             )?,
-            saved_cost: Counter::new(
+            saved_cost: IntCounter::new(
                 "portgate_cache_saved_cost_usd_total",
-                "What the answers served from the cache would have cost, in US dollars (pricing table).",
+                "What the answers served from the cache would have cost, in US dollars (price catalog).",
             )?,
             entries: IntGauge::new(
                 "portgate_cache_entries",
@@ -91,7 +92,7 @@ impl CacheMetrics {
         r.register(Box::new(self.requests.clone()))?;
         r.register(Box::new(self.lookup.clone()))?;
         r.register(Box::new(self.saved_tokens.clone()))?;
-        r.register(Box::new(self.saved_cost.clone()))?;
+        r.register(Box::new(super::usd::Usd(self.saved_cost.clone())))?;
         r.register(Box::new(self.entries.clone()))?;
         r.register(Box::new(self.bytes.clone()))?;
         r.register(Box::new(self.stores.clone()))?;

@@ -52,7 +52,8 @@ pub struct Metrics {
     pub attempts: IntCounterVec,
     pub tokens: IntCounterVec,
     /// Micro-dollars would lose nothing, but Prometheus counters are floats: USD as f64.
-    pub cost: prometheus::CounterVec,
+    /// `portgate_cost_usd_total`, counted in picodollars (`usd.rs`).
+    pub cost: IntCounterVec,
     pub unpriced: IntCounterVec,
     pub overhead: Histogram,
     pub inflight: IntGauge,
@@ -166,8 +167,9 @@ impl Metrics {
                 "Tokens by type (input, output, cached_input, cache_write, reasoning).",
                 &["provider", "model", "type"],
             )?,
-            cost: prometheus::CounterVec::new(
-                Opts::new("portgate_cost_usd_total", "Spend in US dollars, from exact usage and the pricing table."),
+            cost: counter_vec(
+                "portgate_cost_usd_total",
+                "Spend in US dollars, from exact usage and the price catalog.",
                 &["provider", "model"],
             )?,
             unpriced: counter_vec(
@@ -230,7 +232,7 @@ impl Metrics {
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.attempts.clone()))?;
         r.register(Box::new(m.tokens.clone()))?;
-        r.register(Box::new(m.cost.clone()))?;
+        r.register(Box::new(super::usd::Usd(m.cost.clone())))?;
         r.register(Box::new(m.unpriced.clone()))?;
         r.register(Box::new(m.overhead.clone()))?;
         r.register(Box::new(m.inflight.clone()))?;

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod pricing;
 pub mod trace;
 pub mod usage_series;
+mod usd;
 
 use crate::settings::LogSettings;
 use tracing_subscriber::EnvFilter;

@@ -7,7 +7,8 @@
 //! model labels are capped before they get here), so the cache is too.
 
 use super::metrics::Metrics;
-use prometheus::{Counter, Histogram, IntCounter};
+use crate::types::money::Picos;
+use prometheus::{Histogram, IntCounter};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -30,7 +31,8 @@ pub(crate) struct UsageSeries {
     tokens: [OnceLock<IntCounter>; 5],
     /// `gen_ai_client_token_usage`, by kind.
     usage: [OnceLock<Histogram>; 5],
-    cost: OnceLock<Counter>,
+    /// Picodollars.
+    cost: OnceLock<IntCounter>,
     unpriced: OnceLock<IntCounter>,
 }
 
@@ -68,10 +70,10 @@ impl UsageSeries {
             .observe(n as f64);
     }
 
-    pub(crate) fn cost(&self, m: &Metrics, usd: f64) {
+    pub(crate) fn cost(&self, m: &Metrics, cost: Picos) {
         self.cost
             .get_or_init(|| m.cost.with_label_values(&[self.provider(), self.model()]))
-            .inc_by(usd);
+            .inc_by(u64::try_from(cost.0).unwrap_or(u64::MAX));
     }
 
     pub(crate) fn unpriced(&self, m: &Metrics) {
@@ -133,7 +135,7 @@ mod tests {
             s.count(&m, 0, 17);
             s.observe(&m, 0, 17);
             s.count(&m, 2, 0);
-            s.cost(&m, 0.5);
+            s.cost(&m, Picos(500_000_000_000));
         }
         assert!(Arc::ptr_eq(
             &m.usage_series.get(labels),
@@ -160,7 +162,7 @@ mod tests {
         assert_eq!(hist.get_sample_sum(), 34.0);
         assert_eq!(
             m.cost.with_label_values(&["openai", "gpt-4o-mini"]).get(),
-            1.0
+            1_000_000_000_000
         );
         assert_eq!(m.unpriced.with_label_values(&["openai", "gpt-4o"]).get(), 1);
         // No histogram series for a kind that was only counted, never observed.

@@ -6,6 +6,7 @@
 
 pub mod held;
 pub mod json;
+pub mod money;
 pub mod patterns;
 pub mod problems;
 pub mod redact;

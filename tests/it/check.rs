@@ -83,3 +83,35 @@ fn a_key_in_the_wrong_field_is_not_echoed() {
     assert!(stderr.contains("gateway_keys"), "{stderr}");
     assert!(!stdout.contains(KEY) && !stderr.contains(KEY), "{stderr}");
 }
+
+/// `--check` says how many models are priced and from which source, and which catalog units
+/// are not applied.
+#[test]
+fn check_reports_where_prices_come_from() {
+    let yaml = "pricing:\n  overrides:\n    ollama:\n      llama3: {input: 0, output: 0}\n";
+    let (code, stdout, stderr) = check(yaml, std::path::Path::new("/nonexistent"));
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("# prices: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("1 models from pricing.overrides"), "{line}");
+    assert!(
+        line.contains("models from the built-in catalog snapshot (Portkey-AI/models, "),
+        "{line}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("# price units not applied") && l.contains("web_search")),
+        "{stdout}"
+    );
+    // A catalog directory that holds no price file is an error naming the setting.
+    let empty = std::env::temp_dir().join(format!("portgate-empty-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let yaml = format!("pricing:\n  catalog_dir: {}\n", empty.display());
+    let (code, _, stderr) = check(&yaml, std::path::Path::new("/nonexistent"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("pricing.catalog_dir"), "{stderr}");
+    let _ = std::fs::remove_dir(&empty);
+}

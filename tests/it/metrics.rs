@@ -18,6 +18,51 @@ fn usage_reply(model: &str, prompt: u64, completion: u64, cached: u64) -> Reply 
     )
 }
 
+/// Prices come from the catalog (cents per token) and costs add as whole picodollars: gpt-5 at
+/// $1.25 / $10 per million is exact on the metric, to the cent and past it, however many
+/// requests add to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_prices_cost_exactly() {
+    let (a, _b, _c, gw) = three_mocks(|_| {}).await;
+    a.always(usage_reply("gpt-5-2025-08-07", 1_000_000, 1_000_000, 0));
+    for _ in 0..3 {
+        let (status, _, _) = chat(
+            &gw,
+            "/v1/chat/completions",
+            &[("x-portkey-provider", "openai")],
+            json!({"model": "gpt-5", "messages": []}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    a.always(usage_reply("gpt-5-2025-08-07", 1, 1, 0));
+    for _ in 0..1000 {
+        chat(
+            &gw,
+            "/v1/chat/completions",
+            &[("x-portkey-provider", "openai")],
+            json!({"model": "gpt-5", "messages": []}),
+        )
+        .await;
+    }
+    let m = scrape(&gw).await;
+    let cost = sample(
+        &m,
+        "portgate_cost_usd_total",
+        &[("provider", "openai"), ("model", "gpt-5")],
+    );
+    // 3 × $11.25, then 1,000 × $0.00001125.
+    assert_eq!(cost, Some(33.76125));
+    assert_eq!(
+        sample(
+            &m,
+            "portgate_cost_unpriced_requests_total",
+            &[("model", "gpt-5")]
+        ),
+        None
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_cost_for_a_priced_model() {
     let (a, _b, _c, gw) = three_mocks(|_| {}).await;

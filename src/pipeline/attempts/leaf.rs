@@ -157,7 +157,7 @@ impl Walk<'_> {
                 // label has the same bound as every other model label.
                 let m = &self.state.metrics;
                 let model = model.unwrap_or("");
-                let priced = (self.state.pricing).price(&provider, model).is_some();
+                let priced = (self.state.pricing).is_priced(&provider, model);
                 m.circuit_state
                     .with_label_values(&[m.target_label(key), m.model_label(model, priced)])
                     .set(state.gauge());

@@ -84,6 +84,8 @@ pub(crate) fn request_part(json: &Map<String, Value>, op: Operation) -> Part {
             .unwrap_or_default(),
         Operation::Completions => json.get("prompt").map(texts_of).unwrap_or_default(),
         Operation::Embeddings => json.get("input").map(texts_of).unwrap_or_default(),
+        // The query: the documents are the client's corpus, not what it asks.
+        Operation::Rerank => json.get("query").map(texts_of).unwrap_or_default(),
     }
 }
 
@@ -174,6 +176,8 @@ pub(crate) fn request_part_raw(view: &RequestView, op: Operation) -> Option<Part
                 None => Some(Part::default()),
             }
         }
+        // Not located when the body is read: the caller parses the request.
+        Operation::Rerank => None,
     }
 }
 
@@ -191,7 +195,7 @@ pub(crate) fn response_part(json: &Value, op: Operation) -> Part {
             .map(texts_of)
             .unwrap_or_default(),
         Operation::Messages => json.get("content").map(texts_of).unwrap_or_default(),
-        Operation::Embeddings => Part::default(),
+        Operation::Embeddings | Operation::Rerank => Part::default(),
     }
 }
 
@@ -227,7 +231,7 @@ pub(crate) fn answer_part(body: &[u8], op: Operation) -> Option<Part> {
         Operation::ChatCompletions => first().and_then(|c| c.message?.content),
         Operation::Completions => first().and_then(|c| c.text),
         Operation::Messages => answer.content,
-        Operation::Embeddings => None,
+        Operation::Embeddings | Operation::Rerank => None,
     };
     Some(content.map(texts_of_owned).unwrap_or_default())
 }
@@ -275,6 +279,7 @@ pub(crate) fn set_request_texts(
             .and_then(|m| m.get_mut("content")),
         Operation::Completions => out.get_mut("prompt"),
         Operation::Embeddings => out.get_mut("input"),
+        Operation::Rerank => out.get_mut("query"),
     };
     if let Some(content) = slot {
         replace(content, texts);
@@ -296,7 +301,7 @@ pub(crate) fn set_response_texts(json: &Value, op: Operation, texts: &[Option<St
             .and_then(|c| c.get_mut(0))
             .and_then(|c| c.get_mut("text")),
         Operation::Messages => out.get_mut("content"),
-        Operation::Embeddings => None,
+        Operation::Embeddings | Operation::Rerank => None,
     };
     if let Some(content) = slot {
         replace(content, texts);

@@ -124,6 +124,9 @@ fn request(op: Operation, text: &str) -> Map<String, Value> {
         Operation::ChatCompletions => {
             json!({"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": text}]})
         }
+        Operation::Rerank => {
+            json!({"model": "rerank-v3.5", "query": text, "documents": ["a", "b"]})
+        }
     };
     v.as_object().cloned().unwrap()
 }

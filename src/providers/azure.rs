@@ -129,7 +129,10 @@ impl Provider for AzureOpenAi {
     }
 
     fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError> {
-        if req.op == super::Operation::Messages {
+        if matches!(
+            req.op,
+            super::Operation::Messages | super::Operation::Rerank
+        ) {
             return Err(GatewayError::Unsupported(
                 req.op.fn_name(),
                 "azure-openai".into(),

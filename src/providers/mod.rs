@@ -12,6 +12,7 @@ mod common;
 pub mod error_envelope;
 mod google;
 mod openai_compat;
+mod rerank;
 
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
@@ -58,6 +59,9 @@ pub enum Operation {
     Embeddings,
     /// Anthropic's Messages API (`POST /v1/messages`), served natively.
     Messages,
+    /// `POST /v1/rerank`: documents ordered by relevance to a query (Cohere's API, and the
+    /// rerank APIs of the OpenAI-compatible providers that have one).
+    Rerank,
 }
 
 impl Operation {
@@ -68,6 +72,7 @@ impl Operation {
             Operation::Completions => "/completions",
             Operation::Embeddings => "/embeddings",
             Operation::Messages => "/messages",
+            Operation::Rerank => "/rerank",
         }
     }
 
@@ -79,6 +84,7 @@ impl Operation {
             Operation::Completions => "complete",
             Operation::Embeddings => "embed",
             Operation::Messages => "messages",
+            Operation::Rerank => "rerank",
         }
     }
 
@@ -89,6 +95,7 @@ impl Operation {
             Operation::Completions => "text_completion",
             Operation::Embeddings => "embeddings",
             Operation::Messages => "chat",
+            Operation::Rerank => "rerank",
         }
     }
 }
@@ -201,7 +208,8 @@ impl Providers {
         let mut by_slug: HashMap<String, Arc<dyn Provider>> = HashMap::new();
         for row in BUILT_IN {
             let adapter = OpenAiCompat::new(row.slug, row.base_url, row.auth_header)
-                .map_err(|e| SettingsError::new(&format!("built-in provider {}", row.slug), e))?;
+                .map_err(|e| SettingsError::new(&format!("built-in provider {}", row.slug), e))?
+                .reranks(row.rerank);
             by_slug.insert(row.slug.to_string(), Arc::new(adapter));
         }
         let anthropic = anthropic::Anthropic::new(
@@ -221,7 +229,8 @@ impl Providers {
         for (slug, row) in &settings.providers {
             let adapter =
                 OpenAiCompat::with_options(slug, &row.base_url, &row.auth_header, row.stream_usage)
-                    .map_err(|e| SettingsError::new(&format!("providers.{slug}"), e))?;
+                    .map_err(|e| SettingsError::new(&format!("providers.{slug}"), e))?
+                    .reranks(Some(openai_compat::rerank_of(slug)));
             by_slug.insert(slug.clone(), Arc::new(adapter));
         }
         Ok(Providers { by_slug })

@@ -2,9 +2,11 @@
 //! rows of a table, not code: adding one is one line in `BUILT_IN` (or one entry under
 //! `providers:` in the settings).
 
-use super::{Prepare, Provider, ProviderRequest};
+use super::rerank::{Dialect, RerankAnswer};
+use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
+use crate::stream::{Meter, Translator};
 use http::{HeaderName, HeaderValue};
 
 /// One row of the built-in table.
@@ -13,6 +15,8 @@ pub(crate) struct Row {
     pub base_url: &'static str,
     /// `authorization` for `Bearer <key>`; any other name carries the bare key.
     pub auth_header: &'static str,
+    /// The provider's rerank API, when it has one (`POST {base_url}/rerank`).
+    pub rerank: Option<Dialect>,
 }
 
 const fn row(slug: &'static str, base_url: &'static str) -> Row {
@@ -20,6 +24,15 @@ const fn row(slug: &'static str, base_url: &'static str) -> Row {
         slug,
         base_url,
         auth_header: "authorization",
+        rerank: None,
+    }
+}
+
+/// A row whose API also reranks.
+const fn reranking(slug: &'static str, base_url: &'static str, dialect: Dialect) -> Row {
+    Row {
+        rerank: Some(dialect),
+        ..row(slug, base_url)
     }
 }
 
@@ -27,7 +40,7 @@ const fn row(slug: &'static str, base_url: &'static str) -> Row {
 pub(crate) const BUILT_IN: &[Row] = &[
     row("openai", "https://api.openai.com/v1"),
     row("anyscale", "https://api.endpoints.anyscale.com/v1"),
-    row("together-ai", "https://api.together.xyz/v1"),
+    reranking("together-ai", "https://api.together.xyz/v1", Dialect::Jina),
     row("groq", "https://api.groq.com/openai/v1"),
     row("mistral-ai", "https://api.mistral.ai/v1"),
     row("deepseek", "https://api.deepseek.com/v1"),
@@ -46,7 +59,20 @@ pub(crate) const BUILT_IN: &[Row] = &[
     row("github", "https://models.inference.ai.azure.com"),
     // A local model server; usually reached through a custom host in the same pod.
     row("ollama", "http://localhost:11434/v1"),
+    // Embeddings and rerank APIs.
+    reranking("jina", "https://api.jina.ai/v1", Dialect::Jina),
+    reranking("voyage", "https://api.voyageai.com/v1", Dialect::Voyage),
 ];
+
+/// The rerank dialect of a built-in row, for a settings row that replaces it (a settings row
+/// of a new slug forwards rerank requests as they are).
+pub(crate) fn rerank_of(slug: &str) -> Dialect {
+    BUILT_IN
+        .iter()
+        .find(|r| r.slug == slug)
+        .and_then(|r| r.rerank)
+        .unwrap_or(Dialect::Jina)
+}
 
 /// An OpenAI-compatible API at a base URL.
 pub(crate) struct OpenAiCompat {
@@ -55,6 +81,7 @@ pub(crate) struct OpenAiCompat {
     auth_header: HeaderName,
     bearer: bool,
     stream_usage: bool,
+    rerank: Option<Dialect>,
 }
 
 impl OpenAiCompat {
@@ -78,7 +105,14 @@ impl OpenAiCompat {
             auth_header,
             bearer,
             stream_usage,
+            rerank: None,
         })
+    }
+
+    /// The adapter with a rerank API of this dialect.
+    pub(crate) fn reranks(mut self, dialect: Option<Dialect>) -> Self {
+        self.rerank = dialect;
+        self
     }
 }
 
@@ -110,12 +144,16 @@ impl Provider for OpenAiCompat {
     }
 
     fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError> {
-        if req.op == super::Operation::Messages {
-            return Err(GatewayError::Unsupported(
-                req.op.fn_name(),
-                self.slug.clone(),
-            ));
-        }
+        let body = match (req.op, self.rerank) {
+            (Operation::Messages, _) | (Operation::Rerank, None) => {
+                return Err(GatewayError::Unsupported(
+                    req.op.fn_name(),
+                    self.slug.clone(),
+                ))
+            }
+            (Operation::Rerank, Some(dialect)) => super::rerank::request(&req.body, dialect)?,
+            _ => req.body,
+        };
         let headers = match req.api_key {
             Some(key) if !key.is_empty() => self.auth_headers(key)?,
             _ => Vec::new(),
@@ -128,8 +166,25 @@ impl Provider for OpenAiCompat {
         Ok(ProviderRequest {
             path,
             headers,
-            body: req.body,
+            body,
         })
+    }
+
+    fn response(
+        &self,
+        op: Operation,
+        status: u16,
+        content_type: &str,
+        opts: &ResponseOptions<'_>,
+    ) -> Box<dyn Translator> {
+        match (op, self.rerank) {
+            (Operation::Rerank, Some(dialect))
+                if (200..300).contains(&status) && content_type.contains("json") =>
+            {
+                Box::new(RerankAnswer::translator(&self.slug, dialect, opts))
+            }
+            _ => Box::new(Meter::for_response(status, content_type, opts.hide_usage)),
+        }
     }
 }
 

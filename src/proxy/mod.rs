@@ -101,7 +101,10 @@ impl ProxyHttp for Gateway {
                 Err(e) => return self.fail(session, ctx, e).await,
             }
         });
-        let gated = !matches!(ctx.route, Route::Health | Route::NotFound);
+        let gated = !matches!(
+            ctx.route,
+            Route::Health | Route::HealthJson | Route::NotFound
+        );
         if gated {
             let own = &self.state.instance_id;
             match hop::check(&session.req_header().headers, own) {
@@ -156,6 +159,10 @@ impl ProxyHttp for Gateway {
                     Bytes::from_static(b"AI Gateway says hey!"),
                 )
                 .await?;
+                Ok(true)
+            }
+            Route::HealthJson => {
+                respond::send_local(session, ctx, 200, "application/json", health_body()).await?;
                 Ok(true)
             }
             Route::Feedback | Route::FeedbackUpdate => {
@@ -328,4 +335,16 @@ fn from_pingora(e: &Error, ctx: &RequestCtx) -> GatewayError {
         }
         _ => GatewayError::Internal(e.to_string()),
     }
+}
+
+/// The body of `GET /v1/health`, as Portkey's 2.0 gateway answers it, with portgate's version.
+fn health_body() -> Bytes {
+    Bytes::from_static(
+        concat!(
+            r#"{"status":"success","message":"Server is healthy","version":""#,
+            env!("CARGO_PKG_VERSION"),
+            r#""}"#
+        )
+        .as_bytes(),
+    )
 }

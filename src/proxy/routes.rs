@@ -6,6 +6,8 @@ use crate::providers::Operation;
 pub(crate) enum Route {
     /// `GET /`: Portkey's health check.
     Health,
+    /// `GET /v1/health`: the health check of Portkey's 2.0 gateway (JSON, before any key).
+    HealthJson,
     /// An LLM route of the unified API: body read, planned, dispatched by the gateway.
     Unified(Operation),
     /// `POST /v1/chatComplete`: the legacy chat route (config in the header or the body).
@@ -27,8 +29,12 @@ impl Route {
         } else {
             path
         };
-        if path == "/" && (method == http::Method::GET || method == http::Method::HEAD) {
-            return Route::Health;
+        if method == http::Method::GET || method == http::Method::HEAD {
+            match path {
+                "/" => return Route::Health,
+                "/v1/health" => return Route::HealthJson,
+                _ => {}
+            }
         }
         if method == http::Method::POST {
             match path {
@@ -36,6 +42,7 @@ impl Route {
                 "/v1/completions" => return Route::Unified(Operation::Completions),
                 "/v1/embeddings" => return Route::Unified(Operation::Embeddings),
                 "/v1/messages" => return Route::Unified(Operation::Messages),
+                "/v1/rerank" => return Route::Unified(Operation::Rerank),
                 "/v1/chatComplete" => return Route::LegacyChatComplete,
                 _ => {}
             }
@@ -55,11 +62,12 @@ impl Route {
     /// A short label for logs and metrics.
     pub(crate) fn label(self) -> &'static str {
         match self {
-            Route::Health => "health",
+            Route::Health | Route::HealthJson => "health",
             Route::Unified(Operation::ChatCompletions) => "chat_completions",
             Route::Unified(Operation::Completions) => "completions",
             Route::Unified(Operation::Embeddings) => "embeddings",
             Route::Unified(Operation::Messages) => "messages",
+            Route::Unified(Operation::Rerank) => "rerank",
             Route::LegacyChatComplete => "chat_complete",
             Route::Feedback => "feedback",
             Route::FeedbackUpdate => "feedback_update",
@@ -87,6 +95,14 @@ mod tests {
             Route::Unified(Operation::Embeddings)
         );
         assert_eq!(Route::classify(&Method::GET, "/"), Route::Health);
+        assert_eq!(
+            Route::classify(&Method::GET, "/v1/health"),
+            Route::HealthJson
+        );
+        assert_eq!(
+            Route::classify(&Method::POST, "/v1/rerank"),
+            Route::Unified(Operation::Rerank)
+        );
         assert_eq!(
             Route::classify(&Method::GET, "/v1/models"),
             Route::Passthrough

@@ -35,6 +35,7 @@ mod provider_bedrock;
 mod provider_cohere;
 mod provider_google;
 mod provider_matrix;
+mod rerank;
 mod retries;
 mod routing;
 mod seeds;

@@ -177,6 +177,7 @@ impl Ctx<'_> {
             Operation::Completions => "complete",
             Operation::Embeddings => "embed",
             Operation::Messages => "messages",
+            Operation::Rerank => "rerank",
         }
     }
 }

@@ -141,7 +141,10 @@ impl Provider for Bedrock {
                         .into(),
                 )),
             };
-        if matches!(req.op, Operation::Completions | Operation::Embeddings) {
+        if matches!(
+            req.op,
+            Operation::Completions | Operation::Embeddings | Operation::Rerank
+        ) {
             return Err(GatewayError::Unsupported(req.op.fn_name(), SLUG.into()));
         }
         let body: Value = serde_json::from_slice(&req.body)

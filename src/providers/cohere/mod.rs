@@ -1,5 +1,5 @@
-//! Cohere (`cohere`): the v2 Chat and Embed APIs behind OpenAI's chat completions and
-//! embeddings.
+//! Cohere (`cohere`): the v2 Chat, Embed and Rerank APIs behind OpenAI's chat completions and
+//! embeddings and the unified rerank route.
 //!
 //! Requests are rebuilt (OpenAI messages → Cohere v2 messages, parameter names renamed), so
 //! this adapter parses the body; answers are translated back: a whole JSON answer at its end,
@@ -11,6 +11,7 @@
 
 mod stream;
 
+use super::rerank::{Dialect, RerankAnswer};
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
@@ -81,6 +82,13 @@ impl Provider for Cohere {
             Some(key) if !key.is_empty() => self.auth_headers(key)?,
             _ => Vec::new(),
         };
+        if req.op == Operation::Rerank {
+            return Ok(ProviderRequest {
+                path: "/v2/rerank".into(),
+                headers,
+                body: super::rerank::request(&req.body, Dialect::Cohere)?,
+            });
+        }
         let body: Value = serde_json::from_slice(&req.body)
             .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
         let Value::Object(body) = body else {
@@ -91,7 +99,7 @@ impl Provider for Cohere {
         let (path, out) = match req.op {
             Operation::ChatCompletions => ("/v2/chat", chat_request(&body, req.stream)?),
             Operation::Embeddings => ("/v2/embed", embed_request(&body)?),
-            Operation::Messages => {
+            Operation::Messages | Operation::Rerank => {
                 return Err(GatewayError::Unsupported(req.op.fn_name(), "cohere".into()))
             }
             Operation::Completions => {
@@ -121,6 +129,9 @@ impl Provider for Cohere {
         }
         if content_type.starts_with("text/event-stream") && op == Operation::ChatCompletions {
             return Box::new(CohereStream::new(opts));
+        }
+        if content_type.contains("json") && op == Operation::Rerank {
+            return Box::new(RerankAnswer::translator("cohere", Dialect::Cohere, opts));
         }
         if content_type.contains("json") {
             return Box::new(CohereAnswer::translator(op, opts));

@@ -113,7 +113,7 @@ impl Provider for Google {
                     "google has no text-completion API: use /v1/chat/completions",
                 ))
             }
-            Operation::Messages => {
+            Operation::Messages | Operation::Rerank => {
                 return Err(GatewayError::Unsupported(req.op.fn_name(), SLUG.into()))
             }
         };

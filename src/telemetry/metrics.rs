@@ -247,7 +247,7 @@ impl Metrics {
         Ok(m)
     }
 
-    /// The model label: priced models always (the pricing table is the operator's, so they
+    /// The model label: priced models always (the price catalog is the operator's, so they
     /// are bounded by it), others while fewer than `max_model_labels` distinct ones were seen
     /// and at most `MAX_MODEL_LEN` bytes long, else `other`.
     pub(crate) fn model_label<'a>(&self, model: &'a str, priced: bool) -> &'a str {

@@ -20,6 +20,7 @@ SRC = os.path.join(ROOT, "src")
 LAYERS = [
     ["types", "error", "request", "buffers"],  # types shared by every layer
     ["settings"],  # plain, validated settings data
+    ["store"],  # connections to the shared stores (Redis)
     ["dispatch"],  # upstream: URLs, custom-host rules, DNS, connections, one exchange
     ["stream"],  # SSE framing and the translator contract
     ["providers"],  # translators to and from each provider's API
@@ -28,6 +29,7 @@ LAYERS = [
     ["portkey"],  # the Portkey interface: headers, config schema, routing queries
     ["routing"],  # plans, targets, breaker, retry budget
     ["cache"],  # response cache, simple and semantic
+    ["limits"],  # rate limits and budgets, counted in this process or in Redis
     ["feedback"],
     ["state"],  # what the process holds, built from the settings
     ["pipeline"],  # a request's walk: guardrails, cache, breakers, budget, each send

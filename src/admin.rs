@@ -3,7 +3,9 @@
 //! `/circuits` (circuit-breaker state as JSON). Bound separately from the proxy so it can be
 //! exposed to the cluster while the proxy stays on the pod's loopback. `/circuits` names the
 //! upstreams and models a pod talks to and how they fail, which the cluster need not see: it
-//! answers only to loopback peers unless `admin_circuits_remote` is set.
+//! answers only to loopback peers unless `admin_circuits_remote` is set, and so does
+//! `/limits` (every rate limit and budget with its use); `POST /limits/reset?scope=<scope>`
+//! (zeroes a scope's counters) answers only loopback peers.
 
 use crate::state::State;
 use async_trait::async_trait;
@@ -46,7 +48,59 @@ fn json(status: u16, body: &str) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
+            "/limits" if !circuits_for(peer, self.state.settings.admin_circuits_remote) => json(
+                403,
+                r#"{"message":"/limits answers only on loopback (admin_circuits_remote)","ok":false}"#,
+            ),
+            "/limits" => {
+                match (self.state.limiter)
+                    .snapshot(crate::types::time::unix_ms())
+                    .await
+                {
+                    Ok(limits) => json(200, &serde_json::json!({ "limits": limits }).to_string()),
+                    Err(e) => json(
+                        503,
+                        &serde_json::json!({"message": format!("limits store: {e}"), "ok": false})
+                            .to_string(),
+                    ),
+                }
+            }
+            "/limits/reset" if !post || !circuits_for(peer, false) => json(
+                403,
+                r#"{"message":"POST /limits/reset answers only on loopback","ok":false}"#,
+            ),
+            "/limits/reset" => {
+                let scope = session
+                    .req_header()
+                    .uri
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("scope=")))
+                    .unwrap_or("")
+                    .to_string();
+                if scope.is_empty() || scope.contains(['*', '?', '[']) {
+                    return json(
+                        400,
+                        r#"{"message":"name the scope: ?scope=vk:<id>, gk:<name> or policy:<id>[:<value>]","ok":false}"#,
+                    );
+                }
+                match self.state.limiter.reset(&scope).await {
+                    Ok(n) => json(
+                        200,
+                        &serde_json::json!({"scope": scope, "counters_reset": n}).to_string(),
+                    ),
+                    Err(e) => json(
+                        503,
+                        &serde_json::json!({"message": format!("limits store: {e}"), "ok": false})
+                            .to_string(),
+                    ),
+                }
+            }
             "/healthz" => json(200, r#"{"status":"ok"}"#),
             "/readyz" if self.ready.load(Ordering::Acquire) => json(200, r#"{"status":"ready"}"#),
             "/readyz" => json(503, r#"{"status":"not ready"}"#),
@@ -59,10 +113,6 @@ impl ServeHttp for AdminApp {
                 resp
             }
             "/circuits" => {
-                let peer = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip());
                 if !circuits_for(peer, self.state.settings.admin_circuits_remote) {
                     return json(
                         403,

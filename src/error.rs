@@ -105,6 +105,12 @@ pub enum GatewayError {
     /// no conditions): its own message.
     #[error("{0}")]
     Router(String),
+    /// A rate limit or a budget refused the request (429 or 412), in Portkey's words.
+    #[error("{}", .0.message)]
+    LimitExceeded(Box<Exceeded>),
+    /// The limit counters could not be read and `limits.on_backend_error` is `deny`.
+    #[error("Rate limits and budgets cannot be checked now: the limits store is unavailable")]
+    LimitsUnavailable,
     /// Conditional routing found no matching condition and no default (the strategy's path
     /// goes to the log line).
     #[error("{NO_ROUTE_MESSAGE}")]
@@ -181,6 +187,39 @@ impl ErrorObject {
     }
 }
 
+/// A refusal by a rate limit or a budget, as Portkey answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exceeded {
+    /// 429 (rate limit) or 412 (budget).
+    pub status: u16,
+    pub message: String,
+    /// The error object's `type` (`virtual_key_rate_limit_error` ...).
+    pub kind: &'static str,
+    /// The error object's `code` (`"04"` for a spent budget ...).
+    pub code: Option<&'static str>,
+    /// Seconds until the window ends (`retry-after`), for a rate limit.
+    pub retry_after: Option<u64>,
+    /// A gateway key's refusal, in Portkey's `Portkey Error: … Error Code: NN` envelope.
+    pub wrapped: bool,
+    /// Whose limit (`virtual_key`, `gateway_key`, `policy`), for the metric.
+    pub scope: &'static str,
+}
+
+/// Portkey's envelope of a gateway key's refusal: `{"status":"failure","message":…,"error":
+/// {"message":…,"code":…}}`.
+#[derive(Serialize)]
+struct Wrapped<'a> {
+    status: &'static str,
+    message: &'a str,
+    error: WrappedError<'a>,
+}
+
+#[derive(Serialize)]
+struct WrappedError<'a> {
+    message: &'a str,
+    code: Option<&'static str>,
+}
+
 /// Which JSON envelope a status is rendered with.
 enum Shape {
     /// Portkey's `{"status":"failure","message":...}`.
@@ -212,6 +251,8 @@ impl GatewayError {
             | Self::Router(_)
             | Self::InvalidFeedback(_)
             | Self::ProviderRequest(_) => 400,
+            Self::LimitExceeded(e) => e.status,
+            Self::LimitsUnavailable => 503,
             Self::FeedbackNotFound(_) => 404,
             Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
             Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
@@ -255,6 +296,9 @@ impl GatewayError {
             Self::UnknownVirtualKey(_) => "unknown_virtual_key",
             Self::Unauthorized => "unauthorized",
             Self::NoRouteMatched(_) => "no_route_matched",
+            Self::LimitExceeded(e) if e.status == 429 => "rate_limited",
+            Self::LimitExceeded(_) => "budget_exhausted",
+            Self::LimitsUnavailable => "limits_unavailable",
             Self::Router(_) => "router",
             Self::RequestTimeout(_) => "request_timeout",
             Self::FirstTokenTimeout(_) => "first_token_timeout",
@@ -327,12 +371,16 @@ impl GatewayError {
             }
             Self::Internal(_) => Shape::OpenAi("gateway_error"),
             Self::Overloaded => Shape::OpenAi("overloaded"),
+            Self::LimitsUnavailable => Shape::OpenAi("limits_unavailable"),
             _ => Shape::Portkey,
         }
     }
 
     /// The JSON body sent to the client.
     pub(crate) fn body(&self) -> Bytes {
+        if let Self::LimitExceeded(e) = self {
+            return e.body();
+        }
         let message = self.to_string();
         let written = match self.shape() {
             Shape::Portkey => serde_json::to_vec(&Failure {
@@ -352,6 +400,15 @@ impl GatewayError {
         Bytes::from(written.unwrap_or_default())
     }
 
+    /// The seconds a client should wait before trying again (`retry-after`).
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded => Some(1),
+            Self::LimitExceeded(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
     /// The same error as an SSE event, for failures after a stream has started: the client
     /// sees the failure instead of a stream that merely ends.
     pub(crate) fn sse_event(&self) -> Bytes {
@@ -361,6 +418,29 @@ impl GatewayError {
         };
         let data = serde_json::to_string(&envelope).unwrap_or_default();
         Bytes::from(format!("event: error\ndata: {data}\n\n"))
+    }
+}
+
+impl Exceeded {
+    fn body(&self) -> Bytes {
+        let written = if self.wrapped {
+            serde_json::to_vec(&Wrapped {
+                status: "failure",
+                message: &self.message,
+                error: WrappedError {
+                    message: &self.message,
+                    code: self.code,
+                },
+            })
+        } else {
+            let mut error = ErrorObject::new(self.message.clone(), Value::from(self.kind));
+            error.code = self.code.map_or(Value::Null, Value::from);
+            serde_json::to_vec(&ErrorEnvelope {
+                error,
+                provider: None,
+            })
+        };
+        Bytes::from(written.unwrap_or_default())
     }
 }
 

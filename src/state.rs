@@ -42,6 +42,8 @@ pub struct State {
     pub remote_checks: tokio::sync::Semaphore,
     /// This process's mark in `x-portgate-hop` (loop detection).
     pub instance_id: String,
+    /// Rate limits and budgets, and their counters.
+    pub limiter: std::sync::Arc<crate::limits::Limiter>,
     /// SHA-256 digests of the accepted gateway keys.
     gateway_keys: Vec<[u8; 32]>,
 }
@@ -110,7 +112,9 @@ impl State {
         }
         let cache = crate::cache::Cache::new(&settings.cache, metrics.cache.clone(), env)?;
         let access_log = AccessLog::new(&settings.log, metrics.access_log_dropped.clone())?;
+        let limiter = std::sync::Arc::new(crate::limits::Limiter::from_settings(&settings, env)?);
         Ok(State {
+            limiter,
             cache,
             metrics,
             pricing,

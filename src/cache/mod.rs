@@ -188,18 +188,7 @@ impl Cache {
                 None,
             ),
             Backend::Redis => {
-                let url = match (&settings.redis.url, &settings.redis.url_env) {
-                    (Some(u), _) => u.clone(),
-                    (None, Some(var)) => env(var).filter(|u| !u.is_empty()).ok_or_else(|| {
-                        SettingsError::new(
-                            "cache.redis.url_env",
-                            format!("environment variable {var} is not set"),
-                        )
-                    })?,
-                    (None, None) => {
-                        return Err(SettingsError::new("cache.redis.url", "not set"));
-                    }
-                };
+                let url = settings.redis.resolve_url("cache.redis", env)?;
                 let store = redis::RedisStore::new(&url, &settings.redis)
                     .map_err(|e| SettingsError::new("cache.redis.url", e))?;
                 (None, Some(Arc::new(store)))

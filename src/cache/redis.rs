@@ -10,39 +10,27 @@
 
 use super::Entry;
 use crate::settings::cache::RedisSettings;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::store::redis::Link;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
-/// Why Redis did not answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RedisError {
-    #[error("not connected")]
-    NotConnected,
-    #[error("timed out")]
-    Timeout,
-    #[error("{0}")]
-    Redis(#[from] redis::RedisError),
-}
+pub(crate) use crate::store::redis::LinkError as RedisError;
 
 struct Inner {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    connecting: AtomicBool,
-    /// Milliseconds since `epoch` before which no new connect is started.
-    next_connect_ms: AtomicU64,
-    connected: Notify,
-    epoch: Instant,
-    settings: RedisSettings,
-    /// When an error was last logged (ms since `epoch`): at most one line per interval.
-    last_log_ms: AtomicU64,
+    link: Link,
     /// The semantic vector follower runs (`vectors`).
     following: AtomicBool,
     /// Its first full load finished.
     is_loaded: AtomicBool,
     loaded: Notify,
+}
+
+impl Inner {
+    fn settings(&self) -> &RedisSettings {
+        self.link.settings()
+    }
 }
 
 pub(crate) struct RedisStore {
@@ -51,18 +39,9 @@ pub(crate) struct RedisStore {
 
 impl RedisStore {
     pub(crate) fn new(url: &str, settings: &RedisSettings) -> Result<Self, String> {
-        // The message of a bad URL may echo it: it is not included.
-        let client = redis::Client::open(url).map_err(|_| "not a valid Redis URL".to_string())?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client,
-                conn: OnceCell::new(),
-                connecting: AtomicBool::new(false),
-                next_connect_ms: AtomicU64::new(0),
-                connected: Notify::new(),
-                epoch: Instant::now(),
-                settings: settings.clone(),
-                last_log_ms: AtomicU64::new(0),
+                link: Link::new(url, settings, "cache")?,
                 following: AtomicBool::new(false),
                 is_loaded: AtomicBool::new(false),
                 loaded: Notify::new(),
@@ -71,36 +50,19 @@ impl RedisStore {
     }
 
     fn key(&self, key: &[u8; 32]) -> String {
-        let mut s = String::with_capacity(self.inner.settings.key_prefix.len() + 64);
-        s.push_str(&self.inner.settings.key_prefix);
+        let prefix = &self.inner.settings().key_prefix;
+        let mut s = String::with_capacity(prefix.len() + 64);
+        s.push_str(prefix);
         for b in key {
             s.push_str(&format!("{b:02x}"));
         }
         s
     }
 
-    /// The connection, waiting at most `bound` for one being made.
-    async fn conn(&self, bound: Duration) -> Result<ConnectionManager, RedisError> {
-        if let Some(c) = self.inner.conn.get() {
-            return Ok(c.clone());
-        }
-        let notified = self.inner.connected.notified();
-        Inner::start_connect(&self.inner);
-        if let Some(c) = self.inner.conn.get() {
-            return Ok(c.clone());
-        }
-        let _ = tokio::time::timeout(bound, notified).await;
-        self.inner
-            .conn
-            .get()
-            .cloned()
-            .ok_or(RedisError::NotConnected)
-    }
-
     pub(crate) async fn get(&self, key: &[u8; 32]) -> Result<Option<Entry>, RedisError> {
-        let bound = Duration::from_millis(self.inner.settings.lookup_timeout_ms);
+        let bound = Duration::from_millis(self.inner.settings().lookup_timeout_ms);
         let started = Instant::now();
-        let mut conn = self.conn(bound).await?;
+        let mut conn = self.inner.link.conn(bound).await?;
         let left = bound.saturating_sub(started.elapsed());
         let cmd = redis::cmd("GET").arg(self.key(key)).to_owned();
         let got: Option<Vec<u8>> = tokio::time::timeout(left, cmd.query_async(&mut conn))
@@ -115,8 +77,8 @@ impl RedisStore {
         entry: &Entry,
         ttl: u64,
     ) -> Result<(), RedisError> {
-        let bound = Duration::from_millis(self.inner.settings.store_timeout_ms);
-        let mut conn = self.conn(bound).await?;
+        let bound = Duration::from_millis(self.inner.settings().store_timeout_ms);
+        let mut conn = self.inner.link.conn(bound).await?;
         let cmd = redis::cmd("SET")
             .arg(self.key(key))
             .arg(entry.encode())
@@ -129,71 +91,9 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Logs a Redis failure, at most once per reconnect interval (a down Redis would otherwise
-    /// log every request). The URL, which may hold a password, is never logged.
+    /// Logs a Redis failure, at most once per reconnect interval.
     pub(crate) fn log_failure(&self, op: &str, e: &RedisError) {
-        let now = self.inner.now_ms();
-        let last = self.inner.last_log_ms.load(Ordering::Relaxed);
-        let every = self.inner.settings.reconnect_interval_ms;
-        if (last == 0 || now >= last + every)
-            && self
-                .inner
-                .last_log_ms
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(target: "portgate::cache", op, error = %e, "redis cache unavailable: requests go uncached");
-        }
-    }
-}
-
-impl Inner {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Starts one background connect unless one runs or the last failed too recently.
-    fn start_connect(this: &Arc<Inner>) {
-        if this.now_ms() < this.next_connect_ms.load(Ordering::Relaxed)
-            || this.connecting.swap(true, Ordering::AcqRel)
-        {
-            return;
-        }
-        let inner = this.clone();
-        tokio::spawn(async move {
-            let s = &inner.settings;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Duration::from_millis(s.connect_timeout_ms))
-                .set_response_timeout(Duration::from_millis(
-                    s.lookup_timeout_ms.max(s.store_timeout_ms),
-                ))
-                .set_number_of_retries(1)
-                .set_max_delay(s.reconnect_interval_ms);
-            let made = tokio::time::timeout(
-                Duration::from_millis(s.connect_timeout_ms),
-                inner.client.get_connection_manager_with_config(config),
-            )
-            .await;
-            match made {
-                Ok(Ok(c)) => {
-                    let _ = inner.conn.set(c);
-                    inner.connected.notify_waiters();
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(target: "portgate::cache", error = %e, "redis cache: cannot connect");
-                    inner
-                        .next_connect_ms
-                        .store(inner.now_ms() + s.reconnect_interval_ms, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    tracing::warn!(target: "portgate::cache", "redis cache: connect timed out");
-                    inner
-                        .next_connect_ms
-                        .store(inner.now_ms() + s.reconnect_interval_ms, Ordering::Relaxed);
-                }
-            }
-            inner.connecting.store(false, Ordering::Release);
-        });
+        self.inner.link.log_failure(op, e, "requests go uncached");
     }
 }
 
@@ -249,7 +149,7 @@ pub mod vectors {
     }
 
     fn stream(inner: &Inner) -> String {
-        format!("{}vectors", inner.settings.key_prefix)
+        format!("{}vectors", inner.settings().key_prefix)
     }
 
     fn hex(key: &[u8; 32]) -> String {
@@ -265,13 +165,13 @@ pub mod vectors {
             ttl: u64,
             max_entries: usize,
         ) -> Result<(), RedisError> {
-            let bound = Duration::from_millis(self.inner.settings.store_timeout_ms);
-            let mut conn = self.conn(bound).await?;
+            let bound = Duration::from_millis(self.inner.settings().store_timeout_ms);
+            let mut conn = self.inner.link.conn(bound).await?;
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
                 .arg(format!(
                     "{}vec:{}",
-                    self.inner.settings.key_prefix,
+                    self.inner.settings().key_prefix,
                     hex(key)
                 ))
                 .arg(&record)
@@ -304,7 +204,7 @@ pub mod vectors {
                     if let Err(e) = follow(&inner, &index).await {
                         tracing::warn!(target: "portgate::cache", error = %e, "semantic cache: following Redis vectors failed, retrying");
                     }
-                    let wait = Duration::from_millis(inner.settings.reconnect_interval_ms);
+                    let wait = Duration::from_millis(inner.settings().reconnect_interval_ms);
                     tokio::time::sleep(wait).await;
                 }
             });
@@ -333,12 +233,13 @@ pub mod vectors {
     /// Loads every vector, then reads the stream from the entry that was last before the load
     /// (an entry seen twice is inserted once: the index replaces a key's vector).
     async fn follow(inner: &Arc<Inner>, index: &Index) -> Result<(), RedisError> {
-        let s = &inner.settings;
+        let s = inner.settings();
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Duration::from_millis(s.connect_timeout_ms))
             .set_response_timeout(Duration::from_secs(30));
         let mut conn = inner
-            .client
+            .link
+            .client()
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         let stream = stream(inner);

@@ -83,6 +83,8 @@ pub(crate) struct Answer {
     /// What the response cache decided for this target (`x-portkey-cache-status`, and whether
     /// the answer is to be stored).
     pub cache: crate::cache::CacheDecision,
+    /// What the answer is charged against its target's virtual-key limits.
+    pub charges: crate::limits::Charges,
 }
 
 /// The retries a target made, as `x-portkey-retry-attempt-count` reports them.

@@ -85,6 +85,8 @@ pub(crate) struct RequestCtx {
     /// The answer as sent to the client, collected for the cache (a miss to be stored).
     pub cache_capture: Option<crate::cache::Capture>,
     pub budget_exhausted: bool,
+    /// What the request is charged after its answer against rate limits and budgets.
+    pub limit_charges: crate::limits::Charges,
     /// Every upstream send of the request, in order.
     pub attempts: Vec<AttemptRecord>,
     /// Time spent waiting on providers (attempts, backoff, relaying the body).
@@ -121,6 +123,7 @@ impl RequestCtx {
             cache_status: None,
             cache_capture: None,
             budget_exhausted: false,
+            limit_charges: Default::default(),
             attempts: Vec::new(),
             upstream_time: Duration::ZERO,
             relayed: Relayed::default(),

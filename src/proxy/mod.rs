@@ -123,6 +123,23 @@ impl ProxyHttp for Gateway {
             if !self.state.gateway_key_ok(presented) {
                 return self.fail(session, ctx, GatewayError::Unauthorized).await;
             }
+            // The gateway key's and the metadata policies' limits, once per request.
+            let limiter = &self.state.limiter;
+            if limiter.is_active() && !matches!(ctx.route, Route::Feedback | Route::FeedbackUpdate)
+            {
+                let digest: Option<[u8; 32]> =
+                    presented.map(|k| <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()).into());
+                let scopes = limiter.request_scopes(digest.as_ref(), &ctx.metadata);
+                if !scopes.is_empty() {
+                    match limiter.admit(&scopes, crate::types::time::unix_ms()).await {
+                        Ok(charges) => ctx.limit_charges = charges,
+                        Err(refused) => {
+                            self.state.metrics.limit_refused(refused.labels());
+                            return self.fail(session, ctx, refused.into_error()).await;
+                        }
+                    }
+                }
+            }
         }
         let unified = match ctx.route {
             Route::Unified(op) => Some((op, false)),

@@ -138,6 +138,13 @@ pub(crate) fn record(
         }
     }
 
+    // Rate limits and budgets are charged what the provider reported (not for a cache hit).
+    if let (Some(u), false) = (usage, cache_hit) {
+        state
+            .limiter
+            .charge(ctx.limit_charges.clone(), u.input + u.output, cost);
+    }
+
     let ttft = match (ctx.stream, ctx.relayed.first_chunk_at) {
         (true, Some(first)) => Some(first.duration_since(ctx.started)),
         _ => None,

@@ -75,8 +75,10 @@ pub(crate) async fn handle(
         hide_usage,
         guard,
         cache: cache_note,
+        charges,
         ..
     } = walk(gw, session, ctx, headers, op, legacy).await?;
+    ctx.limit_charges.add(charges);
     let state = &gw.state;
     ctx.provider = provider.or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
     ctx.budget_exhausted = budget_exhausted;

@@ -38,6 +38,8 @@ pub(crate) struct Target {
     pub options: Arc<ProviderOptions>,
     /// `provider@authority`, made once (see [`Target::key`]).
     key: String,
+    /// The virtual key whose credential the target uses (its rate limits and budgets apply).
+    pub virtual_key: Option<String>,
 }
 
 impl Target {
@@ -118,12 +120,15 @@ impl Target {
             let key = leaf.api_key.clone().or_else(|| vk.api_key.clone());
             let host = leaf_host.or(vk.custom_host.as_deref().map(Host::Settings));
             let options = layered(None, Some(&vk.options), &leaf.options);
-            build(state, &vk.provider, key, host, options)?
+            let mut target = build(state, &vk.provider, key, host, options)?;
+            target.virtual_key = Some(id.clone());
+            target
         } else if let Some(slug) = &leaf.provider {
             // The config's key, else a header virtual key for the same provider (with its
             // options: an Azure key belongs to its resource). Never the client's
             // `Authorization`: it was meant for the provider the headers name, and a
             // fallback from one provider to another must not hand it to the next one.
+            let mut used_vk = None;
             let (key, vk_options) = match leaf.api_key.clone() {
                 Some(k) => {
                     vault_credential = false;
@@ -136,6 +141,7 @@ impl Target {
                         .and_then(|id| state.virtual_keys.get(id))
                         .filter(|vk| &vk.provider == slug);
                     vault_credential = vk.is_some_and(|vk| vk.carries_credential());
+                    used_vk = vk.and(headers.virtual_key.clone());
                     (
                         vk.and_then(|vk| vk.api_key.clone()),
                         vk.map(|vk| &vk.options),
@@ -143,7 +149,9 @@ impl Target {
                 }
             };
             let options = layered(None, vk_options, &leaf.options);
-            build(state, slug, key, leaf_host, options)?
+            let mut target = build(state, slug, key, leaf_host, options)?;
+            target.virtual_key = used_vk;
+            target
         } else {
             // An unknown id is refused by `request_target` itself.
             vault_credential = headers
@@ -203,7 +211,9 @@ fn request_target(
         (None, None, None) => None,
     };
     let options = layered(Some(headers), vk_options, leaf_options);
-    build(state, &slug, api_key, host, options)
+    let mut target = build(state, &slug, api_key, host, options)?;
+    target.virtual_key = headers.virtual_key.clone();
+    Ok(target)
 }
 
 /// Merges provider options, lowest precedence first: the request's headers (with the Entra
@@ -288,6 +298,7 @@ fn build(
         api_key,
         options,
         key,
+        virtual_key: None,
     })
 }
 

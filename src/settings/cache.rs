@@ -89,6 +89,30 @@ impl Default for RedisSettings {
     }
 }
 
+impl RedisSettings {
+    /// The URL: `url`, else the environment variable `url_env` names (looked up with `env`).
+    /// `field` names the settings block in errors.
+    pub(crate) fn resolve_url(
+        &self,
+        field: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, super::SettingsError> {
+        match (&self.url, &self.url_env) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(var)) => env(var).filter(|u| !u.is_empty()).ok_or_else(|| {
+                super::SettingsError::new(
+                    &format!("{field}.url_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            }),
+            (None, None) => Err(super::SettingsError::new(
+                &format!("{field}.url"),
+                "not set",
+            )),
+        }
+    }
+}
+
 impl CacheSettings {
     pub(crate) fn validate(
         &self,

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod cpu;
 mod env;
+pub mod limits;
 mod report;
 mod secrets;
 mod validate;
@@ -203,6 +204,16 @@ pub struct Limits {
     pub max_buffered_bytes: usize,
     /// Bounds on the guardrail checks a config may carry and run.
     pub guardrails: GuardrailLimits,
+    /// Where rate-limit and budget counters live: this process, or a Redis every replica shares.
+    pub backend: limits::LimitsBackend,
+    /// The Redis of `backend: redis` (the same options as `cache.redis`).
+    pub redis: cache::RedisSettings,
+    /// What a request meets when the counters cannot be read within the Redis lookup bound.
+    pub on_backend_error: limits::OnBackendError,
+    /// Limits per distinct value of a metadata key (a user, a team).
+    pub policies: Vec<limits::Policy>,
+    /// Limits on gateway keys (`x-portkey-api-key`), by the digest `gateway_keys` lists.
+    pub gateway_keys: Vec<limits::GatewayKeyLimits>,
 }
 
 /// What one config's guardrails may cost. Configs come from requests, so every dimension that
@@ -356,6 +367,11 @@ impl Default for Limits {
             max_request_body_bytes: 8 * 1024 * 1024,
             max_buffered_bytes: 48 * 1024 * 1024,
             guardrails: GuardrailLimits::default(),
+            backend: limits::LimitsBackend::Memory,
+            redis: limits::default_redis(),
+            on_backend_error: limits::OnBackendError::Allow,
+            policies: Vec::new(),
+            gateway_keys: Vec::new(),
         }
     }
 }

@@ -59,6 +59,12 @@ pub struct VirtualKeyRow {
     /// named by where it lives, like the key: `aws_secret_access_key_env` or `..._file`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Rate limits of every request that uses this key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<super::limits::RateLimit>,
+    /// Budgets of every request that uses this key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage_limits: Vec<super::limits::UsageLimit>,
 }
 
 /// A resolved virtual key.

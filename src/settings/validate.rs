@@ -281,7 +281,11 @@ impl Settings {
         }
         for (id, row) in &self.virtual_keys {
             super::secrets::no_inline_credentials(&format!("virtual_keys.{id}"), &row.options)?;
+            let field = format!("virtual_keys.{id}");
+            super::limits::check(&field, &row.rate_limits, &row.usage_limits)
+                .map_err(|(f, why)| SettingsError::new(&f, why))?;
         }
+        self.validate_limits()?;
         for (i, key) in self.metrics.metadata_labels.iter().enumerate() {
             let ok = !key.is_empty()
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -310,6 +314,52 @@ impl Settings {
                 "log.level",
                 format!("{:?} is not a level or filter directive", self.log.level),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Limits: their lists, where counters live, and which keys and policies they name.
+    fn validate_limits(&self) -> Result<(), SettingsError> {
+        let l = &self.limits;
+        let err = |f: &str, why: &str| Err(SettingsError::new(f, why));
+        if l.backend == super::limits::LimitsBackend::Redis
+            && l.redis.url.is_none()
+            && l.redis.url_env.is_none()
+        {
+            return err(
+                "limits.redis.url",
+                "the redis backend needs redis.url or redis.url_env",
+            );
+        }
+        if l.redis.lookup_timeout_ms == 0 || l.redis.store_timeout_ms == 0 {
+            return err(
+                "limits.redis",
+                "lookup_timeout_ms and store_timeout_ms must be positive",
+            );
+        }
+        for (i, p) in l.policies.iter().enumerate() {
+            let field = format!("limits.policies[{i}]");
+            if p.matches.metadata.is_empty() {
+                return err(&format!("{field}.match.metadata"), "names a metadata key");
+            }
+            super::limits::check(&field, &p.rate_limits, &p.usage_limits)
+                .map_err(|(f, why)| SettingsError::new(&f, why))?;
+        }
+        for (i, g) in l.gateway_keys.iter().enumerate() {
+            let field = format!("limits.gateway_keys[{i}]");
+            if g.digest_bytes().is_none() {
+                return err(
+                    &format!("{field}.digest"),
+                    "must be \"sha256:<64 hex digits>\" (the digest, never the key)",
+                );
+            }
+            if !self.gateway_keys.contains(&g.digest) {
+                return err(&format!("{field}.digest"), "is not one of gateway_keys");
+            }
+            super::limits::check(&field, &g.rate_limits, &g.usage_limits)
+                .map_err(|(f, why)| SettingsError::new(&f, why))?;
         }
         Ok(())
     }

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub feedback: IntCounterVec,
     pub feedback_value: Histogram,
     pub access_log_dropped: IntCounter,
+    /// `portgate_limit_rejections_total{kind, scope}`: requests a rate limit (`rate`), a
+    /// budget (`budget`) or an unreadable store (`unavailable`) refused.
+    pub limit_rejections: IntCounterVec,
     /// Requests whose connection ended without any response written: the client left before
     /// the answer, or the gateway could not write one. Kept-alive clients must never see this
     /// for a request they sent in good order, so any rate here is worth a look.
@@ -203,6 +206,11 @@ impl Metrics {
                 HistogramOpts::new("portgate_feedback_value", "Feedback values (-10..10).")
                     .buckets(FEEDBACK_BUCKETS.to_vec()),
             )?,
+            limit_rejections: counter_vec(
+                "portgate_limit_rejections_total",
+                "Requests refused by a rate limit (kind=rate), a budget (budget) or because the limits store was unavailable (unavailable), by whose limit (virtual_key, gateway_key, policy).",
+                &["kind", "scope"],
+            )?,
             access_log_dropped: IntCounter::new(
                 "portgate_access_log_dropped_total",
                 "Access-log lines dropped because the log output stalled and the buffer was full.",
@@ -241,6 +249,7 @@ impl Metrics {
         r.register(Box::new(m.feedback.clone()))?;
         r.register(Box::new(m.feedback_value.clone()))?;
         r.register(Box::new(m.access_log_dropped.clone()))?;
+        r.register(Box::new(m.limit_rejections.clone()))?;
         r.register(Box::new(m.closed_without_response.clone()))?;
         m.guardrails.register(r)?;
         m.cache.register(r)?;
@@ -250,6 +259,13 @@ impl Metrics {
     /// The model label: priced models always (the price catalog is the operator's, so they
     /// are bounded by it), others while fewer than `max_model_labels` distinct ones were seen
     /// and at most `MAX_MODEL_LEN` bytes long, else `other`.
+    /// Counts a request a limit refused: (`rate` | `budget` | `unavailable`, scope).
+    pub(crate) fn limit_refused(&self, (kind, scope): (&str, &str)) {
+        self.limit_rejections
+            .with_label_values(&[kind, scope])
+            .inc();
+    }
+
     pub(crate) fn model_label<'a>(&self, model: &'a str, priced: bool) -> &'a str {
         if priced {
             return model;

@@ -395,6 +395,8 @@ fn use_embedder(s: &mut portgate::Settings, embedder: &MockProvider) {
             api_key_file: None,
             custom_host: Some(embedder.base_url()),
             options: Default::default(),
+            rate_limits: Vec::new(),
+            usage_limits: Vec::new(),
         },
     );
     s.cache.semantic.virtual_key = Some("embedder".into());

@@ -4,56 +4,7 @@
 
 use crate::support::*;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `redis-server` without persistence, killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/ensure-deps.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        RedisServer { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn redis_gateway(mock: &MockProvider, url: &str) -> TestGateway {
     let mut s = test_settings();
@@ -155,14 +106,7 @@ async fn a_redis_started_later_is_used_once_reachable() {
     let url = format!("redis://127.0.0.1:{port}/");
     let gw = redis_gateway(&mock, &url);
     assert_eq!(ask(&gw, "hi").await, (200, "DISABLED".into()));
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _redis = RedisServer { child, port };
+    let _redis = RedisServer::start_on(port);
     // Reconnects are attempted at most every 200 ms here: ask until the cache answers.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -202,6 +146,8 @@ fn semantic_gateway(chat: &MockProvider, embedder: &MockProvider, url: &str) -> 
             api_key_file: None,
             custom_host: Some(embedder.base_url()),
             options: Default::default(),
+            rate_limits: Vec::new(),
+            usage_limits: Vec::new(),
         },
     );
     s.cache.semantic.virtual_key = Some("embedder".into());

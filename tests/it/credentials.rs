@@ -27,6 +27,8 @@ async fn vault_gateway(
                 api_key_file: Some(file.display().to_string()),
                 custom_host: None,
                 options: Default::default(),
+                rate_limits: Vec::new(),
+                usage_limits: Vec::new(),
             },
         );
         tweak(s, &other_url);
@@ -202,6 +204,8 @@ async fn aws_keys_of_a_virtual_key_never_go_to_a_host_the_request_chose() {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect(),
+                rate_limits: Vec::new(),
+                usage_limits: Vec::new(),
             },
         );
     })

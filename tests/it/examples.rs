@@ -20,6 +20,8 @@ fn every_example_config_loads() {
                 api_key_file: None,
                 custom_host: None,
                 options: Default::default(),
+                rate_limits: Vec::new(),
+                usage_limits: Vec::new(),
             },
         );
     }

@@ -27,6 +27,8 @@ async fn virtual_keys_supply_credentials_and_beat_the_sdk_placeholder() {
                 api_key_file: Some(file.clone()),
                 custom_host: None,
                 options: Default::default(),
+                rate_limits: Vec::new(),
+                usage_limits: Vec::new(),
             },
         );
         s.virtual_keys.insert(
@@ -37,6 +39,8 @@ async fn virtual_keys_supply_credentials_and_beat_the_sdk_placeholder() {
                 api_key_file: Some(file.clone()),
                 custom_host: None,
                 options: Default::default(),
+                rate_limits: Vec::new(),
+                usage_limits: Vec::new(),
             },
         );
     })

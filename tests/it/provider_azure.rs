@@ -60,6 +60,8 @@ async fn setup() -> (MockProvider, TestGateway) {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+            rate_limits: Vec::new(),
+            usage_limits: Vec::new(),
         },
     );
     (mock, TestGateway::start(s))

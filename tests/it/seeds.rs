@@ -34,6 +34,8 @@ async fn guide_gateway() -> (MockProvider, MockProvider, TestGateway) {
                     api_key_file: Some(file.clone()),
                     custom_host: None,
                     options: Default::default(),
+                    rate_limits: Vec::new(),
+                    usage_limits: Vec::new(),
                 },
             );
         }

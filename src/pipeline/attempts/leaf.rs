@@ -83,6 +83,31 @@ impl Walk<'_> {
                     skipped: false,
                     hide_usage,
                     cache: note,
+                    charges: Default::default(),
+                };
+            }
+        };
+        // The virtual key's rate limits and budgets, once per target (its retries are one
+        // admission), after the cache: an answer from the cache is neither limited nor charged.
+        // A refusal is this target's answer (429 or 412), which a fallback moves on from.
+        let charges = match self.admit_virtual_key(&target).await {
+            Ok(charges) => charges,
+            Err(refused) => {
+                let kind = refused.error_kind();
+                let error = refused.into_error();
+                self.skip(&leaf.path, &provider, key, AttemptKind::First, kind);
+                return Answer {
+                    outcome: Outcome::Held(Box::new(super::send::refusal(&error))),
+                    adapter: Some(target.provider.clone()),
+                    leaf_path: path,
+                    guard: None,
+                    provider: Some(provider),
+                    retry_count: Retries::Made(0),
+                    budget_exhausted: false,
+                    skipped: false,
+                    hide_usage,
+                    cache,
+                    charges: Default::default(),
                 };
             }
         };
@@ -105,6 +130,7 @@ impl Walk<'_> {
             hide_usage,
             guard: guard.for_stream(req, &provider),
             cache: cache.clone(),
+            charges: charges.clone(),
         };
         let kind = if self.attempts.is_empty() {
             AttemptKind::First

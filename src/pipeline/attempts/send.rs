@@ -215,6 +215,7 @@ pub(super) fn failed(e: GatewayError) -> Answer {
         hide_usage: false,
         guard: None,
         cache: crate::cache::CacheDecision::DISABLED,
+        charges: Default::default(),
     }
 }
 
@@ -235,5 +236,39 @@ pub(super) fn denied(
         hide_usage: false,
         guard: None,
         cache: crate::cache::CacheDecision::DISABLED,
+        charges: Default::default(),
+    }
+}
+
+/// A limit's refusal as the answer the client gets: its status and body, with `retry-after`.
+pub(super) fn refusal(error: &GatewayError) -> crate::types::held::HeldAnswer {
+    let mut headers = http::HeaderMap::new();
+    if let Some(seconds) = error.retry_after() {
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    }
+    crate::types::held::HeldAnswer::json(error.status(), headers, error.body())
+}
+
+impl Walk<'_> {
+    /// Admits the request against the limits of the target's virtual key, if it has any.
+    pub(super) async fn admit_virtual_key(
+        &self,
+        target: &Target,
+    ) -> Result<crate::limits::Charges, crate::limits::Refusal> {
+        let limiter = &self.state.limiter;
+        let Some(scope) = target
+            .virtual_key
+            .as_deref()
+            .and_then(|id| limiter.virtual_key(id))
+        else {
+            return Ok(Default::default());
+        };
+        let admitted = limiter
+            .admit(std::slice::from_ref(&scope), crate::types::time::unix_ms())
+            .await;
+        if let Err(refused) = &admitted {
+            self.state.metrics.limit_refused(refused.labels());
+        }
+        admitted
     }
 }

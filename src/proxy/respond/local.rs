@@ -63,8 +63,8 @@ pub(crate) async fn send_error(
     map.insert(http::header::CONTENT_TYPE, json);
     let body = err.body();
     map.insert(http::header::CONTENT_LENGTH, body.len().into());
-    if matches!(err, GatewayError::Overloaded) {
-        map.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(seconds) = err.retry_after() {
+        map.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if err.is_gateway_exception() {
         map.insert(

@@ -11,9 +11,10 @@
 
 use super::{Price, SourcePrices};
 use crate::types::money::{picos, PER_CENT};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// What one file gave: its models' prices, and the units it priced that portgate ignores.
 #[derive(Debug, Default)]
@@ -22,15 +23,7 @@ pub(crate) struct Read {
     pub ignored: BTreeMap<String, u64>,
 }
 
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    pricing_config: Option<BTreeMap<String, Value>>,
-    #[serde(default)]
-    custom_pricing: Option<serde::de::IgnoredAny>,
-}
-
-/// The token prices portgate applies, by the catalog's names.
+/// The token prices portgate applies, by the catalog's names, in `Prices`' order.
 const APPLIED: [&str; 5] = [
     "request_token",
     "response_token",
@@ -39,83 +32,214 @@ const APPLIED: [&str; 5] = [
     "reasoning_token",
 ];
 
-/// Reads one provider's file (its text); an error names what is wrong.
-pub(crate) fn read(text: &[u8]) -> Result<Read, String> {
-    let entries: BTreeMap<String, Entry> =
-        serde_json::from_slice(text).map_err(|e| format!("not a catalog price file: {e}"))?;
-    let mut out = Read::default();
-    for (model, entry) in entries {
-        if model == "default" {
-            continue;
-        }
-        if entry.custom_pricing.is_some() {
-            count(&mut out.ignored, "custom_pricing");
-        }
-        let Some(config) = entry.pricing_config else {
-            continue;
-        };
-        if let Some(price) = price_of(&model, &config, &mut out.ignored)? {
-            out.prices.insert(model, price);
-        }
-    }
-    Ok(out)
+/// One model's entry, read field by field: the prices applied are kept, everything else is
+/// skipped without being built (a file is read at start-up, and a JSON tree of the catalog
+/// would cost several times its size in memory that the allocator keeps afterwards).
+#[derive(Default)]
+struct Entry {
+    /// `APPLIED`'s prices in cents, as written.
+    cents: [Option<f64>; 5],
+    has_config: bool,
+    currency: Option<String>,
 }
 
-fn count(ignored: &mut BTreeMap<String, u64>, unit: &str) {
-    *ignored.entry(unit.to_string()).or_default() += 1;
+/// Names of what a file prices that is not applied, with how many models price each.
+type Ignored = BTreeMap<String, u64>;
+
+fn count(ignored: &mut Ignored, name: String) {
+    *ignored.entry(name).or_default() += 1;
 }
 
-/// One model's `pricing_config`: its token prices, or `None` when it has no input price (an
-/// image or video model, or one in another currency).
-fn price_of(
-    model: &str,
-    config: &BTreeMap<String, Value>,
-    ignored: &mut BTreeMap<String, u64>,
-) -> Result<Option<Price>, String> {
-    for key in config.keys() {
-        if !matches!(key.as_str(), "pay_as_you_go" | "currency" | "calculate") {
-            count(ignored, key);
-        }
+/// `{"price": n}`.
+#[derive(Deserialize)]
+struct Leaf {
+    price: Option<f64>,
+}
+
+/// Which object a map visitor is reading.
+#[derive(Clone, Copy)]
+enum Part {
+    Entry,
+    Config,
+    PayAsYouGo,
+}
+
+struct Fields<'a>(Part, &'a mut Ignored);
+
+/// `additional_units`: each unit's name is counted.
+struct UnitNames<'a>(&'a mut Ignored);
+
+impl<'de> serde::de::DeserializeSeed<'de> for UnitNames<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
-    if let Some(currency) = config.get("currency").and_then(Value::as_str) {
-        if currency != "USD" {
-            count(ignored, &format!("currency {currency}"));
-            return Ok(None);
-        }
+}
+
+impl<'de> Visitor<'de> for UnitNames<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of units")
     }
-    let Some(paygo) = config.get("pay_as_you_go").and_then(Value::as_object) else {
-        return Ok(None);
-    };
-    for (key, value) in paygo {
-        match key.as_str() {
-            k if APPLIED.contains(&k) => {}
-            "additional_units" => {
-                for unit in value.as_object().into_iter().flat_map(|u| u.keys()) {
-                    count(ignored, unit);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key::<String>()? {
+            map.next_value::<IgnoredAny>()?;
+            count(self.0, name);
+        }
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl Fields<'_> {
+    fn fill<'de, A: MapAccess<'de>>(self, map: &mut A, entry: &mut Entry) -> Result<(), A::Error> {
+        let Fields(part, ignored) = self;
+        while let Some(key) = map.next_key::<String>()? {
+            match (part, key.as_str()) {
+                (Part::Entry, "pricing_config") => {
+                    let nested = map.next_value_seed(NestedSeed(Part::Config, &mut *ignored))?;
+                    if let Some(n) = nested {
+                        entry.has_config = true;
+                        entry.merge(n);
+                    }
+                }
+                (Part::Config, "pay_as_you_go") => {
+                    let nested =
+                        map.next_value_seed(NestedSeed(Part::PayAsYouGo, &mut *ignored))?;
+                    if let Some(n) = nested {
+                        entry.merge(n);
+                    }
+                }
+                (Part::Config, "currency") => entry.currency = map.next_value()?,
+                (Part::Config, "calculate") => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                (Part::PayAsYouGo, "additional_units") => {
+                    map.next_value_seed(UnitNames(&mut *ignored))?;
+                }
+                (Part::PayAsYouGo, name) if APPLIED.contains(&name) => {
+                    let leaf: Option<Leaf> = map.next_value()?;
+                    let at = APPLIED.iter().position(|a| *a == name).unwrap_or(0);
+                    // A leaf without a price is an error, reported with the model.
+                    entry.cents[at] = Some(leaf.and_then(|l| l.price).unwrap_or(f64::NAN));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    count(ignored, key);
                 }
             }
-            other => count(ignored, other),
+        }
+        Ok(())
+    }
+}
+
+/// A nested object read into a partial entry (`null` is none).
+struct NestedSeed<'a>(Part, &'a mut Ignored);
+
+impl<'de> serde::de::DeserializeSeed<'de> for NestedSeed<'_> {
+    type Value = Option<Entry>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NestedSeed<'_> {
+    type Value = Option<Entry>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object or null")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entry = Entry::default();
+        Fields(self.0, self.1).fill(&mut map, &mut entry)?;
+        Ok(Some(entry))
+    }
+}
+
+/// A whole file, model by model: each entry becomes its price (or is counted as ignored) as it
+/// is read, so no more than one entry is held at a time.
+struct File<'a>(&'a mut Read);
+
+impl<'de> Visitor<'de> for File<'_> {
+    type Value = Result<(), String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of models")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let out = self.0;
+        while let Some(model) = map.next_key::<String>()? {
+            if model == "default" {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let entry = map.next_value_seed(NestedSeed(Part::Entry, &mut out.ignored))?;
+            let Some(entry) = entry.filter(|e| e.has_config) else {
+                continue;
+            };
+            match price_of(&model, &entry, &mut out.ignored) {
+                Ok(Some(price)) => {
+                    out.prices.insert(model, price);
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+impl Entry {
+    fn merge(&mut self, other: Entry) {
+        for (mine, theirs) in self.cents.iter_mut().zip(other.cents) {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+        if other.currency.is_some() {
+            self.currency = other.currency;
         }
     }
-    let cents = |key: &str| -> Result<Option<u64>, String> {
-        let Some(leaf) = paygo.get(key) else {
-            return Ok(None);
-        };
-        let price = leaf.get("price").and_then(Value::as_f64);
-        price
-            .and_then(|p| picos(p, PER_CENT))
-            .map(Some)
-            .ok_or_else(|| format!("{model}: {key} is not a price ≥ 0 ({leaf})"))
+}
+
+/// Reads one provider's file (its text); an error names what is wrong.
+pub(crate) fn read(text: &[u8]) -> Result<Read, String> {
+    let mut out = Read::default();
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let read = de
+        .deserialize_map(File(&mut out))
+        .and_then(|r| de.end().map(|()| r))
+        .map_err(|e| format!("not a catalog price file: {e}"))?;
+    read.map(|()| out)
+}
+
+/// One model's token prices, or `None` when it has no input price (an image or video model,
+/// or one in another currency).
+fn price_of(model: &str, entry: &Entry, ignored: &mut Ignored) -> Result<Option<Price>, String> {
+    if let Some(currency) = entry.currency.as_deref().filter(|c| *c != "USD") {
+        count(ignored, format!("currency {currency}"));
+        return Ok(None);
+    }
+    let cents = |at: usize| -> Result<Option<u64>, String> {
+        match entry.cents[at] {
+            None => Ok(None),
+            Some(p) => picos(p, PER_CENT)
+                .map(Some)
+                .ok_or_else(|| format!("{model}: {} is not a price ≥ 0", APPLIED[at])),
+        }
     };
-    let Some(input) = cents("request_token")? else {
+    let Some(input) = cents(0)? else {
         return Ok(None);
     };
     Ok(Some(Price {
         input,
-        output: cents("response_token")?.unwrap_or(0),
-        cached_input: cents("cache_read_input_token")?,
-        cache_write: cents("cache_write_input_token")?,
-        reasoning: cents("reasoning_token")?,
+        output: cents(1)?.unwrap_or(0),
+        cached_input: cents(2)?,
+        cache_write: cents(3)?,
+        reasoning: cents(4)?,
     }))
 }
 

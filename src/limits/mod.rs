@@ -1,0 +1,732 @@
+//! Rate limits and budgets on virtual keys, gateway keys and metadata policies, counted in this
+//! process or in a Redis every replica shares (`limits.backend`).
+//!
+//! A request passes every limit that applies to it — its virtual key's (per target, as each
+//! target is tried), its gateway key's and each matching policy's (once per request) — or is
+//! refused by the first it exceeds, before anything is sent:
+//!
+//! - a request limit counts the request at admission; it is refused when the window's count
+//!   passes the limit (so replicas admit exactly the limit per window between them);
+//! - a token limit refuses a request once the window's tokens are used up, and counts the
+//!   answer's input and output tokens after it;
+//! - a budget refuses a request once it is spent, and is charged the answer's cost (or tokens)
+//!   after it: the request that crosses it completes (a soft cap), the next is refused.
+//!
+//! Answers from the cache and requests refused before a provider was called are not charged.
+//! Counting after the answer happens off the client's path. When the counters cannot be read
+//! within the Redis lookup bound, `limits.on_backend_error` decides: served (`allow`) or 503.
+
+mod store;
+pub(crate) mod window;
+
+use crate::error::{Exceeded, GatewayError};
+use crate::settings::limits::{
+    LimitsBackend, OnBackendError, Period, RateKind, RateLimit, RateUnit, UsageKind, UsageLimit,
+};
+use crate::settings::{Settings, SettingsError};
+use crate::store::redis::Link;
+use crate::types::money::Picos;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Whose limit it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ScopeKind {
+    VirtualKey,
+    GatewayKey,
+    Policy,
+}
+
+impl ScopeKind {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ScopeKind::VirtualKey => "virtual_key",
+            ScopeKind::GatewayKey => "gateway_key",
+            ScopeKind::Policy => "policy",
+        }
+    }
+}
+
+/// One limit of a scope, as counted: requests, tokens or nanodollars.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rule {
+    Rate {
+        kind: RateKind,
+        unit: RateUnit,
+        limit: u64,
+    },
+    Budget {
+        kind: UsageKind,
+        period: Option<Period>,
+        limit: u64,
+        alert: Option<u64>,
+    },
+}
+
+/// Nanodollars in a dollar: budgets are counted in whole nanodollars (a Redis integer holds
+/// nine billion dollars of them; a Lua number reads them exactly up to nine million).
+const NANOS_PER_USD: f64 = 1e9;
+
+impl Rule {
+    fn rate(r: &RateLimit) -> Rule {
+        Rule::Rate {
+            kind: r.kind,
+            unit: r.unit,
+            limit: r.value,
+        }
+    }
+
+    fn budget(u: &UsageLimit) -> Rule {
+        let scale = match u.kind {
+            UsageKind::Cost => NANOS_PER_USD,
+            UsageKind::Tokens => 1.0,
+        };
+        let amount = |v: f64| (v * scale).round().max(0.0) as u64;
+        Rule::Budget {
+            kind: u.kind,
+            period: u.periodic_reset,
+            limit: amount(u.credit_limit),
+            alert: u.alert_threshold.map(amount),
+        }
+    }
+
+    /// The counter's key below the scope's, and when it ends (Unix ms).
+    fn counter(&self, now_ms: u64) -> (String, Option<u64>) {
+        match *self {
+            Rule::Rate { kind, unit, .. } => {
+                let (start, end) = window::window(unit, now_ms);
+                (
+                    format!("{}:{}:{start}", kind_name(kind), unit.name()),
+                    // Kept one window past its end: `GET /limits` may still read it.
+                    Some(end + unit.window_ms()),
+                )
+            }
+            Rule::Budget { kind, period, .. } => {
+                let (name, end) = window::period(period, now_ms);
+                let kind = match kind {
+                    UsageKind::Cost => "cost",
+                    UsageKind::Tokens => "budget-tokens",
+                };
+                // A period's counter is kept a day past its end.
+                (format!("{kind}:{name}"), end.map(|e| e + 86_400_000))
+            }
+        }
+    }
+}
+
+fn kind_name(kind: RateKind) -> &'static str {
+    match kind {
+        RateKind::Requests => "requests",
+        RateKind::Tokens => "tokens",
+    }
+}
+
+/// A scope's name and rules.
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub kind: ScopeKind,
+    /// The virtual key's id, the gateway key's name, the policy's id.
+    pub name: Arc<str>,
+    /// A policy's metadata value.
+    pub value: Option<String>,
+    pub rules: Arc<[Rule]>,
+}
+
+impl Scope {
+    /// The prefix of the scope's counters.
+    pub(crate) fn key(&self) -> String {
+        let kind = match self.kind {
+            ScopeKind::VirtualKey => "vk",
+            ScopeKind::GatewayKey => "gk",
+            ScopeKind::Policy => "policy",
+        };
+        match &self.value {
+            Some(v) => format!("{kind}:{}:{v}:", self.name),
+            None => format!("{kind}:{}:", self.name),
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone)]
+pub(crate) enum Refusal {
+    /// A rate limit: 429, to try again in `retry_after` seconds.
+    Rate { scope: Scope, retry_after: u64 },
+    /// A spent budget: 412.
+    Budget { scope: Scope },
+    /// The counters could not be read and `on_backend_error` is `deny`: 503.
+    Unavailable,
+}
+
+/// What an admitted request is charged after its answer.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Charges {
+    items: Vec<Charge>,
+}
+
+#[derive(Debug, Clone)]
+struct Charge {
+    key: String,
+    what: Counted,
+    expires_at: Option<u64>,
+    /// A budget's alert: (threshold, its period's key, the scope's name for the log).
+    alert: Option<(u64, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Tokens,
+    Nanodollars,
+}
+
+impl Charges {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Adds another scope's charges (a target's virtual key to the request's).
+    pub(crate) fn add(&mut self, other: Charges) {
+        self.items.extend(other.items);
+    }
+}
+
+enum Backend {
+    Memory(store::Memory),
+    Redis(store::Redis),
+}
+
+/// The limits of every scope, and their counters.
+pub struct Limiter {
+    backend: Backend,
+    on_error: OnBackendError,
+    virtual_keys: HashMap<String, Scope>,
+    /// By SHA-256 digest of the key.
+    gateway_keys: HashMap<[u8; 32], Scope>,
+    /// (metadata key, scope without its value).
+    policies: Vec<(String, Scope)>,
+    /// Alerts already logged: counter key → threshold crossed (one line per period).
+    alerted: Mutex<HashMap<String, u64>>,
+}
+
+/// One limit's state, for `GET /limits`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct LimitState {
+    pub scope: &'static str,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `rps` ... for rate limits, the period for budgets (`never` without one).
+    pub window: &'static str,
+    pub limit: f64,
+    pub used: f64,
+    pub remaining: f64,
+    /// Unix seconds; absent for a budget that never resets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<u64>,
+}
+
+impl Limiter {
+    pub(crate) fn from_settings(
+        s: &Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Limiter, SettingsError> {
+        let rules = |rates: &[RateLimit], usage: &[UsageLimit]| -> Arc<[Rule]> {
+            rates
+                .iter()
+                .map(Rule::rate)
+                .chain(usage.iter().map(Rule::budget))
+                .collect()
+        };
+        let scope = |kind, name: &str, rules| Scope {
+            kind,
+            name: Arc::from(name),
+            value: None,
+            rules,
+        };
+        let virtual_keys = s
+            .virtual_keys
+            .iter()
+            .filter(|(_, row)| !row.rate_limits.is_empty() || !row.usage_limits.is_empty())
+            .map(|(id, row)| {
+                let r = rules(&row.rate_limits, &row.usage_limits);
+                (id.clone(), scope(ScopeKind::VirtualKey, id, r))
+            })
+            .collect();
+        let gateway_keys = s
+            .limits
+            .gateway_keys
+            .iter()
+            .filter_map(|g| {
+                let r = rules(&g.rate_limits, &g.usage_limits);
+                Some((
+                    g.digest_bytes()?,
+                    scope(ScopeKind::GatewayKey, &g.label(), r),
+                ))
+            })
+            .collect();
+        let policies = s
+            .limits
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let id = p.id.clone().unwrap_or_else(|| format!("policy-{i}"));
+                let r = rules(&p.rate_limits, &p.usage_limits);
+                (p.matches.metadata.clone(), scope(ScopeKind::Policy, &id, r))
+            })
+            .collect();
+        let backend = match s.limits.backend {
+            LimitsBackend::Memory => Backend::Memory(store::Memory::new()),
+            LimitsBackend::Redis => {
+                let r = &s.limits.redis;
+                let url = r.resolve_url("limits.redis", env)?;
+                let link = Link::new(&url, r, "limits")
+                    .map_err(|e| SettingsError::new("limits.redis.url", e))?;
+                Backend::Redis(store::Redis::new(link))
+            }
+        };
+        Ok(Limiter {
+            backend,
+            on_error: s.limits.on_backend_error,
+            virtual_keys,
+            gateway_keys,
+            policies,
+            alerted: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether any limit is configured (when none, admission costs nothing).
+    pub(crate) fn is_active(&self) -> bool {
+        !self.virtual_keys.is_empty() || !self.gateway_keys.is_empty() || !self.policies.is_empty()
+    }
+
+    /// The scopes a request meets once: its gateway key's and each matching policy's.
+    pub(crate) fn request_scopes(
+        &self,
+        gateway_key: Option<&[u8; 32]>,
+        metadata: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<Scope> {
+        let mut out = Vec::new();
+        if let Some(s) = gateway_key.and_then(|d| self.gateway_keys.get(d)) {
+            out.push(s.clone());
+        }
+        for (field, policy) in &self.policies {
+            let value = match metadata.get(field) {
+                Some(serde_json::Value::String(v)) => v.clone(),
+                Some(serde_json::Value::Null) | None => continue,
+                Some(other) => other.to_string(),
+            };
+            out.push(Scope {
+                value: Some(value),
+                ..policy.clone()
+            });
+        }
+        out
+    }
+
+    /// The scope of a virtual key, when it has limits.
+    pub(crate) fn virtual_key(&self, id: &str) -> Option<Scope> {
+        self.virtual_keys.get(id).cloned()
+    }
+
+    /// Admits a request against `scopes` (one round trip to the counters), or says why not.
+    pub(crate) async fn admit(&self, scopes: &[Scope], now_ms: u64) -> Result<Charges, Refusal> {
+        let mut keys: Vec<(usize, usize, String, Option<u64>)> = Vec::new();
+        for (si, scope) in scopes.iter().enumerate() {
+            let prefix = scope.key();
+            for (ri, rule) in scope.rules.iter().enumerate() {
+                let (key, expires_at) = rule.counter(now_ms);
+                keys.push((si, ri, format!("{prefix}{key}"), expires_at));
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Charges::default());
+        }
+        let reads: Vec<store::Read<'_>> = keys
+            .iter()
+            .map(|(si, ri, key, expires_at)| store::Read {
+                key,
+                count: matches!(
+                    scopes[*si].rules[*ri],
+                    Rule::Rate {
+                        kind: RateKind::Requests,
+                        ..
+                    }
+                ),
+                expires_at: *expires_at,
+            })
+            .collect();
+        let used = match &self.backend {
+            Backend::Memory(m) => Ok(m.read(&reads, now_ms)),
+            Backend::Redis(r) => r.read(&reads).await.map_err(|e| {
+                r.link().log_failure(
+                    "admit",
+                    &e,
+                    match self.on_error {
+                        OnBackendError::Allow => "requests are served without limits",
+                        OnBackendError::Deny => "requests are refused (503)",
+                    },
+                );
+            }),
+        };
+        let used = match used {
+            Ok(u) => u,
+            Err(()) => {
+                return match self.on_error {
+                    OnBackendError::Allow => Ok(Charges::default()),
+                    OnBackendError::Deny => Err(Refusal::Unavailable),
+                }
+            }
+        };
+        let mut charges = Charges::default();
+        for ((si, ri, key, expires_at), used) in keys.into_iter().zip(used) {
+            let scope = &scopes[si];
+            match scope.rules[ri] {
+                Rule::Rate {
+                    kind: RateKind::Requests,
+                    unit,
+                    limit,
+                } => {
+                    if used > limit {
+                        return Err(rate_refusal(scope, unit, now_ms));
+                    }
+                }
+                Rule::Rate {
+                    kind: RateKind::Tokens,
+                    unit,
+                    limit,
+                } => {
+                    if used >= limit {
+                        return Err(rate_refusal(scope, unit, now_ms));
+                    }
+                    charges.items.push(Charge {
+                        key,
+                        what: Counted::Tokens,
+                        expires_at,
+                        alert: None,
+                    });
+                }
+                Rule::Budget {
+                    kind, limit, alert, ..
+                } => {
+                    if used >= limit {
+                        return Err(Refusal::Budget {
+                            scope: scope.clone(),
+                        });
+                    }
+                    let what = match kind {
+                        UsageKind::Cost => Counted::Nanodollars,
+                        UsageKind::Tokens => Counted::Tokens,
+                    };
+                    charges.items.push(Charge {
+                        alert: alert.map(|a| (a, scope_label(scope))),
+                        key,
+                        what,
+                        expires_at,
+                    });
+                }
+            }
+        }
+        Ok(charges)
+    }
+
+    /// Charges an answer's usage: tokens (input + output) and cost. Off the client's path:
+    /// with Redis, the counting runs in a task of its own.
+    pub(crate) fn charge(self: &Arc<Self>, charges: Charges, tokens: u64, cost: Option<Picos>) {
+        if charges.is_empty() {
+            return;
+        }
+        let nanos = cost.map(|c| u64::try_from((c.0 + 500) / 1000).unwrap_or(u64::MAX));
+        let mut alerts = Vec::new();
+        let adds: Vec<store::Add> = charges
+            .items
+            .into_iter()
+            .filter_map(|c| {
+                let amount = match c.what {
+                    Counted::Tokens => tokens,
+                    Counted::Nanodollars => nanos?,
+                };
+                if let Some(alert) = c.alert {
+                    alerts.push((c.key.clone(), alert, amount));
+                }
+                (amount > 0).then_some(store::Add {
+                    key: c.key,
+                    amount,
+                    expires_at: c.expires_at,
+                })
+            })
+            .collect();
+        if adds.is_empty() {
+            return;
+        }
+        let now = crate::types::time::unix_ms();
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.add(&adds, now);
+                self.check_alerts(&alerts, |keys| m.get(keys, now));
+            }
+            Backend::Redis(_) => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let Backend::Redis(r) = &this.backend else {
+                        return;
+                    };
+                    if let Err(e) = r.add(&adds).await {
+                        r.link()
+                            .log_failure("charge", &e, "usage is not counted against limits");
+                        return;
+                    }
+                    if !alerts.is_empty() {
+                        let keys: Vec<String> = alerts.iter().map(|a| a.0.clone()).collect();
+                        if let Ok(used) = r.get(&keys).await {
+                            this.check_alerts(&alerts, |_| used.clone());
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Logs (once per period) each budget whose alert threshold is now crossed.
+    fn check_alerts(
+        &self,
+        alerts: &[(String, (u64, String), u64)],
+        used: impl FnOnce(&[String]) -> Vec<u64>,
+    ) {
+        if alerts.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = alerts.iter().map(|a| a.0.clone()).collect();
+        let used = used(&keys);
+        let Ok(mut alerted) = self.alerted.lock() else {
+            return;
+        };
+        for ((key, (threshold, scope), _), used) in alerts.iter().zip(used) {
+            if used >= *threshold && alerted.insert(key.clone(), *threshold).is_none() {
+                tracing::warn!(target: "portgate::limits", scope = %scope, counter = %key, used, threshold, "budget alert threshold crossed");
+            }
+        }
+        // Bounded: past periods' entries go when the map grows.
+        if alerted.len() > 10_000 {
+            alerted.clear();
+        }
+    }
+
+    /// Every limit with its use now, for `GET /limits` (policies: the values counted so far
+    /// are not enumerable, so a policy's limits are listed without a value).
+    pub(crate) async fn snapshot(&self, now_ms: u64) -> Result<Vec<LimitState>, String> {
+        let mut scopes: Vec<&Scope> = self.virtual_keys.values().collect();
+        scopes.extend(self.gateway_keys.values());
+        scopes.sort_by(|a, b| (a.kind.label(), &a.name).cmp(&(b.kind.label(), &b.name)));
+        let mut rows = Vec::new();
+        let mut keys = Vec::new();
+        for scope in scopes {
+            let prefix = scope.key();
+            for rule in scope.rules.iter() {
+                let (key, _) = rule.counter(now_ms);
+                keys.push(format!("{prefix}{key}"));
+                rows.push((scope, *rule));
+            }
+        }
+        let used = match &self.backend {
+            Backend::Memory(m) => m.get(&keys, now_ms),
+            Backend::Redis(r) => r.get(&keys).await.map_err(|e| e.to_string())?,
+        };
+        let mut out: Vec<LimitState> = rows
+            .into_iter()
+            .zip(used)
+            .map(|((scope, rule), used)| state(scope, rule, used, now_ms))
+            .collect();
+        for (field, policy) in &self.policies {
+            for rule in policy.rules.iter() {
+                let mut s = state(policy, *rule, 0, now_ms);
+                s.value = Some(format!("each value of metadata.{field}"));
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Zeroes every counter of a scope (`vk:<id>`, `gk:<name>`, `policy:<id>[:<value>]`).
+    pub(crate) async fn reset(&self, scope: &str) -> Result<usize, String> {
+        let prefix = format!("{scope}:");
+        if let Ok(mut alerted) = self.alerted.lock() {
+            alerted.retain(|k, _| !k.starts_with(&prefix));
+        }
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.reset(&prefix)),
+            Backend::Redis(r) => r.reset(&prefix).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn rate_refusal(scope: &Scope, unit: RateUnit, now_ms: u64) -> Refusal {
+    let (_, end) = window::window(unit, now_ms);
+    Refusal::Rate {
+        scope: scope.clone(),
+        retry_after: end.saturating_sub(now_ms).div_ceil(1000).max(1),
+    }
+}
+
+fn scope_label(scope: &Scope) -> String {
+    match &scope.value {
+        Some(v) => format!("{} {} {v}", scope.kind.label(), scope.name),
+        None => format!("{} {}", scope.kind.label(), scope.name),
+    }
+}
+
+fn state(scope: &Scope, rule: Rule, used: u64, now_ms: u64) -> LimitState {
+    let (kind, window, limit, used, resets_at) = match rule {
+        Rule::Rate { kind, unit, limit } => {
+            let (_, end) = window::window(unit, now_ms);
+            (
+                kind_name(kind),
+                unit.name(),
+                limit as f64,
+                used as f64,
+                Some(end / 1000),
+            )
+        }
+        Rule::Budget {
+            kind,
+            period,
+            limit,
+            ..
+        } => {
+            let (_, end) = window::period(period, now_ms);
+            let (kind, scale) = match kind {
+                UsageKind::Cost => ("cost", NANOS_PER_USD),
+                UsageKind::Tokens => ("tokens", 1.0),
+            };
+            (
+                kind,
+                period.map_or("never", Period::name),
+                limit as f64 / scale,
+                used as f64 / scale,
+                end.map(|e| e / 1000),
+            )
+        }
+    };
+    LimitState {
+        scope: scope.kind.label(),
+        name: scope.name.to_string(),
+        value: scope.value.clone(),
+        kind,
+        window,
+        limit,
+        used,
+        remaining: (limit - used).max(0.0),
+        resets_at,
+    }
+}
+
+impl Refusal {
+    /// The client's answer, in Portkey's words.
+    pub(crate) fn into_error(self) -> GatewayError {
+        match self {
+            Refusal::Unavailable => GatewayError::LimitsUnavailable,
+            Refusal::Rate { scope, retry_after } => exceeded(&scope, Some(retry_after)),
+            Refusal::Budget { scope } => exceeded(&scope, None),
+        }
+    }
+
+    /// The error kind of the refusal, for the attempt's record.
+    pub(crate) fn error_kind(&self) -> &'static str {
+        match self {
+            Refusal::Rate { .. } => "rate_limited",
+            Refusal::Budget { .. } => "budget_exhausted",
+            Refusal::Unavailable => "limits_unavailable",
+        }
+    }
+
+    /// `rate`, `budget` or `unavailable`, and whose limit, for the metric.
+    pub(crate) fn labels(&self) -> (&'static str, &'static str) {
+        match self {
+            Refusal::Rate { scope, .. } => ("rate", scope.kind.label()),
+            Refusal::Budget { scope } => ("budget", scope.kind.label()),
+            Refusal::Unavailable => ("unavailable", "store"),
+        }
+    }
+}
+
+/// A name as Portkey shows it in these messages: its first two and last three characters.
+fn masked(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let head: String = chars.iter().take(2).collect();
+    let tail: String = chars[chars.len().saturating_sub(3)..].iter().collect();
+    format!("{head}********{tail}")
+}
+
+/// Portkey's refusal of a rate limit (`retry_after` given: 429) or of a budget (412).
+fn exceeded(scope: &Scope, retry_after: Option<u64>) -> GatewayError {
+    let rate = retry_after.is_some();
+    let value = scope.value.as_deref().unwrap_or("");
+    let (message, kind, code, wrapped) = match (scope.kind, rate) {
+        (ScopeKind::VirtualKey, true) => (
+            format!(
+                "Portkey Virtual Key {} Rate Limit Exceeded",
+                masked(&scope.name)
+            ),
+            "virtual_key_rate_limit_error",
+            None,
+            false,
+        ),
+        (ScopeKind::VirtualKey, false) => (
+            format!(
+                "Portkey Virtual Key {} Usage Limit Exceeded",
+                masked(&scope.name)
+            ),
+            "virtual_key_exhaust_error",
+            Some("04"),
+            false,
+        ),
+        (ScopeKind::Policy, true) => (
+            format!(
+                "Portkey Rate Limit Policy {} exceeded for value key {value}",
+                scope.name
+            ),
+            "rate_limits_policy_exhaust_error",
+            None,
+            false,
+        ),
+        (ScopeKind::Policy, false) => (
+            format!(
+                "Portkey Usage Limits Policy {} Exceeded for value key {value}",
+                scope.name
+            ),
+            "usage_limits_policy_exhaust_error",
+            Some("06"),
+            false,
+        ),
+        // Portkey's own spelling of this message.
+        (ScopeKind::GatewayKey, true) => (
+            format!(
+                "Portkey Error: apikey {} rate limit exceded. Error Code: 05",
+                masked(&scope.name)
+            ),
+            "api_key_rate_limit_error",
+            Some("05"),
+            true,
+        ),
+        (ScopeKind::GatewayKey, false) => (
+            "Portkey Error: Portkey API Key Usage Limit Exceeded. Error Code: 04".to_string(),
+            "api_key_exhaust_error",
+            Some("04"),
+            true,
+        ),
+    };
+    GatewayError::LimitExceeded(Box::new(Exceeded {
+        status: if rate { 429 } else { 412 },
+        message,
+        kind,
+        code,
+        retry_after,
+        wrapped,
+        scope: scope.kind.label(),
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint layers fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache
+.PHONY: run test deps build release lint layers fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache bench-limits
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -40,6 +40,10 @@ fmt:
 
 bench: deps
 	./bench/run.sh
+
+# What rate limits and a budget cost a request (memory and Redis backends), in A/B rounds.
+bench-limits: deps
+	./bench/limits.sh
 
 # A/B of two builds' CPU per request in alternating rounds: make bench-ab A=path B=path
 bench-ab: deps

@@ -14,6 +14,9 @@ wrk.headers["Authorization"] = "Bearer sk-bench"
 if os.getenv("WRK_GATEWAY") == "1" then
   wrk.headers["x-portkey-provider"] = os.getenv("WRK_PROVIDER") or "openai"
 end
+if os.getenv("WRK_VIRTUAL_KEY") then
+  wrk.headers["x-portkey-virtual-key"] = os.getenv("WRK_VIRTUAL_KEY")
+end
 if os.getenv("WRK_CONFIG") then
   wrk.headers["x-portkey-config"] = os.getenv("WRK_CONFIG")
 end

@@ -112,7 +112,14 @@ impl State {
         }
         let cache = crate::cache::Cache::new(&settings.cache, metrics.cache.clone(), env)?;
         let access_log = AccessLog::new(&settings.log, metrics.access_log_dropped.clone())?;
-        let limiter = std::sync::Arc::new(crate::limits::Limiter::from_settings(&settings, env)?);
+        let gauges = crate::limits::LimitGauges {
+            used: metrics.limit_used.clone(),
+            limit: metrics.limit_value.clone(),
+            alerts: metrics.limit_alerts.clone(),
+        };
+        let limiter = std::sync::Arc::new(crate::limits::Limiter::from_settings(
+            &settings, env, gauges,
+        )?);
         Ok(State {
             limiter,
             cache,

@@ -130,6 +130,8 @@ pub(crate) struct Scope {
     /// A policy's metadata value.
     pub value: Option<String>,
     pub rules: Arc<[Rule]>,
+    /// Each rule's gauge (virtual and gateway keys; a policy's values are unbounded: none).
+    pub gauges: Arc<[Option<Gauge>]>,
 }
 
 impl Scope {
@@ -169,8 +171,26 @@ struct Charge {
     key: String,
     what: Counted,
     expires_at: Option<u64>,
-    /// A budget's alert: (threshold, its period's key, the scope's name for the log).
+    /// A budget's alert: (threshold, the scope's name for the log).
     alert: Option<(u64, String)>,
+    /// The gauge of a virtual key's or gateway key's limit.
+    gauge: Option<Gauge>,
+}
+
+/// A limit's `portgate_limit_used` series, resolved once, and the unit it shows (1e9 for
+/// dollars).
+#[derive(Debug, Clone)]
+pub(crate) struct Gauge {
+    used: prometheus::Gauge,
+    scale: f64,
+}
+
+/// The metric families the limiter keeps up to date.
+#[derive(Clone)]
+pub(crate) struct LimitGauges {
+    pub used: prometheus::GaugeVec,
+    pub limit: prometheus::GaugeVec,
+    pub alerts: prometheus::IntCounterVec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +226,7 @@ pub struct Limiter {
     policies: Vec<(String, Scope)>,
     /// Alerts already logged: counter key → threshold crossed (one line per period).
     alerted: Mutex<HashMap<String, u64>>,
+    gauges: LimitGauges,
 }
 
 /// One limit's state, for `GET /limits`.
@@ -231,6 +252,7 @@ impl Limiter {
     pub(crate) fn from_settings(
         s: &Settings,
         env: &dyn Fn(&str) -> Option<String>,
+        gauges: LimitGauges,
     ) -> Result<Limiter, SettingsError> {
         let rules = |rates: &[RateLimit], usage: &[UsageLimit]| -> Arc<[Rule]> {
             rates
@@ -239,11 +261,18 @@ impl Limiter {
                 .chain(usage.iter().map(Rule::budget))
                 .collect()
         };
-        let scope = |kind, name: &str, rules| Scope {
-            kind,
-            name: Arc::from(name),
-            value: None,
-            rules,
+        let scope = |kind, name: &str, rules: Arc<[Rule]>| {
+            let gauges = rules
+                .iter()
+                .map(|rule| gauge(&gauges, kind, name, rule))
+                .collect();
+            Scope {
+                kind,
+                name: Arc::from(name),
+                value: None,
+                rules,
+                gauges,
+            }
         };
         let virtual_keys = s
             .virtual_keys
@@ -287,14 +316,23 @@ impl Limiter {
                 Backend::Redis(store::Redis::new(link))
             }
         };
-        Ok(Limiter {
+        let limiter = Limiter {
             backend,
             on_error: s.limits.on_backend_error,
             virtual_keys,
             gateway_keys,
             policies,
             alerted: Mutex::new(HashMap::new()),
-        })
+            gauges,
+        };
+        Ok(limiter)
+    }
+
+    /// Sets a limit's use on its gauge.
+    fn show(&self, gauge: &Option<Gauge>, used: u64) {
+        if let Some(g) = gauge {
+            g.used.set(used as f64 / g.scale);
+        }
     }
 
     /// Whether any limit is configured (when none, admission costs nothing).
@@ -383,6 +421,8 @@ impl Limiter {
         let mut charges = Charges::default();
         for ((si, ri, key, expires_at), used) in keys.into_iter().zip(used) {
             let scope = &scopes[si];
+            let gauge = scope.gauges[ri].clone();
+            self.show(&gauge, used);
             match scope.rules[ri] {
                 Rule::Rate {
                     kind: RateKind::Requests,
@@ -406,6 +446,7 @@ impl Limiter {
                         what: Counted::Tokens,
                         expires_at,
                         alert: None,
+                        gauge,
                     });
                 }
                 Rule::Budget {
@@ -425,6 +466,7 @@ impl Limiter {
                         key,
                         what,
                         expires_at,
+                        gauge,
                     });
                 }
             }
@@ -435,12 +477,8 @@ impl Limiter {
     /// Charges an answer's usage: tokens (input + output) and cost. Off the client's path:
     /// with Redis, the counting runs in a task of its own.
     pub(crate) fn charge(self: &Arc<Self>, charges: Charges, tokens: u64, cost: Option<Picos>) {
-        if charges.is_empty() {
-            return;
-        }
         let nanos = cost.map(|c| u64::try_from((c.0 + 500) / 1000).unwrap_or(u64::MAX));
-        let mut alerts = Vec::new();
-        let adds: Vec<store::Add> = charges
+        let charged: Vec<(store::Add, Charge)> = charges
             .items
             .into_iter()
             .filter_map(|c| {
@@ -448,24 +486,23 @@ impl Limiter {
                     Counted::Tokens => tokens,
                     Counted::Nanodollars => nanos?,
                 };
-                if let Some(alert) = c.alert {
-                    alerts.push((c.key.clone(), alert, amount));
-                }
-                (amount > 0).then_some(store::Add {
-                    key: c.key,
+                let add = store::Add {
+                    key: c.key.clone(),
                     amount,
                     expires_at: c.expires_at,
-                })
+                };
+                (amount > 0).then_some((add, c))
             })
             .collect();
-        if adds.is_empty() {
+        if charged.is_empty() {
             return;
         }
         let now = crate::types::time::unix_ms();
         match &self.backend {
             Backend::Memory(m) => {
-                m.add(&adds, now);
-                self.check_alerts(&alerts, |keys| m.get(keys, now));
+                let adds: Vec<store::Add> = charged.iter().map(|(a, _)| a.clone()).collect();
+                let totals = m.add(&adds, now);
+                self.counted(&charged, &totals);
             }
             Backend::Redis(_) => {
                 let this = self.clone();
@@ -473,44 +510,48 @@ impl Limiter {
                     let Backend::Redis(r) = &this.backend else {
                         return;
                     };
-                    if let Err(e) = r.add(&adds).await {
-                        r.link()
-                            .log_failure("charge", &e, "usage is not counted against limits");
-                        return;
-                    }
-                    if !alerts.is_empty() {
-                        let keys: Vec<String> = alerts.iter().map(|a| a.0.clone()).collect();
-                        if let Ok(used) = r.get(&keys).await {
-                            this.check_alerts(&alerts, |_| used.clone());
-                        }
+                    let adds: Vec<store::Add> = charged.iter().map(|(a, _)| a.clone()).collect();
+                    match r.add(&adds).await {
+                        Ok(totals) => this.counted(&charged, &totals),
+                        Err(e) => r.link().log_failure(
+                            "charge",
+                            &e,
+                            "usage is not counted against limits",
+                        ),
                     }
                 });
             }
         }
     }
 
-    /// Logs (once per period) each budget whose alert threshold is now crossed.
-    fn check_alerts(
-        &self,
-        alerts: &[(String, (u64, String), u64)],
-        used: impl FnOnce(&[String]) -> Vec<u64>,
-    ) {
-        if alerts.is_empty() {
-            return;
-        }
-        let keys: Vec<String> = alerts.iter().map(|a| a.0.clone()).collect();
-        let used = used(&keys);
-        let Ok(mut alerted) = self.alerted.lock() else {
-            return;
-        };
-        for ((key, (threshold, scope), _), used) in alerts.iter().zip(used) {
-            if used >= *threshold && alerted.insert(key.clone(), *threshold).is_none() {
-                tracing::warn!(target: "portgate::limits", scope = %scope, counter = %key, used, threshold, "budget alert threshold crossed");
+    /// After a charge: each counter's new total on its gauge, and an alert (logged and
+    /// counted once per period) for each budget that crossed its threshold.
+    fn counted(&self, charged: &[(store::Add, Charge)], totals: &[u64]) {
+        for ((_, c), total) in charged.iter().zip(totals) {
+            self.show(&c.gauge, *total);
+            let Some((threshold, scope)) = &c.alert else {
+                continue;
+            };
+            if total < threshold {
+                continue;
             }
-        }
-        // Bounded: past periods' entries go when the map grows.
-        if alerted.len() > 10_000 {
-            alerted.clear();
+            let first = self
+                .alerted
+                .lock()
+                .map(|mut a| {
+                    // Bounded: past periods' entries go when the map grows.
+                    if a.len() > 10_000 {
+                        a.clear();
+                    }
+                    a.insert(c.key.clone(), *threshold).is_none()
+                })
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(target: "portgate::limits", scope = %scope, counter = %c.key, used = total, threshold, "budget alert threshold crossed");
+                let (kind, name) = scope.split_once(' ').unwrap_or((scope.as_str(), ""));
+                let name = name.split(' ').next().unwrap_or(name);
+                self.gauges.alerts.with_label_values(&[kind, name]).inc();
+            }
         }
     }
 
@@ -568,6 +609,42 @@ fn rate_refusal(scope: &Scope, unit: RateUnit, now_ms: u64) -> Refusal {
         scope: scope.clone(),
         retry_after: end.saturating_sub(now_ms).div_ceil(1000).max(1),
     }
+}
+
+/// The gauges of a virtual key's or a gateway key's limit: its value set once, its use kept up
+/// to date (a policy's values are unbounded: none).
+fn gauge(families: &LimitGauges, kind: ScopeKind, name: &str, rule: &Rule) -> Option<Gauge> {
+    if kind == ScopeKind::Policy {
+        return None;
+    }
+    let (what, window, scale, limit) = match *rule {
+        Rule::Rate {
+            kind: k,
+            unit,
+            limit,
+        } => (kind_name(k), unit.name(), 1.0, limit),
+        Rule::Budget {
+            kind: k,
+            period,
+            limit,
+            ..
+        } => {
+            let window = period.map_or("never", Period::name);
+            match k {
+                UsageKind::Cost => ("cost", window, NANOS_PER_USD, limit),
+                UsageKind::Tokens => ("tokens", window, 1.0, limit),
+            }
+        }
+    };
+    let labels = [kind.label(), name, what, window];
+    families
+        .limit
+        .with_label_values(&labels)
+        .set(limit as f64 / scale);
+    Some(Gauge {
+        used: families.used.with_label_values(&labels),
+        scale,
+    })
 }
 
 fn scope_label(scope: &Scope) -> String {

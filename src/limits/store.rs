@@ -18,6 +18,7 @@ pub(crate) struct Read<'a> {
 }
 
 /// Usage added to a counter after an answer.
+#[derive(Debug, Clone)]
 pub(crate) struct Add {
     pub key: String,
     pub amount: u64,
@@ -72,10 +73,12 @@ impl Memory {
             .collect()
     }
 
-    pub(crate) fn add(&self, adds: &[Add], now_ms: u64) {
+    /// Adds usage; answers each counter's new total.
+    pub(crate) fn add(&self, adds: &[Add], now_ms: u64) -> Vec<u64> {
         let Ok(mut counters) = self.counters.lock() else {
-            return;
+            return vec![0; adds.len()];
         };
+        let mut totals = Vec::with_capacity(adds.len());
         for a in adds {
             let live = counters
                 .get(&a.key)
@@ -87,7 +90,9 @@ impl Memory {
             });
             c.value = c.value.saturating_add(a.amount);
             counters.put(a.key.clone(), c);
+            totals.push(c.value);
         }
+        totals
     }
 
     pub(crate) fn get(&self, keys: &[String], now_ms: u64) -> Vec<u64> {
@@ -178,21 +183,22 @@ impl Redis {
         Ok(used.into_iter().map(|n| n.max(0) as u64).collect())
     }
 
-    pub(crate) async fn add(&self, adds: &[Add]) -> Result<(), LinkError> {
+    /// Adds usage in one round trip; answers each counter's new total.
+    pub(crate) async fn add(&self, adds: &[Add]) -> Result<Vec<u64>, LinkError> {
         let bound = Duration::from_millis(self.link.settings().store_timeout_ms);
         let mut conn = self.link.conn(bound).await?;
         let mut pipe = redis::pipe();
         for a in adds {
             let key = self.key(&a.key);
-            pipe.cmd("INCRBY").arg(&key).arg(a.amount).ignore();
+            pipe.cmd("INCRBY").arg(&key).arg(a.amount);
             if let Some(at) = a.expires_at {
                 pipe.cmd("PEXPIREAT").arg(&key).arg(at).ignore();
             }
         }
-        tokio::time::timeout(bound, pipe.query_async::<()>(&mut conn))
+        let totals: Vec<i64> = tokio::time::timeout(bound, pipe.query_async(&mut conn))
             .await
             .map_err(|_| LinkError::Timeout)??;
-        Ok(())
+        Ok(totals.into_iter().map(|n| n.max(0) as u64).collect())
     }
 
     pub(crate) async fn get(&self, keys: &[String]) -> Result<Vec<u64>, LinkError> {

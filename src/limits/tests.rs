@@ -4,7 +4,13 @@ use serde_json::json;
 
 fn limiter(yaml: &str) -> Arc<Limiter> {
     let s = Settings::from_yaml(yaml).unwrap();
-    Arc::new(Limiter::from_settings(&s, &|_| None).unwrap())
+    let m = crate::telemetry::metrics::Metrics::new(&[], 10).unwrap();
+    let gauges = LimitGauges {
+        used: m.limit_used.clone(),
+        limit: m.limit_value.clone(),
+        alerts: m.limit_alerts.clone(),
+    };
+    Arc::new(Limiter::from_settings(&s, &|_| None, gauges).unwrap())
 }
 
 const NOW: u64 = 1_796_653_782_123;

@@ -140,9 +140,11 @@ pub(crate) fn record(
 
     // Rate limits and budgets are charged what the provider reported (not for a cache hit).
     if let (Some(u), false) = (usage, cache_hit) {
-        state
-            .limiter
-            .charge(ctx.limit_charges.clone(), u.input + u.output, cost);
+        if !ctx.limit_charges.is_empty() {
+            state
+                .limiter
+                .charge(ctx.limit_charges.clone(), u.input + u.output, cost);
+        }
     }
 
     let ttft = match (ctx.stream, ctx.relayed.first_chunk_at) {

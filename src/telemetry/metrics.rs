@@ -65,6 +65,13 @@ pub struct Metrics {
     /// `portgate_limit_rejections_total{kind, scope}`: requests a rate limit (`rate`), a
     /// budget (`budget`) or an unreadable store (`unavailable`) refused.
     pub limit_rejections: IntCounterVec,
+    /// `portgate_limit_used` and `portgate_limit`: each virtual key's and gateway key's limits
+    /// and their use in the current window or period, as this replica last saw it (labels:
+    /// scope, name, type, window; bounded by the settings).
+    pub limit_used: prometheus::GaugeVec,
+    pub limit_value: prometheus::GaugeVec,
+    /// `portgate_limit_alerts_total{scope, name}`: budgets that crossed their alert threshold.
+    pub limit_alerts: IntCounterVec,
     /// Requests whose connection ended without any response written: the client left before
     /// the answer, or the gateway could not write one. Kept-alive clients must never see this
     /// for a request they sent in good order, so any rate here is worth a look.
@@ -211,6 +218,19 @@ impl Metrics {
                 "Requests refused by a rate limit (kind=rate), a budget (budget) or because the limits store was unavailable (unavailable), by whose limit (virtual_key, gateway_key, policy).",
                 &["kind", "scope"],
             )?,
+            limit_used: prometheus::GaugeVec::new(
+                Opts::new("portgate_limit_used", "Use of a virtual key's or gateway key's limit in its current window or period (requests, tokens or US dollars), as this replica last read or counted it."),
+                &["scope", "name", "type", "window"],
+            )?,
+            limit_value: prometheus::GaugeVec::new(
+                Opts::new("portgate_limit", "A virtual key's or gateway key's limit (requests, tokens or US dollars)."),
+                &["scope", "name", "type", "window"],
+            )?,
+            limit_alerts: counter_vec(
+                "portgate_limit_alerts_total",
+                "Budgets whose use crossed their alert_threshold (once per period and replica).",
+                &["scope", "name"],
+            )?,
             access_log_dropped: IntCounter::new(
                 "portgate_access_log_dropped_total",
                 "Access-log lines dropped because the log output stalled and the buffer was full.",
@@ -250,6 +270,9 @@ impl Metrics {
         r.register(Box::new(m.feedback_value.clone()))?;
         r.register(Box::new(m.access_log_dropped.clone()))?;
         r.register(Box::new(m.limit_rejections.clone()))?;
+        r.register(Box::new(m.limit_used.clone()))?;
+        r.register(Box::new(m.limit_value.clone()))?;
+        r.register(Box::new(m.limit_alerts.clone()))?;
         r.register(Box::new(m.closed_without_response.clone()))?;
         m.guardrails.register(r)?;
         m.cache.register(r)?;

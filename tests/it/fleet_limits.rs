@@ -389,3 +389,45 @@ fn sha256_hex(s: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// `/metrics` shows each virtual key's limits and their use, and budgets that crossed their
+/// alert threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_their_use_are_metrics() {
+    let mock = MockProvider::start().await;
+    mock.always(usage_reply(1_000_000, 1_000_000));
+    let mut s = test_settings();
+    let mut alerting = budget(UsageKind::Cost, 100.0);
+    alerting.alert_threshold = Some(10.0);
+    s.virtual_keys.insert(
+        "team-a".into(),
+        vk(&mock, vec![requests(RateUnit::Rpd, 50)], vec![alerting]),
+    );
+    let gw = TestGateway::start(s);
+    assert_eq!(ask(&gw, "team-a").await.0, 200);
+    used(&gw, "cost", 11.25).await;
+    let m = scrape(&gw).await;
+    let series = |name, kind, window| {
+        sample(
+            &m,
+            name,
+            &[
+                ("scope", "virtual_key"),
+                ("name", "team-a"),
+                ("type", kind),
+                ("window", window),
+            ],
+        )
+    };
+    assert_eq!(series("portgate_limit", "requests", "rpd"), Some(50.0));
+    assert_eq!(series("portgate_limit_used", "requests", "rpd"), Some(1.0));
+    assert_eq!(series("portgate_limit", "cost", "monthly"), Some(100.0));
+    assert_eq!(
+        series("portgate_limit_used", "cost", "monthly"),
+        Some(11.25)
+    );
+    assert_eq!(
+        sample(&m, "portgate_limit_alerts_total", &[("name", "team-a")]),
+        Some(1.0)
+    );
+}

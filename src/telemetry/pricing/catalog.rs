@@ -206,9 +206,16 @@ impl Entry {
 }
 
 /// Reads one provider's file (its text); an error names what is wrong.
+#[cfg(test)]
 pub(crate) fn read(text: &[u8]) -> Result<Read, String> {
+    read_from(text)
+}
+
+/// Reads one provider's file as it comes from `source` (a file, the decompressor), without
+/// holding its text.
+pub(crate) fn read_from(source: impl std::io::Read) -> Result<Read, String> {
     let mut out = Read::default();
-    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(source));
     let read = de
         .deserialize_map(File(&mut out))
         .and_then(|r| de.end().map(|()| r))
@@ -248,7 +255,18 @@ fn price_of(model: &str, entry: &Entry, ignored: &mut Ignored) -> Result<Option<
 pub(crate) mod snapshot {
     include!(concat!(env!("OUT_DIR"), "/catalog_snapshot.rs"));
 
+    /// Each provider's file, read as it is decompressed.
+    pub(crate) fn read_all() -> impl Iterator<Item = (&'static str, Result<super::Read, String>)> {
+        FILES.iter().map(|(name, packed)| {
+            (
+                *name,
+                super::read_from(flate2::read::DeflateDecoder::new(*packed)),
+            )
+        })
+    }
+
     /// Each provider's file, decompressed.
+    #[cfg(test)]
     pub(crate) fn files() -> impl Iterator<Item = (&'static str, Result<Vec<u8>, String>)> {
         FILES.iter().map(|(name, packed)| {
             let mut text = Vec::new();

@@ -115,11 +115,8 @@ impl Pricing {
         };
         match (&s.catalog_dir, &s.file) {
             (None, None) => {
-                for (provider, text) in catalog::snapshot::files() {
-                    let text = text.map_err(|e| {
-                        SettingsError::new("pricing", format!("built-in catalog {provider}: {e}"))
-                    })?;
-                    let read = catalog::read(&text).map_err(|e| {
+                for (provider, read) in catalog::snapshot::read_all() {
+                    let read = read.map_err(|e| {
                         SettingsError::new("pricing", format!("built-in catalog {provider}: {e}"))
                     })?;
                     pricing.add_catalog(provider, read);
@@ -184,9 +181,9 @@ impl Pricing {
             ) else {
                 continue;
             };
-            let text = std::fs::read(&path)
+            let file = std::fs::File::open(&path)
                 .map_err(|e| SettingsError::new(field, format!("{}: {e}", path.display())))?;
-            let read = catalog::read(&text)
+            let read = catalog::read_from(file)
                 .map_err(|e| SettingsError::new(field, format!("{}: {e}", path.display())))?;
             self.add_catalog(provider, read);
             files += 1;
@@ -205,6 +202,9 @@ impl Pricing {
             *self.summary.ignored.entry(unit).or_default() += n;
         }
         let prices = self.providers.entry(provider.to_string()).or_default();
+        if prices.models.is_empty() {
+            prices.models.reserve(read.prices.len());
+        }
         for (model, price) in read.prices {
             match tier_of(&model) {
                 Some((base, lte, up_to)) => {

@@ -34,7 +34,7 @@ LAYERS = [
     ["state"],  # what the process holds, built from the settings
     ["pipeline"],  # a request's walk: guardrails, cache, breakers, budget, each send
     ["proxy"],  # the Pingora phases and the request handler
-    ["admin", "shutdown", "server"],  # the process: listeners, signals, start-up
+    ["admin", "shutdown", "reload", "server"],  # the process: listeners, signals, start-up
 ]
 
 

@@ -7,7 +7,6 @@
 //! `/limits` (every rate limit and budget with its use); `POST /limits/reset?scope=<scope>`
 //! (zeroes a scope's counters) answers only loopback peers.
 
-use crate::state::State;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -17,7 +16,7 @@ use std::sync::Arc;
 
 pub(crate) struct AdminApp {
     ready: Arc<AtomicBool>,
-    state: Arc<State>,
+    current: crate::proxy::Current,
 }
 
 /// Whether `/circuits` answers a peer: loopback always, others when the settings allow it.
@@ -26,8 +25,8 @@ fn circuits_for(peer: Option<std::net::IpAddr>, remote: bool) -> bool {
 }
 
 impl AdminApp {
-    pub(crate) fn new(ready: Arc<AtomicBool>, state: Arc<State>) -> Self {
-        AdminApp { ready, state }
+    pub(crate) fn new(ready: Arc<AtomicBool>, current: crate::proxy::Current) -> Self {
+        AdminApp { ready, current }
     }
 }
 
@@ -48,18 +47,19 @@ fn json(status: u16, body: &str) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let state = self.current.load_full();
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
-            "/limits" if !circuits_for(peer, self.state.settings.admin_circuits_remote) => json(
+            "/limits" if !circuits_for(peer, state.settings.admin_circuits_remote) => json(
                 403,
                 r#"{"message":"/limits answers only on loopback (admin_circuits_remote)","ok":false}"#,
             ),
             "/limits" => {
-                match (self.state.limiter)
+                match (state.limiter)
                     .snapshot(crate::types::time::unix_ms())
                     .await
                 {
@@ -89,7 +89,7 @@ impl ServeHttp for AdminApp {
                         r#"{"message":"name the scope: ?scope=vk:<id>, gk:<name> or policy:<id>[:<value>]","ok":false}"#,
                     );
                 }
-                match self.state.limiter.reset(&scope).await {
+                match state.limiter.reset(&scope).await {
                     Ok(n) => json(
                         200,
                         &serde_json::json!({"scope": scope, "counters_reset": n}).to_string(),
@@ -105,7 +105,7 @@ impl ServeHttp for AdminApp {
             "/readyz" if self.ready.load(Ordering::Acquire) => json(200, r#"{"status":"ready"}"#),
             "/readyz" => json(503, r#"{"status":"not ready"}"#),
             "/metrics" => {
-                let mut resp = Response::new(self.state.metrics.render());
+                let mut resp = Response::new(state.metrics.render());
                 resp.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -113,13 +113,13 @@ impl ServeHttp for AdminApp {
                 resp
             }
             "/circuits" => {
-                if !circuits_for(peer, self.state.settings.admin_circuits_remote) {
+                if !circuits_for(peer, state.settings.admin_circuits_remote) {
                     return json(
                         403,
                         r#"{"message":"/circuits answers only on loopback (admin_circuits_remote)","ok":false}"#,
                     );
                 }
-                let body = serde_json::json!({ "circuits": self.state.breakers.snapshot() });
+                let body = serde_json::json!({ "circuits": state.breakers.snapshot() });
                 json(200, &body.to_string())
             }
             _ => json(404, r#"{"message":"Not Found","ok":false}"#),

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod portkey;
 pub mod providers;
 pub mod proxy;
+pub mod reload;
 pub mod request;
 pub mod routing;
 pub mod server;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A Portkey-compatible AI gateway sidecar.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Cli {
     /// Settings file (YAML). Without it the built-in defaults are used.
@@ -76,7 +76,15 @@ fn main() -> ExitCode {
         admin_listen = %settings.admin_listen,
         "portgate starting"
     );
-    match build_server(settings) {
+    // The settings are loaded again, the same way, when their file changes or on SIGHUP.
+    let reload = portgate::reload::Reload {
+        watch: cli.config.clone(),
+        loader: Box::new({
+            let cli = cli.clone();
+            move || load(&cli)
+        }),
+    };
+    match build_server(settings, Some(reload)) {
         Ok(gateway) => {
             // SIGTERM drains and returns here as soon as no request is in flight (see
             // `shutdown.rs`); SIGINT returns at once.

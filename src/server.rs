@@ -56,8 +56,12 @@ const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 /// HTTP.
 const CLIENT_READ_BUFFER: usize = 0;
 
-/// Builds a ready-to-run server from validated settings.
-pub fn build_server(settings: Settings) -> Result<Portgate, SettingsError> {
+/// Builds a ready-to-run server from validated settings; with `reload`, the settings are
+/// reloaded when their file changes or on `SIGHUP` (see `reload.rs`).
+pub fn build_server(
+    settings: Settings,
+    reload: Option<crate::reload::Reload>,
+) -> Result<Portgate, SettingsError> {
     let conf = ServerConf {
         threads: match settings.threads {
             0 => crate::settings::cpu::available(),
@@ -77,9 +81,10 @@ pub fn build_server(settings: Settings) -> Result<Portgate, SettingsError> {
     let admin_listen = settings.admin_listen.clone();
     let grace = Duration::from_secs(settings.grace_period_seconds);
     let state = Arc::new(State::new(settings)?);
+    let current: crate::proxy::Current = Arc::new(arc_swap::ArcSwap::new(state.clone()));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(state.clone()),
+        Gateway::new(current.clone()),
         "portgate proxy",
     );
     proxy.add_listener(
@@ -96,12 +101,18 @@ pub fn build_server(settings: Settings) -> Result<Portgate, SettingsError> {
     let drain = Drain::new(ready.clone(), state.clone(), grace);
     let mut admin = Service::new(
         "portgate admin".to_string(),
-        HttpServer::new_app(AdminApp::new(ready, state)),
+        HttpServer::new_app(AdminApp::new(ready, current.clone())),
     );
     admin.threads = Some(1);
     admin.add_tcp(&admin_listen);
 
     server.add_service(drain.guard(proxy));
     server.add_service(admin);
+    if let Some(reload) = reload {
+        server.add_service(pingora::services::background::background_service(
+            "settings reload",
+            crate::reload::Reloader::new(reload, current),
+        ));
+    }
     Ok(Portgate { server, drain })
 }

@@ -15,6 +15,7 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::pricing::Pricing;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct State {
@@ -23,27 +24,27 @@ pub struct State {
     pub custom_hosts: CustomHostPolicy,
     pub virtual_keys: VirtualKeys,
     pub configs: ConfigStore,
-    pub dispatcher: Dispatcher,
-    pub budget: RetryBudget,
-    pub breakers: Breakers,
+    pub dispatcher: Arc<Dispatcher>,
+    pub budget: Arc<RetryBudget>,
+    pub breakers: Arc<Breakers>,
     /// The breaker applied to targets whose config sets none.
     pub default_breaker: Option<BreakerSpec>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The response cache (memory or Redis).
-    pub cache: crate::cache::Cache,
+    pub cache: Arc<crate::cache::Cache>,
     pub pricing: Pricing,
-    pub access_log: AccessLog,
-    pub feedback: crate::feedback::FeedbackIndex,
+    pub access_log: Arc<AccessLog>,
+    pub feedback: Arc<crate::feedback::FeedbackIndex>,
     /// Named guardrails (`guardrails:` in the settings), compiled once.
     pub guardrails: crate::guardrails::NamedGuardrails,
     /// Request bytes buffered by all in-flight requests (`limits.max_buffered_bytes`).
     pub buffers: std::sync::Arc<crate::buffers::BufferBudget>,
     /// Guardrail checks that call out running at once (`limits.guardrails.concurrent_remote_checks`).
-    pub remote_checks: tokio::sync::Semaphore,
+    pub remote_checks: Arc<tokio::sync::Semaphore>,
     /// This process's mark in `x-portgate-hop` (loop detection).
     pub instance_id: String,
     /// Rate limits and budgets, and their counters.
-    pub limiter: std::sync::Arc<crate::limits::Limiter>,
+    pub limiter: Arc<crate::limits::Limiter>,
     /// SHA-256 digests of the accepted gateway keys.
     gateway_keys: Vec<[u8; 32]>,
 }
@@ -57,6 +58,30 @@ impl State {
     pub fn with_env(
         settings: Settings,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        Self::build(settings, env, None)
+    }
+
+    /// The state of new settings, keeping what outlives a reload from this one: metrics,
+    /// connection pools, circuit breakers and the retry budget, the access-log writer, the
+    /// feedback index, the buffer budget, the response cache (unless its settings changed) and
+    /// the limit counters (unless their backend changed). Settings that only a restart applies
+    /// are named in the log when they differ.
+    pub fn reloaded(
+        &self,
+        settings: Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        for field in self.settings.restart_only_changes(&settings) {
+            tracing::warn!(target: "portgate::settings", field, "changed setting needs a restart: the running value stays");
+        }
+        Self::build(settings, env, Some(self))
+    }
+
+    fn build(
+        settings: Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+        kept: Option<&State>,
     ) -> Result<Self, SettingsError> {
         settings.validate()?;
         check_links(&settings)?;
@@ -101,24 +126,45 @@ impl State {
             .filter_map(|k| k.strip_prefix("sha256:"))
             .filter_map(decode_hex)
             .collect();
-        let metrics = Metrics::new(
-            &settings.metrics.metadata_labels,
-            settings.metrics.max_model_labels,
-        )
-        .map_err(|e| SettingsError::new("metrics", e))?;
+        let metrics = match kept {
+            Some(k) => k.metrics.clone(),
+            None => Arc::new(
+                Metrics::new(
+                    &settings.metrics.metadata_labels,
+                    settings.metrics.max_model_labels,
+                )
+                .map_err(|e| SettingsError::new("metrics", e))?,
+            ),
+        };
         let pricing = Pricing::from_settings(&settings.pricing)?;
         for line in pricing.summary.lines() {
             tracing::info!("{line}");
         }
-        let cache = crate::cache::Cache::new(&settings.cache, metrics.cache.clone(), env)?;
-        let access_log = AccessLog::new(&settings.log, metrics.access_log_dropped.clone())?;
+        let cache = match kept.filter(|k| k.settings.cache == settings.cache) {
+            Some(k) => k.cache.clone(),
+            None => Arc::new(crate::cache::Cache::new(
+                &settings.cache,
+                metrics.cache.clone(),
+                env,
+            )?),
+        };
+        let access_log = match kept {
+            Some(k) => k.access_log.clone(),
+            None => Arc::new(AccessLog::new(
+                &settings.log,
+                metrics.access_log_dropped.clone(),
+            )?),
+        };
         let gauges = crate::limits::LimitGauges {
             used: metrics.limit_used.clone(),
             limit: metrics.limit_value.clone(),
             alerts: metrics.limit_alerts.clone(),
         };
-        let limiter = std::sync::Arc::new(crate::limits::Limiter::from_settings(
-            &settings, env, gauges,
+        let limiter = Arc::new(crate::limits::Limiter::from_settings(
+            &settings,
+            env,
+            gauges,
+            kept.map(|k| &*k.limiter),
         )?);
         Ok(State {
             limiter,
@@ -126,21 +172,37 @@ impl State {
             metrics,
             pricing,
             access_log,
-            feedback: crate::feedback::FeedbackIndex::default(),
+            feedback: kept.map_or_else(Default::default, |k| k.feedback.clone()),
             guardrails,
-            dispatcher: Dispatcher::new(&settings.upstream),
-            budget: RetryBudget::new(&settings.retry.budget),
-            breakers: Breakers::new(),
+            dispatcher: kept.map_or_else(
+                || Arc::new(Dispatcher::new(&settings.upstream)),
+                |k| k.dispatcher.clone(),
+            ),
+            budget: kept.map_or_else(
+                || Arc::new(RetryBudget::new(&settings.retry.budget)),
+                |k| k.budget.clone(),
+            ),
+            breakers: kept.map_or_else(|| Arc::new(Breakers::new()), |k| k.breakers.clone()),
             providers,
             custom_hosts,
             virtual_keys,
             configs,
             default_breaker,
             gateway_keys,
-            instance_id: crate::portkey::hop::new_instance_id(),
-            buffers: crate::buffers::BufferBudget::new(settings.limits.max_buffered_bytes),
-            remote_checks: tokio::sync::Semaphore::new(
-                settings.limits.guardrails.concurrent_remote_checks,
+            instance_id: kept.map_or_else(crate::portkey::hop::new_instance_id, |k| {
+                k.instance_id.clone()
+            }),
+            buffers: kept.map_or_else(
+                || crate::buffers::BufferBudget::new(settings.limits.max_buffered_bytes),
+                |k| k.buffers.clone(),
+            ),
+            remote_checks: kept.map_or_else(
+                || {
+                    Arc::new(tokio::sync::Semaphore::new(
+                        settings.limits.guardrails.concurrent_remote_checks,
+                    ))
+                },
+                |k| k.remote_checks.clone(),
             ),
             settings,
         })

@@ -217,7 +217,10 @@ enum Backend {
 
 /// The limits of every scope, and their counters.
 pub struct Limiter {
-    backend: Backend,
+    /// Shared with the limiter of reloaded settings (on the same backend): counters survive.
+    backend: Arc<Backend>,
+    /// What the backend was built from, to tell whether a reload may keep it.
+    backend_settings: (LimitsBackend, crate::settings::cache::RedisSettings),
     on_error: OnBackendError,
     virtual_keys: HashMap<String, Scope>,
     /// By SHA-256 digest of the key.
@@ -253,6 +256,7 @@ impl Limiter {
         s: &Settings,
         env: &dyn Fn(&str) -> Option<String>,
         gauges: LimitGauges,
+        previous: Option<&Limiter>,
     ) -> Result<Limiter, SettingsError> {
         let rules = |rates: &[RateLimit], usage: &[UsageLimit]| -> Arc<[Rule]> {
             rates
@@ -306,18 +310,23 @@ impl Limiter {
                 (p.matches.metadata.clone(), scope(ScopeKind::Policy, &id, r))
             })
             .collect();
-        let backend = match s.limits.backend {
-            LimitsBackend::Memory => Backend::Memory(store::Memory::new()),
-            LimitsBackend::Redis => {
-                let r = &s.limits.redis;
-                let url = r.resolve_url("limits.redis", env)?;
-                let link = Link::new(&url, r, "limits")
-                    .map_err(|e| SettingsError::new("limits.redis.url", e))?;
-                Backend::Redis(store::Redis::new(link))
-            }
+        let backend_settings = (s.limits.backend, s.limits.redis.clone());
+        let backend = match previous.filter(|p| p.backend_settings == backend_settings) {
+            Some(p) => p.backend.clone(),
+            None => Arc::new(match s.limits.backend {
+                LimitsBackend::Memory => Backend::Memory(store::Memory::new()),
+                LimitsBackend::Redis => {
+                    let r = &s.limits.redis;
+                    let url = r.resolve_url("limits.redis", env)?;
+                    let link = Link::new(&url, r, "limits")
+                        .map_err(|e| SettingsError::new("limits.redis.url", e))?;
+                    Backend::Redis(store::Redis::new(link))
+                }
+            }),
         };
         let limiter = Limiter {
             backend,
+            backend_settings,
             on_error: s.limits.on_backend_error,
             virtual_keys,
             gateway_keys,
@@ -396,7 +405,7 @@ impl Limiter {
                 expires_at: *expires_at,
             })
             .collect();
-        let used = match &self.backend {
+        let used = match &*self.backend {
             Backend::Memory(m) => Ok(m.read(&reads, now_ms)),
             Backend::Redis(r) => r.read(&reads).await.map_err(|e| {
                 r.link().log_failure(
@@ -498,7 +507,7 @@ impl Limiter {
             return;
         }
         let now = crate::types::time::unix_ms();
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => {
                 let adds: Vec<store::Add> = charged.iter().map(|(a, _)| a.clone()).collect();
                 let totals = m.add(&adds, now);
@@ -507,7 +516,7 @@ impl Limiter {
             Backend::Redis(_) => {
                 let this = self.clone();
                 tokio::spawn(async move {
-                    let Backend::Redis(r) = &this.backend else {
+                    let Backend::Redis(r) = &*this.backend else {
                         return;
                     };
                     let adds: Vec<store::Add> = charged.iter().map(|(a, _)| a.clone()).collect();
@@ -571,7 +580,7 @@ impl Limiter {
                 rows.push((scope, *rule));
             }
         }
-        let used = match &self.backend {
+        let used = match &*self.backend {
             Backend::Memory(m) => m.get(&keys, now_ms),
             Backend::Redis(r) => r.get(&keys).await.map_err(|e| e.to_string())?,
         };
@@ -596,7 +605,7 @@ impl Limiter {
         if let Ok(mut alerted) = self.alerted.lock() {
             alerted.retain(|k, _| !k.starts_with(&prefix));
         }
-        match &self.backend {
+        match &*self.backend {
             Backend::Memory(m) => Ok(m.reset(&prefix)),
             Backend::Redis(r) => r.reset(&prefix).await.map_err(|e| e.to_string()),
         }

@@ -10,7 +10,7 @@ fn limiter(yaml: &str) -> Arc<Limiter> {
         limit: m.limit_value.clone(),
         alerts: m.limit_alerts.clone(),
     };
-    Arc::new(Limiter::from_settings(&s, &|_| None, gauges).unwrap())
+    Arc::new(Limiter::from_settings(&s, &|_| None, gauges, None).unwrap())
 }
 
 const NOW: u64 = 1_796_653_782_123;

@@ -5,12 +5,14 @@ use crate::buffers::BufferLease;
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::pipeline::attempts::AttemptRecord;
+use crate::state::State;
 use crate::telemetry::trace::TraceContext;
 use crate::types::usage::Usage;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use prometheus::IntGauge;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where a passthrough request goes, decided in `request_filter` and used by the proxy-path
@@ -61,6 +63,9 @@ pub(crate) struct Relayed {
 pub(crate) const CACHE_DISABLED: &str = "DISABLED";
 
 pub(crate) struct RequestCtx {
+    /// The settings and everything built from them, as they were when the request arrived: a
+    /// reload swaps in new ones for new requests, this one finishes on these.
+    pub state: Arc<State>,
     pub started: Instant,
     pub route: Route,
     pub trace_id: String,
@@ -106,8 +111,9 @@ pub(crate) struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub(crate) fn new(inflight: Option<Inflight>) -> Self {
+    pub(crate) fn new(state: Arc<State>, inflight: Option<Inflight>) -> Self {
         RequestCtx {
+            state,
             started: Instant::now(),
             route: Route::NotFound,
             trace_id: String::new(),

@@ -28,14 +28,17 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use std::sync::Arc;
 
+/// The settings a request starts on: swapped whole by a reload (`reload.rs`).
+pub(crate) type Current = Arc<arc_swap::ArcSwap<State>>;
+
 /// The gateway service.
 pub(crate) struct Gateway {
-    pub state: Arc<State>,
+    pub current: Current,
 }
 
 impl Gateway {
-    pub(crate) fn new(state: Arc<State>) -> Self {
-        Gateway { state }
+    pub(crate) fn new(current: Current) -> Self {
+        Gateway { current }
     }
 }
 
@@ -53,9 +56,9 @@ impl ProxyHttp for Gateway {
     type CTX = Box<RequestCtx>;
 
     fn new_ctx(&self) -> Box<RequestCtx> {
-        Box::new(RequestCtx::new(Some(ctx::Inflight::new(
-            &self.state.metrics.inflight,
-        ))))
+        let state = self.current.load_full();
+        let inflight = ctx::Inflight::new(&state.metrics.inflight);
+        Box::new(RequestCtx::new(state, Some(inflight)))
     }
 
     /// Routes the request, then either answers it here (health, errors, the LLM routes, which
@@ -66,6 +69,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
+        let state = ctx.state.clone();
         // A keep-alive client may send its next request as soon as it has read the last byte
         // of this response, while the relay is still watching the connection for a close.
         // Without pipelining Pingora treats those bytes as an error and the next request is
@@ -73,7 +77,7 @@ impl ProxyHttp for Gateway {
         session.downstream_session.set_pipelining_enabled(true);
         // A client that stops reading (a stream it no longer consumes) is cut off instead of
         // holding the upstream connection and the relay's buffers forever.
-        let write_timeout = self.state.settings.upstream.client_write_timeout_ms;
+        let write_timeout = state.settings.upstream.client_write_timeout_ms;
         session
             .downstream_session
             .set_write_timeout(Some(std::time::Duration::from_millis(write_timeout)));
@@ -106,7 +110,7 @@ impl ProxyHttp for Gateway {
             Route::Health | Route::HealthJson | Route::NotFound
         );
         if gated {
-            let own = &self.state.instance_id;
+            let own = &state.instance_id;
             match hop::check(&session.req_header().headers, own) {
                 Ok(incoming) => ctx.hop = hop::outgoing(incoming.as_deref(), own),
                 Err(e) => return self.fail(session, ctx, e).await,
@@ -120,11 +124,11 @@ impl ProxyHttp for Gateway {
                 .headers
                 .get("x-portkey-api-key")
                 .and_then(|v| v.to_str().ok());
-            if !self.state.gateway_key_ok(presented) {
+            if !state.gateway_key_ok(presented) {
                 return self.fail(session, ctx, GatewayError::Unauthorized).await;
             }
             // The gateway key's and the metadata policies' limits, once per request.
-            let limiter = &self.state.limiter;
+            let limiter = &state.limiter;
             if limiter.is_active() && !matches!(ctx.route, Route::Feedback | Route::FeedbackUpdate)
             {
                 let digest: Option<[u8; 32]> =
@@ -134,7 +138,7 @@ impl ProxyHttp for Gateway {
                     match limiter.admit(&scopes, crate::types::time::unix_ms()).await {
                         Ok(charges) => ctx.limit_charges = charges,
                         Err(refused) => {
-                            self.state.metrics.limit_refused(refused.labels());
+                            state.metrics.limit_refused(refused.labels());
                             return self.fail(session, ctx, refused.into_error()).await;
                         }
                     }
@@ -147,7 +151,7 @@ impl ProxyHttp for Gateway {
             _ => None,
         };
         if let Some((op, legacy)) = unified {
-            return match unified::handle(self, session, ctx, op, legacy, &mut headers).await {
+            return match unified::handle(session, ctx, op, legacy, &mut headers).await {
                 Ok(()) => Ok(true),
                 Err(unified::Failed::Early(e))
                 | Err(unified::Failed::Late(respond::RelayError::BeforeResponse(e))) => {
@@ -183,7 +187,7 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Route::Feedback | Route::FeedbackUpdate => {
-                let state = self.state.clone();
+                let state = state.clone();
                 let done = if ctx.route == Route::Feedback {
                     feedback::create(&state, session, ctx).await
                 } else {
@@ -200,9 +204,9 @@ impl ProxyHttp for Gateway {
             Route::Passthrough => {
                 let req = session.req_header();
                 let admitted = admit::content_type(&req.headers)
-                    .and_then(|()| admit::target_headers(&self.state, &headers))
+                    .and_then(|()| admit::target_headers(&state, &headers))
                     .and_then(|()| {
-                        passthrough::plan(&self.state, &headers, &ctx.metadata, req.uri.path())
+                        passthrough::plan(&state, &headers, &ctx.metadata, req.uri.path())
                     });
                 match admitted {
                     Ok(target) => {
@@ -229,7 +233,7 @@ impl ProxyHttp for Gateway {
         let Some(target) = ctx.passthrough.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no passthrough target planned");
         };
-        match passthrough::peer(&self.state, target).await {
+        match passthrough::peer(&ctx.state, target).await {
             Ok(peer) => Ok(Box::new(peer)),
             Err(e) => {
                 let status = e.status();
@@ -296,11 +300,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let state = ctx.state.clone();
         let status = session.response_written().map_or(0, |h| h.status.as_u16());
         if status == 0 {
             // No response at all: the connection is closed without one (every path that
             // reaches here without a response returns an error or refuses reuse).
-            self.state.metrics.closed_without_response.inc();
+            state.metrics.closed_without_response.inc();
         }
         if ctx.route == Route::Passthrough {
             ctx.upstream_time = ctx.started.elapsed();
@@ -308,7 +313,7 @@ impl ProxyHttp for Gateway {
         let client = session.client_addr();
         let req = session.req_header();
         let (method, path) = (req.method.as_str(), req.uri.path());
-        record::record(&self.state, ctx, status, client, method, path);
+        record::record(&state, ctx, status, client, method, path);
         if let Some(e) = &ctx.error {
             tracing::debug!(
                 trace_id = %ctx.trace_id,

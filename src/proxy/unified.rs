@@ -8,7 +8,6 @@ use super::ctx::RequestCtx;
 use super::respond::{
     self, relay, relay_held, relay_held_guarded, relay_provider_error, RelayError, Source,
 };
-use super::Gateway;
 use crate::buffers::BufferLease;
 use crate::error::GatewayError;
 use crate::pipeline::attempts::{Answer, Outcome, Request, Walk};
@@ -58,7 +57,6 @@ async fn client_gone(session: &mut Session) {
 /// the relay for minutes, holds no room for the walk's locals: Pingora boxes this future (inside
 /// `request_filter`'s) per request, and every byte of it is written and stays resident.
 pub(crate) async fn handle(
-    gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
     op: Operation,
@@ -77,9 +75,9 @@ pub(crate) async fn handle(
         cache: cache_note,
         charges,
         ..
-    } = walk(gw, session, ctx, headers, op, legacy).await?;
+    } = walk(session, ctx, headers, op, legacy).await?;
     ctx.limit_charges.add(charges);
-    let state = &gw.state;
+    let state = &ctx.state.clone();
     ctx.provider = provider.or_else(|| ctx.attempts.last().map(|a| a.provider.clone()));
     ctx.budget_exhausted = budget_exhausted;
     // A provider answered, or the exchange with one failed: the answer carries Portkey's
@@ -214,14 +212,13 @@ pub(crate) async fn handle(
 /// (the body, the copy of the client's headers, the plan) is freed when it returns, before the
 /// answer is relayed, which for a stream may last minutes.
 async fn walk(
-    gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
     headers: &mut PortkeyHeaders,
     op: Operation,
     legacy: bool,
 ) -> Result<Answer, Failed> {
-    let state = &gw.state;
+    let state = &ctx.state.clone();
     admit::content_type(&session.req_header().headers)?;
     if !legacy {
         // The legacy route may carry its config in the body: checked once it is read.

@@ -467,5 +467,40 @@ fn without_quoted_values(msg: &str) -> String {
     out
 }
 
+impl Settings {
+    /// The settings a running gateway cannot change (listeners, threads, pools, metric labels,
+    /// logging, the retry budget, process-wide bounds) that differ in `new`: a reload keeps
+    /// their running values.
+    pub fn restart_only_changes(&self, new: &Settings) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut differs = |field, changed: bool| {
+            if changed {
+                out.push(field);
+            }
+        };
+        differs("listen", self.listen != new.listen);
+        differs("admin_listen", self.admin_listen != new.admin_listen);
+        differs("threads", self.threads != new.threads);
+        differs(
+            "grace_period_seconds",
+            self.grace_period_seconds != new.grace_period_seconds,
+        );
+        differs("upstream", self.upstream != new.upstream);
+        differs("metrics", self.metrics != new.metrics);
+        differs("log", self.log != new.log);
+        differs("retry.budget", self.retry.budget != new.retry.budget);
+        differs(
+            "limits.max_buffered_bytes",
+            self.limits.max_buffered_bytes != new.limits.max_buffered_bytes,
+        );
+        differs(
+            "limits.guardrails.concurrent_remote_checks",
+            self.limits.guardrails.concurrent_remote_checks
+                != new.limits.guardrails.concurrent_remote_checks,
+        );
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -314,3 +314,15 @@ fn guardrail_limits_must_be_positive_and_bounded() {
         assert_eq!(err.field, field, "{err}");
     }
 }
+
+#[test]
+fn settings_only_a_restart_applies_are_named() {
+    let old = Settings::default();
+    let new = Settings {
+        listen: "127.0.0.1:9999".into(),
+        threads: 3,
+        ..Default::default()
+    };
+    assert_eq!(old.restart_only_changes(&new), ["listen", "threads"]);
+    assert!(old.restart_only_changes(&old.clone()).is_empty());
+}

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub limit_value: prometheus::GaugeVec,
     /// `portgate_limit_alerts_total{scope, name}`: budgets that crossed their alert threshold.
     pub limit_alerts: IntCounterVec,
+    /// `portgate_settings_reloads_total{result}`: reloads of the settings, `ok` or `error`.
+    pub settings_reloads: IntCounterVec,
     /// Requests whose connection ended without any response written: the client left before
     /// the answer, or the gateway could not write one. Kept-alive clients must never see this
     /// for a request they sent in good order, so any rate here is worth a look.
@@ -231,6 +233,11 @@ impl Metrics {
                 "Budgets whose use crossed their alert_threshold (once per period and replica).",
                 &["scope", "name"],
             )?,
+            settings_reloads: counter_vec(
+                "portgate_settings_reloads_total",
+                "Reloads of the settings (file change or SIGHUP): ok (swapped in) or error (refused; the running settings stay).",
+                &["result"],
+            )?,
             access_log_dropped: IntCounter::new(
                 "portgate_access_log_dropped_total",
                 "Access-log lines dropped because the log output stalled and the buffer was full.",
@@ -273,6 +280,7 @@ impl Metrics {
         r.register(Box::new(m.limit_used.clone()))?;
         r.register(Box::new(m.limit_value.clone()))?;
         r.register(Box::new(m.limit_alerts.clone()))?;
+        r.register(Box::new(m.settings_reloads.clone()))?;
         r.register(Box::new(m.closed_without_response.clone()))?;
         m.guardrails.register(r)?;
         m.cache.register(r)?;

@@ -9,3 +9,4 @@ mod support;
 mod cardinality;
 mod fault_matrix;
 mod limits;
+mod reload;

@@ -95,7 +95,7 @@ impl TestGateway {
         portgate::telemetry::init(&settings.log);
         let addr: SocketAddr = settings.listen.parse().unwrap();
         let admin: SocketAddr = settings.admin_listen.parse().unwrap();
-        let server = portgate::build_server(settings).expect("valid test settings");
+        let server = portgate::build_server(settings, None).expect("valid test settings");
         let stop = Arc::new(Notify::new());
         let graceful = Arc::new(AtomicBool::new(false));
         let watch = NotifyWatch {

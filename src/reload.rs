@@ -1,6 +1,6 @@
-//! Settings that change without a restart. When the settings file changes — an edit, or the
-//! atomic replace Kubernetes makes of a ConfigMap or Secret volume (a new symlink target) — or
-//! on `SIGHUP`, the settings are loaded again exactly as at start-up (file, environment,
+//! Settings that change without a restart. When the settings file or a secret file a virtual
+//! key reads changes — an edit, or the atomic replace Kubernetes makes of a ConfigMap or Secret
+//! volume (a new symlink target) — or on `SIGHUP`, the settings are loaded again exactly as at start-up (file, environment,
 //! flags), checked as `portgate --check` checks them, and built into a new state that is
 //! swapped in whole: requests in flight finish on the settings they started with, new ones see
 //! the new ones; counters, pools, breakers and the cache carry over (`State::reloaded`).
@@ -17,7 +17,7 @@ use crate::state::State;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -76,12 +76,30 @@ pub(crate) fn apply(
     Ok(())
 }
 
-/// What identifies the file's contents for the watch: its path resolved through symlinks (a
+/// What identifies a file's contents for the watch: its path resolved through symlinks (a
 /// ConfigMap's update swaps the link), its modification time and its length.
-fn stamp(path: &PathBuf) -> Option<(PathBuf, SystemTime, u64)> {
+type Stamp = Option<(PathBuf, SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
     let real = std::fs::canonicalize(path).ok()?;
     let meta = std::fs::metadata(&real).ok()?;
     Some((real, meta.modified().ok()?, meta.len()))
+}
+
+/// The files watched: the settings file, and every secret file the virtual keys read (a key
+/// rotated in a Secret volume is picked up like a settings change).
+fn watched(settings_file: Option<&Path>, state: &State) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = settings_file.into_iter().map(Path::to_path_buf).collect();
+    for row in state.settings.virtual_keys.values() {
+        files.extend(row.api_key_file.iter().map(PathBuf::from));
+        files.extend(
+            row.options
+                .iter()
+                .filter(|(name, _)| name.ends_with("_file"))
+                .map(|(_, path)| PathBuf::from(path)),
+        );
+    }
+    files
 }
 
 #[async_trait]
@@ -95,7 +113,13 @@ impl BackgroundService for Reloader {
                 None
             }
         };
-        let mut seen = self.reload.watch.as_ref().and_then(stamp);
+        let stamps = |state: &State| -> Vec<Stamp> {
+            watched(self.reload.watch.as_deref(), state)
+                .iter()
+                .map(|p| stamp(p))
+                .collect()
+        };
+        let mut seen = stamps(&self.current.load());
         let mut tick = tokio::time::interval(POLL);
         loop {
             tokio::select! {
@@ -109,11 +133,14 @@ impl BackgroundService for Reloader {
                     let _ = self.reload_now("SIGHUP");
                 }
                 _ = tick.tick() => {
-                    let Some(path) = &self.reload.watch else { continue };
-                    let now = stamp(path);
-                    if now.is_some() && now != seen {
-                        seen = now;
-                        let _ = self.reload_now("the settings file changed");
+                    let now = stamps(&self.current.load());
+                    // Not while the settings file itself is missing (mid-replace).
+                    let settings_there =
+                        self.reload.watch.is_none() || now.first().is_some_and(Option::is_some);
+                    if now != seen && settings_there {
+                        let _ = self.reload_now("a settings or secret file changed");
+                        // What the settings now in force read (a reload may add or drop files).
+                        seen = stamps(&self.current.load());
                     }
                 }
             }

@@ -149,5 +149,34 @@ async fn settings_reload_without_a_restart() {
         reloads(&gw, "ok").await == 3.0
     })
     .await;
+    drop(gw);
+
+    // A key rotated in its secret file is picked up without touching the settings file.
+    let (port, admin) = (free_port(), free_port());
+    let key = dir.join("openai-key");
+    std::fs::write(&key, "sk-old").unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nlog: {{access_log: off, level: warn}}\nvirtual_keys:\n  team-k:\n    provider: openai\n    custom_host: {}\n    api_key_file: {}\n",
+            mock.base_url(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let gw = start(&path, port, admin);
+    assert_eq!(ask(&gw, "team-k").await, 200);
+    let last_key = || {
+        mock.requests()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string))
+    };
+    assert_eq!(last_key().as_deref(), Some("Bearer sk-old"));
+    replace(&key, "sk-new");
+    until("the rotated key is used", || async {
+        ask(&gw, "team-k").await == 200 && last_key().as_deref() == Some("Bearer sk-new")
+    })
+    .await;
+    drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -259,14 +259,8 @@ pub mod vectors {
         let pattern = format!("{}vec:*", s.key_prefix);
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut conn)
-                .await?;
+            let (next, keys) =
+                crate::store::redis::scan_page(&mut conn, &pattern, cursor).await?;
             if !keys.is_empty() {
                 let values: Vec<Option<Vec<u8>>> =
                     redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;

@@ -227,14 +227,8 @@ impl Redis {
             let mut cursor: u64 = 0;
             let mut gone = 0;
             loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(500)
-                    .query_async(&mut conn)
-                    .await?;
+                let (next, keys) =
+                    crate::store::redis::scan_page(&mut conn, &pattern, cursor).await?;
                 if !keys.is_empty() {
                     gone += keys.len();
                     redis::cmd("UNLINK")

@@ -114,6 +114,22 @@ impl Link {
     }
 }
 
+/// One page of `SCAN … MATCH pattern`: the next cursor (0 at the end) and the keys.
+pub(crate) async fn scan_page(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pattern: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<String>), redis::RedisError> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(500)
+        .query_async(conn)
+        .await
+}
+
 impl Inner {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)

@@ -69,14 +69,7 @@ async fn ask(gw: &TestGateway, vk: &str) -> (u16, reqwest::header::HeaderMap, Va
 }
 
 async fn limits(gw: &TestGateway) -> Value {
-    client()
-        .get(gw.admin_url("/limits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin_json(gw, "/limits").await
 }
 
 /// Waits until `/limits` of `gw` shows `used` for the limit of `kind` (usage is counted after

@@ -73,16 +73,21 @@ pub async fn with_config(
     .await
 }
 
-/// The admin listener's `/circuits`.
-pub async fn circuits(gw: &TestGateway) -> serde_json::Value {
+/// A JSON document of the admin listener (`/circuits`, `/limits`).
+pub async fn admin_json(gw: &TestGateway, path: &str) -> serde_json::Value {
     client()
-        .get(gw.admin_url("/circuits"))
+        .get(gw.admin_url(path))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap()
+}
+
+/// The admin listener's `/circuits`.
+pub async fn circuits(gw: &TestGateway) -> serde_json::Value {
+    admin_json(gw, "/circuits").await
 }
 
 /// A header value as text ("" when absent).

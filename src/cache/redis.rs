@@ -259,8 +259,7 @@ pub mod vectors {
         let pattern = format!("{}vec:*", s.key_prefix);
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys) =
-                crate::store::redis::scan_page(&mut conn, &pattern, cursor).await?;
+            let (next, keys) = crate::store::redis::scan_page(&mut conn, &pattern, cursor).await?;
             if !keys.is_empty() {
                 let values: Vec<Option<Vec<u8>>> =
                     redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;

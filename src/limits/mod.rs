@@ -316,9 +316,14 @@ impl Limiter {
             None => Arc::new(match s.limits.backend {
                 LimitsBackend::Memory => Backend::Memory(store::Memory::new()),
                 LimitsBackend::Redis => {
-                    let r = &s.limits.redis;
+                    let mut r = s.limits.redis.clone();
+                    // `redis: {url: …}` fills the other fields with `cache.redis`'s defaults:
+                    // its key prefix is the cache's, which the counters do not share.
+                    if r.key_prefix == crate::settings::cache::RedisSettings::default().key_prefix {
+                        r.key_prefix = crate::settings::limits::default_redis().key_prefix;
+                    }
                     let url = r.resolve_url("limits.redis", env)?;
-                    let link = Link::new(&url, r, "limits")
+                    let link = Link::new(&url, &r, "limits")
                         .map_err(|e| SettingsError::new("limits.redis.url", e))?;
                     Backend::Redis(store::Redis::new(link))
                 }

@@ -135,7 +135,11 @@ impl ProxyHttp for Gateway {
                     presented.map(|k| <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()).into());
                 let scopes = limiter.request_scopes(digest.as_ref(), &ctx.metadata);
                 if !scopes.is_empty() {
-                    match limiter.admit(&scopes, crate::types::time::unix_ms()).await {
+                    // Boxed: inline, the admission's future (a Redis round trip) would size
+                    // this one, which Pingora boxes and copies for every request.
+                    let admitted =
+                        Box::pin(limiter.admit(&scopes, crate::types::time::unix_ms())).await;
+                    match admitted {
                         Ok(charges) => ctx.limit_charges = charges,
                         Err(refused) => {
                             state.metrics.limit_refused(refused.labels());

@@ -41,7 +41,11 @@ fn budget(kind: UsageKind, credit_limit: f64) -> UsageLimit {
 
 fn on_redis(s: &mut Settings, redis: &RedisServer) {
     s.limits.backend = LimitsBackend::Redis;
-    s.limits.redis.url = Some(redis.url());
+    // As `redis: {url: …}` in a file reads: the other fields at `cache.redis`'s defaults.
+    s.limits.redis = portgate::settings::cache::RedisSettings {
+        url: Some(redis.url()),
+        ..Default::default()
+    };
     // Generous bounds: the test machine is shared and busy; production keeps 50 ms.
     s.limits.redis.lookup_timeout_ms = 1000;
     s.limits.redis.store_timeout_ms = 1000;
@@ -149,6 +153,24 @@ async fn two_replicas_admit_exactly_the_request_limit() {
     // A restart loses nothing: a new replica on the same Redis still refuses.
     let c = gateway();
     assert_eq!(ask(&c, "team-a").await.0, 429);
+    // The counters are under the limits' own prefix, not the cache's.
+    let mut conn = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !keys.is_empty()
+            && keys
+                .iter()
+                .all(|k| k.starts_with("portgate:limits:vk:team-a:")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +445,49 @@ async fn limits_and_their_use_are_metrics() {
         sample(&m, "portgate_limit_alerts_total", &[("name", "team-a")]),
         Some(1.0)
     );
+}
+
+/// A per-user policy holds across replicas: each user's counter is shared by both gateways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_policies_hold_across_replicas() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start().await;
+    let gateway = || {
+        let mut s = test_settings();
+        s.virtual_keys
+            .insert("plain".into(), vk(&mock, vec![], vec![]));
+        s.limits.policies = vec![serde_yaml_ng::from_str(
+            "{id: per-user, match: {metadata: _user}, rate_limits: [{type: requests, unit: rpd, value: 2}]}",
+        )
+        .unwrap()];
+        on_redis(&mut s, &redis);
+        TestGateway::start(s)
+    };
+    let (a, b) = (gateway(), gateway());
+    let send = |gw: &TestGateway, user: &str| {
+        let meta = format!(r#"{{"_user":"{user}"}}"#);
+        let gw = gw.url("/v1/chat/completions");
+        async move {
+            client()
+                .post(gw)
+                .header("x-portkey-virtual-key", "plain")
+                .header("x-portkey-metadata", meta)
+                .json(&user_chat("gpt-5", "hi"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(send(&a, "alice").await, 200);
+    assert_eq!(send(&b, "alice").await, 200);
+    assert_eq!(
+        send(&a, "alice").await,
+        429,
+        "alice's two are spent on both replicas"
+    );
+    assert_eq!(send(&b, "alice").await, 429);
+    assert_eq!(send(&b, "bob").await, 200);
+    assert_eq!(mock.request_count(), 3);
 }

@@ -90,7 +90,15 @@ impl Walk<'_> {
         // The virtual key's rate limits and budgets, once per target (its retries are one
         // admission), after the cache: an answer from the cache is neither limited nor charged.
         // A refusal is this target's answer (429 or 412), which a fallback moves on from.
-        let charges = match self.admit_virtual_key(&target).await {
+        // Boxed, and only for a key with limits: inline, the admission's future (a Redis round
+        // trip) would size the walk's, which every request builds and copies.
+        let scope =
+            (target.virtual_key.as_deref()).and_then(|id| self.state.limiter.virtual_key(id));
+        let admitted = match scope {
+            Some(scope) => Box::pin(self.admit_virtual_key(scope)).await,
+            None => Ok(Default::default()),
+        };
+        let charges = match admitted {
             Ok(charges) => charges,
             Err(refused) => {
                 let kind = refused.error_kind();

@@ -250,19 +250,12 @@ pub(super) fn refusal(error: &GatewayError) -> crate::types::held::HeldAnswer {
 }
 
 impl Walk<'_> {
-    /// Admits the request against the limits of the target's virtual key, if it has any.
+    /// Admits the request against the limits of the target's virtual key.
     pub(super) async fn admit_virtual_key(
         &self,
-        target: &Target,
+        scope: crate::limits::Scope,
     ) -> Result<crate::limits::Charges, crate::limits::Refusal> {
         let limiter = &self.state.limiter;
-        let Some(scope) = target
-            .virtual_key
-            .as_deref()
-            .and_then(|id| limiter.virtual_key(id))
-        else {
-            return Ok(Default::default());
-        };
         let admitted = limiter
             .admit(std::slice::from_ref(&scope), crate::types::time::unix_ms())
             .await;

@@ -164,6 +164,9 @@ pub(crate) enum Refusal {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Charges {
     items: Vec<Charge>,
+    /// When the request was admitted (Unix ms): its usage counts in the windows and periods
+    /// of that moment, whose counters' keys it holds.
+    at_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +210,7 @@ impl Charges {
     /// Adds another scope's charges (a target's virtual key to the request's).
     pub(crate) fn add(&mut self, other: Charges) {
         self.items.extend(other.items);
+        self.at_ms = self.at_ms.max(other.at_ms);
     }
 }
 
@@ -432,7 +436,10 @@ impl Limiter {
                 }
             }
         };
-        let mut charges = Charges::default();
+        let mut charges = Charges {
+            items: Vec::new(),
+            at_ms: now_ms,
+        };
         for ((si, ri, key, expires_at), used) in keys.into_iter().zip(used) {
             let scope = &scopes[si];
             let gauge = scope.gauges[ri].clone();
@@ -511,7 +518,7 @@ impl Limiter {
         if charged.is_empty() {
             return;
         }
-        let now = crate::types::time::unix_ms();
+        let now = charges.at_ms;
         match &*self.backend {
             Backend::Memory(m) => {
                 let adds: Vec<store::Add> = charged.iter().map(|(a, _)| a.clone()).collect();

@@ -16,8 +16,14 @@
 //! Counting after the answer happens off the client's path. When the counters cannot be read
 //! within the Redis lookup bound, `limits.on_backend_error` decides: served (`allow`) or 503.
 
+mod gauge;
+mod refusal;
 mod store;
+mod view;
 pub(crate) mod window;
+
+pub(crate) use gauge::LimitGauges;
+use gauge::{gauge, Gauge};
 
 use crate::error::{Exceeded, GatewayError};
 use crate::settings::limits::{
@@ -180,22 +186,6 @@ struct Charge {
     gauge: Option<Gauge>,
 }
 
-/// A limit's `portgate_limit_used` series, resolved once, and the unit it shows (1e9 for
-/// dollars).
-#[derive(Debug, Clone)]
-pub(crate) struct Gauge {
-    used: prometheus::Gauge,
-    scale: f64,
-}
-
-/// The metric families the limiter keeps up to date.
-#[derive(Clone)]
-pub(crate) struct LimitGauges {
-    pub used: prometheus::GaugeVec,
-    pub limit: prometheus::GaugeVec,
-    pub alerts: prometheus::IntCounterVec,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counted {
     Tokens,
@@ -234,25 +224,6 @@ pub struct Limiter {
     /// Alerts already logged: counter key → threshold crossed (one line per period).
     alerted: Mutex<HashMap<String, u64>>,
     gauges: LimitGauges,
-}
-
-/// One limit's state, for `GET /limits`.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct LimitState {
-    pub scope: &'static str,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// `rps` ... for rate limits, the period for budgets (`never` without one).
-    pub window: &'static str,
-    pub limit: f64,
-    pub used: f64,
-    pub remaining: f64,
-    /// Unix seconds; absent for a budget that never resets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resets_at: Option<u64>,
 }
 
 impl Limiter {
@@ -575,53 +546,6 @@ impl Limiter {
             }
         }
     }
-
-    /// Every limit with its use now, for `GET /limits` (policies: the values counted so far
-    /// are not enumerable, so a policy's limits are listed without a value).
-    pub(crate) async fn snapshot(&self, now_ms: u64) -> Result<Vec<LimitState>, String> {
-        let mut scopes: Vec<&Scope> = self.virtual_keys.values().collect();
-        scopes.extend(self.gateway_keys.values());
-        scopes.sort_by(|a, b| (a.kind.label(), &a.name).cmp(&(b.kind.label(), &b.name)));
-        let mut rows = Vec::new();
-        let mut keys = Vec::new();
-        for scope in scopes {
-            let prefix = scope.key();
-            for rule in scope.rules.iter() {
-                let (key, _) = rule.counter(now_ms);
-                keys.push(format!("{prefix}{key}"));
-                rows.push((scope, *rule));
-            }
-        }
-        let used = match &*self.backend {
-            Backend::Memory(m) => m.get(&keys, now_ms),
-            Backend::Redis(r) => r.get(&keys).await.map_err(|e| e.to_string())?,
-        };
-        let mut out: Vec<LimitState> = rows
-            .into_iter()
-            .zip(used)
-            .map(|((scope, rule), used)| state(scope, rule, used, now_ms))
-            .collect();
-        for (field, policy) in &self.policies {
-            for rule in policy.rules.iter() {
-                let mut s = state(policy, *rule, 0, now_ms);
-                s.value = Some(format!("each value of metadata.{field}"));
-                out.push(s);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Zeroes every counter of a scope (`vk:<id>`, `gk:<name>`, `policy:<id>[:<value>]`).
-    pub(crate) async fn reset(&self, scope: &str) -> Result<usize, String> {
-        let prefix = format!("{scope}:");
-        if let Ok(mut alerted) = self.alerted.lock() {
-            alerted.retain(|k, _| !k.starts_with(&prefix));
-        }
-        match &*self.backend {
-            Backend::Memory(m) => Ok(m.reset(&prefix)),
-            Backend::Redis(r) => r.reset(&prefix).await.map_err(|e| e.to_string()),
-        }
-    }
 }
 
 fn rate_refusal(scope: &Scope, unit: RateUnit, now_ms: u64) -> Refusal {
@@ -632,198 +556,11 @@ fn rate_refusal(scope: &Scope, unit: RateUnit, now_ms: u64) -> Refusal {
     }
 }
 
-/// The gauges of a virtual key's or a gateway key's limit: its value set once, its use kept up
-/// to date (a policy's values are unbounded: none).
-fn gauge(families: &LimitGauges, kind: ScopeKind, name: &str, rule: &Rule) -> Option<Gauge> {
-    if kind == ScopeKind::Policy {
-        return None;
-    }
-    let (what, window, scale, limit) = match *rule {
-        Rule::Rate {
-            kind: k,
-            unit,
-            limit,
-        } => (kind_name(k), unit.name(), 1.0, limit),
-        Rule::Budget {
-            kind: k,
-            period,
-            limit,
-            ..
-        } => {
-            let window = period.map_or("never", Period::name);
-            match k {
-                UsageKind::Cost => ("cost", window, NANOS_PER_USD, limit),
-                UsageKind::Tokens => ("tokens", window, 1.0, limit),
-            }
-        }
-    };
-    let labels = [kind.label(), name, what, window];
-    families
-        .limit
-        .with_label_values(&labels)
-        .set(limit as f64 / scale);
-    Some(Gauge {
-        used: families.used.with_label_values(&labels),
-        scale,
-    })
-}
-
 fn scope_label(scope: &Scope) -> String {
     match &scope.value {
         Some(v) => format!("{} {} {v}", scope.kind.label(), scope.name),
         None => format!("{} {}", scope.kind.label(), scope.name),
     }
-}
-
-fn state(scope: &Scope, rule: Rule, used: u64, now_ms: u64) -> LimitState {
-    let (kind, window, limit, used, resets_at) = match rule {
-        Rule::Rate { kind, unit, limit } => {
-            let (_, end) = window::window(unit, now_ms);
-            (
-                kind_name(kind),
-                unit.name(),
-                limit as f64,
-                used as f64,
-                Some(end / 1000),
-            )
-        }
-        Rule::Budget {
-            kind,
-            period,
-            limit,
-            ..
-        } => {
-            let (_, end) = window::period(period, now_ms);
-            let (kind, scale) = match kind {
-                UsageKind::Cost => ("cost", NANOS_PER_USD),
-                UsageKind::Tokens => ("tokens", 1.0),
-            };
-            (
-                kind,
-                period.map_or("never", Period::name),
-                limit as f64 / scale,
-                used as f64 / scale,
-                end.map(|e| e / 1000),
-            )
-        }
-    };
-    LimitState {
-        scope: scope.kind.label(),
-        name: scope.name.to_string(),
-        value: scope.value.clone(),
-        kind,
-        window,
-        limit,
-        used,
-        remaining: (limit - used).max(0.0),
-        resets_at,
-    }
-}
-
-impl Refusal {
-    /// The client's answer, in Portkey's words.
-    pub(crate) fn into_error(self) -> GatewayError {
-        match self {
-            Refusal::Unavailable => GatewayError::LimitsUnavailable,
-            Refusal::Rate { scope, retry_after } => exceeded(&scope, Some(retry_after)),
-            Refusal::Budget { scope } => exceeded(&scope, None),
-        }
-    }
-
-    /// The error kind of the refusal, for the attempt's record.
-    pub(crate) fn error_kind(&self) -> &'static str {
-        match self {
-            Refusal::Rate { .. } => "rate_limited",
-            Refusal::Budget { .. } => "budget_exhausted",
-            Refusal::Unavailable => "limits_unavailable",
-        }
-    }
-
-    /// `rate`, `budget` or `unavailable`, and whose limit, for the metric.
-    pub(crate) fn labels(&self) -> (&'static str, &'static str) {
-        match self {
-            Refusal::Rate { scope, .. } => ("rate", scope.kind.label()),
-            Refusal::Budget { scope } => ("budget", scope.kind.label()),
-            Refusal::Unavailable => ("unavailable", "store"),
-        }
-    }
-}
-
-/// A name as Portkey shows it in these messages: its first two and last three characters.
-fn masked(name: &str) -> String {
-    let chars: Vec<char> = name.chars().collect();
-    let head: String = chars.iter().take(2).collect();
-    let tail: String = chars[chars.len().saturating_sub(3)..].iter().collect();
-    format!("{head}********{tail}")
-}
-
-/// Portkey's refusal of a rate limit (`retry_after` given: 429) or of a budget (412).
-fn exceeded(scope: &Scope, retry_after: Option<u64>) -> GatewayError {
-    let rate = retry_after.is_some();
-    let value = scope.value.as_deref().unwrap_or("");
-    let (message, kind, code, wrapped) = match (scope.kind, rate) {
-        (ScopeKind::VirtualKey, true) => (
-            format!(
-                "Portkey Virtual Key {} Rate Limit Exceeded",
-                masked(&scope.name)
-            ),
-            "virtual_key_rate_limit_error",
-            None,
-            false,
-        ),
-        (ScopeKind::VirtualKey, false) => (
-            format!(
-                "Portkey Virtual Key {} Usage Limit Exceeded",
-                masked(&scope.name)
-            ),
-            "virtual_key_exhaust_error",
-            Some("04"),
-            false,
-        ),
-        (ScopeKind::Policy, true) => (
-            format!(
-                "Portkey Rate Limit Policy {} exceeded for value key {value}",
-                scope.name
-            ),
-            "rate_limits_policy_exhaust_error",
-            None,
-            false,
-        ),
-        (ScopeKind::Policy, false) => (
-            format!(
-                "Portkey Usage Limits Policy {} Exceeded for value key {value}",
-                scope.name
-            ),
-            "usage_limits_policy_exhaust_error",
-            Some("06"),
-            false,
-        ),
-        // Portkey's own spelling of this message.
-        (ScopeKind::GatewayKey, true) => (
-            format!(
-                "Portkey Error: apikey {} rate limit exceded. Error Code: 05",
-                masked(&scope.name)
-            ),
-            "api_key_rate_limit_error",
-            Some("05"),
-            true,
-        ),
-        (ScopeKind::GatewayKey, false) => (
-            "Portkey Error: Portkey API Key Usage Limit Exceeded. Error Code: 04".to_string(),
-            "api_key_exhaust_error",
-            Some("04"),
-            true,
-        ),
-    };
-    GatewayError::LimitExceeded(Box::new(Exceeded {
-        status: if rate { 429 } else { 412 },
-        message,
-        kind,
-        code,
-        retry_after,
-        wrapped,
-        scope: scope.kind.label(),
-    }))
 }
 
 #[cfg(test)]

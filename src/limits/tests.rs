@@ -1,3 +1,4 @@
+use super::refusal::masked;
 use super::*;
 use crate::settings::Settings;
 use serde_json::json;

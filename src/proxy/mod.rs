@@ -127,13 +127,18 @@ impl ProxyHttp for Gateway {
             if !state.gateway_key_ok(presented) {
                 return self.fail(session, ctx, GatewayError::Unauthorized).await;
             }
-            // The gateway key's and the metadata policies' limits, once per request.
+            // The gateway key's and the metadata policies' limits, once per request; on a
+            // passthrough route (which no walk admits per target) the virtual key's too.
             let limiter = &state.limiter;
             if limiter.is_active() && !matches!(ctx.route, Route::Feedback | Route::FeedbackUpdate)
             {
                 let digest: Option<[u8; 32]> =
                     presented.map(|k| <sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()).into());
-                let scopes = limiter.request_scopes(digest.as_ref(), &ctx.metadata);
+                let mut scopes = limiter.request_scopes(digest.as_ref(), &ctx.metadata);
+                if ctx.route == Route::Passthrough {
+                    let vk = headers.virtual_key.as_deref();
+                    scopes.extend(vk.and_then(|id| limiter.virtual_key(id)));
+                }
                 if !scopes.is_empty() {
                     // Boxed: inline, the admission's future (a Redis round trip) would size
                     // this one, which Pingora boxes and copies for every request.

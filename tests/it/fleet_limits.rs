@@ -491,3 +491,26 @@ async fn per_user_policies_hold_across_replicas() {
     assert_eq!(send(&b, "bob").await, 200);
     assert_eq!(mock.request_count(), 3);
 }
+
+/// A passthrough route (no walk admits it per target) still meets its virtual key's limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_routes_meet_the_virtual_keys_limits() {
+    let mock = MockProvider::start().await;
+    let mut s = test_settings();
+    s.virtual_keys.insert(
+        "team-a".into(),
+        vk(&mock, vec![requests(RateUnit::Rpd, 1)], vec![]),
+    );
+    let gw = TestGateway::start(s);
+    let get = || {
+        client()
+            .get(gw.url("/v1/models"))
+            .header("x-portkey-virtual-key", "team-a")
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 200);
+    let refused = get().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_eq!(mock.request_count(), 1);
+}

@@ -1,4 +1,4 @@
-//! Deadlines and cancellation (hardening issue, item 7): a client that leaves stops the work
+//! Deadlines and cancellation: a client that leaves stops the work
 //! done for it, a whole request has a deadline across retries and fallbacks, and a client that
 //! stops reading a stream is cut off.
 

@@ -1,4 +1,4 @@
-//! Credentials go only where they belong (hardening issue, item 1): a key from the settings is
+//! Credentials go only where they belong: a key from the settings is
 //! never sent to a host the request chose, forward lists cannot carry credentials, and
 //! passthrough paths cannot climb out of the provider's base path.
 

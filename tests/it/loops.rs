@@ -1,4 +1,4 @@
-//! No loops (hardening issue, item 2): the gateway marks what it sends upstream and refuses a
+//! No loops: the gateway marks what it sends upstream and refuses a
 //! request carrying its own mark (508), and its own ports are never a custom host.
 
 use crate::support::*;

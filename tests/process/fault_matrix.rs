@@ -4,7 +4,7 @@
     clippy::panic,
     clippy::string_slice
 )]
-//! The fault matrix (hardening issue, item 10): every way a provider or a client can fail,
+//! The fault matrix: every way a provider or a client can fail,
 //! many times over and concurrently. Every request must end with exactly one well-formed answer
 //! (a JSON body, or a stream that ends with `[DONE]` or an error event), nothing may hang, the
 //! process must give its memory back, and no log line may hold a key.

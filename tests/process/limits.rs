@@ -4,7 +4,7 @@
     clippy::panic,
     clippy::string_slice
 )]
-//! Bounded memory per request and per process (hardening issue, item 3): config size caps,
+//! Bounded memory per request and per process: config size caps,
 //! shared inheritance, the process-wide budget of buffered request bytes, and SSE events over
 //! the size limit.
 

@@ -123,8 +123,7 @@ impl State {
         let gateway_keys = settings
             .gateway_keys
             .iter()
-            .filter_map(|k| k.strip_prefix("sha256:"))
-            .filter_map(decode_hex)
+            .filter_map(|k| crate::settings::limits::key_digest(k))
             .collect();
         let metrics = match kept {
             Some(k) => k.metrics.clone(),
@@ -286,17 +285,6 @@ fn check_links(settings: &Settings) -> Result<(), SettingsError> {
         }
     }
     Ok(())
-}
-
-fn decode_hex(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

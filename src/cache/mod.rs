@@ -159,9 +159,7 @@ pub struct Cache {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::types::time::unix_ms() / 1000
 }
 
 fn mode_label(mode: CacheMode) -> &'static str {

@@ -37,6 +37,13 @@ struct Counter {
     expires_at: Option<u64>,
 }
 
+impl Counter {
+    /// Whether the counter still counts at `now_ms` (a window or period not yet over).
+    fn live(&self, now_ms: u64) -> bool {
+        self.expires_at.map_or(true, |e| e > now_ms)
+    }
+}
+
 /// Counters kept by the memory backend.
 const MAX_COUNTERS: usize = 100_000;
 
@@ -56,10 +63,7 @@ impl Memory {
         reads
             .iter()
             .map(|r| {
-                let live = counters
-                    .get(r.key)
-                    .filter(|c| c.expires_at.map_or(true, |e| e > now_ms))
-                    .copied();
+                let live = counters.get(r.key).filter(|c| c.live(now_ms)).copied();
                 let mut c = live.unwrap_or(Counter {
                     value: 0,
                     expires_at: r.expires_at,
@@ -80,10 +84,7 @@ impl Memory {
         };
         let mut totals = Vec::with_capacity(adds.len());
         for a in adds {
-            let live = counters
-                .get(&a.key)
-                .filter(|c| c.expires_at.map_or(true, |e| e > now_ms))
-                .copied();
+            let live = counters.get(&a.key).filter(|c| c.live(now_ms)).copied();
             let mut c = live.unwrap_or(Counter {
                 value: 0,
                 expires_at: a.expires_at,
@@ -103,7 +104,7 @@ impl Memory {
             .map(|k| {
                 counters
                     .get(k)
-                    .filter(|c| c.expires_at.map_or(true, |e| e > now_ms))
+                    .filter(|c| c.live(now_ms))
                     .map_or(0, |c| c.value)
             })
             .collect()

@@ -141,6 +141,19 @@ pub struct Policy {
     pub usage_limits: Vec<UsageLimit>,
 }
 
+/// A gateway key's digest as written in the settings, `sha256:<64 hex digits>`, as bytes.
+pub fn key_digest(written: &str) -> Option<[u8; 32]> {
+    let hex = written.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Limits on a gateway key (one of `gateway_keys`, by the same digest).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -159,15 +172,7 @@ pub struct GatewayKeyLimits {
 impl GatewayKeyLimits {
     /// The digest's bytes (`None` when it is not `sha256:` and 64 hex digits).
     pub fn digest_bytes(&self) -> Option<[u8; 32]> {
-        let hex = self.digest.strip_prefix("sha256:")?;
-        if hex.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(out)
+        key_digest(&self.digest)
     }
 
     pub fn label(&self) -> String {

@@ -271,8 +271,7 @@ impl Settings {
             ));
         }
         for (i, key) in self.gateway_keys.iter().enumerate() {
-            let hex = key.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            if super::limits::key_digest(key).is_none() {
                 return Err(SettingsError::new(
                     &format!("gateway_keys[{i}]"),
                     "must be \"sha256:<64 hex digits>\" (the digest, never the key)",

@@ -254,10 +254,12 @@ impl Pricing {
     /// model the catalog prices by prompt size takes the tier the prompt falls in.
     pub(crate) fn price(&self, provider: &str, model: &str, input: u64) -> Option<&Price> {
         let prices = self.providers.get(provider)?;
-        let bare = without_prefix(provider, model);
-        [model, strip_date(model), bare, strip_date(bare)]
-            .into_iter()
-            .find_map(|name| prices.find(name, input))
+        prices.find(model, input).or_else(|| {
+            let bare = without_prefix(provider, model);
+            [strip_date(model), bare, strip_date(bare)]
+                .into_iter()
+                .find_map(|name| prices.find(name, input))
+        })
     }
 
     /// Whether a model has a price (at any prompt size).

@@ -31,10 +31,11 @@ LAYERS = [
     ["cache"],  # response cache, simple and semantic
     ["limits"],  # rate limits and budgets, counted in this process or in Redis
     ["feedback"],
+    ["log_store"],  # requests and feedback kept for datasets (files or PostgreSQL)
     ["state"],  # what the process holds, built from the settings
     ["pipeline"],  # a request's walk: guardrails, cache, breakers, budget, each send
     ["proxy"],  # the Pingora phases and the request handler
-    ["admin", "shutdown", "reload", "server"],  # the process: listeners, signals, start-up
+    ["admin", "shutdown", "reload", "server", "commands"],  # the process: listeners, signals, start-up
 ]
 
 

@@ -137,6 +137,10 @@ pub enum GatewayError {
     InvalidFeedback(String),
     #[error("No feedback with id {0:?} is known to this gateway")]
     FeedbackNotFound(String),
+    /// A feedback update found neither the id in this process nor an answer from the log
+    /// store's database (the detail, never the URL, goes to the log line).
+    #[error("Feedback cannot be updated now: the log store is unavailable")]
+    LogStoreUnavailable(String),
     /// A provider's own settings (Azure's resource, deployment) are missing or malformed, or
     /// the request cannot be expressed in the provider's API.
     #[error("{0}")]
@@ -254,6 +258,7 @@ impl GatewayError {
             Self::LimitExceeded(e) => e.status,
             Self::LimitsUnavailable => 503,
             Self::FeedbackNotFound(_) => 404,
+            Self::LogStoreUnavailable(_) => 503,
             Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
             Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
             Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) | Self::Overloaded => 503,
@@ -307,6 +312,7 @@ impl GatewayError {
             Self::RetryBudgetExhausted(_) => "retry_budget_exhausted",
             Self::InvalidFeedback(_) => "invalid_feedback",
             Self::FeedbackNotFound(_) => "feedback_not_found",
+            Self::LogStoreUnavailable(_) => "log_store_unavailable",
             Self::ProviderRequest(_) => "invalid_provider_request",
             Self::NotFound => "not_found",
             Self::Internal(_) => "internal",
@@ -321,7 +327,8 @@ impl GatewayError {
             Self::UnknownProvider(d)
             | Self::InvalidCustomHost(d)
             | Self::InvalidConfigJson(d)
-            | Self::NoRouteMatched(d) => Some(d),
+            | Self::NoRouteMatched(d)
+            | Self::LogStoreUnavailable(d) => Some(d),
             _ => None,
         }
     }

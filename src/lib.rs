@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod buffers;
 pub mod cache;
+pub mod commands;
 pub mod dispatch;
 pub mod error;
 pub mod feedback;
 pub mod guardrails;
 pub mod limits;
+pub mod log_store;
 pub mod pipeline;
 pub mod portkey;
 pub mod providers;

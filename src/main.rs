@@ -18,8 +18,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Settings file (YAML). Without it the built-in defaults are used.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Proxy listen address (overrides the file and PORTGATE_LISTEN).
     #[arg(long, value_name = "ADDR")]
@@ -30,6 +32,16 @@ struct Cli {
     /// Validate the settings, print the effective settings and exit.
     #[arg(long)]
     check: bool,
+}
+
+/// Commands besides serving (without one, `portgate` serves).
+#[derive(clap::Subcommand, Debug, Clone)]
+enum Command {
+    /// Datasets from the log store's requests and feedback.
+    Dataset {
+        #[command(subcommand)]
+        command: portgate::commands::dataset::DatasetCommand,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Settings, SettingsError> {
@@ -53,6 +65,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(command) = &cli.command {
+        let done = match command {
+            Command::Dataset { command } => portgate::commands::dataset::run(&settings, command),
+        };
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portgate: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if cli.check {
         let notes = match portgate::state::check_settings(&settings) {
             Ok(notes) => notes,

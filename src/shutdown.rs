@@ -104,6 +104,11 @@ impl Drain {
         if !self.state.access_log.flush(LOG_FLUSH_LIMIT) {
             tracing::warn!("shutdown: access log not flushed in time");
         }
+        if let Some(store) = &self.state.log_store {
+            if !store.flush(LOG_FLUSH_LIMIT) {
+                tracing::warn!("shutdown: log store not flushed in time");
+            }
+        }
         left
     }
 }

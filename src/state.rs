@@ -35,6 +35,8 @@ pub struct State {
     pub pricing: Pricing,
     pub access_log: Arc<AccessLog>,
     pub feedback: Arc<crate::feedback::FeedbackIndex>,
+    /// Where finished requests and feedback are kept (`log_store`), when set.
+    pub log_store: Option<Arc<crate::log_store::LogStore>>,
     /// Named guardrails (`guardrails:` in the settings), compiled once.
     pub guardrails: crate::guardrails::NamedGuardrails,
     /// Request bytes buffered by all in-flight requests (`limits.max_buffered_bytes`).
@@ -165,13 +167,26 @@ impl State {
             gauges,
             kept.map(|k| &*k.limiter),
         )?);
+        let feedback = kept.map_or_else(Default::default, |k| k.feedback.clone());
+        // The store's settings need a restart: a reload keeps the running store.
+        let log_store = match (kept, &settings.log_store) {
+            (Some(k), _) => k.log_store.clone(),
+            (None, Some(s)) => Some(Arc::new(crate::log_store::LogStore::start(
+                s,
+                env,
+                &metrics,
+                feedback.clone(),
+            )?)),
+            (None, None) => None,
+        };
         Ok(State {
+            log_store,
             limiter,
             cache,
             metrics,
             pricing,
             access_log,
-            feedback: kept.map_or_else(Default::default, |k| k.feedback.clone()),
+            feedback,
             guardrails,
             dispatcher: kept.map_or_else(
                 || Arc::new(Dispatcher::new(&settings.upstream)),

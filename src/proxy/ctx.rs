@@ -97,8 +97,10 @@ pub(crate) struct RequestCtx {
     /// Time spent waiting on providers (attempts, backoff, relaying the body).
     pub upstream_time: Duration,
     pub relayed: Relayed,
-    /// The request body, kept only when `log.log_bodies` is on.
+    /// The request body, kept only when `log.log_bodies` or the log store's `bodies` is on.
     pub request_body: Option<Bytes>,
+    /// The answer as sent to the client, kept for the log store (with its `bodies` on).
+    pub transcript: Option<Box<crate::log_store::Transcript>>,
     /// The failure that decided the response, if any (logged once in `logging`).
     pub error: Option<GatewayError>,
     /// Feedback ids created or updated (feedback routes).
@@ -134,6 +136,7 @@ impl RequestCtx {
             upstream_time: Duration::ZERO,
             relayed: Relayed::default(),
             request_body: None,
+            transcript: None,
             error: None,
             feedback_ids: Vec::new(),
             guardrails: Default::default(),

@@ -7,6 +7,8 @@ use super::State;
 use crate::buffers::BufferLease;
 use crate::error::GatewayError;
 use crate::feedback::{parse_create, parse_update};
+use crate::log_store::record::{FeedbackChange, FeedbackRow};
+use crate::log_store::UpdateError;
 use crate::telemetry::access_log::now_rfc3339;
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -43,16 +45,33 @@ pub(crate) async fn create(
         .get_or_insert_with(|| BufferLease::new(&state.buffers));
     let body = read_body(session, MAX_BODY, lease).await?;
     let items = parse_create(&body)?;
+    let timestamp = now_rfc3339();
+    let mut rows = Vec::with_capacity(items.len());
     for f in items {
         let id = uuid::Uuid::new_v4().to_string();
-        state.feedback.insert(&id, &f.trace_id);
         state.metrics.feedback.with_label_values(&["create"]).inc();
         state.metrics.feedback_value.observe(f.value as f64);
         state.access_log.write(&json!({
-            "timestamp": now_rfc3339(), "event": "feedback", "feedback_id": id,
+            "timestamp": timestamp, "event": "feedback", "feedback_id": id,
             "trace_id": f.trace_id, "value": f.value, "weight": f.weight, "metadata": f.metadata,
         }));
-        ctx.feedback_ids.push(id);
+        ctx.feedback_ids.push(id.clone());
+        rows.push(FeedbackRow {
+            feedback_id: id,
+            trace_id: f.trace_id,
+            value: f.value,
+            weight: f.weight,
+            metadata: f.metadata,
+            timestamp: timestamp.clone(),
+        });
+    }
+    match &state.log_store {
+        Some(store) => store.feedback_created(rows).await,
+        None => {
+            for r in &rows {
+                state.feedback.insert(&r.feedback_id, &r.trace_id);
+            }
+        }
     }
     respond(session, ctx, "feedback recorded").await
 }
@@ -76,16 +95,32 @@ pub(crate) async fn update(
         .get_or_insert_with(|| BufferLease::new(&state.buffers));
     let body = read_body(session, MAX_BODY, lease).await?;
     let u = parse_update(&body)?;
-    let trace_id = state
-        .feedback
-        .trace_of(&id)
-        .ok_or_else(|| GatewayError::FeedbackNotFound(id.clone()))?;
+    let timestamp = now_rfc3339();
+    let trace_id = match &state.log_store {
+        Some(store) => {
+            let change = FeedbackChange {
+                feedback_id: id.clone(),
+                value: u.value,
+                weight: u.weight,
+                metadata: u.metadata.clone(),
+                timestamp: timestamp.clone(),
+            };
+            store.feedback_changed(change).await.map_err(|e| match e {
+                UpdateError::NotFound => GatewayError::FeedbackNotFound(id.clone()),
+                UpdateError::Unavailable(e) => GatewayError::LogStoreUnavailable(e.to_string()),
+            })?
+        }
+        None => state
+            .feedback
+            .trace_of(&id)
+            .ok_or_else(|| GatewayError::FeedbackNotFound(id.clone()))?,
+    };
     state.metrics.feedback.with_label_values(&["update"]).inc();
     if let Some(v) = u.value {
         state.metrics.feedback_value.observe(v as f64);
     }
     state.access_log.write(&json!({
-        "timestamp": now_rfc3339(), "event": "feedback_update", "feedback_id": id,
+        "timestamp": timestamp, "event": "feedback_update", "feedback_id": id,
         "trace_id": trace_id, "value": u.value, "weight": u.weight, "metadata": u.metadata,
     }));
     ctx.feedback_ids.push(id);

@@ -24,7 +24,7 @@ use line::*;
 /// Records the request. `status` is what the client got (0: nothing was sent).
 pub(crate) fn record(
     state: &State,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     status: u16,
     client: Option<&ClientAddr>,
     method: &str,
@@ -234,9 +234,31 @@ pub(crate) fn record(
         request_body,
         response_body,
     };
+    // LLM requests go to the log store too, with the same line (written once).
+    let store = state.log_store.as_ref().filter(|_| {
+        matches!(
+            ctx.route,
+            Route::Unified(_) | Route::LegacyChatComplete | Route::Passthrough
+        )
+    });
+    let Some(store) = store else {
+        state.access_log.write_with(|out| {
+            line.write_json(out);
+            true
+        });
+        return;
+    };
+    let mut written = Vec::with_capacity(1024);
+    line.write_json(&mut written);
     state.access_log.write_with(|out| {
-        line.write_json(out);
+        out.extend_from_slice(&written);
         true
+    });
+    store.record(crate::log_store::RequestRecord {
+        line: written,
+        request: ctx.request_body.take(),
+        answer: ctx.transcript.take(),
+        sse: ctx.stream,
     });
 }
 

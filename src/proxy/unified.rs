@@ -245,8 +245,13 @@ async fn walk(
         .configs
         .resolve(headers.config.as_deref(), &state.plan_context())?;
 
-    if state.access_log.log_bodies {
+    let store_bodies = state.log_store.as_ref().is_some_and(|s| s.bodies());
+    if state.access_log.log_bodies || store_bodies {
         ctx.request_body = Some(view.body.clone());
+    }
+    // The answer of a chat is kept for the log store as it is sent (a dataset's last turn).
+    if store_bodies && matches!(op, Operation::ChatCompletions | Operation::Completions) {
+        ctx.transcript = Some(Box::default());
     }
     let traceparent = ctx.trace.as_ref().map(|t| t.outgoing());
     // The walk reads its own copy of the request line and headers, so that the session stays

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cpu;
 mod env;
 pub mod limits;
+pub mod log_store;
 mod report;
 mod secrets;
 mod validate;
@@ -66,6 +67,8 @@ pub struct Settings {
     pub anthropic: AnthropicSettings,
     /// Response caching (`settings/cache.rs`: backend, bounds, `max_age` limits, Redis, semantic).
     pub cache: cache::CacheSettings,
+    /// The log store of requests and feedback (`settings/log_store.rs`); absent: none.
+    pub log_store: Option<log_store::LogStoreSettings>,
 }
 
 /// The Anthropic adapter (`anthropic`).
@@ -357,6 +360,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             anthropic: AnthropicSettings::default(),
             cache: cache::CacheSettings::default(),
+            log_store: None,
         }
     }
 }
@@ -488,6 +492,7 @@ impl Settings {
         differs("upstream", self.upstream != new.upstream);
         differs("metrics", self.metrics != new.metrics);
         differs("log", self.log != new.log);
+        differs("log_store", self.log_store != new.log_store);
         differs("retry.budget", self.retry.budget != new.retry.budget);
         differs(
             "limits.max_buffered_bytes",

@@ -71,6 +71,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         socket_addr("listen", &self.listen)?;
         socket_addr("admin_listen", &self.admin_listen)?;
+        if let Some(store) = &self.log_store {
+            store.validate()?;
+        }
         if self.listen == self.admin_listen {
             return Err(SettingsError::new(
                 "admin_listen",

@@ -62,6 +62,12 @@ pub struct Metrics {
     pub feedback: IntCounterVec,
     pub feedback_value: Histogram,
     pub access_log_dropped: IntCounter,
+    /// `portgate_log_store_dropped_total{reason}`: records the log store lost, because its
+    /// queue was full (`queue_full`) or the write failed (`store_error`).
+    pub log_store_dropped: IntCounterVec,
+    /// `portgate_log_store_records_total{kind}`: records written (`request`, `feedback`,
+    /// `feedback_update`).
+    pub log_store_records: IntCounterVec,
     /// `portgate_limit_rejections_total{kind, scope}`: requests a rate limit (`rate`), a
     /// budget (`budget`) or an unreadable store (`unavailable`) refused.
     pub limit_rejections: IntCounterVec,
@@ -242,6 +248,20 @@ impl Metrics {
                 "portgate_access_log_dropped_total",
                 "Access-log lines dropped because the log output stalled and the buffer was full.",
             )?,
+            log_store_dropped: IntCounterVec::new(
+                Opts::new(
+                    "portgate_log_store_dropped_total",
+                    "Log store records dropped: queue full, or the store failed or was down.",
+                ),
+                &["reason"],
+            )?,
+            log_store_records: IntCounterVec::new(
+                Opts::new(
+                    "portgate_log_store_records_total",
+                    "Records written to the log store, by kind.",
+                ),
+                &["kind"],
+            )?,
             closed_without_response: IntCounter::new(
                 "portgate_downstream_closed_without_response_total",
                 "Client connections closed after a request without any response written.",
@@ -276,6 +296,8 @@ impl Metrics {
         r.register(Box::new(m.feedback.clone()))?;
         r.register(Box::new(m.feedback_value.clone()))?;
         r.register(Box::new(m.access_log_dropped.clone()))?;
+        r.register(Box::new(m.log_store_dropped.clone()))?;
+        r.register(Box::new(m.log_store_records.clone()))?;
         r.register(Box::new(m.limit_rejections.clone()))?;
         r.register(Box::new(m.limit_used.clone()))?;
         r.register(Box::new(m.limit_value.clone()))?;

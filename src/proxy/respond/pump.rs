@@ -87,9 +87,7 @@ pub(super) async fn read_to_end(
         .map_err(RelayError::BeforeResponse)?
     {
         if let Some(out) = translator.push(chunk) {
-            if let Some(c) = ctx.cache_capture.as_mut() {
-                c.push(&out);
-            }
+            capture(ctx, &out);
             return Ok(Whole::GaveUp(out));
         }
     }
@@ -163,7 +161,7 @@ pub(super) enum Fed {
 }
 
 /// Feeds one upstream chunk to the translator; what it releases goes into `out` and into the
-/// response cache's capture (a completed stream is stored as the client got it).
+/// captures (a completed stream is cached and logged as the client got it).
 pub(super) fn feed(
     translator: &mut dyn Translator,
     ctx: &mut RequestCtx,
@@ -175,9 +173,7 @@ pub(super) fn feed(
         return Fed::Overflowed;
     }
     if let Some(pushed) = pushed {
-        if let Some(c) = ctx.cache_capture.as_mut() {
-            c.push(&pushed);
-        }
+        capture(ctx, &pushed);
         out.add(pushed);
     }
     if translator.stopped() {
@@ -190,10 +186,21 @@ pub(super) fn feed(
 /// The translator's last words (the end of a translated stream), captured like the rest.
 pub(super) fn finish(translator: &mut dyn Translator, ctx: &mut RequestCtx) -> Option<Bytes> {
     let rest = translator.finish();
-    if let (Some(c), Some(rest)) = (ctx.cache_capture.as_mut(), rest.as_ref()) {
-        c.push(rest);
+    if let Some(rest) = rest.as_ref() {
+        capture(ctx, rest);
     }
     rest
+}
+
+/// What the client is sent, kept for the response cache (a miss to store) and for the log
+/// store (the answer of a dataset).
+fn capture(ctx: &mut RequestCtx, sent: &Bytes) {
+    if let Some(c) = ctx.cache_capture.as_mut() {
+        c.push(sent);
+    }
+    if let Some(t) = ctx.transcript.as_mut() {
+        t.push(sent);
+    }
 }
 
 /// An SSE event grew past the splitter's limit: the event cut short is ended and the client

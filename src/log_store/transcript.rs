@@ -1,0 +1,329 @@
+//! The answer as the client got it, kept for the log store: the chunks themselves
+//! (reference-counted, not copied) while the request runs, and the answer made of them on the
+//! store's own thread. A stream is reassembled from its events into the one chat completion it
+//! amounts to: the text, the tool calls with their arguments joined, the finish reason and the
+//! usage.
+
+use crate::stream::sse::{payload, SseSplitter};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Largest answer kept; a larger one is stored without its body.
+pub(crate) const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
+/// The chunks sent to the client.
+#[derive(Default)]
+pub struct Transcript {
+    chunks: Vec<Bytes>,
+    size: usize,
+    overflow: bool,
+}
+
+impl Transcript {
+    pub(crate) fn push(&mut self, chunk: &Bytes) {
+        if self.overflow || chunk.is_empty() {
+            return;
+        }
+        if self.size + chunk.len() > MAX_ANSWER {
+            self.overflow = true;
+            self.chunks = Vec::new();
+            return;
+        }
+        self.size += chunk.len();
+        self.chunks.push(chunk.clone());
+    }
+
+    /// The answer: the JSON body as it is, or a stream's events made into a chat completion.
+    /// `None` for an answer too large, empty, or neither JSON nor an OpenAI-format stream.
+    pub(crate) fn answer(&self, sse: bool) -> Option<Value> {
+        if self.overflow || self.chunks.is_empty() {
+            return None;
+        }
+        if sse {
+            let mut stream = Reassembly::default();
+            let mut splitter = SseSplitter::default();
+            for c in &self.chunks {
+                splitter.each(c, |event| stream.event(event));
+            }
+            if let Some(rest) = splitter.finish() {
+                stream.event(&rest);
+            }
+            return stream.into_answer();
+        }
+        let mut whole = Vec::with_capacity(self.size);
+        for c in &self.chunks {
+            whole.extend_from_slice(c);
+        }
+        serde_json::from_slice(&whole).ok()
+    }
+}
+
+/// One `chat.completion.chunk`, the fields reassembly reads.
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolDelta>,
+}
+
+#[derive(Deserialize)]
+struct ToolDelta {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+#[derive(Default)]
+struct ToolCall {
+    id: String,
+    kind: String,
+    name: String,
+    arguments: String,
+}
+
+#[derive(Default)]
+struct Choice {
+    role: Option<String>,
+    content: Option<String>,
+    refusal: Option<String>,
+    /// By the stream's own `index` of each call, in the order they first appeared.
+    tool_calls: Vec<(usize, ToolCall)>,
+    finish_reason: Option<String>,
+}
+
+/// What a stream's events add up to so far.
+#[derive(Default)]
+struct Reassembly {
+    id: Option<String>,
+    model: Option<String>,
+    created: Option<u64>,
+    choices: Vec<(usize, Choice)>,
+    usage: Option<Value>,
+    /// Whether any event was a chat completion chunk.
+    seen: bool,
+}
+
+impl Reassembly {
+    fn event(&mut self, event: &[u8]) {
+        let Some(data) = payload(event) else {
+            return;
+        };
+        if data.as_ref() == b"[DONE]" {
+            return;
+        }
+        let Ok(chunk) = serde_json::from_slice::<Chunk>(&data) else {
+            return;
+        };
+        self.seen = true;
+        self.id = self.id.take().or(chunk.id);
+        self.model = self.model.take().or(chunk.model.filter(|m| !m.is_empty()));
+        self.created = self.created.or(chunk.created);
+        if let Some(u) = chunk.usage.filter(Value::is_object) {
+            self.usage = Some(u);
+        }
+        for c in chunk.choices {
+            let at = match self.choices.iter().position(|(i, _)| *i == c.index) {
+                Some(at) => at,
+                None => {
+                    self.choices.push((c.index, Choice::default()));
+                    self.choices.len() - 1
+                }
+            };
+            let choice = &mut self.choices[at].1;
+            if let Some(r) = c.finish_reason {
+                choice.finish_reason = Some(r);
+            }
+            let Some(d) = c.delta else { continue };
+            if d.role.is_some() {
+                choice.role = d.role;
+            }
+            if let Some(text) = d.content {
+                choice
+                    .content
+                    .get_or_insert_with(String::new)
+                    .push_str(&text);
+            }
+            if let Some(text) = d.refusal {
+                choice
+                    .refusal
+                    .get_or_insert_with(String::new)
+                    .push_str(&text);
+            }
+            for t in d.tool_calls {
+                let at = match choice.tool_calls.iter().position(|(i, _)| *i == t.index) {
+                    Some(at) => at,
+                    None => {
+                        choice.tool_calls.push((t.index, ToolCall::default()));
+                        choice.tool_calls.len() - 1
+                    }
+                };
+                let call = &mut choice.tool_calls[at].1;
+                if let Some(id) = t.id {
+                    call.id = id;
+                }
+                if let Some(k) = t.kind {
+                    call.kind = k;
+                }
+                if let Some(f) = t.function {
+                    if let Some(n) = f.name {
+                        call.name.push_str(&n);
+                    }
+                    if let Some(a) = f.arguments {
+                        call.arguments.push_str(&a);
+                    }
+                }
+            }
+        }
+    }
+
+    fn into_answer(mut self) -> Option<Value> {
+        if !self.seen {
+            return None;
+        }
+        self.choices.sort_by_key(|(i, _)| *i);
+        let choices: Vec<Value> = self
+            .choices
+            .into_iter()
+            .map(|(index, c)| {
+                let mut message = Map::new();
+                message.insert(
+                    "role".into(),
+                    Value::String(c.role.unwrap_or_else(|| "assistant".into())),
+                );
+                message.insert("content".into(), c.content.map_or(Value::Null, Value::String));
+                if let Some(r) = c.refusal {
+                    message.insert("refusal".into(), Value::String(r));
+                }
+                if !c.tool_calls.is_empty() {
+                    let calls: Vec<Value> = c
+                        .tool_calls
+                        .into_iter()
+                        .map(|(_, t)| {
+                            json!({
+                                "id": t.id,
+                                "type": if t.kind.is_empty() { "function".to_string() } else { t.kind },
+                                "function": {"name": t.name, "arguments": t.arguments},
+                            })
+                        })
+                        .collect();
+                    message.insert("tool_calls".into(), Value::Array(calls));
+                }
+                json!({"index": index, "message": message, "finish_reason": c.finish_reason})
+            })
+            .collect();
+        let mut answer = json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let (Some(u), Some(map)) = (self.usage, answer.as_object_mut()) {
+            map.insert("usage".into(), u);
+        }
+        Some(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transcript(parts: &[&str]) -> Transcript {
+        let mut t = Transcript::default();
+        for p in parts {
+            t.push(&Bytes::from(p.to_string()));
+        }
+        t
+    }
+
+    #[test]
+    fn a_stream_becomes_the_completion_it_amounts_to() {
+        // Events split across chunks at awkward places, two tool calls interleaved.
+        let t = transcript(&[
+            "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"created\":7,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel",
+            "lo\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"q\\\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"function\":{\"name\":\"put\",\"arguments\":\"{}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n",
+            "data: [DONE]\n\n",
+        ]);
+        let a = t.answer(true).unwrap();
+        assert_eq!(
+            a,
+            json!({
+                "id": "c1", "object": "chat.completion", "created": 7, "model": "gpt-4o",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": "Hello",
+                    "tool_calls": [
+                        {"id": "call_a", "type": "function", "function": {"name": "get", "arguments": "{\"q\":1}"}},
+                        {"id": "call_b", "type": "function", "function": {"name": "put", "arguments": "{}"}},
+                    ]}}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+            })
+        );
+    }
+
+    #[test]
+    fn a_json_answer_is_kept_as_it_is_and_a_large_one_not_at_all() {
+        let t = transcript(&["{\"a\":", "1}"]);
+        assert_eq!(t.answer(false), Some(json!({"a": 1})));
+        let mut big = Transcript::default();
+        let chunk = Bytes::from(vec![b' '; 1024 * 1024]);
+        for _ in 0..5 {
+            big.push(&chunk);
+        }
+        assert_eq!(big.answer(false), None);
+        assert!(big.chunks.is_empty(), "nothing is held past the limit");
+        // Not a chat stream (an error event only): no answer.
+        assert_eq!(
+            transcript(&["event: x\ndata: [DONE]\n\n"]).answer(true),
+            None
+        );
+    }
+}

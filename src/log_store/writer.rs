@@ -1,0 +1,224 @@
+//! The store's own thread: takes entries off the queue in batches (whatever is waiting, up to
+//! `batch`), decodes them and writes each batch in one go: one append to the file, or one
+//! statement per kind to PostgreSQL. A batch that cannot be written is dropped and counted;
+//! the writer never waits for the database beyond its timeout, so the queue keeps moving.
+
+use super::file::{FileLine, FileStore};
+use super::postgres as pg;
+use super::record::{Entry, FeedbackChange, FeedbackRow, StoredRequest};
+use crate::store::postgres::Database;
+use prometheus::IntCounterVec;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+
+/// How often old records are deleted.
+const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+
+pub(super) enum Backend {
+    File(FileStore),
+    Postgres {
+        db: Arc<Database>,
+        migrated: bool,
+        retention_days: u32,
+    },
+}
+
+pub(super) struct Writer {
+    pub(super) backend: Backend,
+    pub(super) batch: usize,
+    pub(super) dropped: IntCounterVec,
+    pub(super) records: IntCounterVec,
+}
+
+/// One batch, sorted by kind.
+#[derive(Default)]
+struct Batch {
+    requests: Vec<StoredRequest>,
+    feedback: Vec<FeedbackRow>,
+    changes: Vec<FeedbackChange>,
+    /// Callers of `flush`, answered once the batch is written.
+    flushed: Vec<std::sync::mpsc::Sender<()>>,
+}
+
+impl Batch {
+    fn add(&mut self, entry: Entry) {
+        match entry {
+            Entry::Request(r) => {
+                if let Some(r) = StoredRequest::from_record(*r) {
+                    self.requests.push(r);
+                }
+            }
+            Entry::Feedback(f) => self.feedback.push(f),
+            Entry::FeedbackChange(c) => self.changes.push(c),
+            Entry::Flush(tx) => self.flushed.push(tx),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.requests.len() + self.feedback.len() + self.changes.len()
+    }
+}
+
+impl Writer {
+    pub(super) async fn run(mut self, mut rx: Receiver<Entry>) {
+        // The schema is made at start-up, so that it exists as soon as the gateway serves (a
+        // database that is down is tried again before each batch).
+        self.migrated().await;
+        let mut expire = tokio::time::interval(EXPIRE_EVERY);
+        loop {
+            let first = tokio::select! {
+                entry = rx.recv() => entry,
+                _ = expire.tick() => {
+                    self.expire().await;
+                    continue;
+                }
+            };
+            let Some(first) = first else {
+                return;
+            };
+            let mut batch = Batch::default();
+            batch.add(first);
+            while batch.len() < self.batch {
+                match rx.try_recv() {
+                    Ok(entry) => batch.add(entry),
+                    Err(_) => break,
+                }
+            }
+            self.write(&mut batch).await;
+            for tx in batch.flushed.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn count(&self, kind: &str, n: usize) {
+        if n > 0 {
+            self.records.with_label_values(&[kind]).inc_by(n as u64);
+        }
+    }
+
+    fn drop_all(&self, n: usize) {
+        if n > 0 {
+            self.dropped
+                .with_label_values(&["store_error"])
+                .inc_by(n as u64);
+        }
+    }
+
+    async fn write(&mut self, batch: &mut Batch) {
+        if batch.len() == 0 {
+            return;
+        }
+        match &mut self.backend {
+            Backend::File(store) => {
+                let mut out = Vec::with_capacity(1024 * batch.len());
+                let mut lines = Vec::with_capacity(batch.len());
+                lines.extend(
+                    batch
+                        .requests
+                        .drain(..)
+                        .map(|r| FileLine::Request(Box::new(r))),
+                );
+                lines.extend(batch.feedback.drain(..).map(FileLine::Feedback));
+                lines.extend(batch.changes.drain(..).map(FileLine::FeedbackUpdate));
+                let mut kinds = [0usize; 3];
+                for line in &lines {
+                    if serde_json::to_writer(&mut out, line).is_ok() {
+                        out.push(b'\n');
+                        kinds[match line {
+                            FileLine::Request(_) => 0,
+                            FileLine::Feedback(_) => 1,
+                            FileLine::FeedbackUpdate(_) => 2,
+                        }] += 1;
+                    }
+                }
+                match store.write(&out) {
+                    Ok(()) => {
+                        self.count("request", kinds[0]);
+                        self.count("feedback", kinds[1]);
+                        self.count("feedback_update", kinds[2]);
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "portgate::log_store", error = %e, "log store write failed");
+                        self.drop_all(lines.len());
+                    }
+                }
+            }
+            Backend::Postgres { db, .. } => {
+                let db = db.clone();
+                if !self.migrated().await {
+                    self.drop_all(batch.len());
+                    return;
+                }
+                // Feedback first: a request and the feedback on it may share a batch, and the
+                // order does not matter to a reader, but a change must follow its creation.
+                let written = async {
+                    if !batch.feedback.is_empty() {
+                        pg::insert_feedback(&db, &batch.feedback).await?;
+                    }
+                    for c in &batch.changes {
+                        pg::update_feedback(&db, c).await?;
+                    }
+                    if !batch.requests.is_empty() {
+                        pg::insert_requests(&db, &batch.requests).await?;
+                    }
+                    Ok::<_, crate::store::postgres::DbError>(())
+                }
+                .await;
+                match written {
+                    Ok(()) => {
+                        self.count("request", batch.requests.len());
+                        self.count("feedback", batch.feedback.len());
+                        self.count("feedback_update", batch.changes.len());
+                    }
+                    Err(e) => {
+                        db.warn("log store: batch not written, records dropped", &e);
+                        self.drop_all(batch.len());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the schema is current, migrating it first when it is not known to be.
+    async fn migrated(&mut self) -> bool {
+        let Backend::Postgres { db, migrated, .. } = &mut self.backend else {
+            return true;
+        };
+        if *migrated {
+            return true;
+        }
+        // The shared connection keeps to the reconnect interval: a database that is down is
+        // not dialled for every batch.
+        if let Err(e) = db.client().await {
+            db.warn("log store: cannot reach the database", &e);
+            return false;
+        }
+        match pg::migrate(db).await {
+            Ok(_) => *migrated = true,
+            Err(e) => db.warn("log store: cannot reach or migrate the database", &e),
+        }
+        *migrated
+    }
+
+    async fn expire(&mut self) {
+        match &mut self.backend {
+            Backend::File(store) => {
+                if let Err(e) = store.expire() {
+                    tracing::warn!(target: "portgate::log_store", error = %e, "log store: expiring old files failed");
+                }
+            }
+            Backend::Postgres {
+                db,
+                migrated: true,
+                retention_days,
+            } => {
+                if let Err(e) = pg::expire(db, *retention_days).await {
+                    db.warn("log store: deleting old rows failed", &e);
+                }
+            }
+            Backend::Postgres { .. } => {}
+        }
+    }
+}

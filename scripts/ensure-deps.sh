@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing portgate needs when it is missing: cmake (Pingora's
-# zlib-ng build runs it), a C compiler, and redis-server (the Redis cache tests start their
-# own). On a machine without apt-get, or without the rights to use it, stops with one line
+# zlib-ng build runs it), a C compiler, redis-server (the Redis cache tests start their
+# own) and PostgreSQL's server (the log store tests start their own; Debian installs its
+# binaries under /usr/lib/postgresql/<version>/bin, off PATH). On a machine without apt-get, or without the rights to use it, stops with one line
 # naming what to install.
 set -euo pipefail
 
@@ -9,6 +10,9 @@ missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 command -v cargo >/dev/null 2>&1 || { echo "portgate: install a Rust toolchain (cargo) first: https://rustup.rs" >&2; exit 1; }
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -213,12 +213,13 @@ impl Exporter<'_> {
             self.skip("filtered");
             return Ok(true);
         }
-        if !(200..300).contains(&r.status) {
-            self.skip("failed");
-            return Ok(true);
-        }
+        // A denial is named as one, though its status (446) is a failure's too.
         if r.denied {
             self.skip("guardrail_denied");
+            return Ok(true);
+        }
+        if !(200..300).contains(&r.status) {
+            self.skip("failed");
             return Ok(true);
         }
         if r.error.is_some() {

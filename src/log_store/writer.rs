@@ -175,6 +175,13 @@ impl Writer {
                     Err(e) => {
                         db.warn("log store: batch not written, records dropped", &e);
                         self.drop_all(batch.len());
+                        // Tables gone (a database restored from an old backup, or dropped by
+                        // hand): migrate again before the next batch.
+                        if e.is_undefined_table() {
+                            if let Backend::Postgres { migrated, .. } = &mut self.backend {
+                                *migrated = false;
+                            }
+                        }
                     }
                 }
             }

@@ -26,6 +26,18 @@ pub(crate) enum DbError {
     Runtime(String),
 }
 
+impl DbError {
+    /// Whether a statement named a table that does not exist.
+    pub(crate) fn is_undefined_table(&self) -> bool {
+        match self {
+            DbError::Postgres(e) => e
+                .as_db_error()
+                .is_some_and(|d| d.code() == &tokio_postgres::error::SqlState::UNDEFINED_TABLE),
+            _ => false,
+        }
+    }
+}
+
 /// A shared handle to one database.
 pub(crate) struct Database {
     config: tokio_postgres::Config,

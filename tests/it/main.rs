@@ -25,6 +25,7 @@ mod input_props;
 mod keepalive;
 mod keys;
 mod large_answers;
+mod log_store;
 mod logs;
 mod loops;
 mod metrics;

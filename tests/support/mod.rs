@@ -4,10 +4,12 @@
 
 pub mod harness;
 pub mod mock;
+pub mod postgres;
 pub mod redis;
 
 pub use harness::{client, free_port, test_settings, TestGateway};
 pub use mock::{chat_body, chat_events, MockProvider, Recorded, Reply};
+pub use postgres::PgServer;
 pub use redis::RedisServer;
 
 use portgate::settings::ProviderRow;

@@ -1,0 +1,423 @@
+//! The log store, on files and on PostgreSQL with the same cases: requests and feedback
+//! stored, a stream reassembled, failed and guardrail-denied answers left out of the dataset,
+//! an update that moves a conversation out; two gateways on one database with feedback updated
+//! through the other replica; a database that goes down under traffic.
+
+use crate::support::*;
+use portgate::log_store::export::{self, ExportOptions, Summary};
+use portgate::settings::log_store::{LogStoreBackend, LogStoreSettings};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("pg-it-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn file_store(dir: &Scratch) -> LogStoreSettings {
+    LogStoreSettings {
+        backend: LogStoreBackend::File,
+        bodies: true,
+        dir: dir.0.join("store").display().to_string(),
+        ..LogStoreSettings::default()
+    }
+}
+
+fn pg_store(pg: &PgServer) -> LogStoreSettings {
+    let mut s = LogStoreSettings {
+        backend: LogStoreBackend::Postgres,
+        bodies: true,
+        ..LogStoreSettings::default()
+    };
+    s.postgres.url = Some(pg.url());
+    s.postgres.reconnect_interval_ms = 200;
+    s
+}
+
+/// A chat through the mock (`openai`), with extra headers.
+async fn ask(gw: &TestGateway, headers: &[(&str, &str)], body: Value) -> u16 {
+    let mut all = vec![
+        ("x-portkey-provider", "openai"),
+        ("authorization", "Bearer sk-test-secret"),
+    ];
+    all.extend_from_slice(headers);
+    chat(gw, "/v1/chat/completions", &all, body).await.0
+}
+
+fn gateway(mock: &MockProvider, store: &LogStoreSettings) -> TestGateway {
+    let mut s = test_settings();
+    route_to(&mut s, mock, &["openai"]);
+    s.log_store = Some(store.clone());
+    TestGateway::start(s)
+}
+
+/// Exports with `opts` (the export blocks: it runs off the test's runtime).
+async fn export_with(store: &LogStoreSettings, opts: ExportOptions) -> (Summary, Vec<Value>) {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let summary = export::run(&store, &|_| None, &opts, &mut |_| {}).unwrap();
+        let text = std::fs::read_to_string(&opts.out).unwrap();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (summary, lines)
+    })
+    .await
+    .unwrap()
+}
+
+/// Exports until `read` chat requests are in the store (the writer is asynchronous).
+async fn export_when(
+    store: &LogStoreSettings,
+    opts: ExportOptions,
+    read: u64,
+) -> (Summary, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = export_with(store, opts.clone()).await;
+        if got.0.read >= read || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post_feedback(gw: &TestGateway, trace: &str, value: i64) -> String {
+    let resp = client()
+        .post(gw.url("/v1/feedback"))
+        .json(&json!({"trace_id": trace, "value": value}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    v["feedback_ids"][0].as_str().unwrap().to_string()
+}
+
+async fn put_feedback(gw: &TestGateway, id: &str, body: Value) -> (u16, Value) {
+    let resp = client()
+        .put(gw.url(&format!("/v1/feedback/{id}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+const DENY_SECRETS: &str = r#"{"before_request_hooks": [{"type": "guardrail", "id": "no-secrets", "deny": true, "checks": [{"id": "default.regexMatch", "parameters": {"rule": "secret", "not": true}}]}]}"#;
+
+/// Four requests of four outcomes, each rated 5, then one rating lowered.
+async fn the_loop(store: LogStoreSettings, other: Option<LogStoreSettings>, dir: &Scratch) {
+    let mock = MockProvider::start().await;
+    mock.for_model(
+        "m-fail",
+        Reply::json(500, json!({"error": {"message": "down"}})),
+    );
+    let mut events = chat_events("m-stream", &["Hel", "lo"]);
+    events.insert(
+        2,
+        format!(
+            "data: {}",
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": "m-stream",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        ),
+    );
+    mock.for_model(
+        "m-stream",
+        Reply::Sse {
+            events,
+            delay: Duration::from_millis(5),
+        },
+    );
+    let gw = gateway(&mock, &store);
+    let trace = |t: &'static str| ("x-portkey-trace-id", t);
+    let s = ask(&gw, &[trace("t-good")], user_chat("m-good", "q-good")).await;
+    assert_eq!(s, 200);
+    let mut streamed = user_chat("m-stream", "q-stream");
+    streamed["stream"] = json!(true);
+    let s = ask(&gw, &[trace("t-stream")], streamed).await;
+    assert_eq!(s, 200);
+    let s = ask(&gw, &[trace("t-fail")], user_chat("m-fail", "q-fail")).await;
+    assert_eq!(s, 500);
+    let s = ask(
+        &gw,
+        &[trace("t-denied"), ("x-portkey-config", DENY_SECRETS)],
+        user_chat("m-good", "a secret"),
+    )
+    .await;
+    assert_eq!(s, 446);
+    // The provider saw three of them (the denied one never left).
+    assert_eq!(mock.request_count(), 3);
+    let mut ids = Vec::new();
+    for t in ["t-good", "t-stream", "t-fail", "t-denied"] {
+        ids.push(post_feedback(&gw, t, 5).await);
+    }
+
+    let opts = ExportOptions {
+        out: dir.0.join("train.jsonl"),
+        min_feedback: Some(1.0),
+        ..ExportOptions::default()
+    };
+    let (summary, lines) = export_when(&store, opts.clone(), 4).await;
+    assert_eq!(summary.read, 4, "{summary:?}");
+    assert_eq!(summary.skipped.get("failed"), Some(&1), "{summary:?}");
+    assert_eq!(
+        summary.skipped.get("guardrail_denied"),
+        Some(&1),
+        "{summary:?}"
+    );
+    let mut got: Vec<Value> = lines;
+    got.sort_by_key(|l| {
+        l["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    });
+    assert_eq!(
+        got,
+        vec![
+            json!({"messages": [{"role": "user", "content": "q-good"},
+                                {"role": "assistant", "content": "hello from mock"}]}),
+            // The stream, reassembled from its events.
+            json!({"messages": [{"role": "user", "content": "q-stream"},
+                                {"role": "assistant", "content": "Hello"}]}),
+        ]
+    );
+
+    // The rating of the plain answer is lowered, through the other replica when there is one.
+    let second = other.as_ref().map(|o| gateway(&mock, o));
+    let (status, v) = put_feedback(
+        second.as_ref().unwrap_or(&gw),
+        &ids[0],
+        json!({"value": -4}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["feedback_ids"], json!([ids[0]]));
+    let (status, v) = put_feedback(
+        second.as_ref().unwrap_or(&gw),
+        "no-such-id",
+        json!({"value": 1}),
+    )
+    .await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["status"], "failure");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (summary, lines) = export_with(&store, opts.clone()).await;
+        if summary.exported == 1 {
+            assert_eq!(lines[0]["messages"][0]["content"], "q-stream");
+            assert_eq!(summary.skipped.get("below_min_feedback"), Some(&1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the update never applied: {summary:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_on_files() {
+    let dir = Scratch::new("files");
+    the_loop(file_store(&dir), None, &dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_on_postgres_across_two_replicas() {
+    let dir = Scratch::new("pg");
+    let pg = PgServer::start();
+    the_loop(pg_store(&pg), Some(pg_store(&pg)), &dir).await;
+    // The schema is versioned: both replicas started on it, it was migrated once.
+    assert_eq!(
+        pg.query("SELECT string_agg(version::text, ',') FROM portgate_log_schema"),
+        "1"
+    );
+    // Credential-like fields never reach the store.
+    assert_eq!(
+        pg.query("SELECT count(*) FROM portgate_requests WHERE line::text LIKE '%sk-%'"),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_down_never_fails_a_request() {
+    let mut pg = PgServer::start();
+    let mock = MockProvider::start().await;
+    let store = pg_store(&pg);
+    let gw = gateway(&mock, &store);
+    let s = ask(&gw, &[], user_chat("m", "before")).await;
+    assert_eq!(s, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg
+        .try_query("SELECT count(*) FROM portgate_requests")
+        .as_deref()
+        != Some("1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first request was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pg.stop();
+    for i in 0..20 {
+        let s = ask(&gw, &[], user_chat("m", &format!("during {i}"))).await;
+        assert_eq!(s, 200, "request {i} failed with the store down");
+    }
+    // Feedback is still accepted (queued); an update of an id nobody here knows is a 503.
+    post_feedback(&gw, "t", 1).await;
+    let (status, v) = put_feedback(&gw, "unknown", json!({"value": 1})).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(
+        v,
+        json!({"status": "failure", "message": "Feedback cannot be updated now: the log store is unavailable"})
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = scrape(&gw).await;
+        let dropped = sample(
+            &text,
+            "portgate_log_store_dropped_total",
+            &[("reason", "store_error")],
+        );
+        if dropped.unwrap_or(0.0) >= 20.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "drops not counted: {dropped:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        mock.request_count(),
+        21,
+        "every request reached the provider"
+    );
+    // Back up: the writer reconnects and stores again.
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = ask(&gw, &[], user_chat("m", "after")).await;
+        assert_eq!(s, 200);
+        if pg.query("SELECT count(*) FROM portgate_requests WHERE request->'messages'->0->>'content' = 'after'") != "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing stored after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `portgate dataset export` as a user runs it: a summary on success; one line naming the
+/// cause and a non-zero exit otherwise, with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_command() {
+    let dir = Scratch::new("cli");
+    let mock = MockProvider::start().await;
+    let store = file_store(&dir);
+    let gw = gateway(&mock, &store);
+    let s = ask(&gw, &[("x-portkey-trace-id", "t1")], user_chat("m", "q")).await;
+    assert_eq!(s, 200);
+    export_when(
+        &store,
+        ExportOptions {
+            out: dir.0.join("probe.jsonl"),
+            ..Default::default()
+        },
+        1,
+    )
+    .await;
+    let settings = dir.0.join("portgate.yaml");
+    std::fs::write(
+        &settings,
+        format!(
+            "log_store:\n  backend: file\n  bodies: true\n  dir: {}\n",
+            store.dir
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portgate"))
+            .args(["dataset", "export", "--config"])
+            .arg(&settings)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let out = dir.0.join("train.jsonl");
+    let out_s = out.display().to_string();
+    let (code, stdout, stderr) = run(&["--out", &out_s, "--metadata", "team=a"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("1 conversations read, 0 exported, 1 skipped (filtered 1)"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&["--out", &out_s]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.starts_with("1 conversations read, 1 exported\n"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1);
+
+    let (code, _, stderr) = run(&["--out", &out_s, "--metadata", "team"]);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            Some(1),
+            "portgate: --metadata \"team\": expected KEY=VALUE\n"
+        )
+    );
+
+    // A database nobody listens on: named, not hung, nothing written.
+    let unreachable = dir.0.join("pg.yaml");
+    std::fs::write(
+        &unreachable,
+        format!(
+            "log_store:\n  backend: postgres\n  postgres:\n    url: postgres://portgate:hunter2@127.0.0.1:{}/postgres\n    timeout_ms: 2000\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let gone = dir.0.join("gone.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portgate"))
+        .args(["dataset", "export", "--config"])
+        .arg(&unreachable)
+        .arg("--out")
+        .arg(&gone)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("portgate: log store unreachable: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never printed: {stderr}"
+    );
+    assert!(!gone.exists());
+}

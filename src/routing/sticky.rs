@@ -157,9 +157,10 @@ pub(crate) fn pick(
             continue;
         }
         let s = score(key, id, *w);
-        if best.is_none_or(|(_, b)| s > b) {
-            best = Some((i, s));
-        }
+        best = match best {
+            Some((_, b)) if b >= s => best,
+            _ => Some((i, s)),
+        };
     }
     best.map(|(i, _)| i)
 }

@@ -60,6 +60,36 @@ if len(ids) != len(set(ids)):
 print(f"ok   grafana-dashboard.json: {len(dashboard['panels'])} panels, {len(exprs)} queries")
 
 config = yaml.safe_load((K8S / "configmap.yaml").read_text())["data"]["portgate.yaml"]
+
+# The pod must outlive portgate's drain, or kubelet kills it mid-drain and the streams still
+# open lose their error event: terminationGracePeriodSeconds > preStop sleep +
+# grace_period_seconds + DRAIN_TAIL (up to 2 s for cut streams to end, up to 5 s of access-log
+# flush; see src/shutdown.rs).
+DRAIN_TAIL = 7
+grace = yaml.safe_load(config).get("grace_period_seconds", 300)
+for doc in yaml.safe_load_all((K8S / "deployment.yaml").read_text()):
+    if not doc or doc.get("kind") != "Deployment":
+        continue
+    pod = doc["spec"]["template"]["spec"]
+    termination = pod.get("terminationGracePeriodSeconds", 30)
+    containers = pod.get("initContainers", []) + pod.get("containers", [])
+    portgate = [c for c in containers if c.get("name") == "portgate"]
+    pre_stop = 0
+    for c in portgate:
+        pre_stop = (c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}) or {}).get("seconds", 0)
+    needed = pre_stop + grace + DRAIN_TAIL
+    if not portgate:
+        failures.append("deployment.yaml: no container named portgate")
+    elif termination <= needed:
+        failures.append(
+            f"deployment.yaml: terminationGracePeriodSeconds {termination} must exceed preStop "
+            f"{pre_stop} + grace_period_seconds {grace} + {DRAIN_TAIL} = {needed}"
+        )
+    else:
+        print(
+            f"ok   deployment.yaml: terminationGracePeriodSeconds {termination} > preStop "
+            f"{pre_stop} + grace_period_seconds {grace} + {DRAIN_TAIL}"
+        )
 with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
     f.write(config)
 binary = ROOT / "target" / "debug" / "portgate"

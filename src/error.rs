@@ -63,6 +63,10 @@ pub enum GatewayError {
          a custom host or provider base URL points back at the gateway"
     )]
     LoopDetected,
+    /// A graceful shutdown's grace period ended while a stream was still open: it is ended
+    /// with this error event rather than cut without a word, so the client knows to retry.
+    #[error("The gateway is shutting down: the stream was ended before the upstream finished; retry the request")]
+    ShuttingDown,
     /// In-flight requests already hold `limits.max_buffered_bytes` of bodies.
     #[error("The gateway is busy: too many request bytes in flight; retry shortly")]
     Overloaded,
@@ -261,7 +265,10 @@ impl GatewayError {
             Self::LogStoreUnavailable(_) => 503,
             Self::UnknownVirtualKey(_) | Self::Unauthorized => 401,
             Self::RequestTimeout(_) | Self::FirstTokenTimeout(_) => 408,
-            Self::CircuitOpen(_) | Self::RetryBudgetExhausted(_) | Self::Overloaded => 503,
+            Self::CircuitOpen(_)
+            | Self::RetryBudgetExhausted(_)
+            | Self::Overloaded
+            | Self::ShuttingDown => 503,
             Self::BodyTooLarge { .. } => 413,
             Self::ClientClosed(_) => 499,
             Self::UpstreamDns { .. } | Self::UpstreamConnect { .. } | Self::UpstreamIo { .. } => {
@@ -287,6 +294,7 @@ impl GatewayError {
             Self::KeyToForeignHost => "key_to_foreign_host",
             Self::LoopDetected => "loop_detected",
             Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "shutting_down",
             Self::Unsupported(..) => "unsupported",
             Self::InvalidPath(_) => "invalid_path",
             Self::UnsupportedContentType => "unsupported_content_type",
@@ -344,6 +352,7 @@ impl GatewayError {
                 | Self::RetryBudgetExhausted(_)
                 | Self::Internal(_)
                 | Self::Overloaded
+                | Self::ShuttingDown
                 | Self::Unsupported(..)
         )
     }
@@ -378,6 +387,7 @@ impl GatewayError {
             }
             Self::Internal(_) => Shape::OpenAi("gateway_error"),
             Self::Overloaded => Shape::OpenAi("overloaded"),
+            Self::ShuttingDown => Shape::OpenAi("shutting_down"),
             Self::LimitsUnavailable => Shape::OpenAi("limits_unavailable"),
             _ => Shape::Portkey,
         }

@@ -13,10 +13,16 @@
 //! 3. the proxy listener stops accepting ([`StopAccepting`] hands the proxy service a shutdown
 //!    watch portgate controls), idle keep-alive connections are closed by Pingora, and answers
 //!    still being written no longer keep their connection open;
-//! 4. the drain waits until `portgate_inflight_requests` is 0, at most `grace_period_seconds`;
-//!    streams in flight finish normally meanwhile;
-//! 5. the access log is flushed;
-//! 6. the watch reports a fast shutdown to Pingora, which stops the runtimes at once (there is
+//! 4. the drain waits until `portgate_inflight_requests` is 0, at most `grace_period_seconds`
+//!    (5 minutes by default: agent sessions stream for minutes); streams in flight finish
+//!    normally meanwhile;
+//! 5. at the deadline, SSE streams still open are ended by the gateway: each relay watches the
+//!    dispatcher's cut signal beside its upstream read, writes the `ShuttingDown` error event and
+//!    the body's clean end, and the drain waits up to [`STREAM_END`] for them to do so. Anything
+//!    else still in flight (a non-streamed answer, a passthrough body) is cut when the process
+//!    stops, as before: there is no in-band way to tell its client;
+//! 6. the access log is flushed;
+//! 7. the watch reports a fast shutdown to Pingora, which stops the runtimes at once (there is
 //!    nothing left to wait for) and `Server::run` returns.
 //!
 //! A fast shutdown (SIGINT) and a graceful upgrade (SIGQUIT) are passed to Pingora unchanged.
@@ -39,6 +45,8 @@ use tokio::sync::watch;
 
 /// How often the drain looks at the in-flight gauge (an atomic read).
 const POLL: Duration = Duration::from_millis(10);
+/// How long streams ended at the deadline get to write their error event and end.
+const STREAM_END: Duration = Duration::from_secs(2);
 /// The longest the final access-log flush may take before the process exits anyway.
 const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
@@ -83,13 +91,15 @@ impl Drain {
         let started = Instant::now();
         let deadline = started + self.grace;
         let inflight = &self.state.metrics.inflight;
-        let left = loop {
-            tokio::time::sleep(POLL).await;
-            let n = inflight.get();
-            if n <= 0 || Instant::now() >= deadline {
-                break n.max(0);
-            }
-        };
+        let mut left = until_drained(inflight, deadline).await;
+        if left > 0 {
+            tracing::warn!(
+                inflight = left,
+                "shutdown: grace period over, ending the streams still open with an error event"
+            );
+            self.state.dispatcher.cut_streams();
+            left = until_drained(inflight, Instant::now() + STREAM_END).await;
+        }
         if left > 0 {
             tracing::warn!(
                 inflight = left,
@@ -110,6 +120,17 @@ impl Drain {
             }
         }
         left
+    }
+}
+
+/// Waits until nothing is in flight or the deadline passes; returns what is still in flight.
+async fn until_drained(inflight: &prometheus::IntGauge, deadline: Instant) -> i64 {
+    loop {
+        tokio::time::sleep(POLL).await;
+        let n = inflight.get();
+        if n <= 0 || Instant::now() >= deadline {
+            return n.max(0);
+        }
     }
 }
 

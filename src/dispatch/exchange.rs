@@ -83,6 +83,10 @@ pub struct Dispatcher {
     transport: TransportConnector,
     dns: DnsCache,
     timeouts: UpstreamSettings,
+    /// Set once, when a graceful shutdown's grace period is over: the streams still being
+    /// relayed end with an error event (`shutdown.rs`). Here because the dispatcher, like the
+    /// streams it serves, outlives a reload of the settings.
+    stream_cut: tokio::sync::watch::Sender<bool>,
 }
 
 impl Dispatcher {
@@ -94,7 +98,19 @@ impl Dispatcher {
                 Duration::from_millis(timeouts.dns_timeout_ms),
             ),
             timeouts: timeouts.clone(),
+            stream_cut: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// What a stream's relay watches to learn that it must end now (no allocation: a
+    /// reference to the one shared channel).
+    pub(crate) fn stream_cut(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stream_cut.subscribe()
+    }
+
+    /// Ends every stream being relayed, now and from now on (the drain's deadline).
+    pub(crate) fn cut_streams(&self) {
+        self.stream_cut.send_replace(true);
     }
 
     /// Resolves the upstream host and applies the public-only rule.

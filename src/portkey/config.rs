@@ -55,6 +55,28 @@ pub struct StrategySpec {
     pub default: Option<String>,
     /// Whether `conditions` was given (an empty list is allowed: the default answers).
     pub has_conditions: bool,
+    /// `sticky` with `enabled: true` (load balancing only).
+    pub sticky: Option<StickySpec>,
+}
+
+/// Sticky load balancing: requests with the same values in `fields` reach the same target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StickySpec {
+    pub fields: Vec<StickyField>,
+    /// Seconds; accepted for compatibility, without effect (the choice is a hash: nothing is
+    /// remembered that could expire).
+    pub ttl: Option<u64>,
+}
+
+/// One value a sticky choice hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StickyField {
+    /// A key of `x-portkey-metadata`.
+    Metadata(String),
+    /// A field of the JSON body, nested objects by dotted path.
+    Params(Vec<String>),
+    /// A request header (names are case-insensitive).
+    Header(http::HeaderName),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +141,9 @@ pub struct ConfigNode {
 }
 
 pub(crate) use crate::types::problems::Problems;
+
+/// The most fields a sticky choice may hash.
+pub(crate) const MAX_STICKY_FIELDS: usize = 16;
 
 /// The most retry attempts a config may ask for (more are capped, as Portkey does).
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
@@ -329,6 +354,12 @@ fn check_shape(node: &ConfigNode, other_credentials: bool, p: &mut Problems) {
             if !s.has_conditions {
                 p.push_router("No conditions passed in the query router".into());
             }
+        }
+        if s.sticky.is_some() && s.mode != Some(Mode::Loadbalance) {
+            p.push(
+                &format!("{path}.strategy.sticky"),
+                "applies only to mode loadbalance",
+            );
         }
         if s.mode == Some(Mode::Loadbalance)
             && !node.targets.is_empty()

@@ -172,6 +172,11 @@ impl ProxyHttp for Gateway {
                         "client closed the connection during the response",
                     ))
                 }
+                Err(unified::Failed::Late(respond::RelayError::Cut(e))) => {
+                    // The answer ended cleanly with the reason in it: nothing to abort.
+                    ctx.error = Some(e);
+                    Ok(true)
+                }
                 Err(unified::Failed::Late(respond::RelayError::Upstream(e))) => {
                     let why = format!("upstream failed mid-response: {e}");
                     ctx.error = Some(e);

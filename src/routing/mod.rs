@@ -9,4 +9,5 @@ pub mod cost;
 pub mod plan;
 pub mod retry;
 pub mod select;
+pub mod sticky;
 pub mod target;

@@ -52,6 +52,8 @@ pub(crate) struct Group {
     pub children: Vec<Node>,
     /// Load-balancing weights (missing = 1).
     pub weights: Vec<f64>,
+    /// Sticky load balancing (`strategy.sticky`), when enabled.
+    pub sticky: Option<super::sticky::Sticky>,
 }
 
 /// A target with everything it inherited.
@@ -209,6 +211,21 @@ fn build_node(
             conditions,
             default: strategy.default.as_deref().and_then(index_of),
             weights: n.targets.iter().map(|t| t.weight.unwrap_or(1.0)).collect(),
+            sticky: strategy.sticky.as_ref().map(|s| {
+                let ids = n
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        super::sticky::target_id(
+                            t.name.as_deref(),
+                            &t.path,
+                            t.provider.as_deref(),
+                            t.virtual_key.as_deref(),
+                        )
+                    })
+                    .collect();
+                super::sticky::Sticky::new(s.fields.clone(), ids)
+            }),
             children,
         });
     }

@@ -37,7 +37,8 @@ pub struct Settings {
     /// use: the cgroup CPU quota, else the available cores, at least 1 (`cpu::available`).
     pub threads: usize,
     /// Longest a graceful shutdown (SIGTERM) waits for in-flight requests, streams included;
-    /// portgate exits as soon as none is left (see `shutdown.rs`).
+    /// portgate exits as soon as none is left (see `shutdown.rs`). Minutes by default: an
+    /// agent's session streams for that long, and a rollout should not cut it.
     pub grace_period_seconds: u64,
     /// Seconds allowed for the runtimes to stop after a graceful upgrade (SIGQUIT).
     pub graceful_shutdown_timeout_seconds: u64,
@@ -341,7 +342,7 @@ impl Default for Settings {
             admin_listen: "127.0.0.1:8788".into(),
             admin_circuits_remote: false,
             threads: 0,
-            grace_period_seconds: 30,
+            grace_period_seconds: 300,
             graceful_shutdown_timeout_seconds: 5,
             limits: Limits::default(),
             upstream: UpstreamSettings::default(),

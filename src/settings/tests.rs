@@ -12,6 +12,9 @@ fn defaults_are_valid_and_documented_values() {
     let s = Settings::load(None, env(&[])).unwrap();
     assert_eq!(s.listen, "127.0.0.1:8787");
     assert_eq!(s.admin_listen, "127.0.0.1:8788");
+    // Five minutes: long enough for an agent's stream to end on its own during a rollout
+    // (deploy/kubernetes/deployment.yaml's terminationGracePeriodSeconds is larger).
+    assert_eq!(s.grace_period_seconds, 300);
     assert_eq!(
         s.custom_hosts.trusted,
         vec!["localhost", "127.0.0.1", "::1"]

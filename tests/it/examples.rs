@@ -47,6 +47,7 @@ fn every_example_config_loads() {
             "guardrails",
             "legacy-semantic-fallback",
             "loadbalance-70-30",
+            "loadbalance-sticky",
             "nested",
             "retry-after"
         ]

@@ -42,4 +42,5 @@ mod retries;
 mod routing;
 mod seeds;
 mod shutdown;
+mod sticky;
 mod streaming;

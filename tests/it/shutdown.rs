@@ -195,7 +195,8 @@ async fn the_binary_drains_and_exits_zero_on_sigterm() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A stream longer than the grace period is cut when it ends: the drain is bounded.
+/// A stream longer than the grace period is ended when it ends, with the shutdown's error event
+/// and a clean end of the body: the drain is bounded and the client told why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_bounds_the_drain() {
     let mock = MockProvider::start().await;
@@ -226,9 +227,10 @@ async fn the_grace_period_bounds_the_drain() {
         gw.wait_stopped(SOON).await.is_some(),
         "the gateway outlived its grace period by far"
     );
-    while let Some(Ok(chunk)) = body.next().await {
-        received.extend_from_slice(&chunk);
+    while let Some(chunk) = body.next().await {
+        received.extend_from_slice(&chunk.expect("the body ends cleanly"));
     }
     let text = String::from_utf8_lossy(&received);
     assert!(!text.contains("data: [DONE]"), "the stream was cut: {text}");
+    assert!(text.contains("\"type\":\"shutting_down\""), "{text}");
 }

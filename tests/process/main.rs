@@ -7,6 +7,7 @@
 mod support;
 
 mod cardinality;
+mod drain;
 mod fault_matrix;
 mod limits;
 mod reload;

@@ -18,8 +18,8 @@ use crate::request::RequestView;
 use crate::routing::breaker::{circuit_key, Admit};
 use crate::routing::plan::{Group, Leaf, Node, Plan};
 use crate::routing::retry::{retry_after, RetryPolicy, RETRY_AFTER_BUDGET};
-use crate::routing::select;
 use crate::routing::target::Target;
+use crate::routing::{select, sticky};
 use crate::state::State;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -145,14 +145,34 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// One weighted pick among the targets whose circuit is not open, as Portkey does; a pick
+    /// One weighted pick among the targets whose circuit is not open, as Portkey does (with
+    /// `sticky`, the rendezvous hash of the request's sticky values instead); a pick
     /// that was not sent (its circuit turned out open) or whose retries the budget refused
     /// moves on to another pick, so a spent budget never fails a request that another target
     /// could serve. Any other failure is the answer.
     async fn loadbalance(&mut self, g: &Group) -> Answer {
         let mut usable: Vec<bool> = g.children.iter().map(|c| !self.is_open(c)).collect();
         let mut last: Option<Answer> = None;
-        while let Some(i) = select::weighted(&g.weights, &usable, rand::random::<f64>()) {
+        // Sticky: the same key picks the same target among those still usable, on every
+        // replica; a later pick (the first was skipped) is the key's next target.
+        let sticky = g.sticky.as_ref().and_then(|s| {
+            let params = if s.reads_params {
+                self.req.view.params().ok()
+            } else {
+                None
+            };
+            let key = sticky::key(
+                &s.fields,
+                self.req.metadata,
+                params,
+                self.req.client_headers,
+            )?;
+            Some((s, key))
+        });
+        while let Some(i) = match &sticky {
+            Some((s, key)) => sticky::pick(&s.ids, &g.weights, &usable, key),
+            None => select::weighted(&g.weights, &usable, rand::random::<f64>()),
+        } {
             let answer = self.node(&g.children[i]).await;
             if !(answer.budget_exhausted || answer.skipped) {
                 if let Some(prev) = last.take() {

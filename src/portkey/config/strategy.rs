@@ -30,6 +30,9 @@ pub(super) fn strategy(v: &Value, path: &str, p: &mut Problems) -> Option<Strate
         s.on_status_codes = status_codes(c, &format!("{path}.on_status_codes"), p);
     }
     s.default = string(obj, "default", path, p);
+    if let Some(v) = obj.get("sticky").filter(|v| !v.is_null()) {
+        s.sticky = sticky(v, &format!("{path}.sticky"), p);
+    }
     s.has_conditions = obj.get("conditions").is_some_and(|c| !c.is_null());
     if let Some(list) = obj.get("conditions") {
         let lp = format!("{path}.conditions");
@@ -72,6 +75,69 @@ pub(super) fn strategy(v: &Value, path: &str, p: &mut Problems) -> Option<Strate
         }
     }
     Some(s)
+}
+
+/// `strategy.sticky`: validated whether enabled or not, kept only when `enabled` is true.
+pub(super) fn sticky(v: &Value, path: &str, p: &mut Problems) -> Option<StickySpec> {
+    let Some(obj) = v.as_object() else {
+        p.push(path, "must be an object with enabled and hash_fields");
+        return None;
+    };
+    let enabled = boolean(obj, "enabled", path, p).unwrap_or(false);
+    let ttl = positive_int(obj, "ttl", path, p);
+    let fp = format!("{path}.hash_fields");
+    let mut fields = Vec::new();
+    match obj.get("hash_fields") {
+        None | Some(Value::Null) => {
+            if enabled {
+                p.push(&fp, "is required when sticky is enabled");
+            }
+        }
+        Some(Value::Array(items)) if items.len() > MAX_STICKY_FIELDS => {
+            p.push(&fp, format!("at most {MAX_STICKY_FIELDS} fields"));
+        }
+        Some(Value::Array(items)) => {
+            if items.is_empty() && enabled {
+                p.push(&fp, "needs at least one field");
+            }
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().map(str::trim).ok_or(STICKY_FIELD_MESSAGE) {
+                    Ok(name) => match sticky_field(name) {
+                        Ok(f) => fields.push(f),
+                        Err(why) => p.push(&format!("{fp}[{i}]"), why),
+                    },
+                    Err(why) => p.push(&format!("{fp}[{i}]"), why),
+                }
+            }
+        }
+        Some(_) => p.push(&fp, "must be an array of strings"),
+    }
+    enabled.then_some(StickySpec { fields, ttl })
+}
+
+const STICKY_FIELD_MESSAGE: &str =
+    "must be \"metadata.<key>\", \"params.<field>\" or \"headers.<name>\"";
+
+/// One `hash_fields` entry: its source and the name within it.
+fn sticky_field(name: &str) -> Result<StickyField, &'static str> {
+    let (source, rest) = name.split_once('.').ok_or(STICKY_FIELD_MESSAGE)?;
+    if rest.is_empty() {
+        return Err(STICKY_FIELD_MESSAGE);
+    }
+    match source {
+        "metadata" => Ok(StickyField::Metadata(rest.to_string())),
+        "params" => {
+            let parts: Vec<String> = rest.split('.').map(str::to_string).collect();
+            if parts.iter().any(String::is_empty) {
+                return Err(STICKY_FIELD_MESSAGE);
+            }
+            Ok(StickyField::Params(parts))
+        }
+        "headers" => http::HeaderName::from_bytes(rest.to_ascii_lowercase().as_bytes())
+            .map(StickyField::Header)
+            .map_err(|_| "is not a valid header name"),
+        _ => Err(STICKY_FIELD_MESSAGE),
+    }
 }
 
 pub(super) fn legacy(v: &Value, path: &str, p: &mut Problems) -> Option<StrategySpec> {

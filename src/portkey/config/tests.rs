@@ -513,3 +513,79 @@ fn a_semantic_threshold_is_read_and_checked() {
         );
     }
 }
+
+#[test]
+fn sticky_load_balancing_is_parsed_and_checked() {
+    let n = parse(&json!({
+        "strategy": {"mode": "loadbalance", "sticky": {
+            "enabled": true,
+            "hash_fields": ["metadata.session", "params.metadata.user", "headers.X-Session-Id"],
+            "ttl": 3600}},
+        "targets": [{"virtual_key": "a"}, {"virtual_key": "b"}]
+    }))
+    .unwrap();
+    let sticky = n.strategy.unwrap().sticky.unwrap();
+    assert_eq!(sticky.ttl, Some(3600));
+    assert_eq!(
+        sticky.fields,
+        vec![
+            StickyField::Metadata("session".into()),
+            StickyField::Params(vec!["metadata".into(), "user".into()]),
+            StickyField::Header(http::HeaderName::from_static("x-session-id")),
+        ]
+    );
+    // Disabled: validated, not kept.
+    let n = parse(&json!({
+        "strategy": {"mode": "loadbalance", "sticky": {"enabled": false, "hash_fields": []}},
+        "targets": [{"virtual_key": "a"}]
+    }))
+    .unwrap();
+    assert!(n.strategy.unwrap().sticky.is_none());
+}
+
+#[test]
+fn invalid_sticky_settings_name_their_path() {
+    let problems = |sticky: Value, mode: &str| {
+        parse(&json!({
+            "strategy": {"mode": mode, "sticky": sticky},
+            "targets": [{"virtual_key": "a"}]
+        }))
+        .unwrap_err()
+        .0
+        .join("\n")
+    };
+    let p = problems(json!({"enabled": true}), "loadbalance");
+    assert!(
+        p.contains("strategy,sticky,hash_fields") && p.contains("required"),
+        "{p}"
+    );
+    let p = problems(json!({"enabled": true, "hash_fields": []}), "loadbalance");
+    assert!(p.contains("at least one field"), "{p}");
+    let p = problems(
+        json!({"enabled": true, "hash_fields": ["user", "metadata.", "headers.a b", 3]}),
+        "loadbalance",
+    );
+    for i in 0..4 {
+        assert!(p.contains(&format!("hash_fields,{i}")), "{p}");
+    }
+    let p = problems(
+        json!({"enabled": true, "hash_fields": ["metadata.s"], "ttl": 0}),
+        "loadbalance",
+    );
+    assert!(p.contains("strategy,sticky,ttl"), "{p}");
+    let p = problems(
+        json!({"enabled": "yes", "hash_fields": ["metadata.s"]}),
+        "loadbalance",
+    );
+    assert!(p.contains("strategy,sticky,enabled"), "{p}");
+    let p = problems(
+        json!({"enabled": true, "hash_fields": ["metadata.s"]}),
+        "fallback",
+    );
+    assert!(
+        p.contains("strategy,sticky") && p.contains("loadbalance"),
+        "{p}"
+    );
+    let p = problems(json!("on"), "loadbalance");
+    assert!(p.contains("strategy,sticky"), "{p}");
+}

@@ -33,6 +33,10 @@ pub(crate) enum RelayError {
     /// The upstream failed after the response had started; the client was told in-band when
     /// the stream format allows it, and the connection is then closed without a clean end.
     Upstream(GatewayError),
+    /// The gateway ended an SSE stream itself (the shutdown's grace period is over): the
+    /// client got this error as an event and a clean end of the body; the upstream exchange
+    /// was aborted.
+    Cut(GatewayError),
 }
 
 /// Where an answer's body comes from: a live upstream response, or an answer the gateway holds
@@ -223,7 +227,18 @@ pub(crate) fn relay<'a>(
             .content_type()
             .unwrap_or(source.content_type())
             .starts_with("text/event-stream");
-        let result = pump(session, &mut source, ctx, translator.as_mut(), sse).await;
+        // Only an SSE stream can be told why it ends; any other body in flight at the
+        // shutdown's deadline is cut as before.
+        let mut cut = sse.then(|| dispatcher.stream_cut());
+        let result = pump(
+            session,
+            &mut source,
+            ctx,
+            translator.as_mut(),
+            sse,
+            &mut cut,
+        )
+        .await;
         ctx.upstream_time += started.elapsed();
         let m = &mut ctx.relayed;
         m.usage = translator.usage();

@@ -61,6 +61,30 @@ pub(super) async fn upstream_failed(
     RelayError::Upstream(err)
 }
 
+/// Resolves once the shutdown's deadline asks open streams to end (at once when it already
+/// has); never for a relay that does not watch (`None`).
+pub(super) async fn cut_requested(cut: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(rx) = cut {
+        if rx.wait_for(|v| *v).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Ends a stream at the shutdown's deadline: the event cut short (if any) is closed, the client
+/// told why in-band, and the body ended cleanly (its terminating chunk), so the client sees a
+/// complete response that says to retry rather than a dropped connection.
+pub(super) async fn cut_short(session: &mut Session) -> RelayError {
+    let err = GatewayError::ShuttingDown;
+    let mut out = Batch::default();
+    out.add(Bytes::from_static(b"\n\n"));
+    out.add(err.sse_event());
+    session.set_keepalive(None);
+    let _ = session.write_response_body(out.take(), true).await;
+    RelayError::Cut(err)
+}
+
 /// What a body read whole becomes.
 pub(super) enum Whole {
     /// Its translation, sent with its length in one write.
@@ -231,6 +255,7 @@ pub(super) async fn pump(
     ctx: &mut RequestCtx,
     translator: &mut dyn Translator,
     sse: bool,
+    cut: &mut Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Result<(), RelayError> {
     // The one whole-body path: the body goes out whole, with its length, when the translator
     // can only translate at the end (all of it is read first), or when what has already
@@ -280,8 +305,11 @@ pub(super) async fn pump(
         // the client leaving; with pipelining enabled on the session (see `request_filter`),
         // bytes of the client's next request that arrive meanwhile are kept for it by Pingora
         // and the branch just stays pending.
+        // The shutdown's cut comes first: an upstream that is always ready must not keep a
+        // stream past the deadline. It costs a read of the channel's value per wake-up.
         let next = tokio::select! {
             biased;
+            () = cut_requested(cut) => return Err(Box::pin(cut_short(session)).await),
             chunk = source.next_chunk() => chunk,
             gone = session.downstream_session.read_body_or_idle(true), if client_watch => {
                 match gone {

@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build release lint layers fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache bench-limits
+.PHONY: run test deps build release lint layers fmt bench bench-ab bench-instructions check-settings conformance soak drill bench-translate bench-guardrails bench-cache bench-limits bench-logstore
 
 deps:
 	@./scripts/ensure-deps.sh
@@ -44,6 +44,10 @@ bench: deps
 # What rate limits and a budget cost a request (memory and Redis backends), in A/B rounds.
 bench-limits: deps
 	./bench/limits.sh
+
+# What the log store (PostgreSQL, bodies kept) costs a request, and whether it keeps up.
+bench-logstore: deps
+	./bench/logstore.sh
 
 # A/B of two builds' CPU per request in alternating rounds: make bench-ab A=path B=path
 bench-ab: deps

@@ -86,11 +86,25 @@ YAML
 
 # Measuring (used by run.sh and cache.sh).
 ticks=$(getconf CLK_TCK)
-# CPU ticks of a process and its children (nginx's worker is a child of its master).
+# CPU ticks of a process and its children (nginx's worker is a child of its master), less
+# the ticks of its threads named EXCLUDE_THREAD when set (work off the request path, such as
+# the log store's writer, reported on its own).
 cpu_ticks() {
   local total=0 p
   for p in "$1" $(pgrep -P "$1" || true); do
     total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  if [ -n "${EXCLUDE_THREAD:-}" ]; then
+    total=$((total - $(thread_ticks "$1" "$EXCLUDE_THREAD")))
+  fi
+  echo "$total"
+}
+# CPU ticks of the threads of process $1 whose name is $2 (as /proc shows it: 15 characters).
+thread_ticks() {
+  local total=0 t
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "$t/stat")))
   done
   echo "$total"
 }

@@ -134,6 +134,19 @@ struct Choice {
     finish_reason: Option<String>,
 }
 
+/// The entry of a stream's `index` (a choice, a tool call), made when it first appears: kept
+/// in the order of first appearance, as the stream's own indexes may skip.
+fn slot<T: Default>(entries: &mut Vec<(usize, T)>, index: usize) -> &mut T {
+    let at = match entries.iter().position(|(i, _)| *i == index) {
+        Some(at) => at,
+        None => {
+            entries.push((index, T::default()));
+            entries.len() - 1
+        }
+    };
+    &mut entries[at].1
+}
+
 /// What a stream's events add up to so far.
 #[derive(Default)]
 struct Reassembly {
@@ -165,14 +178,7 @@ impl Reassembly {
             self.usage = Some(u);
         }
         for c in chunk.choices {
-            let at = match self.choices.iter().position(|(i, _)| *i == c.index) {
-                Some(at) => at,
-                None => {
-                    self.choices.push((c.index, Choice::default()));
-                    self.choices.len() - 1
-                }
-            };
-            let choice = &mut self.choices[at].1;
+            let choice = slot(&mut self.choices, c.index);
             if let Some(r) = c.finish_reason {
                 choice.finish_reason = Some(r);
             }
@@ -193,14 +199,7 @@ impl Reassembly {
                     .push_str(&text);
             }
             for t in d.tool_calls {
-                let at = match choice.tool_calls.iter().position(|(i, _)| *i == t.index) {
-                    Some(at) => at,
-                    None => {
-                        choice.tool_calls.push((t.index, ToolCall::default()));
-                        choice.tool_calls.len() - 1
-                    }
-                };
-                let call = &mut choice.tool_calls[at].1;
+                let call = slot(&mut choice.tool_calls, t.index);
                 if let Some(id) = t.id {
                     call.id = id;
                 }

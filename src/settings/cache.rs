@@ -97,19 +97,30 @@ impl RedisSettings {
         field: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, super::SettingsError> {
-        match (&self.url, &self.url_env) {
-            (Some(u), _) => Ok(u.clone()),
-            (None, Some(var)) => env(var).filter(|u| !u.is_empty()).ok_or_else(|| {
-                super::SettingsError::new(
-                    &format!("{field}.url_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            }),
-            (None, None) => Err(super::SettingsError::new(
-                &format!("{field}.url"),
-                "not set",
-            )),
-        }
+        url_or_env(field, self.url.as_deref(), self.url_env.as_deref(), env)
+    }
+}
+
+/// A store's URL: `url`, else the environment variable `url_env` names (looked up with
+/// `env`); `field` names the settings block in errors.
+pub(crate) fn url_or_env(
+    field: &str,
+    url: Option<&str>,
+    url_env: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, super::SettingsError> {
+    match (url, url_env) {
+        (Some(u), _) => Ok(u.to_string()),
+        (None, Some(var)) => env(var).filter(|u| !u.is_empty()).ok_or_else(|| {
+            super::SettingsError::new(
+                &format!("{field}.url_env"),
+                format!("environment variable {var} is not set"),
+            )
+        }),
+        (None, None) => Err(super::SettingsError::new(
+            &format!("{field}.url"),
+            "not set",
+        )),
     }
 }
 

@@ -88,16 +88,12 @@ impl PostgresSettings {
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, SettingsError> {
-        match (&self.url, &self.url_env) {
-            (Some(u), _) => Ok(u.clone()),
-            (None, Some(var)) => env(var).filter(|u| !u.is_empty()).ok_or_else(|| {
-                SettingsError::new(
-                    "log_store.postgres.url_env",
-                    format!("environment variable {var} is not set"),
-                )
-            }),
-            (None, None) => Err(SettingsError::new("log_store.postgres.url", "not set")),
-        }
+        super::cache::url_or_env(
+            "log_store.postgres",
+            self.url.as_deref(),
+            self.url_env.as_deref(),
+            env,
+        )
     }
 }
 

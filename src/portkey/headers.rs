@@ -91,6 +91,7 @@ struct Found<'a> {
     forward_headers: Option<&'a HeaderValue>,
     azure_ad_token: Option<&'a HeaderValue>,
     request_timeout: Option<&'a HeaderValue>,
+    x_api_key: Option<&'a HeaderValue>,
 }
 
 /// The trimmed text of a header value; `None` when absent or blank.
@@ -130,6 +131,7 @@ impl PortkeyHeaders {
                 "x-portkey-forward-headers" => &mut found.forward_headers,
                 "x-portkey-azure-ad-token" => &mut found.azure_ad_token,
                 "x-portkey-request-timeout" => &mut found.request_timeout,
+                "x-api-key" => &mut found.x_api_key,
                 other => {
                     // A provider option (`x-portkey-azure-resource-name`); a blank or
                     // non-text value is skipped, and a later one may still give it.
@@ -167,6 +169,13 @@ impl PortkeyHeaders {
                 _ => auth,
             };
             out.api_key = (!key.is_empty()).then(|| crate::settings::Secret::new(key.to_string()));
+        }
+        // Anthropic's SDKs send their key as `x-api-key`: the provider key when no
+        // `authorization` gives one.
+        if out.api_key.is_none() {
+            if let Some(key) = text(found.x_api_key, "x-api-key")? {
+                out.api_key = Some(crate::settings::Secret::new(key.to_string()));
+            }
         }
         if let Some(id) = &out.trace_id {
             if id.len() > MAX_TRACE_ID_LEN {

@@ -11,6 +11,7 @@ mod cohere;
 mod common;
 pub mod error_envelope;
 mod google;
+pub(crate) mod messages;
 mod openai_compat;
 mod rerank;
 
@@ -233,6 +234,7 @@ impl Providers {
                     .reranks(Some(openai_compat::rerank_of(slug)));
             by_slug.insert(slug.clone(), Arc::new(adapter));
         }
+        messages::wrap_all(&mut by_slug);
         Ok(Providers { by_slug })
     }
 

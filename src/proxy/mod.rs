@@ -3,6 +3,7 @@
 
 mod admit;
 mod body;
+mod count_tokens;
 mod ctx;
 mod feedback;
 mod passthrough;
@@ -230,6 +231,13 @@ impl ProxyHttp for Gateway {
                         ctx.last_used = Some(target.option_path.clone());
                         ctx.retry_count = Some(crate::pipeline::answer::Retries::Made(0));
                         ctx.cache_status = Some(ctx::CACHE_DISABLED);
+                        let path = session.req_header().uri.path();
+                        if count_tokens::estimated(&target.provider, path) {
+                            return match count_tokens::answer(session, ctx).await {
+                                Ok(()) => Ok(true),
+                                Err(e) => self.fail(session, ctx, e).await,
+                            };
+                        }
                         ctx.passthrough = Some(target);
                         Ok(false)
                     }

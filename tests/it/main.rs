@@ -28,6 +28,7 @@ mod large_answers;
 mod log_store;
 mod logs;
 mod loops;
+mod messages;
 mod metrics;
 mod outage;
 mod passthrough;

@@ -145,7 +145,13 @@ pub(crate) async fn relay_provider_error(
     };
     let provider = ctx.provider.as_deref().unwrap_or("unknown");
     let status = inbound.status();
-    let body = Bytes::from(provider_error::envelope(provider, status, &raw));
+    // The Messages route answers in Anthropic's envelope, which the Anthropic SDKs read.
+    let body = if ctx.route == super::routes::Route::Unified(crate::providers::Operation::Messages)
+    {
+        Bytes::from(crate::providers::messages::envelope(provider, status, &raw))
+    } else {
+        Bytes::from(provider_error::envelope(provider, status, &raw))
+    };
     let headers = inbound
         .header()
         .map(|h| h.headers.clone())

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: portgate::commands::dataset::DatasetCommand,
     },
+    /// Fine-tuning jobs on a virtual key's provider, with the gateway's own keys.
+    Finetune {
+        #[command(subcommand)]
+        command: portgate::commands::finetune::FinetuneCommand,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Settings, SettingsError> {
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
     if let Some(command) = &cli.command {
         let done = match command {
             Command::Dataset { command } => portgate::commands::dataset::run(&settings, command),
+            Command::Finetune { command } => portgate::commands::finetune::run(&settings, command),
         };
         return match done {
             Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,18 @@ pub struct State {
     gateway_keys: Vec<[u8; 32]>,
 }
 
+/// The custom-host rules of the settings: their trusted hosts, and the gateway's own ports,
+/// which no custom host may name (a request would loop back into the gateway). Shared with the
+/// commands that send to a virtual key's host outside a running gateway.
+pub(crate) fn custom_host_policy(settings: &Settings) -> Result<CustomHostPolicy, SettingsError> {
+    let own_ports: Vec<u16> = [&settings.listen, &settings.admin_listen]
+        .iter()
+        .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .collect();
+    CustomHostPolicy::new(&settings.custom_hosts.trusted, &own_ports)
+        .map_err(|e| SettingsError::new("custom_hosts.trusted", e))
+}
+
 impl State {
     pub(crate) fn new(settings: Settings) -> Result<Self, SettingsError> {
         Self::with_env(settings, &|name| std::env::var(name).ok())
@@ -88,12 +100,7 @@ impl State {
         settings.validate()?;
         check_links(&settings)?;
         let providers = Providers::from_settings(&settings)?;
-        let own_ports: Vec<u16> = [&settings.listen, &settings.admin_listen]
-            .iter()
-            .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
-            .collect();
-        let custom_hosts = CustomHostPolicy::new(&settings.custom_hosts.trusted, &own_ports)
-            .map_err(|e| SettingsError::new("custom_hosts.trusted", e))?;
+        let custom_hosts = custom_host_policy(&settings)?;
         let virtual_keys = resolve_virtual_keys(&settings, env)?;
         let min_cooldown = Duration::from_millis(settings.circuit_breaker.min_cooldown_ms);
         let default_breaker = match &settings.circuit_breaker.default {

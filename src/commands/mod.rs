@@ -2,3 +2,4 @@
 //! as the gateway and prints one line naming the cause when it fails.
 
 pub mod dataset;
+pub mod finetune;

@@ -18,6 +18,7 @@ mod decode_props;
 mod deploy;
 mod errors;
 mod examples;
+mod finetune;
 mod fleet_limits;
 mod guardrail_limits;
 mod guardrails;

@@ -13,6 +13,7 @@ pub mod error_envelope;
 mod google;
 mod openai_compat;
 mod rerank;
+pub(crate) mod responses;
 
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
@@ -62,6 +63,9 @@ pub enum Operation {
     /// `POST /v1/rerank`: documents ordered by relevance to a query (Cohere's API, and the
     /// rerank APIs of the OpenAI-compatible providers that have one).
     Rerank,
+    /// OpenAI's Responses API (`POST /v1/responses`): native on OpenAI and Azure, translated
+    /// through the chat path elsewhere (see `responses`).
+    Responses,
 }
 
 impl Operation {
@@ -73,6 +77,7 @@ impl Operation {
             Operation::Embeddings => "/embeddings",
             Operation::Messages => "/messages",
             Operation::Rerank => "/rerank",
+            Operation::Responses => "/responses",
         }
     }
 
@@ -85,6 +90,7 @@ impl Operation {
             Operation::Embeddings => "embed",
             Operation::Messages => "messages",
             Operation::Rerank => "rerank",
+            Operation::Responses => "createModelResponse",
         }
     }
 
@@ -96,6 +102,7 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Messages => "chat",
             Operation::Rerank => "rerank",
+            Operation::Responses => "responses",
         }
     }
 }

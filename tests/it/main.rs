@@ -38,6 +38,7 @@ mod provider_cohere;
 mod provider_google;
 mod provider_matrix;
 mod rerank;
+mod responses;
 mod retries;
 mod routing;
 mod seeds;

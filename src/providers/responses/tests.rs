@@ -367,3 +367,49 @@ fn native_answers_are_relayed_and_metered() {
     assert_eq!(m.usage().map(|u| u.output), Some(4));
     assert_eq!(m.events(), 1);
 }
+
+#[test]
+fn azure_and_openai_are_called_natively() {
+    let headers = http::HeaderMap::new();
+    let options: crate::providers::ProviderOptions = [("azure_deployment_id", "d")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let body = Bytes::from_static(br#"{"model":"d","input":"x","store":true}"#);
+    let azure = crate::providers::AzureOpenAi::new();
+    let r = prepare(
+        &azure,
+        Prepare {
+            op: Operation::Responses,
+            body: body.clone(),
+            api_key: Some("k"),
+            query: None,
+            stream: false,
+            client_headers: &headers,
+            options: &options,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.path, "/responses?api-version=2025-04-01-preview");
+    assert_eq!(r.body, body, "the client's body, untouched");
+    assert!(r.headers.iter().any(|(n, _)| n == "api-key"));
+    assert!(is_native("openai") && !is_native("anthropic"));
+}
+
+#[test]
+fn guardrails_read_responses_text() {
+    use crate::guardrails::content::{request_part, response_part};
+    let req = json!({"model": "m", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "hello there"}]}]});
+    let part = request_part(req.as_object().unwrap(), Operation::Responses);
+    assert_eq!(part.text(), "hello there");
+    let req = json!({"model": "m", "input": "plain"});
+    let part = request_part(req.as_object().unwrap(), Operation::Responses);
+    assert_eq!(part.text(), "plain");
+    let answer = whole(json!({"id": "c", "model": "m", "choices": [{"index": 0,
+        "finish_reason": "stop", "message": {"role": "assistant", "content": "the answer"}}]}));
+    assert_eq!(
+        response_part(&answer, Operation::Responses).text(),
+        "the answer"
+    );
+}

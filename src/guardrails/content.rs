@@ -72,6 +72,41 @@ fn texts_of(content: &Value) -> Part {
     }
 }
 
+/// A Responses request's content: `input` when a string, else the last input message's
+/// content (as for chat, the turn being asked).
+fn responses_input(json: &Map<String, Value>) -> Option<&Value> {
+    match json.get("input")? {
+        Value::Array(items) => items.last()?.get("content"),
+        input => Some(input),
+    }
+}
+
+fn responses_input_mut(json: &mut Map<String, Value>) -> Option<&mut Value> {
+    match json.get_mut("input")? {
+        Value::Array(items) => items.last_mut()?.get_mut("content"),
+        input => Some(input),
+    }
+}
+
+/// A Responses answer's content: its last message item's content parts.
+fn responses_output(json: &Value) -> Option<&Value> {
+    json.get("output")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|i| i.get("type").and_then(Value::as_str) == Some("message"))?
+        .get("content")
+}
+
+fn responses_output_mut(json: &mut Value) -> Option<&mut Value> {
+    json.get_mut("output")?
+        .as_array_mut()?
+        .iter_mut()
+        .rev()
+        .find(|i| i.get("type").and_then(Value::as_str) == Some("message"))?
+        .get_mut("content")
+}
+
 /// The request's content part.
 pub(crate) fn request_part(json: &Map<String, Value>, op: Operation) -> Part {
     match op {
@@ -86,6 +121,7 @@ pub(crate) fn request_part(json: &Map<String, Value>, op: Operation) -> Part {
         Operation::Embeddings => json.get("input").map(texts_of).unwrap_or_default(),
         // The query: the documents are the client's corpus, not what it asks.
         Operation::Rerank => json.get("query").map(texts_of).unwrap_or_default(),
+        Operation::Responses => responses_input(json).map(texts_of).unwrap_or_default(),
     }
 }
 
@@ -178,6 +214,8 @@ pub(crate) fn request_part_raw(view: &RequestView, op: Operation) -> Option<Part
         }
         // Not located when the body is read: the caller parses the request.
         Operation::Rerank => None,
+        // `input` is a string or a list of items: the caller parses the request.
+        Operation::Responses => None,
     }
 }
 
@@ -196,6 +234,7 @@ pub(crate) fn response_part(json: &Value, op: Operation) -> Part {
             .unwrap_or_default(),
         Operation::Messages => json.get("content").map(texts_of).unwrap_or_default(),
         Operation::Embeddings | Operation::Rerank => Part::default(),
+        Operation::Responses => responses_output(json).map(texts_of).unwrap_or_default(),
     }
 }
 
@@ -232,6 +271,8 @@ pub(crate) fn answer_part(body: &[u8], op: Operation) -> Option<Part> {
         Operation::Completions => first().and_then(|c| c.text),
         Operation::Messages => answer.content,
         Operation::Embeddings | Operation::Rerank => None,
+        // Its content sits in `output`: the caller parses the answer whole.
+        Operation::Responses => return None,
     };
     Some(content.map(texts_of_owned).unwrap_or_default())
 }
@@ -280,6 +321,7 @@ pub(crate) fn set_request_texts(
         Operation::Completions => out.get_mut("prompt"),
         Operation::Embeddings => out.get_mut("input"),
         Operation::Rerank => out.get_mut("query"),
+        Operation::Responses => responses_input_mut(&mut out),
     };
     if let Some(content) = slot {
         replace(content, texts);
@@ -302,6 +344,7 @@ pub(crate) fn set_response_texts(json: &Value, op: Operation, texts: &[Option<St
             .and_then(|c| c.get_mut("text")),
         Operation::Messages => out.get_mut("content"),
         Operation::Embeddings | Operation::Rerank => None,
+        Operation::Responses => responses_output_mut(&mut out),
     };
     if let Some(content) = slot {
         replace(content, texts);
@@ -314,6 +357,10 @@ pub(crate) fn synthetic_response(op: Operation, text: &str) -> Value {
     match op {
         Operation::Messages => serde_json::json!({"content": [{"type": "text", "text": text}]}),
         Operation::Completions => serde_json::json!({"choices": [{"index": 0, "text": text}]}),
+        Operation::Responses => {
+            serde_json::json!({"output": [{"type": "message", "role": "assistant",
+            "content": [{"type": "output_text", "text": text}]}]})
+        }
         _ => {
             serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]})
         }

@@ -127,6 +127,9 @@ fn request(op: Operation, text: &str) -> Map<String, Value> {
         Operation::Rerank => {
             json!({"model": "rerank-v3.5", "query": text, "documents": ["a", "b"]})
         }
+        Operation::Responses => {
+            json!({"model": "gpt-4o", "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]})
+        }
     };
     v.as_object().cloned().unwrap()
 }

@@ -220,7 +220,8 @@ impl LeafGuard {
                 .map_or(0, |d| d.as_secs()),
             model: req.view.model.as_deref(),
         };
-        let mut translator = adapter.response(req.op, 200, &content_type, &opts);
+        let mut translator =
+            crate::providers::responses::response(&**adapter, req.op, 200, &content_type, &opts);
         let translated = crate::stream::translate_whole(translator.as_mut(), raw);
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
         let answer = HeldAnswer {

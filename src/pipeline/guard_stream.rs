@@ -160,6 +160,9 @@ impl GuardTranslator {
             let piece = match self.guard.op {
                 Operation::Messages => v.pointer("/delta/text"),
                 Operation::Completions => v.pointer("/choices/0/text"),
+                Operation::Responses => v
+                    .get("delta")
+                    .filter(|_| v["type"] == "response.output_text.delta"),
                 _ => v.pointer("/choices/0/delta/content"),
             };
             if let Some(t) = piece.and_then(Value::as_str) {

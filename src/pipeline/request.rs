@@ -38,15 +38,18 @@ pub(crate) fn provider_request(
     body: Bytes,
     c: &Carried<'_>,
 ) -> Result<Built, GatewayError> {
-    let prepared = target.provider.prepare(Prepare {
-        op: c.op,
-        body,
-        api_key: target.api_key.as_ref().map(|k| k.expose()),
-        query: c.query,
-        stream: c.stream,
-        client_headers: c.client_headers,
-        options: &target.options,
-    })?;
+    let prepared = crate::providers::responses::prepare(
+        &*target.provider,
+        Prepare {
+            op: c.op,
+            body,
+            api_key: target.api_key.as_ref().map(|k| k.expose()),
+            query: c.query,
+            stream: c.stream,
+            client_headers: c.client_headers,
+            options: &target.options,
+        },
+    )?;
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
     headers.push((
         http::header::CONTENT_TYPE,

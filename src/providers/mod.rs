@@ -14,6 +14,7 @@ mod google;
 pub(crate) mod messages;
 mod openai_compat;
 mod rerank;
+pub(crate) mod responses;
 
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
@@ -63,6 +64,9 @@ pub enum Operation {
     /// `POST /v1/rerank`: documents ordered by relevance to a query (Cohere's API, and the
     /// rerank APIs of the OpenAI-compatible providers that have one).
     Rerank,
+    /// OpenAI's Responses API (`POST /v1/responses`): native on OpenAI and Azure, translated
+    /// through the chat path elsewhere (see `responses`).
+    Responses,
 }
 
 impl Operation {
@@ -74,6 +78,7 @@ impl Operation {
             Operation::Embeddings => "/embeddings",
             Operation::Messages => "/messages",
             Operation::Rerank => "/rerank",
+            Operation::Responses => "/responses",
         }
     }
 
@@ -86,6 +91,7 @@ impl Operation {
             Operation::Embeddings => "embed",
             Operation::Messages => "messages",
             Operation::Rerank => "rerank",
+            Operation::Responses => "createModelResponse",
         }
     }
 
@@ -97,6 +103,7 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Messages => "chat",
             Operation::Rerank => "rerank",
+            Operation::Responses => "responses",
         }
     }
 }

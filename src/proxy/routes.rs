@@ -43,6 +43,7 @@ impl Route {
                 "/v1/embeddings" => return Route::Unified(Operation::Embeddings),
                 "/v1/messages" => return Route::Unified(Operation::Messages),
                 "/v1/rerank" => return Route::Unified(Operation::Rerank),
+                "/v1/responses" => return Route::Unified(Operation::Responses),
                 "/v1/chatComplete" => return Route::LegacyChatComplete,
                 _ => {}
             }
@@ -68,6 +69,7 @@ impl Route {
             Route::Unified(Operation::Embeddings) => "embeddings",
             Route::Unified(Operation::Messages) => "messages",
             Route::Unified(Operation::Rerank) => "rerank",
+            Route::Unified(Operation::Responses) => "responses",
             Route::LegacyChatComplete => "chat_complete",
             Route::Feedback => "feedback",
             Route::FeedbackUpdate => "feedback_update",

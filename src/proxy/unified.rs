@@ -157,7 +157,13 @@ pub(crate) async fn handle(
                     model: ctx.model.as_deref(),
                 };
                 let translator = match &adapter {
-                    Some(adapter) => adapter.response(op, status, source.content_type(), &opts),
+                    Some(adapter) => crate::providers::responses::response(
+                        &**adapter,
+                        op,
+                        status,
+                        source.content_type(),
+                        &opts,
+                    ),
                     None => Box::new(Meter::for_response(
                         status,
                         source.content_type(),

@@ -40,6 +40,7 @@ mod provider_cohere;
 mod provider_google;
 mod provider_matrix;
 mod rerank;
+mod responses;
 mod retries;
 mod routing;
 mod seeds;

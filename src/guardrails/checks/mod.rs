@@ -178,6 +178,7 @@ impl Ctx<'_> {
             Operation::Embeddings => "embed",
             Operation::Messages => "messages",
             Operation::Rerank => "rerank",
+            Operation::Responses => "createModelResponse",
         }
     }
 }

@@ -17,8 +17,11 @@ impl Walk<'_> {
         // fallback to another model on the same provider is a first send, not a retry.
         let model = leaf.model(view.model.as_deref());
         let resource = target.resource(model);
-        let hide_usage =
-            view.stream && target.provider.stream_usage_for(&target.options) && !view.wants_usage;
+        // A Responses request has no `stream_options`: its layer asks a chat stream for usage.
+        let hide_usage = view.stream
+            && self.req.op != crate::providers::Operation::Responses
+            && target.provider.stream_usage_for(&target.options)
+            && !view.wants_usage;
         let body = match view.body_for(leaf.override_params.as_deref(), hide_usage) {
             Ok(b) => b,
             Err(e) => return failed(e),

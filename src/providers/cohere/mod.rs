@@ -98,6 +98,10 @@ impl Provider for Cohere {
         };
         let (path, out) = match req.op {
             Operation::ChatCompletions => ("/v2/chat", chat_request(&body, req.stream)?),
+            // Made a chat request by its layer before it gets here (`responses::prepare`).
+            Operation::Responses => {
+                return Err(GatewayError::Unsupported(req.op.fn_name(), "cohere".into()))
+            }
             Operation::Embeddings => ("/v2/embed", embed_request(&body)?),
             Operation::Messages | Operation::Rerank => {
                 return Err(GatewayError::Unsupported(req.op.fn_name(), "cohere".into()))

@@ -107,6 +107,10 @@ impl Provider for Google {
                 };
                 (path, chat_request(&body)?)
             }
+            // Made a chat request by its layer before it gets here (`responses::prepare`).
+            Operation::Responses => {
+                return Err(GatewayError::Unsupported(req.op.fn_name(), SLUG.into()))
+            }
             Operation::Embeddings => embed_request(&body, model)?,
             Operation::Completions => {
                 return Err(invalid(

@@ -1,0 +1,262 @@
+//! `POST /v1/responses` as the OpenAI SDK sends it (`client.responses.create`): translated
+//! both ways for Anthropic (whole, streamed, with tools), passed through unchanged to OpenAI,
+//! errors in OpenAI's envelope, tokens metered and labelled `responses`.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const STREAM: &str = include_str!("../fixtures/anthropic/stream_tools.sse");
+const MESSAGE: &str = include_str!("../fixtures/anthropic/message_tools.json");
+
+fn anthropic(mock: &MockProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-portkey-provider", "anthropic".into()),
+        ("x-portkey-custom-host", mock.base_url()),
+        ("authorization", "Bearer sk-ant-test".into()),
+    ]
+}
+
+async fn create(
+    gw: &TestGateway,
+    headers: &[(&'static str, String)],
+    body: Value,
+) -> reqwest::Response {
+    let mut req = client().post(gw.url("/v1/responses")).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// What the SDK sends for `responses.create(model=..., instructions=..., input=..., tools=[...])`.
+fn sdk_body(stream: bool) -> Value {
+    json!({
+        "model": "claude-3-5-sonnet-20241022",
+        "instructions": "Be brief.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris and Rome?"}]}],
+        "tools": [{"type": "function", "name": "get_weather", "description": "Weather of a city",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                   "strict": true}],
+        "max_output_tokens": 300,
+        "stream": stream,
+    })
+}
+
+/// The events of an SSE body: (event name, payload).
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("")
+                .to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (name, serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_serves_a_responses_request_with_tools() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::Json {
+        status: 200,
+        body: MESSAGE.into(),
+        headers: vec![],
+    });
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &anthropic(&mock), sdk_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(resp.headers(), "content-type").starts_with("application/json"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"));
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"][0]["type"], "message");
+    assert_eq!(
+        v["output"][0]["content"][0]["text"],
+        "I'll check both cities."
+    );
+    assert_eq!(v["output"][1]["type"], "function_call");
+    assert_eq!(v["output"][1]["call_id"], "toolu_01A");
+    assert_eq!(v["output"][2]["arguments"], "{\"city\":\"Rome\"}");
+    assert_eq!(v["usage"]["input_tokens"], 3120);
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 2000);
+    assert_eq!(v["usage"]["output_tokens"], 40);
+    // Anthropic got a Messages request.
+    let r = &mock.requests()[0];
+    assert_eq!(r.path, "/v1/messages");
+    let sent = r.json();
+    assert_eq!(sent["system"][0]["text"], "Be brief.");
+    assert_eq!(
+        sent["messages"][0]["content"][0]["text"],
+        "Weather in Paris and Rome?"
+    );
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+    assert_eq!(sent["max_tokens"], 300);
+
+    // The tool results go back as function_call / function_call_output items.
+    let mut next = sdk_body(false);
+    next["input"] = json!([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": "toolu_01A", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+        {"type": "function_call_output", "call_id": "toolu_01A", "output": "sunny"},
+    ]);
+    let resp = create(&gw, &anthropic(&mock), next).await;
+    assert_eq!(resp.status(), 200);
+    let sent = mock.requests()[1].json();
+    assert_eq!(sent["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+    assert_eq!(
+        sent["messages"][2]["content"][0]["tool_use_id"],
+        "toolu_01A"
+    );
+
+    // Tokens and cost are metered as for a chat, under the route `responses`.
+    let m = scrape(&gw).await;
+    assert_eq!(
+        sample(
+            &m,
+            "portgate_tokens_total",
+            &[("provider", "anthropic"), ("type", "output")]
+        ),
+        Some(80.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "portgate_requests_total",
+            &[("route", "responses"), ("status_class", "2xx")]
+        ),
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_stream_becomes_responses_events() {
+    let mock = MockProvider::start().await;
+    let events_in: Vec<String> = STREAM
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(String::from)
+        .collect();
+    mock.always(Reply::Sse {
+        events: events_in,
+        delay: Duration::from_millis(5),
+    });
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &anthropic(&mock), sdk_body(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    let e = events(&text);
+    assert_eq!(e[0].0, "response.created");
+    assert_eq!(e[1].0, "response.in_progress");
+    for (i, (name, v)) in e.iter().enumerate() {
+        assert_eq!(&v["type"], name);
+        assert_eq!(v["sequence_number"], i);
+    }
+    let text_deltas: String = e
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, v)| v["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text_deltas, "Checking ü both.");
+    let (last, done) = e.last().unwrap();
+    assert_eq!(last, "response.completed");
+    let r = &done["response"];
+    assert_eq!(r["output"][1]["name"], "get_weather");
+    assert_eq!(r["output"][1]["arguments"], "{\"city\": \"Paris\"}");
+    assert_eq!(r["output"][2]["arguments"], "{\"city\": \"Rome\"}");
+    assert_eq!(r["usage"]["input_tokens"], 872);
+    assert_eq!(r["usage"]["output_tokens"], 89);
+    assert!(
+        !text.contains("[DONE]"),
+        "no chat framing reaches the client"
+    );
+    assert_eq!(mock.requests()[0].json()["stream"], true);
+    let m = scrape(&gw).await;
+    assert_eq!(
+        sample(
+            &m,
+            "portgate_tokens_total",
+            &[("provider", "anthropic"), ("type", "input")]
+        ),
+        Some(872.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_gets_the_request_unchanged_and_is_metered() {
+    let mock = MockProvider::start().await;
+    let answer = json!({
+        "id": "resp_abc", "object": "response", "created_at": 1, "status": "completed",
+        "model": "gpt-4o-2024-08-06",
+        "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": "hi", "annotations": []}]}],
+        "usage": {"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 200},
+                  "output_tokens": 500, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": 1500},
+    });
+    mock.always(Reply::json(200, answer.clone()));
+    let gw = gateway_for(&mock);
+    let body =
+        json!({"model": "gpt-4o", "input": "hi", "previous_response_id": "resp_0", "store": true});
+    let resp = create(
+        &gw,
+        &[
+            ("x-portkey-provider", "openai".into()),
+            ("authorization", "Bearer sk-x".into()),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v, answer, "relayed as it came");
+    let r = &mock.requests()[0];
+    assert_eq!(r.path, "/v1/responses");
+    assert_eq!(r.json(), body, "sent as it came, state fields included");
+    let m = scrape(&gw).await;
+    let t = |ty| {
+        sample(
+            &m,
+            "portgate_tokens_total",
+            &[("provider", "openai"), ("model", "gpt-4o"), ("type", ty)],
+        )
+    };
+    assert_eq!(t("input"), Some(1000.0));
+    assert_eq!(t("output"), Some(500.0));
+    assert_eq!(t("cached_input"), Some(200.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_come_in_openais_envelope() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::json(
+        400,
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}),
+    ));
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &anthropic(&mock), sdk_body(false)).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "anthropic error: bad");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+
+    // The gateway keeps no conversation state: refused before anything is sent.
+    let sent = mock.request_count();
+    let mut body = sdk_body(false);
+    body["previous_response_id"] = json!("resp_1");
+    let resp = create(&gw, &anthropic(&mock), body).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    // The gateway's own validation error, shaped as every other one it gives.
+    assert_eq!(v["status"], "failure");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains("previous_response_id"), "{v}");
+    assert_eq!(mock.request_count(), sent);
+}

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agent_streams;
 mod breaker;
 mod cache;
 mod cache_redis;

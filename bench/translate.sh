@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Translation cost: the same chat request through portgate to the fast mock, once untranslated
-# (`openai`) and once translated to Anthropic's Messages API and back (`anthropic`; the mock
-# answers `/messages` in Anthropic's format), in one run. Reports requests/s and the gateway's
-# CPU microseconds per request for both, and their ratio (the providers issue's target: a
-# translated request costs at most 1.5x an untranslated one).
+# Translation cost, in one run, against the fast mock: the same chat request untranslated
+# (`openai`) and translated to Anthropic's Messages API and back (`anthropic`; the mock answers
+# `/messages` in Anthropic's format); then the agent APIs translated: a Responses request served
+# by `anthropic` (Responses → chat → Messages and back) and a Messages request served by `openai`
+# (Messages → chat and back). Reports requests/s and the gateway's CPU microseconds per request
+# for each, and each one's ratio to the untranslated chat request (the target: at most 1.5x).
 #
 # On a 2-core machine portgate is pinned to CPU 1 and wrk and the mock to CPU 0 (taskset), so
 # the figures measure the gateway, not the scheduler. CPU time is read from /proc/<pid>/stat.
@@ -23,15 +24,15 @@ taskset -pc 0 "$mock_pid" >/dev/null
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$gw_pid/stat"; }
 
-# Runs wrk for one provider and prints "rps cpu_us_per_request".
+# Runs wrk for one provider (and optionally a path and a body) and prints "rps cpu_us_per_request".
 measure() {
-  local provider=$1 before after out reqs
+  local provider=$1 path=${2:-/v1/chat/completions} body=${3:-} before after out reqs
   before=$(cpu_ticks)
-  out=$(WRK_GATEWAY=1 WRK_PROVIDER=$provider taskset -c 0 wrk -t1 -c"$CONNS" -d"$DURATION" \
-    -s bench/post.lua "http://$GW/v1/chat/completions")
+  out=$(WRK_GATEWAY=1 WRK_PROVIDER=$provider WRK_BODY=$body taskset -c 0 wrk -t1 -c"$CONNS" \
+    -d"$DURATION" -s bench/post.lua "http://$GW$path")
   after=$(cpu_ticks)
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
-    echo "bench: errors through $provider:" >&2
+    echo "bench: errors through $provider $path:" >&2
     echo "$out" >&2
     exit 1
   fi
@@ -40,15 +41,26 @@ measure() {
     "$(awk -v d=$((after - before)) -v t="$ticks" -v n="$reqs" 'BEGIN {printf "%.1f", d / t * 1e6 / n}')"
 }
 
+question="What happens when you mix red & yellow?"
+responses_body='{"model":"m","instructions":"Be brief.","input":"'"$question"'","max_output_tokens":256}'
+messages_body='{"model":"m","max_tokens":256,"system":"Be brief.","messages":[{"role":"user","content":"'"$question"'"}]}'
 for p in openai anthropic; do
   curl -sf -X POST "http://$GW/v1/chat/completions" -H "x-portkey-provider: $p" \
     -H 'content-type: application/json' -H 'authorization: Bearer sk-bench' \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}' >/dev/null
 done
+curl -sf -X POST "http://$GW/v1/responses" -H "x-portkey-provider: anthropic" \
+  -H 'content-type: application/json' -H 'authorization: Bearer sk-bench' -d "$responses_body" >/dev/null
+curl -sf -X POST "http://$GW/v1/messages" -H "x-portkey-provider: openai" \
+  -H 'content-type: application/json' -H 'x-api-key: sk-bench' -d "$messages_body" >/dev/null
 read -r o_rps o_cpu <<<"$(measure openai)"
 read -r a_rps a_cpu <<<"$(measure anthropic)"
-echo "| provider | requests/s | CPU µs per request |"
-echo "|---|---:|---:|"
-echo "| openai (untranslated) | $o_rps | $o_cpu |"
-echo "| anthropic (translated) | $a_rps | $a_cpu |"
-awk -v a="$a_cpu" -v o="$o_cpu" 'BEGIN {printf "translated / untranslated CPU: %.2fx\n", a / o}'
+read -r r_rps r_cpu <<<"$(measure anthropic /v1/responses "$responses_body")"
+read -r m_rps m_cpu <<<"$(measure openai /v1/messages "$messages_body")"
+echo "| request | requests/s | CPU µs per request | vs untranslated chat |"
+echo "|---|---:|---:|---:|"
+ratio() { awk -v a="$1" -v o="$o_cpu" 'BEGIN {printf "%.2fx", a / o}'; }
+echo "| chat, openai (untranslated) | $o_rps | $o_cpu | 1.00x |"
+echo "| chat, anthropic (translated) | $a_rps | $a_cpu | $(ratio "$a_cpu") |"
+echo "| Responses API, anthropic (translated) | $r_rps | $r_cpu | $(ratio "$r_cpu") |"
+echo "| Messages API, openai (translated) | $m_rps | $m_cpu | $(ratio "$m_cpu") |"

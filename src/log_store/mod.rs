@@ -34,6 +34,9 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 pub struct LogStore {
     tx: tokio::sync::mpsc::Sender<Entry>,
+    /// Wakes the writer before its next tick (a batch is waiting, a flush is asked for).
+    wake: Arc<tokio::sync::Notify>,
+    batch: usize,
     bodies: bool,
     db: Option<Arc<Database>>,
     /// Feedback ids created by this process (the file backend's updates find them here).
@@ -88,11 +91,13 @@ impl LogStore {
             }
         };
         let (tx, rx) = tokio::sync::mpsc::channel(settings.queue);
+        let wake = Arc::new(tokio::sync::Notify::new());
         let writer = writer::Writer {
             backend,
             batch: settings.batch,
             dropped: metrics.log_store_dropped.clone(),
             records: metrics.log_store_records.clone(),
+            wake: wake.clone(),
         };
         std::thread::Builder::new()
             .name("portgate-log-store".into())
@@ -100,6 +105,8 @@ impl LogStore {
             .map_err(|e| SettingsError::new("log_store", format!("writer thread: {e}")))?;
         Ok(LogStore {
             tx,
+            wake,
+            batch: settings.batch,
             bodies: settings.bodies,
             db,
             index,
@@ -121,7 +128,13 @@ impl LogStore {
 
     fn send(&self, entry: Entry) {
         match self.tx.try_send(entry) {
-            Ok(()) => {}
+            Ok(()) => {
+                // The writer drains the queue on its own tick; it is woken early only once a
+                // batch is waiting (an atomic read per record, a wake-up per batch).
+                if self.tx.max_capacity() - self.tx.capacity() >= self.batch {
+                    self.wake.notify_one();
+                }
+            }
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 self.dropped.inc();
                 let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -185,7 +198,10 @@ impl LogStore {
         // The queue may be full for a moment: the writer empties it in batches.
         loop {
             match self.tx.try_send(entry) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.wake.notify_one();
+                    break;
+                }
                 Err(TrySendError::Closed(_)) => return false,
                 Err(TrySendError::Full(e)) => {
                     if Instant::now() >= deadline {

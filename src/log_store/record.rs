@@ -3,10 +3,12 @@
 //! thread: parsing, redaction and stream reassembly cost the request nothing.
 
 use super::transcript::Transcript;
-use crate::types::redact::redact;
+use crate::types::redact::{may_hold_secrets, redact};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// A finished request as the proxy hands it over.
 pub struct RequestRecord {
@@ -80,75 +82,155 @@ pub struct StoredRequest {
     pub answer: Option<Value>,
 }
 
-fn text(line: &Value, key: &str) -> Option<String> {
-    line.get(key).and_then(Value::as_str).map(str::to_string)
+/// A request as the writer writes it: the columns, and the JSON documents as text (the line as
+/// the proxy wrote it, the bodies as the client sent and got them unless a credential-like field
+/// had to be redacted), so that storing a request never builds its documents' trees.
+#[derive(Serialize)]
+pub(crate) struct RequestRow {
+    /// The file backend's line kind (see `file::FileLine`).
+    pub kind: &'static str,
+    pub trace_id: String,
+    pub timestamp: String,
+    pub route: String,
+    pub status: u16,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub model_served: Option<String>,
+    pub stream: bool,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub metadata: Box<RawValue>,
+    pub error: Option<String>,
+    pub denied: bool,
+    pub line: Box<RawValue>,
+    pub request: Option<Box<RawValue>>,
+    pub answer: Option<Box<RawValue>>,
 }
 
-impl StoredRequest {
+/// The fields of an access-log line the columns are made of, borrowed from it.
+#[derive(Deserialize)]
+struct LineFields<'a> {
+    #[serde(borrow, default)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow, default)]
+    route: Cow<'a, str>,
+    #[serde(default)]
+    status: u16,
+    #[serde(borrow, default)]
+    provider: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model_requested: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model_served: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    tokens: Option<Tokens>,
+    #[serde(default)]
+    cost_usd: Option<f64>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+    #[serde(default)]
+    guardrails: Vec<Verdict>,
+    #[serde(borrow, default)]
+    error: Option<ErrorKind<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Tokens {
+    #[serde(default)]
+    input: Option<u64>,
+    #[serde(default)]
+    output: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Verdict {
+    #[serde(default)]
+    verdict: bool,
+    #[serde(default)]
+    deny: bool,
+}
+
+#[derive(Deserialize)]
+struct ErrorKind<'a> {
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
+}
+
+/// A JSON document as stored: as it is, or redacted when it may hold a credential-like field.
+fn stored_json(json: Vec<u8>) -> Option<Box<RawValue>> {
+    if may_hold_secrets(&json) {
+        let mut v: Value = serde_json::from_slice(&json).ok()?;
+        redact(&mut v);
+        return serde_json::value::to_raw_value(&v).ok();
+    }
+    RawValue::from_string(String::from_utf8(json).ok()?).ok()
+}
+
+impl RequestRow {
     /// Decodes a handed-over request; `None` when its line is not JSON (never the case for
     /// lines the proxy wrote).
-    pub(crate) fn from_record(record: RequestRecord) -> Option<StoredRequest> {
-        let mut line: Value = serde_json::from_slice(&record.line).ok()?;
-        if let Some(map) = line.as_object_mut() {
-            // The access log's own copies of the bodies, when it keeps them: stored once.
-            map.remove("request_body");
-            map.remove("response_body");
-        }
-        let tokens = line.get("tokens");
-        let count = |k: &str| tokens.and_then(|t| t.get(k)).and_then(Value::as_u64);
-        let denied = line.get("status").and_then(Value::as_u64) == Some(446)
-            || line
-                .get("guardrails")
-                .and_then(Value::as_array)
-                .is_some_and(|verdicts| {
-                    verdicts.iter().any(|v| {
-                        v.get("deny").and_then(Value::as_bool) == Some(true)
-                            && v.get("verdict").and_then(Value::as_bool) == Some(false)
-                    })
-                });
-        let request = record.request.and_then(|b| {
-            let mut v: Value = serde_json::from_slice(&b).ok()?;
-            redact(&mut v);
-            Some(v)
-        });
+    pub(crate) fn from_record(record: RequestRecord) -> Option<RequestRow> {
+        let f: LineFields = serde_json::from_slice(&record.line).ok()?;
+        let denied = f.status == 446 || f.guardrails.iter().any(|v| v.deny && !v.verdict);
+        let request = record.request.and_then(|b| stored_json(b.to_vec()));
         let answer = record.answer.and_then(|t| {
-            let mut v = t.answer(record.sse)?;
-            redact(&mut v);
-            Some(v)
+            if record.sse {
+                let mut v = t.answer(true)?;
+                redact(&mut v);
+                serde_json::value::to_raw_value(&v).ok()
+            } else {
+                stored_json(t.into_bytes()?)
+            }
         });
-        Some(StoredRequest {
-            trace_id: text(&line, "trace_id").unwrap_or_default(),
-            timestamp: text(&line, "timestamp").unwrap_or_default(),
-            route: text(&line, "route").unwrap_or_default(),
-            status: line
-                .get("status")
-                .and_then(Value::as_u64)
-                .and_then(|s| u16::try_from(s).ok())
-                .unwrap_or(0),
-            provider: text(&line, "provider"),
-            model: text(&line, "model_requested"),
-            model_served: text(&line, "model_served"),
-            stream: line.get("stream").and_then(Value::as_bool).unwrap_or(false),
-            input_tokens: count("input"),
-            output_tokens: count("output"),
-            cost_usd: line.get("cost_usd").and_then(Value::as_f64),
-            metadata: line
-                .get("metadata")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-            error: line
-                .get("error")
-                .and_then(|e| e.get("kind"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+        let metadata = match f.metadata {
+            Some(m) => m.to_owned(),
+            None => RawValue::from_string("{}".into()).ok()?,
+        };
+        let (trace_id, timestamp, route) = (
+            f.trace_id.into_owned(),
+            f.timestamp.into_owned(),
+            f.route.into_owned(),
+        );
+        let (provider, model, model_served) = (
+            f.provider.map(Cow::into_owned),
+            f.model_requested.map(Cow::into_owned),
+            f.model_served.map(Cow::into_owned),
+        );
+        let error = f.error.map(|e| e.kind.into_owned());
+        let (input_tokens, output_tokens) = f.tokens.map_or((None, None), |t| (t.input, t.output));
+        let (status, stream, cost_usd) = (f.status, f.stream, f.cost_usd);
+        // The line as the proxy wrote it (the access log's own copies of the bodies, when it
+        // keeps them, stay in it).
+        let line = RawValue::from_string(String::from_utf8(record.line).ok()?).ok()?;
+        Some(RequestRow {
+            kind: "request",
+            trace_id,
+            timestamp,
+            route,
+            status,
+            provider,
+            model,
+            model_served,
+            stream,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            metadata,
+            error,
             denied,
             line,
             request,
             answer,
         })
     }
+}
 
+impl StoredRequest {
     /// Whether the client got a whole, successful answer: a 2xx, not cut short, not denied.
     pub fn succeeded(&self) -> bool {
         (200..300).contains(&self.status) && self.error.is_none() && !self.denied

@@ -34,6 +34,19 @@ impl Transcript {
         self.chunks.push(chunk.clone());
     }
 
+    /// The answer's bytes joined, for a JSON answer kept as it is; `None` for an answer too large
+    /// or empty.
+    pub(crate) fn into_bytes(self) -> Option<Vec<u8>> {
+        if self.overflow || self.chunks.is_empty() {
+            return None;
+        }
+        let mut whole = Vec::with_capacity(self.size);
+        for c in &self.chunks {
+            whole.extend_from_slice(c);
+        }
+        Some(whole)
+    }
+
     /// The answer: the JSON body as it is, or a stream's events made into a chat completion.
     /// `None` for an answer too large, empty, or neither JSON nor an OpenAI-format stream.
     pub(crate) fn answer(&self, sse: bool) -> Option<Value> {

@@ -1,11 +1,16 @@
-//! The store's own thread: takes entries off the queue in batches (whatever is waiting, up to
-//! `batch`), decodes them and writes each batch in one go: one append to the file, or one
-//! statement per kind to PostgreSQL. A batch that cannot be written is dropped and counted;
-//! the writer never waits for the database beyond its timeout, so the queue keeps moving.
+//! The store's own thread: every `FLUSH_EVERY`, or as soon as a batch is waiting, takes entries
+//! off the queue in batches (up to `batch`), decodes them and writes each batch in one go: one
+//! append to the file, or one `COPY` to PostgreSQL. A batch that cannot be written is dropped
+//! and counted; the writer never waits for the database beyond its timeout, so the queue keeps
+//! moving.
+//!
+//! The writer is not woken for each record: a wake-up is a system call and a context switch
+//! on the request's path, which is most of what a record would otherwise cost a request. The
+//! queue is drained on a timer, and a sender wakes the writer only when a whole batch waits.
 
 use super::file::{FileLine, FileStore};
 use super::postgres as pg;
-use super::record::{Entry, FeedbackChange, FeedbackRow, StoredRequest};
+use super::record::{Entry, FeedbackChange, FeedbackRow, RequestRow};
 use crate::store::postgres::Database;
 use prometheus::IntCounterVec;
 use std::sync::Arc;
@@ -14,6 +19,8 @@ use tokio::sync::mpsc::Receiver;
 
 /// How often old records are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// The longest a record waits in the queue when fewer than a batch are waiting.
+pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 pub(super) enum Backend {
     File(FileStore),
@@ -29,12 +36,14 @@ pub(super) struct Writer {
     pub(super) batch: usize,
     pub(super) dropped: IntCounterVec,
     pub(super) records: IntCounterVec,
+    /// Rung by a sender when a batch is waiting (or a flush is asked for).
+    pub(super) wake: Arc<tokio::sync::Notify>,
 }
 
 /// One batch, sorted by kind.
 #[derive(Default)]
 struct Batch {
-    requests: Vec<StoredRequest>,
+    requests: Vec<RequestRow>,
     feedback: Vec<FeedbackRow>,
     changes: Vec<FeedbackChange>,
     /// Callers of `flush`, answered once the batch is written.
@@ -45,7 +54,7 @@ impl Batch {
     fn add(&mut self, entry: Entry) {
         match entry {
             Entry::Request(r) => {
-                if let Some(r) = StoredRequest::from_record(*r) {
+                if let Some(r) = RequestRow::from_record(*r) {
                     self.requests.push(r);
                 }
             }
@@ -66,28 +75,43 @@ impl Writer {
         // database that is down is tried again before each batch).
         self.migrated().await;
         let mut expire = tokio::time::interval(EXPIRE_EVERY);
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = self.wake.clone();
         loop {
-            let first = tokio::select! {
-                entry = rx.recv() => entry,
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tick.tick() => {}
                 _ = expire.tick() => {
                     self.expire().await;
                     continue;
                 }
-            };
-            let Some(first) = first else {
-                return;
-            };
-            let mut batch = Batch::default();
-            batch.add(first);
-            while batch.len() < self.batch {
-                match rx.try_recv() {
-                    Ok(entry) => batch.add(entry),
-                    Err(_) => break,
-                }
             }
-            self.write(&mut batch).await;
-            for tx in batch.flushed.drain(..) {
-                let _ = tx.send(());
+            // Everything waiting, in batches; entries that arrive meanwhile join the next.
+            loop {
+                let mut batch = Batch::default();
+                let mut closed = false;
+                while batch.len() < self.batch {
+                    match rx.try_recv() {
+                        Ok(entry) => batch.add(entry),
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                let full = batch.len() >= self.batch;
+                self.write(&mut batch).await;
+                for tx in batch.flushed.drain(..) {
+                    let _ = tx.send(());
+                }
+                if closed {
+                    return;
+                }
+                if !full {
+                    break;
+                }
             }
         }
     }
@@ -113,26 +137,34 @@ impl Writer {
         match &mut self.backend {
             Backend::File(store) => {
                 let mut out = Vec::with_capacity(1024 * batch.len());
-                let mut lines = Vec::with_capacity(batch.len());
-                lines.extend(
-                    batch
-                        .requests
-                        .drain(..)
-                        .map(|r| FileLine::Request(Box::new(r))),
-                );
-                lines.extend(batch.feedback.drain(..).map(FileLine::Feedback));
-                lines.extend(batch.changes.drain(..).map(FileLine::FeedbackUpdate));
                 let mut kinds = [0usize; 3];
-                for line in &lines {
-                    if serde_json::to_writer(&mut out, line).is_ok() {
-                        out.push(b'\n');
-                        kinds[match line {
-                            FileLine::Request(_) => 0,
-                            FileLine::Feedback(_) => 1,
-                            FileLine::FeedbackUpdate(_) => 2,
-                        }] += 1;
-                    }
+                // A record that cannot be written as JSON (never the case for what the proxy
+                // hands over) is left out of the append, not left half-written in it.
+                let mut line =
+                    |out: &mut Vec<u8>, start: usize, kind: usize, w: serde_json::Result<()>| {
+                        if w.is_ok() {
+                            out.push(b'\n');
+                            kinds[kind] += 1;
+                        } else {
+                            out.truncate(start);
+                        }
+                    };
+                for r in batch.requests.drain(..) {
+                    let start = out.len();
+                    let w = serde_json::to_writer(&mut out, &r);
+                    line(&mut out, start, 0, w);
                 }
+                for f in batch.feedback.drain(..) {
+                    let start = out.len();
+                    let w = serde_json::to_writer(&mut out, &FileLine::Feedback(f));
+                    line(&mut out, start, 1, w);
+                }
+                for c in batch.changes.drain(..) {
+                    let start = out.len();
+                    let w = serde_json::to_writer(&mut out, &FileLine::FeedbackUpdate(c));
+                    line(&mut out, start, 2, w);
+                }
+                let n = kinds.iter().sum();
                 match store.write(&out) {
                     Ok(()) => {
                         self.count("request", kinds[0]);
@@ -141,7 +173,7 @@ impl Writer {
                     }
                     Err(e) => {
                         tracing::warn!(target: "portgate::log_store", error = %e, "log store write failed");
-                        self.drop_all(lines.len());
+                        self.drop_all(n);
                     }
                 }
             }

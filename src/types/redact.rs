@@ -23,6 +23,25 @@ const SECRET_FIELDS: &[&str] = &[
     "vertex_service_account_json",
 ];
 
+/// Whether a JSON document may hold a credential-like field: one of the names, quoted, anywhere
+/// in it (one case-insensitive pass). `false` means `redact` would change nothing, so the bytes
+/// can be kept as they are without building the document's tree.
+pub(crate) fn may_hold_secrets(json: &[u8]) -> bool {
+    static QUOTED: once_cell::sync::Lazy<Option<aho_corasick::AhoCorasick>> =
+        once_cell::sync::Lazy::new(|| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(SECRET_FIELDS.iter().map(|f| format!("\"{f}\"")))
+                .ok()
+        });
+    // Escaped quotes or a name written with escapes defeat the scan: such a document takes the
+    // full walk.
+    match &*QUOTED {
+        Some(names) => names.is_match(json) || memchr::memmem::find(json, b"\\u").is_some(),
+        None => true,
+    }
+}
+
 /// Replaces the values of credential-like fields, at any depth, with `[redacted]`.
 pub(crate) fn redact(v: &mut Value) {
     match v {
@@ -66,6 +85,22 @@ pub(crate) fn redact_headers(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_check_finds_every_name_redact_acts_on() {
+        for f in SECRET_FIELDS {
+            let upper = f.to_ascii_uppercase();
+            let doc = format!(
+                r#"{{"messages":[{{"role":"user","content":"hi"}}],"x":{{"{upper}":"v"}}}}"#
+            );
+            assert!(may_hold_secrets(doc.as_bytes()), "{f}");
+        }
+        assert!(!may_hold_secrets(
+            br#"{"model":"m","messages":[{"role":"user","content":"my key is blue"}]}"#
+        ));
+        // A name spelled with escapes is not matched by the scan: the full walk runs.
+        assert!(may_hold_secrets(br#"{"\u0074oken":"v"}"#));
+    }
     use serde_json::json;
 
     #[test]

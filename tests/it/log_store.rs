@@ -145,7 +145,10 @@ async fn the_loop(store: LogStoreSettings, other: Option<LogStoreSettings>, dir:
     );
     let gw = gateway(&mock, &store);
     let trace = |t: &'static str| ("x-portkey-trace-id", t);
-    let s = ask(&gw, &[trace("t-good")], user_chat("m-good", "q-good")).await;
+    // A credential-like field in a body is redacted before it is stored.
+    let mut good = user_chat("m-good", "q-good");
+    good["api_key"] = json!("sk-body-secret");
+    let s = ask(&gw, &[trace("t-good")], good).await;
     assert_eq!(s, 200);
     let mut streamed = user_chat("m-stream", "q-stream");
     streamed["stream"] = json!(true);
@@ -236,6 +239,12 @@ async fn the_loop(store: LogStoreSettings, other: Option<LogStoreSettings>, dir:
 async fn the_loop_on_files() {
     let dir = Scratch::new("files");
     the_loop(file_store(&dir), None, &dir).await;
+    let mut stored = String::new();
+    for f in std::fs::read_dir(dir.0.join("store")).unwrap() {
+        stored.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap());
+    }
+    assert!(stored.contains("q-good") && stored.contains("[redacted]"));
+    assert!(!stored.contains("sk-body-secret"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

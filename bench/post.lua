@@ -10,7 +10,7 @@ wrk.method = "POST"
 wrk.body = '{"messages":[{"role":"user","content":"What happens when you mix red & yellow?"}],"model":"'
   .. model .. '"' .. stream .. '}'
 -- WRK_BODY replaces the chat body (the Responses or Messages API's own request).
-if os.getenv("WRK_BODY") then
+if os.getenv("WRK_BODY") and os.getenv("WRK_BODY") ~= "" then
   wrk.body = os.getenv("WRK_BODY")
 end
 wrk.headers["Content-Type"] = "application/json"

@@ -15,7 +15,11 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
 ACCESS_LOG=${ACCESS_LOG:-off}
-EXTRA_YAML="anthropic: {base_url: http://127.0.0.1:18080/v1}"
+# `groq` on the mock as a trusted custom host: an OpenAI-compatible provider without a
+# Responses API of its own (Responses → chat and back, one translation).
+EXTRA_YAML="anthropic: {base_url: http://127.0.0.1:18080/v1}
+custom_hosts: {trusted: [\"127.0.0.1:18080\"]}"
+groq='{"provider":"groq","custom_host":"http://127.0.0.1:18080/v1","api_key":"sk-bench"}'
 source bench/common.sh
 bench_prepare wrk
 bench_start 1 taskset -c 1
@@ -51,11 +55,14 @@ for p in openai anthropic; do
 done
 curl -sf -X POST "http://$GW/v1/responses" -H "x-portkey-provider: anthropic" \
   -H 'content-type: application/json' -H 'authorization: Bearer sk-bench' -d "$responses_body" >/dev/null
+curl -sf -X POST "http://$GW/v1/responses" -H "x-portkey-config: $groq" \
+  -H 'content-type: application/json' -d "$responses_body" >/dev/null
 curl -sf -X POST "http://$GW/v1/messages" -H "x-portkey-provider: openai" \
   -H 'content-type: application/json' -H 'x-api-key: sk-bench' -d "$messages_body" >/dev/null
 read -r o_rps o_cpu <<<"$(measure openai)"
 read -r a_rps a_cpu <<<"$(measure anthropic)"
 read -r r_rps r_cpu <<<"$(measure anthropic /v1/responses "$responses_body")"
+read -r v_rps v_cpu <<<"$(WRK_CONFIG=$groq measure groq /v1/responses "$responses_body")"
 read -r m_rps m_cpu <<<"$(measure openai /v1/messages "$messages_body")"
 echo "| request | requests/s | CPU µs per request | vs untranslated chat |"
 echo "|---|---:|---:|---:|"
@@ -63,4 +70,5 @@ ratio() { awk -v a="$1" -v o="$o_cpu" 'BEGIN {printf "%.2fx", a / o}'; }
 echo "| chat, openai (untranslated) | $o_rps | $o_cpu | 1.00x |"
 echo "| chat, anthropic (translated) | $a_rps | $a_cpu | $(ratio "$a_cpu") |"
 echo "| Responses API, anthropic (translated) | $r_rps | $r_cpu | $(ratio "$r_cpu") |"
+echo "| Responses API, an OpenAI-compatible provider (translated) | $v_rps | $v_cpu | $(ratio "$v_cpu") |"
 echo "| Messages API, openai (translated) | $m_rps | $m_cpu | $(ratio "$m_cpu") |"

@@ -15,11 +15,12 @@ use std::time::{Duration, SystemTime};
 const PREFIX: &str = "portgate-log-";
 const SUFFIX: &str = ".jsonl";
 
-/// One line of a log file.
+/// One line of a log file; `D` holds a request's JSON documents (text when written, trees when
+/// read, as in [`StoredRequest`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FileLine {
-    Request(Box<StoredRequest>),
+pub enum FileLine<D = serde_json::Value> {
+    Request(Box<StoredRequest<D>>),
     Feedback(FeedbackRow),
     FeedbackUpdate(FeedbackChange),
 }
@@ -170,7 +171,7 @@ mod tests {
     }
 
     fn feedback(i: usize) -> Vec<u8> {
-        let mut line = serde_json::to_vec(&FileLine::Feedback(FeedbackRow {
+        let mut line = serde_json::to_vec(&FileLine::<serde_json::Value>::Feedback(FeedbackRow {
             feedback_id: format!("f{i}"),
             trace_id: "t".into(),
             value: 1,

@@ -57,9 +57,12 @@ pub(crate) enum Entry {
 }
 
 /// A request as stored: the columns a dataset filters on, the whole access-log line, and the
-/// bodies (redacted) when kept.
+/// bodies (redacted) when kept. `D` is how its JSON documents are held: as text when the writer
+/// writes them (`RequestRow`: the line as the proxy wrote it, the bodies as the client sent and
+/// got them unless a credential-like field had to be redacted, so that storing a request never
+/// builds its documents' trees), as trees when an export reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredRequest {
+pub struct StoredRequest<D = Value> {
     pub trace_id: String,
     pub timestamp: String,
     pub route: String,
@@ -71,42 +74,19 @@ pub struct StoredRequest {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
+    /// `x-portkey-metadata` (an object).
+    pub metadata: D,
     /// The error's kind when the request failed, or failed after its answer started (cut).
     pub error: Option<String>,
     /// Whether a guardrail denied the request or its answer.
     pub denied: bool,
-    pub line: Value,
-    pub request: Option<Value>,
-    pub answer: Option<Value>,
+    pub line: D,
+    pub request: Option<D>,
+    pub answer: Option<D>,
 }
 
-/// A request as the writer writes it: the columns, and the JSON documents as text (the line as
-/// the proxy wrote it, the bodies as the client sent and got them unless a credential-like field
-/// had to be redacted), so that storing a request never builds its documents' trees.
-#[derive(Serialize)]
-pub(crate) struct RequestRow {
-    /// The file backend's line kind (see `file::FileLine`).
-    pub kind: &'static str,
-    pub trace_id: String,
-    pub timestamp: String,
-    pub route: String,
-    pub status: u16,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub model_served: Option<String>,
-    pub stream: bool,
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub cost_usd: Option<f64>,
-    pub metadata: Box<RawValue>,
-    pub error: Option<String>,
-    pub denied: bool,
-    pub line: Box<RawValue>,
-    pub request: Option<Box<RawValue>>,
-    pub answer: Option<Box<RawValue>>,
-}
+/// A request as the writer writes it.
+pub(crate) type RequestRow = StoredRequest<Box<RawValue>>;
 
 /// The fields of an access-log line the columns are made of, borrowed from it.
 #[derive(Deserialize)]
@@ -171,7 +151,7 @@ fn stored_json(json: Vec<u8>) -> Option<Box<RawValue>> {
     RawValue::from_string(String::from_utf8(json).ok()?).ok()
 }
 
-impl RequestRow {
+impl StoredRequest<Box<RawValue>> {
     /// Decodes a handed-over request; `None` when its line is not JSON (never the case for
     /// lines the proxy wrote).
     pub(crate) fn from_record(record: RequestRecord) -> Option<RequestRow> {
@@ -207,8 +187,7 @@ impl RequestRow {
         // The line as the proxy wrote it (the access log's own copies of the bodies, when it
         // keeps them, stay in it).
         let line = RawValue::from_string(String::from_utf8(record.line).ok()?).ok()?;
-        Some(RequestRow {
-            kind: "request",
+        Some(StoredRequest {
             trace_id,
             timestamp,
             route,
@@ -230,7 +209,7 @@ impl RequestRow {
     }
 }
 
-impl StoredRequest {
+impl<D> StoredRequest<D> {
     /// Whether the client got a whole, successful answer: a 2xx, not cut short, not denied.
     pub fn succeeded(&self) -> bool {
         (200..300).contains(&self.status) && self.error.is_none() && !self.denied

@@ -13,6 +13,7 @@ use super::postgres as pg;
 use super::record::{Entry, FeedbackChange, FeedbackRow, RequestRow};
 use crate::store::postgres::Database;
 use prometheus::IntCounterVec;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
@@ -151,17 +152,17 @@ impl Writer {
                     };
                 for r in batch.requests.drain(..) {
                     let start = out.len();
-                    let w = serde_json::to_writer(&mut out, &r);
+                    let w = serde_json::to_writer(&mut out, &FileLine::Request(Box::new(r)));
                     line(&mut out, start, 0, w);
                 }
                 for f in batch.feedback.drain(..) {
                     let start = out.len();
-                    let w = serde_json::to_writer(&mut out, &FileLine::Feedback(f));
+                    let w = serde_json::to_writer(&mut out, &FileLine::<Value>::Feedback(f));
                     line(&mut out, start, 1, w);
                 }
                 for c in batch.changes.drain(..) {
                     let start = out.len();
-                    let w = serde_json::to_writer(&mut out, &FileLine::FeedbackUpdate(c));
+                    let w = serde_json::to_writer(&mut out, &FileLine::<Value>::FeedbackUpdate(c));
                     line(&mut out, start, 2, w);
                 }
                 let n = kinds.iter().sum();

@@ -98,10 +98,7 @@ pub(super) fn run(
                 input_tokens: col::<Option<i64>>(&row, 8)?.map(|n| n.max(0) as u64),
                 output_tokens: col::<Option<i64>>(&row, 9)?.map(|n| n.max(0) as u64),
                 cost_usd: col(&row, 10)?,
-                metadata: match metadata {
-                    Some(Value::Object(m)) => m,
-                    _ => Map::new(),
-                },
+                metadata: metadata.unwrap_or_else(|| Value::Object(Map::new())),
                 error: col(&row, 12)?,
                 denied: col(&row, 13)?,
                 line: col(&row, 14)?,

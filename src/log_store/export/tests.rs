@@ -39,7 +39,7 @@ fn request(trace: &str, user: &str, answer: &str) -> StoredRequest {
         input_tokens: Some(5),
         output_tokens: Some(2),
         cost_usd: None,
-        metadata: json!({"team": "a"}).as_object().unwrap().clone(),
+        metadata: json!({"team": "a"}),
         error: None,
         denied: false,
         line: json!({}),
@@ -205,7 +205,7 @@ fn filters_limit_and_a_stable_split() {
             r.model_served = None;
         }
         if i % 4 == 0 {
-            r.metadata = json!({"team": "b"}).as_object().unwrap().clone();
+            r.metadata = json!({"team": "b"});
         }
         if i >= 100 {
             r.timestamp = "2026-12-06T10:00:00.000Z".into();

@@ -1,6 +1,7 @@
-//! The answer as the client got it, kept for the log store: the chunks themselves
-//! (reference-counted, not copied) while the request runs, and the answer made of them on the
-//! store's own thread. A stream is reassembled from its events into the one chat completion it
+//! The answer as the client got it, kept for the log store: its bytes copied while the request
+//! runs, and the answer made of them on the store's own thread. Copied, not kept by reference:
+//! a chunk is often a slice of a larger read buffer, and holding it until the writer's next
+//! turn would keep the whole buffer from being reused. A stream is reassembled from its events into the one chat completion it
 //! amounts to: the text, the tool calls with their arguments joined, the finish reason and the
 //! usage.
 
@@ -12,63 +13,48 @@ use serde_json::{json, Map, Value};
 /// Largest answer kept; a larger one is stored without its body.
 pub(crate) const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
-/// The chunks sent to the client.
+/// The bytes sent to the client.
 #[derive(Default)]
 pub struct Transcript {
-    chunks: Vec<Bytes>,
-    size: usize,
+    bytes: Vec<u8>,
     overflow: bool,
 }
 
 impl Transcript {
-    pub(crate) fn push(&mut self, chunk: &Bytes) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         if self.overflow || chunk.is_empty() {
             return;
         }
-        if self.size + chunk.len() > MAX_ANSWER {
+        if self.bytes.len() + chunk.len() > MAX_ANSWER {
             self.overflow = true;
-            self.chunks = Vec::new();
+            self.bytes = Vec::new();
             return;
         }
-        self.size += chunk.len();
-        self.chunks.push(chunk.clone());
+        self.bytes.extend_from_slice(chunk);
     }
 
-    /// The answer's bytes joined, for a JSON answer kept as it is; `None` for an answer too large
-    /// or empty.
+    /// The answer's bytes, for a JSON answer kept as it is; `None` for an answer too large or
+    /// empty.
     pub(crate) fn into_bytes(self) -> Option<Vec<u8>> {
-        if self.overflow || self.chunks.is_empty() {
-            return None;
-        }
-        let mut whole = Vec::with_capacity(self.size);
-        for c in &self.chunks {
-            whole.extend_from_slice(c);
-        }
-        Some(whole)
+        (!self.overflow && !self.bytes.is_empty()).then_some(self.bytes)
     }
 
     /// The answer: the JSON body as it is, or a stream's events made into a chat completion.
     /// `None` for an answer too large, empty, or neither JSON nor an OpenAI-format stream.
     pub(crate) fn answer(&self, sse: bool) -> Option<Value> {
-        if self.overflow || self.chunks.is_empty() {
+        if self.overflow || self.bytes.is_empty() {
             return None;
         }
         if sse {
             let mut stream = Reassembly::default();
             let mut splitter = SseSplitter::default();
-            for c in &self.chunks {
-                splitter.each(c, |event| stream.event(event));
-            }
+            splitter.each(&self.bytes, |event| stream.event(event));
             if let Some(rest) = splitter.finish() {
                 stream.event(&rest);
             }
             return stream.into_answer();
         }
-        let mut whole = Vec::with_capacity(self.size);
-        for c in &self.chunks {
-            whole.extend_from_slice(c);
-        }
-        serde_json::from_slice(&whole).ok()
+        serde_json::from_slice(&self.bytes).ok()
     }
 }
 
@@ -331,7 +317,7 @@ mod tests {
             big.push(&chunk);
         }
         assert_eq!(big.answer(false), None);
-        assert!(big.chunks.is_empty(), "nothing is held past the limit");
+        assert!(big.bytes.capacity() == 0, "nothing is held past the limit");
         // Not a chat stream (an error event only): no answer.
         assert_eq!(
             transcript(&["event: x\ndata: [DONE]\n\n"]).answer(true),

@@ -11,6 +11,7 @@ use crate::types::json::Object;
 use crate::types::money::Picos;
 use crate::types::redact::redact;
 use crate::types::usage::Usage;
+use bytes::Bytes;
 use pingora::protocols::l4::socket::SocketAddr as ClientAddr;
 #[cfg(test)]
 use serde::{Serialize, Serializer};
@@ -256,7 +257,9 @@ pub(crate) fn record(
     });
     store.record(crate::log_store::RequestRecord {
         line: written,
-        request: ctx.request_body.take(),
+        // Copied: the body may be a slice of a larger read buffer, which the record would
+        // otherwise keep from being reused until the writer's next turn.
+        request: ctx.request_body.take().map(|b| Bytes::copy_from_slice(&b)),
         answer: ctx.transcript.take(),
         sse: ctx.stream,
     });

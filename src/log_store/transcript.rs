@@ -6,7 +6,6 @@
 //! usage.
 
 use crate::stream::sse::{payload, SseSplitter};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -269,6 +268,7 @@ impl Reassembly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn transcript(parts: &[&str]) -> Transcript {
         let mut t = Transcript::default();

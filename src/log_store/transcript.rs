@@ -5,9 +5,10 @@
 //! amounts to: the text, the tool calls with their arguments joined, the finish reason and the
 //! usage.
 
+use crate::stream::chunk::ChatChunk;
 use crate::stream::sse::{payload, SseSplitter};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// Largest answer kept; a larger one is stored without its body.
 pub(crate) const MAX_ANSWER: usize = 4 * 1024 * 1024;
@@ -55,63 +56,6 @@ impl Transcript {
         }
         serde_json::from_slice(&self.bytes).ok()
     }
-}
-
-/// One `chat.completion.chunk`, the fields reassembly reads.
-#[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    created: Option<u64>,
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
-    #[serde(default)]
-    usage: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice {
-    #[serde(default)]
-    index: usize,
-    #[serde(default)]
-    delta: Option<Delta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    refusal: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<ToolDelta>,
-}
-
-#[derive(Deserialize)]
-struct ToolDelta {
-    #[serde(default)]
-    index: usize,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    function: Option<FunctionDelta>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
 }
 
 #[derive(Default)]
@@ -165,12 +109,16 @@ impl Reassembly {
         if data.as_ref() == b"[DONE]" {
             return;
         }
-        let Ok(chunk) = serde_json::from_slice::<Chunk>(&data) else {
+        let Some(chunk) = ChatChunk::parse(&data) else {
             return;
         };
         self.seen = true;
-        self.id = self.id.take().or(chunk.id);
-        self.model = self.model.take().or(chunk.model.filter(|m| !m.is_empty()));
+        if self.id.is_none() {
+            self.id = chunk.id.map(Cow::into_owned);
+        }
+        if self.model.is_none() {
+            self.model = chunk.model.filter(|m| !m.is_empty()).map(Cow::into_owned);
+        }
         self.created = self.created.or(chunk.created);
         if let Some(u) = chunk.usage.filter(Value::is_object) {
             self.usage = Some(u);
@@ -178,11 +126,11 @@ impl Reassembly {
         for c in chunk.choices {
             let choice = slot(&mut self.choices, c.index);
             if let Some(r) = c.finish_reason {
-                choice.finish_reason = Some(r);
+                choice.finish_reason = Some(r.into_owned());
             }
             let Some(d) = c.delta else { continue };
-            if d.role.is_some() {
-                choice.role = d.role;
+            if let Some(role) = d.role {
+                choice.role = Some(role.into_owned());
             }
             if let Some(text) = d.content {
                 choice
@@ -199,10 +147,10 @@ impl Reassembly {
             for t in d.tool_calls {
                 let call = slot(&mut choice.tool_calls, t.index);
                 if let Some(id) = t.id {
-                    call.id = id;
+                    call.id = id.into_owned();
                 }
                 if let Some(k) = t.kind {
-                    call.kind = k;
+                    call.kind = k.into_owned();
                 }
                 if let Some(f) = t.function {
                     if let Some(n) = f.name {

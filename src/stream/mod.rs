@@ -3,6 +3,7 @@
 //! that reads usage from a response as it is relayed (and hides the usage chunk the gateway
 //! asked for itself).
 
+pub(crate) mod chunk;
 pub(crate) mod holder;
 pub mod meter;
 pub mod sse;

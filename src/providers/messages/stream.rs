@@ -7,6 +7,7 @@
 //! `message_delta` is written at `[DONE]` or at the end of the stream, whichever is first.
 
 use super::response::{message_id, stop_reason, usage_json};
+use crate::stream::chunk::{ChatChunk, ToolCallDelta};
 use crate::stream::sse::{self, SseSplitter};
 use crate::stream::Translator;
 use crate::types::usage::Usage;
@@ -24,7 +25,7 @@ pub(crate) struct MessageStream {
     /// The open text block, if any.
     text_block: Option<usize>,
     /// OpenAI tool-call index → open content block.
-    tools: Vec<(u64, usize)>,
+    tools: Vec<(usize, usize)>,
     stop_reason: Option<&'static str>,
     events: u32,
     /// `message_stop` was written.
@@ -51,25 +52,25 @@ impl MessageStream {
         sse::write_event(out, Some(name), v.to_string().as_bytes());
     }
 
-    fn start(&mut self, chunk: &Value, out: &mut BytesMut) {
+    fn start(&mut self, chunk: &ChatChunk<'_>, out: &mut BytesMut) {
         if self.started {
             return;
         }
         self.started = true;
         let model = chunk
-            .get("model")
-            .and_then(Value::as_str)
+            .model
+            .as_deref()
             .or(self.asked_model.as_deref())
             .unwrap_or("");
         // The input count when the provider gives it this early; the final usage goes in
         // `message_delta` either way.
-        let usage = match chunk.get("usage").filter(|u| u.is_object()) {
+        let usage = match chunk.usage.as_ref().filter(|u| u.is_object()) {
             Some(_) => self.inner.usage().map(|u| usage_json(&u)),
             None => None,
         }
         .unwrap_or_else(|| json!({"input_tokens": 0, "output_tokens": 0}));
         let message = json!({
-            "id": message_id(chunk.get("id").and_then(Value::as_str)),
+            "id": message_id(chunk.id.as_deref()),
             "type": "message",
             "role": "assistant",
             "model": model,
@@ -131,9 +132,11 @@ impl MessageStream {
         );
     }
 
-    fn tool_call(&mut self, call: &Value, out: &mut BytesMut) {
-        let at = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let f = call.get("function").unwrap_or(&Value::Null);
+    fn tool_call(&mut self, call: &ToolCallDelta<'_>, out: &mut BytesMut) {
+        let at = call.index;
+        let (name, args) = call.function.as_ref().map_or((None, None), |f| {
+            (f.name.as_deref(), f.arguments.as_deref())
+        });
         let index = match self.tools.iter().find(|(t, _)| *t == at) {
             Some((_, block)) => *block,
             None => {
@@ -147,14 +150,14 @@ impl MessageStream {
                     "content_block_start",
                     &json!({"type": "content_block_start", "index": block,
                             "content_block": {"type": "tool_use",
-                                "id": call.get("id").cloned().unwrap_or(Value::Null),
-                                "name": f.get("name").cloned().unwrap_or(Value::Null),
+                                "id": call.id.as_deref(),
+                                "name": name,
                                 "input": {}}}),
                 );
                 block
             }
         };
-        let args = f.get("arguments").and_then(Value::as_str).unwrap_or("");
+        let args = args.unwrap_or("");
         if !args.is_empty() {
             self.events += 1;
             Self::event(
@@ -167,8 +170,8 @@ impl MessageStream {
     }
 
     /// One OpenAI chunk.
-    fn chunk(&mut self, v: &Value, out: &mut BytesMut) {
-        if let Some(error) = v.get("error").filter(|e| e.is_object()) {
+    fn chunk(&mut self, v: &ChatChunk<'_>, out: &mut BytesMut) {
+        if let Some(error) = v.error.as_ref().filter(|e| e.is_object()) {
             // A failure the target's translator reported in the stream.
             let message = error.get("message").and_then(Value::as_str).unwrap_or("");
             Self::event(
@@ -180,25 +183,18 @@ impl MessageStream {
             return;
         }
         self.start(v, out);
-        let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
+        let Some(choice) = v.choices.first() else {
             return;
         };
-        if let Some(delta) = choice.get("delta") {
-            if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                if !text.is_empty() {
-                    self.text(text, out);
-                }
+        if let Some(delta) = &choice.delta {
+            if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
+                self.text(text, out);
             }
-            for call in delta
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for call in &delta.tool_calls {
                 self.tool_call(call, out);
             }
         }
-        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(finish) = choice.finish_reason.as_deref() {
             self.stop_reason = Some(stop_reason(finish));
             self.close_all(out);
         }
@@ -232,7 +228,7 @@ impl MessageStream {
             };
             if payload.as_ref() == b"[DONE]" {
                 self.end(out);
-            } else if let Ok(v) = serde_json::from_slice::<Value>(&payload) {
+            } else if let Some(v) = ChatChunk::parse(&payload) {
                 self.chunk(&v, out);
             }
         });

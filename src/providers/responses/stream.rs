@@ -3,62 +3,12 @@
 //! and arguments the closing events and `response.completed` must repeat.
 
 use super::answer::{output_text, response_json, status, usage_json, Item, Parts};
+use crate::stream::chunk::{ChatChunk, ToolCallDelta};
 use crate::stream::sse::{self, SseSplitter};
 use crate::stream::Translator;
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 use serde_json::{json, Value};
-use std::borrow::Cow;
-
-/// The members of a chat chunk the translation reads, borrowed where the text has no escapes.
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Vec<Choice<'a>>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<Delta<'a>>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Vec<ToolDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolDelta<'a> {
-    #[serde(default)]
-    index: u64,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
 
 /// The Responses event stream of a chat stream. Output items get their `output_index` in the
 /// order they start; tool calls are found by their chat index, so argument deltas of several
@@ -76,7 +26,7 @@ pub(super) struct ResponsesStream {
     /// The output index of the message item being written, if one is open.
     message: Option<usize>,
     /// Chat tool-call index → output index, for the calls still open.
-    calls: Vec<(u64, usize)>,
+    calls: Vec<(usize, usize)>,
     finish: Option<String>,
 }
 
@@ -129,7 +79,7 @@ impl ResponsesStream {
             self.complete(out);
             return;
         }
-        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
+        let Some(chunk) = ChatChunk::parse(data) else {
             return;
         };
         if !self.started {
@@ -219,7 +169,7 @@ impl ResponsesStream {
         );
     }
 
-    fn tool_delta(&mut self, out: &mut BytesMut, call: ToolDelta<'_>) {
+    fn tool_delta(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
         let (name, arguments) = match call.function {
             Some(f) => (f.name, f.arguments),
             None => (None, None),

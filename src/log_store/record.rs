@@ -208,10 +208,3 @@ impl StoredRequest<Box<RawValue>> {
         })
     }
 }
-
-impl<D> StoredRequest<D> {
-    /// Whether the client got a whole, successful answer: a 2xx, not cut short, not denied.
-    pub fn succeeded(&self) -> bool {
-        (200..300).contains(&self.status) && self.error.is_none() && !self.denied
-    }
-}

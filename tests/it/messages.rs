@@ -102,13 +102,7 @@ async fn messages_with_tools_on_an_openai_target_and_tokens_metered() {
     assert_eq!(sent["max_tokens"], 256);
     // Metered as on the chat route.
     let m = scrape(&gw).await;
-    let t = |ty| {
-        sample(
-            &m,
-            "portgate_tokens_total",
-            &[("provider", "openai"), ("model", "gpt-4o"), ("type", ty)],
-        )
-    };
+    let t = |ty| tokens(&m, "openai", "gpt-4o", ty);
     assert_eq!(t("input"), Some(40.0));
     assert_eq!(t("output"), Some(7.0));
 }

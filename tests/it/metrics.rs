@@ -78,13 +78,7 @@ async fn tokens_and_cost_for_a_priced_model() {
         assert_eq!(status, 200);
     }
     let m = scrape(&gw).await;
-    let t = |ty| {
-        sample(
-            &m,
-            "portgate_tokens_total",
-            &[("provider", "openai"), ("model", "gpt-4o"), ("type", ty)],
-        )
-    };
+    let t = |ty| tokens(&m, "openai", "gpt-4o", ty);
     assert_eq!(t("input"), Some(2000.0));
     assert_eq!(t("output"), Some(1000.0));
     assert_eq!(t("cached_input"), Some(400.0));

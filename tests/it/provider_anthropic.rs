@@ -19,15 +19,6 @@ fn stream_events() -> Vec<String> {
         .collect()
 }
 
-/// Headers naming anthropic, with the mock as its host (loopback is trusted in tests).
-fn to_mock(mock: &MockProvider) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-portkey-provider", "anthropic".into()),
-        ("x-portkey-custom-host", mock.base_url()),
-        ("authorization", "Bearer sk-ant-test".into()),
-    ]
-}
-
 async fn send(
     gw: &TestGateway,
     path: &str,
@@ -59,7 +50,7 @@ async fn an_openai_request_is_served_by_anthropic() {
     let resp = send(
         &gw,
         "/v1/chat/completions",
-        &to_mock(&mock),
+        &anthropic_on(&mock),
         chat_body(false),
     )
     .await;
@@ -101,7 +92,7 @@ async fn stream_through(reply: Reply) -> (TestGateway, MockProvider, reqwest::Re
     let resp = send(
         &gw,
         "/v1/chat/completions",
-        &to_mock(&mock),
+        &anthropic_on(&mock),
         chat_body(true),
     )
     .await;
@@ -197,7 +188,7 @@ async fn the_native_messages_route() {
     let native = json!({"model": "claude-3-5-sonnet-20241022", "max_tokens": 10,
         "system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": "hi"}]});
-    let mut headers = to_mock(&mock);
+    let mut headers = anthropic_on(&mock);
     headers.push(("anthropic-beta", "prompt-caching-2024-07-31".into()));
     let resp = send(&gw, "/v1/messages", &headers, native.clone()).await;
     assert_eq!(resp.status(), 200);
@@ -275,7 +266,7 @@ async fn fallbacks_cross_providers_both_ways() {
     let resp = send(
         &gw,
         "/v1/chat/completions",
-        &to_mock(&anthropic),
+        &anthropic_on(&anthropic),
         chat_body(false),
     )
     .await;
@@ -287,7 +278,7 @@ async fn fallbacks_cross_providers_both_ways() {
     let resp = send(
         &gw,
         "/v1/chat/completions",
-        &to_mock(&anthropic),
+        &anthropic_on(&anthropic),
         chat_body(false),
     )
     .await;

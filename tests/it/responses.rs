@@ -9,14 +9,6 @@ use std::time::Duration;
 const STREAM: &str = include_str!("../fixtures/anthropic/stream_tools.sse");
 const MESSAGE: &str = include_str!("../fixtures/anthropic/message_tools.json");
 
-fn anthropic(mock: &MockProvider) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-portkey-provider", "anthropic".into()),
-        ("x-portkey-custom-host", mock.base_url()),
-        ("authorization", "Bearer sk-ant-test".into()),
-    ]
-}
-
 async fn create(
     gw: &TestGateway,
     headers: &[(&'static str, String)],
@@ -68,7 +60,7 @@ async fn anthropic_serves_a_responses_request_with_tools() {
         headers: vec![],
     });
     let gw = TestGateway::start(test_settings());
-    let resp = create(&gw, &anthropic(&mock), sdk_body(false)).await;
+    let resp = create(&gw, &anthropic_on(&mock), sdk_body(false)).await;
     assert_eq!(resp.status(), 200);
     assert!(header(resp.headers(), "content-type").starts_with("application/json"));
     let v: Value = resp.json().await.unwrap();
@@ -105,7 +97,7 @@ async fn anthropic_serves_a_responses_request_with_tools() {
         {"type": "function_call", "call_id": "toolu_01A", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
         {"type": "function_call_output", "call_id": "toolu_01A", "output": "sunny"},
     ]);
-    let resp = create(&gw, &anthropic(&mock), next).await;
+    let resp = create(&gw, &anthropic_on(&mock), next).await;
     assert_eq!(resp.status(), 200);
     let sent = mock.requests()[1].json();
     assert_eq!(sent["messages"][1]["content"][0]["type"], "tool_use");
@@ -148,7 +140,7 @@ async fn an_anthropic_stream_becomes_responses_events() {
         delay: Duration::from_millis(5),
     });
     let gw = TestGateway::start(test_settings());
-    let resp = create(&gw, &anthropic(&mock), sdk_body(true)).await;
+    let resp = create(&gw, &anthropic_on(&mock), sdk_body(true)).await;
     assert_eq!(resp.status(), 200);
     assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
     let text = resp.text().await.unwrap();
@@ -221,13 +213,7 @@ async fn openai_gets_the_request_unchanged_and_is_metered() {
     assert_eq!(r.path, "/v1/responses");
     assert_eq!(r.json(), body, "sent as it came, state fields included");
     let m = scrape(&gw).await;
-    let t = |ty| {
-        sample(
-            &m,
-            "portgate_tokens_total",
-            &[("provider", "openai"), ("model", "gpt-4o"), ("type", ty)],
-        )
-    };
+    let t = |ty| tokens(&m, "openai", "gpt-4o", ty);
     assert_eq!(t("input"), Some(1000.0));
     assert_eq!(t("output"), Some(500.0));
     assert_eq!(t("cached_input"), Some(200.0));
@@ -241,7 +227,7 @@ async fn errors_come_in_openais_envelope() {
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}),
     ));
     let gw = TestGateway::start(test_settings());
-    let resp = create(&gw, &anthropic(&mock), sdk_body(false)).await;
+    let resp = create(&gw, &anthropic_on(&mock), sdk_body(false)).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["message"], "anthropic error: bad");
@@ -251,7 +237,7 @@ async fn errors_come_in_openais_envelope() {
     let sent = mock.request_count();
     let mut body = sdk_body(false);
     body["previous_response_id"] = json!("resp_1");
-    let resp = create(&gw, &anthropic(&mock), body).await;
+    let resp = create(&gw, &anthropic_on(&mock), body).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     // The gateway's own validation error, shaped as every other one it gives.

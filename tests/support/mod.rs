@@ -146,6 +146,24 @@ pub async fn scrape(gw: &TestGateway) -> String {
     }
 }
 
+/// Headers naming `anthropic` with the mock as its host (loopback is trusted in tests).
+pub fn anthropic_on(mock: &MockProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-portkey-provider", "anthropic".into()),
+        ("x-portkey-custom-host", mock.base_url()),
+        ("authorization", "Bearer sk-ant-test".into()),
+    ]
+}
+
+/// `portgate_tokens_total` of one provider, model and token type (`input`, `output`, ...).
+pub fn tokens(text: &str, provider: &str, model: &str, kind: &str) -> Option<f64> {
+    sample(
+        text,
+        "portgate_tokens_total",
+        &[("provider", provider), ("model", model), ("type", kind)],
+    )
+}
+
 /// The value of one sample: `name{labels}` with labels in any order, given as `k="v"` pairs
 /// that must all be present. `None` when no sample matches.
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -221,7 +221,7 @@ impl LeafGuard {
             model: req.view.model.as_deref(),
         };
         let mut translator =
-            crate::providers::responses::response(&**adapter, req.op, 200, &content_type, &opts);
+            crate::providers::response(&**adapter, req.op, 200, &content_type, &opts);
         let translated = crate::stream::translate_whole(translator.as_mut(), raw);
         let (usage, model) = (translator.usage(), translator.model().map(str::to_string));
         let answer = HeldAnswer {

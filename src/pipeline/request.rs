@@ -38,7 +38,7 @@ pub(crate) fn provider_request(
     body: Bytes,
     c: &Carried<'_>,
 ) -> Result<Built, GatewayError> {
-    let prepared = crate::providers::responses::prepare(
+    let prepared = crate::providers::prepare(
         &*target.provider,
         Prepare {
             op: c.op,

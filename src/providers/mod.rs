@@ -241,7 +241,6 @@ impl Providers {
                     .reranks(Some(openai_compat::rerank_of(slug)));
             by_slug.insert(slug.clone(), Arc::new(adapter));
         }
-        messages::wrap_all(&mut by_slug);
         Ok(Providers { by_slug })
     }
 
@@ -255,5 +254,38 @@ impl Providers {
         let mut v: Vec<&str> = self.by_slug.keys().map(String::as_str).collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// Builds the upstream request of any operation: the Responses and Messages APIs through their
+/// layers over the chat path where the provider does not serve them itself, every other
+/// operation by the provider alone. The one place a layer is chosen (with [`response`]).
+pub(crate) fn prepare(
+    provider: &dyn Provider,
+    req: Prepare<'_>,
+) -> Result<ProviderRequest, GatewayError> {
+    match req.op {
+        Operation::Responses => responses::prepare(provider, req),
+        Operation::Messages if messages::through_chat(provider.slug()) => {
+            messages::prepare(provider, req)
+        }
+        _ => provider.prepare(req),
+    }
+}
+
+/// The translator of an answer to any operation, through the same layers as [`prepare`].
+pub(crate) fn response(
+    provider: &dyn Provider,
+    op: Operation,
+    status: u16,
+    content_type: &str,
+    opts: &ResponseOptions<'_>,
+) -> Box<dyn Translator> {
+    match op {
+        Operation::Responses => responses::response(provider, status, content_type, opts),
+        Operation::Messages if messages::through_chat(provider.slug()) => {
+            messages::response(provider, status, content_type, opts)
+        }
+        _ => provider.response(op, status, content_type, opts),
     }
 }

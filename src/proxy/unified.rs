@@ -157,7 +157,7 @@ pub(crate) async fn handle(
                     model: ctx.model.as_deref(),
                 };
                 let translator = match &adapter {
-                    Some(adapter) => crate::providers::responses::response(
+                    Some(adapter) => crate::providers::response(
                         &**adapter,
                         op,
                         status,

@@ -98,7 +98,7 @@ impl Provider for Cohere {
         };
         let (path, out) = match req.op {
             Operation::ChatCompletions => ("/v2/chat", chat_request(&body, req.stream)?),
-            // Made a chat request by its layer before it gets here (`responses::prepare`).
+            // Made a chat request by its layer before it gets here (`providers::prepare`).
             Operation::Responses => {
                 return Err(GatewayError::Unsupported(req.op.fn_name(), "cohere".into()))
             }

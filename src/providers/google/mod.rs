@@ -107,7 +107,7 @@ impl Provider for Google {
                 };
                 (path, chat_request(&body)?)
             }
-            // Made a chat request by its layer before it gets here (`responses::prepare`).
+            // Made a chat request by its layer before it gets here (`providers::prepare`).
             Operation::Responses => {
                 return Err(GatewayError::Unsupported(req.op.fn_name(), SLUG.into()))
             }

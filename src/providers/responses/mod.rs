@@ -35,15 +35,12 @@ pub(crate) fn is_native(slug: &str) -> bool {
     matches!(slug, "openai" | "azure-openai")
 }
 
-/// Builds the upstream request of any operation: the Responses API through its layer, every
-/// other operation by the provider itself.
+/// The upstream request of a Responses body: the body itself where the provider serves the
+/// API, else the chat request it amounts to (chosen in `providers::prepare`).
 pub(crate) fn prepare(
     provider: &dyn Provider,
     req: Prepare<'_>,
 ) -> Result<ProviderRequest, GatewayError> {
-    if req.op != Operation::Responses {
-        return provider.prepare(req);
-    }
     match provider.slug() {
         "openai" => provider.prepare(req),
         "azure-openai" => azure(provider, req),
@@ -84,18 +81,14 @@ fn azure(provider: &dyn Provider, req: Prepare<'_>) -> Result<ProviderRequest, G
     Ok(ProviderRequest { path, ..chat })
 }
 
-/// The translator of an answer to any operation: a Responses answer is relayed and metered
-/// (native) or made from the provider's chat answer; other operations are the provider's own.
+/// The translator of a Responses answer: relayed and metered (native), or made from the
+/// provider's chat answer.
 pub(crate) fn response(
     provider: &dyn Provider,
-    op: Operation,
     status: u16,
     content_type: &str,
     opts: &ResponseOptions<'_>,
 ) -> Box<dyn Translator> {
-    if op != Operation::Responses {
-        return provider.response(op, status, content_type, opts);
-    }
     if is_native(provider.slug()) {
         return Box::new(NativeMeter::for_response(status, content_type));
     }

@@ -106,7 +106,7 @@ pub(crate) fn request(body: &[u8], dialect: Dialect) -> Result<Bytes, GatewayErr
             out
         }
     };
-    Ok(Bytes::from(Value::Object(out).to_string()))
+    Ok(crate::types::json::to_bytes(&Value::Object(out)))
 }
 
 /// The common answer, in Portkey's field order.

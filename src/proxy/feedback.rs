@@ -10,7 +10,6 @@ use crate::feedback::{parse_create, parse_update};
 use crate::log_store::record::{FeedbackChange, FeedbackRow};
 use crate::log_store::UpdateError;
 use crate::telemetry::access_log::now_rfc3339;
-use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::json;
 
@@ -29,7 +28,7 @@ async fn respond(
         ctx,
         200,
         "application/json",
-        Bytes::from(body.to_string()),
+        crate::types::json::to_bytes(&body),
     )
     .await
     .map_err(|e| GatewayError::ClientClosed(e.to_string()))

@@ -157,7 +157,7 @@ pub(crate) fn write_event(out: &mut BytesMut, name: Option<&str>, payload: &[u8]
 /// One unnamed event carrying a JSON value (an OpenAI chunk).
 pub(crate) fn json_event(v: &serde_json::Value) -> Bytes {
     let mut out = BytesMut::new();
-    write_event(&mut out, None, v.to_string().as_bytes());
+    write_event(&mut out, None, &crate::types::json::to_bytes(v));
     out.freeze()
 }
 

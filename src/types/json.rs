@@ -210,6 +210,13 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// A JSON value's text as `Bytes`, written straight into a buffer: `Value::to_string` goes
+/// through `fmt::Display`, one formatter call per token, which cost a translated request
+/// several times this. Serialising a `Value` cannot fail (its keys are strings).
+pub(crate) fn to_bytes(v: &serde_json::Value) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

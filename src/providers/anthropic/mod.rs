@@ -75,7 +75,7 @@ impl Provider for Anthropic {
                 let openai: Value = serde_json::from_slice(&req.body)
                     .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
                 let translated = to_messages(&openai, self.default_max_tokens)?;
-                Bytes::from(translated.to_string())
+                crate::types::json::to_bytes(&translated)
             }
             other => return Err(GatewayError::Unsupported(other.fn_name(), SLUG.into())),
         };

@@ -27,7 +27,6 @@ use super::{Operation, Prepare, Provider, ProviderOptions, ProviderRequest, Resp
 use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::stream::{Meter, Translator};
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
@@ -180,7 +179,7 @@ impl Provider for Bedrock {
         Ok(ProviderRequest {
             path: format!("/model/{}/{action}", encode_model(&model)),
             headers,
-            body: Bytes::from(out.to_string()),
+            body: crate::types::json::to_bytes(&out),
         })
     }
 

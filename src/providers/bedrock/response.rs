@@ -6,7 +6,6 @@
 use crate::providers::ResponseOptions;
 use crate::stream::{Convert, Converted, WholeJson};
 use crate::types::usage::Usage;
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 /// Largest whole answer kept for translation; a larger one is relayed as Bedrock sent it.
@@ -132,7 +131,7 @@ impl Convert for ConverseAnswer {
             model: self.model.as_deref(),
         };
         Some(Converted {
-            body: Bytes::from(chat_completion(&v, &opts).to_string()),
+            body: crate::types::json::to_bytes(&chat_completion(&v, &opts)),
             usage: usage(v.get("usage")),
             model: self.model.clone(),
         })

@@ -1,5 +1,6 @@
 use super::*;
 use crate::providers::{Prepare, Signing};
+use bytes::Bytes;
 use proptest::prelude::*;
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -17,7 +17,6 @@ use crate::dispatch::Upstream;
 use crate::error::GatewayError;
 use crate::stream::{Convert, Converted, Meter, Translator, WholeJson};
 use crate::types::usage::Usage;
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
@@ -117,7 +116,7 @@ impl Provider for Cohere {
         Ok(ProviderRequest {
             path: path.into(),
             headers,
-            body: Bytes::from(out.to_string()),
+            body: crate::types::json::to_bytes(&out),
         })
     }
 

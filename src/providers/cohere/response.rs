@@ -185,7 +185,7 @@ impl Convert for CohereAnswer {
             _ => usage(v.get("usage")),
         };
         Some(Converted {
-            body: Bytes::from(out.to_string()),
+            body: crate::types::json::to_bytes(&out),
             usage,
             model: self.model.clone(),
         })

@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 use proptest::prelude::*;
 
 const CREATED: u64 = 1_732_000_000;

@@ -59,7 +59,7 @@ impl Convert for GeminiAnswer {
             .filter(|m| !m.is_empty())
             .map(str::to_string);
         Some(Converted {
-            body: Bytes::from(out.to_string()),
+            body: crate::types::json::to_bytes(&out),
             usage,
             model,
         })

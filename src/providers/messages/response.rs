@@ -146,7 +146,7 @@ impl Translator for WholeMessage {
         let model = self.inner.model().or(self.model.as_deref());
         match to_message(&whole, usage, model) {
             Some(message) => {
-                let body = Bytes::from(message.to_string());
+                let body = crate::types::json::to_bytes(&message);
                 self.out = Some(message);
                 Some(body)
             }

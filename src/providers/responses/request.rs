@@ -2,119 +2,238 @@
 //! provider's chat adapter then makes its own request of it.
 
 use crate::error::GatewayError;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 fn invalid(why: impl Into<String>) -> GatewayError {
     GatewayError::InvalidBody(why.into())
 }
 
-/// Members that need state kept between requests: the gateway keeps none, so a translated
-/// provider cannot honour them and says so rather than answer without the context.
-const STATEFUL: &[(&str, &str)] = &[
-    (
-        "previous_response_id",
-        "previous_response_id is not supported on this provider: the gateway keeps no \
-         conversation state; send the whole conversation in input",
-    ),
-    (
-        "conversation",
-        "conversation is not supported on this provider: the gateway keeps no conversation \
-         state; send the whole conversation in input",
-    ),
-    (
-        "prompt",
-        "prompt (a stored prompt template) is not supported on this provider",
-    ),
-];
+/// The members of a Responses request the translation reads. Members passed on unchanged are
+/// kept as their raw text (no tree is built of them); `null` reads as absent.
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object")]
+struct ResponsesRequest<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_p: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parallel_tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    service_tier: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_logprobs: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    text: Option<Value>,
+    #[serde(default)]
+    reasoning: Option<Value>,
+    #[serde(borrow, default)]
+    store: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    background: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    previous_response_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    conversation: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
 
-/// Members copied to the chat request under the same name and meaning.
-const SAME: &[&str] = &[
-    "model",
-    "stream",
-    "temperature",
-    "top_p",
-    "parallel_tool_calls",
-    "user",
-    "metadata",
-    "service_tier",
-    "top_logprobs",
-];
+/// The chat request made of it: members of the same name and meaning copied as they came,
+/// the others translated.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<&'a RawValue>,
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+/// A chat message: a text turn borrowed from the request (`instructions`, a string `input`),
+/// or one built from an input item.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Message<'a> {
+    Text {
+        role: &'static str,
+        content: Cow<'a, str>,
+    },
+    Built(Value),
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// Whether a raw member is the JSON `true`.
+fn is_true(v: Option<&RawValue>) -> bool {
+    v.is_some_and(|v| v.get() == "true")
+}
+
+/// A raw member's string; `None` when it is not a string.
+fn raw_str(v: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str(v.get()).ok()
+}
 
 /// The chat request (JSON text) for a Responses request body. `stream_usage`: the provider
 /// reports a stream's usage when asked (`stream_options.include_usage`).
-pub(crate) fn to_chat(body: &[u8], stream_usage: bool) -> Result<String, GatewayError> {
-    let req: Map<String, Value> =
+pub(crate) fn to_chat(body: &[u8], stream_usage: bool) -> Result<Vec<u8>, GatewayError> {
+    let req: ResponsesRequest<'_> =
         serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-    for (key, why) in STATEFUL {
-        if req.get(*key).is_some_and(|v| !v.is_null()) {
-            return Err(invalid(*why));
-        }
+    // Members that need state kept between requests: the gateway keeps none, so a translated
+    // provider cannot honour them and says so rather than answer without the context.
+    let stateful = [
+        (
+            req.previous_response_id,
+            "previous_response_id is not supported on this provider: the gateway keeps no \
+             conversation state; send the whole conversation in input",
+        ),
+        (
+            req.conversation,
+            "conversation is not supported on this provider: the gateway keeps no conversation \
+             state; send the whole conversation in input",
+        ),
+        (
+            req.prompt,
+            "prompt (a stored prompt template) is not supported on this provider",
+        ),
+    ];
+    if let Some((_, why)) = stateful.iter().find(|(v, _)| v.is_some()) {
+        return Err(invalid(*why));
     }
-    if req.get("store").and_then(Value::as_bool) == Some(true) {
+    if is_true(req.store) {
         return Err(invalid(
             "store: true is not supported on this provider: the gateway keeps no response \
              state; send store: false or leave it out",
         ));
     }
-    if req.get("background").and_then(Value::as_bool) == Some(true) {
+    if is_true(req.background) {
         return Err(invalid("background is not supported on this provider"));
     }
-    let mut chat = Map::new();
-    for key in SAME {
-        if let Some(v) = req.get(*key).filter(|v| !v.is_null()) {
-            chat.insert((*key).into(), v.clone());
-        }
-    }
     let mut messages = Vec::new();
-    if let Some(instructions) = req.get("instructions").and_then(Value::as_str) {
-        messages.push(json!({"role": "system", "content": instructions}));
+    if let Some(instructions) = req.instructions.and_then(raw_str) {
+        messages.push(Message::Text {
+            role: "system",
+            content: instructions,
+        });
     }
-    match req.get("input") {
-        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
-        Some(Value::Array(items)) => {
-            for item in items {
-                push_item(&mut messages, item)?;
+    if let Some(input) = req.input {
+        match input.get().as_bytes().first() {
+            Some(b'"') => messages.push(Message::Text {
+                role: "user",
+                content: raw_str(input).unwrap_or_default(),
+            }),
+            Some(b'[') => {
+                let items: Vec<Value> = serde_json::from_str(input.get())
+                    .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+                let mut built = Vec::new();
+                for item in &items {
+                    push_item(&mut built, item)?;
+                }
+                messages.extend(built.into_iter().map(Message::Built));
             }
+            _ => return Err(invalid("input must be a string or a list of items")),
         }
-        None | Some(Value::Null) => {}
-        Some(_) => return Err(invalid("input must be a string or a list of items")),
     }
     if messages.is_empty() {
         return Err(invalid("input is required"));
     }
-    chat.insert("messages".into(), Value::Array(messages));
-    if let Some(max) = req.get("max_output_tokens").filter(|v| !v.is_null()) {
-        chat.insert("max_tokens".into(), max.clone());
-    }
-    if let Some(tools) = req.get("tools").and_then(Value::as_array) {
-        if !tools.is_empty() {
-            let tools = tools.iter().map(tool).collect::<Result<Vec<_>, _>>()?;
-            chat.insert("tools".into(), Value::Array(tools));
+    let tools = match req.tools.as_ref().and_then(Value::as_array) {
+        Some(tools) if !tools.is_empty() => {
+            Some(tools.iter().map(tool).collect::<Result<Vec<_>, _>>()?)
         }
-    }
-    if let Some(choice) = req.get("tool_choice").filter(|v| !v.is_null()) {
-        chat.insert("tool_choice".into(), tool_choice(choice)?);
-    }
-    if let Some(format) = req
-        .get("text")
+        _ => None,
+    };
+    let tool_choice = match req.tool_choice.as_ref().filter(|v| !v.is_null()) {
+        Some(choice) => Some(tool_choice(choice)?),
+        None => None,
+    };
+    let response_format = match req
+        .text
+        .as_ref()
         .and_then(|t| t.get("format"))
         .filter(|v| !v.is_null())
     {
-        if let Some(rf) = response_format(format)? {
-            chat.insert("response_format".into(), rf);
-        }
-    }
-    if let Some(effort) = req
-        .get("reasoning")
+        Some(format) => response_format(format)?,
+        None => None,
+    };
+    let reasoning_effort = req
+        .reasoning
+        .as_ref()
         .and_then(|r| r.get("effort"))
         .filter(|v| !v.is_null())
-    {
-        chat.insert("reasoning_effort".into(), effort.clone());
-    }
-    if stream_usage && req.get("stream").and_then(Value::as_bool) == Some(true) {
-        chat.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Ok(Value::Object(chat).to_string())
+        .cloned();
+    let stream_options = (stream_usage && is_true(req.stream)).then_some(StreamOptions {
+        include_usage: true,
+    });
+    let chat = ChatRequest {
+        model: req.model,
+        stream: req.stream,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        parallel_tool_calls: req.parallel_tool_calls,
+        user: req.user,
+        metadata: req.metadata,
+        service_tier: req.service_tier,
+        top_logprobs: req.top_logprobs,
+        messages,
+        max_tokens: req.max_output_tokens,
+        tools,
+        tool_choice,
+        response_format,
+        reasoning_effort,
+        stream_options,
+    };
+    serde_json::to_vec(&chat).map_err(|e| GatewayError::InvalidJson(e.to_string()))
 }
 
 /// One input item as chat messages: appended, or merged into the last one (a function call

@@ -2,13 +2,14 @@
 //! chunk as the provider's chat translator hands them out: nothing is held back but the text
 //! and arguments the closing events and `response.completed` must repeat.
 
-use super::answer::{output_text, response_json, status, usage_json, Item, Parts};
+use super::answer::{status, write_part, write_response, Item, Part, Parts};
 use crate::stream::chunk::{ChatChunk, ToolCallDelta};
 use crate::stream::sse::{self, SseSplitter};
 use crate::stream::Translator;
+use crate::types::json::Object;
 use crate::types::usage::Usage;
 use bytes::{Bytes, BytesMut};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The Responses event stream of a chat stream. Output items get their `output_index` in the
 /// order they start; tool calls are found by their chat index, so argument deltas of several
@@ -28,6 +29,8 @@ pub(super) struct ResponsesStream {
     /// Chat tool-call index → output index, for the calls still open.
     calls: Vec<(usize, usize)>,
     finish: Option<String>,
+    /// Where an event's payload is written (kept: one allocation per stream, not per event).
+    scratch: Vec<u8>,
 }
 
 impl ResponsesStream {
@@ -45,29 +48,70 @@ impl ResponsesStream {
             message: None,
             calls: Vec::new(),
             finish: None,
+            scratch: Vec::new(),
         }
     }
 
-    /// Writes one event; its payload gets `type` and the next `sequence_number`.
-    fn emit(&mut self, out: &mut BytesMut, kind: &str, mut payload: Value) {
-        if let Some(o) = payload.as_object_mut() {
-            o.insert("type".into(), Value::from(kind));
-            o.insert("sequence_number".into(), Value::from(self.seq));
-        }
+    /// Writes one event: its payload is `type`, the members `fields` writes, then the next
+    /// `sequence_number`.
+    fn emit(
+        &mut self,
+        out: &mut BytesMut,
+        kind: &'static str,
+        fields: impl FnOnce(&mut Object<'_>, &Self),
+    ) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let mut o = Object::new(&mut buf);
+        o.str("type", kind);
+        fields(&mut o, self);
+        o.uint("sequence_number", self.seq);
+        o.end();
         self.seq += 1;
-        sse::write_event(out, Some(kind), payload.to_string().as_bytes());
+        sse::write_event(out, Some(kind), &buf);
+        self.scratch = buf;
     }
 
-    fn response(&self, state: &str, incomplete: Value, usage: Option<Usage>) -> Value {
-        response_json(Parts {
-            id: &self.id,
-            created: self.created,
-            model: &self.model,
-            status: state,
-            incomplete,
-            items: &self.items,
-            usage: usage_json(usage),
-        })
+    /// Writes the response object under `key`.
+    fn response(
+        &self,
+        o: &mut Object<'_>,
+        state: &str,
+        incomplete: Option<&str>,
+        error: Option<&str>,
+        usage: Option<Usage>,
+    ) {
+        write_response(
+            o.key("response"),
+            &Parts {
+                id: &self.id,
+                created: self.created,
+                model: &self.model,
+                status: state,
+                incomplete,
+                error,
+                items: &self.items,
+                usage,
+            },
+        );
+    }
+
+    /// The `output_item.added` / `output_item.done` event of the item at `at`.
+    fn item_event(
+        &mut self,
+        out: &mut BytesMut,
+        kind: &'static str,
+        at: usize,
+        status: &'static str,
+    ) {
+        self.emit(out, kind, |o, s| {
+            o.uint("output_index", at as u64);
+            if let Some(item) = s.items.get(at) {
+                item.write(o.key("item"), status);
+            } else {
+                o.null("item");
+            }
+        });
     }
 
     /// One chat event's payload (a chunk, `[DONE]`, or something to drop).
@@ -86,10 +130,11 @@ impl ResponsesStream {
             self.started = true;
             self.id = chunk.id.as_deref().unwrap_or("").to_string();
             self.model = chunk.model.as_deref().unwrap_or("").to_string();
-            let r = self.response("in_progress", Value::Null, None);
-            self.emit(out, "response.created", json!({"response": r}));
-            let r = self.response("in_progress", Value::Null, None);
-            self.emit(out, "response.in_progress", json!({"response": r}));
+            for kind in ["response.created", "response.in_progress"] {
+                self.emit(out, kind, |o, s| {
+                    s.response(o, "in_progress", None, None, None)
+                });
+            }
         }
         if let Some(error) = chunk.error {
             self.fail(out, error);
@@ -126,35 +171,29 @@ impl ResponsesStream {
                     refusal: None,
                 });
                 self.message = Some(at);
-                let item = self.items[at].json("in_progress");
-                let item_id = self.items[at].id().to_string();
-                self.emit(
-                    out,
-                    "response.output_item.added",
-                    json!({"output_index": at, "item": item}),
-                );
+                self.item_event(out, "response.output_item.added", at, "in_progress");
                 let part = if refusal {
-                    json!({"type": "refusal", "refusal": ""})
+                    Part::Refusal("")
                 } else {
-                    output_text("")
+                    Part::Text("")
                 };
-                self.emit(
-                    out,
-                    "response.content_part.added",
-                    json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": part}),
-                );
+                self.emit(out, "response.content_part.added", |o, s| {
+                    o.str("item_id", s.items.get(at).map_or("", Item::id));
+                    o.uint("output_index", at as u64);
+                    o.uint("content_index", 0);
+                    write_part(o.key("part"), part);
+                });
                 at
             }
         };
         let Some(Item::Message {
-            id,
             text: all,
             refusal: refused,
+            ..
         }) = self.items.get_mut(at)
         else {
             return;
         };
-        let item_id = id.clone();
         let kind = if refusal {
             refused.get_or_insert_with(String::new).push_str(text);
             "response.refusal.delta"
@@ -162,11 +201,12 @@ impl ResponsesStream {
             all.push_str(text);
             "response.output_text.delta"
         };
-        self.emit(
-            out,
-            kind,
-            json!({"item_id": item_id, "output_index": at, "content_index": 0, "delta": text}),
-        );
+        self.emit(out, kind, |o, s| {
+            o.str("item_id", s.items.get(at).map_or("", Item::id));
+            o.uint("output_index", at as u64);
+            o.uint("content_index", 0);
+            o.str("delta", text);
+        });
     }
 
     fn tool_delta(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
@@ -187,96 +227,76 @@ impl ResponsesStream {
                     arguments: String::new(),
                 });
                 self.calls.push((call.index, at));
-                let item = self.items[at].json("in_progress");
-                self.emit(
-                    out,
-                    "response.output_item.added",
-                    json!({"output_index": at, "item": item}),
-                );
+                self.item_event(out, "response.output_item.added", at, "in_progress");
                 at
             }
         };
-        let Some(Item::Call {
-            id, arguments: all, ..
-        }) = self.items.get_mut(at)
-        else {
+        let Some(Item::Call { arguments: all, .. }) = self.items.get_mut(at) else {
             return;
         };
         let Some(delta) = arguments.filter(|a| !a.is_empty()) else {
             return;
         };
         all.push_str(&delta);
-        let item_id = id.clone();
-        self.emit(
-            out,
-            "response.function_call_arguments.delta",
-            json!({"item_id": item_id, "output_index": at, "delta": delta}),
-        );
+        self.emit(out, "response.function_call_arguments.delta", |o, s| {
+            o.str("item_id", s.items.get(at).map_or("", Item::id));
+            o.uint("output_index", at as u64);
+            o.str("delta", &delta);
+        });
     }
 
     fn close_message(&mut self, out: &mut BytesMut) {
         let Some(at) = self.message.take() else {
             return;
         };
-        let Some(Item::Message { id, text, refusal }) = self.items.get(at) else {
-            return;
-        };
-        let (id, done, part) = match refusal {
-            Some(r) => (
-                id.clone(),
-                ("response.refusal.done", json!({"refusal": r})),
-                json!({"type": "refusal", "refusal": r}),
-            ),
-            None => (
-                id.clone(),
-                ("response.output_text.done", json!({"text": text})),
-                output_text(text),
-            ),
-        };
-        let item = self.items[at].json("completed");
-        let (kind, mut payload) = done;
-        if let Some(o) = payload.as_object_mut() {
-            o.insert("item_id".into(), Value::from(id.as_str()));
-            o.insert("output_index".into(), Value::from(at));
-            o.insert("content_index".into(), Value::from(0));
-        }
-        self.emit(out, kind, payload);
-        self.emit(
-            out,
-            "response.content_part.done",
-            json!({"item_id": id, "output_index": at, "content_index": 0, "part": part}),
+        let refused = matches!(
+            self.items.get(at),
+            Some(Item::Message {
+                refusal: Some(_),
+                ..
+            })
         );
-        self.emit(
-            out,
-            "response.output_item.done",
-            json!({"output_index": at, "item": item}),
-        );
+        let header = |o: &mut Object<'_>, s: &Self| {
+            o.str("item_id", s.items.get(at).map_or("", Item::id));
+            o.uint("output_index", at as u64);
+            o.uint("content_index", 0);
+        };
+        let kind = if refused {
+            "response.refusal.done"
+        } else {
+            "response.output_text.done"
+        };
+        self.emit(out, kind, |o, s| {
+            header(o, s);
+            match message_part(&s.items, at) {
+                Part::Refusal(r) => o.str("refusal", r),
+                Part::Text(t) => o.str("text", t),
+            }
+        });
+        self.emit(out, "response.content_part.done", |o, s| {
+            header(o, s);
+            write_part(o.key("part"), message_part(&s.items, at));
+        });
+        self.item_event(out, "response.output_item.done", at, "completed");
     }
 
     fn close_calls(&mut self, out: &mut BytesMut) {
         for (_, at) in std::mem::take(&mut self.calls) {
-            let Some(Item::Call {
-                id,
-                name,
-                arguments,
-                ..
-            }) = self.items.get(at)
-            else {
-                continue;
-            };
-            let payload = json!({
-                "item_id": id,
-                "output_index": at,
-                "name": name,
-                "arguments": arguments,
+            self.emit(out, "response.function_call_arguments.done", |o, s| {
+                if let Some(Item::Call {
+                    id,
+                    name,
+                    arguments,
+                    ..
+                }) = s.items.get(at)
+                {
+                    o.str("item_id", id);
+                    o.uint("output_index", at as u64);
+                    o.str("name", name);
+                    o.str("arguments", arguments);
+                }
             });
-            let item = self.items[at].json("completed");
-            self.emit(out, "response.function_call_arguments.done", payload);
-            self.emit(
-                out,
-                "response.output_item.done",
-                json!({"output_index": at, "item": item}),
-            );
+            self.item_event(out, "response.output_item.done", at, "completed");
         }
     }
 
@@ -290,13 +310,15 @@ impl ResponsesStream {
         self.close_calls(out);
         self.done = true;
         let (state, incomplete) = status(self.finish.as_deref());
-        let r = self.response(state, incomplete, self.chat.usage());
+        let usage = self.chat.usage();
         let kind = if state == "incomplete" {
             "response.incomplete"
         } else {
             "response.completed"
         };
-        self.emit(out, kind, json!({"response": r}));
+        self.emit(out, kind, |o, s| {
+            s.response(o, state, incomplete, None, usage)
+        });
     }
 
     /// An error in the chat stream: an `error` event, then `response.failed`.
@@ -305,17 +327,17 @@ impl ResponsesStream {
         let message = error
             .get("message")
             .and_then(Value::as_str)
-            .unwrap_or("the provider ended the stream with an error")
-            .to_string();
-        let code = error.get("code").cloned().unwrap_or(Value::Null);
-        self.emit(
-            out,
-            "error",
-            json!({"code": code, "message": message, "param": null}),
-        );
-        let mut r = self.response("failed", Value::Null, self.chat.usage());
-        r["error"] = json!({"code": "server_error", "message": message});
-        self.emit(out, "response.failed", json!({"response": r}));
+            .unwrap_or("the provider ended the stream with an error");
+        let code = error.get("code").unwrap_or(&Value::Null);
+        self.emit(out, "error", |o, _| {
+            o.value("code", code);
+            o.str("message", message);
+            o.null("param");
+        });
+        let usage = self.chat.usage();
+        self.emit(out, "response.failed", |o, s| {
+            s.response(o, "failed", None, Some(message), usage)
+        });
     }
 
     fn translate(&mut self, chat: Option<Bytes>, out: &mut BytesMut) {
@@ -328,6 +350,17 @@ impl ResponsesStream {
             }
         });
         self.splitter = splitter;
+    }
+}
+
+/// The text (or refusal) of the message item at `at`, as its closing events repeat it.
+fn message_part(items: &[Item], at: usize) -> Part<'_> {
+    match items.get(at) {
+        Some(Item::Message {
+            refusal: Some(r), ..
+        }) => Part::Refusal(r),
+        Some(Item::Message { text, .. }) => Part::Text(text),
+        _ => Part::Text(""),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::stream::Meter;
 use serde_json::{json, Value};
 
 fn chat(req: Value) -> Value {
-    serde_json::from_str(&to_chat(req.to_string().as_bytes(), false).unwrap()).unwrap()
+    serde_json::from_slice(&to_chat(req.to_string().as_bytes(), false).unwrap()).unwrap()
 }
 
 fn refused(req: Value) -> String {
@@ -119,9 +119,9 @@ fn stateful_requests_are_refused() {
 #[test]
 fn a_stream_asks_for_usage_where_the_provider_reports_it() {
     let body = json!({"model": "m", "input": "x", "stream": true}).to_string();
-    let c: Value = serde_json::from_str(&to_chat(body.as_bytes(), true).unwrap()).unwrap();
+    let c: Value = serde_json::from_slice(&to_chat(body.as_bytes(), true).unwrap()).unwrap();
     assert_eq!(c["stream_options"], json!({"include_usage": true}));
-    let c: Value = serde_json::from_str(&to_chat(body.as_bytes(), false).unwrap()).unwrap();
+    let c: Value = serde_json::from_slice(&to_chat(body.as_bytes(), false).unwrap()).unwrap();
     assert!(c.get("stream_options").is_none());
 }
 

@@ -289,3 +289,12 @@ pub(crate) fn response(
         _ => provider.response(op, status, content_type, opts),
     }
 }
+
+/// Whether the answer a chat translator gives the client is a stream: it is when the
+/// provider's is, whatever the provider's wire format (Bedrock's binary event stream becomes
+/// SSE in its translator). The layers over the chat path choose their own stream translator
+/// by it, never by the provider's content type alone.
+pub(crate) fn chat_streams(provider_content_type: &str, chat: &dyn Translator) -> bool {
+    provider_content_type.starts_with("text/event-stream")
+        || chat.content_type() == Some("text/event-stream")
+}

@@ -11,7 +11,7 @@ mod cohere;
 mod common;
 pub mod error_envelope;
 mod google;
-pub(crate) mod messages;
+pub mod messages;
 mod openai_compat;
 mod rerank;
 pub(crate) mod responses;
@@ -259,11 +259,9 @@ impl Providers {
 
 /// Builds the upstream request of any operation: the Responses and Messages APIs through their
 /// layers over the chat path where the provider does not serve them itself, every other
-/// operation by the provider alone. The one place a layer is chosen (with [`response`]).
-pub(crate) fn prepare(
-    provider: &dyn Provider,
-    req: Prepare<'_>,
-) -> Result<ProviderRequest, GatewayError> {
+/// operation by the provider alone. The one place a layer is chosen (with [`response`]). Public
+/// for the provider matrix, which puts every provider through the gateway's own choice.
+pub fn prepare(provider: &dyn Provider, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError> {
     match req.op {
         Operation::Responses => responses::prepare(provider, req),
         Operation::Messages if messages::through_chat(provider.slug()) => {
@@ -274,7 +272,7 @@ pub(crate) fn prepare(
 }
 
 /// The translator of an answer to any operation, through the same layers as [`prepare`].
-pub(crate) fn response(
+pub fn response(
     provider: &dyn Provider,
     op: Operation,
     status: u16,

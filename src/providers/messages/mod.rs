@@ -16,7 +16,7 @@ mod stream;
 mod tests;
 
 pub(crate) use count::estimate;
-pub(crate) use error::envelope;
+pub use error::envelope;
 
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::error::GatewayError;

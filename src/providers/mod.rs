@@ -188,6 +188,22 @@ pub trait Provider: Send + Sync {
     /// Builds the upstream request for a unified operation. An adapter that needs no change
     /// returns the client's body as is (no copy, no re-serialisation).
     fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError>;
+    /// The upstream request of a `/v1/messages/count_tokens` body (Anthropic's Messages shape)
+    /// for a provider with a count API of another shape, which the gateway builds (and signs,
+    /// see [`Provider::sign`]) itself; `None`, the default, when it has none for the body's
+    /// model: the gateway then estimates. Anthropic's own API is passed through instead.
+    fn count_tokens(
+        &self,
+        _body: &[u8],
+        _api_key: Option<&str>,
+        _options: &ProviderOptions,
+    ) -> Result<Option<ProviderRequest>, GatewayError> {
+        Ok(None)
+    }
+    /// The input tokens in a 2xx answer of the API [`Provider::count_tokens`] asked.
+    fn counted_tokens(&self, _answer: &[u8]) -> Option<u64> {
+        None
+    }
     /// Headers that authenticate the finished request (see [`Signing`]); none by default.
     fn sign(&self, _req: &Signing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
         Ok(Vec::new())

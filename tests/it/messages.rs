@@ -622,3 +622,118 @@ async fn a_streamed_message_from_azure_openai() {
     // 2024-10-21 reports a stream's usage when asked: asked.
     assert_eq!(sent["stream_options"]["include_usage"], true);
 }
+
+/// `count_tokens` with the Anthropic SDK's headers and Bedrock's AWS keys.
+async fn count_on_bedrock(
+    gw: &TestGateway,
+    mock: &MockProvider,
+    body: &Value,
+) -> reqwest::Response {
+    let mut headers = vec![
+        ("x-portkey-provider", "bedrock".to_string()),
+        ("x-portkey-aws-access-key-id", "AKIDEXAMPLE".into()),
+        ("x-portkey-aws-secret-access-key", "secret".into()),
+        ("x-portkey-aws-session-token", "session-token".into()),
+        ("x-portkey-aws-region", "eu-west-3".into()),
+        (
+            "x-portkey-custom-host",
+            mock.base_url().trim_end_matches("/v1").into(),
+        ),
+    ];
+    let mut req = client()
+        .post(gw.url("/v1/messages/count_tokens"))
+        .header("anthropic-version", "2023-06-01")
+        .json(body);
+    for (k, v) in headers.drain(..) {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_tokens_on_bedrock_asks_its_count_tokens_api() {
+    let mock = MockProvider::start().await;
+    mock.script([
+        Reply::json(200, json!({"inputTokens": 37})),
+        Reply::json(
+            400,
+            json!({"message": "The provided model doesn't support counting tokens."}),
+        )
+        .with_header("x-amzn-errortype", "ValidationException"),
+        Reply::json(
+            403,
+            json!({"message": "The security token included in the request is invalid."}),
+        ),
+    ]);
+    let gw = TestGateway::start(test_settings());
+    let body = json!({"model": "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": "Hello, world!"}],
+        "tools": [{"name": "w", "input_schema": {"type": "object"}}]});
+    let resp = count_on_bedrock(&gw, &mock, &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(resp.headers(), "x-portkey-provider"), "bedrock");
+    assert!(
+        resp.headers().get("x-portgate-token-count").is_none(),
+        "Bedrock's own count, not an estimate"
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v, json!({"input_tokens": 37}));
+    // What Bedrock received: CountTokens of the InvokeModel body, signed.
+    let r = &mock.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(
+        r.path,
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens"
+    );
+    let auth = r.header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/eu-west-3/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature="),
+        "{auth}"
+    );
+    assert_eq!(r.header("x-amz-security-token"), Some("session-token"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.headers.iter().all(|(k, _)| !k.starts_with("x-portkey-")));
+    let sent = r.json();
+    let b64 = sent["input"]["invokeModel"]["body"].as_str().unwrap();
+    let invoke: Value =
+        serde_json::from_slice(&aws_smithy_types::base64::decode(b64).unwrap()).unwrap();
+    assert_eq!(invoke["anthropic_version"], "bedrock-2023-05-31");
+    assert_eq!(invoke["system"], "You are terse.");
+    assert_eq!(invoke["messages"], body["messages"]);
+    assert_eq!(invoke["tools"], body["tools"]);
+    assert!(invoke.get("model").is_none());
+
+    // A model Bedrock does not count (its ValidationException): the estimate.
+    let resp = count_on_bedrock(&gw, &mock, &body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(resp.headers(), "x-portgate-token-count"),
+        "estimate; chars/4"
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["input_tokens"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(mock.request_count(), 2);
+
+    // Any other failure is the client's to see, in Anthropic's envelope.
+    let resp = count_on_bedrock(&gw, &mock, &body).await;
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"type": "error", "error": {"type": "permission_error",
+            "message": "bedrock error: The security token included in the request is invalid."}})
+    );
+
+    // A model that is not Anthropic's: estimated without asking Bedrock.
+    let mut llama = body.clone();
+    llama["model"] = json!("meta.llama3-70b-instruct-v1:0");
+    let resp = count_on_bedrock(&gw, &mock, &llama).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(resp.headers(), "x-portgate-token-count"),
+        "estimate; chars/4"
+    );
+    assert_eq!(mock.request_count(), 3);
+}

@@ -11,7 +11,7 @@ mod cohere;
 mod common;
 pub mod error_envelope;
 mod google;
-pub(crate) mod messages;
+pub mod messages;
 mod openai_compat;
 mod rerank;
 pub(crate) mod responses;
@@ -188,6 +188,22 @@ pub trait Provider: Send + Sync {
     /// Builds the upstream request for a unified operation. An adapter that needs no change
     /// returns the client's body as is (no copy, no re-serialisation).
     fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError>;
+    /// The upstream request of a `/v1/messages/count_tokens` body (Anthropic's Messages shape)
+    /// for a provider with a count API of another shape, which the gateway builds (and signs,
+    /// see [`Provider::sign`]) itself; `None`, the default, when it has none for the body's
+    /// model: the gateway then estimates. Anthropic's own API is passed through instead.
+    fn count_tokens(
+        &self,
+        _body: &[u8],
+        _api_key: Option<&str>,
+        _options: &ProviderOptions,
+    ) -> Result<Option<ProviderRequest>, GatewayError> {
+        Ok(None)
+    }
+    /// The input tokens in a 2xx answer of the API [`Provider::count_tokens`] asked.
+    fn counted_tokens(&self, _answer: &[u8]) -> Option<u64> {
+        None
+    }
     /// Headers that authenticate the finished request (see [`Signing`]); none by default.
     fn sign(&self, _req: &Signing<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
         Ok(Vec::new())
@@ -259,11 +275,9 @@ impl Providers {
 
 /// Builds the upstream request of any operation: the Responses and Messages APIs through their
 /// layers over the chat path where the provider does not serve them itself, every other
-/// operation by the provider alone. The one place a layer is chosen (with [`response`]).
-pub(crate) fn prepare(
-    provider: &dyn Provider,
-    req: Prepare<'_>,
-) -> Result<ProviderRequest, GatewayError> {
+/// operation by the provider alone. The one place a layer is chosen (with [`response`]). Public
+/// for the provider matrix, which puts every provider through the gateway's own choice.
+pub fn prepare(provider: &dyn Provider, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError> {
     match req.op {
         Operation::Responses => responses::prepare(provider, req),
         Operation::Messages if messages::through_chat(provider.slug()) => {
@@ -274,7 +288,7 @@ pub(crate) fn prepare(
 }
 
 /// The translator of an answer to any operation, through the same layers as [`prepare`].
-pub(crate) fn response(
+pub fn response(
     provider: &dyn Provider,
     op: Operation,
     status: u16,
@@ -288,4 +302,13 @@ pub(crate) fn response(
         }
         _ => provider.response(op, status, content_type, opts),
     }
+}
+
+/// Whether the answer a chat translator gives the client is a stream: it is when the
+/// provider's is, whatever the provider's wire format (Bedrock's binary event stream becomes
+/// SSE in its translator). The layers over the chat path choose their own stream translator
+/// by it, never by the provider's content type alone.
+pub(crate) fn chat_streams(provider_content_type: &str, chat: &dyn Translator) -> bool {
+    provider_content_type.starts_with("text/event-stream")
+        || chat.content_type() == Some("text/event-stream")
 }

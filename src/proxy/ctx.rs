@@ -27,6 +27,11 @@ pub(crate) struct PassthroughTarget {
     pub path: String,
     /// Provider auth headers that replace the client's `Authorization`.
     pub auth: Vec<(HeaderName, HeaderValue)>,
+    /// The target's adapter, key and options, for a route the gateway answers with a request
+    /// of its own (a provider's `count_tokens`, which Bedrock signs with the options' keys).
+    pub adapter: Arc<dyn crate::providers::Provider>,
+    pub api_key: Option<crate::settings::Secret>,
+    pub options: Arc<crate::providers::ProviderOptions>,
 }
 
 /// Counts the request in `portgate_inflight_requests` for exactly as long as it lives.

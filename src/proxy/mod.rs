@@ -232,8 +232,8 @@ impl ProxyHttp for Gateway {
                         ctx.retry_count = Some(crate::pipeline::answer::Retries::Made(0));
                         ctx.cache_status = Some(ctx::CACHE_DISABLED);
                         let path = session.req_header().uri.path();
-                        if count_tokens::estimated(&target.provider, path) {
-                            return match count_tokens::answer(session, ctx).await {
+                        if count_tokens::answered_here(&target.provider, path) {
+                            return match count_tokens::answer(session, ctx, &target).await {
                                 Ok(()) => Ok(true),
                                 Err(e) => self.fail(session, ctx, e).await,
                             };

@@ -50,6 +50,9 @@ pub(crate) fn plan(
         option_path,
         path: normalise(below_v1(pathname))?,
         auth,
+        adapter: target.provider,
+        api_key: target.api_key,
+        options: target.options,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `POST /v1/responses` as the OpenAI SDK sends it (`client.responses.create`): translated
-//! both ways for Anthropic (whole, streamed, with tools), passed through unchanged to OpenAI,
-//! errors in OpenAI's envelope, tokens metered and labelled `responses`.
+//! both ways for Anthropic, Gemini, Bedrock and Cohere (whole, streamed, with tools), passed
+//! through unchanged to OpenAI, errors in OpenAI's envelope, tokens metered and labelled
+//! `responses`.
 
 use crate::support::*;
 use serde_json::{json, Value};
@@ -245,4 +246,383 @@ async fn errors_come_in_openais_envelope() {
     let message = v["message"].as_str().unwrap();
     assert!(message.contains("previous_response_id"), "{v}");
     assert_eq!(mock.request_count(), sent);
+}
+
+/// A fixture of another provider's directory.
+fn provider_fixture(slug: &str, name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{slug}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The events of an SSE fixture, one string each, as the mock writes them.
+fn sse_fixture(slug: &str, name: &str) -> Vec<String> {
+    String::from_utf8(provider_fixture(slug, name))
+        .unwrap()
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `sdk_body` for another model.
+fn body_for(model: &str, stream: bool) -> Value {
+    let mut b = sdk_body(stream);
+    b["model"] = json!(model);
+    b
+}
+
+/// The function calls of a response's output: (name, arguments).
+fn calls(response: &Value) -> Vec<(String, Value)> {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "function_call")
+        .map(|i| {
+            assert!(i["call_id"].as_str().is_some_and(|c| !c.is_empty()), "{i}");
+            (
+                i["name"].as_str().unwrap().to_string(),
+                serde_json::from_str(i["arguments"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The text of a response's output messages.
+fn output_text(response: &Value) -> String {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "message")
+        .filter_map(|i| i["content"][0]["text"].as_str())
+        .collect()
+}
+
+/// A streamed response's events, checked in order (`response.created` first, sequence numbers
+/// counting up, `response.completed` last), and the completed response; the text deltas add up
+/// to its text.
+fn completed_stream(text: &str) -> Value {
+    assert!(!text.contains("[DONE]"), "no chat framing: {text}");
+    let e = events(text);
+    assert_eq!(e[0].0, "response.created", "{text}");
+    assert_eq!(e[1].0, "response.in_progress");
+    for (i, (name, v)) in e.iter().enumerate() {
+        assert_eq!(&v["type"], name);
+        assert_eq!(v["sequence_number"], i);
+    }
+    let (last, done) = e.last().unwrap();
+    assert_eq!(last, "response.completed", "{text}");
+    let deltas: String = e
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, v)| v["delta"].as_str().unwrap())
+        .collect();
+    let r = done["response"].clone();
+    assert_eq!(deltas, output_text(&r));
+    assert_eq!(r["status"], "completed");
+    r
+}
+
+/// Headers naming Gemini with the mock as its host.
+fn gemini_on(mock: &MockProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-portkey-provider", "google".into()),
+        ("x-portkey-custom-host", format!("http://{}", mock.addr)),
+        ("authorization", "Bearer AIza-test".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_serves_a_responses_request_with_tools() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::Json {
+        status: 200,
+        body: String::from_utf8(provider_fixture("google", "matrix_response.json")).unwrap(),
+        headers: vec![],
+    });
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &gemini_on(&mock), body_for("gemini-2.5-flash", false)).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(output_text(&v), "Checking both cities.");
+    assert_eq!(
+        calls(&v),
+        [
+            ("get_weather".into(), json!({"city": "Paris"})),
+            ("get_time".into(), json!({"city": "Rome"}))
+        ]
+    );
+    assert_eq!(v["usage"]["input_tokens"], 120);
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 64);
+    assert_eq!(v["usage"]["output_tokens"], 55);
+    assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 25);
+    // Gemini got a generateContent request, the key in its header.
+    let r = &mock.requests()[0];
+    assert_eq!(r.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(r.header("x-goog-api-key"), Some("AIza-test"));
+    let sent = r.json();
+    assert_eq!(sent["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert_eq!(
+        sent["contents"][0]["parts"][0]["text"],
+        "Weather in Paris and Rome?"
+    );
+    assert_eq!(
+        sent["tools"][0]["functionDeclarations"][0]["name"],
+        "get_weather"
+    );
+    assert_eq!(sent["generationConfig"]["maxOutputTokens"], 300);
+    let m = scrape(&gw).await;
+    assert_eq!(
+        tokens(&m, "google", "gemini-2.5-flash", "output"),
+        Some(55.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_stream_becomes_responses_events() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::Sse {
+        events: sse_fixture("google", "stream.gemini.sse"),
+        delay: Duration::from_millis(2),
+    });
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &gemini_on(&mock), body_for("gemini-2.0-flash", true)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
+    let r = completed_stream(&resp.text().await.unwrap());
+    assert_eq!(output_text(&r), "Hello, Zürich 👋");
+    assert_eq!(
+        calls(&r),
+        [
+            ("get_weather".into(), json!({"city": "Zürich"})),
+            ("get_time".into(), json!({})),
+            ("get_news".into(), json!({"topic": "ski"}))
+        ]
+    );
+    assert_eq!(r["usage"]["input_tokens"], 12);
+    assert_eq!(r["usage"]["output_tokens"], 28);
+    let seen = &mock.requests()[0];
+    assert_eq!(
+        seen.path,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+}
+
+/// Headers naming Bedrock with AWS keys and the mock as its host.
+fn bedrock_on(mock: &MockProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-portkey-provider", "bedrock".into()),
+        ("x-portkey-aws-access-key-id", "AKIDEXAMPLE".into()),
+        ("x-portkey-aws-secret-access-key", "secret".into()),
+        ("x-portkey-aws-region", "eu-west-3".into()),
+        (
+            "x-portkey-custom-host",
+            mock.base_url().trim_end_matches("/v1").into(),
+        ),
+    ]
+}
+
+const BEDROCK_MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
+
+fn assert_signed(r: &Recorded) {
+    let auth = r.header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/eu-west-3/bedrock/aws4_request"),
+        "{auth}"
+    );
+    assert!(r.headers.iter().all(|(k, _)| !k.starts_with("x-portkey-")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bedrock_serves_a_responses_request_whole_and_with_tools() {
+    let mock = MockProvider::start().await;
+    let text_answer: Value =
+        serde_json::from_slice(&provider_fixture("bedrock", "matrix_response.json")).unwrap();
+    let tool_answer: Value =
+        serde_json::from_slice(&provider_fixture("bedrock", "tools_response.json")).unwrap();
+    mock.script([Reply::json(200, text_answer), Reply::json(200, tool_answer)]);
+    let gw = TestGateway::start(test_settings());
+
+    let mut plain = body_for(BEDROCK_MODEL, false);
+    plain.as_object_mut().unwrap().remove("tools");
+    let resp = create(&gw, &bedrock_on(&mock), plain).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(output_text(&v), "Mixing red and yellow gives orange.");
+    assert!(calls(&v).is_empty());
+    assert_eq!(v["usage"]["input_tokens"], 17);
+    assert_eq!(v["usage"]["output_tokens"], 8);
+    let r = &mock.requests()[0];
+    assert_eq!(
+        r.path,
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    );
+    assert_signed(r);
+    let sent = r.json();
+    assert_eq!(sent["system"], json!([{"text": "Be brief."}]));
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": [{"text": "Weather in Paris and Rome?"}]}])
+    );
+    assert_eq!(sent["inferenceConfig"]["maxTokens"], 300);
+    assert!(sent.get("toolConfig").is_none());
+
+    let resp = create(&gw, &bedrock_on(&mock), body_for(BEDROCK_MODEL, false)).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(output_text(&v), "Checking both.");
+    assert_eq!(
+        calls(&v),
+        [
+            ("weather".into(), json!({"city": "Paris"})),
+            ("weather".into(), json!({"city": "Rome"}))
+        ]
+    );
+    assert_eq!(v["output"][1]["call_id"], "tooluse_paris");
+    // Cache reads and writes are input tokens too.
+    assert_eq!(v["usage"]["input_tokens"], 1220);
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 1000);
+    let sent = mock.requests()[1].json();
+    assert_eq!(
+        sent["toolConfig"]["tools"][0]["toolSpec"]["name"],
+        "get_weather"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bedrock_stream_with_tool_calls_becomes_responses_events() {
+    let mock = MockProvider::start().await;
+    mock.always(Reply::Bytes {
+        content_type: "application/vnd.amazon.eventstream".into(),
+        body: provider_fixture("bedrock", "tools_stream.eventstream"),
+        piece: 7,
+        delay: Duration::ZERO,
+    });
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &bedrock_on(&mock), body_for(BEDROCK_MODEL, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(resp.headers(), "content-type").starts_with("text/event-stream"));
+    let r = completed_stream(&resp.text().await.unwrap());
+    assert_eq!(output_text(&r), "Checking both.");
+    assert_eq!(
+        calls(&r),
+        [
+            ("weather".into(), json!({"city": "Paris"})),
+            ("weather".into(), json!({"city": "Rome"}))
+        ]
+    );
+    assert_eq!(r["usage"]["input_tokens"], 1220);
+    assert_eq!(r["usage"]["output_tokens"], 30);
+    let seen = &mock.requests()[0];
+    assert_eq!(
+        seen.path,
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+    );
+    assert_signed(seen);
+    let m = scrape(&gw).await;
+    assert_eq!(tokens(&m, "bedrock", BEDROCK_MODEL, "input"), Some(1220.0));
+}
+
+/// Headers naming Cohere with the mock as its host.
+fn cohere_on(mock: &MockProvider) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-portkey-provider", "cohere".into()),
+        (
+            "x-portkey-custom-host",
+            mock.base_url().trim_end_matches("/v1").into(),
+        ),
+        ("authorization", "Bearer co-key".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohere_serves_a_responses_request_whole_and_with_tools() {
+    let mock = MockProvider::start().await;
+    let fixture = |name| -> Value {
+        serde_json::from_slice::<Value>(&provider_fixture("cohere", name)).unwrap()["upstream"]
+            .clone()
+    };
+    mock.script([
+        Reply::json(200, fixture("chat_response.json")),
+        Reply::json(200, fixture("chat_tool_response.json")),
+    ]);
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &cohere_on(&mock), body_for("command-r-plus", false)).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    // Cohere names no model: the one asked for.
+    assert_eq!(v["model"], "command-r-plus");
+    assert!(!output_text(&v).is_empty());
+    assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    let r = &mock.requests()[0];
+    assert_eq!(r.path, "/v2/chat");
+    assert_eq!(r.header("authorization"), Some("Bearer co-key"));
+    let sent = r.json();
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(sent["messages"][1]["role"], "user");
+    assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(sent["max_tokens"], 300);
+
+    let resp = create(&gw, &cohere_on(&mock), body_for("command-r-plus", false)).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        calls(&v),
+        [
+            ("get_weather".into(), json!({"city": "Paris"})),
+            ("get_weather".into(), json!({"city": "Lyon"}))
+        ]
+    );
+    assert_eq!(v["output"][0]["call_id"], "get_weather_abc");
+    assert_eq!(v["usage"]["input_tokens"], 30);
+    assert_eq!(v["usage"]["output_tokens"], 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohere_streams_become_responses_events() {
+    let mock = MockProvider::start().await;
+    mock.script([
+        Reply::Sse {
+            events: sse_fixture("cohere", "chat_stream.sse"),
+            delay: Duration::from_millis(2),
+        },
+        Reply::Sse {
+            events: sse_fixture("cohere", "chat_tool_stream.sse"),
+            delay: Duration::from_millis(2),
+        },
+    ]);
+    let gw = TestGateway::start(test_settings());
+    let resp = create(&gw, &cohere_on(&mock), body_for("command-r-plus", true)).await;
+    assert_eq!(resp.status(), 200);
+    let r = completed_stream(&resp.text().await.unwrap());
+    assert_eq!(output_text(&r), "Héllo 👋 world");
+    assert!(calls(&r).is_empty());
+    assert!(r["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(r["usage"]["output_tokens"], 3);
+    assert_eq!(mock.requests()[0].json()["stream"], true);
+
+    let resp = create(&gw, &cohere_on(&mock), body_for("command-r-plus", true)).await;
+    assert_eq!(resp.status(), 200);
+    let r = completed_stream(&resp.text().await.unwrap());
+    assert_eq!(
+        calls(&r),
+        [
+            ("get_weather".into(), json!({"city": "Paris"})),
+            ("get_weather".into(), json!({"city": "Lyon"}))
+        ]
+    );
+    assert_eq!(r["usage"]["input_tokens"], 40);
+    assert_eq!(r["usage"]["output_tokens"], 20);
 }

@@ -16,6 +16,7 @@
 //! Signing needs the time; the adapter stays pure: the dispatcher passes it in
 //! ([`super::Signing::now`]).
 
+mod count;
 mod response;
 mod sign;
 mod stream;
@@ -95,6 +96,28 @@ fn bad(message: impl Into<String>) -> GatewayError {
     GatewayError::InvalidBody(message.into())
 }
 
+impl Bedrock {
+    /// The headers that carry a target's credentials: none when it has AWS access keys (the
+    /// finished request is signed, see `sign`), else its Bedrock API key.
+    fn credentials(
+        &self,
+        api_key: Option<&str>,
+        options: &ProviderOptions,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
+        let signed = sign::Keys::from_options(options)?.is_some();
+        match api_key {
+            Some(key) if !key.is_empty() && !signed => self.auth_headers(key),
+            _ if signed => Ok(Vec::new()),
+            _ => Err(GatewayError::ProviderRequest(
+                "bedrock needs AWS credentials: aws_access_key_id and aws_secret_access_key \
+                 (config target, virtual key or x-portkey-aws-* headers), or a Bedrock API key \
+                 as the Authorization bearer"
+                    .into(),
+            )),
+        }
+    }
+}
+
 impl Provider for Bedrock {
     fn slug(&self) -> &str {
         SLUG
@@ -128,18 +151,7 @@ impl Provider for Bedrock {
     }
 
     fn prepare(&self, req: Prepare<'_>) -> Result<ProviderRequest, GatewayError> {
-        let signed = sign::Keys::from_options(req.options)?.is_some();
-        let headers =
-            match req.api_key {
-                Some(key) if !key.is_empty() && !signed => self.auth_headers(key)?,
-                _ if signed => Vec::new(),
-                _ => return Err(GatewayError::ProviderRequest(
-                    "bedrock needs AWS credentials: aws_access_key_id and aws_secret_access_key \
-                     (config target, virtual key or x-portkey-aws-* headers), or a Bedrock API \
-                     key as the Authorization bearer"
-                        .into(),
-                )),
-            };
+        let headers = self.credentials(req.api_key, req.options)?;
         if matches!(
             req.op,
             Operation::Completions | Operation::Embeddings | Operation::Rerank
@@ -181,6 +193,24 @@ impl Provider for Bedrock {
             headers,
             body: crate::types::json::to_bytes(&out),
         })
+    }
+
+    fn count_tokens(
+        &self,
+        body: &[u8],
+        api_key: Option<&str>,
+        options: &ProviderOptions,
+    ) -> Result<Option<ProviderRequest>, GatewayError> {
+        let headers = self.credentials(api_key, options)?;
+        Ok(count::request(body)?.map(|(path, body)| ProviderRequest {
+            path,
+            headers,
+            body: Bytes::from(body.to_string()),
+        }))
+    }
+
+    fn counted_tokens(&self, answer: &[u8]) -> Option<u64> {
+        count::input_tokens(answer)
     }
 
     fn sign(

@@ -544,3 +544,92 @@ proptest! {
         run(&mut MessagesStream::new(), &[&bytes]);
     }
 }
+
+#[test]
+fn count_tokens_asks_bedrock_with_the_invoke_body_of_an_anthropic_model() {
+    let body = json!({"model": "anthropic.claude-3-5-haiku-20241022-v1:0", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [{"name": "w", "input_schema": {"type": "object"}}]});
+    let req = Bedrock::new()
+        .count_tokens(body.to_string().as_bytes(), None, &keys())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        req.path,
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/count-tokens"
+    );
+    assert!(req.headers.is_empty(), "signed, not a bearer key");
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
+    let b64 = sent["input"]["invokeModel"]["body"].as_str().unwrap();
+    let invoke: Value =
+        serde_json::from_slice(&aws_smithy_types::base64::decode(b64).unwrap()).unwrap();
+    assert_eq!(
+        invoke,
+        json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1,
+            "system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}],
+            "tools": [{"name": "w", "input_schema": {"type": "object"}}]})
+    );
+    assert_eq!(sent.as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn count_tokens_counts_a_profiles_foundation_model_and_no_other_model() {
+    let p = Bedrock::new();
+    let ask = |model: &str| {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+        p.count_tokens(
+            body.to_string().as_bytes(),
+            Some("bedrock-api-key"),
+            &ProviderOptions::new(),
+        )
+        .unwrap()
+    };
+    // A cross-region inference profile is counted with the model it routes to.
+    let req = ask("us.anthropic.claude-sonnet-4-20250514-v1:0").unwrap();
+    assert_eq!(
+        req.path,
+        "/model/anthropic.claude-sonnet-4-20250514-v1%3A0/count-tokens"
+    );
+    assert_eq!(req.headers[0].1, "Bearer bedrock-api-key");
+    // The client's max_tokens is kept.
+    let body = json!({"model": "anthropic.claude-3-5-haiku-20241022-v1:0", "max_tokens": 9,
+        "messages": []});
+    let req = p
+        .count_tokens(
+            body.to_string().as_bytes(),
+            Some("k"),
+            &ProviderOptions::new(),
+        )
+        .unwrap()
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&req.body).unwrap();
+    let b64 = sent["input"]["invokeModel"]["body"].as_str().unwrap();
+    let invoke: Value =
+        serde_json::from_slice(&aws_smithy_types::base64::decode(b64).unwrap()).unwrap();
+    assert_eq!(invoke["max_tokens"], 9);
+    // Not counted by Bedrock: the gateway estimates.
+    for model in [
+        "meta.llama3-70b-instruct-v1:0",
+        "amazon.nova-pro-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/anthropic.claude-x",
+    ] {
+        assert!(ask(model).is_none(), "{model}");
+    }
+    // A body that is not one is refused, as the estimate would.
+    let bad = p.count_tokens(
+        b"{\"model\": \"anthropic.claude-x\"}",
+        Some("k"),
+        &ProviderOptions::new(),
+    );
+    assert_eq!(bad.unwrap_err().status(), 400);
+    let no_keys = p.count_tokens(b"{}", None, &ProviderOptions::new());
+    assert_eq!(no_keys.unwrap_err().status(), 400);
+}
+
+#[test]
+fn count_tokens_reads_input_tokens() {
+    let p = Bedrock::new();
+    assert_eq!(p.counted_tokens(b"{\"inputTokens\": 42}"), Some(42));
+    assert_eq!(p.counted_tokens(b"{\"input_tokens\": 42}"), None);
+    assert_eq!(p.counted_tokens(b"not json"), None);
+}

@@ -33,8 +33,8 @@ pub(crate) fn kind_of(status: u16) -> &'static str {
 
 /// The envelope for an error body of `provider` answered with `status`: the message as
 /// Portkey's envelope words it (`<provider> error: <message>`), the provider's type when it
-/// is one of Anthropic's, else the status's.
-pub(crate) fn envelope(provider: &str, status: u16, body: &[u8]) -> Vec<u8> {
+/// is one of Anthropic's, else the status's. Public for the provider matrix.
+pub fn envelope(provider: &str, status: u16, body: &[u8]) -> Vec<u8> {
     let portkey = crate::providers::error_envelope::envelope(provider, status, body);
     let parsed: Value = serde_json::from_slice(&portkey).unwrap_or_default();
     let message = parsed

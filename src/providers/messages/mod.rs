@@ -16,7 +16,7 @@ mod stream;
 mod tests;
 
 pub(crate) use count::estimate;
-pub(crate) use error::envelope;
+pub use error::envelope;
 
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::error::GatewayError;
@@ -78,7 +78,7 @@ pub(crate) fn response(
     if !(200..300).contains(&status) {
         return inner;
     }
-    if content_type.starts_with("text/event-stream") {
+    if super::chat_streams(content_type, inner.as_ref()) {
         Box::new(stream::MessageStream::new(inner, opts.model))
     } else {
         Box::new(response::WholeMessage::new(inner, opts.model))

@@ -182,6 +182,13 @@ impl MessageStream {
             );
             return;
         }
+        // Azure leads with a chunk of its own (prompt filter results: no choices, an empty id
+        // and model): the message starts with the first chunk that is the answer's, or its id
+        // and model would be empty.
+        if !self.started && v.choices.is_empty() && !v.usage.as_ref().is_some_and(Value::is_object)
+        {
+            return;
+        }
         self.start(v, out);
         let Some(choice) = v.choices.first() else {
             return;

@@ -349,3 +349,32 @@ fn count_tokens_estimates() {
     assert_eq!(n, 16);
     assert!(estimate(b"{}").is_err());
 }
+
+#[test]
+fn azures_leading_filter_chunk_does_not_start_the_message() {
+    let stream = [
+        sse(
+            json!({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}),
+        ),
+        sse(
+            json!({"id": "chatcmpl-AZ", "object": "chat.completion.chunk", "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"},
+                         "finish_reason": "stop"}]}),
+        ),
+        "data: [DONE]\n\n".to_string(),
+    ]
+    .concat();
+    let inner = Box::new(Meter::for_response(200, "text/event-stream", false));
+    let mut t = MessageStream::new(inner, Some("asked"));
+    let mut out = t
+        .push(Bytes::from(stream))
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    out.extend_from_slice(&t.finish().unwrap_or_default());
+    let ev = events(&out);
+    assert_eq!(ev[0].0, "message_start");
+    assert_eq!(ev[0].1["message"]["id"], "msg_chatcmpl-AZ");
+    assert_eq!(ev[0].1["message"]["model"], "gpt-4o");
+    assert_eq!(ev[2].1["delta"]["text"], "Hi");
+}

@@ -96,7 +96,7 @@ pub(crate) fn response(
     if !(200..300).contains(&status) {
         return chat;
     }
-    if content_type.starts_with("text/event-stream") {
+    if super::chat_streams(content_type, chat.as_ref()) {
         Box::new(stream::ResponsesStream::new(chat, opts.created))
     } else {
         Box::new(answer::ResponsesJson::new(chat, opts.created))

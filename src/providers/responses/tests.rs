@@ -413,3 +413,41 @@ fn guardrails_read_responses_text() {
         "the answer"
     );
 }
+
+#[test]
+fn a_bedrock_event_stream_becomes_responses_events() {
+    // Bedrock streams AWS's binary event stream, not SSE: its chat translator makes SSE of it,
+    // and that is what the Responses layer must read as a stream (it once read it as a whole
+    // answer and relayed the chat chunks).
+    let frames = std::fs::read(format!(
+        "{}/tests/fixtures/bedrock/matrix_stream.eventstream",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let opts = ResponseOptions {
+        created: 1,
+        ..Default::default()
+    };
+    let bedrock = crate::providers::bedrock::Bedrock::new();
+    let mut t = response(
+        &bedrock,
+        200,
+        crate::providers::bedrock::EVENT_STREAM,
+        &opts,
+    );
+    assert_eq!(t.content_type(), Some("text/event-stream"));
+    let mut out = t.push(Bytes::from(frames)).unwrap_or_default().to_vec();
+    out.extend_from_slice(&t.finish().unwrap_or_default());
+    let e = events(&out);
+    assert_eq!(e[0].0, "response.created");
+    let (last, done) = e.last().unwrap();
+    assert_eq!(last, "response.completed");
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["text"],
+        "Mixing red and yellow gives orange."
+    );
+    assert_eq!(done["response"]["usage"]["input_tokens"], 17);
+    assert!(!String::from_utf8(out)
+        .unwrap()
+        .contains("chat.completion.chunk"));
+}

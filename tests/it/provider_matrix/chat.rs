@@ -1,33 +1,10 @@
-//! One conformance matrix for every provider: the same OpenAI requests (plain text, system
-//! prompt, multi-turn, tools, image, stream) go through each adapter's `prepare`, and each
-//! provider's recorded answers (`tests/fixtures/<slug>/matrix_response.json`, `matrix_stream.sse`
-//! — or `matrix_stream.eventstream` for AWS's binary event stream — split at every byte
-//! boundary, `matrix_error.json`) through its translator, and the same
-//! OpenAI-shape invariants are checked for all. Provider-specific wire details are tested in each
-//! adapter's own fixtures.
+//! The chat rows of the matrix: OpenAI chat requests through each adapter's `prepare`, and
+//! each provider's recorded answers through its chat translator, checked in OpenAI's shape.
 
-use bytes::Bytes;
-use portgate::providers::{Operation, Prepare, Providers, ResponseOptions};
-use portgate::stream::Translator;
+use super::*;
+use portgate::providers::{Operation, Prepare, Providers};
 use portgate::Settings;
-use serde_json::{json, Value};
-use std::path::Path;
-
-/// The providers of the matrix: every adapter with fixtures.
-fn providers() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("tests/fixtures")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("matrix_response.json").exists())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
-    v.sort();
-    v
-}
-
-fn fixture(slug: &str, name: &str) -> Vec<u8> {
-    std::fs::read(Path::new("tests/fixtures").join(slug).join(name)).unwrap()
-}
+use serde_json::json;
 
 fn cases() -> Vec<(&'static str, Value)> {
     let user = |t: &str| json!({"role": "user", "content": t});
@@ -66,28 +43,6 @@ fn cases() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn opts() -> ResponseOptions<'static> {
-    ResponseOptions {
-        hide_usage: false,
-        strict: true,
-        created: 1_700_000_000,
-        model: Some("m"),
-    }
-}
-
-fn run(t: &mut dyn Translator, chunks: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in chunks {
-        if let Some(b) = t.push(Bytes::copy_from_slice(c)) {
-            out.extend_from_slice(&b);
-        }
-    }
-    if let Some(b) = t.finish() {
-        out.extend_from_slice(&b);
-    }
-    out
-}
-
 #[test]
 fn every_provider_prepares_every_case() {
     let all = Providers::from_settings(&Settings::default()).unwrap();
@@ -96,14 +51,7 @@ fn every_provider_prepares_every_case() {
         let p = all
             .get(&slug)
             .unwrap_or_else(|| panic!("{slug} is not a provider"));
-        // A provider's own settings (an Azure resource and deployment), when it needs them.
-        let options: portgate::providers::ProviderOptions = std::fs::read(
-            Path::new("tests/fixtures")
-                .join(&slug)
-                .join("matrix_options.json"),
-        )
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_default();
+        let options = options(&slug);
         for (name, body) in cases() {
             let req = p
                 .prepare(Prepare {
@@ -191,28 +139,12 @@ fn every_provider_streams_in_openai_shape_at_any_chunk_boundary() {
     let all = Providers::from_settings(&Settings::default()).unwrap();
     for slug in providers() {
         let p = all.get(&slug).unwrap();
-        let binary = Path::new("tests/fixtures")
-            .join(&slug)
-            .join("matrix_stream.eventstream")
-            .exists();
-        let (stream, content_type) = if binary {
-            (
-                fixture(&slug, "matrix_stream.eventstream"),
-                "application/vnd.amazon.eventstream",
-            )
-        } else {
-            (fixture(&slug, "matrix_stream.sse"), "text/event-stream")
-        };
-        let translate = |chunks: &[&[u8]]| {
+        let (stream, content_type) = stream_answer(&slug, "chat");
+        let (whole, usage) = same_at_every_split(&slug, &stream, |chunks| {
             let mut t = p.response(Operation::ChatCompletions, 200, content_type, &opts());
             let out = run(t.as_mut(), chunks);
             (out, t.usage())
-        };
-        let (whole, usage) = translate(&[&stream]);
-        for at in 1..stream.len() {
-            let (split, _) = translate(&[&stream[..at], &stream[at..]]);
-            assert_eq!(split, whole, "{slug}: split at {at}");
-        }
+        });
         let text = String::from_utf8(whole).unwrap();
         let datas: Vec<&str> = text
             .split("\n\n")

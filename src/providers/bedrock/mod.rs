@@ -205,7 +205,7 @@ impl Provider for Bedrock {
         Ok(count::request(body)?.map(|(path, body)| ProviderRequest {
             path,
             headers,
-            body: Bytes::from(body.to_string()),
+            body: crate::types::json::to_bytes(&body),
         }))
     }
 

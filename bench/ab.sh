@@ -10,7 +10,7 @@
 # Environment: DURATION (default 2s), ROUNDS (default 21), CONNS (default 16), STREAM (1 for
 # the 8-event stream), MODEL (bench-200 for the 200-event stream), ACCESS_LOG, EXTRA_YAML (both
 # builds' settings), EXTRA_YAML_A / EXTRA_YAML_B (one build's: the same binary twice compares
-# two settings), WRK_VIRTUAL_KEY (sent as x-portkey-virtual-key), B_THREAD_CPU (below).
+# two settings), WRK_VIRTUAL_KEY (sent as x-portkey-virtual-key).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: bench/ab.sh A_BINARY B_BINARY" >&2; exit 2; }
@@ -33,13 +33,6 @@ GW=127.0.0.1:18797 ADMIN=127.0.0.1:18798
 EXTRA_YAML="${EXTRA_YAML:-}${EXTRA_YAML_B:+
 $EXTRA_YAML_B}" PORTGATE_BIN=$b_bin bench_start 1 taskset -c 1
 b_pid=$gw_pid
-# B_THREAD_CPU=name:cpu moves build B's threads of that name (as /proc shows it) to that CPU:
-# work off the request path, measured apart, kept off the measured core.
-if [ -n "${B_THREAD_CPU:-}" ]; then
-  for t in /proc/"$b_pid"/task/*; do
-    [ "$(cat "$t/comm" 2>/dev/null)" = "${B_THREAD_CPU%%:*}" ] && taskset -pc "${B_THREAD_CPU##*:}" "${t##*/}" >/dev/null
-  done
-fi
 trap 'kill -INT "$a_pid" 2>/dev/null; bench_cleanup' EXIT
 
 # One round of one build: "rps cpu p50".

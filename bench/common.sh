@@ -99,12 +99,16 @@ cpu_ticks() {
   fi
   echo "$total"
 }
-# CPU ticks of the threads of process $1 whose name is $2 (as /proc shows it: 15 characters).
+# CPU ticks of the threads of process $1 whose name is $2 (as /proc shows it: 15 characters),
+# from each thread's run time in nanoseconds (`schedstat`). Not from the thread's own `stat`:
+# its utime and stime are sampled per tick, and on this VM they showed about half a busy
+# thread's time (161 ticks against the process's 299 for the one busy thread, whose
+# `schedstat` said 2.99 s), so subtracting them left half the thread in the remainder.
 thread_ticks() {
   local total=0 t
   for t in /proc/"$1"/task/*; do
     [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "$t/stat")))
+    total=$((total + $(awk -v hz="$ticks" '{printf "%d", $1 * hz / 1e9}' "$t/schedstat")))
   done
   echo "$total"
 }

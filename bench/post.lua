@@ -24,3 +24,12 @@ end
 if os.getenv("WRK_CONFIG") then
   wrk.headers["x-portkey-config"] = os.getenv("WRK_CONFIG")
 end
+-- WRK_DELAY_MS paces each connection: it waits that long after each answer before sending the
+-- next request, so that two builds compared are offered about the same request rate below
+-- what either can serve (a closed loop at full speed compares them at different rates).
+if os.getenv("WRK_DELAY_MS") and os.getenv("WRK_DELAY_MS") ~= "" then
+  local pause = tonumber(os.getenv("WRK_DELAY_MS"))
+  function delay()
+    return pause
+  end
+end

@@ -15,7 +15,13 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 /// Migrations in order; the version of each is its position plus one. Never edit one that
 /// shipped: add the next.
-const MIGRATIONS: &[&str] = &[r#"
+///
+/// 2: the requests table keeps one index, a BRIN on `created_at` (what an export's time range
+/// and the retention delete read). Rows arrive in time order, so a block range summary finds
+/// them; two B-trees (on `created_at` and `trace_id`, which no query of the gateway reads) cost
+/// the database about a third of its time per stored request.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE portgate_requests (
     id bigserial PRIMARY KEY,
     trace_id text NOT NULL,
@@ -48,7 +54,13 @@ CREATE TABLE portgate_feedback (
     updated_at timestamptz NOT NULL
 );
 CREATE INDEX portgate_feedback_trace_id ON portgate_feedback (trace_id);
-"#];
+"#,
+    r#"
+DROP INDEX IF EXISTS portgate_requests_trace_id;
+DROP INDEX IF EXISTS portgate_requests_created_at;
+CREATE INDEX portgate_requests_created_at ON portgate_requests USING brin (created_at);
+"#,
+];
 
 /// An arbitrary, fixed key for the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x706f_7274_6761_7465;
@@ -76,7 +88,21 @@ pub(crate) async fn migrate(db: &Database) -> Result<usize, DbError> {
             )
             .await?
             .try_get(0)?;
-        let at = usize::try_from(at).unwrap_or(0);
+        let mut at = usize::try_from(at).unwrap_or(0);
+        // Both tables gone while the version table stayed (dropped by hand, or a restore that
+        // left the version table): the schema is made again from the first migration.
+        let gone: bool = tx
+            .query_one(
+                "SELECT to_regclass('portgate_requests') IS NULL \
+                 AND to_regclass('portgate_feedback') IS NULL",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if at > 0 && gone {
+            tx.execute("DELETE FROM portgate_log_schema", &[]).await?;
+            at = 0;
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(at) {
             tx.batch_execute(sql).await?;
             let version = i32::try_from(i + 1).unwrap_or(i32::MAX);

@@ -254,8 +254,8 @@ async fn the_loop_on_postgres_across_two_replicas() {
     the_loop(pg_store(&pg), Some(pg_store(&pg)), &dir).await;
     // The schema is versioned: both replicas started on it, it was migrated once.
     assert_eq!(
-        pg.query("SELECT string_agg(version::text, ',') FROM portgate_log_schema"),
-        "1"
+        pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM portgate_log_schema"),
+        "1,2"
     );
     // Credential-like fields never reach the store.
     assert_eq!(
@@ -331,6 +331,49 @@ async fn a_database_that_goes_down_never_fails_a_request() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Tables dropped by hand (the version table left behind): the writer notices the first failed
+/// batch, makes the schema again, and stores the next requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_tables_are_made_again() {
+    let pg = PgServer::start();
+    let mock = MockProvider::start().await;
+    let gw = gateway(&mock, &pg_store(&pg));
+    assert_eq!(ask(&gw, &[], user_chat("m", "first")).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg
+        .try_query("SELECT count(*) FROM portgate_requests")
+        .as_deref()
+        != Some("1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first request was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pg.query("DROP TABLE portgate_requests, portgate_feedback");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert_eq!(ask(&gw, &[], user_chat("m", "again")).await, 200);
+        let stored = pg.try_query(
+            "SELECT count(*) FROM portgate_requests WHERE request->'messages'->0->>'content' = 'again'",
+        );
+        if stored.is_some_and(|n| n != "0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tables were not made again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM portgate_log_schema"),
+        "1,2"
+    );
+    assert_eq!(
+        pg.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'portgate_requests_created_at'"),
+        "CREATE INDEX portgate_requests_created_at ON public.portgate_requests USING brin (created_at)"
+    );
 }
 
 /// `portgate dataset export` as a user runs it: a summary on success; one line naming the

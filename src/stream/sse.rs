@@ -154,10 +154,29 @@ pub(crate) fn write_event(out: &mut BytesMut, name: Option<&str>, payload: &[u8]
     out.extend_from_slice(b"\n\n");
 }
 
+/// Writes one SSE event whose payload is a JSON value, serialised straight into `out` (no
+/// intermediate text: `Value::to_string` goes through `fmt`, a call per token).
+pub(crate) fn write_json_event(out: &mut BytesMut, name: Option<&str>, v: &serde_json::Value) {
+    use bytes::BufMut;
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"data: ");
+    let start = out.len();
+    // Writing a `Value` into memory cannot fail; were it to, the event keeps an empty payload
+    // rather than a cut one.
+    if serde_json::to_writer(out.writer(), v).is_err() {
+        out.truncate(start);
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
 /// One unnamed event carrying a JSON value (an OpenAI chunk).
 pub(crate) fn json_event(v: &serde_json::Value) -> Bytes {
     let mut out = BytesMut::new();
-    write_event(&mut out, None, &crate::types::json::to_bytes(v));
+    write_json_event(&mut out, None, v);
     out.freeze()
 }
 

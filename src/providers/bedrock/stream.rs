@@ -93,7 +93,7 @@ impl ConverseStream {
     }
 
     pub(super) fn write(out: &mut BytesMut, v: &Value) {
-        sse::write_event(out, None, v.to_string().as_bytes());
+        sse::write_json_event(out, None, v);
     }
 
     pub(super) fn chunk(&mut self, mut delta: Value, finish: Value, out: &mut BytesMut) {
@@ -300,7 +300,7 @@ impl MessagesStream {
 
     pub(super) fn error_event(kind: &str, message: &str, out: &mut BytesMut) {
         let v = json!({"type": "error", "error": {"type": kind, "message": message}});
-        sse::write_event(out, Some("error"), v.to_string().as_bytes());
+        sse::write_json_event(out, Some("error"), &v);
     }
 
     pub(super) fn frame(&mut self, message: &Message, out: &mut BytesMut) {
@@ -336,7 +336,7 @@ impl MessagesStream {
             o.remove("amazon-bedrock-invocationMetrics");
         }
         let start = out.len();
-        sse::write_event(out, Some(kind), event.to_string().as_bytes());
+        sse::write_json_event(out, Some(kind), &event);
         let written = Bytes::copy_from_slice(&out[start..]);
         let _ = self.meter.push(written);
         if kind == "message_stop" {

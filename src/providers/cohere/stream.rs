@@ -164,7 +164,7 @@ impl CohereStream {
 }
 
 fn write(out: &mut BytesMut, v: &Value) {
-    sse::write_event(out, None, v.to_string().as_bytes());
+    sse::write_json_event(out, None, v);
 }
 
 impl Translator for CohereStream {

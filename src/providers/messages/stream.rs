@@ -49,7 +49,7 @@ impl MessageStream {
     }
 
     fn event(out: &mut BytesMut, name: &str, v: &Value) {
-        sse::write_event(out, Some(name), v.to_string().as_bytes());
+        sse::write_json_event(out, Some(name), v);
     }
 
     fn start(&mut self, chunk: &ChatChunk<'_>, out: &mut BytesMut) {

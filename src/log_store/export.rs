@@ -1,14 +1,16 @@
 //! `portgate dataset export`: rated conversations from the log store, as fine-tuning data.
 //!
-//! A conversation is a stored chat request with its bodies: the request's messages followed by
-//! the answer's assistant message (tool calls kept, in OpenAI's fine-tuning shape). Only
-//! answers the client got whole and successfully are used; a trace's rating is the weighted
-//! mean of its feedback values (the latest value of each feedback id). Both backends are read
-//! through the same filters, so a dataset does not depend on where it was stored.
+//! A conversation is a stored chat, Responses or Messages request with its bodies: the
+//! request's messages followed by the answer's assistant message, in OpenAI's chat fine-tuning
+//! shape whatever the API (`conversation`). Only answers the client got whole and successfully
+//! are used; a trace's rating is the weighted mean of its feedback values (the latest value of
+//! each feedback id). Both backends are read through the same filters, so a dataset does not
+//! depend on where it was stored.
 
 use super::file::{read_all, FileLine};
-use super::record::StoredRequest;
+use super::record::{Api, StoredRequest};
 use crate::settings::log_store::{LogStoreBackend, LogStoreSettings};
+use conversation::conversation;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -16,6 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+mod conversation;
 mod postgres;
 
 /// What to export.
@@ -40,7 +43,7 @@ pub struct ExportOptions {
 /// What an export did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Summary {
-    /// Chat requests read from the store.
+    /// Conversation requests (chat, Responses, Messages) read from the store.
     pub read: u64,
     pub exported: u64,
     /// Of `exported`, written to the validation file.
@@ -205,9 +208,9 @@ impl Exporter<'_> {
 
     /// Takes one stored request; returns whether the export goes on.
     fn take(&mut self, r: &StoredRequest) -> Result<bool, ExportError> {
-        if !matches!(r.route.as_str(), "chat_completions" | "chat_complete") {
+        let Some(api) = Api::of_route(&r.route) else {
             return Ok(true);
-        }
+        };
         self.summary.read += 1;
         if !self.matches(r) {
             self.skip("filtered");
@@ -239,7 +242,7 @@ impl Exporter<'_> {
                 Some(_) => {}
             }
         }
-        let line = match conversation(r) {
+        let line = match conversation(api, r) {
             Ok(line) => line,
             Err(why) => {
                 self.skip(why);
@@ -292,64 +295,6 @@ impl Exporter<'_> {
             .iter()
             .all(|(k, v)| r.metadata.get(k).and_then(Value::as_str) == Some(v.as_str()))
     }
-}
-
-/// The fields of a message OpenAI's fine-tuning format has.
-const MESSAGE_FIELDS: &[&str] = &["role", "content", "name", "tool_calls", "tool_call_id"];
-
-fn message(m: &Value) -> Option<Value> {
-    let m = m.as_object()?;
-    let mut out = Map::new();
-    for k in MESSAGE_FIELDS {
-        if let Some(v) = m.get(*k) {
-            out.insert((*k).to_string(), v.clone());
-        }
-    }
-    // The fine-tuning format has no `developer` role: it is the system prompt.
-    if out.get("role").and_then(Value::as_str) == Some("developer") {
-        out.insert("role".into(), Value::String("system".into()));
-    }
-    out.get("role")?.as_str()?;
-    Some(Value::Object(out))
-}
-
-/// The fine-tuning line of a stored chat request, or why it has none.
-fn conversation(r: &StoredRequest) -> Result<Value, &'static str> {
-    let (Some(request), Some(answer)) = (&r.request, &r.answer) else {
-        return Err("no_bodies");
-    };
-    // The legacy route carries the request under `params`.
-    let params = request.get("params").unwrap_or(request);
-    let Some(asked) = params.get("messages").and_then(Value::as_array) else {
-        return Err("no_messages");
-    };
-    let Some(reply) = answer
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .and_then(|c| c.get("message"))
-        .and_then(message)
-    else {
-        return Err("no_answer");
-    };
-    let mut messages: Vec<Value> = asked.iter().filter_map(message).collect();
-    if messages.len() != asked.len() {
-        return Err("no_messages");
-    }
-    let mut reply = reply;
-    if let Some(m) = reply.as_object_mut() {
-        m.insert("role".into(), Value::String("assistant".into()));
-        // An answer with tool calls and no text keeps the calls only.
-        if m.get("content").is_some_and(Value::is_null) && m.contains_key("tool_calls") {
-            m.remove("content");
-        }
-    }
-    messages.push(reply);
-    let mut line = Map::new();
-    line.insert("messages".into(), Value::Array(messages));
-    if let Some(tools) = params.get("tools").filter(|t| t.is_array()) {
-        line.insert("tools".into(), tools.clone());
-    }
-    Ok(Value::Object(line))
 }
 
 /// Exports the store named by `settings`; `progress` is called every few thousand requests.

@@ -22,6 +22,30 @@ pub struct RequestRecord {
     pub sse: bool,
 }
 
+/// The API a stored request spoke, told by its route: what its request and answer look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// OpenAI's chat completions (`/v1/chat/completions`, the legacy `/v1/chatComplete`).
+    Chat,
+    /// OpenAI's Responses API (`/v1/responses`).
+    Responses,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Messages,
+}
+
+impl Api {
+    /// The API of a conversation's route (the access-log line's `route`); `None` for routes
+    /// that are not conversations (embeddings, rerank, passthrough, ...).
+    pub(crate) fn of_route(route: &str) -> Option<Api> {
+        match route {
+            "chat_completions" | "chat_complete" => Some(Api::Chat),
+            "responses" => Some(Api::Responses),
+            "messages" => Some(Api::Messages),
+            _ => None,
+        }
+    }
+}
+
 /// A feedback as created: Portkey's fields plus the id the gateway gave it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackRow {
@@ -158,9 +182,11 @@ impl StoredRequest<Box<RawValue>> {
         let f: LineFields = serde_json::from_slice(&record.line).ok()?;
         let denied = f.status == 446 || f.guardrails.iter().any(|v| v.deny && !v.verdict);
         let request = record.request.and_then(|b| stored_json(b.to_vec()));
+        // The other route that keeps its answer, text completions, is read as a chat stream.
+        let api = Api::of_route(&f.route).unwrap_or(Api::Chat);
         let answer = record.answer.and_then(|t| {
             if record.sse {
-                let mut v = t.answer(true)?;
+                let mut v = t.answer(true, api)?;
                 redact(&mut v);
                 serde_json::value::to_raw_value(&v).ok()
             } else {

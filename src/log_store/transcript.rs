@@ -1,14 +1,20 @@
 //! The answer as the client got it, kept for the log store: its bytes copied while the request
 //! runs, and the answer made of them on the store's own thread. Copied, not kept by reference:
 //! a chunk is often a slice of a larger read buffer, and holding it until the writer's next
-//! turn would keep the whole buffer from being reused. A stream is reassembled from its events into the one chat completion it
-//! amounts to: the text, the tool calls with their arguments joined, the finish reason and the
-//! usage.
+//! turn would keep the whole buffer from being reused. A stream is reassembled from its events
+//! into the whole answer its API gives without streaming: a chat stream into the one chat
+//! completion it amounts to (the text, the tool calls with their arguments joined, the finish
+//! reason and the usage), a Responses stream into the response object of its last event
+//! (`responses`), a Messages stream into the Anthropic message it amounts to (`messages`).
 
+use super::record::Api;
 use crate::stream::chunk::ChatChunk;
 use crate::stream::sse::{payload, SseSplitter};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
+
+mod messages;
+mod responses;
 
 /// Largest answer kept; a larger one is stored without its body.
 pub(crate) const MAX_ANSWER: usize = 4 * 1024 * 1024;
@@ -39,23 +45,37 @@ impl Transcript {
         (!self.overflow && !self.bytes.is_empty()).then_some(self.bytes)
     }
 
-    /// The answer: the JSON body as it is, or a stream's events made into a chat completion.
-    /// `None` for an answer too large, empty, or neither JSON nor an OpenAI-format stream.
-    pub(crate) fn answer(&self, sse: bool) -> Option<Value> {
+    /// The answer: the JSON body as it is, or a stream's events made into the whole answer of
+    /// `api`. `None` for an answer too large, empty, or neither JSON nor a stream of `api`.
+    pub(crate) fn answer(&self, sse: bool, api: Api) -> Option<Value> {
         if self.overflow || self.bytes.is_empty() {
             return None;
         }
-        if sse {
-            let mut stream = Reassembly::default();
-            let mut splitter = SseSplitter::default();
-            splitter.each(&self.bytes, |event| stream.event(event));
-            if let Some(rest) = splitter.finish() {
-                stream.event(&rest);
-            }
-            return stream.into_answer();
+        if !sse {
+            return serde_json::from_slice(&self.bytes).ok();
         }
-        serde_json::from_slice(&self.bytes).ok()
+        match api {
+            Api::Chat => reassemble::<Reassembly>(&self.bytes),
+            Api::Responses => reassemble::<responses::LastResponse>(&self.bytes),
+            Api::Messages => reassemble::<messages::MessageReassembly>(&self.bytes),
+        }
     }
+}
+
+/// What a stream's events add up to, one API's way.
+trait Reassemble: Default {
+    fn event(&mut self, event: &[u8]);
+    fn into_answer(self) -> Option<Value>;
+}
+
+fn reassemble<R: Reassemble>(bytes: &[u8]) -> Option<Value> {
+    let mut stream = R::default();
+    let mut splitter = SseSplitter::default();
+    splitter.each(bytes, |event| stream.event(event));
+    if let Some(rest) = splitter.finish() {
+        stream.event(&rest);
+    }
+    stream.into_answer()
 }
 
 #[derive(Default)]
@@ -101,7 +121,7 @@ struct Reassembly {
     seen: bool,
 }
 
-impl Reassembly {
+impl Reassemble for Reassembly {
     fn event(&mut self, event: &[u8]) {
         let Some(data) = payload(event) else {
             return;
@@ -239,7 +259,7 @@ mod tests {
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n",
             "data: [DONE]\n\n",
         ]);
-        let a = t.answer(true).unwrap();
+        let a = t.answer(true, Api::Chat).unwrap();
         assert_eq!(
             a,
             json!({
@@ -258,17 +278,17 @@ mod tests {
     #[test]
     fn a_json_answer_is_kept_as_it_is_and_a_large_one_not_at_all() {
         let t = transcript(&["{\"a\":", "1}"]);
-        assert_eq!(t.answer(false), Some(json!({"a": 1})));
+        assert_eq!(t.answer(false, Api::Chat), Some(json!({"a": 1})));
         let mut big = Transcript::default();
         let chunk = Bytes::from(vec![b' '; 1024 * 1024]);
         for _ in 0..5 {
             big.push(&chunk);
         }
-        assert_eq!(big.answer(false), None);
+        assert_eq!(big.answer(false, Api::Chat), None);
         assert!(big.bytes.capacity() == 0, "nothing is held past the limit");
         // Not a chat stream (an error event only): no answer.
         assert_eq!(
-            transcript(&["event: x\ndata: [DONE]\n\n"]).answer(true),
+            transcript(&["event: x\ndata: [DONE]\n\n"]).answer(true, Api::Chat),
             None
         );
     }

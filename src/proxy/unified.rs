@@ -255,8 +255,17 @@ async fn walk(
     if state.access_log.log_bodies || store_bodies {
         ctx.request_body = Some(view.body.clone());
     }
-    // The answer of a chat is kept for the log store as it is sent (a dataset's last turn).
-    if store_bodies && matches!(op, Operation::ChatCompletions | Operation::Completions) {
+    // The answer of a conversation is kept for the log store as it is sent (a dataset's last
+    // turn): only its bytes are copied here, the store's thread reads them.
+    if store_bodies
+        && matches!(
+            op,
+            Operation::ChatCompletions
+                | Operation::Completions
+                | Operation::Responses
+                | Operation::Messages
+        )
+    {
         ctx.transcript = Some(Box::default());
     }
     let traceparent = ctx.trace.as_ref().map(|t| t.outgoing());

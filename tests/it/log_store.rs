@@ -1,7 +1,9 @@
 //! The log store, on files and on PostgreSQL with the same cases: requests and feedback
 //! stored, a stream reassembled, failed and guardrail-denied answers left out of the dataset,
-//! an update that moves a conversation out; two gateways on one database with feedback updated
-//! through the other replica; a database that goes down under traffic.
+//! an update that moves a conversation out; Responses and Messages traffic (whole and
+//! streamed, on translated providers) exported as chat conversations; two gateways on one
+//! database with feedback updated through the other replica; a database that goes down under
+//! traffic.
 
 use crate::support::*;
 use portgate::log_store::export::{self, ExportOptions, Summary};
@@ -262,6 +264,200 @@ async fn the_loop_on_postgres_across_two_replicas() {
         pg.query("SELECT count(*) FROM portgate_requests WHERE line::text LIKE '%sk-%'"),
         "0"
     );
+}
+
+const ANTHROPIC_MESSAGE: &str = include_str!("../fixtures/anthropic/message_tools.json");
+const ANTHROPIC_STREAM: &str = include_str!("../fixtures/anthropic/stream_tools.sse");
+
+/// A request to `path` with `headers`; the status and the body's text.
+async fn post(
+    gw: &TestGateway,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Value,
+) -> (u16, String) {
+    let mut req = client().post(gw.url(path)).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn call(id: &str, name: &str, arguments: &str) -> Value {
+    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+}
+
+/// A chat chunk of the mock's stream.
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let c = json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
+        "model": "gpt-stream", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    format!("data: {c}")
+}
+
+/// Agent traffic: the Responses API served by a translated provider (anthropic) and the
+/// Messages API on openai, each whole and streamed, exported as the chat conversations they
+/// amount to.
+async fn agent_apis(store: LogStoreSettings, dir: &Scratch) {
+    let mock = MockProvider::start().await;
+    mock.for_model(
+        "claude-whole",
+        Reply::Json {
+            status: 200,
+            body: ANTHROPIC_MESSAGE.into(),
+            headers: vec![],
+        },
+    );
+    let anthropic_events = ANTHROPIC_STREAM
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(String::from)
+        .collect();
+    mock.for_model(
+        "claude-stream",
+        Reply::Sse {
+            events: anthropic_events,
+            delay: Duration::from_millis(2),
+        },
+    );
+    mock.for_model(
+        "gpt-whole",
+        Reply::json(
+            200,
+            json!({"id": "chatcmpl-w", "object": "chat.completion", "created": 1, "model": "gpt-whole",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+                    "content": null, "tool_calls": [call("call_w", "weather", "{\"city\":\"Oslo\"}")]}}],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 7, "total_tokens": 47}}),
+        ),
+    );
+    mock.for_model(
+        "gpt-stream",
+        Reply::Sse {
+            events: vec![
+                chunk(json!({"role": "assistant", "content": "On it."}), None),
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "id": "call_s", "type": "function",
+                        "function": {"name": "weather", "arguments": "{\"city\":"}}]}),
+                    None,
+                ),
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Rome\"}"}}]}),
+                    None,
+                ),
+                chunk(json!({}), Some("tool_calls")),
+                "data: [DONE]".into(),
+            ],
+            delay: Duration::from_millis(2),
+        },
+    );
+    let gw = gateway(&mock, &store);
+
+    let responses_body = |model: &str, question: &str, stream: bool| {
+        json!({"model": model, "instructions": "Be brief.", "stream": stream,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": question}]}],
+            "tools": [{"type": "function", "name": "get_weather", "description": "Weather of a city",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]})
+    };
+    let on_anthropic = anthropic_on(&mock);
+    let (s, text) = post(
+        &gw,
+        "/v1/responses",
+        &on_anthropic,
+        responses_body("claude-whole", "Paris and Rome, whole?", false),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    let (s, text) = post(
+        &gw,
+        "/v1/responses",
+        &on_anthropic,
+        responses_body("claude-stream", "Paris and Rome, streamed?", true),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains("response.completed"), "{text}");
+
+    let messages_body = |model: &str, question: &str, stream: bool| {
+        json!({"model": model, "max_tokens": 256, "stream": stream, "system": "Be brief.",
+            "messages": [{"role": "user", "content": question}],
+            "tools": [{"name": "weather", "description": "Weather of a city.",
+                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]})
+    };
+    let on_openai = [
+        ("x-portkey-provider", "openai".to_string()),
+        ("x-api-key", "sk-test".to_string()),
+        ("anthropic-version", "2023-06-01".to_string()),
+    ];
+    let (s, text) = post(
+        &gw,
+        "/v1/messages",
+        &on_openai,
+        messages_body("gpt-whole", "Oslo, whole?", false),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    let (s, text) = post(
+        &gw,
+        "/v1/messages",
+        &on_openai,
+        messages_body("gpt-stream", "Rome, streamed?", true),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    assert!(text.contains("message_stop"), "{text}");
+
+    let opts = ExportOptions {
+        out: dir.0.join("agents.jsonl"),
+        ..ExportOptions::default()
+    };
+    let (summary, mut got) = export_when(&store, opts, 4).await;
+    assert_eq!((summary.read, summary.exported), (4, 4), "{summary:?}");
+
+    let responses_tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let messages_tools = json!([{"type": "function", "function": {"name": "weather",
+        "description": "Weather of a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let system = json!({"role": "system", "content": "Be brief."});
+    let asked = |q: &str| json!({"role": "user", "content": [{"type": "text", "text": q}]});
+    let mut expected = vec![
+        json!({"messages": [system, asked("Paris and Rome, whole?"),
+            {"role": "assistant", "content": "I'll check both cities.", "tool_calls": [
+                call("toolu_01A", "get_weather", "{\"city\":\"Paris\"}"),
+                call("toolu_01B", "get_weather", "{\"city\":\"Rome\"}")]}],
+            "tools": responses_tools}),
+        // The Responses stream's closing event carries the answer (arguments as streamed).
+        json!({"messages": [system, asked("Paris and Rome, streamed?"),
+            {"role": "assistant", "content": "Checking ü both.", "tool_calls": [
+                call("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", "{\"city\": \"Paris\"}"),
+                call("toolu_02", "get_weather", "{\"city\": \"Rome\"}")]}],
+            "tools": responses_tools}),
+        json!({"messages": [system, {"role": "user", "content": "Oslo, whole?"},
+            {"role": "assistant", "tool_calls": [call("call_w", "weather", "{\"city\":\"Oslo\"}")]}],
+            "tools": messages_tools}),
+        // The Anthropic event stream, reassembled.
+        json!({"messages": [system, {"role": "user", "content": "Rome, streamed?"},
+            {"role": "assistant", "content": "On it.",
+             "tool_calls": [call("call_s", "weather", "{\"city\":\"Rome\"}")]}],
+            "tools": messages_tools}),
+    ];
+    got.sort_by_key(Value::to_string);
+    expected.sort_by_key(Value::to_string);
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_apis_on_files() {
+    let dir = Scratch::new("agents-files");
+    agent_apis(file_store(&dir), &dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_apis_on_postgres() {
+    let dir = Scratch::new("agents-pg");
+    let pg = PgServer::start();
+    agent_apis(pg_store(&pg), &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

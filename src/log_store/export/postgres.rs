@@ -70,6 +70,7 @@ pub(super) fn run(
         }
         let mut e = exporter(opts, &ratings)?;
         let (since, until) = (rfc3339(opts.since), rfc3339(opts.until));
+        // The routes are those of `Api::of_route` (the others are no conversations).
         let rows = client
             .query_raw(
                 "SELECT trace_id, line->>'timestamp', route, status, provider, model, \
@@ -77,7 +78,7 @@ pub(super) fn run(
                  denied, line, request, answer FROM portgate_requests \
                  WHERE created_at >= COALESCE($1::text::timestamptz, '-infinity') \
                  AND created_at < COALESCE($2::text::timestamptz, 'infinity') \
-                 AND route IN ('chat_completions', 'chat_complete') ORDER BY id",
+                 AND route IN ('chat_completions', 'chat_complete', 'responses', 'messages') ORDER BY id",
                 [since, until],
             )
             .await

@@ -123,6 +123,7 @@ mod response;
 mod stream;
 
 pub(crate) use request::to_messages;
+pub(crate) use response::message_as_chat;
 use response::*;
 pub(crate) use stream::native_meter;
 use stream::*;

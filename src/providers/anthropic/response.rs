@@ -233,6 +233,16 @@ pub(super) fn to_chat_completion(body: &[u8], opts: &Opts) -> Option<(Vec<u8>, C
     Some((bytes, counts, msg.model.into_owned()))
 }
 
+/// A whole Anthropic message as the chat completion the chat route answers for it (strict:
+/// OpenAI's fields only), for readers off the request path (the log store's export).
+pub(crate) fn message_as_chat(body: &[u8]) -> Option<Vec<u8>> {
+    let opts = Opts {
+        strict: true,
+        created: 0,
+    };
+    to_chat_completion(body, &opts).map(|(out, _, _)| out)
+}
+
 /// The longest answer held for translation (larger ones are relayed as they are).
 pub(super) const MAX_BODY: usize = 8 * 1024 * 1024;
 

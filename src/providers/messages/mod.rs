@@ -17,6 +17,7 @@ mod tests;
 
 pub(crate) use count::estimate;
 pub use error::envelope;
+pub(crate) use request::{to_chat, Target};
 
 use super::{Operation, Prepare, Provider, ProviderRequest, ResponseOptions};
 use crate::error::GatewayError;

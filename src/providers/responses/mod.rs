@@ -25,6 +25,7 @@ mod stream;
 mod tests;
 
 pub(crate) use native::NativeMeter;
+pub(crate) use request::{items_as_messages, to_chat};
 
 /// The `api-version` of Azure's Responses API when the target names none (the Responses API
 /// needs a newer one than the chat routes' default).

@@ -175,11 +175,7 @@ pub(crate) fn to_chat(body: &[u8], stream_usage: bool) -> Result<Vec<u8>, Gatewa
             Some(b'[') => {
                 let items: Vec<Value> = serde_json::from_str(input.get())
                     .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-                let mut built = Vec::new();
-                for item in &items {
-                    push_item(&mut built, item)?;
-                }
-                messages.extend(built.into_iter().map(Message::Built));
+                messages.extend(items_as_messages(&items)?.into_iter().map(Message::Built));
             }
             _ => return Err(invalid("input must be a string or a list of items")),
         }
@@ -234,6 +230,16 @@ pub(crate) fn to_chat(body: &[u8], stream_usage: bool) -> Result<Vec<u8>, Gatewa
         stream_options,
     };
     serde_json::to_vec(&chat).map_err(|e| GatewayError::InvalidJson(e.to_string()))
+}
+
+/// Input items as chat messages. A response's `output` items have the same shapes (assistant
+/// messages, function calls), so the log store's export reads an answer with this too.
+pub(crate) fn items_as_messages(items: &[Value]) -> Result<Vec<Value>, GatewayError> {
+    let mut built = Vec::new();
+    for item in items {
+        push_item(&mut built, item)?;
+    }
+    Ok(built)
 }
 
 /// One input item as chat messages: appended, or merged into the last one (a function call

@@ -1,19 +1,36 @@
 #!/usr/bin/env python3
-"""Mock OpenAI-style provider for the portgate/Portkey conformance check.
+"""Mock provider (OpenAI-style, plus Anthropic's Messages API) for the portgate/Portkey
+conformance check.
 
 Usage: mock_provider.py PORT_FILE
 Binds an ephemeral loopback port, writes the port number to PORT_FILE and serves until killed.
 
-Behaviour is chosen by the request body's "model":
-  fail-429       429, retry-after: 1, x-ratelimit-* headers, OpenAI error body
-  fail-500       500, OpenAI error body
+Routes (matched on the end of the path, so any base path works):
+  POST .../chat/completions       chat.completion JSON, or an SSE stream of 3 chunks + [DONE]
+                                  when the body has "stream": true
+  POST .../responses              an OpenAI Responses object, or a short Responses event
+                                  stream (response.created ... response.completed, each
+                                  "event: <type>" + JSON data) when "stream": true
+  POST .../messages               an Anthropic message, or a short Anthropic event stream
+                                  (message_start ... message_stop) when "stream": true
+  POST .../messages/count_tokens  {"input_tokens": 12}
+  POST .../embeddings             an embedding list (any model)
+  GET  .../models                 a model list
+  anything else                   404, OpenAI error body
+
+On the first four routes the behaviour is chosen by the request body's "model":
+  fail-429       429, retry-after: 1, x-ratelimit-* headers, error body
+  fail-500       500, error body
   fail-500-text  500, text/plain body "upstream exploded"
-  fail-401       401, OpenAI error body
+  fail-401       401, error body
   slow           waits 1.5 s, then answers like any other model
-  anything else  200 chat.completion JSON, or an SSE stream of 3 chunks + [DONE] when
-                 the body has "stream": true
-GET .../models answers a model list, POST .../embeddings an embedding list. Every request (except the /__ control routes) is recorded:
-GET /__log returns the records as JSON, POST /__reset clears them.
+  anything else  success as above
+Error bodies are OpenAI's {"error": {"message", "type", "param", "code"}}, except on
+.../messages and .../messages/count_tokens: Anthropic's {"type": "error", "error": {"type",
+"message"}} (rate_limit_error, api_error, authentication_error).
+
+Every request (except the /__ control routes) is recorded: GET /__log returns the records as
+JSON, POST /__reset clears them.
 """
 
 import json
@@ -28,6 +45,58 @@ LOCK = threading.Lock()
 
 def openai_error(message, etype, code):
     return {"error": {"message": message, "type": etype, "param": None, "code": code}}
+
+
+def anthropic_error(etype, message):
+    return {"type": "error", "error": {"type": etype, "message": message}}
+
+
+def responses_object(model):
+    return {
+        "id": "resp_mock1",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": None,
+        "model": model or "unknown",
+        "output": [{
+            "type": "message",
+            "id": "msg_mock1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello from the mock.", "annotations": []}],
+        }],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 10},
+        "user": None,
+        "metadata": {},
+    }
+
+
+def anthropic_message(model):
+    return {
+        "id": "msg_mock1",
+        "type": "message",
+        "role": "assistant",
+        "model": model or "unknown",
+        "content": [{"type": "text", "text": "Hello from the mock."}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 5},
+    }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -112,25 +181,46 @@ class Handler(BaseHTTPRequestHandler):
                 "model": body.get("model") if isinstance(body, dict) else None,
                 "usage": {"prompt_tokens": 2, "total_tokens": 2},
             })
-        if not self.path.split("?")[0].endswith("/chat/completions"):
+        route = self.path.split("?")[0]
+        if route.endswith("/messages/count_tokens"):
+            kind = "count_tokens"
+        elif route.endswith("/messages"):
+            kind = "messages"
+        elif route.endswith("/responses"):
+            kind = "responses"
+        elif route.endswith("/chat/completions"):
+            kind = "chat"
+        else:
             return self._send(404, openai_error("Unknown path " + self.path, "invalid_request_error", None))
+        anthropic = kind in ("messages", "count_tokens")
         model = body.get("model") if isinstance(body, dict) else None
         if model == "fail-429":
-            return self._send(429, openai_error("Rate limit reached", "requests", "rate_limit_exceeded"), headers={
+            return self._send(429, anthropic_error("rate_limit_error", "Number of requests has exceeded your rate limit.")
+                              if anthropic else openai_error("Rate limit reached", "requests", "rate_limit_exceeded"),
+                              headers={
                 "retry-after": "1",
                 "x-ratelimit-remaining-requests": "0",
                 "x-ratelimit-limit-requests": "60",
                 "x-ratelimit-reset-requests": "1s",
             })
         if model == "fail-500":
-            return self._send(500, openai_error("The server had an error while processing your request.", "server_error", None))
+            return self._send(500, anthropic_error("api_error", "Internal server error") if anthropic
+                              else openai_error("The server had an error while processing your request.", "server_error", None))
         if model == "fail-500-text":
             return self._send(500, "upstream exploded", content_type="text/plain")
         if model == "slow":
             time.sleep(1.5)
         if model == "fail-401":
-            return self._send(401, openai_error("Incorrect API key provided: sk-x.", "invalid_request_error", "invalid_api_key"))
-        if isinstance(body, dict) and body.get("stream") is True:
+            return self._send(401, anthropic_error("authentication_error", "invalid x-api-key") if anthropic
+                              else openai_error("Incorrect API key provided: sk-x.", "invalid_request_error", "invalid_api_key"))
+        stream = isinstance(body, dict) and body.get("stream") is True
+        if kind == "count_tokens":
+            return self._send(200, {"input_tokens": 12})
+        if kind == "messages":
+            return self._messages_stream(model) if stream else self._send(200, anthropic_message(model))
+        if kind == "responses":
+            return self._responses_stream(model) if stream else self._send(200, responses_object(model))
+        if stream:
             return self._stream(model)
         return self._send(200, {
             "id": "chatcmpl-mock1",
@@ -147,12 +237,66 @@ class Handler(BaseHTTPRequestHandler):
             "system_fingerprint": "fp_mock",
         })
 
-    def _stream(self, model):
+    def _start_sse(self):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("connection", "close")
         self.end_headers()
+
+    def _named_events(self, events):
+        """Events in the "event: <type>" + "data: <json>" form of the Responses and Messages APIs."""
+        self._start_sse()
+        for ev in events:
+            self.wfile.write(b"event: " + ev["type"].encode() + b"\ndata: " + json.dumps(ev).encode() + b"\n\n")
+            self.wfile.flush()
+        self.close_connection = True
+
+    def _responses_stream(self, model):
+        done = responses_object(model)
+        done["output"][0]["content"][0]["text"] = "Hello"
+        item = done["output"][0]
+        part = item["content"][0]
+        in_progress = {**done, "status": "in_progress", "output": [], "usage": None}
+        events = [
+            {"type": "response.created", "response": in_progress},
+            {"type": "response.in_progress", "response": in_progress},
+            {"type": "response.output_item.added", "output_index": 0,
+             "item": {**item, "status": "in_progress", "content": []}},
+            {"type": "response.content_part.added", "item_id": item["id"], "output_index": 0, "content_index": 0,
+             "part": {**part, "text": ""}},
+            {"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0, "content_index": 0,
+             "delta": "Hel"},
+            {"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0, "content_index": 0,
+             "delta": "lo"},
+            {"type": "response.output_text.done", "item_id": item["id"], "output_index": 0, "content_index": 0,
+             "text": "Hello"},
+            {"type": "response.content_part.done", "item_id": item["id"], "output_index": 0, "content_index": 0,
+             "part": {**part, "text": "Hello"}},
+            {"type": "response.output_item.done", "output_index": 0,
+             "item": {**item, "content": [{**part, "text": "Hello"}]}},
+            {"type": "response.completed", "response": done},
+        ]
+        for i, ev in enumerate(events):
+            ev["sequence_number"] = i
+        self._named_events(events)
+
+    def _messages_stream(self, model):
+        msg = anthropic_message(model)
+        self._named_events([
+            {"type": "message_start", "message": {**msg, "content": [], "stop_reason": None,
+                                                  "usage": {"input_tokens": 5, "output_tokens": 1}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+             "usage": {"output_tokens": 5}},
+            {"type": "message_stop"},
+        ])
+
+    def _stream(self, model):
+        self._start_sse()
         deltas = [{"role": "assistant", "content": "Hel"}, {"content": "lo"}, {}]
         for i, delta in enumerate(deltas):
             chunk = {

@@ -48,6 +48,12 @@ OK_HEADERS = {**JSON_CT, **AUTH, "x-portkey-provider": "openai", "x-portkey-cust
 SUCCESS_HEADERS = {"x-portkey-provider": "openai", "x-portkey-last-used-option-index": "config",
                    "x-portkey-retry-attempt-count": "0", "x-portkey-cache-status": "DISABLED"}
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+RESPONSES = {"model": "gpt-4o-mini", "input": "hi"}
+# What the Anthropic SDK sends: the key as x-api-key (no Authorization) and anthropic-version.
+ANTHROPIC_HEADERS = {**JSON_CT, "x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01",
+                     "x-portkey-provider": "anthropic", "x-portkey-custom-host": "{M}"}
+MESSAGES = {"model": "claude-3-5-haiku-latest", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+COUNT_TOKENS = {"model": "claude-3-5-haiku-latest", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def chat(model="gpt-4o-mini", **extra):
@@ -257,6 +263,43 @@ CASES += [
     {"name": "trace-id-on-gateway-error", "headers": {**JSON_CT, **AUTH, "x-portkey-provider": "nope",
                                                        "x-portkey-trace-id": "conf-trace-2"},
      "body": CHAT, "trace": True, "expect": {"status": 400, "message": "Invalid provider passed"}},
+    # --- agent APIs: OpenAI's Responses API and Anthropic's Messages API ---
+    {"name": "responses-ok", "path": "/v1/responses", "headers": OK_HEADERS, "body": RESPONSES,
+     "expect": {"status": 200, "mock_calls": 1, "mock_path": "/v1/responses", "headers": SUCCESS_HEADERS},
+     "note": "native on openai in both gateways: the body goes to the provider's /responses"},
+    {"name": "responses-ok-stream", "path": "/v1/responses", "headers": OK_HEADERS,
+     "body": {**RESPONSES, "stream": True},
+     "expect": {"status": 200, "mock_calls": 1, "mock_path": "/v1/responses", "content_type": "text/event-stream",
+                "headers": SUCCESS_HEADERS}},
+    {"name": "responses-provider-500", "path": "/v1/responses", "headers": OK_HEADERS,
+     "body": {**RESPONSES, "model": "fail-500"},
+     "expect": {"status": 500, "mock_calls": 1, "mock_path": "/v1/responses",
+                "headers": {"x-portkey-provider": "openai"}}},
+    {"name": "responses-invalid-json-body", "path": "/v1/responses", "headers": OK_HEADERS, "body": "{not json",
+     "expect": {"status": 500, "message": "Something went wrong", "mock_calls": 0}},
+    {"name": "messages-anthropic-ok", "path": "/v1/messages", "headers": ANTHROPIC_HEADERS, "body": MESSAGES,
+     "expect": {"status": 200, "mock_calls": 1, "mock_path": "/v1/messages",
+                "mock_headers": {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}}},
+    {"name": "messages-anthropic-ok-stream", "path": "/v1/messages", "headers": ANTHROPIC_HEADERS,
+     "body": {**MESSAGES, "stream": True},
+     "expect": {"status": 200, "mock_calls": 1, "mock_path": "/v1/messages", "content_type": "text/event-stream",
+                "mock_headers": {"x-api-key": "sk-ant-test"}}},
+    {"name": "messages-anthropic-provider-500", "path": "/v1/messages", "headers": ANTHROPIC_HEADERS,
+     "body": {**MESSAGES, "model": "fail-500"},
+     "expect": {"status": 500, "mock_calls": 1, "mock_path": "/v1/messages",
+                "headers": {"x-portkey-provider": "anthropic"}}},
+    {"name": "messages-openai", "path": "/v1/messages", "headers": {**ANTHROPIC_HEADERS, "x-portkey-provider": "openai"},
+     "body": {**MESSAGES, "model": "gpt-4o-mini"},
+     "expect": {"status": 500, "message": "messages is not supported by openai", "mock_calls": 0},
+     "note": "portgate translates Messages through openai's chat path; Portkey 1.15.2 does not serve the API there"},
+    {"name": "messages-count-tokens-anthropic", "path": "/v1/messages/count_tokens", "headers": ANTHROPIC_HEADERS,
+     "body": COUNT_TOKENS,
+     "expect": {"status": 200, "mock_calls": 1, "mock_path": "/v1/messages/count_tokens",
+                "mock_headers": {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}}},
+    {"name": "messages-count-tokens-openai", "path": "/v1/messages/count_tokens",
+     "headers": {**ANTHROPIC_HEADERS, "x-portkey-provider": "openai"}, "body": {**COUNT_TOKENS, "model": "gpt-4o-mini"},
+     "expect": {"status": 500, "message": "messagesCountTokens is not supported by openai", "mock_calls": 0},
+     "note": "portgate estimates (x-portgate-token-count) without calling the provider; Portkey 1.15.2 does not serve it"},
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +433,8 @@ def mock_call(mock_port, method, path):
 # ---------------------------------------------------------------------------------------------
 
 COMPARED_HEADERS = ("retry-after", "retry-after-ms")
-MOCK_HEADERS = ("authorization", "openai-organization", "openai-project", "openai-beta")
+MOCK_HEADERS = ("authorization", "openai-organization", "openai-project", "openai-beta",
+                "x-api-key", "anthropic-version", "anthropic-beta")
 MOCK_BODY_FIELDS = ("model", "stream", "stream_options")
 
 
@@ -413,7 +457,7 @@ def header_view(case, sent_headers, resp):
     view["content-type"] = ct.split(";")[0].strip().lower() if ct is not None else None
     for k, v in h.items():
         if (k.startswith("x-portkey-") and k != "x-portkey-trace-id") or k.startswith("x-ratelimit-") \
-                or k in COMPARED_HEADERS:
+                or k.startswith("x-portgate-") or k in COMPARED_HEADERS:
             view[k] = v
     if case.get("trace"):
         view["x-portkey-trace-id"] = normalise_trace(sent_headers.get("x-portkey-trace-id"),

@@ -4,15 +4,18 @@
 # `/messages` in Anthropic's format); then the agent APIs translated: a Responses request served
 # by `anthropic` (Responses → chat → Messages and back) and a Messages request served by `openai`
 # (Messages → chat and back). Reports requests/s and the gateway's CPU microseconds per request
-# for each, and each one's ratio to the untranslated chat request (the target: at most 1.5x).
+# for each, and each one's ratio to the untranslated chat request of the same round (the target:
+# at most 1.5x).
 #
 # On a 2-core machine portgate is pinned to CPU 1 and wrk and the mock to CPU 0 (taskset), so
 # the figures measure the gateway, not the scheduler. CPU time is read from /proc/<pid>/stat.
-# Environment: DURATION (default 10s), CONNS (default 16), PORTGATE_BIN.
+# Environment: DURATION (default 3s per row and round), ROUNDS (default 7), CONNS (default 16),
+# PORTGATE_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-3s}
+ROUNDS=${ROUNDS:-7}
 CONNS=${CONNS:-16}
 ACCESS_LOG=${ACCESS_LOG:-off}
 # `groq` on the mock as a trusted custom host: an OpenAI-compatible provider without a
@@ -59,16 +62,39 @@ curl -sf -X POST "http://$GW/v1/responses" -H "x-portkey-config: $groq" \
   -H 'content-type: application/json' -d "$responses_body" >/dev/null
 curl -sf -X POST "http://$GW/v1/messages" -H "x-portkey-provider: openai" \
   -H 'content-type: application/json' -H 'x-api-key: sk-bench' -d "$messages_body" >/dev/null
-read -r o_rps o_cpu <<<"$(measure openai)"
-read -r a_rps a_cpu <<<"$(measure anthropic)"
-read -r r_rps r_cpu <<<"$(measure anthropic /v1/responses "$responses_body")"
-read -r v_rps v_cpu <<<"$(WRK_CONFIG=$groq measure groq /v1/responses "$responses_body")"
-read -r m_rps m_cpu <<<"$(measure openai /v1/messages "$messages_body")"
-echo "| request | requests/s | CPU µs per request | vs untranslated chat |"
+# Rounds, each measuring every row in turn (the first row moving round by round): the VM
+# drifts by 20-30% over minutes, so a row measured a minute after the untranslated one is not
+# comparable to it; rows of one round are. Each row's ratio is the median of its rounds' own
+# ratios to that round's untranslated chat.
+rows=(chat_openai chat_anthropic responses_anthropic responses_compat messages_openai)
+row() {
+  case $1 in
+    chat_openai) measure openai ;;
+    chat_anthropic) measure anthropic ;;
+    responses_anthropic) measure anthropic /v1/responses "$responses_body" ;;
+    responses_compat) WRK_CONFIG=$groq measure groq /v1/responses "$responses_body" ;;
+    messages_openai) measure openai /v1/messages "$messages_body" ;;
+  esac
+}
+for round in $(seq "$ROUNDS"); do
+  for k in $(seq 0 4); do
+    r=${rows[$(((k + round) % 5))]}
+    read -r rps cpu <<<"$(row "$r")"
+    echo "$rps" >> "$tmp/$r.rps" && echo "$cpu" >> "$tmp/$r.cpu"
+  done
+  o=$(tail -1 "$tmp/chat_openai.cpu")
+  for r in "${rows[@]}"; do
+    awk -v a="$(tail -1 "$tmp/$r.cpu")" -v o="$o" 'BEGIN {printf "%.3f\n", a / o}' >> "$tmp/$r.ratio"
+  done
+  echo "round $round: $(for r in "${rows[@]}"; do echo -n "$r $(tail -1 "$tmp/$r.cpu") "; done)" >&2
+done
+echo "| request | requests/s (median) | CPU µs per request (median of $ROUNDS) | vs untranslated chat (rounds' median, quartiles) |"
 echo "|---|---:|---:|---:|"
-ratio() { awk -v a="$1" -v o="$o_cpu" 'BEGIN {printf "%.2fx", a / o}'; }
-echo "| chat, openai (untranslated) | $o_rps | $o_cpu | 1.00x |"
-echo "| chat, anthropic (translated) | $a_rps | $a_cpu | $(ratio "$a_cpu") |"
-echo "| Responses API, anthropic (translated) | $r_rps | $r_cpu | $(ratio "$r_cpu") |"
-echo "| Responses API, an OpenAI-compatible provider (translated) | $v_rps | $v_cpu | $(ratio "$v_cpu") |"
-echo "| Messages API, openai (translated) | $m_rps | $m_cpu | $(ratio "$m_cpu") |"
+line() {
+  echo "| $2 | $(median < "$tmp/$1.rps") | $(median < "$tmp/$1.cpu") | $(median_quartiles < "$tmp/$1.ratio" | awk '{printf "%.2fx (%.2f-%.2fx)", $1, $2, $3}') |"
+}
+line chat_openai "chat, openai (untranslated)"
+line chat_anthropic "chat, anthropic (translated)"
+line responses_anthropic "Responses API, anthropic (translated)"
+line responses_compat "Responses API, an OpenAI-compatible provider (translated)"
+line messages_openai "Messages API, openai (translated)"

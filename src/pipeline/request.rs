@@ -1,11 +1,13 @@
 //! The one builder of a request to a provider: the provider's own preparation (path, headers,
 //! body), the headers every provider request carries (content type, accept, OpenAI's
 //! organisation headers, forwarded headers, the trace context, the loop-detection hop), and
-//! the provider's signature over the result (SigV4 for Bedrock). The attempt loop and the
-//! semantic cache's embedding call both build theirs here, so neither can leave one out.
+//! the provider's signature over the result (SigV4 for Bedrock). The attempt loop, the
+//! semantic cache's embedding call and a provider's token count all build theirs here, so none
+//! can leave one out.
 
+use crate::dispatch::Upstream;
 use crate::error::GatewayError;
-use crate::providers::{Operation, Prepare, Signing};
+use crate::providers::{Operation, Prepare, Provider, ProviderOptions, ProviderRequest, Signing};
 use crate::routing::target::Target;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -50,6 +52,25 @@ pub(crate) fn provider_request(
             options: &target.options,
         },
     )?;
+    finish(
+        &*target.provider,
+        &target.upstream,
+        &target.options,
+        prepared,
+        c,
+    )
+}
+
+/// The headers every provider request carries, around what the provider prepared, and its
+/// signature: for a request the provider prepared itself (`provider_request`) or one the
+/// gateway asks of it on its own (a provider's token count API).
+pub(crate) fn finish(
+    provider: &dyn Provider,
+    upstream: &Upstream,
+    options: &ProviderOptions,
+    prepared: ProviderRequest,
+    c: &Carried<'_>,
+) -> Result<Built, GatewayError> {
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(8);
     headers.push((
         http::header::CONTENT_TYPE,
@@ -61,7 +82,7 @@ pub(crate) fn provider_request(
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("application/json"));
     headers.push((http::header::ACCEPT, accept));
-    if target.provider.slug() == "openai" {
+    if provider.slug() == "openai" {
         crate::portkey::headers::openai_headers(c.client_headers, &mut headers);
     }
     for name in c.forward {
@@ -84,12 +105,12 @@ pub(crate) fn provider_request(
         headers.push((HeaderName::from_static(crate::portkey::hop::HEADER), v));
     }
     headers.extend(prepared.headers);
-    let path = format!("{}{}", target.upstream.base_path, prepared.path);
-    headers.extend(target.provider.sign(&Signing {
-        upstream: &target.upstream,
+    let path = format!("{}{}", upstream.base_path, prepared.path);
+    headers.extend(provider.sign(&Signing {
+        upstream,
         path: &path,
         body: &prepared.body,
-        options: &target.options,
+        options,
         now: std::time::SystemTime::now(),
     })?);
     Ok(Built {

@@ -12,9 +12,9 @@ use super::respond;
 use crate::buffers::BufferLease;
 use crate::dispatch::Outbound;
 use crate::error::GatewayError;
-use crate::providers::{messages, ProviderRequest, Signing};
+use crate::pipeline::request::Carried;
+use crate::providers::{messages, Operation, ProviderRequest};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -57,7 +57,7 @@ pub(crate) async fn answer(
         .adapter
         .count_tokens(&body, api_key, &target.options)?
     {
-        match ask(ctx, target, req).await? {
+        match ask(ctx, target, &session.req_header().headers, req).await? {
             Asked::Counted(n) => return write(session, ctx, 200, None, count(n)).await,
             Asked::Failed(status, raw) => {
                 let envelope = messages::envelope(&target.provider, status, &raw);
@@ -80,35 +80,25 @@ fn count(n: u64) -> Bytes {
 async fn ask(
     ctx: &mut RequestCtx,
     target: &PassthroughTarget,
+    client_headers: &http::HeaderMap,
     req: ProviderRequest,
 ) -> Result<Asked, GatewayError> {
-    let mut headers: Vec<(HeaderName, HeaderValue)> = vec![
-        (
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
-        (
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        ),
-    ];
-    if let Some(t) = ctx.trace.as_ref() {
-        if let Ok(v) = HeaderValue::from_str(&t.outgoing()) {
-            headers.push((HeaderName::from_static("traceparent"), v));
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&ctx.hop) {
-        headers.push((HeaderName::from_static(crate::portkey::hop::HEADER), v));
-    }
-    headers.extend(req.headers);
-    let path = format!("{}{}", target.upstream.base_path, req.path);
-    headers.extend(target.adapter.sign(&Signing {
-        upstream: &target.upstream,
-        path: &path,
-        body: &req.body,
-        options: &target.options,
-        now: std::time::SystemTime::now(),
-    })?);
+    let traceparent = ctx.trace.as_ref().map(|t| t.outgoing());
+    let built = crate::pipeline::request::finish(
+        &*target.adapter,
+        &target.upstream,
+        &target.options,
+        req,
+        &Carried {
+            op: Operation::Messages,
+            query: None,
+            stream: false,
+            client_headers,
+            forward: &[],
+            traceparent: traceparent.as_deref(),
+            hop: &ctx.hop,
+        },
+    )?;
     // One send, as on every passthrough route: no retries.
     let no_resend = || false;
     let out = Outbound {
@@ -116,9 +106,9 @@ async fn ask(
         upstream: &target.upstream,
         public_only: target.public_only,
         method: "POST",
-        path: &path,
-        headers: &headers,
-        body: req.body,
+        path: &built.path,
+        headers: &built.headers,
+        body: built.body,
         may_resend: &no_resend,
     };
     let dispatcher = &ctx.state.dispatcher;

@@ -460,14 +460,8 @@ async fn agent_apis_on_postgres() {
     agent_apis(pg_store(&pg), &dir).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_that_goes_down_never_fails_a_request() {
-    let mut pg = PgServer::start();
-    let mock = MockProvider::start().await;
-    let store = pg_store(&pg);
-    let gw = gateway(&mock, &store);
-    let s = ask(&gw, &[], user_chat("m", "before")).await;
-    assert_eq!(s, 200);
+/// Waits until the table holds exactly one request (the test's first).
+async fn first_request_stored(pg: &PgServer) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while pg
         .try_query("SELECT count(*) FROM portgate_requests")
@@ -480,6 +474,17 @@ async fn a_database_that_goes_down_never_fails_a_request() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_down_never_fails_a_request() {
+    let mut pg = PgServer::start();
+    let mock = MockProvider::start().await;
+    let store = pg_store(&pg);
+    let gw = gateway(&mock, &store);
+    let s = ask(&gw, &[], user_chat("m", "before")).await;
+    assert_eq!(s, 200);
+    first_request_stored(&pg).await;
     pg.stop();
     for i in 0..20 {
         let s = ask(&gw, &[], user_chat("m", &format!("during {i}"))).await;
@@ -537,18 +542,7 @@ async fn dropped_tables_are_made_again() {
     let mock = MockProvider::start().await;
     let gw = gateway(&mock, &pg_store(&pg));
     assert_eq!(ask(&gw, &[], user_chat("m", "first")).await, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pg
-        .try_query("SELECT count(*) FROM portgate_requests")
-        .as_deref()
-        != Some("1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the first request was not stored"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    first_request_stored(&pg).await;
     pg.query("DROP TABLE portgate_requests, portgate_feedback");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

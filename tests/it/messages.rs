@@ -565,14 +565,7 @@ async fn messages_on_azure_openai_with_tools() {
     assert_eq!(sent["tools"][0]["function"]["name"], "weather");
     assert_eq!(sent["tool_choice"], "auto");
     let m = scrape(&gw).await;
-    assert_eq!(
-        sample(
-            &m,
-            "portgate_tokens_total",
-            &[("provider", "azure-openai"), ("type", "input")]
-        ),
-        Some(52.0)
-    );
+    assert_eq!(provider_tokens(&m, "azure-openai", "input"), Some(52.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,14 +110,7 @@ async fn anthropic_serves_a_responses_request_with_tools() {
 
     // Tokens and cost are metered as for a chat, under the route `responses`.
     let m = scrape(&gw).await;
-    assert_eq!(
-        sample(
-            &m,
-            "portgate_tokens_total",
-            &[("provider", "anthropic"), ("type", "output")]
-        ),
-        Some(80.0)
-    );
+    assert_eq!(provider_tokens(&m, "anthropic", "output"), Some(80.0));
     assert_eq!(
         sample(
             &m,
@@ -172,14 +165,7 @@ async fn an_anthropic_stream_becomes_responses_events() {
     );
     assert_eq!(mock.requests()[0].json()["stream"], true);
     let m = scrape(&gw).await;
-    assert_eq!(
-        sample(
-            &m,
-            "portgate_tokens_total",
-            &[("provider", "anthropic"), ("type", "input")]
-        ),
-        Some(872.0)
-    );
+    assert_eq!(provider_tokens(&m, "anthropic", "input"), Some(872.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,6 +164,15 @@ pub fn tokens(text: &str, provider: &str, model: &str, kind: &str) -> Option<f64
     )
 }
 
+/// `portgate_tokens_total` of one provider and token kind, whatever the model.
+pub fn provider_tokens(text: &str, provider: &str, kind: &str) -> Option<f64> {
+    sample(
+        text,
+        "portgate_tokens_total",
+        &[("provider", provider), ("type", kind)],
+    )
+}
+
 /// The value of one sample: `name{labels}` with labels in any order, given as `k="v"` pairs
 /// that must all be present. `None` when no sample matches.
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

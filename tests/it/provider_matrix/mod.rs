@@ -139,3 +139,70 @@ fn named_events(slug: &str, text: &str) -> Vec<(String, Value)> {
 fn asks_for_a_stream(path: &str, sent: &Value) -> bool {
     sent["stream"] == true || path.to_ascii_lowercase().contains("stream")
 }
+
+/// One case of an agent API prepared for one provider by the gateway's own layer choice
+/// (`providers::prepare`), with what every provider request must hold checked: a JSON object
+/// body, the key sent and marked sensitive, each of the case's texts on the wire, and a stream
+/// asked for exactly when the client asked. `chat_path` is where the provider's own chat
+/// request of the same kind goes (a translated API must go there too).
+pub(super) struct Prepared {
+    pub req: portgate::providers::ProviderRequest,
+    pub sent: Value,
+    pub chat_path: String,
+}
+
+pub(super) fn prepare_checked(
+    p: &dyn portgate::providers::Provider,
+    slug: &str,
+    model: &str,
+    (name, op, body, texts): (&str, portgate::providers::Operation, &Value, &[&str]),
+) -> Prepared {
+    use portgate::providers::{prepare, Operation, Prepare};
+    let headers = http::HeaderMap::new();
+    let options = options(slug);
+    let stream = body["stream"] == true;
+    let run = |op, body: &Value| {
+        prepare(
+            p,
+            Prepare {
+                op,
+                body: Bytes::from(body.to_string()),
+                api_key: Some("k"),
+                query: None,
+                stream,
+                client_headers: &headers,
+                options: &options,
+            },
+        )
+    };
+    let req = run(op, body).unwrap_or_else(|e| panic!("{slug} / {name}: {e}"));
+    let sent: Value = serde_json::from_slice(&req.body)
+        .unwrap_or_else(|e| panic!("{slug} / {name}: the upstream body is JSON: {e}"));
+    assert!(sent.is_object(), "{slug} / {name}");
+    assert!(
+        req.headers.iter().any(|(_, v)| v.is_sensitive()),
+        "{slug} / {name}: the key is sent, marked sensitive"
+    );
+    let wire = String::from_utf8(req.body.to_vec()).unwrap();
+    for t in texts {
+        assert!(
+            wire.contains(t),
+            "{slug} / {name}: {t:?} reaches it: {wire}"
+        );
+    }
+    assert_eq!(
+        asks_for_a_stream(&req.path, &sent),
+        stream,
+        "{slug} / {name}: {} {sent}",
+        req.path
+    );
+    let chat = serde_json::json!({
+        "model": model, "stream": stream,
+        "messages": [{"role": "user", "content": "Hi"}]});
+    let chat_path = run(Operation::ChatCompletions, &chat).unwrap().path;
+    Prepared {
+        req,
+        sent,
+        chat_path,
+    }
+}

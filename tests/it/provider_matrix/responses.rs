@@ -4,7 +4,7 @@
 //! the Responses object and event sequence.
 
 use super::*;
-use portgate::providers::{self, Operation, Prepare, Providers};
+use portgate::providers::{self, Operation, Providers};
 use portgate::Settings;
 use serde_json::json;
 
@@ -69,61 +69,21 @@ fn native(slug: &str) -> bool {
 #[test]
 fn every_provider_prepares_every_responses_case() {
     let all = Providers::from_settings(&Settings::default()).unwrap();
-    let headers = http::HeaderMap::new();
     for slug in providers() {
         let p = &**all.get(&slug).unwrap();
-        let options = options(&slug);
         for (name, body, texts) in cases(model_of(&slug)) {
-            let stream = body["stream"] == true;
-            let prepare = |op, body: &Value| {
-                providers::prepare(
-                    p,
-                    Prepare {
-                        op,
-                        body: Bytes::from(body.to_string()),
-                        api_key: Some("k"),
-                        query: None,
-                        stream,
-                        client_headers: &headers,
-                        options: &options,
-                    },
-                )
-            };
-            let req = prepare(Operation::Responses, &body)
-                .unwrap_or_else(|e| panic!("{slug} / {name}: {e}"));
-            let sent: Value = serde_json::from_slice(&req.body)
-                .unwrap_or_else(|e| panic!("{slug} / {name}: the upstream body is JSON: {e}"));
-            assert!(sent.is_object(), "{slug} / {name}");
-            assert!(
-                req.headers.iter().any(|(_, v)| v.is_sensitive()),
-                "{slug} / {name}: the key is sent, marked sensitive"
-            );
-            let wire = String::from_utf8(req.body.to_vec()).unwrap();
-            for t in texts {
-                assert!(
-                    wire.contains(t),
-                    "{slug} / {name}: {t:?} reaches it: {wire}"
-                );
-            }
-            assert_eq!(
-                asks_for_a_stream(&req.path, &sent),
-                stream,
-                "{slug} / {name}: {} {sent}",
-                req.path
-            );
+            let case = (name, Operation::Responses, &body, texts);
+            let Prepared {
+                req,
+                sent,
+                chat_path,
+            } = prepare_checked(p, &slug, model_of(&slug), case);
             if native(&slug) {
                 assert!(req.path.starts_with("/responses"), "{slug}: {}", req.path);
                 assert_eq!(sent, body, "{slug} / {name}: sent as it came");
             } else {
                 // The provider's own chat endpoint, as for a chat request.
-                let chat = prepare(
-                    Operation::ChatCompletions,
-                    &json!({
-                    "model": model_of(&slug), "stream": stream,
-                    "messages": [{"role": "user", "content": "Hi"}]}),
-                )
-                .unwrap();
-                assert_eq!(req.path, chat.path, "{slug} / {name}");
+                assert_eq!(req.path, chat_path, "{slug} / {name}");
             }
         }
     }

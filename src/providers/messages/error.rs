@@ -1,7 +1,8 @@
 //! A provider's error on the Messages route, in Anthropic's error envelope
 //! (`{"type":"error","error":{"type","message"}}`), which the Anthropic SDKs read.
 
-use serde_json::{json, Value};
+use crate::types::json::Object;
+use serde_json::Value;
 
 /// Anthropic's error types, kept when a provider already gives one.
 const TYPES: &[&str] = &[
@@ -46,7 +47,14 @@ pub fn envelope(provider: &str, status: u16, body: &[u8]) -> Vec<u8> {
         .and_then(Value::as_str)
         .filter(|t| TYPES.contains(t))
         .unwrap_or_else(|| kind_of(status));
-    json!({"type": "error", "error": {"type": kind, "message": message}})
-        .to_string()
-        .into_bytes()
+    // Written in Anthropic's member order (a `json!` map would sort "error" before "type").
+    let mut out = Vec::with_capacity(64 + message.len());
+    let mut o = Object::new(&mut out);
+    o.str("type", "error");
+    let mut e = o.object("error");
+    e.str("type", kind);
+    e.str("message", message);
+    e.end();
+    o.end();
+    out
 }

@@ -320,8 +320,11 @@ fn errors_in_anthropics_envelope() {
         json!({"type": "error", "error": {"type": "rate_limit_error",
             "message": "openai error: slow down"}})
     );
-    let v: Value = serde_json::from_slice(&envelope("google", 500, b"boom")).unwrap();
-    assert_eq!(v["error"]["type"], "api_error");
+    // Byte for byte as Anthropic writes it: `type` first, at both levels.
+    assert_eq!(
+        String::from_utf8(envelope("google", 500, b"boom")).unwrap(),
+        r#"{"type":"error","error":{"type":"api_error","message":"google error: boom"}}"#
+    );
     // A type of Anthropic's own is kept.
     let v: Value = serde_json::from_slice(&envelope(
         "x",

@@ -129,6 +129,97 @@ impl<C: Convert> Translator for WholeJson<C> {
     }
 }
 
+/// How an API served through another translator's chat answer (the Responses and Messages
+/// APIs on a provider without them) makes its whole answer of that chat answer.
+pub(crate) trait FromChat: Send {
+    /// The answer for the chat answer's text, given the usage and model the chat translator
+    /// metered; `None` when it is not a chat answer (it then goes out as it came).
+    fn convert(
+        &mut self,
+        chat: &[u8],
+        usage: Option<Usage>,
+        model: Option<&str>,
+    ) -> Option<Vec<u8>>;
+}
+
+/// A non-streamed answer of an API layered over the chat path: the provider's chat translator
+/// makes the OpenAI chat answer (and meters it); it is held (up to `limit`) and converted
+/// whole at its end.
+pub(crate) struct OverChat<C> {
+    chat: Box<dyn Translator>,
+    convert: C,
+    limit: usize,
+    holder: Holder,
+    out: Option<Bytes>,
+}
+
+impl<C: FromChat> OverChat<C> {
+    pub(crate) fn new(chat: Box<dyn Translator>, convert: C, limit: usize) -> Self {
+        OverChat {
+            chat,
+            convert,
+            limit,
+            holder: Holder::default(),
+            out: None,
+        }
+    }
+}
+
+impl<C: FromChat> Translator for OverChat<C> {
+    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let out = self.chat.push(chunk)?;
+        self.holder.push(out, self.limit)
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        if let Some(tail) = self.chat.finish() {
+            if let Some(raw) = self.holder.push(tail, self.limit) {
+                return Some(raw);
+            }
+        }
+        let whole = self.holder.take()?;
+        let (usage, model) = (self.chat.usage(), self.chat.model());
+        match self.convert.convert(&whole, usage, model) {
+            Some(body) => {
+                let body = Bytes::from(body);
+                self.out = Some(body.clone());
+                Some(body)
+            }
+            None => self.holder.relay(whole),
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.chat.usage()
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.chat.model()
+    }
+
+    fn may_rewrite(&self) -> bool {
+        true
+    }
+
+    /// JSON when converted; relayed, the chat translator's own type.
+    fn content_type(&self) -> Option<&'static str> {
+        if self.holder.is_raw() {
+            self.chat.content_type()
+        } else {
+            Some("application/json")
+        }
+    }
+
+    fn buffers_whole(&self) -> bool {
+        true
+    }
+
+    fn json_body(&self) -> Option<serde_json::Value> {
+        // Read back only when asked (an access log with bodies): the answer is kept as text.
+        serde_json::from_slice(self.out.as_deref()?).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

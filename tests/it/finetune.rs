@@ -2,36 +2,12 @@
 //! reached through a virtual key's custom host and key. Both sides are checked: what the
 //! provider received (the multipart upload, the key, the job) and what the command printed.
 
-use crate::support::{free_port, MockProvider, Recorded, Reply};
+use crate::support::{free_port, MockProvider, Recorded, Reply, Scratch};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const KEY: &str = "sk-ft-test-0123456789";
 const TUNED: &str = "ft:gpt-4o-mini:org::abc";
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("pg-it-ft-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p.display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Settings with virtual key `ft` (openai at `host`, its key in `FT_TEST_KEY`) and `claude`
 /// (anthropic, which has no OpenAI fine-tuning API).
@@ -169,7 +145,7 @@ fn assert_upload(req: &Recorded, name: &str, bytes: &[u8]) {
 /// runs, and on success the fine-tuned model and a canary config that portgate itself accepts.
 #[tokio::test]
 async fn create_uploads_waits_and_prints_a_canary_config() {
-    let dir = Scratch::new("ok");
+    let dir = Scratch::new("pg-it-ft", "ok");
     let mock = MockProvider::start().await;
     let config = settings(&dir, &mock.base_url(), "");
     // Bytes a careless encoder would mangle: a boundary-like line, CRLF, non-UTF-8.
@@ -285,7 +261,7 @@ async fn create_uploads_waits_and_prints_a_canary_config() {
 /// A job that fails: non-zero exit with the provider's reason, on one line.
 #[tokio::test]
 async fn a_failed_job_exits_with_the_providers_reason() {
-    let dir = Scratch::new("failed");
+    let dir = Scratch::new("pg-it-ft", "failed");
     let mock = MockProvider::start().await;
     let config = settings(&dir, &mock.base_url(), "");
     let train = dir.write("train.jsonl", b"{}\n");
@@ -324,7 +300,7 @@ async fn a_failed_job_exits_with_the_providers_reason() {
 /// Bad input is named on one line before anything is sent.
 #[tokio::test]
 async fn bad_input_is_one_line_and_sends_nothing() {
-    let dir = Scratch::new("input");
+    let dir = Scratch::new("pg-it-ft", "input");
     let mock = MockProvider::start().await;
     let config = settings(&dir, &mock.base_url(), "");
     let train = dir.write("train.jsonl", b"{}\n");
@@ -386,7 +362,7 @@ async fn bad_input_is_one_line_and_sends_nothing() {
 /// provider quotes back is not printed.
 #[tokio::test]
 async fn a_refused_file_names_status_and_message() {
-    let dir = Scratch::new("refused");
+    let dir = Scratch::new("pg-it-ft", "refused");
     let mock = MockProvider::start().await;
     let config = settings(&dir, &mock.base_url(), "");
     let train = dir.write("train.jsonl", b"not json\n");
@@ -420,7 +396,7 @@ async fn a_refused_file_names_status_and_message() {
 /// `status`, `list` and `cancel`: their requests and what they print.
 #[tokio::test]
 async fn status_list_and_cancel() {
-    let dir = Scratch::new("jobs");
+    let dir = Scratch::new("pg-it-ft", "jobs");
     let mock = MockProvider::start().await;
     let config = settings(&dir, &mock.base_url(), "");
     mock.script([
@@ -474,7 +450,7 @@ async fn status_list_and_cancel() {
 /// timeout: one line each, named as the gateway names them.
 #[tokio::test]
 async fn unreachable_and_silent_providers_are_one_line() {
-    let dir = Scratch::new("down");
+    let dir = Scratch::new("pg-it-ft", "down");
     let config = settings(&dir, &format!("http://127.0.0.1:{}/v1", free_port()), "");
     let run = portgate(&config, &["list", "--virtual-key", "ft"]).await;
     assert!(

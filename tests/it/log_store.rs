@@ -9,25 +9,7 @@ use crate::support::*;
 use portgate::log_store::export::{self, ExportOptions, Summary};
 use portgate::settings::log_store::{LogStoreBackend, LogStoreSettings};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("pg-it-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn file_store(dir: &Scratch) -> LogStoreSettings {
     LogStoreSettings {
@@ -239,7 +221,7 @@ async fn the_loop(store: LogStoreSettings, other: Option<LogStoreSettings>, dir:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_on_files() {
-    let dir = Scratch::new("files");
+    let dir = Scratch::new("pg-it-store", "files");
     the_loop(file_store(&dir), None, &dir).await;
     let mut stored = String::new();
     for f in std::fs::read_dir(dir.0.join("store")).unwrap() {
@@ -251,7 +233,7 @@ async fn the_loop_on_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_on_postgres_across_two_replicas() {
-    let dir = Scratch::new("pg");
+    let dir = Scratch::new("pg-it-store", "pg");
     let pg = PgServer::start();
     the_loop(pg_store(&pg), Some(pg_store(&pg)), &dir).await;
     // The schema is versioned: both replicas started on it, it was migrated once.
@@ -449,13 +431,13 @@ async fn agent_apis(store: LogStoreSettings, dir: &Scratch) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_apis_on_files() {
-    let dir = Scratch::new("agents-files");
+    let dir = Scratch::new("pg-it-store", "agents-files");
     agent_apis(file_store(&dir), &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_apis_on_postgres() {
-    let dir = Scratch::new("agents-pg");
+    let dir = Scratch::new("pg-it-store", "agents-pg");
     let pg = PgServer::start();
     agent_apis(pg_store(&pg), &dir).await;
 }
@@ -570,7 +552,7 @@ async fn dropped_tables_are_made_again() {
 /// cause and a non-zero exit otherwise, with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_command() {
-    let dir = Scratch::new("cli");
+    let dir = Scratch::new("pg-it-store", "cli");
     let mock = MockProvider::start().await;
     let store = file_store(&dir);
     let gw = gateway(&mock, &store);

@@ -267,18 +267,10 @@ async fn count_tokens_estimated_for_openai_forwarded_to_anthropic() {
     assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
 }
 
-/// A fixture of a provider's directory.
-fn provider_fixture(slug: &str, name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{slug}/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 /// The events of an SSE fixture, one string each, as the mock writes them.
 fn sse_fixture(slug: &str, name: &str) -> Vec<String> {
-    provider_fixture(slug, name)
+    String::from_utf8(provider_fixture(slug, name))
+        .unwrap()
         .split("\n\n")
         .filter(|e| !e.trim().is_empty())
         .map(String::from)
@@ -368,10 +360,7 @@ fn cohere_body(stream: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_on_cohere_whole_and_with_tools() {
     let mock = MockProvider::start().await;
-    let upstream = |name| -> Value {
-        serde_json::from_str::<Value>(&provider_fixture("cohere", name)).unwrap()["upstream"]
-            .clone()
-    };
+    let upstream = |name| fixture_upstream("cohere", name);
     mock.script([
         Reply::json(200, upstream("chat_response.json")),
         Reply::json(200, upstream("chat_tool_response.json")),

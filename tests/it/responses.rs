@@ -234,15 +234,6 @@ async fn errors_come_in_openais_envelope() {
     assert_eq!(mock.request_count(), sent);
 }
 
-/// A fixture of another provider's directory.
-fn provider_fixture(slug: &str, name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/{slug}/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 /// The events of an SSE fixture, one string each, as the mock writes them.
 fn sse_fixture(slug: &str, name: &str) -> Vec<String> {
     String::from_utf8(provider_fixture(slug, name))
@@ -532,10 +523,7 @@ fn cohere_on(mock: &MockProvider) -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cohere_serves_a_responses_request_whole_and_with_tools() {
     let mock = MockProvider::start().await;
-    let fixture = |name| -> Value {
-        serde_json::from_slice::<Value>(&provider_fixture("cohere", name)).unwrap()["upstream"]
-            .clone()
-    };
+    let fixture = |name| fixture_upstream("cohere", name);
     mock.script([
         Reply::json(200, fixture("chat_response.json")),
         Reply::json(200, fixture("chat_tool_response.json")),

@@ -199,3 +199,45 @@ pub fn rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A directory of its own under the system's temporary directory, emptied at the start and
+/// removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// `prefix` names the test file, `name` the test: a test process's dirs never collide.
+    pub fn new(prefix: &str, name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("{prefix}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+
+    /// Writes a file in the directory; its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A provider's fixture file, as bytes.
+pub fn provider_fixture(slug: &str, name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{slug}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The `upstream` member of a provider's fixture: the provider's own answer.
+pub fn fixture_upstream(slug: &str, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&provider_fixture(slug, name)).unwrap();
+    v["upstream"].clone()
+}

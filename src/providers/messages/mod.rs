@@ -82,6 +82,6 @@ pub(crate) fn response(
     if super::chat_streams(content_type, inner.as_ref()) {
         Box::new(stream::MessageStream::new(inner, opts.model))
     } else {
-        Box::new(response::WholeMessage::new(inner, opts.model))
+        Box::new(response::whole(inner, opts.model))
     }
 }

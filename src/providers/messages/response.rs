@@ -1,9 +1,8 @@
 //! OpenAI chat answers (what every chat translator gives) into Anthropic messages.
 
-use crate::stream::holder::Holder;
+use crate::stream::holder::{FromChat, OverChat};
 use crate::stream::Translator;
 use crate::types::usage::Usage;
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 /// A whole answer is held up to this size, as the providers' own whole-answer translators do;
@@ -111,70 +110,27 @@ pub(crate) fn to_message(body: &[u8], usage: Option<Usage>, model: Option<&str>)
     Some(Value::Object(out))
 }
 
+/// A whole answer's conversion, at its end: the Anthropic message of the chat answer, naming
+/// the model the chat translator read (or the one requested).
+pub(crate) struct ToMessage {
+    requested: Option<String>,
+}
+
+impl FromChat for ToMessage {
+    fn convert(
+        &mut self,
+        chat: &[u8],
+        usage: Option<Usage>,
+        model: Option<&str>,
+    ) -> Option<Vec<u8>> {
+        let message = to_message(chat, usage, model.or(self.requested.as_deref()))?;
+        serde_json::to_vec(&message).ok()
+    }
+}
+
 /// A whole answer: the target's translator gives OpenAI's format (and meters it), this holds
 /// it and converts it at the end.
-pub(crate) struct WholeMessage {
-    inner: Box<dyn Translator>,
-    holder: Holder,
-    model: Option<String>,
-    out: Option<Value>,
-}
-
-impl WholeMessage {
-    pub(crate) fn new(inner: Box<dyn Translator>, model: Option<&str>) -> Self {
-        WholeMessage {
-            inner,
-            holder: Holder::default(),
-            model: model.map(str::to_string),
-            out: None,
-        }
-    }
-}
-
-impl Translator for WholeMessage {
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let openai = self.inner.push(chunk)?;
-        self.holder.push(openai, LIMIT)
-    }
-
-    fn finish(&mut self) -> Option<Bytes> {
-        let tail = self.inner.finish().and_then(|t| self.holder.push(t, LIMIT));
-        let Some(whole) = self.holder.take() else {
-            return tail;
-        };
-        let usage = self.inner.usage();
-        let model = self.inner.model().or(self.model.as_deref());
-        match to_message(&whole, usage, model) {
-            Some(message) => {
-                let body = crate::types::json::to_bytes(&message);
-                self.out = Some(message);
-                Some(body)
-            }
-            None => self.holder.relay(whole),
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    fn model(&self) -> Option<&str> {
-        self.inner.model()
-    }
-
-    fn may_rewrite(&self) -> bool {
-        true
-    }
-
-    fn content_type(&self) -> Option<&'static str> {
-        (!self.holder.is_raw()).then_some("application/json")
-    }
-
-    fn buffers_whole(&self) -> bool {
-        true
-    }
-
-    fn json_body(&self) -> Option<Value> {
-        self.out.clone()
-    }
+pub(crate) fn whole(inner: Box<dyn Translator>, requested: Option<&str>) -> OverChat<ToMessage> {
+    let requested = requested.map(str::to_string);
+    OverChat::new(inner, ToMessage { requested }, LIMIT)
 }

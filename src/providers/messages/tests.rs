@@ -1,5 +1,5 @@
 use super::request::{effort, to_chat, Target};
-use super::response::{to_message, WholeMessage};
+use super::response::{to_message, whole};
 use super::stream::MessageStream;
 use super::*;
 use crate::stream::{Meter, Translator};
@@ -176,7 +176,7 @@ fn an_answer_with_text_and_tool_use_and_each_stop_reason() {
     }
     // Through the chain: the meter reads OpenAI's usage, the client gets the message.
     let inner = Box::new(Meter::for_response(200, "application/json", false));
-    let mut t = WholeMessage::new(inner, Some("asked"));
+    let mut t = whole(inner, Some("asked"));
     let body = completion("stop");
     assert_eq!(t.push(Bytes::from(body[..20].to_vec())), None);
     assert_eq!(t.push(Bytes::from(body[20..].to_vec())), None);

@@ -3,13 +3,11 @@
 //! order the API shows its members: a tree of maps built per answer (and serialised through
 //! `Display`) cost as much as the rest of the translation.
 
-use crate::stream::holder::Holder;
+use crate::stream::holder::{FromChat, OverChat};
 use crate::stream::Translator;
 use crate::types::json::{fragment, Object};
 use crate::types::usage::Usage;
-use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
-use serde_json::Value;
 use std::borrow::Cow;
 
 /// The largest chat answer converted; past it the answer goes out as the provider's chat
@@ -283,76 +281,20 @@ pub(super) fn convert(chat: &[u8], created: u64, usage: Option<Usage>) -> Option
     Some(out)
 }
 
+/// A non-streamed answer's conversion, at its end: the Responses object of the chat answer,
+/// with the usage the chat translator metered.
+pub(super) struct ToResponse {
+    created: u64,
+}
+
+impl FromChat for ToResponse {
+    fn convert(&mut self, chat: &[u8], usage: Option<Usage>, _: Option<&str>) -> Option<Vec<u8>> {
+        convert(chat, self.created, usage)
+    }
+}
+
 /// A non-streamed answer: the provider's chat translator makes the OpenAI chat answer (and
 /// meters it), which is converted whole at its end.
-pub(super) struct ResponsesJson {
-    chat: Box<dyn Translator>,
-    created: u64,
-    holder: Holder,
-    out: Option<Bytes>,
-}
-
-impl ResponsesJson {
-    pub(super) fn new(chat: Box<dyn Translator>, created: u64) -> Self {
-        ResponsesJson {
-            chat,
-            created,
-            holder: Holder::default(),
-            out: None,
-        }
-    }
-}
-
-impl Translator for ResponsesJson {
-    fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let out = self.chat.push(chunk)?;
-        self.holder.push(out, MAX_BODY)
-    }
-
-    fn finish(&mut self) -> Option<Bytes> {
-        let tail = self.chat.finish();
-        if let Some(tail) = tail {
-            if let Some(raw) = self.holder.push(tail, MAX_BODY) {
-                return Some(raw);
-            }
-        }
-        let whole: BytesMut = self.holder.take()?;
-        match convert(&whole, self.created, self.chat.usage()) {
-            Some(v) => {
-                let body = Bytes::from(v);
-                self.out = Some(body.clone());
-                Some(body)
-            }
-            None => self.holder.relay(whole),
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.chat.usage()
-    }
-
-    fn model(&self) -> Option<&str> {
-        self.chat.model()
-    }
-
-    fn may_rewrite(&self) -> bool {
-        true
-    }
-
-    fn content_type(&self) -> Option<&'static str> {
-        if self.holder.is_raw() {
-            self.chat.content_type()
-        } else {
-            Some("application/json")
-        }
-    }
-
-    fn buffers_whole(&self) -> bool {
-        true
-    }
-
-    fn json_body(&self) -> Option<Value> {
-        // Read back only when asked (an access log with bodies): the answer is written as text.
-        serde_json::from_slice(self.out.as_deref()?).ok()
-    }
+pub(super) fn whole(chat: Box<dyn Translator>, created: u64) -> OverChat<ToResponse> {
+    OverChat::new(chat, ToResponse { created }, MAX_BODY)
 }

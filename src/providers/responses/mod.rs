@@ -100,6 +100,6 @@ pub(crate) fn response(
     if super::chat_streams(content_type, chat.as_ref()) {
         Box::new(stream::ResponsesStream::new(chat, opts.created))
     } else {
-        Box::new(answer::ResponsesJson::new(chat, opts.created))
+        Box::new(answer::whole(chat, opts.created))
     }
 }

@@ -1,4 +1,4 @@
-use super::answer::ResponsesJson;
+use super::answer;
 use super::request::to_chat;
 use super::stream::ResponsesStream;
 use super::*;
@@ -127,7 +127,7 @@ fn a_stream_asks_for_usage_where_the_provider_reports_it() {
 
 fn whole(answer: Value) -> Value {
     let inner = Box::new(Meter::for_response(200, "application/json", false));
-    let mut t = ResponsesJson::new(inner, 7);
+    let mut t = answer::whole(inner, 7);
     let out = crate::stream::translate_whole(&mut t, Bytes::from(answer.to_string()));
     assert_eq!(t.content_type(), Some("application/json"));
     serde_json::from_slice(&out).unwrap()
